@@ -1,0 +1,58 @@
+# moe: the usual steps. `make demo` runs the main job, `make test` runs the tests; both install
+# what is missing (Debian packages), configure, build and run.
+#
+#   make build       release build in build/release
+#   make test        unit, gradcheck and golden tests, then the unit tests under ASan + UBSan
+#   make test-slow   the slow label
+#   make demo        the demo
+#   make format      clang-format every source file
+#   make tidy        clang-tidy over src/
+
+JOBS ?= $(shell nproc)
+RELEASE := build/release
+ASAN := build/asan
+CMAKE_FLAGS ?=
+
+.PHONY: deps build build-asan test test-fast test-asan test-slow demo bench format tidy clean
+
+deps:
+	@scripts/install_deps.sh
+
+$(RELEASE)/CMakeCache.txt:
+	cmake -S . -B $(RELEASE) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+
+build: deps $(RELEASE)/CMakeCache.txt
+	cmake --build $(RELEASE) -j $(JOBS)
+
+$(ASAN)/CMakeCache.txt:
+	cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOE_SANITIZE=ON \
+	  -DMOE_BUILD_BENCH=OFF $(CMAKE_FLAGS)
+
+build-asan: deps $(ASAN)/CMakeCache.txt
+	cmake --build $(ASAN) -j $(JOBS)
+
+test-fast: build
+	cd $(RELEASE) && ctest -L 'unit|gradcheck|golden' --output-on-failure -j $(JOBS)
+
+test-asan: build-asan
+	cd $(ASAN) && ASAN_OPTIONS=detect_leaks=1 ctest -L unit --output-on-failure -j $(JOBS)
+
+test: test-fast test-asan
+
+test-slow: build
+	cd $(RELEASE) && ctest -L slow --output-on-failure
+
+demo: build
+	scripts/demo.sh $(RELEASE)
+
+bench: build
+	$(RELEASE)/bench/bench_moe
+
+format:
+	clang-format -i $$(git ls-files '*.h' '*.cpp')
+
+tidy: $(RELEASE)/CMakeCache.txt
+	clang-tidy -p $(RELEASE) $$(git ls-files 'src/*.cpp')
+
+clean:
+	rm -rf build

@@ -1,0 +1,20 @@
+# moe_add_test(NAME <name> SOURCES <files...> LABELS <labels...> [TIMEOUT <seconds>])
+#
+# One GoogleTest executable per area; each test case becomes a CTest test carrying the labels
+# (unit, gradcheck, golden, slow, mpi), so `ctest -L unit` runs exactly the fast set. Tests run
+# from the source tree's tests/ directory so fixtures are found by relative path.
+include(GoogleTest)
+
+function(moe_add_test)
+  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LABELS" ${ARGN})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 120)
+  endif()
+  set(target moe_test_${T_NAME})
+  add_executable(${target} ${T_SOURCES})
+  target_link_libraries(${target} PRIVATE moe moe_testing moe_options GTest::gtest GTest::gtest_main)
+  gtest_discover_tests(${target}
+    WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}/tests
+    PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT}
+    DISCOVERY_TIMEOUT 60)
+endfunction()

@@ -1,0 +1,262 @@
+#include "moe/io/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+namespace moe {
+
+namespace {
+
+using json = nlohmann::json;
+
+bool parse_dtype(const std::string& s, DType* out) {
+  for (DType t : {DType::kF32, DType::kBF16, DType::kF64, DType::kI64, DType::kI32, DType::kI8,
+                  DType::kU8}) {
+    if (s == dtype_name(t)) {
+      *out = t;
+      return true;
+    }
+  }
+  return false;
+}
+
+// a · b, false on uint64 overflow
+bool mul_overflows(uint64_t a, uint64_t b, uint64_t* out) {
+  return __builtin_mul_overflow(a, b, out);
+}
+
+Status parse_entry(const std::string& source, const std::string& name, const json& v,
+                   SafetensorsEntry* e) {
+  auto err = [&](const std::string& what) {
+    return Status::error("{}: tensor '{}': {}", source, name, what);
+  };
+  if (!v.is_object()) return err("entry is not a JSON object");
+  for (const auto& [key, _] : v.items())
+    if (key != "dtype" && key != "shape" && key != "data_offsets")
+      return err("unexpected field '" + key + "'");
+  if (!v.contains("dtype") || !v["dtype"].is_string()) return err("missing string field 'dtype'");
+  const std::string dt = v["dtype"].get<std::string>();
+  if (!parse_dtype(dt, &e->dtype)) return err("unknown dtype '" + dt + "'");
+  if (!v.contains("shape") || !v["shape"].is_array()) return err("missing array field 'shape'");
+  const json& shape = v["shape"];
+  if (shape.size() > static_cast<size_t>(kMaxRank))
+    return err(fmt::format("rank {} exceeds the supported maximum {}", shape.size(), kMaxRank));
+  e->shape = Shape();
+  uint64_t n = 1;
+  for (const json& d : shape) {
+    if (!d.is_number_unsigned()) return err("shape entries must be non-negative integers");
+    const uint64_t dim = d.get<uint64_t>();
+    if (mul_overflows(n, dim, &n) || dim > static_cast<uint64_t>(INT64_MAX))
+      return err("shape " + shape.dump() + " overflows 64 bits");
+    e->shape.dims[static_cast<size_t>(e->shape.rank++)] = static_cast<int64_t>(dim);
+  }
+  uint64_t bytes = 0;
+  if (mul_overflows(n, dtype_size(e->dtype), &bytes) || bytes > static_cast<uint64_t>(INT64_MAX))
+    return err("shape " + shape.dump() + " overflows 64 bits in bytes");
+  if (!v.contains("data_offsets") || !v["data_offsets"].is_array() ||
+      v["data_offsets"].size() != 2 || !v["data_offsets"][0].is_number_unsigned() ||
+      !v["data_offsets"][1].is_number_unsigned())
+    return err("'data_offsets' must be two non-negative integers");
+  e->begin = v["data_offsets"][0].get<uint64_t>();
+  e->end = v["data_offsets"][1].get<uint64_t>();
+  if (e->end < e->begin)
+    return err(fmt::format("data_offsets [{}, {}] end before begin", e->begin, e->end));
+  if (e->end - e->begin != bytes)
+    return err(fmt::format("data_offsets [{}, {}] hold {} bytes, dtype and shape need {}",
+                           e->begin, e->end, e->end - e->begin, bytes));
+  e->name = name;
+  return Status::ok();
+}
+
+}  // namespace
+
+Result<SafetensorsFile> SafetensorsFile::open(const std::string& path, SafetensorsLimits limits) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::error("{}: cannot open: {}", path, std::strerror(errno));
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  if (size < 0) return Status::error("{}: cannot determine the file size", path);
+  if (static_cast<uint64_t>(size) > limits.max_file_bytes)
+    return Status::error("{}: {} bytes exceeds the limit of {}", path, size, limits.max_file_bytes);
+  in.seekg(0);
+  std::vector<uint8_t> bytes(static_cast<size_t>(size));
+  if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), size))
+    return Status::error("{}: read failed", path);
+  return parse(std::move(bytes), path, limits);
+}
+
+Result<SafetensorsFile> SafetensorsFile::parse(std::vector<uint8_t> bytes, const std::string& source,
+                                               SafetensorsLimits limits) {
+  if (bytes.size() < 8)
+    return Status::error("{}: {} bytes is too short for a safetensors file (need the 8-byte header "
+                         "length)", source, bytes.size());
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = header_len << 8 | bytes[static_cast<size_t>(i)];
+  if (header_len > limits.max_header_bytes)
+    return Status::error("{}: header length {} exceeds the limit of {} bytes", source, header_len,
+                         limits.max_header_bytes);
+  if (header_len > bytes.size() - 8)
+    return Status::error("{}: header length {} runs past the end of the file ({} bytes)", source,
+                         header_len, bytes.size());
+  const char* hp = reinterpret_cast<const char*>(bytes.data() + 8);
+  json header = json::parse(hp, hp + header_len, nullptr, /*allow_exceptions=*/false);
+  if (header.is_discarded())
+    return Status::error("{}: the header is not valid JSON", source);
+  if (!header.is_object()) return Status::error("{}: the header is not a JSON object", source);
+
+  SafetensorsFile f;
+  f.source_ = source;
+  f.data_start_ = 8 + header_len;
+  const uint64_t data_size = bytes.size() - f.data_start_;
+  for (const auto& [name, v] : header.items()) {
+    if (name == "__metadata__") {
+      if (!v.is_object()) return Status::error("{}: __metadata__ is not an object", source);
+      for (const auto& [k, mv] : v.items()) {
+        if (!mv.is_string())
+          return Status::error("{}: __metadata__ value '{}' is not a string", source, k);
+        f.metadata_[k] = mv.get<std::string>();
+      }
+      continue;
+    }
+    SafetensorsEntry e;
+    MOE_TRY(parse_entry(source, name, v, &e));
+    if (e.end > data_size)
+      return Status::error("{}: tensor '{}': data_offsets [{}, {}] run past the data section ({} "
+                           "bytes)", source, name, e.begin, e.end, data_size);
+    f.entries_.push_back(std::move(e));
+  }
+  // The ranges must tile [0, data_size) exactly: sorted by begin, each starts where the last ended.
+  std::vector<const SafetensorsEntry*> by_offset;
+  for (const auto& e : f.entries_) by_offset.push_back(&e);
+  std::sort(by_offset.begin(), by_offset.end(), [](auto* a, auto* b) {
+    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+  });
+  uint64_t pos = 0;
+  const SafetensorsEntry* prev = nullptr;
+  for (const auto* e : by_offset) {
+    if (e->begin < pos)
+      return Status::error("{}: tensor '{}' [{}, {}] overlaps tensor '{}' [{}, {}]", source,
+                           e->name, e->begin, e->end, prev->name, prev->begin, prev->end);
+    if (e->begin > pos)
+      return Status::error("{}: {} unused bytes in the data section before tensor '{}' (at {})",
+                           source, e->begin - pos, e->name, pos);
+    pos = e->end;
+    prev = e;
+  }
+  if (pos != data_size)
+    return Status::error("{}: {} bytes after the last tensor are not described by the header",
+                         source, data_size - pos);
+  f.bytes_ = std::move(bytes);
+  return f;
+}
+
+bool SafetensorsFile::contains(const std::string& name) const { return find(name) != nullptr; }
+
+const SafetensorsEntry* SafetensorsFile::find(const std::string& name) const {
+  for (const auto& e : entries_)
+    if (e.name == name) return &e;
+  return nullptr;
+}
+
+Result<TensorBuffer> SafetensorsFile::load(const std::string& name) const {
+  const SafetensorsEntry* e = find(name);
+  if (e == nullptr) return Status::error("{}: no tensor named '{}'", source_, name);
+  TensorBuffer buf(e->shape, e->dtype);
+  MOE_TRY(read_into(name, buf.view()));
+  return buf;
+}
+
+Status SafetensorsFile::read_into(const std::string& name, Tensor dst) const {
+  const SafetensorsEntry* e = find(name);
+  if (e == nullptr) return Status::error("{}: no tensor named '{}'", source_, name);
+  if (e->dtype != dst.dtype() || e->shape != dst.shape())
+    return Status::error("{}: tensor '{}' is {} {}, expected {} {}", source_, name,
+                         dtype_name(e->dtype), e->shape.str(), dtype_name(dst.dtype()),
+                         dst.shape().str());
+  if (e->end > e->begin)
+    std::memcpy(dst.raw(), bytes_.data() + data_start_ + e->begin, e->end - e->begin);
+  return Status::ok();
+}
+
+std::vector<uint8_t> encode_safetensors(const std::vector<NamedTensor>& tensors,
+                                        const std::map<std::string, std::string>& metadata) {
+  // nlohmann's ordered_json keeps the tensors in the order given, which keeps files diffable.
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  for (const auto& t : tensors) {
+    std::vector<int64_t> shape(t.tensor.shape().dims.begin(),
+                               t.tensor.shape().dims.begin() + t.tensor.rank());
+    header[t.name] = {{"dtype", dtype_name(t.tensor.dtype())},
+                      {"shape", shape},
+                      {"data_offsets", {offset, offset + t.tensor.nbytes()}}};
+    offset += t.tensor.nbytes();
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');  // data starts 8-byte aligned
+  std::vector<uint8_t> out(8 + text.size() + offset);
+  const uint64_t n = text.size();
+  for (int i = 0; i < 8; ++i) out[static_cast<size_t>(i)] = static_cast<uint8_t>(n >> (8 * i));
+  std::memcpy(out.data() + 8, text.data(), text.size());
+  uint8_t* p = out.data() + 8 + text.size();
+  for (const auto& t : tensors) {
+    if (t.tensor.nbytes() > 0) std::memcpy(p, t.tensor.raw(), t.tensor.nbytes());
+    p += t.tensor.nbytes();
+  }
+  return out;
+}
+
+Status write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
+                         const std::map<std::string, std::string>& metadata) {
+  const auto bytes = encode_safetensors(tensors, metadata);
+  return write_file_atomic(path, bytes.data(), bytes.size());
+}
+
+Status write_file_atomic(const std::string& path, const void* data, size_t size) {
+  const auto slash = path.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::error("{}: cannot create: {}", tmp, std::strerror(errno));
+  const char* p = static_cast<const char*>(data);
+  size_t left = size;
+  while (left > 0) {
+    const ssize_t w = ::write(fd, p, left);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      const int e = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return Status::error("{}: write failed: {}", tmp, std::strerror(e));
+    }
+    p += w;
+    left -= static_cast<size_t>(w);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    const int e = errno;
+    ::unlink(tmp.c_str());
+    return Status::error("{}: fsync/close failed: {}", tmp, std::strerror(e));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int e = errno;
+    ::unlink(tmp.c_str());
+    return Status::error("{}: cannot rename into place: {}", path, std::strerror(e));
+  }
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return Status::ok();
+}
+
+}  // namespace moe
