@@ -1,0 +1,124 @@
+// Gates: from token representations to a RoutingPlan, and back.
+//
+// Dims: T tokens · D model width · E experts · K experts per token · S slots.
+//
+// A gate owns its router parameters (declared into a ParamStore), its persistent state (the
+// auxiliary-loss-free biases, the Gumbel temperature: checkpointed, not trained by gradient) and
+// a cache of what its backward needs. forward() fills a RoutingPlan and the auxiliary losses;
+// backward() takes dL/dweight for every slot (from combine's backward) plus the auxiliary losses'
+// coefficients, and accumulates dL/dx and the router's parameter gradients.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "moe/core/arena.h"
+#include "moe/core/params.h"
+#include "moe/core/rng.h"
+#include "moe/core/tensor.h"
+#include "moe/moe/routing_plan.h"
+
+namespace moe {
+
+enum class GateKind {
+  kDenseSoftmax,   // every expert, g = softmax(x·Wᵀ) (Jacobs et al. 1991)
+  kGumbelSoftmax,  // softmax((logits + Gumbel noise)/τ), soft or straight-through hard
+  kTopKSoftmax,    // softmax then top-k (optionally renormalised), or top-k then softmax
+  kNoisyTopK,      // Shazeer et al. 2017: logits + N(0,1)·softplus(x·W_noiseᵀ), top-k, softmax
+  kSigmoidBias,    // DeepSeek-V3: sigmoid scores, top-k on score + bias, aux-loss-free balancing
+  kExpertChoice,   // Zhou et al. 2022: each expert takes its top-C tokens
+  kHash,           // Roller et al. 2021: expert = hash(token id or row id), no parameters
+  kSinkhorn,       // balanced assignment (Clark et al. 2022) in training, greedy top-k in eval
+};
+
+const char* gate_kind_name(GateKind k);                    // "topk_softmax", ...
+bool parse_gate_kind(const std::string& s, GateKind* out);  // false if unknown
+
+struct GateConfig {
+  GateKind kind = GateKind::kTopKSoftmax;
+  int64_t d_model = 0;    // D
+  int64_t n_experts = 0;  // E
+  int64_t k = 2;          // K (ignored by dense softmax and expert choice)
+
+  bool renormalize = true;          // top-k softmax: weights of the K chosen sum to 1
+  bool softmax_after_topk = false;  // top-k on logits, then softmax over the K chosen
+
+  float tau_start = 1.0f;  // Gumbel: τ(step) = max(tau_min, tau_start · exp(−tau_decay · step))
+  float tau_min = 0.5f;
+  float tau_decay = 0.0f;
+  bool hard = false;  // Gumbel straight-through: one-hot forward, soft gradient
+
+  float bias_update_rate = 1e-3f;  // sigmoid gate: bias_i += rate · sign(mean load − load_i)
+
+  // Capacity per expert C = max(min_capacity, ceil(capacity_factor · T · K / E)); 0 = dropless.
+  // Expert choice always uses C (with its own default factor of 1 when 0 is given).
+  float capacity_factor = 0.0f;
+  int64_t min_capacity = 1;
+
+  int sinkhorn_iterations = 8;
+
+  // Balancing loss coefficients (0 = off). Each loss is reported separately in AuxLosses.
+  float switch_loss = 0.0f;      // Fedus et al. 2021: α · E · Σ_i f_i · P_i
+  float importance_loss = 0.0f;  // Shazeer et al. 2017: w · CV²(Σ_t g_t)
+  float load_loss = 0.0f;        // Shazeer et al. 2017: w · CV²(smooth load estimate)
+  float z_loss = 0.0f;           // Zoph et al. 2022: w · mean_t (logsumexp_t)²
+};
+
+// Unweighted values of each auxiliary loss (multiply by its coefficient for the total).
+struct AuxLosses {
+  double switch_loss = 0.0;
+  double importance_loss = 0.0;
+  double load_loss = 0.0;
+  double z_loss = 0.0;
+  double weighted_total(const GateConfig& c) const {
+    return c.switch_loss * switch_loss + c.importance_loss * importance_loss +
+           c.load_loss * load_loss + c.z_loss * z_loss;
+  }
+};
+
+struct GateInput {
+  Tensor x;                           // [T, D]
+  const int64_t* token_ids = nullptr;  // [T] for hash routing; row ids (first_row + t) when null
+  int64_t first_row = 0;
+  bool training = false;
+  Rng rng;  // noise source for this forward (Gumbel, noisy top-k); forked per step by the caller
+};
+
+class Gate {
+ public:
+  explicit Gate(GateConfig config);
+  ~Gate();
+  Gate(Gate&&) noexcept;
+  Gate& operator=(Gate&&) noexcept;
+
+  const GateConfig& config() const;
+
+  // Declares "<prefix>.w" [E, D] (and "<prefix>.w_noise" [E, D] for noisy top-k).
+  void declare(ParamStore& store, const std::string& prefix);
+  void bind(const ParamStore& store);  // after store.finalize(): takes views of values and grads
+  void init(Rng& rng);                 // router init (PyTorch Linear default)
+
+  // Fills plan (sorted by expert, see sort_slots_by_expert) and aux; caches what backward needs
+  // in memory from `arena`, which must stay alive and unreset until backward returns.
+  void forward(const GateInput& in, Arena& arena, RoutingPlan* plan, AuxLosses* aux);
+  // dweights [S]: dL/d(plan.weights). Accumulates dL/dx into dx [T, D] (+=) and the router's
+  // parameter gradients, including the weighted auxiliary losses' gradients.
+  void backward(const GateInput& in, const RoutingPlan& plan, const float* dweights, Tensor dx,
+                Arena& arena);
+  // Once per optimizer step: the aux-loss-free bias update from the last plan's load, and the
+  // Gumbel temperature schedule.
+  void after_step(const RoutingPlan& plan);
+
+  // Persistent state, saved in checkpoints.
+  Tensor bias() const;  // [E] sigmoid gate's selection bias (empty for other kinds)
+  float temperature() const;
+  int64_t step() const;
+  void set_state(int64_t step);  // restores the temperature schedule position
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace moe
