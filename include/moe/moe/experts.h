@@ -1,0 +1,92 @@
+// Experts: the feed-forward networks an MoE layer routes tokens to, each a map [N, D] -> [N, D].
+//
+// Dims: N rows given to the expert (its segment of the dispatched rows, possibly 0) · D model
+// width · F expert hidden width.
+//
+//   Linear   y = x · W1ᵀ + b1                                    W1 [D, D]
+//   MLP      h_1 = act(x · W1ᵀ + b1), …, h_L = act(h_{L−1} · W_Lᵀ + b_L), y = h_L · W_{L+1}ᵀ +
+//   b_{L+1}
+//            with L = depth hidden layers of width F             W1 [F, D], W_i [F, F], W_{L+1} [D,
+//            F]
+//   SwiGLU   y = W2 · (silu(W1 x) ⊙ (W3 x)), no biases (LLaMA, Mixtral; layers/swiglu.h)
+//                                                                W1, W3 [F, D], W2 [D, F]
+//
+// Parameters are named "<prefix>.w1", "<prefix>.b1", … in PyTorch's [out, in] layout, so an
+// expert of an MoE layer is "<layer>.experts.<e>.w1" and a checkpoint maps one to one. Each
+// expert runs one GEMM per weight matrix on its whole segment; a segment of 0 rows costs nothing.
+//
+// An Expert keeps views of its parameters (bind) and, between forward and backward, a cache of
+// its input and hidden activations in memory from the caller's Arena.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "moe/core/arena.h"
+#include "moe/core/params.h"
+#include "moe/core/rng.h"
+#include "moe/core/status.h"
+#include "moe/core/tensor.h"
+#include "moe/kernels/ops.h"
+#include "moe/layers/linear.h"
+#include "moe/layers/swiglu.h"
+
+namespace moe {
+
+enum class ExpertKind { kLinear, kMlp, kSwiglu };
+
+const char* expert_kind_name(ExpertKind k);                     // "linear", "mlp", "swiglu"
+bool parse_expert_kind(const std::string& s, ExpertKind* out);  // false if unknown
+
+struct ExpertConfig {
+  ExpertKind kind = ExpertKind::kSwiglu;
+  int64_t hidden = 0;                         // F (MLP and SwiGLU; Linear has none)
+  int depth = 1;                              // MLP: number of hidden layers L ≥ 1
+  Activation activation = Activation::kGelu;  // MLP hidden activation
+  bool bias = true;                           // Linear and MLP; SwiGLU never has biases
+};
+
+// User-facing check of one expert's configuration (kind, widths, depth); names the field.
+Status validate_expert_config(const ExpertConfig& c);
+
+class Expert {
+ public:
+  Expert(int64_t d_model, ExpertConfig config);
+
+  const ExpertConfig& config() const { return config_; }
+  int64_t d_model() const { return d_model_; }
+  int64_t n_params() const;       // parameter count
+  int64_t flops_per_row() const;  // forward FLOPs (2 per multiply-add) for one row
+
+  void declare(ParamStore& store, const std::string& prefix);
+  void bind(const ParamStore& store);  // after store.finalize()
+  void init(Rng& rng);                 // PyTorch's nn.Linear default for every matrix
+
+  // x [N, D] -> y [N, D] (=). Keeps a view of x and takes its hidden activations from `arena`;
+  // both must stay alive until backward returns.
+  void forward(Tensor x, Tensor y, Arena& arena);
+  // dy [N, D] -> dx [N, D] (=; skipped when dx is empty); parameter gradients (+=).
+  void backward(Tensor dy, Tensor dx, Arena& arena);
+
+ private:
+  void mlp_forward(Tensor x, Tensor y, Arena& arena);
+  void mlp_backward(Tensor dy, Tensor dx, Arena& arena);
+
+  int64_t d_model_;
+  ExpertConfig config_;
+  // Linear: one layer; MLP: depth + 1 layers, layer i named w{i+1}, b{i+1}.
+  std::vector<ParamId> weight_ids_, bias_ids_;
+  std::vector<LinearParams> layers_;
+  std::vector<LinearGrads> layer_grads_;
+  SwigluParams swiglu_;
+  SwigluGrads swiglu_grads_;
+
+  // Cache of the last forward.
+  Tensor x_;                  // [N, D]
+  std::vector<Tensor> pre_;   // MLP: [N, F] per hidden layer, before the activation
+  std::vector<Tensor> post_;  // MLP: [N, F] per hidden layer, after it
+  SwigluCache swiglu_cache_;  // SwiGLU: h1, h3 [N, F]
+};
+
+}  // namespace moe

@@ -1,0 +1,204 @@
+#include "moe/moe/experts.h"
+
+#include <fmt/format.h>
+
+namespace moe {
+
+const char* expert_kind_name(ExpertKind k) {
+  switch (k) {
+    case ExpertKind::kLinear:
+      return "linear";
+    case ExpertKind::kMlp:
+      return "mlp";
+    case ExpertKind::kSwiglu:
+      return "swiglu";
+  }
+  return "?";
+}
+
+bool parse_expert_kind(const std::string& s, ExpertKind* out) {
+  for (ExpertKind k : {ExpertKind::kLinear, ExpertKind::kMlp, ExpertKind::kSwiglu}) {
+    if (s == expert_kind_name(k)) {
+      *out = k;
+      return true;
+    }
+  }
+  return false;
+}
+
+Status validate_expert_config(const ExpertConfig& c) {
+  if (c.kind != ExpertKind::kLinear && c.hidden <= 0)
+    return Status::error("{} expert: hidden width must be positive, got {}",
+                         expert_kind_name(c.kind), c.hidden);
+  if (c.kind == ExpertKind::kMlp && c.depth < 1)
+    return Status::error("mlp expert: depth (hidden layers) must be at least 1, got {}", c.depth);
+  return Status::ok();
+}
+
+Expert::Expert(int64_t d_model, ExpertConfig config) : d_model_(d_model), config_(config) {
+  MOE_CHECK(d_model > 0, "expert with model width {}", d_model);
+  const Status s = validate_expert_config(config);
+  MOE_CHECK(s.is_ok(), "{}", s.message());
+  if (config_.kind == ExpertKind::kMlp) {
+    pre_.resize(static_cast<size_t>(config_.depth));
+    post_.resize(static_cast<size_t>(config_.depth));
+  }
+}
+
+int64_t Expert::n_params() const {
+  const int64_t d = d_model_, f = config_.hidden;
+  const int64_t b = config_.bias ? 1 : 0;
+  switch (config_.kind) {
+    case ExpertKind::kLinear:
+      return d * d + b * d;
+    case ExpertKind::kMlp:
+      return (f * d + b * f) + (config_.depth - 1) * (f * f + b * f) + (d * f + b * d);
+    case ExpertKind::kSwiglu:
+      return 3 * d * f;
+  }
+  return 0;
+}
+
+int64_t Expert::flops_per_row() const {
+  const int64_t d = d_model_, f = config_.hidden;
+  switch (config_.kind) {
+    case ExpertKind::kLinear:
+      return 2 * d * d;
+    case ExpertKind::kMlp:
+      return 2 * (f * d + (config_.depth - 1) * f * f + d * f);
+    case ExpertKind::kSwiglu:
+      return 2 * 3 * d * f;
+  }
+  return 0;
+}
+
+void Expert::declare(ParamStore& store, const std::string& prefix) {
+  const int64_t d = d_model_, f = config_.hidden;
+  weight_ids_.clear();
+  bias_ids_.clear();
+  auto add_layer = [&](int64_t out, int64_t in) {
+    const size_t i = weight_ids_.size() + 1;
+    weight_ids_.push_back(store.add(fmt::format("{}.w{}", prefix, i), Shape{out, in}));
+    bias_ids_.push_back(config_.bias ? store.add(fmt::format("{}.b{}", prefix, i), Shape{out},
+                                                 /*decay=*/false)
+                                     : -1);
+  };
+  switch (config_.kind) {
+    case ExpertKind::kLinear:
+      add_layer(d, d);
+      break;
+    case ExpertKind::kMlp:
+      add_layer(f, d);
+      for (int i = 1; i < config_.depth; ++i) add_layer(f, f);
+      add_layer(d, f);
+      break;
+    case ExpertKind::kSwiglu:
+      // w1 (gate) [F, D], w2 (down) [D, F], w3 (up) [F, D], as LLaMA and Mixtral name them.
+      weight_ids_.push_back(store.add(prefix + ".w1", Shape{f, d}));
+      weight_ids_.push_back(store.add(prefix + ".w2", Shape{d, f}));
+      weight_ids_.push_back(store.add(prefix + ".w3", Shape{f, d}));
+      break;
+  }
+}
+
+void Expert::bind(const ParamStore& store) {
+  MOE_CHECK(!weight_ids_.empty(), "Expert::bind before declare");
+  if (config_.kind == ExpertKind::kSwiglu) {
+    swiglu_ = {store.value(weight_ids_[0]), store.value(weight_ids_[1]),
+               store.value(weight_ids_[2])};
+    swiglu_grads_ = {store.grad(weight_ids_[0]), store.grad(weight_ids_[1]),
+                     store.grad(weight_ids_[2])};
+    return;
+  }
+  layers_.clear();
+  layer_grads_.clear();
+  for (size_t i = 0; i < weight_ids_.size(); ++i) {
+    const ParamId b = bias_ids_[i];
+    layers_.push_back({store.value(weight_ids_[i]), b >= 0 ? store.value(b) : Tensor()});
+    layer_grads_.push_back({store.grad(weight_ids_[i]), b >= 0 ? store.grad(b) : Tensor()});
+  }
+}
+
+void Expert::init(Rng& rng) {
+  if (config_.kind == ExpertKind::kSwiglu) {
+    MOE_CHECK(!swiglu_.w1.empty(), "Expert::init before bind");
+    swiglu_init(swiglu_, rng);
+    return;
+  }
+  MOE_CHECK(!layers_.empty(), "Expert::init before bind");
+  for (const LinearParams& l : layers_) linear_init(l, rng);
+}
+
+void Expert::forward(Tensor x, Tensor y, Arena& arena) {
+  MOE_CHECK(x.cols() == d_model_ && y.cols() == d_model_ && x.rows() == y.rows(),
+            "expert ({}) forward: x {} y {} for D={}", expert_kind_name(config_.kind),
+            x.shape().str(), y.shape().str(), d_model_);
+  x_ = x;
+  const int64_t n = x.rows();
+  if (n == 0) return;  // an expert that received no rows costs nothing
+  switch (config_.kind) {
+    case ExpertKind::kLinear:
+      linear_forward(layers_[0], x, y);
+      break;
+    case ExpertKind::kMlp:
+      mlp_forward(x, y, arena);
+      break;
+    case ExpertKind::kSwiglu:
+      swiglu_cache_ = SwigluCache::allocate(arena, n, config_.hidden);
+      swiglu_forward(swiglu_, x, y, swiglu_cache_, arena);
+      break;
+  }
+}
+
+void Expert::backward(Tensor dy, Tensor dx, Arena& arena) {
+  MOE_CHECK(
+      dy.rows() == x_.rows() && dy.cols() == d_model_ && (dx.empty() || dx.shape() == x_.shape()),
+      "expert ({}) backward: dy {} dx {} after a forward of x {}", expert_kind_name(config_.kind),
+      dy.shape().str(), dx.shape().str(), x_.shape().str());
+  if (x_.rows() == 0) return;
+  switch (config_.kind) {
+    case ExpertKind::kLinear:
+      linear_backward(layers_[0], layer_grads_[0], x_, dy, dx);
+      break;
+    case ExpertKind::kMlp:
+      mlp_backward(dy, dx, arena);
+      break;
+    case ExpertKind::kSwiglu:
+      swiglu_backward(swiglu_, swiglu_grads_, swiglu_cache_, x_, dy, dx, arena);
+      break;
+  }
+}
+
+void Expert::mlp_forward(Tensor x, Tensor y, Arena& arena) {
+  const int64_t n = x.rows(), f = config_.hidden;
+  Tensor h = x;  // [N, D], then [N, F]
+  for (size_t i = 0; i < pre_.size(); ++i) {
+    pre_[i] = arena.alloc(Shape{n, f});   // [N, F]
+    post_[i] = arena.alloc(Shape{n, f});  // [N, F]
+    linear_forward(layers_[i], h, pre_[i]);
+    activation_forward(config_.activation, pre_[i], post_[i]);
+    h = post_[i];
+  }
+  linear_forward(layers_.back(), h, y);
+}
+
+void Expert::mlp_backward(Tensor dy, Tensor dx, Arena& arena) {
+  // Walk the layers backwards. dz is dL/d(pre-activation) of the current layer, dh the gradient
+  // of its input; the two [N, F] scratch buffers swap roles at each hidden layer.
+  const int64_t n = dy.rows(), f = config_.hidden;
+  const size_t mark = arena.mark();
+  Tensor buf_a = arena.alloc(Shape{n, f});  // [N, F]
+  Tensor buf_b = arena.alloc(Shape{n, f});  // [N, F]
+  Tensor dz = dy;
+  for (size_t i = layers_.size(); i-- > 0;) {
+    const Tensor input = i == 0 ? x_ : post_[i - 1];
+    Tensor dh = i == 0 ? dx : (dz.raw() == buf_a.raw() ? buf_b : buf_a);
+    linear_backward(layers_[i], layer_grads_[i], input, dz, dh);
+    if (i == 0) break;
+    activation_backward(config_.activation, pre_[i - 1], dh, dh);  // dz of layer i − 1
+    dz = dh;
+  }
+  arena.release(mark);
+}
+
+}  // namespace moe
