@@ -1,12 +1,47 @@
 // Gates: from token representations to a RoutingPlan, and back.
 //
-// Dims: T tokens · D model width · E experts · K experts per token · S slots.
+// Dims: T tokens · D model width · E experts · K experts per token · S slots · C capacity.
 //
 // A gate owns its router parameters (declared into a ParamStore), its persistent state (the
 // auxiliary-loss-free biases, the Gumbel temperature: checkpointed, not trained by gradient) and
 // a cache of what its backward needs. forward() fills a RoutingPlan and the auxiliary losses;
 // backward() takes dL/dweight for every slot (from combine's backward) plus the auxiliary losses'
 // coefficients, and accumulates dL/dx and the router's parameter gradients.
+//
+// Router logits are l = x·Wᵀ [T, E] (no bias). Every gate except hash routing has them. Formulas,
+// papers and advice on choosing a gate: docs/moe.md.
+//
+// Slots per token and their order (a token's slots are listed as its gate ranks them):
+//   dense softmax       E slots, expert order, weight softmax(l)
+//   Gumbel soft         E slots, expert order, weight softmax((l + g)/τ) (training); eval: argmax
+//   Gumbel hard         1 slot, weight 1 (gradient of the soft weight: straight-through)
+//   top-k softmax       K slots, best first
+//   noisy top-k         K slots, best first (noise only in training)
+//   sigmoid + bias      K slots, best first by σ(l) + bias
+//   expert choice       0..E slots, expert order (each expert picks its top-C tokens)
+//   hash                1 slot, weight 1
+//   Sinkhorn            K slots, best first by the balanced assignment (training) or l (eval)
+//
+// Which balancing losses each gate supports (validate_gate_config rejects the rest):
+//   switch, importance, z-loss: every gate with a router (all but hash). The Switch loss's P is
+//       the mean router probability: softmax(l), or for the sigmoid gate σ(l) normalised over
+//       the E experts (DeepSeek-V3's sequence-wise balance loss uses the same normalisation).
+//       Importance sums the kept slots' weights per expert, so its gradient flows through each
+//       gate's own weights (none for Gumbel hard's eval argmax beyond straight-through, none for
+//       hash).
+//   load: noisy top-k only; it needs the normal-CDF estimate of P(expert chosen) that only a
+//       gate with learned Gaussian noise has. In evaluation (no noise) it reports the CV² of the
+//       slot counts, without gradient.
+//   hash routing has no router and supports no balancing loss.
+//
+// Capacity (every gate but expert choice, which has its own): when capacity_factor > 0, each
+// expert keeps at most C = max(min_capacity, ceil(capacity_factor · T · K / E)) slots, K the
+// slots per token above. Over capacity, an expert drops its lowest-weight slots first (equal
+// weights: the later token's slot is dropped first). Dropped slots stay in the plan marked in
+// plan.dropped; they contribute nothing, and backward ignores dweights given for them.
+//
+// Ties: every top-k selection prefers the lower expert index (expert choice: the lower token
+// index) among equal values. With the same inputs, seed and thread count a plan is bit-identical.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +51,7 @@
 #include "moe/core/arena.h"
 #include "moe/core/params.h"
 #include "moe/core/rng.h"
+#include "moe/core/status.h"
 #include "moe/core/tensor.h"
 #include "moe/moe/routing_plan.h"
 
@@ -32,7 +68,7 @@ enum class GateKind {
   kSinkhorn,       // balanced assignment (Clark et al. 2022) in training, greedy top-k in eval
 };
 
-const char* gate_kind_name(GateKind k);                    // "topk_softmax", ...
+const char* gate_kind_name(GateKind k);                     // "topk_softmax", ...
 bool parse_gate_kind(const std::string& s, GateKind* out);  // false if unknown
 
 struct GateConfig {
@@ -41,7 +77,9 @@ struct GateConfig {
   int64_t n_experts = 0;  // E
   int64_t k = 2;          // K (ignored by dense softmax and expert choice)
 
-  bool renormalize = true;          // top-k softmax: weights of the K chosen sum to 1
+  // Top-k softmax, Sinkhorn and sigmoid gates: the weights of the K chosen sum to 1 (for the
+  // sigmoid gate, DeepSeek-V3's normalisation of the chosen scores).
+  bool renormalize = true;
   bool softmax_after_topk = false;  // top-k on logits, then softmax over the K chosen
 
   float tau_start = 1.0f;  // Gumbel: τ(step) = max(tau_min, tau_start · exp(−tau_decay · step))
@@ -78,15 +116,31 @@ struct AuxLosses {
 };
 
 struct GateInput {
-  Tensor x;                           // [T, D]
+  Tensor x;                            // [T, D]
   const int64_t* token_ids = nullptr;  // [T] for hash routing; row ids (first_row + t) when null
   int64_t first_row = 0;
   bool training = false;
   Rng rng;  // noise source for this forward (Gumbel, noisy top-k); forked per step by the caller
+            // (the gate draws from a copy: the caller's offset does not move)
+  Tensor noise;  // [T, E] when set, used instead of drawing from rng (tests against fixtures):
+                 // Gumbel noise for the Gumbel gate, N(0, 1) draws for noisy top-k
 };
+
+// Checks a config that came from a user (flags, a config file): sizes, ranges, and that each
+// balancing loss with a non-zero coefficient is supported by the gate (see the table above).
+Status validate_gate_config(const GateConfig& c);
+
+// Slots each token gets from a top-k style gate (E for dense and Gumbel soft, 1 for Gumbel hard
+// and hash, K otherwise); expert choice gives a variable number and reports 0.
+int64_t gate_slots_per_token(const GateConfig& c);
+
+// Expert capacity C for T tokens (see above; expert choice: max(min_capacity,
+// ceil(T · factor / E)) capped at T, factor 1 when capacity_factor is 0); 0 means dropless.
+int64_t gate_capacity(const GateConfig& c, int64_t n_tokens);
 
 class Gate {
  public:
+  // The config must pass validate_gate_config (checked: a bad config here is a programmer error).
   explicit Gate(GateConfig config);
   ~Gate();
   Gate(Gate&&) noexcept;
@@ -99,11 +153,14 @@ class Gate {
   void bind(const ParamStore& store);  // after store.finalize(): takes views of values and grads
   void init(Rng& rng);                 // router init (PyTorch Linear default)
 
-  // Fills plan (sorted by expert, see sort_slots_by_expert) and aux; caches what backward needs
-  // in memory from `arena`, which must stay alive and unreset until backward returns.
+  // Fills plan (sorted by expert, see sort_slots_by_expert) and aux (every supported loss is
+  // computed, whatever its coefficient); caches what backward needs in memory from `arena`,
+  // which must stay alive and unreset until backward returns. in.x is [T, D].
   void forward(const GateInput& in, Arena& arena, RoutingPlan* plan, AuxLosses* aux);
-  // dweights [S]: dL/d(plan.weights). Accumulates dL/dx into dx [T, D] (+=) and the router's
-  // parameter gradients, including the weighted auxiliary losses' gradients.
+  // dweights [S]: dL/d(plan.weights), for the plan the last forward produced (entries of dropped
+  // slots are ignored). Accumulates dL/dx into dx [T, D] (+=; may be empty to skip it) and the
+  // router's parameter gradients (+=), including the weighted auxiliary losses' gradients.
+  // Scratch comes from `arena` and is released before returning.
   void backward(const GateInput& in, const RoutingPlan& plan, const float* dweights, Tensor dx,
                 Arena& arena);
   // Once per optimizer step: the aux-loss-free bias update from the last plan's load, and the

@@ -1,0 +1,379 @@
+// Gate: the router shared by every gate kind (logits, probabilities, capacity, balancing losses,
+// the router's adjoint) and the dispatch to each kind's forward and backward.
+//
+// Dims: T tokens · D model width · E experts · K experts per token · S slots · C capacity.
+#include "moe/moe/gate.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "gate_internal.h"
+#include "moe/kernels/gemm.h"
+#include "moe/moe/balance.h"
+
+namespace moe {
+
+using gate_detail::GateGrads;
+using gate_detail::GateState;
+using gate_detail::sz;
+
+struct Gate::Impl : GateState {};
+
+namespace {
+
+struct KindName {
+  GateKind kind;
+  const char* name;
+};
+constexpr KindName kKindNames[] = {
+    {GateKind::kDenseSoftmax, "dense_softmax"},
+    {GateKind::kGumbelSoftmax, "gumbel_softmax"},
+    {GateKind::kTopKSoftmax, "topk_softmax"},
+    {GateKind::kNoisyTopK, "noisy_topk"},
+    {GateKind::kSigmoidBias, "sigmoid_bias"},
+    {GateKind::kExpertChoice, "expert_choice"},
+    {GateKind::kHash, "hash"},
+    {GateKind::kSinkhorn, "sinkhorn"},
+};
+
+bool has_router(GateKind k) {
+  return k != GateKind::kHash;
+}
+
+RouterProbs probs_kind(GateKind k) {
+  return k == GateKind::kSigmoidBias ? RouterProbs::kNormalizedSigmoid : RouterProbs::kSoftmax;
+}
+
+// Drops, per expert over capacity, the lowest-weight slots (equal weights: the later slot, which
+// is the later token's). Slots of each expert are gathered in slot order by a counting sort, then
+// ranked by (weight desc, slot asc), a strict total order, so the result is deterministic.
+void apply_capacity(int64_t capacity, RoutingPlan* plan, Arena& arena) {
+  RoutingPlan& p = *plan;
+  const int64_t e_n = p.n_experts, s_n = p.n_slots();
+  const size_t mark = arena.mark();
+  int64_t* offsets = arena.alloc_array<int64_t>(e_n + 1);  // [E+1]
+  for (int64_t e = 0; e <= e_n; ++e) offsets[e] = 0;
+  for (int64_t s = 0; s < s_n; ++s) ++offsets[p.expert_ids[sz(s)] + 1];
+  bool over = false;
+  for (int64_t e = 0; e < e_n; ++e) over = over || offsets[e + 1] > capacity;
+  if (!over) {
+    arena.release(mark);
+    return;
+  }
+  for (int64_t e = 0; e < e_n; ++e) offsets[e + 1] += offsets[e];
+  int64_t* cursor = arena.alloc_array<int64_t>(e_n);     // [E]
+  int32_t* by_expert = arena.alloc_array<int32_t>(s_n);  // [S]
+  for (int64_t e = 0; e < e_n; ++e) cursor[e] = offsets[e];
+  for (int64_t s = 0; s < s_n; ++s)
+    by_expert[cursor[p.expert_ids[sz(s)]]++] = static_cast<int32_t>(s);
+  const float* w = p.weights.data();
+  for (int64_t e = 0; e < e_n; ++e) {
+    int32_t* first = by_expert + offsets[e];
+    int32_t* last = by_expert + offsets[e + 1];
+    if (last - first <= capacity) continue;
+    std::sort(first, last,
+              [w](int32_t a, int32_t b) { return w[a] > w[b] || (w[a] == w[b] && a < b); });
+    for (int32_t* it = first + capacity; it < last; ++it) p.dropped[sz(*it)] = 1;
+  }
+  arena.release(mark);
+}
+
+}  // namespace
+
+const char* gate_kind_name(GateKind k) {
+  for (const KindName& kn : kKindNames)
+    if (kn.kind == k) return kn.name;
+  return "unknown";
+}
+
+bool parse_gate_kind(const std::string& s, GateKind* out) {
+  for (const KindName& kn : kKindNames) {
+    if (s == kn.name) {
+      *out = kn.kind;
+      return true;
+    }
+  }
+  return false;
+}
+
+Status validate_gate_config(const GateConfig& c) {
+  const char* name = gate_kind_name(c.kind);
+  if (c.n_experts < 1)
+    return Status::error("gate {}: n_experts must be ≥ 1, got {}", name, c.n_experts);
+  if (has_router(c.kind) && c.d_model < 1)
+    return Status::error("gate {}: d_model must be ≥ 1, got {}", name, c.d_model);
+  const bool uses_k = c.kind == GateKind::kTopKSoftmax || c.kind == GateKind::kNoisyTopK ||
+                      c.kind == GateKind::kSigmoidBias || c.kind == GateKind::kSinkhorn;
+  if (uses_k && (c.k < 1 || c.k > c.n_experts))
+    return Status::error("gate {}: k must be in [1, {}] (the expert count), got {}", name,
+                         c.n_experts, c.k);
+  if (!(c.capacity_factor >= 0.0f) || !std::isfinite(c.capacity_factor))
+    return Status::error("gate {}: capacity_factor must be ≥ 0, got {}", name, c.capacity_factor);
+  if (c.min_capacity < 0)
+    return Status::error("gate {}: min_capacity must be ≥ 0, got {}", name, c.min_capacity);
+  if (c.kind == GateKind::kGumbelSoftmax &&
+      (!(c.tau_start > 0.0f) || !(c.tau_min > 0.0f) || !(c.tau_decay >= 0.0f)))
+    return Status::error("gate {}: need tau_start > 0, tau_min > 0, tau_decay ≥ 0 (got {}, {}, {})",
+                         name, c.tau_start, c.tau_min, c.tau_decay);
+  if (c.kind == GateKind::kSinkhorn && c.sinkhorn_iterations < 1)
+    return Status::error("gate {}: sinkhorn_iterations must be ≥ 1, got {}", name,
+                         c.sinkhorn_iterations);
+  if (!std::isfinite(c.bias_update_rate) || c.bias_update_rate < 0.0f)
+    return Status::error("gate {}: bias_update_rate must be ≥ 0, got {}", name, c.bias_update_rate);
+  const float coefs[] = {c.switch_loss, c.importance_loss, c.load_loss, c.z_loss};
+  for (float v : coefs)
+    if (!std::isfinite(v) || v < 0.0f)
+      return Status::error("gate {}: balancing loss coefficients must be finite and ≥ 0", name);
+  if (!has_router(c.kind) &&
+      (c.switch_loss > 0 || c.importance_loss > 0 || c.load_loss > 0 || c.z_loss > 0))
+    return Status::error("gate hash: hash routing has no router, so no balancing loss applies");
+  if (c.load_loss > 0 && c.kind != GateKind::kNoisyTopK)
+    return Status::error(
+        "gate {}: the load loss needs noisy top-k's smooth load estimate; use "
+        "the importance or Switch loss instead",
+        name);
+  return Status::ok();
+}
+
+int64_t gate_slots_per_token(const GateConfig& c) {
+  switch (c.kind) {
+    case GateKind::kDenseSoftmax:
+      return c.n_experts;
+    case GateKind::kGumbelSoftmax:
+      return c.hard ? 1 : c.n_experts;
+    case GateKind::kHash:
+      return 1;
+    case GateKind::kExpertChoice:
+      return 0;
+    default:
+      return c.k;
+  }
+}
+
+int64_t gate_capacity(const GateConfig& c, int64_t n_tokens) {
+  if (c.kind == GateKind::kExpertChoice) {
+    const double factor = c.capacity_factor > 0.0f ? c.capacity_factor : 1.0;
+    const auto cap = static_cast<int64_t>(
+        std::ceil(factor * static_cast<double>(n_tokens) / static_cast<double>(c.n_experts)));
+    return std::min(n_tokens, std::max(c.min_capacity, cap));
+  }
+  if (c.capacity_factor <= 0.0f) return 0;
+  const double slots = static_cast<double>(n_tokens) * static_cast<double>(gate_slots_per_token(c));
+  const auto cap = static_cast<int64_t>(
+      std::ceil(static_cast<double>(c.capacity_factor) * slots / static_cast<double>(c.n_experts)));
+  return std::max(c.min_capacity, cap);
+}
+
+Gate::Gate(GateConfig config) : impl_(std::make_unique<Impl>()) {
+  const Status st = validate_gate_config(config);
+  MOE_CHECK(st.is_ok(), "{}", st.message());
+  impl_->cfg = config;
+  if (config.kind == GateKind::kSigmoidBias) impl_->bias = TensorBuffer(Shape{config.n_experts});
+}
+Gate::~Gate() = default;
+Gate::Gate(Gate&&) noexcept = default;
+Gate& Gate::operator=(Gate&&) noexcept = default;
+
+const GateConfig& Gate::config() const {
+  return impl_->cfg;
+}
+
+void Gate::declare(ParamStore& store, const std::string& prefix) {
+  const GateConfig& c = impl_->cfg;
+  if (!has_router(c.kind)) return;
+  impl_->w_id = store.add(prefix + ".w", Shape{c.n_experts, c.d_model});
+  if (c.kind == GateKind::kNoisyTopK)
+    impl_->w_noise_id = store.add(prefix + ".w_noise", Shape{c.n_experts, c.d_model});
+}
+
+void Gate::bind(const ParamStore& store) {
+  GateState& g = *impl_;
+  if (g.w_id >= 0) {
+    g.w = store.value(g.w_id);
+    g.dw = store.grad(g.w_id);
+  }
+  if (g.w_noise_id >= 0) {
+    g.w_noise = store.value(g.w_noise_id);
+    g.dw_noise = store.grad(g.w_noise_id);
+  }
+}
+
+void Gate::init(Rng& rng) {
+  GateState& g = *impl_;
+  if (g.w.empty()) return;
+  const float bound = 1.0f / std::sqrt(static_cast<float>(g.cfg.d_model));
+  rng.fill_uniform(g.w, -bound, bound);
+  // Shazeer et al. start the noise projection at zero: every expert gets the same noise scale
+  // softplus(0) until the load loss teaches it otherwise.
+  if (!g.w_noise.empty()) fill(g.w_noise, 0.0f);
+}
+
+void Gate::forward(const GateInput& in, Arena& arena, RoutingPlan* plan, AuxLosses* aux) {
+  GateState& g = *impl_;
+  const GateConfig& c = g.cfg;
+  const int64_t t_n = in.x.rows(), e_n = c.n_experts;
+  MOE_CHECK(in.x.rank() == 2 && (!has_router(c.kind) || in.x.cols() == c.d_model),
+            "gate {}: x {} for d_model {}", gate_kind_name(c.kind), in.x.shape().str(), c.d_model);
+  MOE_CHECK(!has_router(c.kind) || !g.w.empty(), "gate {}: forward before bind",
+            gate_kind_name(c.kind));
+  MOE_CHECK(in.noise.empty() || (in.noise.rows() == t_n && in.noise.cols() == e_n),
+            "gate {}: noise {} for T={} E={}", gate_kind_name(c.kind), in.noise.shape().str(), t_n,
+            e_n);
+  g.cache = {};
+  g.cache.n_tokens = t_n;
+  g.cache.training = in.training;
+  plan->n_tokens = t_n;
+  plan->n_experts = e_n;
+
+  if (has_router(c.kind)) {
+    g.cache.logits = arena.alloc(Shape{t_n, e_n});
+    g.cache.probs = arena.alloc(Shape{t_n, e_n});
+    g.cache.lse = arena.alloc(Shape{t_n});
+    if (t_n > 0) gemm(in.x, false, g.w, true, g.cache.logits);  // [T, D] · [E, D]ᵀ
+    const float* l = g.cache.logits.f32();
+    float* p = g.cache.probs.f32();
+    float* lse = g.cache.lse.f32();
+    const bool sigmoid = c.kind == GateKind::kSigmoidBias;
+    for (int64_t t = 0; t < t_n; ++t) {
+      lse[t] = gate_detail::softmax_row(l + t * e_n, e_n, p + t * e_n);
+      if (sigmoid)
+        for (int64_t e = 0; e < e_n; ++e)
+          p[t * e_n + e] =
+              static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(l[t * e_n + e]))));
+    }
+  }
+
+  switch (c.kind) {
+    case GateKind::kDenseSoftmax:
+      gate_detail::dense_forward(g, plan);
+      break;
+    case GateKind::kTopKSoftmax:
+      gate_detail::topk_forward(g, plan);
+      break;
+    case GateKind::kGumbelSoftmax:
+      gate_detail::gumbel_forward(g, in, arena, plan);
+      break;
+    case GateKind::kNoisyTopK:
+      gate_detail::noisy_forward(g, in, arena, plan);
+      break;
+    case GateKind::kSigmoidBias:
+      gate_detail::sigmoid_forward(g, plan);
+      break;
+    case GateKind::kExpertChoice:
+      gate_detail::expert_choice_forward(g, arena, plan);
+      break;
+    case GateKind::kHash:
+      gate_detail::hash_forward(g, in, plan);
+      break;
+    case GateKind::kSinkhorn:
+      gate_detail::sinkhorn_forward(g, arena, plan);
+      break;
+  }
+  g.cache.n_slots = plan->n_slots();
+
+  if (c.kind != GateKind::kExpertChoice) {
+    const int64_t capacity = gate_capacity(c, t_n);
+    if (capacity > 0) apply_capacity(capacity, plan, arena);
+  }
+  sort_slots_by_expert(plan);
+
+  *aux = {};
+  if (has_router(c.kind)) {
+    aux->switch_loss = switch_loss(*plan, g.cache.probs, probs_kind(c.kind), arena);
+    aux->importance_loss = importance_loss(*plan, arena);
+    aux->z_loss = z_loss(g.cache.lse);
+    if (c.kind == GateKind::kNoisyTopK)
+      aux->load_loss = gate_detail::noisy_load_loss(g, *plan, arena);
+  }
+}
+
+void Gate::backward(const GateInput& in, const RoutingPlan& plan, const float* dweights, Tensor dx,
+                    Arena& arena) {
+  GateState& g = *impl_;
+  const GateConfig& c = g.cfg;
+  if (!has_router(c.kind)) return;  // hash routing: nothing depends on a parameter or on x
+  const int64_t t_n = g.cache.n_tokens, e_n = c.n_experts, s_n = plan.n_slots();
+  MOE_CHECK(plan.n_tokens == t_n && s_n == g.cache.n_slots && in.x.rows() == t_n,
+            "gate {} backward: plan T={} S={} x {} do not match the last forward (T={} S={})",
+            gate_kind_name(c.kind), plan.n_tokens, s_n, in.x.shape().str(), t_n, g.cache.n_slots);
+  MOE_CHECK(dx.empty() || dx.shape() == in.x.shape(), "gate backward: dx {} for x {}",
+            dx.shape().str(), in.x.shape().str());
+  if (t_n == 0) return;
+  const size_t mark = arena.mark();
+
+  // A dropped slot contributes nothing, whatever its caller-side gradient says.
+  float* dw = arena.alloc_array<float>(std::max<int64_t>(s_n, 1));  // [S]
+  for (int64_t s = 0; s < s_n; ++s) dw[s] = plan.dropped[sz(s)] ? 0.0f : dweights[s];
+  importance_loss_backward(plan, c.importance_loss, dw, arena);
+
+  GateGrads d;
+  d.dlogits = arena.zeros(Shape{t_n, e_n});
+  if (c.kind == GateKind::kNoisyTopK && g.cache.training)
+    d.dnoise_logits = arena.zeros(Shape{t_n, e_n});
+
+  switch (c.kind) {
+    case GateKind::kDenseSoftmax:
+      gate_detail::dense_backward(g, plan, dw, d);
+      break;
+    case GateKind::kTopKSoftmax:
+      gate_detail::topk_backward(g, plan, dw, d);
+      break;
+    case GateKind::kGumbelSoftmax:
+      gate_detail::gumbel_backward(g, plan, dw, d);
+      break;
+    case GateKind::kNoisyTopK:
+      gate_detail::noisy_backward(g, plan, dw, d);
+      break;
+    case GateKind::kSigmoidBias:
+      gate_detail::sigmoid_backward(g, plan, dw, d);
+      break;
+    case GateKind::kExpertChoice:
+      gate_detail::expert_choice_backward(g, plan, dw, d);
+      break;
+    case GateKind::kSinkhorn:
+      gate_detail::sinkhorn_backward(g, plan, dw, d);
+      break;
+    case GateKind::kHash:
+      break;
+  }
+
+  switch_loss_backward(plan, g.cache.probs, probs_kind(c.kind), c.switch_loss, d.dlogits, arena);
+  z_loss_backward(g.cache.logits, g.cache.lse, c.z_loss, d.dlogits);
+  if (c.kind == GateKind::kNoisyTopK && c.load_loss != 0.0f)
+    gate_detail::noisy_load_loss_backward(g, plan, c.load_loss, d, arena);
+
+  // Router adjoint: l = x·Wᵀ gives dx += dl·W [T, E]·[E, D] and dW += dlᵀ·x [E, T]·[T, D].
+  const GemmScale acc{1.0f, 1.0f};
+  if (!dx.empty()) gemm(d.dlogits, false, g.w, false, dx, acc);
+  gemm(d.dlogits, true, in.x, false, g.dw, acc);
+  if (!d.dnoise_logits.empty()) {
+    if (!dx.empty()) gemm(d.dnoise_logits, false, g.w_noise, false, dx, acc);
+    gemm(d.dnoise_logits, true, in.x, false, g.dw_noise, acc);
+  }
+  arena.release(mark);
+}
+
+void Gate::after_step(const RoutingPlan& plan) {
+  GateState& g = *impl_;
+  if (g.cfg.kind == GateKind::kSigmoidBias) gate_detail::sigmoid_after_step(g, plan);
+  ++g.step;
+}
+
+Tensor Gate::bias() const {
+  return impl_->bias.view();
+}
+
+float Gate::temperature() const {
+  return gate_detail::gumbel_temperature(impl_->cfg, impl_->step);
+}
+
+int64_t Gate::step() const {
+  return impl_->step;
+}
+
+void Gate::set_state(int64_t step) {
+  MOE_CHECK(step >= 0, "gate step {}", step);
+  impl_->step = step;
+}
+
+}  // namespace moe

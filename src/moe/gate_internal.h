@@ -1,0 +1,117 @@
+// Internals shared by the gate family files (gate.cpp, gate_*.cpp): a gate's state, the cache its
+// forward leaves for backward, the per-kind forward/backward functions and small row helpers.
+// Not a public header.
+//
+// Dims: T tokens · D model width · E experts · K experts per token · S slots.
+//
+// Division of labour: Gate::forward computes the router logits l = x·Wᵀ, probs and logsumexp,
+// then calls the kind's forward, which fills the plan's token-major slots (token_offsets,
+// expert_ids, weights; dropped all 0). Gate::forward then applies capacity, sorts the slots by
+// expert and computes the balancing losses. Gate::backward masks dropped slots' dweights, adds
+// the importance loss's dweights, calls the kind's backward (dweights -> dlogits, and for noisy
+// top-k dnoise_logits), adds the Switch, z- and load losses' gradients, and finally applies the
+// router's adjoint: dx += dl·W, dW += dlᵀ·x.
+#pragma once
+
+#include <cstdint>
+
+#include "moe/core/arena.h"
+#include "moe/core/params.h"
+#include "moe/core/tensor.h"
+#include "moe/moe/gate.h"
+#include "moe/moe/routing_plan.h"
+
+namespace moe::gate_detail {
+
+// What forward leaves for backward: views into the caller's arena.
+struct GateCache {
+  int64_t n_tokens = 0;
+  int64_t n_slots = 0;
+  bool training = false;
+  Tensor logits;        // [T, E] l = x·Wᵀ
+  Tensor probs;         // [T, E] softmax(l); sigmoid gate: σ(l)
+  Tensor lse;           // [T] logsumexp_e l
+  Tensor soft;          // [T, E] Gumbel: softmax((l + g)/τ) (eval: softmax(l/τ)); noisy: h
+  Tensor noise;         // [T, E] Gumbel or N(0, 1) draws used (training only)
+  Tensor noise_logits;  // [T, E] noisy top-k: x·W_noiseᵀ (training only)
+  Tensor noise_std;     // [T, E] noisy top-k: softplus(x·W_noiseᵀ) + ε (training only)
+  float tau = 1.0f;     // Gumbel temperature of this forward
+};
+
+struct GateState {
+  GateConfig cfg;
+  ParamId w_id = -1;
+  ParamId w_noise_id = -1;
+  Tensor w, dw;              // [E, D]
+  Tensor w_noise, dw_noise;  // [E, D] noisy top-k only
+  TensorBuffer bias;         // [E] sigmoid gate only
+  int64_t step = 0;
+  GateCache cache;
+};
+
+// Gradients a kind's backward accumulates into (+=), zeroed by the caller.
+struct GateGrads {
+  Tensor dlogits;        // [T, E]
+  Tensor dnoise_logits;  // [T, E] noisy top-k in training; empty otherwise
+};
+
+inline size_t sz(int64_t i) {
+  return static_cast<size_t>(i);
+}
+
+// The k best of v[0..n) into idx[0..k), best first; among equal values the lower index ranks
+// first (NaN never beats a number, so the result is always k distinct indices).
+void top_k_indices(const float* v, int64_t n, int64_t k, int32_t* idx);
+// p = softmax(l) over n entries (double accumulation); returns logsumexp(l).
+float softmax_row(const float* l, int64_t n, float* p);
+// Softmax adjoint for one row: dl_i += p_i · (dp_i − Σ_j dp_j p_j).
+void softmax_row_backward(const float* p, const float* dp, int64_t n, float* dl);
+// Noise for this forward [T, E]: in.noise when set, else drawn from a copy of in.rng
+// (Gumbel or N(0, 1)).
+Tensor gate_noise(const GateInput& in, int64_t n_tokens, int64_t n_experts, bool gumbel,
+                  Arena& arena);
+
+// Top-k style weights over the K experts a token chose (slots [b, b+K) of the plan): softmax
+// probabilities of the chosen (renormalised to sum 1 if asked); backward maps their dweights to
+// dlogits through the full softmax (not renormalised) or the softmax over the chosen.
+void topk_weights_forward(const float* probs_row, const int32_t* chosen, int64_t k, bool renorm,
+                          float* weights);
+void topk_weights_backward(const float* probs_row, const int32_t* chosen, const float* weights,
+                           const float* dweights, int64_t k, int64_t n_experts, bool renorm,
+                           float* dlogits_row);
+
+// Per-kind forward (fills the plan's token-major slots) and backward (dweights [S] with dropped
+// slots already zeroed -> grads). One family per file: gate_softmax.cpp (dense, top-k),
+// gate_gumbel.cpp, gate_noisy.cpp, gate_sigmoid.cpp, gate_expert_choice.cpp, gate_hash.cpp,
+// gate_sinkhorn.cpp.
+void dense_forward(GateState& g, RoutingPlan* plan);
+void dense_backward(const GateState& g, const RoutingPlan& plan, const float* dweights,
+                    const GateGrads& d);
+void topk_forward(GateState& g, RoutingPlan* plan);
+void topk_backward(const GateState& g, const RoutingPlan& plan, const float* dweights,
+                   const GateGrads& d);
+// τ(step) = max(tau_min, tau_start · exp(−tau_decay · step)).
+float gumbel_temperature(const GateConfig& c, int64_t step);
+void gumbel_forward(GateState& g, const GateInput& in, Arena& arena, RoutingPlan* plan);
+void gumbel_backward(const GateState& g, const RoutingPlan& plan, const float* dweights,
+                     const GateGrads& d);
+void noisy_forward(GateState& g, const GateInput& in, Arena& arena, RoutingPlan* plan);
+void noisy_backward(const GateState& g, const RoutingPlan& plan, const float* dweights,
+                    const GateGrads& d);
+// Shazeer et al.'s load loss: value from the cached noisy logits, and its gradient.
+double noisy_load_loss(const GateState& g, const RoutingPlan& plan, Arena& arena);
+void noisy_load_loss_backward(const GateState& g, const RoutingPlan& plan, float coef,
+                              const GateGrads& d, Arena& arena);
+void sigmoid_forward(GateState& g, RoutingPlan* plan);
+void sigmoid_backward(const GateState& g, const RoutingPlan& plan, const float* dweights,
+                      const GateGrads& d);
+void sigmoid_after_step(GateState& g, const RoutingPlan& plan);
+void expert_choice_forward(GateState& g, Arena& arena, RoutingPlan* plan);
+void expert_choice_backward(const GateState& g, const RoutingPlan& plan, const float* dweights,
+                            const GateGrads& d);
+void hash_forward(const GateState& g, const GateInput& in, RoutingPlan* plan);
+void sinkhorn_forward(GateState& g, Arena& arena, RoutingPlan* plan);
+void sinkhorn_backward(const GateState& g, const RoutingPlan& plan, const float* dweights,
+                       const GateGrads& d);
+
+}  // namespace moe::gate_detail

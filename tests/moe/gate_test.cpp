@@ -1,0 +1,328 @@
+// Unit tests of the gates: plan shapes and invariants, ties, edge cases (an expert with no rows,
+// all rows on one expert, K = E, E = 1, T = 1), capacity drops, and each kind's own rules.
+//
+// Dims: T tokens · D model width · E experts · K experts per token · S slots.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <memory>
+#include <numeric>
+#include <vector>
+
+#include "moe/core/arena.h"
+#include "moe/core/params.h"
+#include "moe/core/rng.h"
+#include "moe/moe/balance.h"
+#include "moe/moe/gate.h"
+
+namespace moe {
+namespace {
+
+// A gate with its parameters, bound and initialised.
+struct TestGate {
+  ParamStore store;
+  std::unique_ptr<Gate> gate;
+  Tensor w() const { return store.value(store.find("router.w")); }
+  Tensor dw() const { return store.grad(store.find("router.w")); }
+};
+
+std::unique_ptr<TestGate> make_gate(const GateConfig& c, uint64_t seed = 1) {
+  auto g = std::make_unique<TestGate>();
+  g->gate = std::make_unique<Gate>(c);
+  g->gate->declare(g->store, "router");
+  g->store.finalize();
+  g->gate->bind(g->store);
+  Rng rng(seed);
+  g->gate->init(rng);
+  return g;
+}
+
+GateConfig config(GateKind kind, int64_t d, int64_t e, int64_t k) {
+  GateConfig c;
+  c.kind = kind;
+  c.d_model = d;
+  c.n_experts = e;
+  c.k = k;
+  return c;
+}
+
+void expect_valid(const RoutingPlan& plan) {
+  std::string why;
+  EXPECT_TRUE(validate_plan(plan, &why)) << why;
+}
+
+// Runs forward and checks the plan's invariants.
+RoutingPlan route(TestGate& g, Tensor x, bool training = false, Arena* arena_in = nullptr,
+                  AuxLosses* aux_out = nullptr) {
+  Arena local;
+  Arena& arena = arena_in ? *arena_in : local;
+  RoutingPlan plan;
+  AuxLosses aux;
+  GateInput in;
+  in.x = x;
+  in.training = training;
+  in.rng = Rng(7, 3);
+  g.gate->forward(in, arena, &plan, &aux);
+  expect_valid(plan);
+  if (aux_out) *aux_out = aux;
+  return plan;
+}
+
+TensorBuffer random_x(int64_t t, int64_t d, uint64_t seed) {
+  TensorBuffer x(Shape{t, d});
+  Rng rng(seed);
+  rng.fill_normal(x, 0.0f, 1.0f);
+  return x;
+}
+
+// Router logits of the test gate, computed here in double: x·Wᵀ.
+std::vector<double> logits_of(const TestGate& g, Tensor x) {
+  const int64_t t_n = x.rows(), d = x.cols(), e_n = g.w().dim(0);
+  std::vector<double> l(static_cast<size_t>(t_n * e_n));
+  for (int64_t t = 0; t < t_n; ++t)
+    for (int64_t e = 0; e < e_n; ++e) {
+      double s = 0.0;
+      for (int64_t i = 0; i < d; ++i) s += static_cast<double>(x.at(t, i)) * g.w().at(e, i);
+      l[static_cast<size_t>(t * e_n + e)] = s;
+    }
+  return l;
+}
+
+std::vector<double> softmax_of(const std::vector<double>& l, int64_t e_n) {
+  std::vector<double> p(l.size());
+  for (size_t t = 0; t < l.size() / static_cast<size_t>(e_n); ++t) {
+    double m = -1e300, s = 0.0;
+    for (int64_t e = 0; e < e_n; ++e) m = std::max(m, l[t * e_n + e]);
+    for (int64_t e = 0; e < e_n; ++e) s += std::exp(l[t * e_n + e] - m);
+    for (int64_t e = 0; e < e_n; ++e) p[t * e_n + e] = std::exp(l[t * e_n + e] - m) / s;
+  }
+  return p;
+}
+
+// ---- names and configs -------------------------------------------------------------------
+
+TEST(GateConfig, NamesRoundTrip) {
+  for (GateKind k : {GateKind::kDenseSoftmax, GateKind::kGumbelSoftmax, GateKind::kTopKSoftmax,
+                     GateKind::kNoisyTopK, GateKind::kSigmoidBias, GateKind::kExpertChoice,
+                     GateKind::kHash, GateKind::kSinkhorn}) {
+    GateKind back;
+    ASSERT_TRUE(parse_gate_kind(gate_kind_name(k), &back)) << gate_kind_name(k);
+    EXPECT_EQ(back, k);
+  }
+  GateKind unused;
+  EXPECT_FALSE(parse_gate_kind("top2", &unused));
+}
+
+TEST(GateConfig, ValidationNamesTheProblem) {
+  GateConfig c = config(GateKind::kTopKSoftmax, 4, 4, 5);
+  Status st = validate_gate_config(c);
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("k must be in [1, 4]"), std::string::npos) << st.message();
+  c.k = 2;
+  EXPECT_TRUE(validate_gate_config(c).is_ok());
+  c.load_loss = 0.01f;
+  st = validate_gate_config(c);
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("load loss"), std::string::npos) << st.message();
+  c.kind = GateKind::kNoisyTopK;
+  EXPECT_TRUE(validate_gate_config(c).is_ok());
+  GateConfig h = config(GateKind::kHash, 0, 3, 1);
+  EXPECT_TRUE(validate_gate_config(h).is_ok());
+  h.switch_loss = 0.01f;
+  EXPECT_FALSE(validate_gate_config(h).is_ok());
+  GateConfig neg = config(GateKind::kDenseSoftmax, 4, 4, 1);
+  neg.capacity_factor = -1.0f;
+  EXPECT_FALSE(validate_gate_config(neg).is_ok());
+}
+
+TEST(GateConfig, CapacityFormula) {
+  GateConfig c = config(GateKind::kTopKSoftmax, 4, 8, 2);
+  EXPECT_EQ(gate_capacity(c, 100), 0);  // dropless by default
+  c.capacity_factor = 1.25f;
+  EXPECT_EQ(gate_capacity(c, 100), 32);  // ceil(1.25 · 100 · 2 / 8) = ceil(31.25)
+  c.min_capacity = 40;
+  EXPECT_EQ(gate_capacity(c, 100), 40);
+  GateConfig ec = config(GateKind::kExpertChoice, 4, 8, 2);
+  EXPECT_EQ(gate_capacity(ec, 100), 13);  // ceil(100 / 8), factor 1
+  ec.capacity_factor = 2.0f;
+  EXPECT_EQ(gate_capacity(ec, 100), 25);
+  ec.capacity_factor = 100.0f;
+  EXPECT_EQ(gate_capacity(ec, 100), 100);  // at most every token
+}
+
+// ---- dense softmax -----------------------------------------------------------------------
+
+TEST(DenseGate, EveryExpertWithSoftmaxWeights) {
+  auto g = make_gate(config(GateKind::kDenseSoftmax, 5, 4, 2));
+  TensorBuffer x = random_x(6, 5, 11);
+  RoutingPlan plan = route(*g, x);
+  ASSERT_EQ(plan.n_slots(), 24);
+  const auto p = softmax_of(logits_of(*g, x), 4);
+  for (int64_t t = 0; t < 6; ++t)
+    for (int64_t e = 0; e < 4; ++e) {
+      EXPECT_EQ(plan.expert_ids[static_cast<size_t>(t * 4 + e)], e);
+      EXPECT_NEAR(plan.weights[static_cast<size_t>(t * 4 + e)], p[static_cast<size_t>(t * 4 + e)],
+                  1e-6);
+    }
+  for (int64_t e = 0; e < 4; ++e) EXPECT_EQ(plan.expert_rows(e), 6);
+}
+
+// Property: top-k with K = E and renormalisation is the dense softmax gate.
+TEST(DenseGate, EqualsTopKWithKEqualE) {
+  auto dense = make_gate(config(GateKind::kDenseSoftmax, 5, 4, 1), 3);
+  auto topk = make_gate(config(GateKind::kTopKSoftmax, 5, 4, 4), 3);
+  TensorBuffer x = random_x(7, 5, 12);
+  RoutingPlan a = route(*dense, x), b = route(*topk, x);
+  ASSERT_EQ(a.n_slots(), b.n_slots());
+  for (int64_t t = 0; t < 7; ++t)
+    for (int64_t j = 0; j < 4; ++j) {
+      const auto s = static_cast<size_t>(t * 4 + j);
+      const auto e = static_cast<size_t>(t * 4 + b.expert_ids[s]);  // dense slot of that expert
+      EXPECT_NEAR(b.weights[s], a.weights[e], 1e-6);
+    }
+}
+
+// ---- top-k softmax -----------------------------------------------------------------------
+
+TEST(TopKGate, ChoosesTheLargestBestFirst) {
+  for (bool renorm : {false, true}) {
+    for (bool after : {false, true}) {
+      GateConfig c = config(GateKind::kTopKSoftmax, 6, 5, 2);
+      c.renormalize = renorm;
+      c.softmax_after_topk = after;
+      auto g = make_gate(c, 5);
+      TensorBuffer x = random_x(9, 6, 13);
+      RoutingPlan plan = route(*g, x);
+      const auto l = logits_of(*g, x);
+      const auto p = softmax_of(l, 5);
+      for (int64_t t = 0; t < 9; ++t) {
+        std::vector<int> order(5);
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(),
+                         [&](int a, int b) { return l[t * 5 + a] > l[t * 5 + b]; });
+        const int e0 = plan.expert_ids[static_cast<size_t>(t * 2)];
+        const int e1 = plan.expert_ids[static_cast<size_t>(t * 2 + 1)];
+        EXPECT_EQ(e0, order[0]);
+        EXPECT_EQ(e1, order[1]);
+        const double p0 = p[t * 5 + e0], p1 = p[t * 5 + e1];
+        const bool normalised = renorm || after;
+        EXPECT_NEAR(plan.weights[static_cast<size_t>(t * 2)], normalised ? p0 / (p0 + p1) : p0,
+                    1e-6);
+        EXPECT_NEAR(plan.weights[static_cast<size_t>(t * 2 + 1)], normalised ? p1 / (p0 + p1) : p1,
+                    1e-6);
+      }
+    }
+  }
+}
+
+TEST(TopKGate, TiedLogitsPickTheLowerExpert) {
+  auto g = make_gate(config(GateKind::kTopKSoftmax, 3, 6, 3));
+  // Experts 1, 3, 4 and 5 share one row of W, larger than experts 0 and 2: ties everywhere.
+  fill(g->w(), 0.0f);
+  for (int e : {1, 3, 4, 5})
+    for (int i = 0; i < 3; ++i) g->w().at(e, i) = 1.0f;
+  TensorBuffer x(Shape{4, 3});
+  fill(x, 0.5f);
+  RoutingPlan plan = route(*g, x);
+  for (int64_t t = 0; t < 4; ++t) {
+    EXPECT_EQ(plan.expert_ids[static_cast<size_t>(t * 3)], 1);
+    EXPECT_EQ(plan.expert_ids[static_cast<size_t>(t * 3 + 1)], 3);
+    EXPECT_EQ(plan.expert_ids[static_cast<size_t>(t * 3 + 2)], 4);
+  }
+  // All logits equal (x = 0): experts 0, 1, 2.
+  fill(x, 0.0f);
+  plan = route(*g, x);
+  for (int64_t t = 0; t < 4; ++t)
+    for (int j = 0; j < 3; ++j) EXPECT_EQ(plan.expert_ids[static_cast<size_t>(t * 3 + j)], j);
+}
+
+TEST(TopKGate, AllRowsOnOneExpertLeavesOthersEmpty) {
+  auto g = make_gate(config(GateKind::kTopKSoftmax, 2, 4, 1));
+  fill(g->w(), 0.0f);
+  g->w().at(2, 0) = 5.0f;
+  TensorBuffer x(Shape{5, 2});
+  fill(x, 1.0f);
+  AuxLosses aux;
+  RoutingPlan plan = route(*g, x, false, nullptr, &aux);
+  EXPECT_EQ(plan.expert_rows(2), 5);
+  for (int e : {0, 1, 3}) EXPECT_EQ(plan.expert_rows(e), 0);
+  // The Switch loss sees the collapse: E · f_2 · P_2 with f_2 = 1.
+  const double p2 = std::exp(5.0) / (std::exp(5.0) + 3.0);
+  EXPECT_NEAR(aux.switch_loss, 4.0 * p2, 1e-5);
+}
+
+TEST(TopKGate, SingleExpertAndSingleToken) {
+  auto g = make_gate(config(GateKind::kTopKSoftmax, 3, 1, 1));
+  TensorBuffer x = random_x(4, 3, 14);
+  RoutingPlan plan = route(*g, x);
+  for (int64_t s = 0; s < plan.n_slots(); ++s) {
+    EXPECT_EQ(plan.expert_ids[static_cast<size_t>(s)], 0);
+    EXPECT_EQ(plan.weights[static_cast<size_t>(s)], 1.0f);
+  }
+  auto g2 = make_gate(config(GateKind::kTopKSoftmax, 3, 5, 2));
+  TensorBuffer x1 = random_x(1, 3, 15);
+  RoutingPlan one = route(*g2, x1);
+  EXPECT_EQ(one.n_slots(), 2);
+  EXPECT_NEAR(one.weights[0] + one.weights[1], 1.0f, 1e-6);
+}
+
+// ---- capacity ----------------------------------------------------------------------------
+
+TEST(Capacity, DropsLowestWeightThenLaterToken) {
+  // E = 2, K = 1, T = 6 and factor 0.5: C = max(1, ceil(0.5 · 6 / 2)) = 2.
+  GateConfig c = config(GateKind::kTopKSoftmax, 1, 2, 1);
+  c.capacity_factor = 0.5f;
+  c.renormalize = false;
+  auto g = make_gate(c);
+  // l = x · [1, −1]: positive x goes to expert 0 with weight σ(2x), negative to expert 1.
+  g->w().at(0, 0) = 1.0f;
+  g->w().at(1, 0) = -1.0f;
+  TensorBuffer x(Shape{6, 1});
+  const float xs[6] = {0.5f, 2.0f, 1.0f, 2.0f, -3.0f, -0.1f};
+  for (int i = 0; i < 6; ++i) x.f32()[i] = xs[i];
+  RoutingPlan plan = route(*g, x);
+  // Expert 0 has tokens 0..3 with weights σ(1), σ(4), σ(2), σ(4): keeps 1 and 3 (the tie at σ(4)
+  // keeps both), drops 0 (lowest) and 2. Expert 1 has tokens 4 and 5, within capacity.
+  const uint8_t want[6] = {1, 0, 1, 0, 0, 0};
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(plan.dropped[static_cast<size_t>(i)], want[i]) << i;
+  EXPECT_EQ(plan.expert_rows(0), 2);
+  EXPECT_EQ(plan.expert_rows(1), 2);
+  // A tie at the boundary drops the later token: weights σ(4) three times, C = 2.
+  x.f32()[0] = 2.0f;
+  x.f32()[2] = 2.0f;
+  plan = route(*g, x);
+  // Expert 0 now has tokens 0..3 with σ(4), σ(4), σ(4), σ(4): keeps 0 and 1.
+  const uint8_t want2[6] = {0, 0, 1, 1, 0, 0};
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(plan.dropped[static_cast<size_t>(i)], want2[i]) << i;
+}
+
+TEST(Capacity, DroppedSlotsGetNoGradient) {
+  GateConfig c = config(GateKind::kTopKSoftmax, 1, 2, 1);
+  c.capacity_factor = 0.5f;
+  c.renormalize = false;
+  auto g = make_gate(c);
+  g->w().at(0, 0) = 1.0f;
+  g->w().at(1, 0) = -1.0f;
+  TensorBuffer x(Shape{6, 1});
+  const float xs[6] = {0.5f, 2.0f, 1.0f, 2.5f, -3.0f, -0.1f};
+  for (int i = 0; i < 6; ++i) x.f32()[i] = xs[i];
+  Arena arena;
+  GateInput in;
+  in.x = x;
+  RoutingPlan plan;
+  AuxLosses aux;
+  g->gate->forward(in, arena, &plan, &aux);
+  ASSERT_EQ(plan.dropped[0], 1);
+  ASSERT_EQ(plan.dropped[2], 1);
+  // Gradient only on the dropped slots (and garbage the gate must ignore): nothing moves.
+  std::vector<float> dweights(6, 0.0f);
+  dweights[0] = 123.0f;
+  dweights[2] = -7.0f;
+  TensorBuffer dx(Shape{6, 1});
+  g->gate->backward(in, plan, dweights.data(), dx, arena);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(dx.f32()[i], 0.0f);
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(g->dw().f32()[i], 0.0f);
+}
+
+}  // namespace
+}  // namespace moe
