@@ -168,7 +168,11 @@ Gate::Gate(GateConfig config) : impl_(std::make_unique<Impl>()) {
   const Status st = validate_gate_config(config);
   MOE_CHECK(st.is_ok(), "{}", st.message());
   impl_->cfg = config;
-  if (config.kind == GateKind::kSigmoidBias) impl_->bias = TensorBuffer(Shape{config.n_experts});
+  if (config.kind == GateKind::kSigmoidBias) {
+    impl_->bias = TensorBuffer(Shape{config.n_experts});
+    impl_->biased_scores.resize(sz(config.n_experts));
+    impl_->expert_load.resize(sz(config.n_experts));
+  }
 }
 Gate::~Gate() = default;
 Gate::Gate(Gate&&) noexcept = default;
@@ -340,7 +344,7 @@ void Gate::backward(const GateInput& in, const RoutingPlan& plan, const float* d
   switch_loss_backward(plan, g.cache.probs, probs_kind(c.kind), c.switch_loss, d.dlogits, arena);
   z_loss_backward(g.cache.logits, g.cache.lse, c.z_loss, d.dlogits);
   if (c.kind == GateKind::kNoisyTopK && c.load_loss != 0.0f)
-    gate_detail::noisy_load_loss_backward(g, plan, c.load_loss, d, arena);
+    gate_detail::noisy_load_loss_backward(g, c.load_loss, d, arena);
 
   // Router adjoint: l = x·Wᵀ gives dx += dl·W [T, E]·[E, D] and dW += dlᵀ·x [E, T]·[T, D].
   const GemmScale acc{1.0f, 1.0f};

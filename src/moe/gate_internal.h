@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "moe/core/arena.h"
 #include "moe/core/params.h"
@@ -31,7 +32,8 @@ struct GateCache {
   Tensor logits;        // [T, E] l = x·Wᵀ
   Tensor probs;         // [T, E] softmax(l); sigmoid gate: σ(l)
   Tensor lse;           // [T] logsumexp_e l
-  Tensor soft;          // [T, E] Gumbel: softmax((l + g)/τ) (eval: softmax(l/τ)); noisy: h
+  Tensor soft;          // [T, E] Gumbel: softmax((l + g)/τ) (eval: softmax(l/τ)); noisy: h;
+                        // Sinkhorn (training): the balanced assignment
   Tensor noise;         // [T, E] Gumbel or N(0, 1) draws used (training only)
   Tensor noise_logits;  // [T, E] noisy top-k: x·W_noiseᵀ (training only)
   Tensor noise_std;     // [T, E] noisy top-k: softplus(x·W_noiseᵀ) + ε (training only)
@@ -45,6 +47,9 @@ struct GateState {
   Tensor w, dw;              // [E, D]
   Tensor w_noise, dw_noise;  // [E, D] noisy top-k only
   TensorBuffer bias;         // [E] sigmoid gate only
+  // Per-gate scratch sized once at construction, for the steps that take no arena.
+  std::vector<float> biased_scores;  // [E] sigmoid gate: one token's σ(l) + b
+  std::vector<double> expert_load;   // [E] sigmoid gate: slots per expert for the bias update
   int64_t step = 0;
   GateCache cache;
 };
@@ -100,8 +105,7 @@ void noisy_backward(const GateState& g, const RoutingPlan& plan, const float* dw
                     const GateGrads& d);
 // Shazeer et al.'s load loss: value from the cached noisy logits, and its gradient.
 double noisy_load_loss(const GateState& g, const RoutingPlan& plan, Arena& arena);
-void noisy_load_loss_backward(const GateState& g, const RoutingPlan& plan, float coef,
-                              const GateGrads& d, Arena& arena);
+void noisy_load_loss_backward(const GateState& g, float coef, const GateGrads& d, Arena& arena);
 void sigmoid_forward(GateState& g, RoutingPlan* plan);
 void sigmoid_backward(const GateState& g, const RoutingPlan& plan, const float* dweights,
                       const GateGrads& d);
