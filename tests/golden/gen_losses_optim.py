@@ -123,12 +123,20 @@ def schedule_lr(kind, base_lr, step, warmup=0, total=0, min_lr=0.0, step_size=1,
     raise ValueError(kind)
 
 
-def _optim_run(out_dir, gen, name, make_opt, lrs, meta, state_keys):
-    """Runs len(lrs) steps of a linear regression problem and writes optim_<name>."""
+def _optim_run(out_dir, gen, name, make_opt, lrs, meta, state_keys, tiny_column=1.0):
+    """Runs len(lrs) steps of a linear regression problem and writes optim_<name>.
+
+    The last input column is scaled by tiny_column: set to Adam's eps, the gradients of W's last
+    column are of the order of eps, where ε outside the square root (|g| + ε, not √(g² + ε)) and
+    the bias corrections change the update by a large factor, so the fixture pins them down.
+    """
     n_in, n_out, n_rows = 4, 3, 8
-    x = f32(torch.randn(n_rows, n_in, generator=gen, dtype=F64))
+    x = torch.randn(n_rows, n_in, generator=gen, dtype=F64)
+    x[:, -1] *= tiny_column
+    x = f32(x)
     y = f32(torch.randn(n_rows, n_out, generator=gen, dtype=F64) * 2.0)
-    # |p| < 1 keeps float32 storage rounding of the C++ parameters below 6e-8 per step.
+    # Parameters of magnitude about 1 keep the float32 storage rounding of the C++ side near
+    # 6e-8 per step.
     w = f32(torch.rand(n_out, n_in, generator=gen, dtype=F64) * 1.6 - 0.8).requires_grad_()
     b = f32(torch.rand(n_out, generator=gen, dtype=F64) * 1.6 - 0.8).requires_grad_()
     tensors = {"w0": w.detach().float(), "b0": b.detach().float()}
@@ -166,7 +174,8 @@ def _optimizers(out_dir, gen):
     _optim_run(out_dir, gen, "adamw_cosine",
                lambda g: torch.optim.AdamW(g, lr=0.1, betas=(0.9, 0.999), eps=1e-8,
                                            weight_decay=0.1),
-               lrs, meta, [("adam.m", "exp_avg"), ("adam.v", "exp_avg_sq")])
+               lrs, meta, [("adam.m", "exp_avg"), ("adam.v", "exp_avg_sq")],
+               tiny_column=meta["eps"])
 
     # A 20-step AdamW trajectory: warm-up, cosine to a floor, other betas and eps.
     sched = dict(kind="cosine", base_lr=0.05, warmup=3, total=20, min_lr=0.005)
@@ -176,7 +185,8 @@ def _optimizers(out_dir, gen):
     _optim_run(out_dir, gen, "adamw_trajectory",
                lambda g: torch.optim.AdamW(g, lr=0.05, betas=(0.8, 0.99), eps=1e-6,
                                            weight_decay=0.05),
-               lrs, meta, [("adam.m", "exp_avg"), ("adam.v", "exp_avg_sq")])
+               lrs, meta, [("adam.m", "exp_avg"), ("adam.v", "exp_avg_sq")],
+               tiny_column=meta["eps"])
 
     # 5 Adam steps with L2 decay added to the gradient, step-decay schedule.
     sched = dict(kind="step", base_lr=0.02, step_size=2, gamma=0.5)
@@ -186,7 +196,8 @@ def _optimizers(out_dir, gen):
     _optim_run(out_dir, gen, "adam_step",
                lambda g: torch.optim.Adam(g, lr=0.02, betas=(0.9, 0.999), eps=1e-8,
                                           weight_decay=0.05),
-               lrs, meta, [("adam.m", "exp_avg"), ("adam.v", "exp_avg_sq")])
+               lrs, meta, [("adam.m", "exp_avg"), ("adam.v", "exp_avg_sq")],
+               tiny_column=meta["eps"])
 
     # 5 SGD steps with Nesterov momentum and L2 decay, constant lr after a warm-up.
     sched = dict(kind="constant", base_lr=0.05, warmup=2)

@@ -68,14 +68,14 @@ void replay(const std::string& fixture, const OptimizerConfig& config, const LrS
   EXPECT_EQ(opt->step_count(), n_steps);
 
   // The state tensors hold the same moments as PyTorch's state dict, at the parameters' offsets.
-  // Second moments are ~g² (down to 1e-6 here), hence the small absolute floor.
+  // Relative only: W's last column has gradients of the order of ε, so its moments are tiny.
   const std::vector<NamedTensor> state = opt->state();
   ASSERT_FALSE(state.empty());
   for (const NamedTensor& st : state) {
     expect_close(st.name + ".w", param_slice(st.tensor, store.info(w)), fx.get(st.name + ".w"),
-                 1e-5, 1e-9);
+                 1e-5, 0.0);
     expect_close(st.name + ".b", param_slice(st.tensor, store.info(b)), fx.get(st.name + ".b"),
-                 1e-5, 1e-9);
+                 1e-5, 0.0);
   }
 }
 
@@ -99,8 +99,8 @@ TEST(OptimGolden, AdamWFiveStepsWithWarmupCosine) {
 }
 
 // The 20-step trajectory must stay within 1e-6 ABSOLUTE of PyTorch's float64 run at every step
-// (rtol 0). The parameters lie in (−1, 1), where 1e-6 is 8 to 16 float32 ulps: room for the
-// one rounding per step that storing float32 parameters costs, and nothing more.
+// (rtol 0). The parameters stay below 1.2 in magnitude, where 1e-6 is at least 8 float32 ulps:
+// room for the one rounding per step that storing float32 parameters costs, and nothing more.
 TEST(OptimGolden, AdamWTwentyStepTrajectoryWithin1e6Absolute) {
   Fixture fx("optim_adamw_trajectory");
   ASSERT_TRUE(fx.ok());
