@@ -3,12 +3,12 @@
 // Dims: T tokens · E experts · S slots.
 #include "moe/moe/balance.h"
 
-#include <cmath>
-
 namespace moe {
 
 namespace {
 constexpr double kCvEpsilon = 1e-10;  // keeps CV² finite when every value is 0
+// Per-token loops (each writes its own row) go parallel from this many [T, E] elements on.
+constexpr int64_t kParallelWork = int64_t{1} << 15;
 
 size_t sz(int64_t i) {
   return static_cast<size_t>(i);
@@ -93,6 +93,7 @@ void switch_loss_backward(const RoutingPlan& plan, Tensor probs, RouterProbs kin
     c[e] *= static_cast<double>(coef) * static_cast<double>(e_n) / static_cast<double>(t_n);
   const float* p = probs.f32();
   float* dl = dlogits.f32();
+#pragma omp parallel for schedule(static) if (t_n * e_n >= kParallelWork)
   for (int64_t t = 0; t < t_n; ++t) {
     const float* row = p + t * e_n;
     float* drow = dl + t * e_n;
@@ -151,16 +152,16 @@ double z_loss(Tensor lse) {
   return s / static_cast<double>(t_n);
 }
 
-void z_loss_backward(Tensor logits, Tensor lse, float coef, Tensor dlogits) {
-  const int64_t t_n = logits.rows(), e_n = logits.cols();
+void z_loss_backward(Tensor probs, Tensor lse, float coef, Tensor dlogits) {
+  const int64_t t_n = probs.rows(), e_n = probs.cols();
   if (t_n == 0 || coef == 0.0f) return;
-  const float* l = logits.f32();
+  const float* p = probs.f32();
   float* dl = dlogits.f32();
+  // ∂ lse_t / ∂ l_{t,e} = softmax(l_t)_e.
+#pragma omp parallel for schedule(static) if (t_n * e_n >= kParallelWork)
   for (int64_t t = 0; t < t_n; ++t) {
-    const double z = lse.f32()[t];
-    const double scale = 2.0 * static_cast<double>(coef) * z / static_cast<double>(t_n);
-    for (int64_t e = 0; e < e_n; ++e)
-      dl[t * e_n + e] += static_cast<float>(scale * std::exp(l[t * e_n + e] - z));
+    const double scale = 2.0 * static_cast<double>(coef) * lse.f32()[t] / static_cast<double>(t_n);
+    for (int64_t e = 0; e < e_n; ++e) dl[t * e_n + e] += static_cast<float>(scale * p[t * e_n + e]);
   }
 }
 

@@ -9,6 +9,7 @@
 
 #include "gate_internal.h"
 #include "moe/kernels/gemm.h"
+#include "moe/kernels/ops.h"
 #include "moe/moe/balance.h"
 
 namespace moe {
@@ -42,6 +43,12 @@ bool has_router(GateKind k) {
 
 RouterProbs probs_kind(GateKind k) {
   return k == GateKind::kSigmoidBias ? RouterProbs::kNormalizedSigmoid : RouterProbs::kSoftmax;
+}
+
+// The router probabilities the Switch loss averages: σ(l) for the sigmoid gate (normalised
+// inside the loss), softmax(l) otherwise.
+Tensor switch_probs(const GateState& g) {
+  return g.cfg.kind == GateKind::kSigmoidBias ? g.cache.scores : g.cache.probs;
 }
 
 // Drops, per expert over capacity, the lowest-weight slots (equal weights: the later slot, which
@@ -229,21 +236,16 @@ void Gate::forward(const GateInput& in, Arena& arena, RoutingPlan* plan, AuxLoss
   plan->n_tokens = t_n;
   plan->n_experts = e_n;
 
-  if (has_router(c.kind)) {
+  if (has_router(c.kind) && t_n > 0) {
     g.cache.logits = arena.alloc(Shape{t_n, e_n});
     g.cache.probs = arena.alloc(Shape{t_n, e_n});
     g.cache.lse = arena.alloc(Shape{t_n});
-    if (t_n > 0) gemm(in.x, false, g.w, true, g.cache.logits);  // [T, D] · [E, D]ᵀ
-    const float* l = g.cache.logits.f32();
-    float* p = g.cache.probs.f32();
-    float* lse = g.cache.lse.f32();
-    const bool sigmoid = c.kind == GateKind::kSigmoidBias;
-    for (int64_t t = 0; t < t_n; ++t) {
-      lse[t] = gate_detail::softmax_row(l + t * e_n, e_n, p + t * e_n);
-      if (sigmoid)
-        for (int64_t e = 0; e < e_n; ++e)
-          p[t * e_n + e] =
-              static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(l[t * e_n + e]))));
+    gemm(in.x, false, g.w, true, g.cache.logits);  // [T, D] · [E, D]ᵀ
+    softmax_rows(g.cache.logits, g.cache.probs);
+    row_logsumexp(g.cache.logits, g.cache.lse);
+    if (c.kind == GateKind::kSigmoidBias) {
+      g.cache.scores = arena.alloc(Shape{t_n, e_n});
+      activation_forward(Activation::kSigmoid, g.cache.logits, g.cache.scores);
     }
   }
 
@@ -282,8 +284,8 @@ void Gate::forward(const GateInput& in, Arena& arena, RoutingPlan* plan, AuxLoss
   sort_slots_by_expert(plan);
 
   *aux = {};
-  if (has_router(c.kind)) {
-    aux->switch_loss = switch_loss(*plan, g.cache.probs, probs_kind(c.kind), arena);
+  if (has_router(c.kind) && t_n > 0) {
+    aux->switch_loss = switch_loss(*plan, switch_probs(g), probs_kind(c.kind), arena);
     aux->importance_loss = importance_loss(*plan, arena);
     aux->z_loss = z_loss(g.cache.lse);
     if (c.kind == GateKind::kNoisyTopK)
@@ -341,8 +343,8 @@ void Gate::backward(const GateInput& in, const RoutingPlan& plan, const float* d
       break;
   }
 
-  switch_loss_backward(plan, g.cache.probs, probs_kind(c.kind), c.switch_loss, d.dlogits, arena);
-  z_loss_backward(g.cache.logits, g.cache.lse, c.z_loss, d.dlogits);
+  switch_loss_backward(plan, switch_probs(g), probs_kind(c.kind), c.switch_loss, d.dlogits, arena);
+  z_loss_backward(g.cache.probs, g.cache.lse, c.z_loss, d.dlogits);
   if (c.kind == GateKind::kNoisyTopK && c.load_loss != 0.0f)
     gate_detail::noisy_load_loss_backward(g, c.load_loss, d, arena);
 

@@ -61,6 +61,7 @@ void expert_choice_forward(GateState& g, Arena& arena, RoutingPlan* plan) {
 void expert_choice_backward(const GateState& g, const RoutingPlan& plan, const float* dweights,
                             const GateGrads& d) {
   const int64_t t_n = plan.n_tokens, e_n = plan.n_experts;
+#pragma omp parallel for schedule(static) if (t_n * e_n >= kParallelWork)
   for (int64_t t = 0; t < t_n; ++t) {
     const int64_t b = plan.token_offsets[sz(t)], n = plan.token_offsets[sz(t + 1)] - b;
     if (n == 0) continue;

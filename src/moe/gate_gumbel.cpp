@@ -15,6 +15,7 @@
 #include <cmath>
 
 #include "gate_internal.h"
+#include "moe/kernels/ops.h"
 
 namespace moe::gate_detail {
 
@@ -40,8 +41,8 @@ void gumbel_forward(GateState& g, const GateInput& in, Arena& arena, RoutingPlan
   } else {
     for (int64_t i = 0; i < t_n * e_n; ++i) z[i] = l[i] / tau;
   }
-  float* y = cache.soft.f32();
-  for (int64_t t = 0; t < t_n; ++t) softmax_row(z + t * e_n, e_n, y + t * e_n);
+  const float* y = cache.soft.f32();
+  softmax_rows(perturbed, cache.soft);
 
   if (in.training && !g.cfg.hard) {
     plan->reset_uniform(t_n, e_n, e_n);
@@ -52,6 +53,7 @@ void gumbel_forward(GateState& g, const GateInput& in, Arena& arena, RoutingPlan
     return;
   }
   plan->reset_uniform(t_n, e_n, 1);
+#pragma omp parallel for schedule(static) if (t_n * e_n >= kParallelWork)
   for (int64_t t = 0; t < t_n; ++t) {
     int32_t best = 0;
     top_k_indices(z + t * e_n, e_n, 1, &best);
@@ -68,6 +70,7 @@ void gumbel_backward(const GateState& g, const RoutingPlan& plan, const float* d
   float* dl = d.dlogits.f32();
   const double inv_tau = 1.0 / static_cast<double>(cache.tau);
   const bool dense = cache.training && !g.cfg.hard;
+#pragma omp parallel for schedule(static) if (t_n * e_n >= kParallelWork)
   for (int64_t t = 0; t < t_n; ++t) {
     const float* yr = y + t * e_n;
     float* dr = dl + t * e_n;

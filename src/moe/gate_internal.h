@@ -4,7 +4,8 @@
 //
 // Dims: T tokens · D model width · E experts · K experts per token · S slots.
 //
-// Division of labour: Gate::forward computes the router logits l = x·Wᵀ, probs and logsumexp,
+// Division of labour: Gate::forward computes the router logits l = x·Wᵀ, softmax and logsumexp
+// (with the fast row ops; rows are independent, so results do not depend on the thread count),
 // then calls the kind's forward, which fills the plan's token-major slots (token_offsets,
 // expert_ids, weights; dropped all 0). Gate::forward then applies capacity, sorts the slots by
 // expert and computes the balancing losses. Gate::backward masks dropped slots' dweights, adds
@@ -29,15 +30,17 @@ struct GateCache {
   int64_t n_tokens = 0;
   int64_t n_slots = 0;
   bool training = false;
-  Tensor logits;        // [T, E] l = x·Wᵀ
-  Tensor probs;         // [T, E] softmax(l); sigmoid gate: σ(l)
-  Tensor lse;           // [T] logsumexp_e l
-  Tensor soft;          // [T, E] Gumbel: softmax((l + g)/τ) (eval: softmax(l/τ)); noisy: h;
-                        // Sinkhorn (training): the balanced assignment
-  Tensor noise;         // [T, E] Gumbel or N(0, 1) draws used (training only)
-  Tensor noise_logits;  // [T, E] noisy top-k: x·W_noiseᵀ (training only)
-  Tensor noise_std;     // [T, E] noisy top-k: softplus(x·W_noiseᵀ) + ε (training only)
-  float tau = 1.0f;     // Gumbel temperature of this forward
+  Tensor logits;           // [T, E] l = x·Wᵀ
+  Tensor probs;            // [T, E] softmax(l)
+  Tensor lse;              // [T] logsumexp_e l
+  Tensor scores;           // [T, E] sigmoid gate: σ(l)
+  Tensor soft;             // [T, E] Gumbel: softmax((l + g)/τ) (eval: softmax(l/τ)); noisy: h;
+                           // Sinkhorn (training): the balanced assignment
+  Tensor noise;            // [T, E] Gumbel or N(0, 1) draws used (training only)
+  Tensor noise_logits;     // [T, E] noisy top-k: x·W_noiseᵀ (training only)
+  Tensor noise_std;        // [T, E] noisy top-k: softplus(x·W_noiseᵀ) + ε (training only)
+  double* load = nullptr;  // [E] noisy top-k: the smooth load estimate Σ_t P(t, e) (training)
+  float tau = 1.0f;        // Gumbel temperature of this forward
 };
 
 struct GateState {
@@ -64,11 +67,14 @@ inline size_t sz(int64_t i) {
   return static_cast<size_t>(i);
 }
 
+// Per-token loops run on OpenMP threads from this many [T, E] elements on. Each token's work is
+// independent and writes only its own rows, so the result does not depend on the thread count;
+// sums across tokens stay serial for the same reason.
+inline constexpr int64_t kParallelWork = int64_t{1} << 15;
+
 // The k best of v[0..n) into idx[0..k), best first; among equal values the lower index ranks
 // first (NaN never beats a number, so the result is always k distinct indices).
 void top_k_indices(const float* v, int64_t n, int64_t k, int32_t* idx);
-// p = softmax(l) over n entries (double accumulation); returns logsumexp(l).
-float softmax_row(const float* l, int64_t n, float* p);
 // Softmax adjoint for one row: dl_i += p_i · (dp_i − Σ_j dp_j p_j).
 void softmax_row_backward(const float* p, const float* dp, int64_t n, float* dl);
 // Noise for this forward [T, E]: in.noise when set, else drawn from a copy of in.rng
@@ -104,7 +110,8 @@ void noisy_forward(GateState& g, const GateInput& in, Arena& arena, RoutingPlan*
 void noisy_backward(const GateState& g, const RoutingPlan& plan, const float* dweights,
                     const GateGrads& d);
 // Shazeer et al.'s load loss: value from the cached noisy logits, and its gradient.
-double noisy_load_loss(const GateState& g, const RoutingPlan& plan, Arena& arena);
+// The value also caches the load [E] (in `arena`) for the backward.
+double noisy_load_loss(GateState& g, const RoutingPlan& plan, Arena& arena);
 void noisy_load_loss_backward(const GateState& g, float coef, const GateGrads& d, Arena& arena);
 void sigmoid_forward(GateState& g, RoutingPlan* plan);
 void sigmoid_backward(const GateState& g, const RoutingPlan& plan, const float* dweights,

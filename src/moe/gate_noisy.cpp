@@ -44,6 +44,12 @@ Thresholds thresholds(const float* h_row, int64_t e_n, int64_t k, int32_t* idx) 
   top_k_indices(h_row, e_n, k + 1, idx);
   return {h_row[idx[k]], h_row[idx[k - 1]]};
 }
+// Whether expert e is among the K chosen, idx[0..K).
+bool chosen_among(const int32_t* idx, int64_t k, int64_t e) {
+  for (int64_t j = 0; j < k; ++j)
+    if (idx[j] == e) return true;
+  return false;
+}
 }  // namespace
 
 void noisy_forward(GateState& g, const GateInput& in, Arena& arena, RoutingPlan* plan) {
@@ -63,6 +69,7 @@ void noisy_forward(GateState& g, const GateInput& in, Arena& arena, RoutingPlan*
     const float* n = cache.noise.f32();
     float* sd = cache.noise_std.f32();
     float* h = cache.soft.f32();
+#pragma omp parallel for schedule(static) if (t_n * e_n >= kParallelWork)
     for (int64_t i = 0; i < t_n * e_n; ++i) {
       // softplus(ν) = log(1 + e^ν), written to stay finite for large |ν|.
       const double v = nu[i];
@@ -73,6 +80,7 @@ void noisy_forward(GateState& g, const GateInput& in, Arena& arena, RoutingPlan*
   }
   plan->reset_uniform(t_n, e_n, k);
   const float* h = cache.soft.f32();
+#pragma omp parallel for schedule(static) if (t_n * e_n >= kParallelWork)
   for (int64_t t = 0; t < t_n; ++t) {
     int32_t* chosen = plan->expert_ids.data() + t * k;
     float* w = plan->weights.data() + t * k;
@@ -90,6 +98,7 @@ void noisy_backward(const GateState& g, const RoutingPlan& plan, const float* dw
   const GateCache& cache = g.cache;
   const int64_t t_n = plan.n_tokens, e_n = plan.n_experts, k = g.cfg.k;
   float* dl = d.dlogits.f32();
+#pragma omp parallel for schedule(static) if (t_n * e_n >= kParallelWork)
   for (int64_t t = 0; t < t_n; ++t) {
     const int32_t* chosen = plan.expert_ids.data() + t * k;
     const float* w = plan.weights.data() + t * k;
@@ -111,35 +120,42 @@ void noisy_backward(const GateState& g, const RoutingPlan& plan, const float* dw
   }
 }
 
-double noisy_load_loss(const GateState& g, const RoutingPlan& plan, Arena& arena) {
-  const GateCache& cache = g.cache;
+double noisy_load_loss(GateState& g, const RoutingPlan& plan, Arena& arena) {
+  GateCache& cache = g.cache;
   const int64_t t_n = cache.n_tokens, e_n = g.cfg.n_experts, k = g.cfg.k;
-  const size_t mark = arena.mark();
-  double* load = arena.alloc_array<double>(e_n);  // [E]
+  double* load = arena.alloc_array<double>(e_n);  // [E], kept for backward
+  cache.load = load;
   if (!cache.training) {
     slot_counts(plan, load);
-  } else if (k == e_n) {
+    return cv_squared(load, e_n);
+  }
+  if (k == e_n) {
     for (int64_t e = 0; e < e_n; ++e) load[e] = static_cast<double>(t_n);
-  } else {
-    int32_t* idx = arena.alloc_array<int32_t>(k + 1);   // [K+1]
-    uint8_t* in_top = arena.alloc_array<uint8_t>(e_n);  // [E]
-    for (int64_t e = 0; e < e_n; ++e) load[e] = 0.0;
-    const float* l = cache.logits.f32();
-    const float* h = cache.soft.f32();
-    const float* sd = cache.noise_std.f32();
-    for (int64_t t = 0; t < t_n; ++t) {
-      const Thresholds th = thresholds(h + t * e_n, e_n, k, idx);
-      std::fill(in_top, in_top + e_n, uint8_t{0});
-      for (int64_t j = 0; j < k; ++j) in_top[idx[j]] = 1;
-      for (int64_t e = 0; e < e_n; ++e) {
-        const double thr = in_top[e] ? th.if_in : th.if_out;
-        load[e] += normal_cdf((l[t * e_n + e] - thr) / sd[t * e_n + e]);
-      }
+    return 0.0;
+  }
+  const size_t mark = arena.mark();
+  Tensor prob_t = arena.alloc(Shape{t_n, e_n}, DType::kF64);   // [T, E] P(t, e)
+  Tensor idx_t = arena.alloc(Shape{t_n, k + 1}, DType::kI32);  // [T, K+1] per-token scratch
+  double* prob = prob_t.data<double>();
+  int32_t* idx_all = idx_t.data<int32_t>();
+  const float* l = cache.logits.f32();
+  const float* h = cache.soft.f32();
+  const float* sd = cache.noise_std.f32();
+#pragma omp parallel for schedule(static) if (t_n * e_n >= kParallelWork)
+  for (int64_t t = 0; t < t_n; ++t) {
+    int32_t* idx = idx_all + t * (k + 1);
+    const Thresholds th = thresholds(h + t * e_n, e_n, k, idx);
+    for (int64_t e = 0; e < e_n; ++e) {
+      const double thr = chosen_among(idx, k, e) ? th.if_in : th.if_out;
+      prob[t * e_n + e] = normal_cdf((l[t * e_n + e] - thr) / sd[t * e_n + e]);
     }
   }
-  const double loss = cv_squared(load, e_n);
+  // Σ over tokens in a fixed order: the same bits for any thread count.
+  for (int64_t e = 0; e < e_n; ++e) load[e] = 0.0;
+  for (int64_t t = 0; t < t_n; ++t)
+    for (int64_t e = 0; e < e_n; ++e) load[e] += prob[t * e_n + e];
   arena.release(mark);
-  return loss;
+  return cv_squared(load, e_n);
 }
 
 void noisy_load_loss_backward(const GateState& g, float coef, const GateGrads& d, Arena& arena) {
@@ -147,11 +163,13 @@ void noisy_load_loss_backward(const GateState& g, float coef, const GateGrads& d
   const int64_t t_n = cache.n_tokens, e_n = g.cfg.n_experts, k = g.cfg.k;
   if (!cache.training || k == e_n || t_n == 0) return;  // no smooth estimate, no gradient
   const size_t mark = arena.mark();
-  double* load = arena.alloc_array<double>(e_n);      // [E]
-  double* dload = arena.alloc_array<double>(e_n);     // [E]
-  int32_t* idx = arena.alloc_array<int32_t>(k + 1);   // [K+1]
-  uint8_t* in_top = arena.alloc_array<uint8_t>(e_n);  // [E]
-  double* dsd = arena.alloc_array<double>(e_n);       // [E] one token's dL/dσ
+  double* dload = arena.alloc_array<double>(e_n);  // [E]
+  for (int64_t e = 0; e < e_n; ++e) dload[e] = 0.0;
+  cv_squared_backward(cache.load, e_n, coef, dload);
+  Tensor idx_t = arena.alloc(Shape{t_n, k + 1}, DType::kI32);  // [T, K+1]
+  Tensor dsd_t = arena.zeros(Shape{t_n, e_n}, DType::kF64);    // [T, E] dL/dσ
+  int32_t* idx_all = idx_t.data<int32_t>();
+  double* dsd = dsd_t.data<double>();
   const float* l = cache.logits.f32();
   const float* h = cache.soft.f32();
   const float* sd = cache.noise_std.f32();
@@ -159,40 +177,29 @@ void noisy_load_loss_backward(const GateState& g, float coef, const GateGrads& d
   const float* nu = cache.noise_logits.f32();
   float* dl = d.dlogits.f32();
   float* dnu = d.dnoise_logits.f32();
-
-  for (int64_t e = 0; e < e_n; ++e) load[e] = dload[e] = 0.0;
+  // Each token's terms touch only its own row (the threshold expert is in the same row).
+#pragma omp parallel for schedule(static) if (t_n * e_n >= kParallelWork)
   for (int64_t t = 0; t < t_n; ++t) {
+    int32_t* idx = idx_all + t * (k + 1);
     const Thresholds th = thresholds(h + t * e_n, e_n, k, idx);
-    std::fill(in_top, in_top + e_n, uint8_t{0});
-    for (int64_t j = 0; j < k; ++j) in_top[idx[j]] = 1;
-    for (int64_t e = 0; e < e_n; ++e) {
-      const double thr = in_top[e] ? th.if_in : th.if_out;
-      load[e] += normal_cdf((l[t * e_n + e] - thr) / sd[t * e_n + e]);
-    }
-  }
-  cv_squared_backward(load, e_n, coef, dload);
-
-  for (int64_t t = 0; t < t_n; ++t) {
-    const Thresholds th = thresholds(h + t * e_n, e_n, k, idx);
-    std::fill(in_top, in_top + e_n, uint8_t{0});
-    for (int64_t j = 0; j < k; ++j) in_top[idx[j]] = 1;
-    std::fill(dsd, dsd + e_n, 0.0);
+    double* dsd_row = dsd + t * e_n;
     for (int64_t e = 0; e < e_n; ++e) {
       const int64_t i = t * e_n + e;
-      const double thr = in_top[e] ? th.if_in : th.if_out;
+      const bool in = chosen_among(idx, k, e);
+      const double thr = in ? th.if_in : th.if_out;
       const double z = (l[i] - thr) / sd[i];
       const double dz = dload[e] * normal_pdf(z);
       // z = (l − θ)/σ: ∂z/∂l = 1/σ, ∂z/∂σ = −z/σ, ∂z/∂θ = −1/σ; θ is h_j = l_j + n_j σ_j.
       dl[i] += static_cast<float>(dz / sd[i]);
-      dsd[e] += -dz * z / sd[i];
-      const int64_t j = in_top[e] ? idx[k] : idx[k - 1];
+      dsd_row[e] += -dz * z / sd[i];
+      const int64_t j = in ? idx[k] : idx[k - 1];
       const double dthr = -dz / sd[i];
       dl[t * e_n + j] += static_cast<float>(dthr);
-      dsd[j] += dthr * n[t * e_n + j];
+      dsd_row[j] += dthr * n[t * e_n + j];
     }
     for (int64_t e = 0; e < e_n; ++e) {
       const double sig = 1.0 / (1.0 + std::exp(-static_cast<double>(nu[t * e_n + e])));
-      dnu[t * e_n + e] += static_cast<float>(dsd[e] * sig);
+      dnu[t * e_n + e] += static_cast<float>(dsd_row[e] * sig);
     }
   }
   arena.release(mark);

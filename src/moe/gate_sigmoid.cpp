@@ -17,7 +17,7 @@ void sigmoid_forward(GateState& g, RoutingPlan* plan) {
   const GateConfig& c = g.cfg;
   const int64_t t_n = g.cache.n_tokens, e_n = c.n_experts, k = c.k;
   plan->reset_uniform(t_n, e_n, k);
-  const float* s = g.cache.probs.f32();  // σ(l)
+  const float* s = g.cache.scores.f32();  // σ(l)
   const float* b = g.bias.f32();
   float* biased = g.biased_scores.data();  // [E] the selection key, never a weight
   for (int64_t t = 0; t < t_n; ++t) {
@@ -37,8 +37,9 @@ void sigmoid_backward(const GateState& g, const RoutingPlan& plan, const float* 
                       const GateGrads& d) {
   const GateConfig& c = g.cfg;
   const int64_t t_n = plan.n_tokens, e_n = plan.n_experts, k = c.k;
-  const float* s = g.cache.probs.f32();
+  const float* s = g.cache.scores.f32();
   float* dl = d.dlogits.f32();
+#pragma omp parallel for schedule(static) if (t_n * e_n >= kParallelWork)
   for (int64_t t = 0; t < t_n; ++t) {
     const float* row = s + t * e_n;
     const int32_t* chosen = plan.expert_ids.data() + t * k;

@@ -33,6 +33,7 @@ void sinkhorn_forward(GateState& g, Arena& arena, RoutingPlan* plan) {
     Tensor a_t = arena.alloc(Shape{t_n, e_n}, DType::kF64);  // [T, E] the assignment A
     double* a = a_t.data<double>();
     double* col = arena.alloc_array<double>(e_n);  // [E]
+#pragma omp parallel for schedule(static) if (t_n * e_n >= kParallelWork)
     for (int64_t t = 0; t < t_n; ++t) {
       float m = l[t * e_n];
       for (int64_t e = 1; e < e_n; ++e) m = std::max(m, l[t * e_n + e]);
@@ -46,6 +47,7 @@ void sinkhorn_forward(GateState& g, Arena& arena, RoutingPlan* plan) {
         for (int64_t e = 0; e < e_n; ++e) col[e] += a[t * e_n + e];
       // A column that underflowed to 0 everywhere cannot be rescaled; it stays empty.
       for (int64_t e = 0; e < e_n; ++e) col[e] = col[e] > 0.0 ? target / col[e] : 0.0;
+#pragma omp parallel for schedule(static) if (t_n * e_n >= kParallelWork)
       for (int64_t t = 0; t < t_n; ++t) {
         double row = 0.0;
         for (int64_t e = 0; e < e_n; ++e) row += (a[t * e_n + e] *= col[e]);
@@ -58,6 +60,7 @@ void sinkhorn_forward(GateState& g, Arena& arena, RoutingPlan* plan) {
     key = af;
     arena.release(mark);
   }
+#pragma omp parallel for schedule(static) if (t_n * e_n >= kParallelWork)
   for (int64_t t = 0; t < t_n; ++t) {
     int32_t* chosen = plan->expert_ids.data() + t * k;
     top_k_indices(key + t * e_n, e_n, k, chosen);
@@ -69,6 +72,7 @@ void sinkhorn_backward(const GateState& g, const RoutingPlan& plan, const float*
                        const GateGrads& d) {
   const GateConfig& c = g.cfg;
   const int64_t t_n = plan.n_tokens, e_n = plan.n_experts, k = c.k;
+#pragma omp parallel for schedule(static) if (t_n * e_n >= kParallelWork)
   for (int64_t t = 0; t < t_n; ++t)
     topk_weights_backward(g.cache.probs.f32() + t * e_n, plan.expert_ids.data() + t * k,
                           plan.weights.data() + t * k, dweights + t * k, k, e_n, c.renormalize,

@@ -33,17 +33,6 @@ void top_k_indices(const float* v, int64_t n, int64_t k, int32_t* idx) {
   }
 }
 
-float softmax_row(const float* l, int64_t n, float* p) {
-  float m = l[0];
-  for (int64_t i = 1; i < n; ++i) m = std::max(m, l[i]);
-  double s = 0.0;
-  for (int64_t i = 0; i < n; ++i) s += std::exp(static_cast<double>(l[i]) - m);
-  const double inv = 1.0 / s;
-  for (int64_t i = 0; i < n; ++i)
-    p[i] = static_cast<float>(std::exp(static_cast<double>(l[i]) - m) * inv);
-  return static_cast<float>(m + std::log(s));
-}
-
 void softmax_row_backward(const float* p, const float* dp, int64_t n, float* dl) {
   double dot = 0.0;
   for (int64_t i = 0; i < n; ++i) dot += static_cast<double>(dp[i]) * p[i];
@@ -94,6 +83,7 @@ void dense_forward(GateState& g, RoutingPlan* plan) {
   const int64_t t_n = g.cache.n_tokens, e_n = g.cfg.n_experts;
   plan->reset_uniform(t_n, e_n, e_n);
   const float* p = g.cache.probs.f32();
+#pragma omp parallel for schedule(static) if (t_n * e_n >= kParallelWork)
   for (int64_t t = 0; t < t_n; ++t) {
     for (int64_t e = 0; e < e_n; ++e) {
       plan->expert_ids[sz(t * e_n + e)] = static_cast<int32_t>(e);
@@ -108,6 +98,7 @@ void dense_backward(const GateState& g, const RoutingPlan& plan, const float* dw
   const float* p = g.cache.probs.f32();
   float* dl = d.dlogits.f32();
   // Slots are in expert order, so token t's dweights are exactly dL/dp_t.
+#pragma omp parallel for schedule(static) if (t_n * e_n >= kParallelWork)
   for (int64_t t = 0; t < t_n; ++t)
     softmax_row_backward(p + t * e_n, dweights + t * e_n, e_n, dl + t * e_n);
 }
@@ -118,6 +109,7 @@ void topk_forward(GateState& g, RoutingPlan* plan) {
   plan->reset_uniform(t_n, e_n, k);
   const float* l = g.cache.logits.f32();
   const float* p = g.cache.probs.f32();
+#pragma omp parallel for schedule(static) if (t_n * e_n >= kParallelWork)
   for (int64_t t = 0; t < t_n; ++t) {
     // Select on the logits: softmax is monotone, and the logits cannot round two different
     // experts to the same value the way probabilities near 0 can.
@@ -142,6 +134,7 @@ void topk_backward(const GateState& g, const RoutingPlan& plan, const float* dwe
   const GateConfig& c = g.cfg;
   const int64_t t_n = plan.n_tokens, e_n = plan.n_experts, k = c.k;
   const bool over_chosen = c.renormalize || c.softmax_after_topk;
+#pragma omp parallel for schedule(static) if (t_n * e_n >= kParallelWork)
   for (int64_t t = 0; t < t_n; ++t)
     topk_weights_backward(g.cache.probs.f32() + t * e_n, plan.expert_ids.data() + t * k,
                           plan.weights.data() + t * k, dweights + t * k, k, e_n, over_chosen,

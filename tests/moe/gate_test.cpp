@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <numeric>
 #include <vector>
@@ -381,17 +382,36 @@ TEST(AllGates, EdgeShapes) {
   exercise(GateKind::kGumbelSoftmax, 5, 4, 1, /*hard=*/true);
 }
 
+// Twice the same routing, small and large enough (T·E ≥ 2^15) for the threaded per-token paths,
+// with gradients too: bit-identical.
 TEST(AllGates, SameSeedSamePlanBitForBit) {
   for (GateKind kind : kAllKinds) {
-    SCOPED_TRACE(gate_kind_name(kind));
-    GateConfig c = config(kind, 4, 6, 2);
-    auto g1 = make_gate(c, 9), g2 = make_gate(c, 9);
-    TensorBuffer x = random_x(33, 4, 22);
-    RoutingPlan a = route(*g1, x, true), b = route(*g2, x, true);
-    EXPECT_EQ(a.expert_ids, b.expert_ids);
-    EXPECT_EQ(a.weights, b.weights);
-    EXPECT_EQ(a.token_offsets, b.token_offsets);
-    EXPECT_EQ(a.perm, b.perm);
+    for (int64_t t_n : {33, 1024}) {
+      SCOPED_TRACE(fmt::format("{} T={}", gate_kind_name(kind), t_n));
+      GateConfig c = config(kind, 4, 48, 2);
+      if (kind != GateKind::kHash) c.switch_loss = c.z_loss = 0.01f;
+      if (kind == GateKind::kNoisyTopK) c.load_loss = 0.01f;
+      auto g1 = make_gate(c, 9), g2 = make_gate(c, 9);
+      TensorBuffer x = random_x(t_n, 4, 22);
+      Arena arena1, arena2;
+      RoutingPlan a = route(*g1, x, true, &arena1), b = route(*g2, x, true, &arena2);
+      EXPECT_EQ(a.expert_ids, b.expert_ids);
+      EXPECT_EQ(a.weights, b.weights);
+      EXPECT_EQ(a.token_offsets, b.token_offsets);
+      EXPECT_EQ(a.perm, b.perm);
+      if (kind == GateKind::kHash) continue;
+      std::vector<float> dweights(static_cast<size_t>(a.n_slots()), 0.25f);
+      GateInput in;
+      in.x = x;
+      in.training = true;
+      in.rng = Rng(7, 3);
+      TensorBuffer dx1(Shape{t_n, 4}), dx2(Shape{t_n, 4});
+      g1->gate->backward(in, a, dweights.data(), dx1, arena1);
+      g2->gate->backward(in, b, dweights.data(), dx2, arena2);
+      EXPECT_EQ(0, std::memcmp(dx1.f32(), dx2.f32(), static_cast<size_t>(dx1.numel()) * 4));
+      EXPECT_EQ(0, std::memcmp(g1->dw().f32(), g2->dw().f32(),
+                               static_cast<size_t>(g1->dw().numel()) * 4));
+    }
   }
 }
 

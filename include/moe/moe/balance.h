@@ -44,8 +44,8 @@ void importance_loss_backward(const RoutingPlan& plan, float coef, float* dweigh
 // Router z-loss (Zoph et al. 2022): mean_t (logsumexp_e l_{t,e})². lse [T] is logsumexp per
 // token, as the gate caches it.
 double z_loss(Tensor lse);
-// dlogits [T, E] += coef · 2 · lse_t · softmax(l_t) / T.
-void z_loss_backward(Tensor logits, Tensor lse, float coef, Tensor dlogits);
+// dlogits [T, E] += coef · 2 · lse_t · softmax(l_t) / T; probs [T, E] is softmax(l).
+void z_loss_backward(Tensor probs, Tensor lse, float coef, Tensor dlogits);
 
 // Expert loads as slot counts (all slots), for the aux-loss-free bias update and the load loss
 // without noise. load [E].
