@@ -1,3 +1,4 @@
+// The safetensors reader and the atomic writer (format and guarantees in safetensors.h).
 #include "moe/io/safetensors.h"
 
 #include <fcntl.h>
@@ -5,10 +6,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <new>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -16,11 +20,14 @@ namespace moe {
 
 namespace {
 
-using json = nlohmann::json;
+// ordered_json keeps the keys in file order, so entries() lists the tensors as they were written.
+using json = nlohmann::ordered_json;
+
+constexpr const char* kMetadataKey = "__metadata__";
 
 bool parse_dtype(const std::string& s, DType* out) {
-  for (DType t : {DType::kF32, DType::kBF16, DType::kF64, DType::kI64, DType::kI32, DType::kI8,
-                  DType::kU8}) {
+  for (DType t :
+       {DType::kF32, DType::kBF16, DType::kF64, DType::kI64, DType::kI32, DType::kI8, DType::kU8}) {
     if (s == dtype_name(t)) {
       *out = t;
       return true;
@@ -51,78 +58,127 @@ Status parse_entry(const std::string& source, const std::string& name, const jso
   if (shape.size() > static_cast<size_t>(kMaxRank))
     return err(fmt::format("rank {} exceeds the supported maximum {}", shape.size(), kMaxRank));
   e->shape = Shape();
-  uint64_t n = 1;
-  for (const json& d : shape) {
-    if (!d.is_number_unsigned()) return err("shape entries must be non-negative integers");
+  // The product of the dimensions must fit in int64 even when one of them is zero: code that
+  // multiplies a subset of the dimensions (rows(), strides) must not overflow either.
+  uint64_t n = 1, n_nonzero = 1;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    const json& d = shape[i];
+    if (d.is_number_integer() && !d.is_number_unsigned())
+      return err(fmt::format("shape[{}] = {} is negative", i, d.dump()));
+    if (!d.is_number_unsigned())
+      return err(fmt::format("shape[{}] = {} is not an integer", i, d.dump()));
     const uint64_t dim = d.get<uint64_t>();
-    if (mul_overflows(n, dim, &n) || dim > static_cast<uint64_t>(INT64_MAX))
-      return err("shape " + shape.dump() + " overflows 64 bits");
+    if (mul_overflows(n_nonzero, std::max<uint64_t>(dim, 1), &n_nonzero) ||
+        n_nonzero > static_cast<uint64_t>(INT64_MAX))
+      return err("the product of shape " + shape.dump() + " overflows 64 bits");
+    n *= dim;
     e->shape.dims[static_cast<size_t>(e->shape.rank++)] = static_cast<int64_t>(dim);
   }
   uint64_t bytes = 0;
   if (mul_overflows(n, dtype_size(e->dtype), &bytes) || bytes > static_cast<uint64_t>(INT64_MAX))
     return err("shape " + shape.dump() + " overflows 64 bits in bytes");
-  if (!v.contains("data_offsets") || !v["data_offsets"].is_array() ||
-      v["data_offsets"].size() != 2 || !v["data_offsets"][0].is_number_unsigned() ||
-      !v["data_offsets"][1].is_number_unsigned())
-    return err("'data_offsets' must be two non-negative integers");
-  e->begin = v["data_offsets"][0].get<uint64_t>();
-  e->end = v["data_offsets"][1].get<uint64_t>();
+  if (!v.contains("data_offsets")) return err("missing field 'data_offsets'");
+  const json& offsets = v["data_offsets"];
+  if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
+      !offsets[1].is_number_unsigned())
+    return err("'data_offsets' " + offsets.dump() + " is not two non-negative integers");
+  e->begin = offsets[0].get<uint64_t>();
+  e->end = offsets[1].get<uint64_t>();
   if (e->end < e->begin)
-    return err(fmt::format("data_offsets [{}, {}] end before begin", e->begin, e->end));
+    return err(fmt::format("data_offsets [{}, {}] end before they begin", e->begin, e->end));
   if (e->end - e->begin != bytes)
-    return err(fmt::format("data_offsets [{}, {}] hold {} bytes, dtype and shape need {}",
-                           e->begin, e->end, e->end - e->begin, bytes));
+    return err(fmt::format("data_offsets [{}, {}] hold {} bytes, but {} {} needs {}", e->begin,
+                           e->end, e->end - e->begin, dt, e->shape.str(), bytes));
   e->name = name;
+  return Status::ok();
+}
+
+// Checks what encode/write need of the names: unique, and not the metadata key.
+Status check_names(const std::vector<NamedTensor>& tensors) {
+  std::set<std::string> seen;
+  for (const auto& t : tensors) {
+    if (t.name == kMetadataKey)
+      return Status::error("tensor name '{}' is reserved for the metadata", t.name);
+    if (!seen.insert(t.name).second) return Status::error("duplicate tensor name '{}'", t.name);
+  }
   return Status::ok();
 }
 
 }  // namespace
 
 Result<SafetensorsFile> SafetensorsFile::open(const std::string& path, SafetensorsLimits limits) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0)
+    return Status::error("{}: cannot open: {}", path, std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) return Status::error("{}: not a regular file", path);
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (size > limits.max_file_bytes)
+    return Status::error("{}: {} bytes exceeds the limit of {}", path, size, limits.max_file_bytes);
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::error("{}: cannot open: {}", path, std::strerror(errno));
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  if (size < 0) return Status::error("{}: cannot determine the file size", path);
-  if (static_cast<uint64_t>(size) > limits.max_file_bytes)
-    return Status::error("{}: {} bytes exceeds the limit of {}", path, size, limits.max_file_bytes);
-  in.seekg(0);
-  std::vector<uint8_t> bytes(static_cast<size_t>(size));
-  if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), size))
-    return Status::error("{}: read failed", path);
+  std::vector<uint8_t> bytes;
+  try {
+    bytes.resize(static_cast<size_t>(size));
+  } catch (const std::bad_alloc&) {
+    return Status::error("{}: cannot allocate {} bytes to read it", path, size);
+  }
+  if (size > 0 &&
+      !in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size)))
+    return Status::error("{}: read failed after {} of {} bytes", path, in.gcount(), size);
   return parse(std::move(bytes), path, limits);
 }
 
-Result<SafetensorsFile> SafetensorsFile::parse(std::vector<uint8_t> bytes, const std::string& source,
+Result<SafetensorsFile> SafetensorsFile::parse(std::vector<uint8_t> bytes,
+                                               const std::string& source,
                                                SafetensorsLimits limits) {
   if (bytes.size() < 8)
-    return Status::error("{}: {} bytes is too short for a safetensors file (need the 8-byte header "
-                         "length)", source, bytes.size());
+    return Status::error(
+        "{}: {} bytes is too short for a safetensors file (need the 8-byte header "
+        "length)",
+        source, bytes.size());
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = header_len << 8 | bytes[static_cast<size_t>(i)];
   if (header_len > limits.max_header_bytes)
     return Status::error("{}: header length {} exceeds the limit of {} bytes", source, header_len,
                          limits.max_header_bytes);
-  if (header_len > bytes.size() - 8)
-    return Status::error("{}: header length {} runs past the end of the file ({} bytes)", source,
+  if (header_len > bytes.size())
+    return Status::error("{}: header length {} is larger than the whole file ({} bytes)", source,
                          header_len, bytes.size());
+  if (header_len > bytes.size() - 8)
+    return Status::error("{}: the header is truncated: {} bytes declared, {} present", source,
+                         header_len, bytes.size() - 8);
   const char* hp = reinterpret_cast<const char*>(bytes.data() + 8);
-  json header = json::parse(hp, hp + header_len, nullptr, /*allow_exceptions=*/false);
-  if (header.is_discarded())
-    return Status::error("{}: the header is not valid JSON", source);
+  // A repeated tensor name would silently replace the first entry; the parser callback sees
+  // every key of the top-level object (depth 1) and catches it.
+  std::set<std::string> names;
+  std::string duplicate;
+  const json::parser_callback_t on_key = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::key && depth == 1 && duplicate.empty() &&
+        !names.insert(parsed.get<std::string>()).second)
+      duplicate = parsed.get<std::string>();
+    return true;
+  };
+  json header;
+  try {
+    header = json::parse(hp, hp + header_len, on_key);
+  } catch (const json::exception& e) {
+    return Status::error("{}: the header is not valid JSON: {}", source, e.what());
+  }
   if (!header.is_object()) return Status::error("{}: the header is not a JSON object", source);
+  if (!duplicate.empty())
+    return Status::error("{}: tensor '{}' appears twice in the header", source, duplicate);
 
   SafetensorsFile f;
   f.source_ = source;
   f.data_start_ = 8 + header_len;
   const uint64_t data_size = bytes.size() - f.data_start_;
   for (const auto& [name, v] : header.items()) {
-    if (name == "__metadata__") {
+    if (name == kMetadataKey) {
       if (!v.is_object()) return Status::error("{}: __metadata__ is not an object", source);
       for (const auto& [k, mv] : v.items()) {
         if (!mv.is_string())
-          return Status::error("{}: __metadata__ value '{}' is not a string", source, k);
+          return Status::error("{}: __metadata__ value of '{}' is not a string: {}", source, k,
+                               mv.dump());
         f.metadata_[k] = mv.get<std::string>();
       }
       continue;
@@ -130,8 +186,10 @@ Result<SafetensorsFile> SafetensorsFile::parse(std::vector<uint8_t> bytes, const
     SafetensorsEntry e;
     MOE_TRY(parse_entry(source, name, v, &e));
     if (e.end > data_size)
-      return Status::error("{}: tensor '{}': data_offsets [{}, {}] run past the data section ({} "
-                           "bytes)", source, name, e.begin, e.end, data_size);
+      return Status::error(
+          "{}: tensor '{}': data_offsets [{}, {}] run past the end of the data "
+          "section ({} bytes): out of bounds or truncated",
+          source, name, e.begin, e.end, data_size);
     f.entries_.push_back(std::move(e));
   }
   // The ranges must tile [0, data_size) exactly: sorted by begin, each starts where the last ended.
@@ -153,13 +211,17 @@ Result<SafetensorsFile> SafetensorsFile::parse(std::vector<uint8_t> bytes, const
     prev = e;
   }
   if (pos != data_size)
-    return Status::error("{}: {} bytes after the last tensor are not described by the header",
-                         source, data_size - pos);
+    return Status::error(
+        "{}: {} trailing bytes after the last tensor are not described by the "
+        "header",
+        source, data_size - pos);
   f.bytes_ = std::move(bytes);
   return f;
 }
 
-bool SafetensorsFile::contains(const std::string& name) const { return find(name) != nullptr; }
+bool SafetensorsFile::contains(const std::string& name) const {
+  return find(name) != nullptr;
+}
 
 const SafetensorsEntry* SafetensorsFile::find(const std::string& name) const {
   for (const auto& e : entries_)
@@ -189,9 +251,11 @@ Status SafetensorsFile::read_into(const std::string& name, Tensor dst) const {
 
 std::vector<uint8_t> encode_safetensors(const std::vector<NamedTensor>& tensors,
                                         const std::map<std::string, std::string>& metadata) {
+  const Status names = check_names(tensors);
+  MOE_CHECK(names.is_ok(), "encode_safetensors: {}", names.message());
   // nlohmann's ordered_json keeps the tensors in the order given, which keeps files diffable.
-  nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  if (!metadata.empty()) header["__metadata__"] = metadata;
+  json header = json::object();
+  if (!metadata.empty()) header[kMetadataKey] = metadata;
   uint64_t offset = 0;
   for (const auto& t : tensors) {
     std::vector<int64_t> shape(t.tensor.shape().dims.begin(),
@@ -217,6 +281,7 @@ std::vector<uint8_t> encode_safetensors(const std::vector<NamedTensor>& tensors,
 
 Status write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
                          const std::map<std::string, std::string>& metadata) {
+  MOE_TRY(check_names(tensors).with_context(path));
   const auto bytes = encode_safetensors(tensors, metadata);
   return write_file_atomic(path, bytes.data(), bytes.size());
 }
@@ -224,7 +289,10 @@ Status write_safetensors(const std::string& path, const std::vector<NamedTensor>
 Status write_file_atomic(const std::string& path, const void* data, size_t size) {
   const auto slash = path.find_last_of('/');
   const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  // pid and a per-process counter: concurrent writers of one path never share a temporary.
+  static std::atomic<uint64_t> counter{0};
+  const std::string tmp = fmt::format("{}.tmp.{}.{}", path, ::getpid(),
+                                      counter.fetch_add(1, std::memory_order_relaxed));
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Status::error("{}: cannot create: {}", tmp, std::strerror(errno));
   const char* p = static_cast<const char*>(data);

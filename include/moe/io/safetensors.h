@@ -64,7 +64,9 @@ struct NamedTensor {
   Tensor tensor;
 };
 
-// Serialises tensors (written in the given order, 8-byte aligned data) and metadata.
+// Serialises tensors (written in the given order, 8-byte aligned data) and metadata. Names must be
+// unique and not "__metadata__": write_safetensors returns an error otherwise, and
+// encode_safetensors treats it as a programmer error (MOE_CHECK).
 std::vector<uint8_t> encode_safetensors(const std::vector<NamedTensor>& tensors,
                                         const std::map<std::string, std::string>& metadata = {});
 
