@@ -85,6 +85,20 @@ void apply_capacity(int64_t capacity, RoutingPlan* plan, Arena& arena) {
   arena.release(mark);
 }
 
+// ceil(factor · n / E), with the product taken to float precision: the factor is a float, and
+// 0.3f is slightly above 0.3, which must not lift an exact ceil(0.3 · 10 / 3) = 1 to 2.
+int64_t ceil_capacity(float factor, int64_t n, int64_t n_experts) {
+  const double v =
+      static_cast<double>(factor) * static_cast<double>(n) / static_cast<double>(n_experts);
+  return static_cast<int64_t>(std::ceil(v * (1.0 - 1e-7)));
+}
+
+// C = max(min_capacity, ceil(capacity_factor · S / E)) for S = T · K slots; 0 when dropless.
+int64_t capacity_for_slots(const GateConfig& c, int64_t n_slots) {
+  if (c.capacity_factor <= 0.0f) return 0;
+  return std::max(c.min_capacity, ceil_capacity(c.capacity_factor, n_slots, c.n_experts));
+}
+
 }  // namespace
 
 const char* gate_kind_name(GateKind k) {
@@ -159,16 +173,11 @@ int64_t gate_slots_per_token(const GateConfig& c) {
 
 int64_t gate_capacity(const GateConfig& c, int64_t n_tokens) {
   if (c.kind == GateKind::kExpertChoice) {
-    const double factor = c.capacity_factor > 0.0f ? c.capacity_factor : 1.0;
-    const auto cap = static_cast<int64_t>(
-        std::ceil(factor * static_cast<double>(n_tokens) / static_cast<double>(c.n_experts)));
-    return std::min(n_tokens, std::max(c.min_capacity, cap));
+    const float factor = c.capacity_factor > 0.0f ? c.capacity_factor : 1.0f;
+    return std::min(n_tokens,
+                    std::max(c.min_capacity, ceil_capacity(factor, n_tokens, c.n_experts)));
   }
-  if (c.capacity_factor <= 0.0f) return 0;
-  const double slots = static_cast<double>(n_tokens) * static_cast<double>(gate_slots_per_token(c));
-  const auto cap = static_cast<int64_t>(
-      std::ceil(static_cast<double>(c.capacity_factor) * slots / static_cast<double>(c.n_experts)));
-  return std::max(c.min_capacity, cap);
+  return capacity_for_slots(c, n_tokens * gate_slots_per_token(c));
 }
 
 Gate::Gate(GateConfig config) : impl_(std::make_unique<Impl>()) {
@@ -278,7 +287,8 @@ void Gate::forward(const GateInput& in, Arena& arena, RoutingPlan* plan, AuxLoss
   g.cache.n_slots = plan->n_slots();
 
   if (c.kind != GateKind::kExpertChoice) {
-    const int64_t capacity = gate_capacity(c, t_n);
+    // K is what this forward gave each token (Gumbel soft routes to one expert in evaluation).
+    const int64_t capacity = capacity_for_slots(c, plan->n_slots());
     if (capacity > 0) apply_capacity(capacity, plan, arena);
   }
   sort_slots_by_expert(plan);
@@ -305,6 +315,7 @@ void Gate::backward(const GateInput& in, const RoutingPlan& plan, const float* d
   MOE_CHECK(dx.empty() || dx.shape() == in.x.shape(), "gate backward: dx {} for x {}",
             dx.shape().str(), in.x.shape().str());
   if (t_n == 0) return;
+  MOE_CHECK(dweights != nullptr || s_n == 0, "gate backward: no dweights for {} slots", s_n);
   const size_t mark = arena.mark();
 
   // A dropped slot contributes nothing, whatever its caller-side gradient says.

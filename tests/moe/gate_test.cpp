@@ -147,6 +147,12 @@ TEST(GateConfig, CapacityFormula) {
   EXPECT_EQ(gate_capacity(c, 100), 32);  // ceil(1.25 · 100 · 2 / 8) = ceil(31.25)
   c.min_capacity = 40;
   EXPECT_EQ(gate_capacity(c, 100), 40);
+  // 0.3f is a hair above 0.3: ceil(0.3 · 10 · 1 / 3) must stay 1, not become 2.
+  GateConfig k1 = config(GateKind::kTopKSoftmax, 4, 3, 1);
+  k1.capacity_factor = 0.3f;
+  EXPECT_EQ(gate_capacity(k1, 10), 1);
+  k1.capacity_factor = 0.31f;
+  EXPECT_EQ(gate_capacity(k1, 10), 2);
   GateConfig ec = config(GateKind::kExpertChoice, 4, 8, 2);
   EXPECT_EQ(gate_capacity(ec, 100), 13);  // ceil(100 / 8), factor 1
   ec.capacity_factor = 2.0f;

@@ -36,7 +36,7 @@
 //
 // Capacity (every gate but expert choice, which has its own): when capacity_factor > 0, each
 // expert keeps at most C = max(min_capacity, ceil(capacity_factor · T · K / E)) slots, K the
-// slots per token above. Over capacity, an expert drops its lowest-weight slots first (equal
+// slots per token this forward gave (above). Over capacity, an expert drops its lowest-weight slots first (equal
 // weights: the later token's slot is dropped first). Dropped slots stay in the plan marked in
 // plan.dropped; they contribute nothing, and backward ignores dweights given for them.
 //
