@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 #include "gate_internal.h"
 #include "moe/kernels/gemm.h"
@@ -119,8 +120,8 @@ bool parse_gate_kind(const std::string& s, GateKind* out) {
 
 Status validate_gate_config(const GateConfig& c) {
   const char* name = gate_kind_name(c.kind);
-  if (c.n_experts < 1)
-    return Status::error("gate {}: n_experts must be ≥ 1, got {}", name, c.n_experts);
+  if (c.n_experts < 1 || c.n_experts > INT32_MAX)  // expert ids are int32
+    return Status::error("gate {}: n_experts must be in [1, 2^31), got {}", name, c.n_experts);
   if (has_router(c.kind) && c.d_model < 1)
     return Status::error("gate {}: d_model must be ≥ 1, got {}", name, c.d_model);
   const bool uses_k = c.kind == GateKind::kTopKSoftmax || c.kind == GateKind::kNoisyTopK ||

@@ -27,8 +27,8 @@
 //       the mean router probability: softmax(l), or for the sigmoid gate σ(l) normalised over
 //       the E experts (DeepSeek-V3's sequence-wise balance loss uses the same normalisation).
 //       Importance sums the kept slots' weights per expert, so its gradient flows through each
-//       gate's own weights (none for Gumbel hard's eval argmax beyond straight-through, none for
-//       hash).
+//       gate's own weights (for Gumbel hard and evaluation argmax, through the straight-through
+//       soft weight).
 //   load: noisy top-k only; it needs the normal-CDF estimate of P(expert chosen) that only a
 //       gate with learned Gaussian noise has. In evaluation (no noise) it reports the CV² of the
 //       slot counts, without gradient.
@@ -36,12 +36,14 @@
 //
 // Capacity (every gate but expert choice, which has its own): when capacity_factor > 0, each
 // expert keeps at most C = max(min_capacity, ceil(capacity_factor · T · K / E)) slots, K the
-// slots per token this forward gave (above). Over capacity, an expert drops its lowest-weight slots first (equal
-// weights: the later token's slot is dropped first). Dropped slots stay in the plan marked in
-// plan.dropped; they contribute nothing, and backward ignores dweights given for them.
+// slots per token this forward gave (above). Over capacity, an expert drops its lowest-weight
+// slots first (equal weights: the later token's slot is dropped first). Dropped slots stay in the
+// plan marked in plan.dropped; they contribute nothing, and backward ignores dweights given for
+// them.
 //
 // Ties: every top-k selection prefers the lower expert index (expert choice: the lower token
 // index) among equal values. With the same inputs, seed and thread count a plan is bit-identical.
+// Gumbel and Gaussian noise come from GateInput.rng (or GateInput.noise); evaluation draws none.
 #pragma once
 
 #include <cstdint>
