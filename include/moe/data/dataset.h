@@ -1,0 +1,164 @@
+// The in-memory data set every reader produces, its labels, splitting, and batches.
+//
+// Dims: N rows · D dense feature width · V id range of sparse features (vocabulary plus hashed
+// bigram buckets) · NNZ ids over all rows · B rows in a batch · C regression targets.
+//
+// Features are either dense, [N, D] float (tabular, images), or sparse in CSR form (text):
+// row i owns ids[offsets[i] .. offsets[i+1]) with one weight each, the form the weighted
+// EmbeddingBag consumes. Labels are class ids [N] int32 for classification or targets [N, C]
+// float for regression.
+//
+// Splitting is by ratio, stratified by class (each class is split in the same proportions),
+// seeded, and deterministic: the same rows, labels, ratios and seed give the same split on any
+// machine. A BatchIterator walks a data set in batches, reshuffled each epoch from (seed, epoch)
+// alone, and fills buffers the caller sized once (BatchBuffers): no allocation per batch.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "moe/core/status.h"
+#include "moe/core/tensor.h"
+
+namespace moe {
+
+enum class TaskKind { kClassification, kRegression };
+
+const char* task_kind_name(TaskKind t);  // "classification", "regression"
+bool parse_task_kind(std::string_view name, TaskKind* out);
+
+// What the labels are and how to turn file values into them and back.
+struct LabelSpec {
+  TaskKind task = TaskKind::kClassification;
+  std::vector<std::string> columns;      // one for classification, one or more for regression
+  std::vector<std::string> class_names;  // classification: sorted bytewise; class id = index
+  // Regression: training mean and (population) standard deviation per target. Targets in a
+  // Dataset are (y - mean) / std when `standardized`, raw otherwise.
+  std::vector<double> target_mean;
+  std::vector<double> target_std;
+  bool standardized = false;
+
+  int64_t n_classes() const { return static_cast<int64_t>(class_names.size()); }
+  int64_t n_targets() const { return static_cast<int64_t>(columns.size()); }
+  // The class id of a (trimmed) label, or -1 if training never saw it.
+  int32_t class_id(std::string_view name) const;
+  // Undoes standardisation of model outputs: y = z * std + mean.  z [B, C] in place.
+  void unstandardize(std::span<float> z) const;
+
+  nlohmann::json to_json() const;
+  // `source` names where the JSON came from in messages.
+  static Result<LabelSpec> from_json(const nlohmann::json& j, const std::string& source);
+};
+
+// Whether encoding a file needs its label column(s): evaluation does, prediction may go without.
+enum class LabelUse { kRequired, kIfPresent, kIgnore };
+
+enum class FeatureKind { kDense, kSparse };
+
+struct Dataset {
+  std::string source;  // the file the rows came from, for messages
+  FeatureKind kind = FeatureKind::kDense;
+  int64_t n_rows = 0;
+  int64_t n_features = 0;  // D for dense, V for sparse
+
+  std::vector<float> dense;      // [N, D]
+  std::vector<int32_t> ids;      // [NNZ], each in [0, V)
+  std::vector<int64_t> offsets;  // [N+1], offsets[0] = 0, non-decreasing, offsets[N] = NNZ
+  std::vector<float> weights;    // [NNZ]
+
+  TaskKind task = TaskKind::kClassification;
+  bool has_labels = false;
+  int64_t n_classes = 0;
+  std::vector<int32_t> labels;  // [N] (classification)
+  int64_t n_targets = 0;
+  std::vector<float> targets;  // [N, C] (regression)
+
+  // Where each row came from: its line in a CSV file, its record index in an IDX file.
+  std::vector<int64_t> source_rows;  // [N]
+
+  // The rows `rows` in that order, as a new data set.
+  Dataset subset(std::span<const int64_t> rows) const;
+  int64_t row_ids(int64_t row) const { return offsets[row + 1] - offsets[row]; }
+};
+
+struct SplitOptions {
+  double validation = 0.1;  // fractions of the rows; training gets the rest
+  double test = 0.0;
+  bool stratify = true;  // classification only
+  uint64_t seed = 0;
+};
+
+// Row indices of each part, each list in increasing order.
+struct SplitIndices {
+  std::vector<int64_t> train;
+  std::vector<int64_t> validation;
+  std::vector<int64_t> test;
+};
+
+// Splits rows 0..n-1. With `labels` (size n, ids in [0, n_classes)) and options.stratify, each
+// class is shuffled and cut on its own: of its n_c rows, round(validation · n_c) go to
+// validation, round(test · n_c) to test, the rest (never fewer than one) to training.
+// Otherwise all rows are shuffled and cut the same way. Ratios outside [0, 1) or adding up to
+// 1 or more are errors, as is a split that leaves training empty.
+Result<SplitIndices> split_rows(int64_t n, std::span<const int32_t> labels, int64_t n_classes,
+                                const SplitOptions& options);
+
+struct BatchOptions {
+  int64_t batch_size = 64;
+  bool shuffle = true;
+  bool drop_last = false;  // drop a final batch shorter than batch_size
+  uint64_t seed = 0;
+};
+
+// Memory for one batch, sized for a data set and batch size once and reused every step.
+struct BatchBuffers {
+  TensorBuffer features;  // [B, D] dense
+  TensorBuffer ids;       // [max ids in any B rows] int32 sparse
+  TensorBuffer offsets;   // [B+1] int64 sparse
+  TensorBuffer weights;   // [max ids in any B rows] sparse
+  TensorBuffer labels;    // [B] int32 classification
+  TensorBuffer targets;   // [B, C] regression
+  TensorBuffer rows;      // [B] int64 data set row of each batch row
+
+  static BatchBuffers for_dataset(const Dataset& d, int64_t batch_size);
+};
+
+// One batch: views into BatchBuffers trimmed to this batch's size (the last may be short).
+struct Batch {
+  int64_t n_rows = 0;
+  Tensor features;  // [n, D]
+  Tensor ids;       // [n_ids] int32, offsets relative to this batch
+  Tensor offsets;   // [n+1] int64
+  Tensor weights;   // [n_ids]
+  Tensor labels;    // [n] int32
+  Tensor targets;   // [n, C]
+  Tensor rows;      // [n] int64
+};
+
+class BatchIterator {
+ public:
+  BatchIterator(const Dataset& data, const BatchOptions& options);
+
+  // Sets the row order for an epoch: a permutation drawn from Rng(seed).fork(epoch) when
+  // shuffling, the data set's order otherwise. Call before the first next() of each epoch.
+  void start_epoch(int64_t epoch);
+  // Fills `buffers` with the next batch and points `out` at it; false when the epoch is done.
+  bool next(const BatchBuffers& buffers, Batch* out);
+  int64_t n_batches() const;
+
+  // The most ids any `batch_size` rows can hold: the sum of the largest row lengths.
+  static int64_t max_ids_per_batch(const Dataset& d, int64_t batch_size);
+
+ private:
+  const Dataset* data_;
+  BatchOptions options_;
+  std::vector<int64_t> order_;  // [N]
+  int64_t cursor_ = 0;
+};
+
+}  // namespace moe

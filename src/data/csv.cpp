@@ -1,0 +1,181 @@
+#include "moe/data/csv.h"
+
+#include <algorithm>
+#include <cstring>
+#include <new>
+#include <unordered_map>
+
+#include "data/file_bytes.h"
+
+namespace moe {
+
+namespace {
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+std::string lower_ascii(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+std::string_view trim_blanks(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// A printable rendering of one byte for messages.
+std::string show_byte(char c) {
+  const auto u = static_cast<unsigned char>(c);
+  if (u >= 0x20 && u < 0x7f) return fmt::format("'{}'", c);
+  return fmt::format("byte 0x{:02x}", u);
+}
+
+}  // namespace
+
+char delimiter_for_path(const std::string& path) {
+  std::string p = lower_ascii(path);
+  if (ends_with(p, ".gz")) p.resize(p.size() - 3);
+  return ends_with(p, ".tsv") || ends_with(p, ".tab") ? '\t' : ',';
+}
+
+int64_t CsvTable::find_column(std::string_view name) const {
+  for (size_t i = 0; i < header_.size(); ++i)
+    if (header_[i] == name) return static_cast<int64_t>(i);
+  return -1;
+}
+
+std::string CsvTable::column_list() const {
+  std::string out;
+  for (size_t i = 0; i < header_.size(); ++i) {
+    if (i > 0) out += ", ";
+    out += "'" + header_[i] + "'";
+  }
+  return out;
+}
+
+Result<CsvTable> CsvTable::read(const std::string& path, const CsvOptions& options) {
+  MOE_ASSIGN_OR_RETURN(std::string bytes,
+                       data_detail::read_file_bytes(path, options.max_file_bytes));
+  const char delimiter = options.delimiter != '\0' ? options.delimiter : delimiter_for_path(path);
+  return parse(std::move(bytes), path, delimiter);
+}
+
+Result<CsvTable> CsvTable::parse(std::string bytes, const std::string& source, char delimiter) {
+  if (delimiter == '"' || delimiter == '\n' || delimiter == '\r' || delimiter == '\0')
+    return Status::error("{}: {} cannot be a field delimiter", source, show_byte(delimiter));
+  CsvTable t;
+  t.source_ = source;
+  t.delimiter_ = delimiter;
+  t.bytes_ = std::move(bytes);
+  char* const data = t.bytes_.data();
+  const size_t n = t.bytes_.size();
+  size_t pos = 0;
+  if (n >= 3 && std::memcmp(data, "\xEF\xBB\xBF", 3) == 0) pos = 3;  // UTF-8 byte order mark
+
+  int64_t line = 1;
+  // Consumes one line end at `pos` (LF, CRLF or CR), counting it.
+  auto consume_line_end = [&]() {
+    if (data[pos] == '\r' && pos + 1 < n && data[pos + 1] == '\n') ++pos;
+    ++pos;
+    ++line;
+  };
+
+  try {
+    // One cell per delimiter or line end is an upper bound on nothing, but a good first guess.
+    const size_t newlines = static_cast<size_t>(std::count(data + pos, data + n, '\n'));
+    std::vector<Span> record;
+    bool have_header = false;
+    int64_t n_cols = 0;
+    while (pos < n) {
+      if (data[pos] == '\n' || data[pos] == '\r') {  // a blank line
+        consume_line_end();
+        continue;
+      }
+      const int64_t record_line = line;
+      record.clear();
+      for (;;) {
+        const int64_t field = static_cast<int64_t>(record.size()) + 1;
+        if (pos < n && data[pos] == '"') {
+          const int64_t open_line = line;
+          ++pos;
+          const size_t begin = pos;
+          size_t out = pos;  // unescaped bytes are written here, never ahead of `pos`
+          for (;;) {
+            const char* q = static_cast<const char*>(std::memchr(data + pos, '"', n - pos));
+            const size_t stop = q != nullptr ? static_cast<size_t>(q - data) : n;
+            for (size_t i = pos; i < stop; ++i)
+              if (data[i] == '\n' || (data[i] == '\r' && (i + 1 == n || data[i + 1] != '\n')))
+                ++line;
+            if (out != pos) std::memmove(data + out, data + pos, stop - pos);
+            out += stop - pos;
+            if (q == nullptr)
+              return Status::error(
+                  "{} line {}: field {} opens a quote that is never closed (the file ends "
+                  "inside it)",
+                  source, open_line, field);
+            pos = stop + 1;
+            if (pos < n && data[pos] == '"') {  // "" is one quote
+              data[out++] = '"';
+              ++pos;
+              continue;
+            }
+            break;
+          }
+          record.push_back({begin, out - begin});
+          if (pos < n && data[pos] != delimiter && data[pos] != '\n' && data[pos] != '\r')
+            return Status::error(
+                "{} line {}: field {}: {} after a closing quote (a quote inside a quoted field "
+                "is written \"\")",
+                source, line, field, show_byte(data[pos]));
+        } else {
+          const size_t begin = pos;
+          while (pos < n && data[pos] != delimiter && data[pos] != '\n' && data[pos] != '\r') ++pos;
+          record.push_back({begin, pos - begin});
+        }
+        if (pos < n && data[pos] == delimiter) {
+          ++pos;
+          continue;
+        }
+        if (pos < n) consume_line_end();
+        break;
+      }
+
+      if (!have_header) {
+        have_header = true;
+        std::unordered_map<std::string, int64_t> seen;
+        for (const Span& s : record) {
+          std::string name(trim_blanks(std::string_view(data + s.begin, s.length)));
+          const auto [it, inserted] =
+              seen.emplace(name, static_cast<int64_t>(t.header_.size()) + 1);
+          if (!inserted)
+            return Status::error("{} line {}: columns {} and {} are both named '{}'", source,
+                                 record_line, it->second, t.header_.size() + 1, name);
+          t.header_.push_back(std::move(name));
+        }
+        n_cols = static_cast<int64_t>(t.header_.size());
+        data_detail::reserve_huge(t.cells_, (newlines + 1) * static_cast<size_t>(n_cols));
+        data_detail::reserve_huge(t.lines_, newlines + 1);
+        continue;
+      }
+      if (static_cast<int64_t>(record.size()) != n_cols)
+        return Status::error("{} line {}: {} field{}, header has {}", source, record_line,
+                             record.size(), record.size() == 1 ? "" : "s", n_cols);
+      t.cells_.insert(t.cells_.end(), record.begin(), record.end());
+      t.lines_.push_back(record_line);
+      ++t.n_rows_;
+    }
+    if (!have_header) return Status::error("{}: empty file (a header row is required)", source);
+    if (t.n_rows_ == 0) return Status::error("{}: a header and no data rows", source);
+  } catch (const std::bad_alloc&) {
+    return Status::error("{}: out of memory while parsing the file ({})", source,
+                         data_detail::human_bytes(n));
+  }
+  return t;
+}
+
+}  // namespace moe
