@@ -1,0 +1,130 @@
+// MoeLayer: y = Σ_k g_k(x) · E_k(x) + Σ_i S_i(x), the gate, dispatch, experts and combine tied
+// together, with shared experts S_i beside the routed ones and an optional two-level hierarchy.
+//
+// Dims: T tokens · D model width · E routed experts · G groups (hierarchical) · S slots ·
+// S_kept kept slots.
+//
+// Forward:  gate(x) -> plan;  xs = dispatch(x) [S_kept, D];  ys[segment e] = E_e(xs[segment e]);
+//           y = combine(ys) + Σ_i S_i(x).
+// Backward: combine's adjoint gives dys and dweights [S];  dxs = expert backward per segment;
+//           dx = dispatch's adjoint(dxs) + the gate's dL/dx from dweights (and its auxiliary
+//           losses) + Σ_i the shared experts' dx.
+//
+// Hierarchical (hierarchy.n_groups = G > 0): hierarchy.top routes tokens to G groups, and each
+// group has its own gate (config.gate, over E / G experts) that sees only the rows sent to its
+// group (see hierarchical.h); the two plans make one combined plan over all E experts, with
+// weights multiplied along the path, and the gradient of each combined weight flows back to both
+// gates.
+//
+// Parameter names, PyTorch layouts ([out, in]):
+//   <prefix>.router.w                  the gate (flat) or the top gate (hierarchical)
+//   <prefix>.groups.<g>.router.w       group g's gate (hierarchical)
+//   <prefix>.experts.<e>.w1, .b1, …    routed expert e (experts.h), e = g · E_g + j in a hierarchy
+//   <prefix>.shared.<i>.w1, …          shared expert i
+//
+// Memory: everything a step needs comes from the caller's Arena (forward's cache must stay
+// alive until backward returns); the plans' vectors keep their capacity across steps.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "moe/core/arena.h"
+#include "moe/core/params.h"
+#include "moe/core/rng.h"
+#include "moe/core/status.h"
+#include "moe/core/tensor.h"
+#include "moe/moe/experts.h"
+#include "moe/moe/gate.h"
+#include "moe/moe/hierarchical.h"
+#include "moe/moe/routing_plan.h"
+
+namespace moe {
+
+struct HierarchyConfig {
+  int64_t n_groups = 0;  // G; 0 = a flat layer
+  GateConfig top;        // the gate over groups: n_experts = G, d_model = D
+};
+
+struct MoeConfig {
+  int64_t d_model = 0;                // D
+  GateConfig gate;                    // flat: over E experts; hierarchical: inside each group
+  std::vector<ExpertConfig> experts;  // E routed experts, each with its own kind and width
+  std::vector<ExpertConfig> shared;   // always-on experts, added to the routed output
+  HierarchyConfig hierarchy;
+};
+
+// n copies of one expert configuration (a homogeneous layer).
+std::vector<ExpertConfig> repeat_experts(const ExpertConfig& c, int64_t n);
+
+// User-facing check: sizes agree (gate widths and expert counts, E divisible by G), every gate
+// and expert configuration is valid. The message names the offending field.
+Status validate_moe_config(const MoeConfig& c);
+
+class MoeLayer {
+ public:
+  // The config must pass validate_moe_config (checked).
+  explicit MoeLayer(MoeConfig config);
+
+  const MoeConfig& config() const { return config_; }
+  int64_t n_experts() const { return static_cast<int64_t>(experts_.size()); }
+  int64_t n_groups() const { return config_.hierarchy.n_groups; }
+
+  void declare(ParamStore& store, const std::string& prefix);
+  void bind(const ParamStore& store);  // after store.finalize()
+  void init(Rng& rng);                 // each gate and expert from its own stream of rng
+
+  // x [T, D] -> y [T, D] (=). rng is the noise source of this step (the caller forks it per
+  // step); token_ids [T] feed hash routing (row ids when null). x and the arena's memory must
+  // stay alive and unchanged until backward returns.
+  void forward(Tensor x, Tensor y, bool training, const Rng& rng, Arena& arena,
+               const int64_t* token_ids = nullptr);
+  // dy [T, D] -> dx [T, D] (=); accumulates every parameter gradient (+=), the routers' through
+  // the combine weights and the weighted auxiliary losses.
+  void backward(Tensor dy, Tensor dx, Arena& arena);
+  // Once per optimizer step: each gate's after_step (bias balancing, temperature schedule).
+  void after_step();
+
+  // The last forward's routing over all E experts (per-expert load: plan().expert_rows(e)).
+  const RoutingPlan& plan() const { return plan_; }
+  // The top gate's plan over groups (hierarchical), else the same as plan().
+  const RoutingPlan& top_plan() const { return n_groups() > 0 ? top_plan_ : plan_; }
+  // Unweighted auxiliary losses of the last forward, summed over every gate.
+  const AuxLosses& aux() const { return aux_; }
+  // Σ over gates of coefficient · loss: the layer's term in the training loss, whose gradient
+  // backward applies.
+  double aux_loss() const { return aux_loss_; }
+
+  Gate& gate() { return gates_[0]; }  // the flat gate, or the top gate
+  Gate& group_gate(int64_t g) { return gates_[static_cast<size_t>(1 + g)]; }
+  Expert& expert(int64_t e) { return experts_[static_cast<size_t>(e)]; }
+  Expert& shared_expert(int64_t i) { return shared_[static_cast<size_t>(i)]; }
+
+ private:
+  void route_flat(Arena& arena);
+  void route_hierarchical(Arena& arena);
+  void gate_backward_hierarchical(const float* dweights, Tensor dx, Arena& arena);
+
+  MoeConfig config_;
+  std::vector<Gate> gates_;  // [0]: flat or top gate; [1 + g]: group g's gate
+  std::vector<Expert> experts_;
+  std::vector<Expert> shared_;
+
+  // State of the last forward.
+  std::vector<GateInput> gate_inputs_;  // one per gate
+  RoutingPlan plan_;                    // over all E experts
+  RoutingPlan top_plan_;                // hierarchical: over G groups
+  std::vector<RoutingPlan> group_plans_;
+  HierarchySlots hierarchy_slots_;
+  std::vector<float*> group_dweights_;  // [G] pointers into backward's scratch, sized once
+  Tensor x_;                            // [T, D]
+  Tensor xs_top_;                       // [S0_kept, D] rows dispatched to the groups (hierarchical)
+  Tensor ys_;                           // [S_kept, D] expert outputs, sorted by expert
+  Tensor group_ids_;  // [S0_kept] int64 token ids of xs_top_'s rows (hierarchical)
+  const int64_t* token_ids_ = nullptr;
+  AuxLosses aux_;
+  double aux_loss_ = 0.0;
+};
+
+}  // namespace moe
