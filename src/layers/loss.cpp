@@ -108,6 +108,7 @@ double cross_entropy_loss(Tensor logits, Tensor targets, Tensor dlogits,
       double row = (1.0 - eps) * wy * (lse - zr[t]);
       if (eps > 0.0) {
         double smooth_row = 0.0;  // Σ_c w_c·(−logp_c)
+#pragma omp simd reduction(+ : smooth_row)
         for (int64_t c = 0; c < n_classes; ++c)
           smooth_row += (weighted ? w[c] : 1.0) * (lse - zr[c]);
         row += smooth * smooth_row;

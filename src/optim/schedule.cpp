@@ -77,7 +77,8 @@ double LrSchedule::lr_at(int64_t step) const {
     }
     case ScheduleKind::kStep: {
       MOE_CHECK(step_size > 0, "step schedule with step_size {}", step_size);
-      return base_lr * std::pow(gamma, static_cast<double>(after / step_size));
+      const int64_t n_decays = after / step_size;  // ⌊s' / N⌋
+      return base_lr * std::pow(gamma, static_cast<double>(n_decays));
     }
   }
   return base_lr;
