@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/cpu/vec_math.h"
+
 namespace moe {
 
 namespace {
@@ -96,12 +98,19 @@ double cross_entropy_loss(Tensor logits, Tensor targets, Tensor dlogits,
       float m = -INFINITY;
 #pragma omp simd reduction(max : m)
       for (int64_t c = 0; c < n_classes; ++c) m = zr[c] > m ? zr[c] : m;
-      // Σ exp(z − max); the exponentials are parked in the gradient row for the second pass.
+      // Σ exp(z − max) in double; the exponentials are parked in the gradient row for the
+      // second pass. vec::exp_diff vectorises and carries z − max exactly (vec_math.h).
       double s = 0.0;
-      for (int64_t c = 0; c < n_classes; ++c) {
-        const float e = std::exp(zr[c] - m);
-        if (gr) gr[c] = e;
-        s += e;
+      if (gr) {
+#pragma omp simd reduction(+ : s)
+        for (int64_t c = 0; c < n_classes; ++c) {
+          const float e = vec::exp_diff(zr[c], m);
+          gr[c] = e;
+          s += e;
+        }
+      } else {
+#pragma omp simd reduction(+ : s)
+        for (int64_t c = 0; c < n_classes; ++c) s += vec::exp_diff(zr[c], m);
       }
       const double lse = m + std::log(s);
       const double wy = weighted ? w[t] : 1.0;
