@@ -9,36 +9,14 @@
 #include "moe/core/rng.h"
 #include "moe/moe/dispatch.h"
 #include "moe/moe/experts.h"
+#include "moe_layer_testing.h"
 #include "testing/fixtures.h"
 
 namespace moe {
 namespace {
 
-struct HandSlot {
-  int32_t expert;
-  float weight;
-  bool dropped = false;
-};
-
-// A plan from each token's list of slots (in the gate's rank order), sorted by expert.
-RoutingPlan make_plan(int64_t n_experts, const std::vector<std::vector<HandSlot>>& tokens) {
-  RoutingPlan p;
-  p.n_tokens = static_cast<int64_t>(tokens.size());
-  p.n_experts = n_experts;
-  p.token_offsets.push_back(0);
-  for (const auto& slots : tokens) {
-    for (const HandSlot& s : slots) {
-      p.expert_ids.push_back(s.expert);
-      p.weights.push_back(s.weight);
-      p.dropped.push_back(s.dropped ? 1 : 0);
-    }
-    p.token_offsets.push_back(static_cast<int64_t>(p.expert_ids.size()));
-  }
-  sort_slots_by_expert(&p);
-  std::string why;
-  EXPECT_TRUE(validate_plan(p, &why)) << why;
-  return p;
-}
+using testing::HandSlot;
+using testing::make_plan;
 
 // T tokens with K distinct experts each, random weights, a fraction of slots dropped.
 RoutingPlan random_plan(int64_t t, int64_t e, int64_t k, float drop_rate, uint64_t seed) {

@@ -11,7 +11,9 @@
 #include <vector>
 
 #include "moe/kernels/ops.h"
+#include "moe/moe/hierarchical.h"
 #include "moe/moe/moe_layer.h"
+#include "moe/moe/moe_stack.h"
 #include "moe/optim/optimizer.h"
 #include "moe_layer_testing.h"
 #include "testing/fixtures.h"
@@ -248,6 +250,142 @@ TEST(MoeLayer, ConfigValidationNamesTheProblem) {
   EXPECT_NE(validate_moe_config(bad).message().find("n_experts = 2"), std::string::npos);
   bad.gate.n_experts = 2;
   EXPECT_TRUE(validate_moe_config(bad).is_ok()) << validate_moe_config(bad).message();
+}
+
+TEST(Hierarchy, CombinedPlanMultipliesWeightsAlongThePath) {
+  using testing::make_plan;
+  // Top plan over 2 groups: token 0 -> g1 (0.7), g0 (0.3); token 1 -> g0; token 2 -> g1 (0.6)
+  // and g0 (0.4, dropped by the top gate's capacity).
+  const RoutingPlan top =
+      make_plan(2, {{{1, 0.7f}, {0, 0.3f}}, {{0, 1.0f}}, {{1, 0.6f}, {0, 0.4f, true}}});
+  // Group 0 sees tokens 0, 1; group 1 sees tokens 0, 2 (its rows, in token order).
+  std::vector<RoutingPlan> groups = {make_plan(2, {{{1, 0.8f}, {0, 0.2f}}, {{0, 1.0f}}}),
+                                     make_plan(2, {{{0, 0.5f}, {1, 0.5f, true}}, {{1, 1.0f}}})};
+  RoutingPlan combined;
+  HierarchySlots slots;
+  combine_hierarchical_plans(top, groups, &combined, &slots);
+  std::string why;
+  ASSERT_TRUE(validate_plan(combined, &why)) << why;
+  EXPECT_EQ(combined.n_experts, 4);
+  EXPECT_EQ(combined.token_offsets, (std::vector<int64_t>{0, 4, 5, 6}));
+  // Group-major expert numbers, top rank first, then the group's rank.
+  EXPECT_EQ(combined.expert_ids, (std::vector<int32_t>{2, 3, 1, 0, 0, 3}));
+  const std::vector<float> want_w = {0.7f * 0.5f, 0.7f * 0.5f, 0.3f * 0.8f,
+                                     0.3f * 0.2f, 1.0f,        0.6f};
+  for (size_t s = 0; s < want_w.size(); ++s) EXPECT_FLOAT_EQ(combined.weights[s], want_w[s]);
+  EXPECT_EQ(combined.dropped, (std::vector<uint8_t>{0, 1, 0, 0, 0, 0}));
+
+  // dL/dw_top = Σ dL/dw · w_inner, dL/dw_inner = dL/dw · w_top.
+  const std::vector<float> dw = {1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 6.0f};
+  std::vector<float> dtop(static_cast<size_t>(top.n_slots()));
+  std::vector<float> d0(static_cast<size_t>(groups[0].n_slots())),
+      d1(static_cast<size_t>(groups[1].n_slots()));
+  split_hierarchical_dweights(top, groups, slots, dw.data(), dtop.data(), {d0.data(), d1.data()});
+  EXPECT_FLOAT_EQ(dtop[0], 1.0f * 0.5f + 2.0f * 0.5f);
+  EXPECT_FLOAT_EQ(dtop[1], 3.0f * 0.8f + 4.0f * 0.2f);
+  EXPECT_FLOAT_EQ(dtop[2], 5.0f * 1.0f);
+  EXPECT_FLOAT_EQ(dtop[3], 6.0f * 1.0f);
+  EXPECT_EQ(dtop[4], 0.0f);  // the dropped top slot reached no group
+  EXPECT_FLOAT_EQ(d0[0], 3.0f * 0.3f);
+  EXPECT_FLOAT_EQ(d0[1], 4.0f * 0.3f);
+  EXPECT_FLOAT_EQ(d0[2], 5.0f * 1.0f);
+  EXPECT_FLOAT_EQ(d1[0], 1.0f * 0.7f);
+  EXPECT_FLOAT_EQ(d1[1], 2.0f * 0.7f);
+  EXPECT_FLOAT_EQ(d1[2], 6.0f * 0.6f);
+}
+
+MoeConfig two_level(GateConfig top, GateConfig inner, const ExpertConfig& expert) {
+  MoeConfig c;
+  c.d_model = top.d_model;
+  c.gate = inner;
+  c.experts = repeat_experts(expert, top.n_experts * inner.n_experts);
+  c.hierarchy.n_groups = top.n_experts;
+  c.hierarchy.top = top;
+  return c;
+}
+
+TEST(Hierarchy, SparseTreeMatchesPerTokenReference) {
+  const int64_t d = 8, t = 24;
+  GateConfig top = gate_config(GateKind::kTopKSoftmax, d, 3, 2);
+  LayerHarness h(two_level(top, gate_config(GateKind::kTopKSoftmax, d, 4, 2),
+                           expert_config(ExpertKind::kSwiglu, 16)),
+                 30);
+  TensorBuffer x = random_input(t, d, 31);
+  const RunResult r = run(h, x);
+  EXPECT_EQ(h.layer.plan().n_experts, 12);
+  EXPECT_EQ(h.layer.plan().n_kept(), 4 * t);  // 2 groups × 2 experts per token
+  EXPECT_EQ(h.layer.top_plan().n_experts, 3);
+  for (int64_t tok = 0; tok < t; ++tok) {  // each token's path weights sum to 1
+    double total = 0.0;
+    for (int64_t s = h.layer.plan().token_offsets[tok]; s < h.layer.plan().token_offsets[tok + 1];
+         ++s)
+      total += h.layer.plan().weights[s];
+    EXPECT_NEAR(total, 1.0, 1e-6) << "token " << tok;
+  }
+  testing::expect_close("hierarchical y", r.y, testing::reference_output(h.layer, x), 1e-5, 1e-6);
+}
+
+TEST(Hierarchy, GroupThatReceivesNoTokenIsSkipped) {
+  // One token, top-1 over two groups: the other group's gate does not run and gets no gradient.
+  const int64_t d = 8;
+  GateConfig top = gate_config(GateKind::kTopKSoftmax, d, 2, 1);
+  top.renormalize = false;
+  LayerHarness h(two_level(top, gate_config(GateKind::kTopKSoftmax, d, 3, 2),
+                           expert_config(ExpertKind::kLinear, 0)),
+                 32);
+  TensorBuffer x = random_input(1, d, 33);
+  const RunResult r = run(h, x);
+  const int64_t chosen = h.layer.top_plan().expert_ids[0];
+  EXPECT_EQ(h.layer.plan().n_kept(), 2);
+  for (int64_t g = 0; g < 2; ++g) {
+    const double grad =
+        sum_squares(h.store.grad(h.store.find(fmt::format("moe.groups.{}.router.w", g))));
+    if (g == chosen)
+      EXPECT_GT(grad, 0.0);
+    else
+      EXPECT_EQ(grad, 0.0);
+  }
+  EXPECT_GT(sum_squares(r.dx), 0.0);
+  testing::expect_close("y", r.y, testing::reference_output(h.layer, x), 1e-5, 1e-6);
+}
+
+TEST(MoeStack, ResidualPreNormBlocks) {
+  // One block: y = x + MoE(RMSNorm(x)); with the gain at 1, RMSNorm(x) = x / rms(x).
+  const int64_t d = 8, t = 6;
+  MoeStackConfig c;
+  c.layers = {moe_config(d, 4, expert_config(ExpertKind::kSwiglu, 16),
+                         gate_config(GateKind::kTopKSoftmax, d, 4, 2))};
+  c.layers.push_back(c.layers[0]);
+  MoeStack stack(c);
+  ParamStore store;
+  stack.declare(store, "blocks");
+  store.finalize();
+  stack.bind(store);
+  Rng rng(34);
+  stack.init(rng);
+  EXPECT_GE(store.find("blocks.1.moe.experts.3.w2"), 0);
+  EXPECT_GE(store.find("blocks.0.norm.gain"), 0);
+  TensorBuffer x = random_input(t, d, 35), y(Shape{t, d}), dy = random_input(t, d, 36),
+               dx(Shape{t, d});
+  Arena arena;
+  stack.forward(x, y, false, Rng(1), arena);
+  stack.backward(dy, dx, arena);
+  // Rebuild the two blocks by hand from the layers' own forward.
+  TensorBuffer h(Shape{t, d}), normed(Shape{t, d}), branch(Shape{t, d});
+  copy(h, x);
+  Arena scratch;
+  for (int64_t l = 0; l < 2; ++l) {
+    for (int64_t i = 0; i < t; ++i) {
+      double ms = 0.0;
+      for (int64_t j = 0; j < d; ++j) ms += h.view().at(i, j) * h.view().at(i, j);
+      const double inv = 1.0 / std::sqrt(ms / d + c.norm_eps);
+      for (int64_t j = 0; j < d; ++j)
+        normed.view().at(i, j) = static_cast<float>(h.view().at(i, j) * inv);
+    }
+    stack.layer(l).forward(normed, branch, false, Rng(1).fork(l), scratch);
+    add(h, branch, h);
+  }
+  testing::expect_close("stack y", y, h, 1e-5, 1e-6);
 }
 
 // The learning task: 4 clusters in D = 8, cluster c around 4·e_c (N(0, 0.5²) spread), each with its

@@ -1,10 +1,12 @@
-// Shared helpers of the MoE layer tests: a layer with its own ParamStore and Arena, configs in
-// one line, parameter copies by name, and a slow per-token reference of the layer's output.
+// Shared helpers of the MoE layer tests: hand-made routing plans, a layer with its own ParamStore
+// and Arena, configs in one line, parameter copies by name, and a slow per-token reference of the
+// layer's output.
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 #include "moe/core/arena.h"
 #include "moe/core/params.h"
@@ -40,6 +42,32 @@ inline MoeConfig moe_config(int64_t d, int64_t e, const ExpertConfig& expert, Ga
   c.gate = gate;
   c.experts = repeat_experts(expert, e);
   return c;
+}
+
+struct HandSlot {
+  int32_t expert;
+  float weight;
+  bool dropped = false;
+};
+
+// A plan from each token's list of slots (in the gate's rank order), sorted by expert.
+inline RoutingPlan make_plan(int64_t n_experts, const std::vector<std::vector<HandSlot>>& tokens) {
+  RoutingPlan p;
+  p.n_tokens = static_cast<int64_t>(tokens.size());
+  p.n_experts = n_experts;
+  p.token_offsets.push_back(0);
+  for (const auto& slots : tokens) {
+    for (const HandSlot& s : slots) {
+      p.expert_ids.push_back(s.expert);
+      p.weights.push_back(s.weight);
+      p.dropped.push_back(s.dropped ? 1 : 0);
+    }
+    p.token_offsets.push_back(static_cast<int64_t>(p.expert_ids.size()));
+  }
+  sort_slots_by_expert(&p);
+  std::string why;
+  EXPECT_TRUE(validate_plan(p, &why)) << why;
+  return p;
 }
 
 // A layer with its parameters declared as "moe.*", initialised from `seed`.

@@ -3,13 +3,11 @@
 // Dims: N rows given to the expert (its segment of the dispatched rows, possibly 0) · D model
 // width · F expert hidden width.
 //
-//   Linear   y = x · W1ᵀ + b1                                    W1 [D, D]
-//   MLP      h_1 = act(x · W1ᵀ + b1), …, h_L = act(h_{L−1} · W_Lᵀ + b_L), y = h_L · W_{L+1}ᵀ +
-//   b_{L+1}
-//            with L = depth hidden layers of width F             W1 [F, D], W_i [F, F], W_{L+1} [D,
-//            F]
-//   SwiGLU   y = W2 · (silu(W1 x) ⊙ (W3 x)), no biases (LLaMA, Mixtral; layers/swiglu.h)
-//                                                                W1, W3 [F, D], W2 [D, F]
+//   Linear  y = x · W1ᵀ + b1;  W1 [D, D]
+//   MLP     h_0 = x,  h_i = act(h_{i−1} · W_iᵀ + b_i) for i = 1..L (L = depth hidden layers of
+//           width F),  y = h_L · W_{L+1}ᵀ + b_{L+1};  W1 [F, D], W_2..W_L [F, F], W_{L+1} [D, F]
+//   SwiGLU  y = W2 · (silu(W1 x) ⊙ (W3 x)), no biases (LLaMA, Mixtral; layers/swiglu.h);
+//           W1, W3 [F, D], W2 [D, F]
 //
 // Parameters are named "<prefix>.w1", "<prefix>.b1", … in PyTorch's [out, in] layout, so an
 // expert of an MoE layer is "<layer>.experts.<e>.w1" and a checkpoint maps one to one. Each

@@ -80,8 +80,8 @@ class MoeLayer {
   // stay alive and unchanged until backward returns.
   void forward(Tensor x, Tensor y, bool training, const Rng& rng, Arena& arena,
                const int64_t* token_ids = nullptr);
-  // dy [T, D] -> dx [T, D] (=); accumulates every parameter gradient (+=), the routers' through
-  // the combine weights and the weighted auxiliary losses.
+  // dy [T, D] -> dx [T, D] (=; must not alias dy); accumulates every parameter gradient (+=), the
+  // routers' through the combine weights and the weighted auxiliary losses.
   void backward(Tensor dy, Tensor dx, Arena& arena);
   // Once per optimizer step: each gate's after_step (bias balancing, temperature schedule).
   void after_step();
