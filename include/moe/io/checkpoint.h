@@ -1,0 +1,54 @@
+// Model checkpoints: a directory holding a model's weights and everything needed to use it.
+//
+//   <dir>/model.safetensors   every parameter by name (Model's names), F32, in store order
+//   <dir>/model.json          format version, the resolved config, the data schema, the gate
+//                             states, the weights file's size and FNV-1a 64 hash, and a free
+//                             "info" object (epoch, metrics: whatever the trainer records)
+//
+// Layout and every field: docs/formats.md. Each file is written atomically (temporary file,
+// fsync, rename, fsync of the directory), weights first; model.json names the hash of the
+// weights it belongs with, so a directory caught between the two renames is rejected on load
+// rather than loaded half old, half new.
+//
+// Loading trusts nothing: the JSON's fields are typed and checked, the config and schema are
+// validated as a user's would be, the model is rebuilt from them, and every tensor it expects
+// must be present with its exact shape and dtype, finite, with no tensor left over. Every
+// failure is one message naming the file and the field or tensor.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "moe/core/status.h"
+#include "moe/train/config.h"
+#include "moe/train/data_source.h"
+#include "moe/train/model.h"
+
+namespace moe {
+
+inline constexpr int64_t kCheckpointFormatVersion = 1;
+inline constexpr const char* kCheckpointWeightsFile = "model.safetensors";
+inline constexpr const char* kCheckpointJsonFile = "model.json";
+
+// Writes the checkpoint into `dir` (created if missing, with its parents). `info` must be a JSON
+// object (or null); it is stored as given.
+Status save_checkpoint(const std::string& dir, const Model& model, const Config& config,
+                       const DataSchema& schema, const nlohmann::json& info = nullptr);
+
+struct Checkpoint {
+  Config config;
+  DataSchema schema;
+  std::unique_ptr<Model> model;  // weights and gate states loaded, ready for forward
+  nlohmann::json info;           // the object save_checkpoint was given ({} if none)
+};
+
+Result<Checkpoint> load_checkpoint(const std::string& dir);
+
+// FNV-1a 64 of bytes (offset basis 14695981039346656037, prime 1099511628211), as 16 lower-case
+// hex digits: the weights hash model.json records.
+std::string fnv1a64_hex(const void* data, size_t size);
+
+}  // namespace moe

@@ -1,0 +1,211 @@
+// The run configuration: what `moe train` reads from a JSON file, as plain structs.
+//
+// Dims: D model width · F expert hidden width · E experts · K experts per token · G groups.
+//
+// Every key is validated when parsing: an unknown key, a value of the wrong type or out of range
+// is one error naming the key's full path and what was expected, e.g.
+//   config.json: model.moe.k: expected a positive integer, got "two"
+// Every optional key has a default (docs/config.md lists them all). Overrides (`--set
+// model.moe.k=2`) are applied to the JSON before parsing: the value is parsed as JSON when it
+// parses and taken as a string otherwise; the key must be one the configuration knows.
+// config_to_json gives the resolved configuration, every default filled in, which parses back to
+// the same Config (it is saved with every run and in every checkpoint).
+//
+// Relative paths in data.* are relative to the working directory of the process.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "moe/core/status.h"
+#include "moe/data/dataset.h"
+#include "moe/kernels/ops.h"
+#include "moe/moe/experts.h"
+#include "moe/moe/gate.h"
+#include "moe/optim/optimizer.h"
+#include "moe/optim/schedule.h"
+
+namespace moe {
+
+// ---------------------------------------------------------------------------------------------
+// data
+
+enum class DataFormat {
+  kCsv,   // tabular, comma-separated
+  kTsv,   // tabular, tab-separated
+  kText,  // text classification: a text column and a label column in a CSV or TSV file
+  kIdx,   // images and labels in IDX files (MNIST, Fashion-MNIST)
+};
+const char* data_format_name(DataFormat f);  // "csv", "tsv", "text", "idx"
+bool parse_data_format(const std::string& s, DataFormat* out);
+
+struct SplitConfig {  // data.split: used for the parts that have no file of their own
+  double validation = 0.1;
+  double test = 0.0;
+  uint64_t seed = 0;
+  bool stratify = true;  // classification only
+};
+
+struct TextConfig {  // data.text (format "text")
+  std::string column = "text";
+  bool lowercase = true;
+  bool strip_html = true;
+  bool stop_words = false;      // the built-in English list
+  std::string stop_words_file;  // added to the built-in list when both are set
+  int64_t min_count = 2;
+  int64_t max_vocab = 20000;  // 0: no limit
+  int64_t bigram_buckets = 0;
+  bool sublinear_tf = true;
+};
+
+struct IdxConfig {  // data.idx (format "idx"); empty validation/test paths mean none
+  std::string train_images, train_labels;
+  std::string validation_images, validation_labels;
+  std::string test_images, test_labels;
+  int64_t n_classes = 10;
+};
+
+enum class MissingPolicy { kError, kImpute };
+const char* missing_policy_name(MissingPolicy m);  // "error", "impute"
+
+struct DataConfig {
+  DataFormat format = DataFormat::kCsv;
+  // CSV/TSV files (formats csv, tsv, text). validation and test may be empty: then the split
+  // ratios carve them out of `train`.
+  std::string train, validation, test;
+  char delimiter = '\0';  // format text: '\0' picks by extension (.tsv: tab, else comma)
+  SplitConfig split;
+  TaskKind task = TaskKind::kClassification;
+  std::vector<std::string> label;  // one column for classification, one or more for regression
+  std::vector<std::string> ignore_columns;
+  std::vector<std::string> categorical_columns;
+  MissingPolicy missing = MissingPolicy::kError;
+  bool standardize_targets = true;  // regression: train on (y − mean) / std
+  int64_t max_categories = 1000;
+  TextConfig text;
+  IdxConfig idx;
+};
+
+// ---------------------------------------------------------------------------------------------
+// model
+
+enum class NormChoice { kRms, kLayer, kNone };
+const char* norm_choice_name(NormChoice n);  // "rms", "layer", "none"
+bool parse_norm_choice(const std::string& s, NormChoice* out);
+
+// One MoE layer as the user writes it. The model fills in d_model when it builds the layer.
+struct MoeBlockConfig {
+  int64_t n_experts = 8;                  // E
+  ExpertConfig expert;                    // every routed expert, unless expert_list is given
+  std::vector<ExpertConfig> expert_list;  // heterogeneous experts: one per expert (size E)
+  int64_t n_shared = 0;                   // always-on experts with the config `shared`
+  ExpertConfig shared;
+  // The gate: kind, K, capacity, balancing coefficients and every kind's options. Its d_model
+  // and n_experts are filled in by the model (n_experts = E, or E / G in a hierarchy).
+  GateConfig gate;
+  // Hierarchy (G groups of E / G experts each, routed by a top gate over groups); 0 = flat.
+  int64_t n_groups = 0;
+  GateConfig top_gate;
+
+  // The experts each routed slot can go to, resolved: expert_list, or E copies of `expert`.
+  std::vector<ExpertConfig> routed_experts() const;
+};
+
+// The dense FFN that replaces an MoE layer when model.dense is set: the kind of the layer's
+// (first) expert with hidden width K_avg · F + Σ shared F_s, so it has the MoE layer's active
+// width per row (K_avg: the gate's slots per token; expert choice: its capacity factor, at
+// least 1; hierarchical: top K times inner K).
+ExpertConfig dense_equivalent(const MoeBlockConfig& c);
+
+struct TrunkConfig {
+  std::vector<int64_t> hidden;  // widths of the dense residual FFN blocks before the MoE blocks
+  Activation activation = Activation::kGelu;  // their MLP activation
+  NormChoice norm = NormChoice::kRms;         // pre-norm of every block and the final norm
+  float norm_eps = 1e-5f;
+  float dropout = 0.0f;  // on every block's output before the residual add
+};
+
+enum class InputBag { kWeightedSum, kSum, kMean };  // text input: how a document's ids pool
+
+struct ModelConfig {
+  int64_t width = 64;                     // D, the residual stream width
+  float input_dropout = 0.0f;             // after the input stage
+  InputBag bag = InputBag::kWeightedSum;  // text input only
+  TrunkConfig trunk;
+  std::vector<MoeBlockConfig> moe;  // the MoE blocks, in order (may be empty: a dense model)
+  bool dense = false;               // replace each MoE block by dense_equivalent()
+};
+
+// ---------------------------------------------------------------------------------------------
+// training
+
+// The metric early stopping watches and the best checkpoint is chosen by (on validation).
+enum class MetricKind { kLoss, kAccuracy, kF1, kRocAuc, kMse, kMae, kR2 };
+const char* metric_kind_name(MetricKind m);  // "loss", "accuracy", "f1", "auc", "mse", "mae", "r2"
+bool parse_metric_kind(const std::string& s, MetricKind* out);
+bool metric_higher_is_better(MetricKind m);
+
+enum class RegressionLoss { kMse, kHuber };
+enum class ClassWeights { kNone, kBalanced };
+
+struct TrainingConfig {
+  OptimizerConfig optimizer;  // kind, weight_decay, momentum, nesterov, beta1, beta2, eps
+  double lr = 1e-3;
+  ScheduleKind schedule = ScheduleKind::kCosine;
+  int64_t warmup_steps = 0;
+  double min_lr = 0.0;       // cosine floor
+  int64_t step_size = 1000;  // step schedule: N
+  double gamma = 0.1;        // step schedule: γ
+  int64_t batch_size = 64;
+  int64_t epochs = 10;
+  uint64_t seed = 0;
+  int threads = 0;       // 0: every core
+  int64_t patience = 0;  // epochs without improvement before stopping; 0: never stop early
+  MetricKind metric = MetricKind::kLoss;  // validation metric for early stopping and "best"
+  double clip_norm = 0.0;                 // global gradient norm cap; 0: no clipping
+  double label_smoothing = 0.0;           // classification
+  ClassWeights class_weights = ClassWeights::kNone;  // classification
+  RegressionLoss loss = RegressionLoss::kMse;        // regression
+  double huber_delta = 1.0;
+
+  // The schedule for `total_steps` optimizer steps (epochs × batches per epoch).
+  LrSchedule make_schedule(int64_t total_steps) const;
+};
+
+// ---------------------------------------------------------------------------------------------
+// output
+
+struct OutputConfig {
+  std::string dir = "runs/run";
+  int64_t checkpoint_every = 0;  // steps between training checkpoints; 0: at epoch ends only
+  int64_t keep_last = 1;         // training checkpoints kept
+  bool save_best = true;         // keep the best validation model in <dir>/best
+};
+
+struct Config {
+  DataConfig data;
+  ModelConfig model;
+  TrainingConfig training;
+  OutputConfig output;
+};
+
+// Parses and validates. `source` names the JSON in messages ("config.json").
+Result<Config> parse_config(const nlohmann::json& j, const std::string& source);
+// The resolved configuration, every default filled in; parse_config gives it back unchanged.
+nlohmann::json config_to_json(const Config& c);
+
+// Reads a JSON file (its size capped), with the file name and line of a syntax error.
+Result<nlohmann::json> read_json_file(const std::string& path);
+
+// Applies one "key.path=value" override to `j` (the configuration as written). The key must be
+// one the configuration knows (present in the resolved form of `j`; array elements by index:
+// "model.moe.1.k"); missing objects on the way are created.
+Status apply_override(nlohmann::json* j, const std::string& assignment);
+
+// read_json_file + every override in order + parse_config.
+Result<Config> load_config(const std::string& path, const std::vector<std::string>& overrides);
+
+}  // namespace moe

@@ -1,0 +1,69 @@
+// From a DataConfig to data sets, and the data schema a model is trained against.
+//
+// Dims: N rows · D dense feature width (tabular encoded width, or image pixels H·W) · V text id
+// range (vocabulary plus bigram buckets) · C classes or regression targets.
+//
+// The schema holds everything needed to encode new files exactly as training did — the tabular
+// feature statistics, or the text vocabulary with its document frequencies, or the image shape —
+// plus the label names and task. It is saved in every checkpoint (model.json, "data"), so
+// `moe eval` and `moe predict` read a file with the schema alone, without the training data.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "moe/core/status.h"
+#include "moe/data/dataset.h"
+#include "moe/data/tabular.h"
+#include "moe/data/text.h"
+#include "moe/train/config.h"
+
+namespace moe {
+
+// What the model needs to know about its input and output.
+struct DataShape {
+  FeatureKind input = FeatureKind::kDense;  // dense features or sparse (text) ids
+  int64_t n_features = 0;                   // D_in (dense) or V (sparse)
+  TaskKind task = TaskKind::kClassification;
+  int64_t n_outputs = 0;  // classes (classification) or targets (regression)
+};
+
+struct DataSchema {
+  DataFormat format = DataFormat::kCsv;
+  LabelSpec labels;
+  char delimiter = '\0';                 // csv, tsv, text: the training files' delimiter
+  std::optional<FeatureStats> features;  // csv, tsv
+  std::optional<TextVectorizer> text;    // text
+  std::vector<int64_t> image_dims;       // idx: [H, W] (or the record shape)
+
+  DataShape shape() const;
+  nlohmann::json to_json() const;
+  // `source` names where the JSON came from in messages ("model.json: data").
+  static Result<DataSchema> from_json(const nlohmann::json& j, const std::string& source);
+};
+
+struct LoadedData {
+  DataSchema schema;
+  Dataset train;
+  Dataset validation;  // n_rows 0 when there is none
+  Dataset test;        // n_rows 0 when there is none
+  std::string report;  // one line of what encoding did quietly (unknown categories, imputed
+                       // values), empty when there is nothing to say
+};
+
+// Reads the files the config names, splits what has no file of its own, fits the schema on the
+// training part and encodes every part with it.
+Result<LoadedData> load_data(const DataConfig& config);
+
+// Encodes a file with a saved schema (evaluation, prediction). For csv/tsv/text, `path` is a
+// CSV/TSV file and `labels_path` must be empty; for idx, `path` holds the images and
+// `labels_path` the labels (empty: no labels). `report` may be null.
+Result<Dataset> load_with_schema(const DataSchema& schema, const std::string& path,
+                                 const std::string& labels_path, LabelUse labels,
+                                 std::string* report);
+
+}  // namespace moe
