@@ -388,13 +388,13 @@ TEST(AllGates, EdgeShapes) {
   exercise(GateKind::kGumbelSoftmax, 5, 4, 1, /*hard=*/true);
 }
 
-// Twice the same routing, small and large enough (T·E ≥ 2^15) for the threaded per-token paths,
+// Twice the same routing, small and large enough (T·E = 2^15) for the threaded per-token paths,
 // with gradients too: bit-identical.
 TEST(AllGates, SameSeedSamePlanBitForBit) {
   for (GateKind kind : kAllKinds) {
     for (int64_t t_n : {33, 1024}) {
       SCOPED_TRACE(fmt::format("{} T={}", gate_kind_name(kind), t_n));
-      GateConfig c = config(kind, 4, 48, 2);
+      GateConfig c = config(kind, 4, 32, 2);
       if (kind != GateKind::kHash) c.switch_loss = c.z_loss = 0.01f;
       if (kind == GateKind::kNoisyTopK) c.load_loss = 0.01f;
       auto g1 = make_gate(c, 9), g2 = make_gate(c, 9);
@@ -633,12 +633,19 @@ TEST(SigmoidGate, BiasBalancesASkewedRouter) {
   for (int64_t t = 0; t < 64; ++t) x.view().at(t, 2) = 2.0f;
   RoutingPlan plan = route(*g, x);
   EXPECT_EQ(plan.expert_rows(0), 64);
-  for (int step = 0; step < 200; ++step) {
+  // Sign updates keep the biases oscillating around balance, so the load is judged over the
+  // last 20 steps: every expert near its fair 16 rows per step, none starved, none flooded.
+  std::vector<int64_t> rows(4, 0);
+  for (int step = 0; step < 100; ++step) {
     plan = route(*g, x);
     g->gate->after_step(plan);
+    if (step >= 80)
+      for (int e = 0; e < 4; ++e) rows[static_cast<size_t>(e)] += plan.expert_rows(e);
   }
-  plan = route(*g, x);
-  for (int e = 0; e < 4; ++e) EXPECT_GE(plan.expert_rows(e), 4) << e;
+  for (int e = 0; e < 4; ++e) {
+    EXPECT_GE(rows[static_cast<size_t>(e)], 20 * 8) << e;
+    EXPECT_LE(rows[static_cast<size_t>(e)], 20 * 32) << e;
+  }
 }
 
 // ---- expert choice -----------------------------------------------------------------------
