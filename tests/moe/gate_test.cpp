@@ -421,6 +421,27 @@ TEST(AllGates, SameSeedSamePlanBitForBit) {
   }
 }
 
+// Evaluation draws no noise: two different random streams give the same plan.
+TEST(AllGates, EvaluationIgnoresTheRng) {
+  for (GateKind kind : kAllKinds) {
+    SCOPED_TRACE(gate_kind_name(kind));
+    auto g = make_gate(config(kind, 4, 6, 2));
+    TensorBuffer x = random_x(40, 4, 35);
+    Arena arena;
+    RoutingPlan a, b;
+    AuxLosses aux;
+    GateInput in;
+    in.x = x;
+    in.rng = Rng(1, 1);
+    g->gate->forward(in, arena, &a, &aux);
+    in.rng = Rng(2, 2);
+    g->gate->forward(in, arena, &b, &aux);
+    expect_valid(a);
+    EXPECT_EQ(a.expert_ids, b.expert_ids);
+    EXPECT_EQ(a.weights, b.weights);
+  }
+}
+
 TEST(AllGates, SteadyStateAllocatesNothing) {
   for (GateKind kind : kAllKinds) {
     SCOPED_TRACE(gate_kind_name(kind));
