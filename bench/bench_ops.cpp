@@ -7,6 +7,9 @@
 // Run with OMP_NUM_THREADS=2; items/s counts elements (N, or R·C).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "moe/core/rng.h"
 #include "moe/kernels/ops.h"
 
@@ -14,6 +17,17 @@ namespace moe {
 namespace {
 
 constexpr int64_t kElems = int64_t{1} << 20;  // [T, F] = [512, 2048]
+
+// With --benchmark_repetitions, the "min" and "max" aggregates of each column over the
+// repetitions: the least time and the highest items/s are those of the least disturbed
+// repetition on a shared machine.
+void add_min_max(benchmark::internal::Benchmark* b) {
+  b->UseRealTime();
+  b->ComputeStatistics(
+      "min", [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); });
+  b->ComputeStatistics(
+      "max", [](const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); });
+}
 
 TensorBuffer random_tensor(Shape shape, float lo, float hi, uint64_t seed) {
   TensorBuffer t(shape);
@@ -64,10 +78,22 @@ void activation_args(benchmark::internal::Benchmark* b) {
     b->Arg(static_cast<int64_t>(a));
 }
 
-BENCHMARK(BM_ActivationForward<true>)->Name("act_fwd/fast")->Apply(activation_args);
-BENCHMARK(BM_ActivationForward<false>)->Name("act_fwd/ref")->Apply(activation_args);
-BENCHMARK(BM_ActivationBackward<true>)->Name("act_bwd/fast")->Apply(activation_args);
-BENCHMARK(BM_ActivationBackward<false>)->Name("act_bwd/ref")->Apply(activation_args);
+BENCHMARK(BM_ActivationForward<true>)
+    ->Name("act_fwd/fast")
+    ->Apply(activation_args)
+    ->Apply(add_min_max);
+BENCHMARK(BM_ActivationForward<false>)
+    ->Name("act_fwd/ref")
+    ->Apply(activation_args)
+    ->Apply(add_min_max);
+BENCHMARK(BM_ActivationBackward<true>)
+    ->Name("act_bwd/fast")
+    ->Apply(activation_args)
+    ->Apply(add_min_max);
+BENCHMARK(BM_ActivationBackward<false>)
+    ->Name("act_bwd/ref")
+    ->Apply(activation_args)
+    ->Apply(add_min_max);
 
 enum class RowOp { kSoftmax, kLogSoftmax, kLogSumExp, kSoftmaxBackward };
 
@@ -102,14 +128,38 @@ void row_args(benchmark::internal::Benchmark* b) {
   b->Args({128, 8192});
 }
 
-BENCHMARK(BM_RowOp<RowOp::kSoftmax, true>)->Name("softmax/fast")->Apply(row_args);
-BENCHMARK(BM_RowOp<RowOp::kSoftmax, false>)->Name("softmax/ref")->Apply(row_args);
-BENCHMARK(BM_RowOp<RowOp::kLogSoftmax, true>)->Name("log_softmax/fast")->Apply(row_args);
-BENCHMARK(BM_RowOp<RowOp::kLogSoftmax, false>)->Name("log_softmax/ref")->Apply(row_args);
-BENCHMARK(BM_RowOp<RowOp::kLogSumExp, true>)->Name("logsumexp/fast")->Apply(row_args);
-BENCHMARK(BM_RowOp<RowOp::kLogSumExp, false>)->Name("logsumexp/ref")->Apply(row_args);
-BENCHMARK(BM_RowOp<RowOp::kSoftmaxBackward, true>)->Name("softmax_bwd/fast")->Apply(row_args);
-BENCHMARK(BM_RowOp<RowOp::kSoftmaxBackward, false>)->Name("softmax_bwd/ref")->Apply(row_args);
+BENCHMARK(BM_RowOp<RowOp::kSoftmax, true>)
+    ->Name("softmax/fast")
+    ->Apply(row_args)
+    ->Apply(add_min_max);
+BENCHMARK(BM_RowOp<RowOp::kSoftmax, false>)
+    ->Name("softmax/ref")
+    ->Apply(row_args)
+    ->Apply(add_min_max);
+BENCHMARK(BM_RowOp<RowOp::kLogSoftmax, true>)
+    ->Name("log_softmax/fast")
+    ->Apply(row_args)
+    ->Apply(add_min_max);
+BENCHMARK(BM_RowOp<RowOp::kLogSoftmax, false>)
+    ->Name("log_softmax/ref")
+    ->Apply(row_args)
+    ->Apply(add_min_max);
+BENCHMARK(BM_RowOp<RowOp::kLogSumExp, true>)
+    ->Name("logsumexp/fast")
+    ->Apply(row_args)
+    ->Apply(add_min_max);
+BENCHMARK(BM_RowOp<RowOp::kLogSumExp, false>)
+    ->Name("logsumexp/ref")
+    ->Apply(row_args)
+    ->Apply(add_min_max);
+BENCHMARK(BM_RowOp<RowOp::kSoftmaxBackward, true>)
+    ->Name("softmax_bwd/fast")
+    ->Apply(row_args)
+    ->Apply(add_min_max);
+BENCHMARK(BM_RowOp<RowOp::kSoftmaxBackward, false>)
+    ->Name("softmax_bwd/ref")
+    ->Apply(row_args)
+    ->Apply(add_min_max);
 
 // Memory-bound ops, for scale: what a pass over 4 MiB costs.
 template <bool kFast>
@@ -123,8 +173,8 @@ void BM_Axpy(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * kElems);
 }
-BENCHMARK(BM_Axpy<true>)->Name("axpy/fast");
-BENCHMARK(BM_Axpy<false>)->Name("axpy/ref");
+BENCHMARK(BM_Axpy<true>)->Name("axpy/fast")->Apply(add_min_max);
+BENCHMARK(BM_Axpy<false>)->Name("axpy/ref")->Apply(add_min_max);
 
 template <bool kFast>
 void BM_SumRowsAccumulate(benchmark::State& state) {
@@ -137,8 +187,8 @@ void BM_SumRowsAccumulate(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * dy.numel());
 }
-BENCHMARK(BM_SumRowsAccumulate<true>)->Name("sum_rows_accumulate/fast");
-BENCHMARK(BM_SumRowsAccumulate<false>)->Name("sum_rows_accumulate/ref");
+BENCHMARK(BM_SumRowsAccumulate<true>)->Name("sum_rows_accumulate/fast")->Apply(add_min_max);
+BENCHMARK(BM_SumRowsAccumulate<false>)->Name("sum_rows_accumulate/ref")->Apply(add_min_max);
 
 }  // namespace
 }  // namespace moe

@@ -1,4 +1,7 @@
 #include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cstring>
 
 #include "moe/core/rng.h"
 #include "moe/kernels/gemm.h"
@@ -42,7 +45,9 @@ TEST(Gemm, AlphaBetaAccumulate) {
   check_against_reference({33, 47, 29, true, false, -2.0f, 0.25f});
 }
 
-TEST(Gemm, Large) { check_against_reference({300, 257, 513, false, true, 1.0f, 0.0f}); }
+TEST(Gemm, Large) {
+  check_against_reference({300, 257, 513, false, true, 1.0f, 0.0f});
+}
 
 TEST(Gemm, ZeroInnerDimensionScalesC) {
   TensorBuffer a(Shape{3, 0}), b(Shape{0, 2}), c(Shape{3, 2});
@@ -52,12 +57,97 @@ TEST(Gemm, ZeroInnerDimensionScalesC) {
 }
 
 TEST(Gemm, BetaZeroIgnoresNaNInOutput) {
-  TensorBuffer a(Shape{2, 2}), b(Shape{2, 2}), c(Shape{2, 2});
-  fill(a, 1.0f);
-  fill(b, 1.0f);
-  fill(c, NAN);
-  gemm(a, false, b, false, c);
-  for (int64_t i = 0; i < 4; ++i) EXPECT_EQ(c.f32()[i], 2.0f);
+  // [2, 2]·[2, 2] goes to dnnl_sgemm, [2, 512]·[64, 512]ᵀ to the matmul primitive.
+  struct Case {
+    int64_t n, k;
+    bool tb;
+  };
+  for (const Case& cs : {Case{2, 2, false}, Case{64, 512, true}}) {
+    TensorBuffer a(Shape{2, cs.k}), b(cs.tb ? Shape{cs.n, cs.k} : Shape{cs.k, cs.n});
+    TensorBuffer c(Shape{2, cs.n});
+    fill(a, 1.0f);
+    fill(b, 1.0f);
+    fill(c, NAN);
+    gemm(a, false, b, cs.tb, c);
+    for (int64_t i = 0; i < c.numel(); ++i)
+      ASSERT_EQ(c.f32()[i], static_cast<float>(cs.k)) << "n=" << cs.n << " k=" << cs.k;
+  }
+}
+
+// A·Bᵀ with k ≥ 512 and n ≥ 64 runs on matmul primitives over row blocks of 512, then a multiple
+// of 32, then the rest (gemm_dnnl.cpp): row counts on each side of those boundaries, with and
+// without alpha/beta, and the sizes on each side of the switch between the two paths.
+TEST(Gemm, RowBlocksOfTheMatmulPath) {
+  for (int64_t m : {1, 31, 33, 513, 1061})  // 1061 = 2·512 + 32 + 5
+    check_against_reference({m, 64, 512, false, true, 1.0f, 0.0f});
+  check_against_reference({97, 65, 513, false, true, -0.5f, 1.0f});
+  check_against_reference({97, 63, 512, false, true, 2.0f, 0.5f});
+  check_against_reference({97, 64, 511, false, true, 2.0f, 0.5f});
+}
+
+TEST(Gemm, StridedOperandsOfTheMatmulPath) {
+  // Views of wider buffers: lda, ldb, ldc larger than the columns used.
+  const int64_t m = 70, n = 64, k = 520, pad = 9;
+  Rng rng(5);
+  TensorBuffer a_wide(Shape{m, k + pad}), b_wide(Shape{n, k + pad}), c_wide(Shape{m, n + pad});
+  rng.fill_uniform(a_wide, -1, 1);
+  rng.fill_uniform(b_wide, -1, 1);
+  rng.fill_uniform(c_wide, -1, 1);
+  TensorBuffer c_ref(Shape{m, n + pad});
+  copy(c_ref, c_wide);
+  const GemmShape s{.m = m,
+                    .n = n,
+                    .k = k,
+                    .trans_a = false,
+                    .trans_b = true,
+                    .lda = k + pad,
+                    .ldb = k + pad,
+                    .ldc = n + pad};
+  gemm(s, {1.5f, 0.5f}, a_wide.f32(), b_wide.f32(), c_wide.f32());
+  gemm_ref(s, {1.5f, 0.5f}, a_wide.f32(), b_wide.f32(), c_ref.f32());
+  testing::expect_close("strided A.Bt", c_wide, c_ref, 1e-4, 1e-4 * std::sqrt(k + 1.0));
+  // The padding columns of C are untouched.
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = n; j < n + pad; ++j)
+      EXPECT_EQ(c_wide.f32()[i * (n + pad) + j], c_ref.f32()[i * (n + pad) + j]);
+}
+
+TEST(Gemm, RepeatedCallsAreBitIdentical) {
+  // The second call reuses the cached primitives; the result must not change.
+  for (bool tb : {false, true}) {
+    TensorBuffer a(Shape{300, 512}), b(tb ? Shape{96, 512} : Shape{512, 96});
+    TensorBuffer c1(Shape{300, 96}), c2(Shape{300, 96});
+    Rng rng(9);
+    rng.fill_uniform(a, -1, 1);
+    rng.fill_uniform(b, -1, 1);
+    gemm(a, false, b, tb, c1);
+    gemm(a, false, b, tb, c2);
+    EXPECT_EQ(std::memcmp(c1.f32(), c2.f32(), c1.view().nbytes()), 0) << "trans_b " << tb;
+  }
+}
+
+TEST(Gemm, ConcurrentCallersFromThreads) {
+  // Each thread keeps its own primitive cache; several threads multiplying at once (one expert
+  // each) must all get the reference answer.
+  constexpr int kThreads = 4;
+  const int64_t m = 77, n = 64, k = 512;
+  std::vector<TensorBuffer> as, bs, cs, refs;
+  for (int t = 0; t < kThreads; ++t) {
+    as.emplace_back(Shape{m, k});
+    bs.emplace_back(Shape{n, k});
+    cs.emplace_back(Shape{m, n});
+    refs.emplace_back(Shape{m, n});
+    Rng rng(100 + t);
+    rng.fill_uniform(as.back(), -1, 1);
+    rng.fill_uniform(bs.back(), -1, 1);
+    gemm_ref(as.back(), false, bs.back(), true, refs.back());
+  }
+#pragma omp parallel for num_threads(kThreads) schedule(static, 1)
+  for (int t = 0; t < kThreads; ++t)
+    for (int rep = 0; rep < 3; ++rep) gemm(as[t], false, bs[t], true, cs[t]);
+  for (int t = 0; t < kThreads; ++t)
+    testing::expect_close(fmt::format("thread {}", t), cs[t], refs[t], 1e-4,
+                          1e-4 * std::sqrt(k + 1.0));
 }
 
 }  // namespace

@@ -1,0 +1,244 @@
+// GEMM on MoE expert shapes: oneDNN's dnnl_sgemm, oneDNN's matmul primitive (one primitive per
+// exact shape, cached) and moe::gemm (which picks between the two by layout, see gemm_dnnl.cpp),
+// for the three products of a linear layer:
+//   forward          Y[T, F]  = X[T, D] · W[F, D]ᵀ        (N T: m = T, n = F, k = D)
+//   backward data    dX[T, D] = dY[T, F] · W[F, D]        (N N: m = T, n = D, k = F)
+//   backward weights dW[F, D] += dY[T, F]ᵀ · X[T, D]      (T N: m = F, n = D, k = T, beta = 1)
+// with T rows routed to one expert ∈ {32, 128, 512, 2048, 8192}, F = 2048, D = 512; and two more
+// forward products of the same (N T) layout: an expert's down projection Y[T, D] = H[T, F] ·
+// W2[D, F]ᵀ, and router logits [T, E] = X[T, D] · Wg[E, D]ᵀ with E = 64.
+//
+// Run with OMP_NUM_THREADS=2. GFLOP/s counts 2·m·n·k per call over wall time; the machine's fp32
+// peak on 2 threads is ~430 GFLOP/s.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <map>
+#include <tuple>
+#include <vector>
+
+#include <dnnl.hpp>
+
+#include "moe/core/rng.h"
+#include "moe/kernels/gemm.h"
+
+namespace moe {
+namespace {
+
+constexpr int64_t kF = 2048;  // expert hidden width
+constexpr int64_t kD = 512;   // model width
+constexpr int64_t kE = 64;    // experts (router logits)
+
+enum class Pass : int64_t { kForward, kBackwardData, kBackwardWeights, kForwardDown, kRouter };
+
+const char* pass_name(Pass p) {
+  switch (p) {
+    case Pass::kForward:
+      return "fwd Y=X.Wt";
+    case Pass::kBackwardData:
+      return "bwd dX=dY.W";
+    case Pass::kBackwardWeights:
+      return "bwd dW+=dYt.X";
+    case Pass::kForwardDown:
+      return "fwd Y=H.W2t";
+    case Pass::kRouter:
+      return "router L=X.Wgt";
+  }
+  return "?";
+}
+
+struct Problem {
+  GemmShape shape;
+  GemmScale scale;
+};
+
+Problem make_problem(Pass pass, int64_t t) {
+  Problem p;
+  GemmShape& s = p.shape;
+  switch (pass) {
+    case Pass::kForward:  // A = X [T, D], B = W [F, D] transposed
+      s = {.m = t,
+           .n = kF,
+           .k = kD,
+           .trans_a = false,
+           .trans_b = true,
+           .lda = kD,
+           .ldb = kD,
+           .ldc = kF};
+      break;
+    case Pass::kBackwardData:  // A = dY [T, F], B = W [F, D]
+      s = {.m = t,
+           .n = kD,
+           .k = kF,
+           .trans_a = false,
+           .trans_b = false,
+           .lda = kF,
+           .ldb = kD,
+           .ldc = kD};
+      break;
+    case Pass::kBackwardWeights:  // A = dY [T, F] transposed, B = X [T, D]
+      s = {.m = kF,
+           .n = kD,
+           .k = t,
+           .trans_a = true,
+           .trans_b = false,
+           .lda = kF,
+           .ldb = kD,
+           .ldc = kD};
+      p.scale.beta = 1.0f;
+      break;
+    case Pass::kForwardDown:  // A = H [T, F], B = W2 [D, F] transposed
+      s = {.m = t,
+           .n = kD,
+           .k = kF,
+           .trans_a = false,
+           .trans_b = true,
+           .lda = kF,
+           .ldb = kF,
+           .ldc = kD};
+      break;
+    case Pass::kRouter:  // A = X [T, D], B = Wg [E, D] transposed
+      s = {.m = t,
+           .n = kE,
+           .k = kD,
+           .trans_a = false,
+           .trans_b = true,
+           .lda = kD,
+           .ldb = kD,
+           .ldc = kE};
+      break;
+  }
+  return p;
+}
+
+// oneDNN's matmul primitive on plain row-major (possibly transposed) buffers, one primitive per
+// distinct shape and scale, created on first use and reused after.
+class MatmulCache {
+ public:
+  MatmulCache() : engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {}
+
+  void run(const GemmShape& s, GemmScale scale, const float* a, const float* b, float* c) {
+    using dt = dnnl::memory::data_type;
+    using dims = dnnl::memory::dims;
+    const auto key = std::make_tuple(s.m, s.n, s.k, s.trans_a, s.trans_b, s.lda, s.ldb, s.ldc,
+                                     scale.alpha, scale.beta);
+    auto it = cache_.find(key);
+    if (it == cache_.end()) {
+      // A transposed operand is the same memory read with swapped strides.
+      const dnnl::memory::desc a_md(dims{s.m, s.k}, dt::f32,
+                                    s.trans_a ? dims{1, s.lda} : dims{s.lda, 1});
+      const dnnl::memory::desc b_md(dims{s.k, s.n}, dt::f32,
+                                    s.trans_b ? dims{1, s.ldb} : dims{s.ldb, 1});
+      const dnnl::memory::desc c_md(dims{s.m, s.n}, dt::f32, dims{s.ldc, 1});
+      dnnl::primitive_attr attr;
+      if (scale.alpha != 1.0f) attr.set_output_scales(0, {scale.alpha});
+      if (scale.beta != 0.0f) {
+        dnnl::post_ops ops;
+        ops.append_sum(scale.beta);
+        attr.set_post_ops(ops);
+      }
+      const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), attr, engine_);
+      it = cache_.emplace(key, Entry{dnnl::matmul(pd), a_md, b_md, c_md}).first;
+    }
+    Entry& e = it->second;
+    dnnl::memory a_mem(e.a_md, engine_, const_cast<float*>(a));
+    dnnl::memory b_mem(e.b_md, engine_, const_cast<float*>(b));
+    dnnl::memory c_mem(e.c_md, engine_, c);
+    e.prim.execute(stream_,
+                   {{DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, b_mem}, {DNNL_ARG_DST, c_mem}});
+    stream_.wait();
+  }
+
+ private:
+  struct Entry {
+    dnnl::matmul prim;
+    dnnl::memory::desc a_md, b_md, c_md;
+  };
+  using Key =
+      std::tuple<int64_t, int64_t, int64_t, bool, bool, int64_t, int64_t, int64_t, float, float>;
+  dnnl::engine engine_;
+  dnnl::stream stream_;
+  std::map<Key, Entry> cache_;
+};
+
+// With --benchmark_repetitions, the "min" and "max" aggregates of each column over the
+// repetitions: the least time and the highest GFLOP/s are those of the least disturbed
+// repetition on a shared machine.
+void add_min_max(benchmark::internal::Benchmark* b) {
+  b->ComputeStatistics(
+      "min", [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); });
+  b->ComputeStatistics(
+      "max", [](const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); });
+}
+
+enum class Impl : int64_t { kSgemm, kMatmul, kMoe };
+
+const char* impl_name(Impl impl) {
+  switch (impl) {
+    case Impl::kSgemm:
+      return "dnnl_sgemm";
+    case Impl::kMatmul:
+      return "matmul    ";
+    case Impl::kMoe:
+      return "moe::gemm ";
+  }
+  return "?";
+}
+
+void BM_Gemm(benchmark::State& state) {
+  const auto pass = static_cast<Pass>(state.range(0));
+  const int64_t t = state.range(1);
+  const auto impl = static_cast<Impl>(state.range(2));
+  const Problem p = make_problem(pass, t);
+  const GemmShape& s = p.shape;
+  // Buffers as stored: A is [m, k] or [k, m], B is [k, n] or [n, k].
+  TensorBuffer a(Shape{s.trans_a ? s.k : s.m, s.lda});
+  TensorBuffer b(Shape{s.trans_b ? s.n : s.k, s.ldb});
+  TensorBuffer c(Shape{s.m, s.ldc});
+  Rng rng(7);
+  rng.fill_uniform(a, -1, 1);
+  rng.fill_uniform(b, -1, 1);
+  static MatmulCache matmuls;
+  for (auto _ : state) {
+    switch (impl) {
+      case Impl::kSgemm:
+        dnnl_sgemm(s.trans_a ? 'T' : 'N', s.trans_b ? 'T' : 'N', s.m, s.n, s.k, p.scale.alpha,
+                   a.f32(), s.lda, b.f32(), s.ldb, p.scale.beta, c.f32(), s.ldc);
+        break;
+      case Impl::kMatmul:
+        matmuls.run(s, p.scale, a.f32(), b.f32(), c.f32());
+        break;
+      case Impl::kMoe:
+        gemm(s, p.scale, a.f32(), b.f32(), c.f32());
+        break;
+    }
+    benchmark::DoNotOptimize(c.f32());
+    benchmark::ClobberMemory();
+  }
+  const double flops = 2.0 * static_cast<double>(s.m * s.n * s.k);
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      flops * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+  state.SetLabel(
+      fmt::format("{} {} m={} n={} k={}", impl_name(impl), pass_name(pass), s.m, s.n, s.k));
+}
+
+// The implementations of one shape run back to back, so that their ratio is measured under
+// the same conditions on a shared machine.
+void shapes(benchmark::internal::Benchmark* b) {
+  for (Pass pass : {Pass::kForward, Pass::kBackwardData, Pass::kBackwardWeights, Pass::kForwardDown,
+                    Pass::kRouter})
+    for (int64_t t : {32, 128, 512, 2048, 8192})
+      for (Impl impl : {Impl::kSgemm, Impl::kMatmul, Impl::kMoe})
+        b->Args({static_cast<int64_t>(pass), t, static_cast<int64_t>(impl)});
+  b->ArgNames({"pass", "T", "impl"});
+  b->UseRealTime();
+  b->Unit(benchmark::kMicrosecond);
+  add_min_max(b);
+}
+
+BENCHMARK(BM_Gemm)->Name("gemm")->Apply(shapes);
+
+}  // namespace
+}  // namespace moe
+
+BENCHMARK_MAIN();
