@@ -50,11 +50,13 @@ int64_t CsvTable::find_column(std::string_view name) const {
 }
 
 std::string CsvTable::column_list() const {
+  constexpr size_t kShown = 30;  // a message stays readable for a table of a thousand columns
   std::string out;
-  for (size_t i = 0; i < header_.size(); ++i) {
+  for (size_t i = 0; i < header_.size() && i < kShown; ++i) {
     if (i > 0) out += ", ";
     out += "'" + header_[i] + "'";
   }
+  if (header_.size() > kShown) out += fmt::format(", ... ({} more)", header_.size() - kShown);
   return out;
 }
 

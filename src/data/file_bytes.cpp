@@ -116,8 +116,18 @@ Result<std::string> gunzip(std::string_view compressed, const std::string& sourc
   size_t in_pos = 0;
   Status status;
   try {
-    const size_t first =
-        std::min<uint64_t>(std::max<size_t>(compressed.size() * 4, 1 << 16), max_bytes);
+    // The gzip trailer ends with the member's size mod 2^32 (ISIZE, RFC 1952 section 2.3.1): a
+    // good first guess for one member. It is only a hint, trusted up to a 64:1 ratio so that a
+    // small file cannot make us reserve much; the buffer grows as needed either way.
+    uint64_t guess = std::max<uint64_t>(compressed.size() * 4, 1 << 16);
+    if (compressed.size() >= 18) {
+      const auto* t =
+          reinterpret_cast<const unsigned char*>(compressed.data() + compressed.size() - 4);
+      const uint64_t isize =
+          uint64_t{t[0]} | uint64_t{t[1]} << 8 | uint64_t{t[2]} << 16 | uint64_t{t[3]} << 24;
+      if (isize > 0 && isize <= 64 * uint64_t{compressed.size()} + (1 << 20)) guess = isize + 1;
+    }
+    const auto first = static_cast<size_t>(std::min<uint64_t>(guess, max_bytes));
     reserve_huge(out, first);
     out.resize(first);
     size_t out_pos = 0;

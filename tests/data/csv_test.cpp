@@ -88,6 +88,26 @@ TEST(Csv, GzippedFileIsDecompressed) {
   EXPECT_EQ(t->cell(0, 1), "great");
 }
 
+TEST(Csv, ConcatenatedGzipMembersAreOneFile) {
+  TempDir dir;
+  auto slurp = [](const std::string& path) {
+    std::string bytes;
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    char buf[4096];
+    size_t n;
+    while (f != nullptr && (n = std::fread(buf, 1, sizeof buf, f)) > 0) bytes.append(buf, n);
+    if (f != nullptr) std::fclose(f);
+    return bytes;
+  };
+  const std::string a = slurp(dir.write_gzip("a.gz", "x,y\n1,2\n"));
+  const std::string b = slurp(dir.write_gzip("b.gz", std::string(100000, '3') + ",4\n"));
+  Result<CsvTable> t = CsvTable::read(dir.write("both.csv.gz", a + b));
+  ASSERT_TRUE(t.is_ok()) << t.status().message();
+  ASSERT_EQ(t->n_rows(), 2);
+  EXPECT_EQ(t->cell(1, 0).size(), 100000u);
+  EXPECT_EQ(t->cell(1, 1), "4");
+}
+
 TEST(Csv, InvalidUtf8IsKeptAsBytes) {
   TempDir dir;
   const std::string path = dir.write("u.csv", "a,b\n\xff\xfe,caf\xc3\xa9\n");

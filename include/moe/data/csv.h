@@ -6,7 +6,8 @@
 // line ends are LF, CRLF or a lone CR; a UTF-8 byte order mark before the header is skipped;
 // lines with nothing on them are skipped; a gzipped file (magic 1f 8b) is decompressed first.
 // Bytes are kept as they are: text that is not valid UTF-8 is not an error. A quote inside an
-// unquoted field is an ordinary character (`5" screen`).
+// unquoted field is an ordinary character (`5" screen`). Column names are trimmed of spaces
+// and tabs at both ends; cells are not (the tabular reader trims what it compares).
 //
 // Rejected, each with a message naming the file and line: an empty file, a header with two
 // columns of one name, a row whose field count differs from the header's ("data.csv line 17:
@@ -51,7 +52,7 @@ class CsvTable {
 
   // Index of the column named `name`, or -1.
   int64_t find_column(std::string_view name) const;
-  // The column names quoted and comma-separated, for messages: "'a', 'b', 'c'".
+  // The column names quoted and comma-separated, for messages: "'a', 'b', 'c'" (the first 30).
   std::string column_list() const;
 
   // Field `col` of data row `row` (0-based, header excluded), quotes removed.
