@@ -25,6 +25,7 @@
 #include "moe/kernels/ops.h"
 #include "moe/moe/experts.h"
 #include "moe/moe/gate.h"
+#include "moe/moe/moe_layer.h"
 #include "moe/optim/optimizer.h"
 #include "moe/optim/schedule.h"
 
@@ -79,7 +80,8 @@ struct DataConfig {
   char delimiter = '\0';  // format text: '\0' picks by extension (.tsv: tab, else comma)
   SplitConfig split;
   TaskKind task = TaskKind::kClassification;
-  std::vector<std::string> label;  // one column for classification, one or more for regression
+  // One column for classification, one or more for regression.
+  std::vector<std::string> label = {"label"};
   std::vector<std::string> ignore_columns;
   std::vector<std::string> categorical_columns;
   MissingPolicy missing = MissingPolicy::kError;
@@ -114,6 +116,9 @@ struct MoeBlockConfig {
   std::vector<ExpertConfig> routed_experts() const;
 };
 
+// The layer as moe/moe_layer.h builds it, at model width D (gate sizes filled in).
+MoeConfig moe_layer_config(const MoeBlockConfig& c, int64_t width);
+
 // The dense FFN that replaces an MoE layer when model.dense is set: the kind of the layer's
 // (first) expert with hidden width K_avg · F + Σ shared F_s, so it has the MoE layer's active
 // width per row (K_avg: the gate's slots per token; expert choice: its capacity factor, at
@@ -137,6 +142,9 @@ struct ModelConfig {
   TrunkConfig trunk;
   std::vector<MoeBlockConfig> moe;  // the MoE blocks, in order (may be empty: a dense model)
   bool dense = false;               // replace each MoE block by dense_equivalent()
+  // model.moe was written as a JSON array (kept so the resolved config has the same form and
+  // `--set model.moe.0.k=...` keeps working); one layer written as an object stays an object.
+  bool moe_list = false;
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,244 @@
+// Run configuration: defaults, every kind of bad key named by its path, overrides, the resolved
+// form round-tripping, and the dense equivalent of an MoE layer.
+#include "moe/train/config.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace moe {
+namespace {
+
+using json = nlohmann::json;
+
+json minimal() {
+  return json::parse(R"({"data": {"train": "t.csv"}})");
+}
+
+std::string parse_error(const json& j) {
+  Result<Config> c = parse_config(j, "c.json");
+  EXPECT_FALSE(c.is_ok()) << j.dump();
+  return c.is_ok() ? std::string() : c.status().message();
+}
+
+TEST(ConfigTest, DefaultsFillEverything) {
+  Result<Config> c = parse_config(minimal(), "c.json");
+  ASSERT_TRUE(c.is_ok()) << c.status().message();
+  EXPECT_EQ(c->data.format, DataFormat::kCsv);
+  EXPECT_EQ(c->data.label, std::vector<std::string>{"label"});
+  EXPECT_EQ(c->model.width, 64);
+  ASSERT_EQ(c->model.moe.size(), 1u);
+  const MoeBlockConfig& b = c->model.moe[0];
+  EXPECT_EQ(b.n_experts, 8);
+  EXPECT_EQ(b.gate.k, 2);
+  EXPECT_EQ(b.expert.kind, ExpertKind::kSwiglu);
+  EXPECT_EQ(b.expert.hidden, 128);  // 2 × width
+  EXPECT_FLOAT_EQ(b.gate.switch_loss, 0.01f);
+  EXPECT_EQ(c->training.optimizer.kind, OptimizerKind::kAdamW);
+  EXPECT_EQ(c->training.batch_size, 64);
+  EXPECT_EQ(c->output.dir, "runs/run");
+}
+
+TEST(ConfigTest, ErrorsNameTheKeyPathAndWhatWasExpected) {
+  struct Case {
+    const char* json;
+    const char* message;
+  };
+  const Case cases[] = {
+      {R"({"data": {"train": "t.csv"}, "model": {"moe": {"k": "two"}}})",
+       R"(c.json: model.moe.k: expected a positive integer, got "two")"},
+      {R"({"data": {"train": "t.csv"}, "model": {"moe": {"kk": 2}}})",
+       "c.json: model.moe.kk: unknown key (expected one of: "},
+      {R"({"data": {"train": "t.csv"}, "extra": 1})", "c.json: extra: unknown key"},
+      {R"({"data": {"train": "t.csv", "format": "xls"}})",
+       R"(c.json: data.format: expected one of "csv", "tsv", "text", "idx", got "xls")"},
+      {R"({"data": {"train": 3}})", "c.json: data.train: expected a string, got 3"},
+      {R"({"data": {"train": "t.csv"}, "training": {"lr": -1}})",
+       "c.json: training.lr: expected a number > 0, got -1"},
+      {R"({"data": {"train": "t.csv"}, "training": {"batch_size": 2.5}})",
+       "c.json: training.batch_size: expected a positive integer, got 2.5"},
+      {R"({"data": {"train": "t.csv"}, "model": {"dense": "yes"}})",
+       R"(c.json: model.dense: expected true or false, got "yes")"},
+      {R"({"data": {"train": "t.csv"}, "model": {"trunk": {"hidden": [32, 0]}}})",
+       "c.json: model.trunk.hidden.1: expected a positive integer, got 0"},
+      {R"({"data": {"train": "t.csv"}, "model": {"moe": [{}, {"gate": {"kind": "best"}}]}})",
+       "c.json: model.moe.1.gate.kind: expected one of"},
+      {R"({"data": {"train": "t.csv"}, "model": {"moe": {"experts": 4, "k": 5}}})",
+       "c.json: model.moe: gate topk_softmax: k must be in [1, 4]"},
+      {R"({"data": {"train": "t.csv"}, "model": {"moe": {"gate": {"kind": "hash"},
+          "balance": {"switch": 0.1}}}})",
+       "c.json: model.moe: gate hash: hash routing has no router"},
+      {R"({"data": {"train": "t.csv"}, "model": {"moe": {"experts": 6,
+          "hierarchy": {"groups": 4}}}})",
+       "c.json: model.moe.hierarchy.groups: 6 experts do not split into 4 equal groups"},
+      {R"({"data": {"train": "t.csv"}, "model": {"moe": {"experts": 3,
+          "expert_list": [{"hidden": 4}, {"kind": "linear"}]}}})",
+       "c.json: model.moe.experts: is 3 but expert_list has 2 entries"},
+      {R"({"data": {"train": "t.csv"}, "model": {"moe": {"expert_list": [{"depth": 0}]}}})",
+       "c.json: model.moe.expert_list.0.depth: expected an integer in [1, 64], got 0"},
+      {R"({"data": {"train": "t.csv", "split": {"validation": 0.6, "test": 0.4}}})",
+       "c.json: data.split: validation + test must be below 1"},
+      {R"({"data": {"format": "idx"}})",
+       "c.json: data.idx: format \"idx\" needs train_images and train_labels"},
+      {R"({"data": {}})", "c.json: data.train: a training file is needed"},
+      {R"({"data": {"train": "t.csv", "label": ["a", "b"]}})",
+       "c.json: data.label: classification takes exactly one label column"},
+      {R"({"data": {"train": "t.csv"}, "training": {"early_stopping": {"metric": "r2"}}})",
+       "c.json: training.early_stopping.metric: \"r2\" is a regression metric"},
+      {R"({"data": {"train": "t.csv", "task": "regression"},
+          "training": {"class_weights": "balanced"}})",
+       "c.json: training.class_weights: applies to classification only"},
+      {R"({"data": {"train": "t.csv"}, "training": {"min_lr": 1}})",
+       "c.json: training.min_lr: must not exceed training.lr"},
+      {R"({"data": {"train": "t.csv"}, "model": {"moe": 3}})",
+       "c.json: model.moe: expected an MoE layer object or an array of them, got 3"},
+      {R"({"data": {"train": "t.csv"}, "output": {"checkpoint": []}})",
+       "c.json: output.checkpoint: expected an object, got []"},
+      {R"([1, 2])", "c.json: the configuration must be a JSON object"},
+  };
+  for (const Case& c : cases) {
+    const std::string m = parse_error(json::parse(c.json));
+    EXPECT_EQ(m.rfind(c.message, 0), 0u) << "got:      " << m << "\nexpected: " << c.message;
+  }
+}
+
+TEST(ConfigTest, ResolvedFormParsesBackToItself) {
+  const json in = json::parse(R"({
+    "data": {"format": "text", "train": "a.tsv", "test": "b.tsv", "text": {"bigram_buckets": 64}},
+    "model": {"width": 32, "trunk": {"hidden": [48], "norm": "layer"},
+              "moe": [{"experts": 4, "k": 1, "gate": {"kind": "noisy_topk"},
+                       "balance": {"load": 0.1}},
+                      {"expert_list": [{"kind": "mlp", "hidden": 16}, {"kind": "linear"}],
+                       "shared": 1, "gate": {"kind": "sigmoid_bias"}, "k": 1},
+                      {"experts": 8, "hierarchy": {"groups": 2, "k": 1}}]},
+    "training": {"optimizer": "sgd", "momentum": 0.9, "seed": 18446744073709551615,
+                 "early_stopping": {"patience": 3, "metric": "auc"}},
+    "output": {"dir": "out", "checkpoint": {"every": 100}}})");
+  Result<Config> a = parse_config(in, "c.json");
+  ASSERT_TRUE(a.is_ok()) << a.status().message();
+  const json resolved = config_to_json(*a);
+  Result<Config> b = parse_config(resolved, "resolved");
+  ASSERT_TRUE(b.is_ok()) << b.status().message();
+  EXPECT_EQ(config_to_json(*b), resolved);
+  EXPECT_EQ(b->training.seed, 18446744073709551615ull);
+  ASSERT_EQ(b->model.moe.size(), 3u);
+  EXPECT_EQ(b->model.moe[1].expert_list.size(), 2u);
+  EXPECT_EQ(b->model.moe[1].expert_list[0].kind, ExpertKind::kMlp);
+  EXPECT_EQ(b->model.moe[1].expert_list[1].kind, ExpertKind::kLinear);
+  EXPECT_EQ(b->model.moe[2].n_groups, 2);
+  EXPECT_EQ(b->model.moe[2].top_gate.k, 1);
+  EXPECT_TRUE(resolved["model"]["moe"].is_array());
+  // One layer written as an object stays an object.
+  Result<Config> single = parse_config(minimal(), "c.json");
+  ASSERT_TRUE(single.is_ok());
+  EXPECT_TRUE(config_to_json(*single)["model"]["moe"].is_object());
+}
+
+TEST(ConfigTest, OverridesSetKnownKeysAndRejectUnknownOnes) {
+  json j = minimal();
+  ASSERT_TRUE(apply_override(&j, "model.moe.k=1").is_ok());
+  ASSERT_TRUE(apply_override(&j, "model.moe.gate.kind=expert_choice").is_ok());  // a string
+  ASSERT_TRUE(apply_override(&j, "training.lr=3e-3").is_ok());
+  ASSERT_TRUE(apply_override(&j, "model.trunk.hidden=[16, 8]").is_ok());
+  ASSERT_TRUE(apply_override(&j, "data.label=y").is_ok());
+  Result<Config> c = parse_config(j, "c.json");
+  ASSERT_TRUE(c.is_ok()) << c.status().message();
+  EXPECT_EQ(c->model.moe[0].gate.k, 1);
+  EXPECT_EQ(c->model.moe[0].gate.kind, GateKind::kExpertChoice);
+  EXPECT_DOUBLE_EQ(c->training.lr, 3e-3);
+  EXPECT_EQ(c->model.trunk.hidden, (std::vector<int64_t>{16, 8}));
+  EXPECT_EQ(c->data.label, std::vector<std::string>{"y"});
+
+  Status st = apply_override(&j, "model.moe.kk=1");
+  EXPECT_EQ(st.message(), "--set model.moe.kk=1: no configuration key model.moe.kk");
+  st = apply_override(&j, "model.widht=1");
+  EXPECT_EQ(st.message(), "--set model.widht=1: no configuration key model.widht");
+  st = apply_override(&j, "no_equals_sign");
+  EXPECT_FALSE(st.is_ok());
+  // A value of the wrong type is caught by parsing, with the key path.
+  ASSERT_TRUE(apply_override(&j, "model.moe.k=two").is_ok());
+  EXPECT_EQ(parse_error(j), R"(c.json: model.moe.k: expected a positive integer, got "two")");
+
+  // Array elements by index.
+  json list = json::parse(R"({"data": {"train": "t.csv"}, "model": {"moe": [{}, {}]}})");
+  ASSERT_TRUE(apply_override(&list, "model.moe.1.experts=4").is_ok());
+  Result<Config> cl = parse_config(list, "c.json");
+  ASSERT_TRUE(cl.is_ok());
+  EXPECT_EQ(cl->model.moe[1].n_experts, 4);
+  EXPECT_FALSE(apply_override(&list, "model.moe.2.experts=4").is_ok());
+}
+
+TEST(ConfigTest, OverridesKeepDependentDefaults) {
+  // The expert width defaults to 2 × model width: an override of the width moves it along.
+  json j = minimal();
+  ASSERT_TRUE(apply_override(&j, "model.width=32").is_ok());
+  Result<Config> c = parse_config(j, "c.json");
+  ASSERT_TRUE(c.is_ok());
+  EXPECT_EQ(c->model.moe[0].expert.hidden, 64);
+}
+
+TEST(ConfigTest, FilesReportSyntaxErrorsAndDuplicateKeys) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / "moe_config_test";
+  std::filesystem::create_directories(dir);
+  const auto write = [&](const char* name, const char* text) {
+    std::ofstream(dir / name) << text;
+    return (dir / name).string();
+  };
+  const std::string bad =
+      write("bad.json", "{\n  \"data\": {\n    \"train\": \"t.csv\",\n  }\n}\n");
+  Result<json> r = read_json_file(bad);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().message().rfind(bad + " line 4 column 3: invalid JSON", 0), 0u)
+      << r.status().message();
+
+  const std::string dup = write("dup.json", R"({"data": {"train": "a", "train": "b"}})");
+  r = read_json_file(dup);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().message(), dup + ": the key \"train\" appears twice in one object");
+
+  Result<json> missing = read_json_file((dir / "none.json").string());
+  EXPECT_FALSE(missing.is_ok());
+
+  const std::string good =
+      write("good.json", R"({"data": {"train": "t.csv"}, "model": {"moe": {"k": 2}}})");
+  Result<Config> c = load_config(good, {"model.moe.k=1", "output.dir=elsewhere"});
+  ASSERT_TRUE(c.is_ok()) << c.status().message();
+  EXPECT_EQ(c->model.moe[0].gate.k, 1);
+  EXPECT_EQ(c->output.dir, "elsewhere");
+  c = load_config(good, {"model.moe.k=0"});
+  ASSERT_FALSE(c.is_ok());
+  EXPECT_EQ(c.status().message(), "after the --set overrides: " + good +
+                                      ": model.moe.k: expected a positive integer, got 0");
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ConfigTest, DenseEquivalentHasTheActiveWidth) {
+  MoeBlockConfig b;
+  b.n_experts = 8;
+  b.expert = {ExpertKind::kSwiglu, 32, 1, Activation::kGelu, true};
+  b.gate.k = 2;
+  ExpertConfig d = dense_equivalent(b);
+  EXPECT_EQ(d.kind, ExpertKind::kSwiglu);
+  EXPECT_EQ(d.hidden, 64);
+  b.n_shared = 1;
+  b.shared = b.expert;
+  b.shared.hidden = 16;
+  EXPECT_EQ(dense_equivalent(b).hidden, 80);
+  b.n_shared = 0;
+  b.gate.kind = GateKind::kDenseSoftmax;  // every expert active
+  EXPECT_EQ(dense_equivalent(b).hidden, 256);
+  b.gate.kind = GateKind::kExpertChoice;
+  b.gate.capacity_factor = 2;
+  EXPECT_EQ(dense_equivalent(b).hidden, 64);
+  b.gate.kind = GateKind::kTopKSoftmax;
+  b.gate.k = 2;
+  b.n_groups = 2;
+  b.top_gate.k = 1;
+  EXPECT_EQ(dense_equivalent(b).hidden, 64);  // 1 group × 2 experts in it
+}
+
+}  // namespace
+}  // namespace moe
