@@ -3,9 +3,11 @@
 //
 // Two oneDNN paths, chosen by layout and size from measurements on MoE shapes
 // (docs/benchmarks.md, "GEMM"):
-//   - C = A·Bᵀ with k ≥ 512 and n ≥ 64 (the forward product x·Wᵀ of an expert or a router):
-//     oneDNN's matmul primitive (brgemm kernels), 1.1-4x faster than dnnl_sgemm, whose transposed-B
-//     path is slow for long rows of B, most of all at the few hundred rows an expert sees.
+//   - C = A·Bᵀ with k ≥ 512 and n ≥ 64 (the forward product x·Wᵀ of an expert or a router),
+//     when m < 1024 or n < k: oneDNN's matmul primitive (brgemm kernels), 1.1-3.6x faster than
+//     dnnl_sgemm, whose transposed-B path is slow for long rows of B, most of all at the few
+//     hundred rows an expert sees. With m ≥ 1024 and n ≥ k (an up projection of a large batch)
+//     dnnl_sgemm is 5-15% faster again.
 //   - everything else (the backward products dy·W and dyᵀ·x, small products): dnnl_sgemm, equal
 //     or faster there, and with nothing to compile.
 // A matmul primitive is compiled for one exact shape (~0.5-2 ms), and an expert's row count
@@ -30,6 +32,12 @@ constexpr int64_t kBlockRows = 512;  // brgemm reaches its large-M speed at 512 
 constexpr int64_t kRowQuantum = 32;
 constexpr int64_t kMatmulMinK = 512;  // below it dnnl_sgemm's A·Bᵀ is as fast (measured)
 constexpr int64_t kMatmulMinN = 64;
+constexpr int64_t kMatmulMaxWideM = 1024;  // from here dnnl_sgemm wins when n ≥ k
+
+bool use_matmul(const GemmShape& s) {
+  return !s.trans_a && s.trans_b && s.k >= kMatmulMinK && s.n >= kMatmulMinN &&
+         (s.m < kMatmulMaxWideM || s.n < s.k);
+}
 
 GemmShape shape_of(Tensor a, bool trans_a, Tensor b, bool trans_b, Tensor c) {
   GemmShape s;
@@ -134,8 +142,7 @@ void gemm(const GemmShape& s, GemmScale scale, const float* a, const float* b, f
         c[i * s.ldc + j] = scale.beta == 0.0f ? 0.0f : scale.beta * c[i * s.ldc + j];
     return;
   }
-  if (!s.trans_a && s.trans_b && s.k >= kMatmulMinK && s.n >= kMatmulMinN)
-    return gemm_nt_matmul(s, scale, a, b, c);
+  if (use_matmul(s)) return gemm_nt_matmul(s, scale, a, b, c);
   const dnnl_status_t st = dnnl_sgemm(s.trans_a ? 'T' : 'N', s.trans_b ? 'T' : 'N', s.m, s.n, s.k,
                                       scale.alpha, a, s.lda, b, s.ldb, scale.beta, c, s.ldc);
   MOE_CHECK(st == dnnl_success, "dnnl_sgemm failed with status {} (m={} n={} k={})",
