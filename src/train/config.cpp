@@ -773,29 +773,27 @@ std::vector<ExpertConfig> MoeBlockConfig::routed_experts() const {
   return expert_list.empty() ? repeat_experts(expert, n_experts) : expert_list;
 }
 
-ExpertConfig dense_equivalent(const MoeBlockConfig& c) {
-  const auto slots = [](const GateConfig& g, int64_t n_experts) -> int64_t {
+double moe_slots_per_token(const MoeBlockConfig& c) {
+  const auto slots = [](const GateConfig& g, int64_t n_experts) -> double {
     if (g.kind == GateKind::kExpertChoice)
-      return std::max<int64_t>(1, std::llround(g.capacity_factor > 0 ? g.capacity_factor : 1.0));
+      return g.capacity_factor > 0 ? static_cast<double>(g.capacity_factor) : 1.0;
     GateConfig sized = g;
     sized.n_experts = n_experts;
-    return gate_slots_per_token(sized);
+    return static_cast<double>(gate_slots_per_token(sized));
   };
-  int64_t k = 0;
-  if (c.n_groups > 0) {
-    k = slots(c.top_gate, c.n_groups) * slots(c.gate, c.n_experts / c.n_groups);
-  } else {
-    k = slots(c.gate, c.n_experts);
-  }
+  if (c.n_groups > 0)
+    return slots(c.top_gate, c.n_groups) * slots(c.gate, c.n_experts / c.n_groups);
+  return slots(c.gate, c.n_experts);
+}
+
+ExpertConfig dense_equivalent(const MoeBlockConfig& c) {
   const std::vector<ExpertConfig> routed = c.routed_experts();
+  double hidden_sum = 0;
+  for (const ExpertConfig& e : routed) hidden_sum += static_cast<double>(e.hidden);
   ExpertConfig d = routed.front();
-  int64_t hidden_sum = 0;
-  for (const ExpertConfig& e : routed) hidden_sum += e.hidden;
-  // The mean routed width times the slots per token, plus every shared expert's width.
-  d.hidden = (hidden_sum * k + static_cast<int64_t>(routed.size()) / 2) /
-                 static_cast<int64_t>(routed.size()) +
+  const double mean_hidden = hidden_sum / static_cast<double>(routed.size());
+  d.hidden = std::llround(std::max(1.0, moe_slots_per_token(c)) * mean_hidden) +
              c.n_shared * c.shared.hidden;
-  d.hidden = std::max<int64_t>(1, d.hidden);
   return d;
 }
 

@@ -1,23 +1,320 @@
-// Data source: interim definitions so that code written against data_source.h links.
+// From a DataConfig to data sets through the data layer's readers, and the schema that encodes
+// new files the way training did. See include/moe/train/data_source.h.
+//
+// Dims: N rows · D dense feature width · V text id range · C classes or targets.
 #include "moe/train/data_source.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "moe/data/csv.h"
+#include "moe/data/idx.h"
 
 namespace moe {
 
+namespace {
+
+using json = nlohmann::json;
+
+std::string delimiter_name(char d) {
+  if (d == '\0') return "auto";
+  if (d == '\t') return "tab";
+  return std::string(1, d);
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// The delimiter for reading `path`: its extension when it says (.csv, .tsv, .tab, optionally
+// .gz after them), else the one training used, else comma.
+char delimiter_for(const std::string& path, char trained) {
+  std::string p = path;
+  if (ends_with(p, ".gz")) p.resize(p.size() - 3);
+  if (ends_with(p, ".tsv") || ends_with(p, ".tab")) return '\t';
+  if (ends_with(p, ".csv")) return ',';
+  return trained == '\0' ? ',' : trained;
+}
+
+char format_delimiter(const DataConfig& c) {
+  switch (c.format) {
+    case DataFormat::kCsv:
+      return ',';
+    case DataFormat::kTsv:
+      return '\t';
+    default:
+      return c.delimiter;
+  }
+}
+
+Result<CsvTable> read_table(const std::string& path, char delimiter) {
+  CsvOptions options;
+  options.delimiter = delimiter;
+  return CsvTable::read(path, options);
+}
+
+TabularOptions tabular_options(const DataConfig& c) {
+  TabularOptions o;
+  o.task = c.task;
+  o.label_columns = c.label;
+  o.ignore_columns = c.ignore_columns;
+  o.categorical_columns = c.categorical_columns;
+  o.impute_missing = c.missing == MissingPolicy::kImpute;
+  o.standardize_targets = c.task == TaskKind::kRegression && c.standardize_targets;
+  o.max_categories = c.max_categories;
+  return o;
+}
+
+TextOptions text_options(const DataConfig& c) {
+  TextOptions o;
+  o.text_column = c.text.column;
+  o.label_column = c.label.empty() ? std::string("label") : c.label[0];
+  o.tokenizer.lowercase = c.text.lowercase;
+  o.tokenizer.strip_html = c.text.strip_html;
+  o.builtin_stop_words = c.text.stop_words;
+  o.stop_words_file = c.text.stop_words_file;
+  o.min_count = c.text.min_count;
+  o.max_vocab = c.text.max_vocab;
+  o.bigram_buckets = c.text.bigram_buckets;
+  o.sublinear_tf = c.text.sublinear_tf;
+  return o;
+}
+
+SplitOptions split_options(const DataConfig& c, bool validation_from_split, bool test_from_split) {
+  SplitOptions s;
+  s.validation = validation_from_split ? c.split.validation : 0.0;
+  s.test = test_from_split ? c.split.test : 0.0;
+  s.stratify = c.split.stratify && c.task == TaskKind::kClassification;
+  s.seed = c.split.seed;
+  return s;
+}
+
+Result<LoadedData> load_table_data(const DataConfig& c) {
+  const char delimiter = format_delimiter(c);
+  const bool text = c.format == DataFormat::kText;
+  MOE_ASSIGN_OR_RETURN(CsvTable train, read_table(c.train, delimiter));
+  std::optional<CsvTable> validation, test;
+  if (!c.validation.empty()) {
+    MOE_ASSIGN_OR_RETURN(validation, read_table(c.validation, delimiter));
+  }
+  if (!c.test.empty()) {
+    MOE_ASSIGN_OR_RETURN(test, read_table(c.test, delimiter));
+  }
+
+  // Parts without a file of their own come from the training file by ratio. When neither has a
+  // file, one split makes both; when one has, the training file gives only the other.
+  LoadedData out;
+  out.schema.format = c.format;
+  out.schema.delimiter = delimiter;
+  const bool split_validation = !validation && c.split.validation > 0;
+  const bool split_test = !test && c.split.test > 0;
+  if (text) {
+    const TextOptions options = text_options(c);
+    Result<TextData> r =
+        (split_validation || split_test)
+            ? load_text(train, options, split_options(c, split_validation, split_test))
+            : load_text(train, nullptr, nullptr, options);
+    if (!r.is_ok()) return r.status();
+    TextData& d = r.value();
+    if (validation) {
+      MOE_ASSIGN_OR_RETURN(d.validation,
+                           encode_text(*validation, d.vectorizer, d.labels, LabelUse::kRequired));
+    }
+    if (test) {
+      MOE_ASSIGN_OR_RETURN(d.test, encode_text(*test, d.vectorizer, d.labels, LabelUse::kRequired));
+    }
+    out.schema.labels = d.labels;
+    out.schema.text = std::move(d.vectorizer);
+    out.train = std::move(d.train);
+    out.validation = std::move(d.validation);
+    out.test = std::move(d.test);
+    return out;
+  }
+
+  const TabularOptions options = tabular_options(c);
+  Result<TabularData> r =
+      (split_validation || split_test)
+          ? load_tabular(train, options, split_options(c, split_validation, split_test))
+          : load_tabular(train, nullptr, nullptr, options);
+  if (!r.is_ok()) return r.status();
+  TabularData& d = r.value();
+  if (validation) {
+    MOE_ASSIGN_OR_RETURN(d.validation,
+                         encode_tabular(*validation, d.schema, LabelUse::kRequired, &d.report));
+  }
+  if (test) {
+    MOE_ASSIGN_OR_RETURN(d.test, encode_tabular(*test, d.schema, LabelUse::kRequired, &d.report));
+  }
+  out.report = d.report.summary(c.train);
+  out.schema.labels = d.schema.labels;
+  out.schema.features = std::move(d.schema.features);
+  out.train = std::move(d.train);
+  out.validation = std::move(d.validation);
+  out.test = std::move(d.test);
+  return out;
+}
+
+Result<LoadedData> load_idx_data(const DataConfig& c) {
+  IdxImageOptions options;
+  options.n_classes = c.idx.n_classes;
+  MOE_ASSIGN_OR_RETURN(Dataset all,
+                       load_idx_images(c.idx.train_images, c.idx.train_labels, options));
+  LoadedData out;
+  out.schema.format = DataFormat::kIdx;
+  out.schema.labels = integer_label_spec(c.idx.n_classes);
+  out.schema.image_size = all.n_features;
+
+  const bool split_validation = c.idx.validation_images.empty() && c.split.validation > 0;
+  const bool split_test = c.idx.test_images.empty() && c.split.test > 0;
+  if (split_validation || split_test) {
+    MOE_ASSIGN_OR_RETURN(SplitIndices parts,
+                         split_rows(all.n_rows, all.labels, all.n_classes,
+                                    split_options(c, split_validation, split_test)));
+    out.validation = all.subset(parts.validation);
+    out.test = all.subset(parts.test);
+    out.train = all.subset(parts.train);
+  } else {
+    out.train = std::move(all);
+  }
+  const auto load_part = [&](const std::string& images, const std::string& labels,
+                             Dataset* part) -> Status {
+    if (images.empty()) return Status::ok();
+    MOE_ASSIGN_OR_RETURN(*part, load_idx_images(images, labels, options));
+    if (part->n_features != out.schema.image_size)
+      return Status::error("{}: images of {} pixels, but {} has images of {}", images,
+                           part->n_features, c.idx.train_images, out.schema.image_size);
+    return Status::ok();
+  };
+  MOE_TRY(load_part(c.idx.validation_images, c.idx.validation_labels, &out.validation));
+  MOE_TRY(load_part(c.idx.test_images, c.idx.test_labels, &out.test));
+  return out;
+}
+
+}  // namespace
+
 DataShape DataSchema::shape() const {
-  return {};
+  DataShape s;
+  s.task = labels.task;
+  s.n_outputs = labels.task == TaskKind::kClassification ? labels.n_classes() : labels.n_targets();
+  if (text) {
+    s.input = FeatureKind::kSparse;
+    s.n_features = text->n_features();
+  } else if (features) {
+    s.input = FeatureKind::kDense;
+    s.n_features = features->n_features;
+  } else {
+    s.input = FeatureKind::kDense;
+    s.n_features = image_size;
+  }
+  return s;
 }
-nlohmann::json DataSchema::to_json() const {
-  return {};
+
+json DataSchema::to_json() const {
+  json j;
+  j["format"] = data_format_name(format);
+  j["delimiter"] = delimiter_name(delimiter);
+  j["labels"] = labels.to_json();
+  if (features) j["features"] = features->to_json();
+  if (text) j["text"] = text->to_json();
+  if (format == DataFormat::kIdx) j["image_size"] = image_size;
+  return j;
 }
-Result<DataSchema> DataSchema::from_json(const nlohmann::json&, const std::string&) {
-  return Status::error("DataSchema: not built yet in this revision");
+
+Result<DataSchema> DataSchema::from_json(const json& j, const std::string& source) {
+  if (!j.is_object()) return Status::error("{}: expected an object", source);
+  DataSchema s;
+  const auto it_format = j.find("format");
+  if (it_format == j.end() || !it_format->is_string() ||
+      !parse_data_format(it_format->get<std::string>(), &s.format))
+    return Status::error("{}: format must be one of \"csv\", \"tsv\", \"text\", \"idx\"", source);
+  const auto it_delim = j.find("delimiter");
+  if (it_delim == j.end() || !it_delim->is_string())
+    return Status::error("{}: delimiter must be a string", source);
+  const std::string d = it_delim->get<std::string>();
+  if (d == "auto") {
+    s.delimiter = '\0';
+  } else if (d == "tab") {
+    s.delimiter = '\t';
+  } else if (d.size() == 1) {
+    s.delimiter = d[0];
+  } else {
+    return Status::error("{}: delimiter \"{}\" is not \"auto\", \"tab\" or one character", source,
+                         d);
+  }
+  if (!j.contains("labels")) return Status::error("{}: missing field 'labels'", source);
+  MOE_ASSIGN_OR_RETURN(s.labels, LabelSpec::from_json(j["labels"], source));
+
+  // Exactly the fields of the format, nothing else.
+  const bool tabular = s.format == DataFormat::kCsv || s.format == DataFormat::kTsv;
+  const bool text = s.format == DataFormat::kText;
+  const bool idx = s.format == DataFormat::kIdx;
+  for (const auto& [key, value] : j.items()) {
+    const bool known = key == "format" || key == "delimiter" || key == "labels" ||
+                       (tabular && key == "features") || (text && key == "text") ||
+                       (idx && key == "image_size");
+    if (!known)
+      return Status::error("{}: unexpected field '{}' for format \"{}\"", source, key,
+                           data_format_name(s.format));
+  }
+  if (tabular) {
+    if (!j.contains("features")) return Status::error("{}: missing field 'features'", source);
+    MOE_ASSIGN_OR_RETURN(FeatureStats f, FeatureStats::from_json(j["features"], source));
+    s.features = std::move(f);
+  } else if (text) {
+    if (!j.contains("text")) return Status::error("{}: missing field 'text'", source);
+    MOE_ASSIGN_OR_RETURN(TextVectorizer v, TextVectorizer::from_json(j["text"], source));
+    s.text = std::move(v);
+  } else {
+    const auto it = j.find("image_size");
+    if (it == j.end() || !it->is_number_integer() || it->get<int64_t>() < 1 ||
+        it->get<int64_t>() > (int64_t{1} << 30))
+      return Status::error("{}: image_size must be a positive integer", source);
+    s.image_size = it->get<int64_t>();
+  }
+  if (s.labels.task == TaskKind::kClassification && s.labels.n_classes() < 2)
+    return Status::error("{}: labels: a classifier needs at least 2 classes, the schema has {}",
+                         source, s.labels.n_classes());
+  if (s.labels.task == TaskKind::kRegression && s.labels.n_targets() < 1)
+    return Status::error("{}: labels: regression needs at least one target column", source);
+  if ((text || idx) && s.labels.task != TaskKind::kClassification)
+    return Status::error("{}: format \"{}\" is for classification", source,
+                         data_format_name(s.format));
+  return s;
 }
-Result<LoadedData> load_data(const DataConfig&) {
-  return Status::error("load_data: not built yet in this revision");
+
+Result<LoadedData> load_data(const DataConfig& config) {
+  if (config.format == DataFormat::kIdx) return load_idx_data(config);
+  return load_table_data(config);
 }
-Result<Dataset> load_with_schema(const DataSchema&, const std::string&, const std::string&,
-                                 LabelUse, std::string*) {
-  return Status::error("load_with_schema: not built yet in this revision");
+
+Result<Dataset> load_with_schema(const DataSchema& schema, const std::string& path,
+                                 const std::string& labels_path, LabelUse labels,
+                                 std::string* report) {
+  if (schema.format == DataFormat::kIdx) {
+    IdxImageOptions options;
+    options.n_classes = schema.labels.n_classes();
+    const std::string lp = labels == LabelUse::kIgnore ? std::string() : labels_path;
+    if (lp.empty() && labels == LabelUse::kRequired)
+      return Status::error("{}: evaluation needs a labels file beside the images", path);
+    MOE_ASSIGN_OR_RETURN(Dataset d, load_idx_images(path, lp, options));
+    if (d.n_features != schema.image_size)
+      return Status::error("{}: images of {} pixels, the model was trained on {}", path,
+                           d.n_features, schema.image_size);
+    return d;
+  }
+  if (!labels_path.empty())
+    return Status::error("{}: a separate labels file is for IDX images only", labels_path);
+  MOE_ASSIGN_OR_RETURN(CsvTable table, read_table(path, delimiter_for(path, schema.delimiter)));
+  if (schema.text) return encode_text(table, *schema.text, schema.labels, labels);
+  if (!schema.features)
+    return Status::error("{}: the schema has neither feature statistics nor a vocabulary", path);
+  TabularSchema tabular{*schema.features, schema.labels};
+  TabularReport r;
+  MOE_ASSIGN_OR_RETURN(Dataset d, encode_tabular(table, tabular, labels, &r));
+  if (report != nullptr) *report = r.summary(path);
+  return d;
 }
 
 }  // namespace moe

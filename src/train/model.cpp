@@ -1,59 +1,437 @@
-// Model: interim definitions so that code written against model.h links; the network follows.
+// Model: input stage, pre-norm residual blocks (dense FFN or MoE layer), final norm and head.
+// See include/moe/train/model.h for the architecture and the parameter names.
+//
+// Dims: T rows in a batch · D_in dense input width · V text id range · D model width ·
+// C classes or regression targets · L blocks.
 #include "moe/train/model.h"
+
+#include <cmath>
+#include <string>
+#include <utility>
+
+#include "moe/layers/dropout.h"
+#include "moe/layers/embedding.h"
+#include "moe/layers/linear.h"
+#include "moe/layers/norm.h"
+#include "moe/moe/experts.h"
 
 namespace moe {
 
-struct Model::Block {};
+namespace {
 
-Result<std::unique_ptr<Model>> Model::create(const ModelConfig&, const DataShape&) {
-  return Status::error("Model::create: not built yet in this revision");
+// Rng streams, one per purpose, so that adding a layer does not shift another's draws.
+constexpr uint64_t kInitInput = 1, kInitHead = 2, kInitBlock = 100;
+constexpr uint64_t kNoiseInput = 1, kNoiseBlockDropout = 100, kNoiseBlockMoe = 100000;
+
+constexpr int64_t kMaxInputFeatures = int64_t{1} << 31;
+
+BagMode bag_mode(InputBag b) {
+  switch (b) {
+    case InputBag::kSum:
+      return BagMode::kSum;
+    case InputBag::kMean:
+      return BagMode::kMean;
+    case InputBag::kWeightedSum:
+      break;
+  }
+  return BagMode::kWeightedSum;
 }
+
+}  // namespace
+
+struct Model::Block {
+  std::string prefix;  // "blocks.<l>"
+  ParamId norm_gain = -1, norm_bias = -1;
+  std::unique_ptr<Expert> ffn;    // a dense block
+  std::unique_ptr<MoeLayer> moe;  // an MoE block
+
+  // The last forward's cache (arena memory).
+  Tensor x_norm;      // [T, D] the FFN's input (the block input itself when there is no norm)
+  Tensor rstd, mean;  // [T] norm statistics
+  Tensor mask;        // [T, D] uint8 dropout mask (training with dropout only)
+};
+
 Model::Model(ModelConfig config, DataShape shape) : config_(std::move(config)), shape_(shape) {}
 Model::~Model() = default;
-void Model::init(uint64_t) {
-  MOE_CHECK(false, "Model: not built yet");
+
+Result<std::unique_ptr<Model>> Model::create(const ModelConfig& config, const DataShape& shape) {
+  if (shape.n_features < 1 || shape.n_features > kMaxInputFeatures)
+    return Status::error("model: the data has {} input features; need 1 to 2^31", shape.n_features);
+  if (shape.task == TaskKind::kClassification && shape.n_outputs < 2)
+    return Status::error("model: a classifier needs at least 2 classes, the data has {}",
+                         shape.n_outputs);
+  if (shape.n_outputs < 1) return Status::error("model: the data has no regression target");
+  if (config.width < 1) return Status::error("model.width: must be positive, got {}", config.width);
+  if (!(config.input_dropout >= 0.0f && config.input_dropout < 1.0f))
+    return Status::error("model.input_dropout: must be in [0, 1), got {}", config.input_dropout);
+  if (!(config.trunk.dropout >= 0.0f && config.trunk.dropout < 1.0f))
+    return Status::error("model.trunk.dropout: must be in [0, 1), got {}", config.trunk.dropout);
+  if (!(config.trunk.norm_eps > 0.0f))
+    return Status::error("model.trunk.norm_eps: must be positive, got {}", config.trunk.norm_eps);
+  for (size_t i = 0; i < config.trunk.hidden.size(); ++i)
+    if (config.trunk.hidden[i] < 1)
+      return Status::error("model.trunk.hidden.{}: must be positive, got {}", i,
+                           config.trunk.hidden[i]);
+  for (size_t i = 0; i < config.moe.size(); ++i) {
+    const MoeConfig m = moe_layer_config(config.moe[i], config.width);
+    Status st = validate_moe_config(m);
+    if (!st.is_ok()) return st.with_context(fmt::format("model.moe.{}", i));
+    if (config.dense) {
+      st = validate_expert_config(dense_equivalent(config.moe[i]));
+      if (!st.is_ok()) return st.with_context(fmt::format("model.moe.{} (dense)", i));
+    }
+  }
+  std::unique_ptr<Model> model(new Model(config, shape));
+  model->build();
+  return model;
 }
-Tensor Model::forward(const Batch&, bool, const Rng&, Arena&) {
-  MOE_CHECK(false, "Model: not built yet");
+
+void Model::build() {
+  const int64_t d = config_.width;
+  if (shape_.input == FeatureKind::kSparse) {
+    input_w_ = store_.add("input.w", Shape{shape_.n_features, d});  // [V, D]
+  } else {
+    input_w_ = store_.add("input.w", Shape{d, shape_.n_features});  // [D, D_in]
+  }
+  input_b_ = store_.add("input.b", Shape{d}, /*decay=*/false);
+
+  const auto add_block = [&](std::unique_ptr<Block> b) {
+    b->prefix = fmt::format("blocks.{}", blocks_.size());
+    if (config_.trunk.norm != NormChoice::kNone)
+      b->norm_gain = store_.add(b->prefix + ".norm.gain", Shape{d}, /*decay=*/false);
+    if (config_.trunk.norm == NormChoice::kLayer)
+      b->norm_bias = store_.add(b->prefix + ".norm.bias", Shape{d}, /*decay=*/false);
+    if (b->ffn) b->ffn->declare(store_, b->prefix + ".ffn");
+    if (b->moe) {
+      moe_blocks_.push_back(static_cast<int64_t>(blocks_.size()));
+      moe_names_.push_back(b->prefix + ".moe");
+      b->moe->declare(store_, moe_names_.back());
+    }
+    blocks_.push_back(std::move(b));
+  };
+  for (int64_t hidden : config_.trunk.hidden) {
+    auto b = std::make_unique<Block>();
+    b->ffn = std::make_unique<Expert>(
+        d, ExpertConfig{ExpertKind::kMlp, hidden, 1, config_.trunk.activation, true});
+    add_block(std::move(b));
+  }
+  for (const MoeBlockConfig& m : config_.moe) {
+    auto b = std::make_unique<Block>();
+    if (config_.dense) {
+      b->ffn = std::make_unique<Expert>(d, dense_equivalent(m));
+    } else {
+      b->moe = std::make_unique<MoeLayer>(moe_layer_config(m, d));
+    }
+    add_block(std::move(b));
+  }
+  if (config_.trunk.norm != NormChoice::kNone)
+    final_gain_ = store_.add("final_norm.gain", Shape{d}, /*decay=*/false);
+  if (config_.trunk.norm == NormChoice::kLayer)
+    final_bias_ = store_.add("final_norm.bias", Shape{d}, /*decay=*/false);
+  head_w_ = store_.add("head.w", Shape{shape_.n_outputs, d});
+  head_b_ = store_.add("head.b", Shape{shape_.n_outputs}, /*decay=*/false);
+  store_.finalize();
+  for (auto& b : blocks_) {
+    if (b->ffn) b->ffn->bind(store_);
+    if (b->moe) b->moe->bind(store_);
+  }
+  h_.resize(blocks_.size() + 1);
 }
-void Model::backward(Tensor, Arena&) {
-  MOE_CHECK(false, "Model: not built yet");
+
+void Model::init(uint64_t seed) {
+  const Rng root(seed);
+  Rng input_rng = root.fork(kInitInput);
+  if (shape_.input == FeatureKind::kSparse) {
+    // A document's bag has unit-norm TF-IDF weights, so with entries of std 1/√D its embedding
+    // starts at about unit length, like one row of the table.
+    input_rng.fill_normal(store_.value(input_w_), 0.0f,
+                          1.0f / std::sqrt(static_cast<float>(config_.width)));
+    fill(store_.value(input_b_), 0.0f);
+  } else {
+    linear_init({store_.value(input_w_), store_.value(input_b_)}, input_rng);
+  }
+  for (size_t l = 0; l < blocks_.size(); ++l) {
+    Block& b = *blocks_[l];
+    if (b.norm_gain >= 0) fill(store_.value(b.norm_gain), 1.0f);
+    if (b.norm_bias >= 0) fill(store_.value(b.norm_bias), 0.0f);
+    Rng block_rng = root.fork(kInitBlock + l);
+    if (b.ffn) b.ffn->init(block_rng);
+    if (b.moe) b.moe->init(block_rng);
+  }
+  if (final_gain_ >= 0) fill(store_.value(final_gain_), 1.0f);
+  if (final_bias_ >= 0) fill(store_.value(final_bias_), 0.0f);
+  Rng head_rng = root.fork(kInitHead);
+  linear_init({store_.value(head_w_), store_.value(head_b_)}, head_rng);
 }
+
+void Model::norm_forward(ParamId gain, ParamId bias, Tensor x, Tensor y, Tensor rstd, Tensor mean) {
+  const float eps = config_.trunk.norm_eps;
+  if (config_.trunk.norm == NormChoice::kRms) {
+    rms_norm_forward({store_.value(gain)}, eps, x, y, {rstd});
+  } else {
+    layer_norm_forward({store_.value(gain), store_.value(bias)}, eps, x, y, {mean, rstd});
+  }
+}
+
+void Model::norm_backward(ParamId gain, ParamId bias, Tensor x, Tensor dy, Tensor dx, Tensor rstd,
+                          Tensor mean) {
+  if (config_.trunk.norm == NormChoice::kRms) {
+    rms_norm_backward({store_.value(gain)}, {store_.grad(gain)}, {rstd}, x, dy, dx);
+  } else {
+    layer_norm_backward({store_.value(gain), store_.value(bias)},
+                        {store_.grad(gain), store_.grad(bias)}, {mean, rstd}, x, dy, dx);
+  }
+}
+
+Tensor Model::forward(const Batch& batch, bool training, const Rng& rng, Arena& arena) {
+  const int64_t t = batch.n_rows, d = config_.width;
+  const bool norm = config_.trunk.norm != NormChoice::kNone;
+  batch_ = batch;
+  training_ = training;
+
+  // Input stage.
+  Tensor h = arena.alloc(Shape{t, d});  // [T, D]
+  if (shape_.input == FeatureKind::kSparse) {
+    MOE_CHECK(batch.offsets.numel() == t + 1, "model: text batch of {} rows with {} offsets", t,
+              batch.offsets.numel());
+    EmbeddingBagInput in{batch.ids, batch.offsets,
+                         config_.bag == InputBag::kWeightedSum ? batch.weights : Tensor()};
+    embedding_bag_forward({store_.value(input_w_)}, bag_mode(config_.bag), in, h);
+    const float* b = store_.value(input_b_).f32();
+    float* hp = h.f32();
+    for (int64_t i = 0; i < t; ++i)
+      for (int64_t j = 0; j < d; ++j) hp[i * d + j] += b[j];
+  } else {
+    MOE_CHECK(batch.features.rows() == t && batch.features.cols() == shape_.n_features,
+              "model: features {} for {} rows of {} features", batch.features.shape().str(), t,
+              shape_.n_features);
+    linear_forward({store_.value(input_w_), store_.value(input_b_)}, batch.features, h);
+  }
+  input_mask_ = Tensor();
+  if (training && config_.input_dropout > 0.0f) {
+    input_mask_ = arena.alloc(Shape{t, d}, DType::kU8);
+    Rng r = rng.fork(kNoiseInput);
+    dropout_forward(config_.input_dropout, r, h, h, {input_mask_});
+  }
+
+  // Blocks: h_{l+1} = h_l + Dropout(F_l(Norm_l(h_l))).
+  const int64_t* token_ids = batch.rows.empty() ? nullptr : batch.rows.data<int64_t>();
+  const float p = config_.trunk.dropout;
+  for (size_t l = 0; l < blocks_.size(); ++l) {
+    Block& b = *blocks_[l];
+    h_[l] = h;
+    b.x_norm = h;
+    if (norm) {
+      b.x_norm = arena.alloc(Shape{t, d});
+      b.rstd = arena.alloc(Shape{t});
+      b.mean = config_.trunk.norm == NormChoice::kLayer ? arena.alloc(Shape{t}) : Tensor();
+      norm_forward(b.norm_gain, b.norm_bias, h, b.x_norm, b.rstd, b.mean);
+    }
+    Tensor y = arena.alloc(Shape{t, d});  // [T, D]
+    if (b.ffn) {
+      b.ffn->forward(b.x_norm, y, arena);
+    } else {
+      b.moe->forward(b.x_norm, y, training, rng.fork(kNoiseBlockMoe + l), arena, token_ids);
+    }
+    b.mask = Tensor();
+    if (training && p > 0.0f) {
+      b.mask = arena.alloc(Shape{t, d}, DType::kU8);
+      Rng r = rng.fork(kNoiseBlockDropout + l);
+      dropout_forward(p, r, y, y, {b.mask});
+    }
+    Tensor next = arena.alloc(Shape{t, d});
+    add(h, y, next);
+    h = next;
+  }
+  h_.back() = h;
+
+  // Final norm and head.
+  final_in_ = h;
+  final_out_ = h;
+  if (norm) {
+    final_out_ = arena.alloc(Shape{t, d});
+    final_rstd_ = arena.alloc(Shape{t});
+    final_mean_ = config_.trunk.norm == NormChoice::kLayer ? arena.alloc(Shape{t}) : Tensor();
+    norm_forward(final_gain_, final_bias_, h, final_out_, final_rstd_, final_mean_);
+  }
+  Tensor logits = arena.alloc(Shape{t, shape_.n_outputs});  // [T, C]
+  linear_forward({store_.value(head_w_), store_.value(head_b_)}, final_out_, logits);
+  return logits;
+}
+
+void Model::backward(Tensor dlogits, Arena& arena) {
+  MOE_CHECK(training_, "model: backward after an evaluation forward");
+  const int64_t t = batch_.n_rows, d = config_.width;
+  MOE_CHECK(dlogits.rows() == t && dlogits.cols() == shape_.n_outputs,
+            "model: dlogits {} for {} rows of {} outputs", dlogits.shape().str(), t,
+            shape_.n_outputs);
+  const bool norm = config_.trunk.norm != NormChoice::kNone;
+  const float p = config_.trunk.dropout;
+
+  Tensor dh = arena.alloc(Shape{t, d});     // [T, D] dL/dh, the residual stream's gradient
+  Tensor dy = arena.alloc(Shape{t, d});     // [T, D] dL/d(block output)
+  Tensor dxn = arena.alloc(Shape{t, d});    // [T, D] dL/d(normalised block input)
+  Tensor dnorm = arena.alloc(Shape{t, d});  // [T, D] dL/dh through a block's branch
+
+  // Head and final norm.
+  Tensor dfinal = norm ? dy : dh;
+  linear_backward({store_.value(head_w_), store_.value(head_b_)},
+                  {store_.grad(head_w_), store_.grad(head_b_)}, final_out_, dlogits, dfinal);
+  if (norm)
+    norm_backward(final_gain_, final_bias_, final_in_, dfinal, dh, final_rstd_, final_mean_);
+
+  // Blocks in reverse: dh_l = dh_{l+1} + Norm_lᵀ(F_lᵀ(Dropoutᵀ(dh_{l+1}))).
+  for (size_t i = blocks_.size(); i-- > 0;) {
+    Block& b = *blocks_[i];
+    if (!b.mask.empty()) {
+      dropout_backward(p, {b.mask}, dh, dy);
+    } else {
+      copy(dy, dh);
+    }
+    Tensor branch = norm ? dxn : dnorm;  // without a norm, F's dx is the branch gradient
+    if (b.ffn) {
+      b.ffn->backward(dy, branch, arena);
+    } else {
+      b.moe->backward(dy, branch, arena);
+    }
+    if (norm) norm_backward(b.norm_gain, b.norm_bias, h_[i], dxn, dnorm, b.rstd, b.mean);
+    add(dh, dnorm, dh);
+  }
+
+  // Input stage.
+  if (!input_mask_.empty()) dropout_backward(config_.input_dropout, {input_mask_}, dh, dh);
+  if (shape_.input == FeatureKind::kSparse) {
+    EmbeddingBagInput in{batch_.ids, batch_.offsets,
+                         config_.bag == InputBag::kWeightedSum ? batch_.weights : Tensor()};
+    embedding_bag_backward({store_.value(input_w_)}, {store_.grad(input_w_)}, bag_mode(config_.bag),
+                           in, dh, Tensor());
+    // db = Σ_t dh[t], rows in order so the sum does not depend on threads.
+    float* db = store_.grad(input_b_).f32();
+    const float* g = dh.f32();
+    for (int64_t r = 0; r < t; ++r)
+      for (int64_t j = 0; j < d; ++j) db[j] += g[r * d + j];
+  } else {
+    linear_backward({store_.value(input_w_), store_.value(input_b_)},
+                    {store_.grad(input_w_), store_.grad(input_b_)}, batch_.features, dh, Tensor());
+  }
+}
+
 void Model::after_step() {
-  MOE_CHECK(false, "Model: not built yet");
+  for (auto& b : blocks_)
+    if (b->moe) b->moe->after_step();
 }
+
 int64_t Model::n_blocks() const {
-  return 0;
+  return static_cast<int64_t>(blocks_.size());
 }
 int64_t Model::n_moe_layers() const {
-  return 0;
+  return static_cast<int64_t>(moe_blocks_.size());
 }
-const MoeLayer& Model::moe_layer(int64_t) const {
-  MOE_CHECK(false, "Model: not built yet");
+
+const MoeLayer& Model::moe_layer(int64_t i) const {
+  MOE_CHECK(i >= 0 && i < n_moe_layers(), "MoE layer {} of {}", i, n_moe_layers());
+  return *blocks_[static_cast<size_t>(moe_blocks_[static_cast<size_t>(i)])]->moe;
 }
-const std::string& Model::moe_layer_name(int64_t) const {
-  MOE_CHECK(false, "Model: not built yet");
+
+const std::string& Model::moe_layer_name(int64_t i) const {
+  MOE_CHECK(i >= 0 && i < n_moe_layers(), "MoE layer {} of {}", i, n_moe_layers());
+  return moe_names_[static_cast<size_t>(i)];
 }
-int64_t Model::moe_layer_block(int64_t) const {
-  return 0;
+
+int64_t Model::moe_layer_block(int64_t i) const {
+  MOE_CHECK(i >= 0 && i < n_moe_layers(), "MoE layer {} of {}", i, n_moe_layers());
+  return moe_blocks_[static_cast<size_t>(i)];
 }
+
 double Model::aux_loss() const {
-  return 0;
+  double total = 0.0;
+  for (int64_t b : moe_blocks_) total += blocks_[static_cast<size_t>(b)]->moe->aux_loss();
+  return total;
 }
+
 int64_t Model::n_params() const {
-  return 0;
+  return store_.n_elements();
 }
+
 int64_t Model::n_active_params() const {
-  return 0;
+  double active = static_cast<double>(store_.n_elements());
+  for (size_t i = 0; i < moe_blocks_.size(); ++i) {
+    MoeLayer& m = *blocks_[static_cast<size_t>(moe_blocks_[i])]->moe;
+    double routed = 0.0;
+    for (int64_t e = 0; e < m.n_experts(); ++e)
+      routed += static_cast<double>(m.expert(e).n_params());
+    const double mean = routed / static_cast<double>(m.n_experts());
+    active += moe_slots_per_token(config_.moe[i]) * mean - routed;
+  }
+  return std::llround(active);
 }
+
 std::vector<NamedTensor> Model::named_parameters() const {
-  return {};
+  std::vector<NamedTensor> out;
+  out.reserve(static_cast<size_t>(store_.size()));
+  for (ParamId id = 0; id < store_.size(); ++id)
+    out.push_back({store_.info(id).name, store_.value(id)});
+  return out;
 }
+
 std::vector<GateState> Model::gate_states() const {
-  return {};
+  std::vector<GateState> out;
+  const auto record = [&](const Gate& g, std::string name) {
+    GateState s;
+    s.name = std::move(name);
+    s.step = g.step();
+    const Tensor bias = g.bias();
+    if (!bias.empty()) s.bias.assign(bias.f32(), bias.f32() + bias.numel());
+    out.push_back(std::move(s));
+  };
+  for (size_t i = 0; i < moe_blocks_.size(); ++i) {
+    MoeLayer& m = *blocks_[static_cast<size_t>(moe_blocks_[i])]->moe;
+    record(m.gate(), moe_names_[i] + ".router");
+    for (int64_t g = 0; g < m.n_groups(); ++g)
+      record(m.group_gate(g), fmt::format("{}.groups.{}.router", moe_names_[i], g));
+  }
+  return out;
 }
-Status Model::set_gate_states(const std::vector<GateState>&) {
-  return Status::error("Model: not built yet");
+
+Status Model::set_gate_states(const std::vector<GateState>& states) {
+  // Every gate exactly once, by name; validate everything before changing anything.
+  std::vector<std::pair<Gate*, const GateState*>> plan;
+  const auto match = [&](Gate& g, const std::string& name) -> Status {
+    const GateState* found = nullptr;
+    for (const GateState& s : states) {
+      if (s.name != name) continue;
+      if (found != nullptr) return Status::error("gate state {}: given twice", name);
+      found = &s;
+    }
+    if (found == nullptr) return Status::error("gate state {}: missing", name);
+    if (found->step < 0) return Status::error("gate state {}: step {} < 0", name, found->step);
+    const int64_t n_bias = g.bias().empty() ? 0 : g.bias().numel();
+    if (static_cast<int64_t>(found->bias.size()) != n_bias)
+      return Status::error("gate state {}: bias of {} values, the gate has {}", name,
+                           found->bias.size(), n_bias);
+    for (float v : found->bias)
+      if (!std::isfinite(v)) return Status::error("gate state {}: bias not finite", name);
+    plan.emplace_back(&g, found);
+    return Status::ok();
+  };
+  for (size_t i = 0; i < moe_blocks_.size(); ++i) {
+    MoeLayer& m = *blocks_[static_cast<size_t>(moe_blocks_[i])]->moe;
+    MOE_TRY(match(m.gate(), moe_names_[i] + ".router"));
+    for (int64_t g = 0; g < m.n_groups(); ++g)
+      MOE_TRY(match(m.group_gate(g), fmt::format("{}.groups.{}.router", moe_names_[i], g)));
+  }
+  if (plan.size() != states.size()) {
+    for (const GateState& s : states) {
+      bool used = false;
+      for (const auto& [g, st] : plan) used = used || st == &s;
+      if (!used) return Status::error("gate state {}: the model has no such gate", s.name);
+    }
+  }
+  for (const auto& [g, s] : plan) {
+    g->set_state(s->step);
+    if (!s->bias.empty()) std::copy(s->bias.begin(), s->bias.end(), g->bias().f32());
+  }
+  return Status::ok();
 }
 
 }  // namespace moe

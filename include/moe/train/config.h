@@ -119,10 +119,14 @@ struct MoeBlockConfig {
 // The layer as moe/moe_layer.h builds it, at model width D (gate sizes filled in).
 MoeConfig moe_layer_config(const MoeBlockConfig& c, int64_t width);
 
+// Routed slots per token of the layer: the gate's K (E for dense softmax and soft Gumbel, 1 for
+// hash and hard Gumbel), for expert choice its capacity factor (1 when 0), and in a hierarchy
+// the top gate's slots times the group gate's.
+double moe_slots_per_token(const MoeBlockConfig& c);
+
 // The dense FFN that replaces an MoE layer when model.dense is set: the kind of the layer's
-// (first) expert with hidden width K_avg · F + Σ shared F_s, so it has the MoE layer's active
-// width per row (K_avg: the gate's slots per token; expert choice: its capacity factor, at
-// least 1; hierarchical: top K times inner K).
+// first expert with hidden width round(K · mean routed F) + Σ shared F_s, K the slots per token
+// above, so it has the MoE layer's active width per row.
 ExpertConfig dense_equivalent(const MoeBlockConfig& c);
 
 struct TrunkConfig {

@@ -38,7 +38,7 @@ struct DataSchema {
   char delimiter = '\0';                 // csv, tsv, text: the training files' delimiter
   std::optional<FeatureStats> features;  // csv, tsv
   std::optional<TextVectorizer> text;    // text
-  std::vector<int64_t> image_dims;       // idx: [H, W] (or the record shape)
+  int64_t image_size = 0;                // idx: pixels per image (H·W)
 
   DataShape shape() const;
   nlohmann::json to_json() const;
