@@ -1,17 +1,250 @@
-// Checkpoints: interim definitions so that code written against checkpoint.h links.
+// Model checkpoints: model.safetensors + model.json in a directory, written atomically and
+// validated fully on load. See include/moe/io/checkpoint.h and docs/formats.md.
+//
+// Dims: E experts (a gate's bias has E values).
 #include "moe/io/checkpoint.h"
+
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "moe/io/safetensors.h"
 
 namespace moe {
 
-Status save_checkpoint(const std::string&, const Model&, const Config&, const DataSchema&,
-                       const nlohmann::json&) {
-  return Status::error("save_checkpoint: not built yet in this revision");
+namespace {
+
+using json = nlohmann::json;
+
+constexpr const char* kFormatName = "moe-checkpoint";
+constexpr uint64_t kMaxJsonBytes = uint64_t{1} << 30;  // a vocabulary can be large
+constexpr uint64_t kMaxWeightsBytes = uint64_t{1} << 40;
+
+Result<std::vector<uint8_t>> read_bytes(const std::string& path, uint64_t max_bytes) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec))
+    return Status::error("{}: missing (not a regular file)", path);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::error("{}: cannot open the file", path);
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  if (size < 0) return Status::error("{}: cannot read the file", path);
+  if (static_cast<uint64_t>(size) > max_bytes)
+    return Status::error("{}: {} bytes, more than the limit of {}", path, size, max_bytes);
+  in.seekg(0);
+  std::vector<uint8_t> bytes(static_cast<size_t>(size));
+  if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), size))
+    return Status::error("{}: cannot read the file", path);
+  return bytes;
 }
-Result<Checkpoint> load_checkpoint(const std::string&) {
-  return Status::error("load_checkpoint: not built yet in this revision");
+
+// Typed fields of model.json; `where` names the file (and the object) in messages.
+const json* field(const json& obj, const char* key, const std::string& where, Status* st) {
+  if (!st->is_ok()) return nullptr;
+  const auto it = obj.find(key);
+  if (it == obj.end()) {
+    *st = Status::error("{}: missing field '{}'", where, key);
+    return nullptr;
+  }
+  return &*it;
 }
-std::string fnv1a64_hex(const void*, size_t) {
-  return {};
+
+Status expect(bool ok, const std::string& where, const char* key, const char* what) {
+  return ok ? Status::ok() : Status::error("{}: field '{}' must be {}", where, key, what);
+}
+
+Result<std::vector<GateState>> parse_gates(const json& j, const std::string& where) {
+  if (!j.is_array()) return Status::error("{}: field 'gates' must be an array", where);
+  std::vector<GateState> out;
+  for (size_t i = 0; i < j.size(); ++i) {
+    const json& g = j[i];
+    const std::string at = fmt::format("{}: gates.{}", where, i);
+    if (!g.is_object()) return Status::error("{}: must be an object", at);
+    for (const auto& [k, v] : g.items())
+      if (k != "name" && k != "step" && k != "bias")
+        return Status::error("{}: unexpected field '{}'", at, k);
+    Status st;
+    const json* name = field(g, "name", at, &st);
+    const json* step = field(g, "step", at, &st);
+    const json* bias = field(g, "bias", at, &st);
+    MOE_TRY(st);
+    MOE_TRY(expect(name->is_string(), at, "name", "a string"));
+    MOE_TRY(expect(step->is_number_integer() && step->get<int64_t>() >= 0, at, "step",
+                   "an integer ≥ 0"));
+    MOE_TRY(expect(bias->is_array(), at, "bias", "an array of finite numbers"));
+    GateState s;
+    s.name = name->get<std::string>();
+    s.step = step->get<int64_t>();
+    for (const json& v : *bias) {
+      const bool finite =
+          v.is_number() && std::isfinite(v.get<double>()) && std::fabs(v.get<double>()) <= 3.4e38;
+      MOE_TRY(expect(finite, at, "bias", "an array of finite numbers"));
+      s.bias.push_back(static_cast<float>(v.get<double>()));
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+// Loads every parameter the model declares from the weights file, exactly: present, F32, the
+// shape the config gives, finite; and no tensor the model does not have.
+Status load_weights(const SafetensorsFile& file, Model& model) {
+  const ParamStore& store = model.params();
+  std::set<std::string> expected;
+  for (ParamId id = 0; id < store.size(); ++id) {
+    const ParamInfo& info = store.info(id);
+    expected.insert(info.name);
+    const SafetensorsEntry* e = file.find(info.name);
+    if (e == nullptr) return Status::error("{}: missing tensor {}", file.source(), info.name);
+    if (e->dtype != DType::kF32)
+      return Status::error("{}: tensor {} is {}, expected F32", file.source(), info.name,
+                           dtype_name(e->dtype));
+    if (e->shape != info.shape)
+      return Status::error("{}: tensor {} has shape {}, the config gives {}", file.source(),
+                           info.name, e->shape.str(), info.shape.str());
+    const Tensor dst = store.value(id);
+    MOE_TRY(file.read_into(info.name, dst));
+    const float* v = dst.f32();
+    for (int64_t i = 0; i < dst.numel(); ++i)
+      if (!std::isfinite(v[i]))
+        return Status::error("{}: tensor {} element {} is {}", file.source(), info.name, i,
+                             std::isnan(v[i]) ? "NaN" : "infinite");
+  }
+  for (const SafetensorsEntry& e : file.entries())
+    if (expected.count(e.name) == 0)
+      return Status::error("{}: unexpected tensor {} (the config has no such parameter)",
+                           file.source(), e.name);
+  return Status::ok();
+}
+
+}  // namespace
+
+std::string fnv1a64_hex(const void* data, size_t size) {
+  uint64_t h = 14695981039346656037ull;
+  const auto* p = static_cast<const uint8_t*>(data);
+  for (size_t i = 0; i < size; ++i) {
+    h ^= p[i];
+    h *= 1099511628211ull;
+  }
+  return fmt::format("{:016x}", h);
+}
+
+Status save_checkpoint(const std::string& dir, const Model& model, const Config& config,
+                       const DataSchema& schema, const json& info) {
+  if (!info.is_null() && !info.is_object())
+    return Status::error("save_checkpoint: info must be a JSON object");
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Status::error("{}: cannot create the directory: {}", dir, ec.message());
+
+  const std::string weights_path = dir + "/" + kCheckpointWeightsFile;
+  const std::string json_path = dir + "/" + kCheckpointJsonFile;
+  const std::vector<uint8_t> weights = encode_safetensors(
+      model.named_parameters(),
+      {{"format", kFormatName}, {"format_version", std::to_string(kCheckpointFormatVersion)}});
+  MOE_TRY(write_file_atomic(weights_path, weights.data(), weights.size()));
+
+  json j;
+  j["format"] = kFormatName;
+  j["format_version"] = kCheckpointFormatVersion;
+  j["moe_version"] = MOE_VERSION;
+  j["weights"] = {{"file", kCheckpointWeightsFile},
+                  {"bytes", weights.size()},
+                  {"fnv1a64", fnv1a64_hex(weights.data(), weights.size())}};
+  j["config"] = config_to_json(config);
+  j["data"] = schema.to_json();
+  j["params"] = {{"total", model.n_params()}, {"active_per_row", model.n_active_params()}};
+  j["gates"] = json::array();
+  for (const GateState& g : model.gate_states())
+    j["gates"].push_back({{"name", g.name}, {"step", g.step}, {"bias", g.bias}});
+  j["info"] = info.is_null() ? json::object() : info;
+  const std::string text = j.dump(1) + "\n";
+  return write_file_atomic(json_path, text.data(), text.size());
+}
+
+Result<Checkpoint> load_checkpoint(const std::string& dir) {
+  const std::string json_path = dir + "/" + kCheckpointJsonFile;
+  const std::string weights_path = dir + "/" + kCheckpointWeightsFile;
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec))
+    return Status::error("{}: not a checkpoint directory (it does not exist)", dir);
+
+  MOE_ASSIGN_OR_RETURN(std::vector<uint8_t> json_bytes, read_bytes(json_path, kMaxJsonBytes));
+  json j = json::parse(json_bytes.begin(), json_bytes.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return Status::error("{}: invalid JSON", json_path);
+  if (!j.is_object()) return Status::error("{}: expected a JSON object", json_path);
+  for (const auto& [k, v] : j.items()) {
+    static const char* const kKnown[] = {"format",  "format_version", "moe_version",
+                                         "weights", "config",         "data",
+                                         "params",  "gates",          "info"};
+    bool known = false;
+    for (const char* name : kKnown) known = known || k == name;
+    if (!known) return Status::error("{}: unexpected field '{}'", json_path, k);
+  }
+
+  Status st;
+  const json* format = field(j, "format", json_path, &st);
+  const json* version = field(j, "format_version", json_path, &st);
+  const json* weights = field(j, "weights", json_path, &st);
+  const json* config_j = field(j, "config", json_path, &st);
+  const json* data_j = field(j, "data", json_path, &st);
+  const json* gates_j = field(j, "gates", json_path, &st);
+  MOE_TRY(st);
+  if (!format->is_string() || format->get<std::string>() != kFormatName)
+    return Status::error("{}: field 'format' must be \"{}\"", json_path, kFormatName);
+  MOE_TRY(expect(version->is_number_integer(), json_path, "format_version", "an integer"));
+  if (version->get<int64_t>() != kCheckpointFormatVersion)
+    return Status::error("{}: format_version {} is not supported (this moe reads version {})",
+                         json_path, version->get<int64_t>(), kCheckpointFormatVersion);
+  if (j.contains("info") && !j["info"].is_object())
+    return Status::error("{}: field 'info' must be an object", json_path);
+
+  // The weights file must be the one this model.json was written with.
+  const std::string wwhere = json_path + ": weights";
+  MOE_TRY(expect(weights->is_object(), json_path, "weights", "an object"));
+  const json* wfile = field(*weights, "file", wwhere, &st);
+  const json* wbytes = field(*weights, "bytes", wwhere, &st);
+  const json* whash = field(*weights, "fnv1a64", wwhere, &st);
+  MOE_TRY(st);
+  if (!wfile->is_string() || wfile->get<std::string>() != kCheckpointWeightsFile)
+    return Status::error("{}: field 'file' must be \"{}\"", wwhere, kCheckpointWeightsFile);
+  MOE_TRY(expect(wbytes->is_number_unsigned(), wwhere, "bytes", "an integer ≥ 0"));
+  MOE_TRY(expect(whash->is_string(), wwhere, "fnv1a64", "a string of 16 hex digits"));
+  MOE_ASSIGN_OR_RETURN(std::vector<uint8_t> wdata, read_bytes(weights_path, kMaxWeightsBytes));
+  if (wdata.size() != wbytes->get<uint64_t>())
+    return Status::error("{}: {} bytes, but {} says {} (the two files are from different saves)",
+                         weights_path, wdata.size(), json_path, wbytes->get<uint64_t>());
+  if (fnv1a64_hex(wdata.data(), wdata.size()) != whash->get<std::string>())
+    return Status::error(
+        "{}: content hash differs from the one {} records (the file is damaged "
+        "or from a different save)",
+        weights_path, json_path);
+
+  Checkpoint out;
+  MOE_ASSIGN_OR_RETURN(out.config, parse_config(*config_j, json_path + ": config"));
+  MOE_ASSIGN_OR_RETURN(out.schema, DataSchema::from_json(*data_j, json_path + ": data"));
+  MOE_ASSIGN_OR_RETURN(std::vector<GateState> gates, parse_gates(*gates_j, json_path));
+  if (out.config.data.format != out.schema.format)
+    return Status::error("{}: the config's data.format \"{}\" and the data schema's \"{}\" differ",
+                         json_path, data_format_name(out.config.data.format),
+                         data_format_name(out.schema.format));
+  Result<std::unique_ptr<Model>> model = Model::create(out.config.model, out.schema.shape());
+  if (!model.is_ok()) return model.status().with_context(json_path);
+  out.model = std::move(model.value());
+
+  MOE_ASSIGN_OR_RETURN(SafetensorsFile file,
+                       SafetensorsFile::parse(std::move(wdata), weights_path));
+  MOE_TRY(load_weights(file, *out.model));
+  MOE_TRY(out.model->set_gate_states(gates).with_context(json_path));
+  out.info = j.contains("info") ? j["info"] : json::object();
+  return out;
 }
 
 }  // namespace moe
