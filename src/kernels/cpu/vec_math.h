@@ -4,8 +4,8 @@
 // glibc's vector math library, and moe does not build with -ffast-math. These functions are
 // branch-free straight-line code (selects, not branches; no table lookups) that the compiler
 // inlines into `#pragma omp simd` loops and turns into AVX-512 instructions, 16 lanes at a time.
-// They are deterministic: one input gives one output bit pattern in scalar and vector code alike
-// (the multiply-adds that matter are explicit std::fma).
+// The multiply-adds that the accuracy depends on are explicit std::fma (one rounding), so they do
+// not hinge on the compiler's choice to contract a·b + c.
 //
 // Accuracy, measured against double precision on every 7th float of the input range (and checked
 // on a sparser sweep by tests/kernels/vec_math_test.cpp): exp within 1.06 ulp, tanh 1.6 ulp,
@@ -39,7 +39,7 @@ inline float exp_parts(float hi, float lo) {
   const float lo_kept = x == hi ? lo : 0.0f;  // a clamped (or infinite) hi makes lo meaningless
   const float shifted = std::fma(x, kLog2e, kRoundMagic);
   const float n = shifted - kRoundMagic;
-  // The low mantissa bits of `shifted` hold n + 2^22 (n is in [−151, 129]).
+  // The low mantissa bits of `shifted` hold n + 2^22 (n is in [−150, 128]).
   const int32_t ni = std::bit_cast<int32_t>(shifted) - 0x4B400000;
   float r = std::fma(-n, kLn2Hi, x);
   r = std::fma(-n, kLn2Lo, r) + lo_kept;
