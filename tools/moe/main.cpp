@@ -1,17 +1,52 @@
-// The moe command-line tool: a thin client of the library.
+// The moe command-line tool: a thin client of the library. Subcommands live in cmd_<name>.cpp.
+//
+// Exit codes: 0 success, 1 failure with one message on stderr, 2 bad usage.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <exception>
+#include <string>
+
+#include "commands.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"moe: train, evaluate, inspect and serve Mixture-of-Experts models on a CPU"};
+  using namespace moe::cli;
+  CLI::App app{"moe: train, evaluate and inspect Mixture-of-Experts models on a CPU"};
+  app.name("moe");
   app.set_version_flag("--version", std::string("moe ") + MOE_VERSION);
-  app.require_subcommand(0);
+  app.require_subcommand(1);
+  Run run;
+  add_train_command(app, &run);
+  add_eval_command(app, &run);
+  add_predict_command(app, &run);
+  add_inspect_command(app, &run);
+  app.footer("Run `moe COMMAND --help` for a command's options.");  // after: not inherited
+  // CLI11 would say only that a subcommand is required; name the word it did not know.
+  if (argc > 1 && argv[1][0] != '-') {
+    try {
+      app.get_subcommand(argv[1]);
+    } catch (const CLI::OptionNotFound&) {
+      std::fprintf(stderr,
+                   "moe: unknown command '%s' (commands: train, eval, predict, inspect)\n"
+                   "Run `moe --help` for more information.\n",
+                   argv[1]);
+      return kExitUsage;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
+    // --help and --version arrive as "errors" with exit code 0.
+    if (e.get_exit_code() == 0) return app.exit(e);
+    app.exit(e);
+    return kExitUsage;
   }
-  std::puts(app.help().c_str());
-  return 0;
+  try {
+    return run ? run() : kExitUsage;
+  } catch (const std::exception& e) {
+    // The library reports failures as Status; this catches what escapes from the standard
+    // library (out of memory, a filesystem error) so the user still gets one line, not abort().
+    std::fprintf(stderr, "moe: error: %s\n", e.what());
+    return kExitFailure;
+  }
 }

@@ -1,0 +1,100 @@
+// The training loop `moe train` runs: epochs over the data, an optimizer and learning-rate
+// schedule from the config, validation, early stopping, checkpoints and logs.
+//
+// Dims: T rows in a batch · C classes or regression targets · E experts of a MoE layer.
+//
+// One step (optimizer step s, from 0):
+//   logits = model.forward(batch, training, Rng(seed, kStepStream).fork(s))        [T, C]
+//   loss   = task loss (cross-entropy with label smoothing and class weights, or MSE / Huber
+//            on the standardised targets) + Σ MoE layers' weighted auxiliary losses
+//   backward; ‖g‖ = global gradient norm, clipped to training.clip_norm when set;
+//   optimizer step with lr = schedule(s); the gates' after_step.
+// Balanced class weights are sklearn's: w_c = N / (C · n_c) over the training labels (a class
+// with no training rows gets weight 0).
+//
+// A loss or gradient norm that is NaN or Inf stops training at once with a message naming the
+// epoch, the step and what went non-finite (the first parameter whose gradient holds a NaN or
+// Inf, when that is where it shows); the parameters are not updated with it, and the checkpoints
+// already written are left as they were.
+//
+// After each epoch: validation metrics (when there is validation data), a line on the progress
+// stream and in <out>/metrics.jsonl, <out>/last/ rewritten, and <out>/best/ when the chosen
+// metric improved (without validation data the training loss is the metric). With patience P > 0
+// training stops after P epochs without improvement. At the end the best parameters are put back
+// into the model and evaluated on the test data, when there is any.
+//
+// Files in <out>: config.json (the resolved config, written first), metrics.jsonl, best/, last/
+// (checkpoint.h; with output.keep_last = n > 1 the previous ones rotate into last.1 … last.<n−1>),
+// summary.json (the TrainResult).
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "moe/core/status.h"
+#include "moe/train/config.h"
+#include "moe/train/data_source.h"
+#include "moe/train/metrics.h"
+#include "moe/train/model.h"
+
+namespace moe {
+
+inline constexpr uint64_t kStepStream = 0x5354;  // "ST": the per-step noise stream
+
+struct TrainOptions {
+  std::FILE* log = stdout;  // progress and epoch lines; null for silence
+  bool terminal = false;    // draw a progress bar in place (see progress.h)
+  bool write_files = true;  // config.json, metrics.jsonl, checkpoints, summary.json
+};
+
+struct TrainResult {
+  int64_t epochs = 0;  // epochs run
+  int64_t steps = 0;   // optimizer steps taken
+  bool stopped_early = false;
+  int64_t best_epoch = 0;  // 0 when no epoch finished
+  std::string metric;      // the metric "best" is judged by, and on which data
+  double best_value = 0.0;
+  bool has_validation = false;
+  EvalMetrics validation;  // the best epoch's
+  bool has_test = false;
+  EvalMetrics test;  // the best model's, when there is test data
+  double seconds = 0.0;
+  double rows_per_second = 0.0;  // training rows over training time (validation excluded)
+  int64_t n_params = 0;
+  int64_t n_active_params = 0;
+
+  nlohmann::ordered_json to_json(const DataSchema& schema) const;
+};
+
+class Trainer {
+ public:
+  // Builds and initialises the model for the data's shape; fails on a config the data cannot
+  // satisfy (a metric the task lacks, a model that does not fit).
+  static Result<std::unique_ptr<Trainer>> create(const Config& config, const LoadedData& data,
+                                                 const TrainOptions& options);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  // Runs every epoch (or until early stopping or a non-finite loss) and the final test
+  // evaluation. Files go to config.output.dir.
+  Result<TrainResult> run();
+
+  Model& model() { return *model_; }
+
+ private:
+  struct State;
+  Trainer(const Config& config, const LoadedData& data, const TrainOptions& options);
+
+  const Config config_;
+  const LoadedData& data_;
+  TrainOptions options_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace moe

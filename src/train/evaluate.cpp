@@ -1,0 +1,211 @@
+// Evaluation, prediction with routing, and characteristic words per expert (see evaluate.h).
+//
+// Dims: N rows · T rows in a batch · C classes or regression targets · E experts · S kept slots.
+#include "moe/train/evaluate.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "moe/core/arena.h"
+#include "moe/core/rng.h"
+#include "moe/kernels/ops.h"
+#include "moe/layers/loss.h"
+
+namespace moe {
+
+namespace {
+
+Status check_matches(const Model& model, const Dataset& data, const LabelSpec& labels) {
+  const DataShape& shape = model.shape();
+  if (data.kind != shape.input) {
+    return Status::error("{}: the model takes {} input, the data is {}", data.source,
+                         shape.input == FeatureKind::kDense ? "dense" : "text",
+                         data.kind == FeatureKind::kDense ? "dense" : "text");
+  }
+  if (data.n_features != shape.n_features) {
+    return Status::error("{}: {} features per row, the model takes {}", data.source,
+                         data.n_features, shape.n_features);
+  }
+  if (labels.task != shape.task) {
+    return Status::error("{}: a {} label spec for a {} model", data.source,
+                         task_kind_name(labels.task), task_kind_name(shape.task));
+  }
+  const int64_t outputs =
+      shape.task == TaskKind::kClassification ? labels.n_classes() : labels.n_targets();
+  if (outputs != shape.n_outputs) {
+    return Status::error("{}: {} outputs in the label spec, the model has {}", data.source, outputs,
+                         shape.n_outputs);
+  }
+  if (data.has_labels && data.task != shape.task) {
+    return Status::error("{}: {} labels for a {} model", data.source, task_kind_name(data.task),
+                         task_kind_name(shape.task));
+  }
+  return Status::ok();
+}
+
+// Appends the kept slots of each row of the layer's last plan to `r`.
+void append_routing(const RoutingPlan& plan, LayerRouting* r) {
+  for (int64_t t = 0; t < plan.n_tokens; ++t) {
+    for (int64_t s = plan.token_offsets[t]; s < plan.token_offsets[t + 1]; ++s) {
+      const size_t slot = static_cast<size_t>(s);
+      if (!plan.dropped.empty() && plan.dropped[slot]) continue;
+      r->experts.push_back(plan.expert_ids[slot]);
+      r->weights.push_back(plan.weights[slot]);
+    }
+    r->offsets.push_back(static_cast<int64_t>(r->experts.size()));
+  }
+}
+
+}  // namespace
+
+Result<EvalMetrics> evaluate(Model& model, const Dataset& data, const LabelSpec& labels,
+                             const EvalOptions& options, Predictions* predictions) {
+  MOE_TRY(check_matches(model, data, labels));
+  if (options.batch_size <= 0)
+    return Status::error("evaluation batch size {}: expected a positive integer",
+                         options.batch_size);
+  const DataShape& shape = model.shape();
+  const int64_t n = data.n_rows;
+  const int64_t c = shape.n_outputs;
+  const bool classify = shape.task == TaskKind::kClassification;
+
+  std::vector<float> outputs(static_cast<size_t>(n * c));  // [N, C]
+  if (predictions) {
+    predictions->routing.clear();
+    if (options.keep_routing) {
+      for (int64_t l = 0; l < model.n_moe_layers(); ++l) {
+        LayerRouting r;
+        r.layer = model.moe_layer_name(l);
+        r.n_experts = model.moe_layer(l).n_experts();
+        r.offsets.push_back(0);
+        predictions->routing.push_back(std::move(r));
+      }
+    }
+  }
+
+  const int64_t batch_size = std::max<int64_t>(1, std::min(options.batch_size, n));
+  BatchOptions bo;
+  bo.batch_size = batch_size;
+  bo.shuffle = false;
+  BatchIterator it(data, bo);
+  const BatchBuffers buffers = BatchBuffers::for_dataset(data, batch_size);
+  Arena arena;
+  const Rng no_noise(0);  // inference draws nothing, but forward takes a source
+  double loss_sum = 0.0;  // Σ over batches of (mean batch loss · rows)
+  it.start_epoch(0);
+  Batch batch;
+  int64_t done = 0;
+  while (it.next(buffers, &batch)) {
+    arena.reset();
+    const Tensor logits = model.forward(batch, /*training=*/false, no_noise, arena);  // [T, C]
+    const int64_t t = batch.n_rows;
+    Tensor out(outputs.data() + done * c, Shape{t, c});  // [T, C]
+    if (data.has_labels) {
+      double loss = 0.0;
+      if (classify) {
+        loss = cross_entropy_loss(logits, batch.labels, Tensor());
+      } else if (options.regression_loss == RegressionLoss::kHuber) {
+        loss = huber_loss(logits, batch.targets, Tensor(), options.huber_delta);
+      } else {
+        loss = mse_loss(logits, batch.targets, Tensor());
+      }
+      loss_sum += loss * static_cast<double>(t);
+    }
+    if (classify) {
+      softmax_rows(logits, out);
+    } else {
+      copy(out, logits);
+      labels.unstandardize(std::span<float>(out.f32(), static_cast<size_t>(t * c)));
+    }
+    if (predictions && options.keep_routing) {
+      for (int64_t l = 0; l < model.n_moe_layers(); ++l)
+        append_routing(model.moe_layer(l).plan(), &predictions->routing[static_cast<size_t>(l)]);
+    }
+    done += t;
+  }
+
+  EvalMetrics m;
+  m.task = shape.task;
+  m.n_rows = n;
+  if (data.has_labels && n > 0) {
+    m.has_loss = true;
+    m.loss = loss_sum / static_cast<double>(n);
+    if (classify) {
+      m.classification = classification_metrics(data.labels, outputs, c);
+    } else {
+      std::vector<float> truth = data.targets;  // [N, C] in raw units
+      labels.unstandardize(truth);
+      m.regression = regression_metrics(truth, outputs, c);
+    }
+  }
+  if (predictions) {
+    predictions->n_rows = n;
+    predictions->n_outputs = c;
+    predictions->predicted = classify ? argmax_rows(outputs, c) : std::vector<int32_t>();
+    predictions->outputs = std::move(outputs);
+  }
+  return m;
+}
+
+std::vector<ExpertProfile> characteristic_words(const Dataset& data, const LayerRouting& routing,
+                                                const std::vector<std::string>& words, int64_t top,
+                                                int64_t min_count) {
+  MOE_CHECK(words.empty() || data.kind == FeatureKind::kSparse,
+            "characteristic words need text data");
+  MOE_CHECK(static_cast<int64_t>(routing.offsets.size()) == data.n_rows + 1,
+            "routing of {} rows for {} rows", routing.offsets.size() - 1, data.n_rows);
+  const size_t n_words = words.size();
+  const size_t n_experts = static_cast<size_t>(routing.n_experts);
+  std::vector<int64_t> doc_count(n_words, 0);                 // [V] rows containing the word
+  std::vector<std::vector<int64_t>> expert_count(n_experts);  // [E][V]
+  std::vector<int64_t> expert_rows(n_experts, 0);             // [E]
+  std::vector<uint8_t> seen(n_experts);                       // [E] this row counted already
+  for (auto& v : expert_count) v.assign(n_words, 0);
+  // Adds 1 to counts[id] for each vocabulary word of row i (none without a vocabulary, so dense
+  // data gets only the load figures).
+  const auto count_words = [&](int64_t i, std::vector<int64_t>& counts) {
+    if (n_words == 0) return;
+    for (int64_t j = data.offsets[i]; j < data.offsets[i + 1]; ++j) {
+      const size_t id = static_cast<size_t>(data.ids[static_cast<size_t>(j)]);
+      if (id < n_words) ++counts[id];
+    }
+  };
+  for (int64_t i = 0; i < data.n_rows; ++i) {
+    std::fill(seen.begin(), seen.end(), uint8_t{0});
+    for (int64_t s = routing.offsets[i]; s < routing.offsets[i + 1]; ++s) {
+      const size_t e = static_cast<size_t>(routing.experts[static_cast<size_t>(s)]);
+      if (seen[e]) continue;  // a row counts once per expert whatever its slots
+      seen[e] = 1;
+      ++expert_rows[e];
+      count_words(i, expert_count[e]);
+    }
+    count_words(i, doc_count);
+  }
+  const int64_t total_slots = static_cast<int64_t>(routing.experts.size());
+  std::vector<ExpertProfile> out;
+  for (size_t e = 0; e < n_experts; ++e) {
+    ExpertProfile p;
+    p.expert = static_cast<int64_t>(e);
+    p.rows = expert_rows[e];
+    int64_t slots = 0;
+    for (int32_t x : routing.experts) slots += static_cast<size_t>(x) == e;
+    p.share = total_slots > 0 ? static_cast<double>(slots) / static_cast<double>(total_slots) : 0;
+    for (size_t w = 0; w < n_words && p.rows > 0; ++w) {
+      const int64_t k = expert_count[e][w];
+      if (k < min_count || k == 0) continue;
+      const double lift = (static_cast<double>(k) / static_cast<double>(p.rows)) /
+                          (static_cast<double>(doc_count[w]) / static_cast<double>(data.n_rows));
+      p.words.push_back({words[w], k, lift});
+    }
+    std::sort(p.words.begin(), p.words.end(), [](const ExpertWord& a, const ExpertWord& b) {
+      if (a.lift != b.lift) return a.lift > b.lift;
+      if (a.count != b.count) return a.count > b.count;
+      return a.word < b.word;
+    });
+    if (static_cast<int64_t>(p.words.size()) > top) p.words.resize(static_cast<size_t>(top));
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+}  // namespace moe

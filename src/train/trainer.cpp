@@ -1,0 +1,450 @@
+// The training loop (see trainer.h).
+//
+// Dims: N training rows · T rows in a batch · C classes or regression targets · E experts of a
+// MoE layer · P parameter arena length.
+#include "moe/train/trainer.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "moe/core/arena.h"
+#include "moe/core/rng.h"
+#include "moe/io/checkpoint.h"
+#include "moe/layers/loss.h"
+#include "moe/optim/clip.h"
+#include "moe/optim/optimizer.h"
+#include "moe/train/evaluate.h"
+#include "moe/train/progress.h"
+
+namespace moe {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Writes a whole file through a temporary name and a rename, so a reader never sees half of it.
+Status write_file_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) return Status::error("{}: cannot create the file", tmp);
+    out << text;
+    out.flush();
+    if (!out) return Status::error("{}: write failed", tmp);
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return Status::error("{}: cannot rename to {}: {}", tmp, path, ec.message());
+  return Status::ok();
+}
+
+// The metric the config names must exist for this task.
+Status check_metric(MetricKind metric, const DataShape& shape) {
+  const bool classify = shape.task == TaskKind::kClassification;
+  const char* name = metric_kind_name(metric);
+  switch (metric) {
+    case MetricKind::kLoss:
+      return Status::ok();
+    case MetricKind::kAccuracy:
+    case MetricKind::kF1:
+      if (classify) return Status::ok();
+      break;
+    case MetricKind::kRocAuc:
+      if (classify && shape.n_outputs == 2) return Status::ok();
+      if (classify) {
+        return Status::error(
+            "training.metric: '{}' needs a binary task, this one has {} classes (use accuracy "
+            "or f1)",
+            name, shape.n_outputs);
+      }
+      break;
+    case MetricKind::kMse:
+    case MetricKind::kMae:
+    case MetricKind::kR2:
+      if (!classify) return Status::ok();
+      break;
+  }
+  return Status::error("training.metric: '{}' is not a {} metric (expected {})", name,
+                       task_kind_name(shape.task),
+                       classify ? "loss, accuracy, f1 or auc" : "loss, mse, mae or r2");
+}
+
+// The name of the first parameter whose gradient (or value) holds a NaN or Inf, or "".
+std::string first_non_finite(const ParamStore& store, bool gradients) {
+  for (ParamId id = 0; id < store.size(); ++id) {
+    const Tensor t = gradients ? store.grad(id) : store.value(id);
+    const float* p = t.f32();
+    for (int64_t i = 0; i < t.numel(); ++i)
+      if (!std::isfinite(p[i])) return store.info(id).name;
+  }
+  return "";
+}
+
+// Σ over the rows of each class, for balanced weights w_c = N / (C · n_c).
+void balanced_class_weights(const Dataset& train, int64_t n_classes, Tensor w) {
+  std::vector<int64_t> count(static_cast<size_t>(n_classes), 0);
+  for (int32_t y : train.labels) ++count[static_cast<size_t>(y)];
+  for (int64_t c = 0; c < n_classes; ++c) {
+    const int64_t k = count[static_cast<size_t>(c)];
+    w.at(c) = k == 0
+                  ? 0.0f
+                  : static_cast<float>(static_cast<double>(train.n_rows) /
+                                       (static_cast<double>(n_classes) * static_cast<double>(k)));
+  }
+}
+
+// Moves <dir>/last to last.1, last.1 to last.2, …, dropping the one beyond keep − 1.
+void rotate_last(const fs::path& out, int64_t keep) {
+  if (keep <= 1) return;
+  std::error_code ec;
+  fs::remove_all(out / fmt::format("last.{}", keep - 1), ec);
+  for (int64_t i = keep - 2; i >= 1; --i)
+    fs::rename(out / fmt::format("last.{}", i), out / fmt::format("last.{}", i + 1), ec);
+  fs::rename(out / "last", out / "last.1", ec);
+}
+
+// The validation figures of an epoch line: loss and the headline metrics (precision and recall
+// are in metrics.jsonl).
+std::string metric_summary(const EvalMetrics& m) {
+  std::string s;
+  for (const std::string& name : m.names()) {
+    if (name == "precision" || name == "recall") continue;
+    const double v = m.value(name).value();
+    s += fmt::format(" {} {:.4f}", name == "roc_auc" ? "auc" : name, v);
+  }
+  return s;
+}
+
+}  // namespace
+
+// Everything a run keeps between steps: sized once in create().
+struct Trainer::State {
+  std::unique_ptr<Optimizer> optimizer;
+  BatchIterator iterator;
+  BatchBuffers buffers;
+  Arena arena;
+  TensorBuffer class_weights;      // [C] or empty
+  TensorBuffer dlogits;            // [T, C]
+  std::vector<float> best_values;  // [P] the best epoch's parameters
+  std::vector<GateState> best_gates;
+  std::unique_ptr<Progress> progress;
+
+  State(const Dataset& train, const BatchOptions& bo)
+      : iterator(train, bo), buffers(BatchBuffers::for_dataset(train, bo.batch_size)) {}
+};
+
+Trainer::Trainer(const Config& config, const LoadedData& data, const TrainOptions& options)
+    : config_(config), data_(data), options_(options) {}
+
+Trainer::~Trainer() = default;
+
+Result<std::unique_ptr<Trainer>> Trainer::create(const Config& config, const LoadedData& data,
+                                                 const TrainOptions& options) {
+  const DataShape shape = data.schema.shape();
+  if (data.train.n_rows == 0) return Status::error("{}: no training rows", data.train.source);
+  MOE_TRY(check_metric(config.training.metric, shape));
+  MOE_TRY(config.training.optimizer.validate());
+  if (config.training.batch_size <= 0 || config.training.epochs <= 0)
+    return Status::error("training.batch_size and training.epochs must be positive");
+
+  std::unique_ptr<Trainer> t(new Trainer(config, data, options));
+  MOE_ASSIGN_OR_RETURN(t->model_, Model::create(config.model, shape));
+  t->model_->init(config.training.seed);
+
+  BatchOptions bo;
+  bo.batch_size = std::min(config.training.batch_size, data.train.n_rows);
+  bo.shuffle = true;
+  bo.seed = config.training.seed;
+  t->state_ = std::make_unique<State>(data.train, bo);
+  State& s = *t->state_;
+  s.optimizer = make_optimizer(t->model_->params(), config.training.optimizer);
+  s.dlogits = TensorBuffer(Shape{bo.batch_size, shape.n_outputs});
+  if (shape.task == TaskKind::kClassification &&
+      config.training.class_weights == ClassWeights::kBalanced) {
+    s.class_weights = TensorBuffer(Shape{shape.n_outputs});
+    balanced_class_weights(data.train, shape.n_outputs, s.class_weights);
+  }
+  if (options.log) {
+    ProgressOptions po;
+    po.terminal = options.terminal;
+    s.progress = std::make_unique<Progress>(options.log, po);
+  }
+  return t;
+}
+
+Result<TrainResult> Trainer::run() {
+  const auto t_start = std::chrono::steady_clock::now();
+  const TrainingConfig& tc = config_.training;
+  const DataShape shape = data_.schema.shape();
+  const bool classify = shape.task == TaskKind::kClassification;
+  const bool has_validation = data_.validation.n_rows > 0;
+  State& s = *state_;
+  Model& model = *model_;
+  ParamStore& store = model.params();
+  if (tc.threads > 0) omp_set_num_threads(tc.threads);
+
+  const fs::path out = config_.output.dir;
+  std::optional<MetricsLog> log;
+  if (options_.write_files) {
+    std::error_code ec;
+    fs::create_directories(out, ec);
+    if (ec)
+      return Status::error("{}: cannot create the output directory: {}", out.string(),
+                           ec.message());
+    MOE_TRY(
+        write_file_atomic((out / "config.json").string(), config_to_json(config_).dump(2) + "\n"));
+    MOE_ASSIGN_OR_RETURN(MetricsLog opened, MetricsLog::open((out / "metrics.jsonl").string()));
+    log.emplace(std::move(opened));
+  }
+
+  const int64_t n_batches = s.iterator.n_batches();
+  const LrSchedule schedule = tc.make_schedule(tc.epochs * n_batches);
+  MOE_TRY(schedule.validate().with_context("training schedule"));
+  const Rng step_noise(tc.seed, kStepStream);
+  CrossEntropyOptions ce;
+  ce.class_weights = s.class_weights.view();
+  ce.label_smoothing = tc.label_smoothing;
+
+  TrainResult result;
+  result.n_params = model.n_params();
+  result.n_active_params = model.n_active_params();
+  result.has_validation = has_validation;
+  result.metric = has_validation ? std::string(metric_kind_name(tc.metric)) : "loss";
+  result.metric += has_validation ? " (validation)" : " (training)";
+  const bool higher = has_validation && metric_higher_is_better(tc.metric);
+  double best = higher ? -INFINITY : INFINITY;
+  int64_t since_best = 0;
+  double train_seconds = 0.0;
+  int64_t train_rows = 0;
+  bool saved_last = false;
+  EvalOptions eval_options;
+  eval_options.batch_size = std::max<int64_t>(tc.batch_size, 256);
+  eval_options.regression_loss = tc.loss;
+  eval_options.huber_delta = tc.huber_delta;
+
+  const int64_t n_moe = model.n_moe_layers();
+  auto save_last = [&](int64_t epoch, int64_t step) -> Status {
+    if (!options_.write_files) return Status::ok();
+    rotate_last(out, config_.output.keep_last);
+    nlohmann::json info = {{"epoch", epoch}, {"step", step}};
+    MOE_TRY(save_checkpoint((out / "last").string(), model, config_, data_.schema, info));
+    saved_last = true;
+    return Status::ok();
+  };
+  auto stop_non_finite = [&](const char* what, double value, int64_t epoch, int64_t step) {
+    std::string where = first_non_finite(store, /*gradients=*/true);
+    if (where.empty()) where = first_non_finite(store, /*gradients=*/false);
+    const std::string kept =
+        saved_last ? fmt::format("; the checkpoints in {} are from before it", out.string())
+                   : "; no checkpoint had been written yet";
+    return Status::error(
+        "training stopped: the {} is {} at epoch {}, step {} of {} (optimizer step {}){}{}; try "
+        "a lower training.lr or set training.clip_norm",
+        what, value, epoch, step, n_batches, s.optimizer->step_count() + 1,
+        where.empty() ? "" : fmt::format(" (first non-finite: {})", where), kept);
+  };
+
+  int64_t epoch = 0;
+  for (epoch = 1; epoch <= tc.epochs; ++epoch) {
+    const auto t_epoch = std::chrono::steady_clock::now();
+    if (s.progress) s.progress->start_epoch(epoch, tc.epochs, n_batches);
+    s.iterator.start_epoch(epoch - 1);
+    double loss_sum = 0.0;  // Σ over batches of the mean task loss
+    std::vector<AuxLosses> aux_sum(static_cast<size_t>(n_moe));
+    std::vector<std::vector<int64_t>> load(static_cast<size_t>(n_moe));  // [L][E] kept slots
+    for (int64_t l = 0; l < n_moe; ++l)
+      load[static_cast<size_t>(l)].assign(static_cast<size_t>(model.moe_layer(l).n_experts()), 0);
+    int64_t step = 0, rows = 0;
+    Batch batch;
+    while (s.iterator.next(s.buffers, &batch)) {
+      ++step;
+      s.arena.reset();
+      store.zero_grads();
+      const int64_t global = s.optimizer->step_count();
+      const Tensor logits =
+          model.forward(batch, /*training=*/true, step_noise.fork(static_cast<uint64_t>(global)),
+                        s.arena);                                      // [T, C]
+      const Tensor dlogits = s.dlogits.view().slice(0, batch.n_rows);  // [T, C]
+      double loss = 0.0;
+      if (classify) {
+        loss = cross_entropy_loss(logits, batch.labels, dlogits, ce);
+      } else if (tc.loss == RegressionLoss::kHuber) {
+        loss = huber_loss(logits, batch.targets, dlogits, tc.huber_delta);
+      } else {
+        loss = mse_loss(logits, batch.targets, dlogits);
+      }
+      const double aux = model.aux_loss();
+      if (!std::isfinite(loss + aux)) return stop_non_finite("loss", loss + aux, epoch, step);
+      model.backward(dlogits, s.arena);
+      const double norm = tc.clip_norm > 0 ? clip_grad_norm(store, tc.clip_norm) : grad_norm(store);
+      if (!std::isfinite(norm)) return stop_non_finite("gradient norm", norm, epoch, step);
+      s.optimizer->step(schedule.lr_at(global));
+      model.after_step();
+
+      loss_sum += loss;
+      for (int64_t l = 0; l < n_moe; ++l) {
+        const MoeLayer& layer = model.moe_layer(l);
+        AuxLosses& a = aux_sum[static_cast<size_t>(l)];
+        a.switch_loss += layer.aux().switch_loss;
+        a.importance_loss += layer.aux().importance_loss;
+        a.load_loss += layer.aux().load_loss;
+        a.z_loss += layer.aux().z_loss;
+        std::vector<int64_t>& counts = load[static_cast<size_t>(l)];
+        for (size_t e = 0; e < counts.size(); ++e)
+          counts[e] += layer.plan().expert_rows(static_cast<int64_t>(e));
+      }
+      rows += batch.n_rows;
+      if (s.progress) s.progress->update(step, loss_sum / static_cast<double>(step), rows);
+      if (config_.output.checkpoint_every > 0 &&
+          s.optimizer->step_count() % config_.output.checkpoint_every == 0)
+        MOE_TRY(save_last(epoch, s.optimizer->step_count()));
+    }
+    const double epoch_train_seconds = seconds_since(t_epoch);
+    train_seconds += epoch_train_seconds;
+    train_rows += rows;
+
+    EpochRecord record;
+    record.epoch = epoch;
+    record.steps = s.optimizer->step_count();
+    record.train_loss = loss_sum / static_cast<double>(std::max<int64_t>(step, 1));
+    record.learning_rate = schedule.lr_at(std::max<int64_t>(record.steps - 1, 0));
+    for (int64_t l = 0; l < n_moe; ++l) {
+      const MoeLayer& layer = model.moe_layer(l);
+      const std::string& name = model.moe_layer_name(l);
+      const AuxLosses& a = aux_sum[static_cast<size_t>(l)];
+      const GateConfig& g = layer.config().gate;
+      const GateConfig& top = layer.config().hierarchy.top;
+      const bool hier = layer.n_groups() > 0;
+      const double per = 1.0 / static_cast<double>(std::max<int64_t>(step, 1));
+      auto on = [&](float GateConfig::*coef) { return g.*coef > 0 || (hier && top.*coef > 0); };
+      if (on(&GateConfig::switch_loss))
+        record.aux_losses.emplace_back(name + ".switch", a.switch_loss * per);
+      if (on(&GateConfig::importance_loss))
+        record.aux_losses.emplace_back(name + ".importance", a.importance_loss * per);
+      if (on(&GateConfig::load_loss))
+        record.aux_losses.emplace_back(name + ".load", a.load_loss * per);
+      if (on(&GateConfig::z_loss)) record.aux_losses.emplace_back(name + ".z", a.z_loss * per);
+      ExpertLoad el;
+      el.layer = name;
+      int64_t total = 0;
+      for (int64_t c : load[static_cast<size_t>(l)]) total += c;
+      for (int64_t c : load[static_cast<size_t>(l)])
+        el.share.push_back(total > 0 ? static_cast<double>(c) / static_cast<double>(total) : 0.0);
+      record.expert_load.push_back(std::move(el));
+    }
+
+    EvalMetrics validation;
+    double value = record.train_loss;
+    if (has_validation) {
+      MOE_ASSIGN_OR_RETURN(validation,
+                           evaluate(model, data_.validation, data_.schema.labels, eval_options));
+      value = validation.value(tc.metric).value();
+      record.validation = validation.to_json(classify ? data_.schema.labels.class_names
+                                                      : data_.schema.labels.columns);
+    }
+    const bool improved = !std::isnan(value) && (higher ? value > best : value < best);
+    if (improved) {
+      best = value;
+      since_best = 0;
+      result.best_epoch = epoch;
+      result.best_value = value;
+      result.validation = validation;
+      const Tensor values = store.values();
+      s.best_values.assign(values.f32(), values.f32() + values.numel());
+      s.best_gates = model.gate_states();
+      if (options_.write_files && config_.output.save_best) {
+        nlohmann::json info = {{"epoch", epoch},
+                               {"step", s.optimizer->step_count()},
+                               {"metric", result.metric},
+                               {"value", value}};
+        if (has_validation) info["validation"] = nlohmann::json::parse(record.validation.dump());
+        MOE_TRY(save_checkpoint((out / "best").string(), model, config_, data_.schema, info));
+      }
+    } else {
+      ++since_best;
+    }
+    MOE_TRY(save_last(epoch, s.optimizer->step_count()));
+    record.seconds = seconds_since(t_epoch);
+    record.rows_per_second =
+        epoch_train_seconds > 0 ? static_cast<double>(rows) / epoch_train_seconds : 0.0;
+    if (log) MOE_TRY(log->append(record));
+    if (s.progress) {
+      std::string line =
+          fmt::format("epoch {}/{}  loss {:.4f}", epoch, tc.epochs, record.train_loss);
+      // Auxiliary losses unweighted, by kind ("switch 1.0213"); layer names only when several.
+      for (const auto& [name, v] : record.aux_losses) {
+        const std::string shown = n_moe == 1 ? name.substr(name.rfind('.') + 1) : name;
+        line += fmt::format("  {} {:.4f}", shown, v);
+      }
+      if (has_validation) line += "  val" + metric_summary(validation);
+      line += fmt::format("  lr {:.2e}  {:.1f} s  {:.0f} rows/s{}", record.learning_rate,
+                          record.seconds, record.rows_per_second, improved ? "  *" : "");
+      s.progress->end_epoch(line);
+    }
+    if (tc.patience > 0 && since_best >= tc.patience) {
+      result.stopped_early = true;
+      if (s.progress) {
+        s.progress->note(fmt::format("early stop: no better {} for {} epochs; best epoch {}",
+                                     result.metric, tc.patience, result.best_epoch));
+      }
+      break;
+    }
+  }
+  result.epochs = std::min(epoch, tc.epochs);
+  result.steps = s.optimizer->step_count();
+  result.rows_per_second =
+      train_seconds > 0 ? static_cast<double>(train_rows) / train_seconds : 0.0;
+
+  // The best parameters back in place for the test evaluation (and for the caller).
+  if (!s.best_values.empty()) {
+    const Tensor values = store.values();
+    std::memcpy(values.f32(), s.best_values.data(), s.best_values.size() * sizeof(float));
+    MOE_TRY(model.set_gate_states(s.best_gates));
+  }
+  if (data_.test.n_rows > 0) {
+    MOE_ASSIGN_OR_RETURN(result.test,
+                         evaluate(model, data_.test, data_.schema.labels, eval_options));
+    result.has_test = true;
+  }
+  result.seconds = seconds_since(t_start);
+  if (options_.write_files) {
+    MOE_TRY(write_file_atomic((out / "summary.json").string(),
+                              result.to_json(data_.schema).dump(2) + "\n"));
+  }
+  return result;
+}
+
+nlohmann::ordered_json TrainResult::to_json(const DataSchema& schema) const {
+  const std::vector<std::string>& names = schema.labels.task == TaskKind::kClassification
+                                              ? schema.labels.class_names
+                                              : schema.labels.columns;
+  nlohmann::ordered_json j;
+  j["epochs"] = epochs;
+  j["steps"] = steps;
+  j["stopped_early"] = stopped_early;
+  j["best_epoch"] = best_epoch;
+  j["metric"] = metric;
+  j["best_value"] = best_value;
+  j["validation"] = has_validation ? validation.to_json(names) : nlohmann::ordered_json();
+  j["test"] = has_test ? test.to_json(names) : nlohmann::ordered_json();
+  j["seconds"] = seconds;
+  j["rows_per_second"] = rows_per_second;
+  j["params"] = n_params;
+  j["active_params"] = n_active_params;
+  return j;
+}
+
+}  // namespace moe

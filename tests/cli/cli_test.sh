@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# The moe command end to end: usage errors exit 2, failures exit 1 with one line on stderr that
+# names the culprit, and a tiny tabular model goes through train -> eval -> predict -> inspect.
+#
+# Usage: tests/cli/cli_test.sh PATH/TO/moe
+set -uo pipefail
+
+moe=${1:?usage: cli_test.sh PATH/TO/moe}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0
+
+fail() {
+  echo "FAIL: $*" >&2
+  failures=$((failures + 1))
+}
+
+# expect CODE PATTERN -- ARGS...: runs moe ARGS, checks the exit code, and that PATTERN (a grep
+# -E expression, empty for none) occurs in stdout + stderr. For exit 1 stderr must be one line.
+expect() {
+  local code=$1 pattern=$2
+  shift 3
+  "$moe" "$@" >"$work/out" 2>"$work/err"
+  local got=$?
+  if [ "$got" -ne "$code" ]; then
+    fail "moe $* exited $got, expected $code; stderr: $(head -c 500 "$work/err")"
+    return
+  fi
+  if [ -n "$pattern" ] && ! cat "$work/out" "$work/err" | grep -qE -- "$pattern"; then
+    fail "moe $*: no match for /$pattern/ in: $(head -c 500 "$work/out" "$work/err")"
+  fi
+  if [ "$code" -eq 1 ]; then
+    local lines
+    lines=$(wc -l <"$work/err")
+    [ "$lines" -eq 1 ] || fail "moe $*: $lines lines on stderr, expected one: $(cat "$work/err")"
+    grep -q '^moe: error: ' "$work/err" || fail "moe $*: stderr lacks 'moe: error:'"
+  fi
+}
+
+# --- usage -------------------------------------------------------------------------------------
+expect 0 '^moe [0-9]+\.[0-9]+\.[0-9]+$' -- --version
+expect 0 'train.*' -- --help
+expect 0 'CONFIG' -- train --help
+expect 0 'CHECKPOINT' -- eval --help
+expect 0 'CHECKPOINT' -- predict --help
+expect 2 '' --
+expect 2 'frobnicate' -- frobnicate
+expect 2 'bogus' -- train --bogus x.json
+expect 2 'CONFIG' -- train
+expect 2 '' -- eval only_one_arg
+expect 2 '' -- predict ck data --batch-size 0
+
+# --- configs that fail -------------------------------------------------------------------------
+expect 1 "$work/missing.json" -- train "$work/missing.json"
+echo '{"data": {"train": "t.csv"}, "modle": {}}' >"$work/unknown.json"
+expect 1 'modle' -- train "$work/unknown.json"
+echo '{"data": {"train": "t.csv"}' >"$work/broken.json"
+expect 1 'broken.json' -- train "$work/broken.json"
+echo '{"data": {"train": "t.csv"}}' >"$work/ok.json"
+expect 1 'model.widht' -- train "$work/ok.json" --set model.widht=3
+expect 1 't.csv' -- train "$work/ok.json" --out "$work/never"
+
+# --- a tiny tabular model, end to end ----------------------------------------------------------
+# 400 rows: two numbers, a colour, and a label that depends on all three. A fixed LCG keeps
+# the file the same on every run.
+awk 'BEGIN {
+  s = 12345; print "x1,x2,colour,label"
+  split("red green blue", colours, " ")
+  for (i = 0; i < 400; i++) {
+    s = (s * 1103515245 + 12345) % 2147483648; x1 = s / 2147483648 * 2 - 1
+    s = (s * 1103515245 + 12345) % 2147483648; x2 = s / 2147483648 * 2 - 1
+    s = (s * 1103515245 + 12345) % 2147483648; c = colours[int(s / 2147483648 * 3) + 1]
+    score = x1 + x2 + (c == "red" ? 0.6 : (c == "blue" ? -0.6 : 0))
+    printf "%.4f,%.4f,%s,%s\n", x1, x2, c, (score > 0 ? "yes" : "no")
+  }
+}' >"$work/data.csv"
+head -n 101 "$work/data.csv" >"$work/test.csv"
+cut -d, -f1-3 "$work/test.csv" >"$work/nolabel.csv"
+cat >"$work/tiny.json" <<JSON
+{
+  "data": {"train": "$work/data.csv", "label": "label",
+           "split": {"validation": 0.2, "test": 0.1, "seed": 1}},
+  "model": {"width": 16, "moe": {"experts": 4, "k": 2, "expert": {"kind": "mlp", "hidden": 16}}},
+  "training": {"epochs": 8, "batch_size": 32, "lr": 0.01, "seed": 2,
+               "early_stopping": {"metric": "accuracy"}},
+  "output": {"dir": "$work/ignored"}
+}
+JSON
+run="$work/run"
+expect 0 'test \(best model\)' -- train "$work/tiny.json" --out "$run" --set training.epochs=6
+for f in config.json metrics.jsonl summary.json best/model.json best/model.safetensors \
+         last/model.json last/model.safetensors; do
+  [ -s "$run/$f" ] || fail "train: $run/$f missing"
+done
+[ ! -e "$work/ignored" ] || fail "train: --out did not replace output.dir"
+[ "$(wc -l <"$run/metrics.jsonl")" -eq 6 ] || fail "metrics.jsonl: expected 6 lines (--set)"
+grep -q '"epochs": 6' "$run/config.json" || fail "config.json does not hold the override"
+
+expect 0 'accuracy +0\.[89]' -- eval "$run/best" "$work/test.csv"
+expect 0 '"accuracy": 0\.[89]' -- eval "$run/best" "$work/test.csv" --json
+expect 0 '"confusion"' -- eval "$run/best" "$work/test.csv" --json
+expect 1 'label' -- eval "$run/best" "$work/nolabel.csv"
+expect 1 "$work/nothing" -- eval "$work/nothing" "$work/test.csv"
+expect 1 "$work/absent.csv" -- eval "$run/best" "$work/absent.csv"
+
+expect 0 '100 predictions' -- predict "$run/best" "$work/nolabel.csv" --out "$work/pred.csv"
+header=$(head -n 1 "$work/pred.csv")
+[ "$header" = "row,prediction,p.no,p.yes,blocks.0.moe.experts,blocks.0.moe.weights" ] ||
+  fail "predict header: $header"
+[ "$(wc -l <"$work/pred.csv")" -eq 101 ] || fail "predict: expected 101 lines"
+# Each row: its index, a known class, two probabilities summing to 1, two experts, two weights.
+awk -F, 'NR > 1 {
+  if ($1 != NR - 2 || ($2 != "no" && $2 != "yes")) { print "bad row " NR ": " $0; exit 1 }
+  if ((($3 + $4) - 1) ^ 2 > 1e-8) { print "probabilities of row " NR; exit 1 }
+  if (split($5, e, " ") != 2 || split($6, w, " ") != 2) { print "routing of row " NR; exit 1 }
+  if (e[1] == e[2] || e[1] < 0 || e[1] > 3 || e[2] < 0 || e[2] > 3) { print "experts " NR; exit 1 }
+}' "$work/pred.csv" || fail "predict: malformed rows"
+# The same to stdout; labels in the input are ignored.
+expect 0 '^row,prediction,p\.no,p\.yes' -- predict "$run/best" "$work/test.csv"
+[ "$(wc -l <"$work/out")" -eq 101 ] || fail "predict to stdout: expected 101 lines"
+# A failed write leaves an existing file alone.
+cp "$work/pred.csv" "$work/pred.bak"
+expect 1 "$work/no_dir" -- predict "$run/best" "$work/test.csv" --out "$work/no_dir/p.csv"
+cmp -s "$work/pred.csv" "$work/pred.bak" || fail "predict: an earlier output was changed"
+
+expect 0 'expert +[0-3] +[0-9.]+% of slots' -- inspect "$run/best" "$work/test.csv"
+expect 0 '"layers"' -- inspect "$run/best" "$work/test.csv" --json
+
+if [ "$failures" -gt 0 ]; then
+  echo "$failures CLI check(s) failed" >&2
+  exit 1
+fi
+echo "all CLI checks passed"

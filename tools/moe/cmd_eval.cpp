@@ -1,0 +1,68 @@
+// moe eval CHECKPOINT DATA [--labels FILE] [--json] [--batch-size N]
+//
+// Encodes DATA with the checkpoint's schema and prints the model's metrics on it: a table, or
+// with --json one JSON object (EvalMetrics::to_json, then "checkpoint" and "data").
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "moe/train/evaluate.h"
+
+namespace moe::cli {
+
+namespace {
+
+struct EvalArgs {
+  std::string checkpoint;
+  std::string data;
+  std::string labels;
+  bool json = false;
+  int64_t batch_size = 256;
+};
+
+int run_eval(const EvalArgs& args) {
+  std::string report;
+  Result<LoadedInput> in = load_checkpoint_and_data(args.checkpoint, args.data, args.labels,
+                                                    LabelUse::kRequired, &report);
+  if (!in) return fail(in.status());
+  const Checkpoint& ck = in->checkpoint;
+  EvalOptions options;
+  options.batch_size = args.batch_size;
+  options.regression_loss = ck.config.training.loss;
+  options.huber_delta = ck.config.training.huber_delta;
+  Result<EvalMetrics> m = evaluate(*ck.model, in->data, ck.schema.labels, options);
+  if (!m) return fail(m.status());
+  const std::vector<std::string>& names = output_names(ck.schema);
+  if (args.json) {
+    nlohmann::ordered_json j = m->to_json(names);
+    j["checkpoint"] = args.checkpoint;
+    j["data"] = args.data;
+    if (!report.empty()) j["note"] = report;
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    if (!report.empty()) std::printf("note: %s\n", report.c_str());
+    std::printf("%s on %s\n%s", args.checkpoint.c_str(), args.data.c_str(),
+                m->to_text(names).c_str());
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+void add_eval_command(CLI::App& app, Run* run) {
+  auto args = std::make_shared<EvalArgs>();
+  CLI::App* cmd = app.add_subcommand("eval", "Evaluate a trained model on a labelled file");
+  cmd->add_option("CHECKPOINT", args->checkpoint, "A checkpoint directory (<out>/best)")
+      ->required();
+  cmd->add_option("DATA", args->data, "CSV/TSV file, or IDX images")->required();
+  cmd->add_option("--labels", args->labels, "IDX labels file (image models)")->type_name("FILE");
+  cmd->add_flag("--json", args->json, "Print the metrics as JSON");
+  cmd->add_option("--batch-size", args->batch_size, "Rows per forward pass")
+      ->check(CLI::PositiveNumber);
+  cmd->callback([args, run] { *run = [args] { return run_eval(*args); }; });
+}
+
+}  // namespace moe::cli

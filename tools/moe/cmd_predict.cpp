@@ -1,0 +1,133 @@
+// moe predict CHECKPOINT DATA [--out FILE] [--batch-size N]
+//
+// Writes one CSV row per input row:
+//   row, prediction, p.<class> … (classification)  |  row, <target> … (regression),
+//   then for each MoE layer <layer>.experts and <layer>.weights: the experts the row was sent to,
+//   in the gate's order, and their combine weights, each a space-separated list.
+// `row` counts the input's data rows from 0. Label columns in DATA are ignored. With --out the
+// file is written under a temporary name and renamed, so an existing file is replaced whole or
+// not at all.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "moe/train/evaluate.h"
+
+namespace moe::cli {
+
+namespace {
+
+struct PredictArgs {
+  std::string checkpoint;
+  std::string data;
+  std::string out;
+  int64_t batch_size = 256;
+};
+
+// RFC 4180: a field holding a comma, quote or line break is quoted, its quotes doubled.
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) {
+    if (c == '"') q += '"';
+    q += c;
+  }
+  return q + "\"";
+}
+
+std::string predictions_csv(const Predictions& p, const DataSchema& schema) {
+  const bool classify = schema.labels.task == TaskKind::kClassification;
+  const std::vector<std::string>& names = output_names(schema);
+  std::string out = "row";
+  if (classify) {
+    out += ",prediction";
+    for (const std::string& c : names) out += "," + csv_field("p." + c);
+  } else {
+    for (const std::string& t : names) out += "," + csv_field(t);
+  }
+  for (const LayerRouting& r : p.routing)
+    out += fmt::format(",{}.experts,{}.weights", r.layer, r.layer);
+  out += "\n";
+  const size_t c = static_cast<size_t>(p.n_outputs);
+  for (size_t i = 0; i < static_cast<size_t>(p.n_rows); ++i) {
+    out += std::to_string(i);
+    if (classify) out += "," + csv_field(names[static_cast<size_t>(p.predicted[i])]);
+    for (size_t j = 0; j < c; ++j) out += fmt::format(",{:.6g}", p.outputs[i * c + j]);
+    for (const LayerRouting& r : p.routing) {
+      std::string experts, weights;
+      for (int64_t s = r.offsets[i]; s < r.offsets[i + 1]; ++s) {
+        const char* sep = s == r.offsets[i] ? "" : " ";
+        experts += fmt::format("{}{}", sep, r.experts[static_cast<size_t>(s)]);
+        weights += fmt::format("{}{:.4f}", sep, r.weights[static_cast<size_t>(s)]);
+      }
+      out += "," + experts + "," + weights;
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+Status write_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) return Status::error("{}: cannot create the file", tmp);
+    f << text;
+    f.flush();
+    if (!f) return Status::error("{}: write failed", tmp);
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::filesystem::remove(tmp, ec);
+    return Status::error("{}: cannot write the file", path);
+  }
+  return Status::ok();
+}
+
+int run_predict(const PredictArgs& args) {
+  std::string report;
+  Result<LoadedInput> in =
+      load_checkpoint_and_data(args.checkpoint, args.data, "", LabelUse::kIgnore, &report);
+  if (!in) return fail(in.status());
+  const Checkpoint& ck = in->checkpoint;
+  EvalOptions options;
+  options.batch_size = args.batch_size;
+  options.keep_routing = true;
+  Predictions p;
+  Result<EvalMetrics> m = evaluate(*ck.model, in->data, ck.schema.labels, options, &p);
+  if (!m) return fail(m.status());
+  const std::string csv = predictions_csv(p, ck.schema);
+  if (!report.empty()) std::fprintf(stderr, "note: %s\n", report.c_str());
+  if (args.out.empty()) {
+    std::fwrite(csv.data(), 1, csv.size(), stdout);
+    return kExitOk;
+  }
+  if (Status s = write_atomic(args.out, csv); !s) return fail(s);
+  std::printf("%lld predictions written to %s\n", static_cast<long long>(p.n_rows),
+              args.out.c_str());
+  return kExitOk;
+}
+
+}  // namespace
+
+void add_predict_command(CLI::App& app, Run* run) {
+  auto args = std::make_shared<PredictArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "predict", "Predict every row of a file: outputs and each MoE layer's routing, as CSV");
+  cmd->add_option("CHECKPOINT", args->checkpoint, "A checkpoint directory (<out>/best)")
+      ->required();
+  cmd->add_option("DATA", args->data, "CSV/TSV file, or IDX images")->required();
+  cmd->add_option("--out,-o", args->out, "Write the CSV here instead of to stdout")
+      ->type_name("FILE");
+  cmd->add_option("--batch-size", args->batch_size, "Rows per forward pass")
+      ->check(CLI::PositiveNumber);
+  cmd->callback([args, run] { *run = [args] { return run_predict(*args); }; });
+}
+
+}  // namespace moe::cli

@@ -1,0 +1,114 @@
+// moe train CONFIG [--set key=value ...] [--out DIR] [--quiet]
+//
+// Reads the config (with overrides), loads and encodes the data, builds the model and trains it
+// (trainer.h), then prints the best epoch's validation metrics and the test metrics. Everything
+// the run produces goes to the output directory: config.json, metrics.jsonl, best/, last/,
+// summary.json.
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "moe/train/config.h"
+#include "moe/train/data_source.h"
+#include "moe/train/progress.h"
+#include "moe/train/trainer.h"
+
+namespace moe::cli {
+
+namespace {
+
+struct TrainArgs {
+  std::string config;
+  std::vector<std::string> overrides;
+  std::string out;
+  bool quiet = false;
+};
+
+std::string describe_data(const LoadedData& d) {
+  const DataShape shape = d.schema.shape();
+  std::string s = fmt::format("data: {} training rows", d.train.n_rows);
+  if (d.validation.n_rows > 0) s += fmt::format(", {} validation", d.validation.n_rows);
+  if (d.test.n_rows > 0) s += fmt::format(", {} test", d.test.n_rows);
+  s += shape.input == FeatureKind::kSparse ? fmt::format("; text, {} ids", shape.n_features)
+                                           : fmt::format("; {} features", shape.n_features);
+  if (shape.task == TaskKind::kClassification) {
+    s += fmt::format(
+        "; {} classes ({})", shape.n_outputs,
+        fmt::join(d.schema.labels.class_names.begin(),
+                  d.schema.labels.class_names.begin() + std::min<int64_t>(shape.n_outputs, 10),
+                  ", "));
+    if (shape.n_outputs > 10) s += ", ...";
+  } else {
+    s += fmt::format("; regression on {}", fmt::join(d.schema.labels.columns, ", "));
+  }
+  return s;
+}
+
+int run_train(const TrainArgs& args) {
+  Result<Config> config = load_config(args.config, args.overrides);
+  if (!config) return fail(config.status());
+  if (!args.out.empty()) config->output.dir = args.out;
+  std::FILE* log = args.quiet ? nullptr : stdout;
+
+  Result<LoadedData> data = load_data(config->data);
+  if (!data) return fail(data.status());
+  if (log) {
+    std::fprintf(log, "%s\n", describe_data(*data).c_str());
+    if (!data->report.empty()) std::fprintf(log, "note: %s\n", data->report.c_str());
+  }
+
+  TrainOptions options;
+  options.log = log;
+  options.terminal = log && stream_is_terminal(log);
+  Result<std::unique_ptr<Trainer>> trainer = Trainer::create(*config, *data, options);
+  if (!trainer) return fail(trainer.status());
+  if (log) {
+    const Model& model = (*trainer)->model();
+    const std::string kind =
+        model.n_moe_layers() > 0
+            ? fmt::format("{} block(s), {} of them MoE", model.n_blocks(), model.n_moe_layers())
+            : fmt::format("{} dense block(s)", model.n_blocks());
+    std::fprintf(log, "model: %s, %lld parameters, %lld active per row\n", kind.c_str(),
+                 static_cast<long long>(model.n_params()),
+                 static_cast<long long>(model.n_active_params()));
+    std::fflush(log);
+  }
+  Result<TrainResult> result = (*trainer)->run();
+  if (!result) return fail(result.status());
+
+  const std::vector<std::string>& names = output_names(data->schema);
+  const TrainResult& r = *result;
+  std::printf("\ntrained %lld epochs (%lld steps) in %.1f s, %.0f rows/s%s\n",
+              static_cast<long long>(r.epochs), static_cast<long long>(r.steps), r.seconds,
+              r.rows_per_second, r.stopped_early ? ", stopped early" : "");
+  std::printf("best epoch %lld by %s: %.4f\n", static_cast<long long>(r.best_epoch),
+              r.metric.c_str(), r.best_value);
+  if (r.has_validation)
+    std::printf("\nvalidation (best epoch)\n%s", r.validation.to_text(names).c_str());
+  if (r.has_test) std::printf("\ntest (best model)\n%s", r.test.to_text(names).c_str());
+  std::printf("\noutput: %s (best/, last/, metrics.jsonl, summary.json)\n",
+              config->output.dir.c_str());
+  return kExitOk;
+}
+
+}  // namespace
+
+void add_train_command(CLI::App& app, Run* run) {
+  auto args = std::make_shared<TrainArgs>();
+  CLI::App* cmd = app.add_subcommand("train", "Train a model from a JSON config");
+  cmd->add_option("CONFIG", args->config, "The run's JSON config (docs/config.md)")->required();
+  cmd->add_option("--set", args->overrides,
+                  "Override a config key: --set model.moe.k=1 (repeatable; the value is JSON, "
+                  "or else a string)")
+      ->type_name("KEY=VALUE")
+      ->allow_extra_args(false);
+  cmd->add_option("--out", args->out, "Output directory (overrides output.dir)")->type_name("DIR");
+  cmd->add_flag("--quiet,-q", args->quiet, "Print only the final result");
+  cmd->callback([args, run] { *run = [args] { return run_train(*args); }; });
+}
+
+}  // namespace moe::cli

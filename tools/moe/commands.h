@@ -1,0 +1,47 @@
+// The moe command's subcommands: each file cmd_<name>.cpp adds one to the CLI11 app and, when
+// it is the one on the command line, sets the function main() runs after parsing.
+//
+// Exit codes: 0 success, 1 failure (one message on stderr), 2 bad usage (CLI11's message and a
+// hint to --help).
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "moe/core/status.h"
+#include "moe/data/dataset.h"
+#include "moe/io/checkpoint.h"
+
+namespace moe::cli {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitUsage = 2;
+
+using Run = std::function<int()>;
+
+void add_train_command(CLI::App& app, Run* run);
+void add_eval_command(CLI::App& app, Run* run);
+void add_predict_command(CLI::App& app, Run* run);
+void add_inspect_command(CLI::App& app, Run* run);
+
+// Prints "moe: error: <message>" on stderr and returns kExitFailure.
+int fail(const Status& status);
+
+// Loads a checkpoint directory and encodes `data` (with `labels_path` for IDX images) with its
+// schema; *report receives what encoding did quietly (unknown categories, imputed values).
+struct LoadedInput {
+  Checkpoint checkpoint;
+  Dataset data;
+};
+Result<LoadedInput> load_checkpoint_and_data(const std::string& checkpoint_dir,
+                                             const std::string& data_path,
+                                             const std::string& labels_path, LabelUse labels,
+                                             std::string* report);
+
+// The names of the model's outputs: class names, or regression target columns.
+const std::vector<std::string>& output_names(const DataSchema& schema);
+
+}  // namespace moe::cli
