@@ -542,6 +542,7 @@ json moe_block_to_json(const MoeBlockConfig& b) {
 void parse_model(Section s, ModelConfig* m) {
   s.integer("width", &m->width, 1, kMaxWidth, "a positive integer");
   s.number("input_dropout", &m->input_dropout, 0, 1, false, true, "a number in [0, 1)");
+  s.number("word_dropout", &m->word_dropout, 0, 1, false, true, "a number in [0, 1)");
   s.choice("bag", &m->bag, kBags);
   Section t = s.object("trunk");
   if (const json* v = t.take("hidden")) {
@@ -556,6 +557,7 @@ void parse_model(Section s, ModelConfig* m) {
   }
   t.choice("activation", &m->trunk.activation, kActivations);
   t.choice("norm", &m->trunk.norm, kNorms);
+  t.boolean("final_norm", &m->trunk.final_norm);
   t.number("norm_eps", &m->trunk.norm_eps, 0, 1, true, false, "a number in (0, 1]");
   t.number("dropout", &m->trunk.dropout, 0, 1, false, true, "a number in [0, 1)");
   t.finish();
@@ -587,10 +589,12 @@ json model_to_json(const ModelConfig& m) {
   json j;
   j["width"] = m.width;
   j["input_dropout"] = m.input_dropout;
+  j["word_dropout"] = m.word_dropout;
   j["bag"] = choice_name(kBags, m.bag);
   j["trunk"] = {{"hidden", m.trunk.hidden},
                 {"activation", choice_name(kActivations, m.trunk.activation)},
                 {"norm", choice_name(kNorms, m.trunk.norm)},
+                {"final_norm", m.trunk.final_norm},
                 {"norm_eps", m.trunk.norm_eps},
                 {"dropout", m.trunk.dropout}};
   if (m.moe.size() == 1 && !m.moe_list) {

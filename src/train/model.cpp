@@ -21,7 +21,8 @@ namespace {
 
 // Rng streams, one per purpose, so that adding a layer does not shift another's draws.
 constexpr uint64_t kInitInput = 1, kInitHead = 2, kInitBlock = 100;
-constexpr uint64_t kNoiseInput = 1, kNoiseBlockDropout = 100, kNoiseBlockMoe = 100000;
+constexpr uint64_t kNoiseInput = 1, kNoiseWords = 2, kNoiseBlockDropout = 100,
+                   kNoiseBlockMoe = 100000;
 
 constexpr int64_t kMaxInputFeatures = int64_t{1} << 31;
 
@@ -62,6 +63,8 @@ Result<std::unique_ptr<Model>> Model::create(const ModelConfig& config, const Da
                          shape.n_outputs);
   if (shape.n_outputs < 1) return Status::error("model: the data has no regression target");
   if (config.width < 1) return Status::error("model.width: must be positive, got {}", config.width);
+  if (!(config.word_dropout >= 0.0f && config.word_dropout < 1.0f))
+    return Status::error("model.word_dropout: must be in [0, 1), got {}", config.word_dropout);
   if (!(config.input_dropout >= 0.0f && config.input_dropout < 1.0f))
     return Status::error("model.input_dropout: must be in [0, 1), got {}", config.input_dropout);
   if (!(config.trunk.dropout >= 0.0f && config.trunk.dropout < 1.0f))
@@ -124,9 +127,8 @@ void Model::build() {
     }
     add_block(std::move(b));
   }
-  if (config_.trunk.norm != NormChoice::kNone)
-    final_gain_ = store_.add("final_norm.gain", Shape{d}, /*decay=*/false);
-  if (config_.trunk.norm == NormChoice::kLayer)
+  if (final_norm()) final_gain_ = store_.add("final_norm.gain", Shape{d}, /*decay=*/false);
+  if (final_norm() && config_.trunk.norm == NormChoice::kLayer)
     final_bias_ = store_.add("final_norm.bias", Shape{d}, /*decay=*/false);
   head_w_ = store_.add("head.w", Shape{shape_.n_outputs, d});
   head_b_ = store_.add("head.b", Shape{shape_.n_outputs}, /*decay=*/false);
@@ -183,6 +185,28 @@ void Model::norm_backward(ParamId gain, ParamId bias, Tensor x, Tensor dy, Tenso
   }
 }
 
+// Word dropout as per-id weights: w'_n = base_n · m_n / (1 − p), base_n the id's weight in the
+// configured pooling (TF-IDF weight, 1 for a sum, 1/|bag| for a mean); pooled as a weighted sum.
+void Model::drop_words(const Rng& rng, Arena& arena) {
+  const int64_t n = bag_in_.ids.numel();
+  const float p = config_.word_dropout, scale = 1.0f / (1.0f - p);
+  Tensor u = arena.alloc(Shape{n});        // [N] uniform draws
+  Tensor weights = arena.alloc(Shape{n});  // [N] the kept ids' weights
+  Rng r = rng.fork(kNoiseWords);
+  if (n > 0) r.fill_uniform(u, 0.0f, 1.0f);
+  const int64_t* off = bag_in_.offsets.data<int64_t>();
+  const float* base = bag_mode_ == BagMode::kWeightedSum ? bag_in_.weights.f32() : nullptr;
+  for (int64_t b = 0; b + 1 < bag_in_.offsets.numel(); ++b) {
+    const float mean = off[b + 1] > off[b] ? 1.0f / static_cast<float>(off[b + 1] - off[b]) : 0.0f;
+    for (int64_t i = off[b]; i < off[b + 1]; ++i) {
+      const float w = base != nullptr ? base[i] : bag_mode_ == BagMode::kMean ? mean : 1.0f;
+      weights.f32()[i] = u.f32()[i] >= p ? w * scale : 0.0f;
+    }
+  }
+  bag_in_.weights = weights;
+  bag_mode_ = BagMode::kWeightedSum;
+}
+
 Tensor Model::forward(const Batch& batch, bool training, const Rng& rng, Arena& arena) {
   const int64_t t = batch.n_rows, d = config_.width;
   const bool norm = config_.trunk.norm != NormChoice::kNone;
@@ -194,9 +218,11 @@ Tensor Model::forward(const Batch& batch, bool training, const Rng& rng, Arena& 
   if (shape_.input == FeatureKind::kSparse) {
     MOE_CHECK(batch.offsets.numel() == t + 1, "model: text batch of {} rows with {} offsets", t,
               batch.offsets.numel());
-    EmbeddingBagInput in{batch.ids, batch.offsets,
-                         config_.bag == InputBag::kWeightedSum ? batch.weights : Tensor()};
-    embedding_bag_forward({store_.value(input_w_)}, bag_mode(config_.bag), in, h);
+    bag_mode_ = bag_mode(config_.bag);
+    bag_in_ = {batch.ids, batch.offsets,
+               bag_mode_ == BagMode::kWeightedSum ? batch.weights : Tensor()};
+    if (training && config_.word_dropout > 0.0f) drop_words(rng, arena);
+    embedding_bag_forward({store_.value(input_w_)}, bag_mode_, bag_in_, h);
     const float* b = store_.value(input_b_).f32();
     float* hp = h.f32();
     for (int64_t i = 0; i < t; ++i)
@@ -248,7 +274,7 @@ Tensor Model::forward(const Batch& batch, bool training, const Rng& rng, Arena& 
   // Final norm and head.
   final_in_ = h;
   final_out_ = h;
-  if (norm) {
+  if (final_norm()) {
     final_out_ = arena.alloc(Shape{t, d});
     final_rstd_ = arena.alloc(Shape{t});
     final_mean_ = config_.trunk.norm == NormChoice::kLayer ? arena.alloc(Shape{t}) : Tensor();
@@ -274,10 +300,10 @@ void Model::backward(Tensor dlogits, Arena& arena) {
   Tensor dnorm = arena.alloc(Shape{t, d});  // [T, D] dL/dh through a block's branch
 
   // Head and final norm.
-  Tensor dfinal = norm ? dy : dh;
+  Tensor dfinal = final_norm() ? dy : dh;
   linear_backward({store_.value(head_w_), store_.value(head_b_)},
                   {store_.grad(head_w_), store_.grad(head_b_)}, final_out_, dlogits, dfinal);
-  if (norm)
+  if (final_norm())
     norm_backward(final_gain_, final_bias_, final_in_, dfinal, dh, final_rstd_, final_mean_);
 
   // Blocks in reverse: dh_l = dh_{l+1} + Norm_lᵀ(F_lᵀ(Dropoutᵀ(dh_{l+1}))).
@@ -301,10 +327,8 @@ void Model::backward(Tensor dlogits, Arena& arena) {
   // Input stage.
   if (!input_mask_.empty()) dropout_backward(config_.input_dropout, {input_mask_}, dh, dh);
   if (shape_.input == FeatureKind::kSparse) {
-    EmbeddingBagInput in{batch_.ids, batch_.offsets,
-                         config_.bag == InputBag::kWeightedSum ? batch_.weights : Tensor()};
-    embedding_bag_backward({store_.value(input_w_)}, {store_.grad(input_w_)}, bag_mode(config_.bag),
-                           in, dh, Tensor());
+    embedding_bag_backward({store_.value(input_w_)}, {store_.grad(input_w_)}, bag_mode_, bag_in_,
+                           dh, Tensor());
     // db = Σ_t dh[t], rows in order so the sum does not depend on threads.
     float* db = store_.grad(input_b_).f32();
     const float* g = dh.f32();

@@ -178,7 +178,8 @@ TEST(ModelTest, GradientsOfAWholeModelMatchFiniteDifferences) {
   for (NormChoice norm : {NormChoice::kRms, NormChoice::kLayer, NormChoice::kNone}) {
     SCOPED_TRACE(norm_choice_name(norm));
     ModelConfig c = smooth_config(norm);
-    c.trunk.dropout = 0.2f;  // the same mask every call: the rng is fixed
+    c.trunk.final_norm = norm != NormChoice::kLayer;  // LayerNorm blocks without a final norm
+    c.trunk.dropout = 0.2f;                           // the same mask every call: the rng is fixed
     std::unique_ptr<Model> m = make(c, {FeatureKind::kDense, 5, TaskKind::kClassification, 3});
     ASSERT_TRUE(m);
     DenseBatch b(4, 5, 21);
@@ -191,10 +192,9 @@ TEST(ModelTest, GradientsOfAWholeModelMatchFiniteDifferences) {
                                       "blocks.2.moe.shared.0.w2",
                                       "head.w",
                                       "head.b"};
-    if (norm != NormChoice::kNone) {
-      names.push_back("blocks.1.norm.gain");
-      names.push_back("final_norm.gain");
-    }
+    if (norm != NormChoice::kNone) names.push_back("blocks.1.norm.gain");
+    if (norm == NormChoice::kRms) names.push_back("final_norm.gain");
+    EXPECT_EQ(m->params().find("final_norm.gain") >= 0, norm == NormChoice::kRms);
     if (norm == NormChoice::kLayer) names.push_back("blocks.2.norm.bias");
     check_model_gradients(*m, b.batch, names);
   }
@@ -203,6 +203,7 @@ TEST(ModelTest, GradientsOfAWholeModelMatchFiniteDifferences) {
 TEST(ModelTest, TextModelGradientsReachTheEmbeddingTable) {
   ModelConfig c = smooth_config(NormChoice::kRms);
   c.input_dropout = 0.25f;
+  c.word_dropout = 0.3f;  // the same ids dropped every call: the rng is fixed
   std::unique_ptr<Model> m = make(c, {FeatureKind::kSparse, 10, TaskKind::kClassification, 2});
   ASSERT_TRUE(m);
   // The empty document's embedding is the bias alone, zero at init, where an RMSNorm has slope

@@ -132,7 +132,10 @@ ExpertConfig dense_equivalent(const MoeBlockConfig& c);
 struct TrunkConfig {
   std::vector<int64_t> hidden;  // widths of the dense residual FFN blocks before the MoE blocks
   Activation activation = Activation::kGelu;  // their MLP activation
-  NormChoice norm = NormChoice::kRms;         // pre-norm of every block and the final norm
+  NormChoice norm = NormChoice::kRms;         // pre-norm of every block (and the final norm)
+  // A norm before the head too. Without it the logits keep the residual stream's magnitude,
+  // which for TF-IDF bags carries how much evidence a document holds.
+  bool final_norm = true;
   float norm_eps = 1e-5f;
   float dropout = 0.0f;  // on every block's output before the residual add
 };
@@ -140,8 +143,12 @@ struct TrunkConfig {
 enum class InputBag { kWeightedSum, kSum, kMean };  // text input: how a document's ids pool
 
 struct ModelConfig {
-  int64_t width = 64;                     // D, the residual stream width
-  float input_dropout = 0.0f;             // after the input stage
+  int64_t width = 64;          // D, the residual stream width
+  float input_dropout = 0.0f;  // after the input stage
+  // Text input, training only: each id of a document is dropped with this probability and the
+  // kept ones scaled by 1/(1 − p) (word dropout, Iyyer et al. 2015), so the model cannot lean
+  // on a few memorised words.
+  float word_dropout = 0.0f;
   InputBag bag = InputBag::kWeightedSum;  // text input only
   TrunkConfig trunk;
   std::vector<MoeBlockConfig> moe;  // the MoE blocks, in order (may be empty: a dense model)

@@ -5,13 +5,16 @@
 //
 //   input     dense (tabular, images):  h = x · W_inᵀ + b_in           x [T, D_in], W_in [D, D_in]
 //             text:  h = EmbeddingBag(ids, TF-IDF weights) + b_in     W_in [V, D]
+//                    (training with model.word_dropout p: each id's weight w_n becomes
+//                    w_n · m_n / (1 − p), m_n ~ Bernoulli(1 − p))
 //             then dropout (model.input_dropout)
 //   blocks    l = 0 .. L−1:  h = h + Dropout(F_l(Norm_l(h)))          (pre-norm residual)
 //             F_l: a dense FFN (the trunk's blocks, then MoE blocks when model.dense), or an MoE
 //             layer (moe/moe_layer.h)
 //   output    logits = Norm_f(h) · W_headᵀ + b_head                   [T, C]
 //
-// Norm is an RMSNorm, a LayerNorm, or nothing (model.trunk.norm). The trunk's dense blocks come
+// Norm is an RMSNorm, a LayerNorm, or nothing (model.trunk.norm); Norm_f is left out when
+// model.trunk.final_norm is false. The trunk's dense blocks come
 // first, then one block per entry of model.moe.
 //
 // Parameter names (PyTorch layouts, [out, in]), the names checkpoints use:
@@ -20,7 +23,7 @@
 //   blocks.<l>.ffn.w1, .b1, …               a dense block (moe/experts.h names)
 //   blocks.<l>.moe.router.w, blocks.<l>.moe.experts.<e>.w1, …, blocks.<l>.moe.shared.<i>.w1, …,
 //   blocks.<l>.moe.groups.<g>.router.w      an MoE block (moe/moe_layer.h names)
-//   final_norm.gain [D], final_norm.bias [D] (LayerNorm)
+//   final_norm.gain [D], final_norm.bias [D] (LayerNorm; neither without a final norm)
 //   head.w [C, D], head.b [C]
 //
 // Memory: forward takes every activation it caches from the caller's Arena, which must stay
@@ -40,6 +43,7 @@
 #include "moe/core/tensor.h"
 #include "moe/data/dataset.h"
 #include "moe/io/safetensors.h"
+#include "moe/layers/embedding.h"
 #include "moe/moe/moe_layer.h"
 #include "moe/train/config.h"
 #include "moe/train/data_source.h"
@@ -111,6 +115,10 @@ class Model {
   struct Block;
   Model(ModelConfig config, DataShape shape);
   void build();
+  void drop_words(const Rng& rng, Arena& arena);
+  bool final_norm() const {
+    return config_.trunk.norm != NormChoice::kNone && config_.trunk.final_norm;
+  }
   void norm_forward(ParamId gain, ParamId bias, Tensor x, Tensor y, Tensor rstd, Tensor mean);
   void norm_backward(ParamId gain, ParamId bias, Tensor x, Tensor dy, Tensor dx, Tensor rstd,
                      Tensor mean);
@@ -128,6 +136,8 @@ class Model {
   // The last forward's cache (arena memory).
   Batch batch_;
   bool training_ = false;
+  EmbeddingBagInput bag_in_;  // text: the bags as the forward pooled them
+  BagMode bag_mode_ = BagMode::kWeightedSum;
   Tensor input_mask_;      // [T, D] uint8 input dropout mask (training, p > 0)
   std::vector<Tensor> h_;  // [T, D] the residual stream before each block, and after the last
   Tensor final_in_;        // [T, D] = h_[L]

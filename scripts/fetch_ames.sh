@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Obtains the Ames housing data (De Cock 2011: 2,930 house sales in Ames, Iowa, 73 columns of
+# numeric and categorical features and the sale price) from Debian's r-cran-modeldata package and
+# writes it as CSV for the tabular regression example (examples/ames.json):
+#
+#   data/cache/ames.csv   a header row, then one sale per line; text fields quoted
+#
+# The package stores the data as the R object `ames` in the lazy-load database data/Rdata;
+# Rscript loads it. Factors are written as their level names. The data has no missing values
+# (absent features are levels such as "No_Garage").
+#
+# Runs once: when the file exists the script does nothing. The file is written to a temporary
+# name and renamed, so an interrupted run never leaves a cache that looks complete.
+# Usage: scripts/fetch_ames.sh [OUT_DIR]   (default: data/cache under the repository)
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+out_dir="${1:-$repo/data/cache}"
+out="$out_dir/ames.csv"
+
+if [ -s "$out" ]; then
+  exit 0
+fi
+
+rdata_dir=/usr/lib/R/site-library/modeldata/data
+need=()
+command -v Rscript >/dev/null 2>&1 || need+=(r-base-core)
+[ -e "$rdata_dir/Rdata.rdb" ] || need+=(r-cran-modeldata)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "fetch_ames: installing ${need[*]}"
+  if [ "$(id -u)" -eq 0 ]; then
+    sudo=()
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo=(sudo)
+  else
+    echo "fetch_ames: need root or sudo to install ${need[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends r-base-core r-cran-modeldata
+fi
+if [ ! -e "$rdata_dir/Rdata.rdb" ]; then
+  echo "fetch_ames: $rdata_dir/Rdata.rdb not found after installing r-cran-modeldata" >&2
+  exit 1
+fi
+
+mkdir -p "$out_dir"
+tmp="$(mktemp "$out_dir/.ames.XXXXXX")"
+trap 'rm -f "$tmp"' EXIT
+
+Rscript --vanilla - "$rdata_dir/Rdata" "$tmp" <<'EOF'
+args <- commandArgs(trailingOnly = TRUE)
+env <- new.env()
+invisible(lazyLoad(args[1], envir = env))
+if (!exists("ames", envir = env, inherits = FALSE)) {
+  stop(sprintf("object 'ames' not in %s (has: %s)", args[1], paste(ls(env), collapse = ", ")))
+}
+d <- as.data.frame(get("ames", envir = env))
+if (!("Sale_Price" %in% names(d))) stop("ames has no column 'Sale_Price'")
+for (col in names(d)) if (is.factor(d[[col]])) d[[col]] <- as.character(d[[col]])
+if (anyNA(d)) stop("ames has missing values; the example expects none")
+write.csv(d, file = args[2], row.names = FALSE, fileEncoding = "UTF-8")
+cat(sprintf("ames.csv: %d rows, %d columns\n", nrow(d), ncol(d)))
+EOF
+
+chmod 644 "$tmp"
+mv "$tmp" "$out"
+trap - EXIT
+echo "fetch_ames: wrote $out"

@@ -1,0 +1,194 @@
+// Data source: each format loaded from a config (split by ratio or by files), the schema's JSON
+// round trip, encoding a new file with a saved schema, and the errors a user can cause. Also
+// checks that every example configuration in examples/ parses.
+//
+// Dims: N rows · D dense feature width · V text id range.
+#include "moe/train/data_source.h"
+
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "moe/data/idx.h"
+
+namespace moe {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+class TempDir {
+ public:
+  TempDir() {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    path_ =
+        fs::temp_directory_path() / fmt::format("moe_data_source_{}_{}", info->name(), ::getpid());
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  std::string write(const std::string& name, const std::string& text) const {
+    std::ofstream(path_ / name, std::ios::binary) << text;
+    return (path_ / name).string();
+  }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+};
+
+Config config_from(const std::string& text) {
+  Result<Config> c = parse_config(json::parse(text), "test");
+  EXPECT_TRUE(c.is_ok()) << c.status().message();
+  return c.is_ok() ? *c : Config{};
+}
+
+TEST(DataSourceTest, TabularSplitByRatioAndEncodedAgainWithTheSchema) {
+  TempDir dir;
+  std::string csv = "size,colour,label\n";
+  for (int i = 0; i < 40; ++i)
+    csv += fmt::format("{},{},{}\n", i, i % 3 == 0 ? "red" : "blue", i % 2 == 0 ? "even" : "odd");
+  const std::string path = dir.write("t.csv", csv);
+  Config c = config_from(fmt::format(
+      R"({{"data": {{"train": "{}", "split": {{"validation": 0.25, "test": 0.25}}}}}})", path));
+  Result<LoadedData> d = load_data(c.data);
+  ASSERT_TRUE(d.is_ok()) << d.status().message();
+  EXPECT_EQ(d->train.n_rows, 20);
+  EXPECT_EQ(d->validation.n_rows, 10);
+  EXPECT_EQ(d->test.n_rows, 10);
+  const DataShape s = d->schema.shape();
+  EXPECT_EQ(s.input, FeatureKind::kDense);
+  EXPECT_EQ(s.n_features, 3);  // size + colour one-hot over {blue, red}
+  EXPECT_EQ(s.n_outputs, 2);
+  EXPECT_EQ(d->schema.labels.class_names, (std::vector<std::string>{"even", "odd"}));
+
+  Result<DataSchema> back = DataSchema::from_json(d->schema.to_json(), "model.json: data");
+  ASSERT_TRUE(back.is_ok()) << back.status().message();
+  EXPECT_EQ(back->to_json(), d->schema.to_json());
+  std::string report;
+  Result<Dataset> again = load_with_schema(*back, path, "", LabelUse::kRequired, &report);
+  ASSERT_TRUE(again.is_ok()) << again.status().message();
+  ASSERT_EQ(again->n_rows, 40);
+  // Training row r came from file row source_rows[r] - 2 (line numbers, header on line 1).
+  for (int64_t r = 0; r < d->train.n_rows; ++r) {
+    const int64_t row = d->train.source_rows[static_cast<size_t>(r)] - 2;
+    for (int64_t j = 0; j < 3; ++j)
+      EXPECT_EQ(d->train.dense[static_cast<size_t>(r * 3 + j)],
+                again->dense[static_cast<size_t>(row * 3 + j)]);
+  }
+  // A TSV file of the same columns is read as TSV, by its extension.
+  std::string tsv = "size\tcolour\tlabel\n3\tred\todd\n";
+  Result<Dataset> t =
+      load_with_schema(*back, dir.write("more.tsv", tsv), "", LabelUse::kRequired, nullptr);
+  ASSERT_TRUE(t.is_ok()) << t.status().message();
+  EXPECT_EQ(t->labels[0], 1);
+}
+
+TEST(DataSourceTest, TextWithSeparateTestFile) {
+  TempDir dir;
+  const std::string train = dir.write(
+      "train.tsv",
+      "text\tlabel\ngreat tea\tgreat\nawful tea\tother\ngreat coffee\tgreat\nstale coffee\tother\n"
+      "great value\tgreat\nawful value\tother\n");
+  const std::string test = dir.write("test.tsv", "text\tlabel\ngreat stale tea\tgreat\n");
+  Config c = config_from(fmt::format(
+      R"({{"data": {{"format": "text", "train": "{}", "test": "{}", "split": {{"validation": 0}},
+          "text": {{"min_count": 1}}}}}})",
+      train, test));
+  Result<LoadedData> d = load_data(c.data);
+  ASSERT_TRUE(d.is_ok()) << d.status().message();
+  EXPECT_EQ(d->train.n_rows, 6);
+  EXPECT_EQ(d->validation.n_rows, 0);
+  EXPECT_EQ(d->test.n_rows, 1);
+  ASSERT_TRUE(d->schema.text.has_value());
+  EXPECT_EQ(d->schema.shape().input, FeatureKind::kSparse);
+  EXPECT_EQ(d->schema.shape().n_features, d->schema.text->n_features());
+  EXPECT_EQ(d->test.row_ids(0), 3);  // great, stale, tea all in the vocabulary
+
+  Result<DataSchema> back = DataSchema::from_json(d->schema.to_json(), "m");
+  ASSERT_TRUE(back.is_ok()) << back.status().message();
+  const std::string unseen = dir.write("unseen.tsv", "text\tlabel\ngreat tea\tmeh\n");
+  Result<Dataset> bad = load_with_schema(*back, unseen, "", LabelUse::kRequired, nullptr);
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("meh"), std::string::npos) << bad.status().message();
+  Result<Dataset> ok = load_with_schema(*back, unseen, "", LabelUse::kIgnore, nullptr);
+  ASSERT_TRUE(ok.is_ok()) << ok.status().message();
+  EXPECT_FALSE(ok->has_labels);
+}
+
+TEST(DataSourceTest, IdxImagesSplitAndChecked) {
+  TempDir dir;
+  IdxArray images{{12, 2, 3}, std::vector<uint8_t>(72)}, labels{{12}, std::vector<uint8_t>(12)};
+  for (size_t i = 0; i < 72; ++i) images.data[i] = static_cast<uint8_t>(i * 3);
+  for (size_t i = 0; i < 12; ++i) labels.data[i] = static_cast<uint8_t>(i % 3);
+  ASSERT_TRUE(write_idx(dir.file("img.gz"), images, true).is_ok());
+  ASSERT_TRUE(write_idx(dir.file("lab"), labels, false).is_ok());
+  IdxArray small{{2, 2, 2}, std::vector<uint8_t>(8)};
+  ASSERT_TRUE(write_idx(dir.file("small"), small, false).is_ok());
+  Config c = config_from(fmt::format(
+      R"({{"data": {{"format": "idx", "split": {{"validation": 0.25}},
+          "idx": {{"train_images": "{0}", "train_labels": "{1}", "test_images": "{0}",
+                  "test_labels": "{1}", "n_classes": 3}}}}}})",
+      dir.file("img.gz"), dir.file("lab")));
+  Result<LoadedData> d = load_data(c.data);
+  ASSERT_TRUE(d.is_ok()) << d.status().message();
+  EXPECT_EQ(d->train.n_rows, 9);
+  EXPECT_EQ(d->validation.n_rows, 3);
+  EXPECT_EQ(d->test.n_rows, 12);
+  EXPECT_EQ(d->schema.image_size, 6);
+  EXPECT_EQ(d->schema.shape().n_outputs, 3);
+
+  Result<DataSchema> back = DataSchema::from_json(d->schema.to_json(), "m");
+  ASSERT_TRUE(back.is_ok()) << back.status().message();
+  Result<Dataset> wrong =
+      load_with_schema(*back, dir.file("small"), "", LabelUse::kIgnore, nullptr);
+  ASSERT_FALSE(wrong.is_ok());
+  EXPECT_EQ(wrong.status().message(),
+            dir.file("small") + ": images of 4 pixels, the model was trained on 6");
+  Result<Dataset> no_labels =
+      load_with_schema(*back, dir.file("img.gz"), "", LabelUse::kRequired, nullptr);
+  ASSERT_FALSE(no_labels.is_ok());
+}
+
+TEST(DataSourceTest, ErrorsNameTheFileOrField) {
+  DataConfig missing;
+  missing.train = "/nonexistent/moe/train.csv";
+  Result<LoadedData> d = load_data(missing);
+  ASSERT_FALSE(d.is_ok());
+  EXPECT_NE(d.status().message().find("/nonexistent/moe/train.csv"), std::string::npos);
+
+  const json base = json::parse(
+      R"({"format": "csv", "delimiter": ",", "labels": {"task": "classification",
+          "columns": ["y"], "class_names": ["a", "b"], "target_mean": [], "target_std": [],
+          "standardized": false}})");
+  Result<DataSchema> r = DataSchema::from_json(base, "model.json: data");
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().message(), "model.json: data: missing field 'features'");
+  json extra = base;
+  extra["text"] = json::object();
+  r = DataSchema::from_json(extra, "model.json: data");
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().message(), "model.json: data: unexpected field 'text' for format \"csv\"");
+  json bad_format = base;
+  bad_format["format"] = "xls";
+  EXPECT_FALSE(DataSchema::from_json(bad_format, "m").is_ok());
+}
+
+TEST(DataSourceTest, ExampleConfigsParse) {
+  int n = 0;
+  for (const auto& e : fs::directory_iterator("../examples")) {
+    if (e.path().extension() != ".json") continue;
+    SCOPED_TRACE(e.path().string());
+    Result<Config> c = load_config(e.path().string(), {});
+    EXPECT_TRUE(c.is_ok()) << c.status().message();
+    ++n;
+  }
+  EXPECT_GE(n, 3);
+}
+
+}  // namespace
+}  // namespace moe
