@@ -126,6 +126,64 @@ cmp -s "$work/pred.csv" "$work/pred.bak" || fail "predict: an earlier output was
 expect 0 'expert +[0-3] +[0-9.]+% of slots' -- inspect "$run/best" "$work/test.csv"
 expect 0 '"layers"' -- inspect "$run/best" "$work/test.csv" --json
 
+# --- bad input: each case exits 1 with one message naming the file and the place -------------
+bad="$work/bad"
+mkdir -p "$bad"
+header=$(head -n 1 "$work/data.csv")
+# A data file whose row 50 (line 51) is replaced by $1.
+with_row() {
+  { echo "$header"; sed -n 2,50p "$work/data.csv"; echo "$1"; sed -n 52,200p "$work/data.csv"; }
+}
+printf 'x1,x2,colour,label\n0.1,0.2,red,yes\n0.3,blue,no\n' >"$bad/fields.csv"
+with_row 'abc,0.2,red,yes' >"$bad/text.csv"
+with_row 'nan,0.2,red,yes' >"$bad/nan.csv"
+with_row '0.1,inf,red,yes' >"$bad/inf.csv"
+: >"$bad/empty.csv"
+cut -d, -f1-3 "$work/data.csv" >"$bad/nolabel.csv"
+{ echo "$header"; sed -n 2,30p "$work/data.csv"; echo '0.1,0.2,red,maybe'; } >"$bad/unseen.csv"
+# name | expected message (an extended regex)
+while IFS='|' read -r name message; do
+  sed "s|$work/data.csv|$bad/$name.csv|" "$work/tiny.json" >"$bad/$name.json"
+  expect 1 "$message" -- train "$bad/$name.json" --out "$bad/run_$name"
+done <<TABLE
+fields|fields\.csv line 3: 3 fields, header has 4
+text|text\.csv line 51, column 'x1': 'abc' is not a number
+nan|nan\.csv line 51, column 'x1': 'nan' is not a finite number
+inf|inf\.csv line 51, column 'x2': 'inf' is not a finite number
+empty|empty\.csv: empty file
+nolabel|nolabel\.csv: no label column 'label'
+missing|missing\.csv: cannot open
+TABLE
+expect 1 "unseen\.csv line 31, column 'label': class 'maybe' does not occur in the training data" \
+  -- eval "$run/best" "$bad/unseen.csv"
+# A checkpoint whose weights do not match model.json is refused, and nothing is rewritten.
+cp -r "$run/best" "$bad/ck"
+printf 'x' >>"$bad/ck/model.safetensors"
+expect 1 "$bad/ck" -- eval "$bad/ck" "$work/test.csv"
+
+# Images: a tiny IDX model (20 images of 2x2 pixels, two classes), then a file with a bad magic
+# number and one cut short.
+idx="$work/idx"
+mkdir -p "$idx"
+{ printf '\x00\x00\x08\x03\x00\x00\x00\x14\x00\x00\x00\x02\x00\x00\x00\x02'
+  for i in $(seq 1 10); do printf '\x10\xf0\x10\xf0\xf0\x10\xf0\x10'; done; } >"$idx/images"
+{ printf '\x00\x00\x08\x01\x00\x00\x00\x14'
+  for i in $(seq 1 10); do printf '\x00\x01'; done; } >"$idx/labels"
+cat >"$idx/idx.json" <<JSON
+{"data": {"format": "idx", "idx": {"train_images": "$idx/images", "train_labels": "$idx/labels",
+          "n_classes": 2}, "split": {"validation": 0.2}},
+ "model": {"width": 8, "moe": {"experts": 2, "k": 1, "expert": {"kind": "mlp", "hidden": 8}}},
+ "training": {"epochs": 2, "batch_size": 8}}
+JSON
+expect 0 'trained 2 epochs' -- train "$idx/idx.json" --out "$idx/run" --quiet
+expect 0 'accuracy' -- eval "$idx/run/best" "$idx/images" --labels "$idx/labels"
+expect 1 'labels' -- eval "$idx/run/best" "$idx/images"
+expect 0 '^row,prediction,p\.0,p\.1,blocks\.0\.moe\.experts' -- predict "$idx/run/best" "$idx/images"
+printf '\x12\x34\x08\x03\x00\x00\x00\x01' >"$idx/magic"
+expect 1 'magic: bad magic number' -- eval "$idx/run/best" "$idx/magic" --labels "$idx/labels"
+head -c 40 "$idx/images" >"$idx/short"
+expect 1 'short: truncated' -- eval "$idx/run/best" "$idx/short" --labels "$idx/labels"
+
 if [ "$failures" -gt 0 ]; then
   echo "$failures CLI check(s) failed" >&2
   exit 1

@@ -244,6 +244,27 @@ TEST(Trainer, NonFiniteLossNamesEpochAndStepAndKeepsTheLastGoodCheckpoint) {
   fs::remove_all(out);
 }
 
+TEST(Trainer, KeepLastRotatesEarlierCheckpointsAndBestCanBeOff) {
+  const std::string out = temp_dir("rotate");
+  const LoadedData data = make_data(2, false, 64, 32);
+  Config config = make_config(out, R"({"epochs": 4})");
+  config.output.keep_last = 3;
+  config.output.save_best = false;
+  Result<TrainResult> r = train(config, data);
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  const auto epoch_of = [&](const char* name) -> int64_t {
+    Result<Checkpoint> c = load_checkpoint((fs::path(out) / name).string());
+    EXPECT_TRUE(c.is_ok()) << name << ": " << c.status().message();
+    return c.is_ok() ? c->info["epoch"].get<int64_t>() : -1;
+  };
+  EXPECT_EQ(epoch_of("last"), 4);
+  EXPECT_EQ(epoch_of("last.1"), 3);
+  EXPECT_EQ(epoch_of("last.2"), 2);
+  EXPECT_FALSE(fs::exists(fs::path(out) / "last.3"));
+  EXPECT_FALSE(fs::exists(fs::path(out) / "best"));
+  fs::remove_all(out);
+}
+
 TEST(Trainer, RegressionReportsRawUnitMetrics) {
   const LoadedData data = make_data(0, true, 512, 256);
   TrainOptions o = quiet();

@@ -3,9 +3,11 @@
 // Where each MoE layer sends the rows of DATA: every expert's share of the routed slots and
 // rows, the class mix of its rows (when DATA has labels), and for text models the words most
 // characteristic of the rows it receives (evaluate.h: characteristic_words).
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -91,12 +93,21 @@ int run_inspect(const InspectArgs& args) {
       if (classes) {
         nlohmann::ordered_json cj;
         const std::vector<int64_t>& counts = mix[static_cast<size_t>(e.expert)];
+        std::vector<std::pair<double, size_t>> by_share;  // (share, class)
         for (size_t c = 0; c < counts.size(); ++c) {
           const double frac =
               e.rows > 0 ? static_cast<double>(counts[c]) / static_cast<double>(e.rows) : 0.0;
           cj[class_names[c]] = frac;
-          if (counts.size() <= 4) out += fmt::format("  {} {:.0f}%", class_names[c], 100 * frac);
+          by_share.emplace_back(frac, c);
         }
+        // Every class when there are few, else the three largest shares.
+        if (by_share.size() > 4) {
+          std::stable_sort(by_share.begin(), by_share.end(),
+                           [](const auto& a, const auto& b) { return a.first > b.first; });
+          by_share.resize(3);
+        }
+        for (const auto& [frac, c] : by_share)
+          out += fmt::format("  {} {:.0f}%", class_names[c], 100 * frac);
         ej["classes"] = cj;
       }
       out += "\n";

@@ -82,7 +82,8 @@ int run_train(const TrainArgs& args) {
 
   const std::vector<std::string>& names = output_names(data->schema);
   const TrainResult& r = *result;
-  std::printf("\ntrained %lld epochs (%lld steps) in %.1f s, %.0f rows/s%s\n",
+  if (log) std::printf("\n");
+  std::printf("trained %lld epochs (%lld steps) in %.1f s, %.0f rows/s%s\n",
               static_cast<long long>(r.epochs), static_cast<long long>(r.steps), r.seconds,
               r.rows_per_second, r.stopped_early ? ", stopped early" : "");
   std::printf("best epoch %lld by %s: %.4f\n", static_cast<long long>(r.best_epoch),
