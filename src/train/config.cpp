@@ -5,6 +5,8 @@
 #include "moe/train/config.h"
 
 #include <algorithm>
+#include <charconv>
+#include <cstdlib>
 #include <cmath>
 #include <cstdint>
 #include <fstream>
@@ -22,6 +24,14 @@ using json = nlohmann::json;
 
 constexpr int64_t kMaxWidth = int64_t{1} << 20;  // widths, counts: far beyond any CPU model
 constexpr uint64_t kMaxConfigBytes = uint64_t{16} << 20;
+
+// A float config value as the shortest decimal that reads back as the same float (0.01, not
+// 0.009999999776482582), so the resolved config is readable and still exact.
+json real(float v) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof(buf), v);
+  return std::strtod(std::string(buf, r.ptr).c_str(), nullptr);
+}
 
 // A JSON value for a message, cut short when long.
 std::string show(const json& v) {
@@ -438,18 +448,18 @@ void gate_to_json(const GateConfig& g, json* j) {
   (*j)["gate"] = {{"kind", choice_name(kGateKinds, g.kind)},
                   {"renormalize", g.renormalize},
                   {"softmax_after_topk", g.softmax_after_topk},
-                  {"tau_start", g.tau_start},
-                  {"tau_min", g.tau_min},
-                  {"tau_decay", g.tau_decay},
+                  {"tau_start", real(g.tau_start)},
+                  {"tau_min", real(g.tau_min)},
+                  {"tau_decay", real(g.tau_decay)},
                   {"hard", g.hard},
-                  {"bias_update_rate", g.bias_update_rate},
+                  {"bias_update_rate", real(g.bias_update_rate)},
                   {"sinkhorn_iterations", g.sinkhorn_iterations}};
-  (*j)["capacity_factor"] = g.capacity_factor;
+  (*j)["capacity_factor"] = real(g.capacity_factor);
   (*j)["min_capacity"] = g.min_capacity;
-  (*j)["balance"] = {{"switch", g.switch_loss},
-                     {"importance", g.importance_loss},
-                     {"load", g.load_loss},
-                     {"z", g.z_loss}};
+  (*j)["balance"] = {{"switch", real(g.switch_loss)},
+                     {"importance", real(g.importance_loss)},
+                     {"load", real(g.load_loss)},
+                     {"z", real(g.z_loss)}};
 }
 
 }  // namespace
@@ -588,15 +598,15 @@ void parse_model(Section s, ModelConfig* m) {
 json model_to_json(const ModelConfig& m) {
   json j;
   j["width"] = m.width;
-  j["input_dropout"] = m.input_dropout;
-  j["word_dropout"] = m.word_dropout;
+  j["input_dropout"] = real(m.input_dropout);
+  j["word_dropout"] = real(m.word_dropout);
   j["bag"] = choice_name(kBags, m.bag);
   j["trunk"] = {{"hidden", m.trunk.hidden},
                 {"activation", choice_name(kActivations, m.trunk.activation)},
                 {"norm", choice_name(kNorms, m.trunk.norm)},
                 {"final_norm", m.trunk.final_norm},
-                {"norm_eps", m.trunk.norm_eps},
-                {"dropout", m.trunk.dropout}};
+                {"norm_eps", real(m.trunk.norm_eps)},
+                {"dropout", real(m.trunk.dropout)}};
   if (m.moe.size() == 1 && !m.moe_list) {
     j["moe"] = moe_block_to_json(m.moe[0]);
   } else {

@@ -217,7 +217,14 @@ json DataSchema::to_json() const {
   j["delimiter"] = delimiter_name(delimiter);
   j["labels"] = labels.to_json();
   if (features) j["features"] = features->to_json();
-  if (text) j["text"] = text->to_json();
+  if (text) {
+    j["text"] = text->to_json();
+    // The inverse document frequencies the vocabulary implies, written out so that a reader in
+    // another language need not recompute them (checked against the vocabulary on load).
+    std::vector<float> idf(static_cast<size_t>(text->n_features()));
+    for (size_t i = 0; i < idf.size(); ++i) idf[i] = text->idf(static_cast<int32_t>(i));
+    j["idf"] = idf;
+  }
   if (format == DataFormat::kIdx) j["image_size"] = image_size;
   return j;
 }
@@ -252,8 +259,8 @@ Result<DataSchema> DataSchema::from_json(const json& j, const std::string& sourc
   const bool idx = s.format == DataFormat::kIdx;
   for (const auto& [key, value] : j.items()) {
     const bool known = key == "format" || key == "delimiter" || key == "labels" ||
-                       (tabular && key == "features") || (text && key == "text") ||
-                       (idx && key == "image_size");
+                       (tabular && key == "features") ||
+                       (text && (key == "text" || key == "idf")) || (idx && key == "image_size");
     if (!known)
       return Status::error("{}: unexpected field '{}' for format \"{}\"", source, key,
                            data_format_name(s.format));
@@ -265,6 +272,16 @@ Result<DataSchema> DataSchema::from_json(const json& j, const std::string& sourc
   } else if (text) {
     if (!j.contains("text")) return Status::error("{}: missing field 'text'", source);
     MOE_ASSIGN_OR_RETURN(TextVectorizer v, TextVectorizer::from_json(j["text"], source));
+    const auto it = j.find("idf");
+    if (it == j.end() || !it->is_array() || static_cast<int64_t>(it->size()) != v.n_features())
+      return Status::error("{}: idf must be an array of {} numbers (one per text id)", source,
+                           v.n_features());
+    for (size_t i = 0; i < it->size(); ++i) {
+      const json& x = (*it)[i];
+      if (!x.is_number() || static_cast<float>(x.get<double>()) != v.idf(static_cast<int32_t>(i)))
+        return Status::error("{}: idf {} is {}, the vocabulary's document frequencies give {}",
+                             source, i, x.dump(), v.idf(static_cast<int32_t>(i)));
+    }
     s.text = std::move(v);
   } else {
     const auto it = j.find("image_size");
