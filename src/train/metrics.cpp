@@ -32,6 +32,11 @@ constexpr const char* kClassificationMetrics[] = {"loss",   "accuracy", "precisi
                                                   "recall", "f1",       "roc_auc"};
 constexpr const char* kRegressionMetrics[] = {"loss", "mse", "mae", "r2"};
 
+// Four decimals, or six significant digits for large values (an MSE in squared dollars).
+std::string format_metric(double v) {
+  return std::fabs(v) < 1e6 ? fmt::format("{:.4f}", v) : fmt::format("{:.6g}", v);
+}
+
 }  // namespace
 
 std::vector<int32_t> argmax_rows(std::span<const float> scores, int64_t n_classes) {
@@ -254,7 +259,7 @@ nlohmann::ordered_json EvalMetrics::to_json(const std::vector<std::string>& labe
 std::string EvalMetrics::to_text(const std::vector<std::string>& labels) const {
   std::string out = fmt::format("rows      {}\n", n_rows);
   for (const std::string& name : names())
-    out += fmt::format("{:<9} {:.4f}\n", name, value(name).value());
+    out += fmt::format("{:<9} {}\n", name, format_metric(value(name).value()));
   if (task == TaskKind::kClassification) {
     const ClassificationMetrics& c = classification;
     size_t width = 5;
