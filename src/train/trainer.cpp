@@ -128,6 +128,65 @@ std::string metric_summary(const EvalMetrics& m) {
   return s;
 }
 
+// Each MoE layer's auxiliary losses and per-expert kept slots, summed over an epoch's steps.
+class RoutingTally {
+ public:
+  explicit RoutingTally(const Model& model) : aux_(static_cast<size_t>(model.n_moe_layers())) {
+    for (int64_t l = 0; l < model.n_moe_layers(); ++l)
+      load_.emplace_back(static_cast<size_t>(model.moe_layer(l).n_experts()), 0);
+  }
+
+  // After a training step: the last forward's losses and plans.
+  void add(const Model& model) {
+    ++steps_;
+    for (size_t l = 0; l < aux_.size(); ++l) {
+      const MoeLayer& layer = model.moe_layer(static_cast<int64_t>(l));
+      aux_[l].switch_loss += layer.aux().switch_loss;
+      aux_[l].importance_loss += layer.aux().importance_loss;
+      aux_[l].load_loss += layer.aux().load_loss;
+      aux_[l].z_loss += layer.aux().z_loss;
+      for (size_t e = 0; e < load_[l].size(); ++e)
+        load_[l][e] += layer.plan().expert_rows(static_cast<int64_t>(e));
+    }
+  }
+
+  // The epoch's mean of each auxiliary loss some gate of the layer weighs (unweighted values),
+  // and each expert's share of the layer's kept slots.
+  void fill(const Model& model, EpochRecord* record) const {
+    const double per = 1.0 / static_cast<double>(std::max<int64_t>(steps_, 1));
+    for (size_t l = 0; l < aux_.size(); ++l) {
+      const MoeLayer& layer = model.moe_layer(static_cast<int64_t>(l));
+      const std::string& name = model.moe_layer_name(static_cast<int64_t>(l));
+      const GateConfig& g = layer.config().gate;
+      const GateConfig& top = layer.config().hierarchy.top;
+      const bool hierarchical = layer.n_groups() > 0;
+      const auto on = [&](float GateConfig::*coef) {
+        return g.*coef > 0 || (hierarchical && top.*coef > 0);
+      };
+      const AuxLosses& a = aux_[l];
+      if (on(&GateConfig::switch_loss))
+        record->aux_losses.emplace_back(name + ".switch", a.switch_loss * per);
+      if (on(&GateConfig::importance_loss))
+        record->aux_losses.emplace_back(name + ".importance", a.importance_loss * per);
+      if (on(&GateConfig::load_loss))
+        record->aux_losses.emplace_back(name + ".load", a.load_loss * per);
+      if (on(&GateConfig::z_loss)) record->aux_losses.emplace_back(name + ".z", a.z_loss * per);
+      ExpertLoad el;
+      el.layer = name;
+      int64_t total = 0;
+      for (int64_t c : load_[l]) total += c;
+      for (int64_t c : load_[l])
+        el.share.push_back(total > 0 ? static_cast<double>(c) / static_cast<double>(total) : 0.0);
+      record->expert_load.push_back(std::move(el));
+    }
+  }
+
+ private:
+  int64_t steps_ = 0;
+  std::vector<AuxLosses> aux_;              // [L]
+  std::vector<std::vector<int64_t>> load_;  // [L][E] kept slots per expert
+};
+
 }  // namespace
 
 // Everything a run keeps between steps: sized once in create().
@@ -263,10 +322,7 @@ Result<TrainResult> Trainer::run() {
     if (s.progress) s.progress->start_epoch(epoch, tc.epochs, n_batches);
     s.iterator.start_epoch(epoch - 1);
     double loss_sum = 0.0;  // Σ over batches of the mean task loss
-    std::vector<AuxLosses> aux_sum(static_cast<size_t>(n_moe));
-    std::vector<std::vector<int64_t>> load(static_cast<size_t>(n_moe));  // [L][E] kept slots
-    for (int64_t l = 0; l < n_moe; ++l)
-      load[static_cast<size_t>(l)].assign(static_cast<size_t>(model.moe_layer(l).n_experts()), 0);
+    RoutingTally tally(model);
     int64_t step = 0, rows = 0;
     Batch batch;
     while (s.iterator.next(s.buffers, &batch)) {
@@ -295,17 +351,7 @@ Result<TrainResult> Trainer::run() {
       model.after_step();
 
       loss_sum += loss;
-      for (int64_t l = 0; l < n_moe; ++l) {
-        const MoeLayer& layer = model.moe_layer(l);
-        AuxLosses& a = aux_sum[static_cast<size_t>(l)];
-        a.switch_loss += layer.aux().switch_loss;
-        a.importance_loss += layer.aux().importance_loss;
-        a.load_loss += layer.aux().load_loss;
-        a.z_loss += layer.aux().z_loss;
-        std::vector<int64_t>& counts = load[static_cast<size_t>(l)];
-        for (size_t e = 0; e < counts.size(); ++e)
-          counts[e] += layer.plan().expert_rows(static_cast<int64_t>(e));
-      }
+      tally.add(model);
       rows += batch.n_rows;
       if (s.progress) s.progress->update(step, loss_sum / static_cast<double>(step), rows);
       if (config_.output.checkpoint_every > 0 &&
@@ -321,30 +367,7 @@ Result<TrainResult> Trainer::run() {
     record.steps = s.optimizer->step_count();
     record.train_loss = loss_sum / static_cast<double>(std::max<int64_t>(step, 1));
     record.learning_rate = schedule.lr_at(std::max<int64_t>(record.steps - 1, 0));
-    for (int64_t l = 0; l < n_moe; ++l) {
-      const MoeLayer& layer = model.moe_layer(l);
-      const std::string& name = model.moe_layer_name(l);
-      const AuxLosses& a = aux_sum[static_cast<size_t>(l)];
-      const GateConfig& g = layer.config().gate;
-      const GateConfig& top = layer.config().hierarchy.top;
-      const bool hier = layer.n_groups() > 0;
-      const double per = 1.0 / static_cast<double>(std::max<int64_t>(step, 1));
-      auto on = [&](float GateConfig::*coef) { return g.*coef > 0 || (hier && top.*coef > 0); };
-      if (on(&GateConfig::switch_loss))
-        record.aux_losses.emplace_back(name + ".switch", a.switch_loss * per);
-      if (on(&GateConfig::importance_loss))
-        record.aux_losses.emplace_back(name + ".importance", a.importance_loss * per);
-      if (on(&GateConfig::load_loss))
-        record.aux_losses.emplace_back(name + ".load", a.load_loss * per);
-      if (on(&GateConfig::z_loss)) record.aux_losses.emplace_back(name + ".z", a.z_loss * per);
-      ExpertLoad el;
-      el.layer = name;
-      int64_t total = 0;
-      for (int64_t c : load[static_cast<size_t>(l)]) total += c;
-      for (int64_t c : load[static_cast<size_t>(l)])
-        el.share.push_back(total > 0 ? static_cast<double>(c) / static_cast<double>(total) : 0.0);
-      record.expert_load.push_back(std::move(el));
-    }
+    tally.fill(model, &record);
 
     EvalMetrics validation;
     double value = record.train_loss;
