@@ -26,6 +26,9 @@ using json = nlohmann::json;
 constexpr const char* kFormatName = "moe-checkpoint";
 constexpr uint64_t kMaxJsonBytes = uint64_t{1} << 30;  // a vocabulary can be large
 constexpr uint64_t kMaxWeightsBytes = uint64_t{1} << 40;
+constexpr const char* kJsonFields[] = {"format",  "format_version", "moe_version",
+                                       "weights", "config",         "data",
+                                       "params",  "gates",          "info"};
 
 Result<std::vector<uint8_t>> read_bytes(const std::string& path, uint64_t max_bytes) {
   std::error_code ec;
@@ -181,11 +184,8 @@ Result<Checkpoint> load_checkpoint(const std::string& dir) {
   if (j.is_discarded()) return Status::error("{}: invalid JSON", json_path);
   if (!j.is_object()) return Status::error("{}: expected a JSON object", json_path);
   for (const auto& [k, v] : j.items()) {
-    static const char* const kKnown[] = {"format",  "format_version", "moe_version",
-                                         "weights", "config",         "data",
-                                         "params",  "gates",          "info"};
     bool known = false;
-    for (const char* name : kKnown) known = known || k == name;
+    for (const char* name : kJsonFields) known = known || k == name;
     if (!known) return Status::error("{}: unexpected field '{}'", json_path, k);
   }
 

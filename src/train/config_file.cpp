@@ -1,0 +1,171 @@
+// The run configuration as a file: reading JSON with line and column of syntax errors and a check
+// for duplicate keys, `--set key=value` overrides, and load_config tying them together.
+// See include/moe/train/config.h.
+//
+// Dims: none (configuration values only).
+#include <algorithm>
+#include <cctype>
+#include <cstdint>
+#include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "moe/train/config.h"
+#include "train/config_reader.h"
+
+namespace moe {
+
+namespace {
+
+using namespace config_detail;  // NOLINT(google-build-using-namespace): this file's own helpers
+
+constexpr uint64_t kMaxConfigBytes = uint64_t{16} << 20;
+
+// Splits "a.b.0.c" at the dots.
+std::vector<std::string> split_key(const std::string& key) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (true) {
+    const size_t dot = key.find('.', start);
+    parts.push_back(key.substr(start, dot == std::string::npos ? std::string::npos : dot - start));
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  return parts;
+}
+
+bool parse_index(const std::string& s, size_t* out) {
+  if (s.empty() || s.size() > 9 || !std::all_of(s.begin(), s.end(), ::isdigit)) return false;
+  *out = static_cast<size_t>(std::stoul(s));
+  return true;
+}
+
+// Line and column of a byte offset, for JSON syntax errors.
+std::pair<int64_t, int64_t> line_col(const std::string& text, size_t byte) {
+  int64_t line = 1, col = 1;
+  for (size_t i = 0; i < byte && i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      col = 1;
+    } else {
+      ++col;
+    }
+  }
+  return {line, col};
+}
+
+}  // namespace
+
+Result<json> read_json_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::error("{}: cannot open the file", path);
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  if (size < 0) return Status::error("{}: cannot read the file", path);
+  if (static_cast<uint64_t>(size) > kMaxConfigBytes)
+    return Status::error("{}: {} bytes, more than a configuration may have ({})", path, size,
+                         kMaxConfigBytes);
+  in.seekg(0);
+  std::string text(static_cast<size_t>(size), '\0');
+  if (!in.read(text.data(), size)) return Status::error("{}: cannot read the file", path);
+
+  // nlohmann keeps the last of two equal keys; a duplicate key is a mistake worth naming.
+  std::vector<std::vector<std::string>> keys_at_depth;
+  std::string duplicate;
+  const json::parser_callback_t check_duplicates = [&](int depth, json::parse_event_t event,
+                                                       json& parsed) {
+    const auto d = static_cast<size_t>(depth);
+    if (event == json::parse_event_t::object_start) {
+      if (keys_at_depth.size() <= d) keys_at_depth.resize(d + 1);
+      keys_at_depth[d].clear();
+    } else if (event == json::parse_event_t::key && d >= 1 && keys_at_depth.size() >= d) {
+      std::vector<std::string>& seen = keys_at_depth[d - 1];
+      const std::string k = parsed.get<std::string>();
+      if (std::find(seen.begin(), seen.end(), k) != seen.end() && duplicate.empty()) duplicate = k;
+      seen.push_back(k);
+    }
+    return true;
+  };
+  try {
+    json j = json::parse(text, check_duplicates);
+    if (!duplicate.empty())
+      return Status::error("{}: the key \"{}\" appears twice in one object", path, duplicate);
+    return j;
+  } catch (const json::parse_error& e) {
+    const auto [line, col] = line_col(text, e.byte > 0 ? e.byte - 1 : 0);
+    std::string what = e.what();
+    const size_t colon = what.find("syntax error");
+    if (colon != std::string::npos) what = what.substr(colon);
+    return Status::error("{} line {} column {}: invalid JSON ({})", path, line, col, what);
+  }
+}
+
+Status apply_override(json* j, const std::string& assignment) {
+  const size_t eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0)
+    return Status::error("--set {}: expected key=value (for example model.moe.k=2)", assignment);
+  const std::string key = assignment.substr(0, eq);
+  const std::string text = assignment.substr(eq + 1);
+  json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) value = text;
+
+  // The key must exist in the resolved configuration: every key has a value there.
+  Result<Config> current = parse_config(*j, "the configuration");
+  if (!current.is_ok()) return current.status();
+  const json resolved = config_to_json(*current);
+  const std::vector<std::string> parts = split_key(key);
+  const json* r = &resolved;
+  std::string walked;
+  for (const std::string& p : parts) {
+    walked = join_path(walked, p);
+    size_t index = 0;
+    if (r->is_object() && r->contains(p)) {
+      r = &(*r)[p];
+    } else if (r->is_array() && parse_index(p, &index) && index < r->size()) {
+      r = &(*r)[index];
+    } else {
+      return Status::error("--set {}: no configuration key {}", assignment, walked);
+    }
+  }
+
+  // Write into the configuration as written, creating the objects on the way.
+  json* w = j;
+  walked.clear();
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const std::string& p = parts[i];
+    const std::string parent = walked;
+    walked = join_path(walked, p);
+    const bool last = i + 1 == parts.size();
+    size_t index = 0;
+    if (w->is_array() && parse_index(p, &index) && index < w->size()) {
+      w = &(*w)[index];
+    } else {
+      if (w->is_null()) *w = json::object();
+      if (!w->is_object())
+        return Status::error("--set {}: {} is not an object in the configuration", assignment,
+                             parent);
+      if (!last && !w->contains(p)) (*w)[p] = json::object();
+      w = &(*w)[p];
+    }
+  }
+  *w = value;
+  return Status::ok();
+}
+
+Result<Config> load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  MOE_ASSIGN_OR_RETURN(json j, read_json_file(path));
+  {
+    Result<Config> check = parse_config(j, path);  // errors in the file itself come first
+    if (!check.is_ok()) return check.status();
+  }
+  for (const std::string& o : overrides) {
+    const Status st = apply_override(&j, o);
+    if (!st.is_ok()) return st.with_context(path);
+  }
+  Result<Config> c = parse_config(j, path);
+  if (!c.is_ok() && !overrides.empty()) return c.status().with_context("after the --set overrides");
+  return c;
+}
+
+}  // namespace moe

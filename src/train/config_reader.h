@@ -1,0 +1,264 @@
+// Reading the run configuration's JSON: the Section helper that registers every key it reads
+// (so unknown ones can be named), typed getters with messages naming the key path, and the
+// tables of names for every enumerated value. Internal to src/train.
+//
+// Dims: none (configuration values only).
+#pragma once
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "moe/train/config.h"
+
+namespace moe::config_detail {
+
+using json = nlohmann::json;
+
+inline constexpr int64_t kMaxWidth = int64_t{1} << 20;  // widths, counts: far beyond any CPU model
+
+// A float config value as the shortest decimal that reads back as the same float (0.01, not
+// 0.009999999776482582), so the resolved config is readable and still exact.
+inline json real(float v) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof(buf), v);
+  return std::strtod(std::string(buf, r.ptr).c_str(), nullptr);
+}
+
+// A JSON value for a message, cut short when long.
+inline std::string show(const json& v) {
+  std::string s = v.dump();
+  if (s.size() > 60) s = s.substr(0, 57) + "...";
+  return s;
+}
+
+inline std::string join_path(const std::string& path, const std::string& key) {
+  return path.empty() ? key : path + "." + key;
+}
+
+template <typename E>
+struct Choice {
+  const char* name;
+  E value;
+};
+
+template <typename E, size_t N>
+std::string choice_list(const Choice<E> (&options)[N]) {
+  std::string s = "one of";
+  for (size_t i = 0; i < N; ++i) s += fmt::format("{} \"{}\"", i ? "," : "", options[i].name);
+  return s;
+}
+
+template <typename E, size_t N>
+const char* choice_name(const Choice<E> (&options)[N], E v) {
+  for (const Choice<E>& c : options)
+    if (c.value == v) return c.name;
+  return "unknown";
+}
+
+inline constexpr Choice<DataFormat> kFormats[] = {{"csv", DataFormat::kCsv},
+                                                  {"tsv", DataFormat::kTsv},
+                                                  {"text", DataFormat::kText},
+                                                  {"idx", DataFormat::kIdx}};
+inline constexpr Choice<TaskKind> kTasks[] = {{"classification", TaskKind::kClassification},
+                                              {"regression", TaskKind::kRegression}};
+inline constexpr Choice<MissingPolicy> kMissing[] = {{"error", MissingPolicy::kError},
+                                                     {"impute", MissingPolicy::kImpute}};
+inline constexpr Choice<NormChoice> kNorms[] = {
+    {"rms", NormChoice::kRms}, {"layer", NormChoice::kLayer}, {"none", NormChoice::kNone}};
+inline constexpr Choice<InputBag> kBags[] = {
+    {"weighted_sum", InputBag::kWeightedSum}, {"sum", InputBag::kSum}, {"mean", InputBag::kMean}};
+inline constexpr Choice<ExpertKind> kExpertKinds[] = {
+    {"linear", ExpertKind::kLinear}, {"mlp", ExpertKind::kMlp}, {"swiglu", ExpertKind::kSwiglu}};
+inline constexpr Choice<Activation> kActivations[] = {
+    {"relu", Activation::kRelu},          {"gelu", Activation::kGelu},
+    {"gelu_tanh", Activation::kGeluTanh}, {"silu", Activation::kSilu},
+    {"sigmoid", Activation::kSigmoid},    {"tanh", Activation::kTanh}};
+inline constexpr Choice<GateKind> kGateKinds[] = {{"dense_softmax", GateKind::kDenseSoftmax},
+                                                  {"gumbel_softmax", GateKind::kGumbelSoftmax},
+                                                  {"topk_softmax", GateKind::kTopKSoftmax},
+                                                  {"noisy_topk", GateKind::kNoisyTopK},
+                                                  {"sigmoid_bias", GateKind::kSigmoidBias},
+                                                  {"expert_choice", GateKind::kExpertChoice},
+                                                  {"hash", GateKind::kHash},
+                                                  {"sinkhorn", GateKind::kSinkhorn}};
+inline constexpr Choice<OptimizerKind> kOptimizers[] = {
+    {"sgd", OptimizerKind::kSgd}, {"adam", OptimizerKind::kAdam}, {"adamw", OptimizerKind::kAdamW}};
+inline constexpr Choice<ScheduleKind> kSchedules[] = {{"constant", ScheduleKind::kConstant},
+                                                      {"cosine", ScheduleKind::kCosine},
+                                                      {"step", ScheduleKind::kStep}};
+inline constexpr Choice<MetricKind> kMetrics[] = {
+    {"loss", MetricKind::kLoss},  {"accuracy", MetricKind::kAccuracy}, {"f1", MetricKind::kF1},
+    {"auc", MetricKind::kRocAuc}, {"mse", MetricKind::kMse},           {"mae", MetricKind::kMae},
+    {"r2", MetricKind::kR2}};
+inline constexpr Choice<ClassWeights> kClassWeights[] = {{"none", ClassWeights::kNone},
+                                                         {"balanced", ClassWeights::kBalanced}};
+inline constexpr Choice<RegressionLoss> kLosses[] = {{"mse", RegressionLoss::kMse},
+                                                     {"huber", RegressionLoss::kHuber}};
+
+// One JSON object of the configuration at `path`. Every getter registers its key (so finish()
+// can name unknown ones) and leaves the default in place when the key is absent. The first
+// error is kept in *status; later calls do nothing.
+class Section {
+ public:
+  Section(const json* j, std::string path, Status* status)
+      : j_(j), path_(std::move(path)), status_(status) {
+    if (j_ != nullptr && !j_->is_object() && status_->is_ok())
+      *status_ = Status::error("{}: expected an object, got {}", path_, show(*j_));
+  }
+
+  bool ok() const { return status_->is_ok(); }
+  Status* status() const { return status_; }
+  const std::string& path() const { return path_; }
+  std::string at(const std::string& key) const { return join_path(path_, key); }
+  bool has(const char* key) {
+    know(key);
+    return j_ != nullptr && j_->is_object() && j_->contains(key);
+  }
+
+  // The value of `key`, or null when absent or after an error.
+  const json* take(const char* key) {
+    know(key);
+    if (!ok() || j_ == nullptr || !j_->is_object()) return nullptr;
+    const auto it = j_->find(key);
+    return it == j_->end() ? nullptr : &*it;
+  }
+
+  void fail(const char* key, const std::string& expected, const json& got) {
+    if (ok()) *status_ = Status::error("{}: expected {}, got {}", at(key), expected, show(got));
+  }
+  void fail_msg(const std::string& key_path, const std::string& message) {
+    if (ok()) *status_ = Status::error("{}: {}", key_path, message);
+  }
+
+  void integer(const char* key, int64_t* out, int64_t lo, int64_t hi, const char* expected) {
+    const json* v = take(key);
+    if (v == nullptr) return;
+    int64_t x = 0;
+    bool good = false;
+    if (v->is_number_unsigned()) {
+      const uint64_t u = v->get<uint64_t>();
+      good = u <= static_cast<uint64_t>(INT64_MAX);
+      x = good ? static_cast<int64_t>(u) : 0;
+    } else if (v->is_number_integer()) {
+      x = v->get<int64_t>();
+      good = true;
+    } else if (v->is_number_float()) {  // 1e5 is a float in JSON; accept it when integral
+      const double d = v->get<double>();
+      good = std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9.0e15;
+      x = good ? static_cast<int64_t>(d) : 0;
+    }
+    if (!good || x < lo || x > hi) return fail(key, expected, *v);
+    *out = x;
+  }
+  void integer(const char* key, int* out, int lo, int hi, const char* expected) {
+    int64_t x = *out;
+    integer(key, &x, lo, hi, expected);
+    *out = static_cast<int>(x);
+  }
+  void seed(const char* key, uint64_t* out) {
+    const json* v = take(key);
+    if (v == nullptr) return;
+    if (v->is_number_unsigned()) {
+      *out = v->get<uint64_t>();
+    } else if (v->is_number_integer() && v->get<int64_t>() >= 0) {
+      *out = static_cast<uint64_t>(v->get<int64_t>());
+    } else {
+      fail(key, "an integer ≥ 0", *v);
+    }
+  }
+  // A finite number in the range [lo, hi], or (lo, hi] when lo_open, [lo, hi) when hi_open.
+  void number(const char* key, double* out, double lo, double hi, bool lo_open, bool hi_open,
+              const char* expected) {
+    const json* v = take(key);
+    if (v == nullptr) return;
+    const double x = v->is_number() ? v->get<double>() : std::nan("");
+    const bool good =
+        std::isfinite(x) && (lo_open ? x > lo : x >= lo) && (hi_open ? x < hi : x <= hi);
+    if (!good) return fail(key, expected, *v);
+    *out = x;
+  }
+  void number(const char* key, float* out, double lo, double hi, bool lo_open, bool hi_open,
+              const char* expected) {
+    double x = *out;
+    number(key, &x, lo, hi, lo_open, hi_open, expected);
+    *out = static_cast<float>(x);
+  }
+  void boolean(const char* key, bool* out) {
+    const json* v = take(key);
+    if (v == nullptr) return;
+    if (!v->is_boolean()) return fail(key, "true or false", *v);
+    *out = v->get<bool>();
+  }
+  void string(const char* key, std::string* out) {
+    const json* v = take(key);
+    if (v == nullptr) return;
+    if (!v->is_string()) return fail(key, "a string", *v);
+    *out = v->get<std::string>();
+  }
+  // A string, or an array of strings.
+  void strings(const char* key, std::vector<std::string>* out, bool allow_single) {
+    const json* v = take(key);
+    if (v == nullptr) return;
+    const char* expected = allow_single ? "a string or an array of strings" : "an array of strings";
+    if (allow_single && v->is_string()) {
+      *out = {v->get<std::string>()};
+      return;
+    }
+    if (!v->is_array()) return fail(key, expected, *v);
+    std::vector<std::string> r;
+    for (size_t i = 0; i < v->size(); ++i) {
+      if (!(*v)[i].is_string())
+        return fail_msg(at(key) + "." + std::to_string(i),
+                        fmt::format("expected a string, got {}", show((*v)[i])));
+      r.push_back((*v)[i].get<std::string>());
+    }
+    *out = std::move(r);
+  }
+  template <typename E, size_t N>
+  void choice(const char* key, E* out, const Choice<E> (&options)[N]) {
+    const json* v = take(key);
+    if (v == nullptr) return;
+    if (v->is_string()) {
+      for (const Choice<E>& c : options) {
+        if (v->get<std::string>() == c.name) {
+          *out = c.value;
+          return;
+        }
+      }
+    }
+    fail(key, choice_list(options), *v);
+  }
+  Section object(const char* key) { return Section(take(key), at(key), status_); }
+
+  // Unknown keys are errors naming the key and the ones this object knows.
+  void finish() {
+    if (!ok() || j_ == nullptr || !j_->is_object()) return;
+    for (const auto& [k, v] : j_->items()) {
+      if (std::find(known_.begin(), known_.end(), k) != known_.end()) continue;
+      std::string list;
+      for (size_t i = 0; i < known_.size(); ++i) list += (i ? ", " : "") + known_[i];
+      fail_msg(at(k), fmt::format("unknown key (expected one of: {})", list));
+      return;
+    }
+  }
+
+ private:
+  void know(const char* key) {
+    if (std::find(known_.begin(), known_.end(), key) == known_.end()) known_.emplace_back(key);
+  }
+
+  const json* j_;
+  std::string path_;
+  Status* status_;
+  std::vector<std::string> known_;
+};
+
+}  // namespace moe::config_detail
