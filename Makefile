@@ -4,7 +4,7 @@
 #   make build       release build in build/release
 #   make test        unit, gradcheck and golden tests, then the unit tests under ASan + UBSan
 #   make test-slow   the slow label
-#   make demo        the demo
+#   make demo        review sentiment, MoE vs dense of equal active size (scripts/demo.sh)
 #   make format      clang-format every source file
 #   make tidy        clang-tidy over src/
 
