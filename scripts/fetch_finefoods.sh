@@ -26,28 +26,8 @@ if [ -s "$train" ] && [ -s "$test" ]; then
   exit 0
 fi
 
-rdata_dir=/usr/lib/R/site-library/modeldata/data
-need=()
-command -v Rscript >/dev/null 2>&1 || need+=(r-base-core)
-[ -e "$rdata_dir/Rdata.rdb" ] || need+=(r-cran-modeldata)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "fetch_finefoods: installing ${need[*]}"
-  if [ "$(id -u)" -eq 0 ]; then
-    sudo=()
-  elif command -v sudo >/dev/null 2>&1; then
-    sudo=(sudo)
-  else
-    echo "fetch_finefoods: need root or sudo to install ${need[*]}" >&2
-    exit 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  "${sudo[@]}" apt-get update -qq
-  "${sudo[@]}" apt-get install -y -qq --no-install-recommends r-base-core r-cran-modeldata
-fi
-if [ ! -e "$rdata_dir/Rdata.rdb" ]; then
-  echo "fetch_finefoods: $rdata_dir/Rdata.rdb not found after installing r-cran-modeldata" >&2
-  exit 1
-fi
+source "$repo/scripts/modeldata.sh"
+ensure_modeldata fetch_finefoods
 
 mkdir -p "$out_dir"
 tmp_train="$(mktemp "$out_dir/.finefoods_train.XXXXXX")"
