@@ -377,6 +377,10 @@ void Gate::after_step(const RoutingPlan& plan) {
   ++g.step;
 }
 
+Tensor Gate::router_probs() const {
+  return has_router(impl_->cfg.kind) ? switch_probs(*impl_) : Tensor();
+}
+
 Tensor Gate::bias() const {
   return impl_->bias.view();
 }

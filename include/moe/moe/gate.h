@@ -169,6 +169,13 @@ class Gate {
   // Gumbel temperature schedule.
   void after_step(const RoutingPlan& plan);
 
+  // The last forward's router probabilities over all E experts [T, E], what inspection needs
+  // for gate entropy beyond the kept slots: softmax(l) for every gate with a router (Gumbel and
+  // noisy top-k: of the noise-free logits, temperature 1), σ(l) for the sigmoid gate (not
+  // normalised: scale a row to sum 1 to compare it with the others); empty for hash routing,
+  // which has no router. A view into the forward's arena, valid until the arena is reset.
+  Tensor router_probs() const;
+
   // Persistent state, saved in checkpoints.
   Tensor bias() const;  // [E] sigmoid gate's selection bias (empty for other kinds)
   float temperature() const;

@@ -98,6 +98,11 @@ class MoeLayer {
 
   Gate& gate() { return gates_[0]; }  // the flat gate, or the top gate
   Gate& group_gate(int64_t g) { return gates_[static_cast<size_t>(1 + g)]; }
+  const Gate& gate() const { return gates_[0]; }
+  const Gate& group_gate(int64_t g) const { return gates_[static_cast<size_t>(1 + g)]; }
+  // Group g's plan of the last forward (hierarchical): its tokens are the rows top_plan() sent
+  // to g, in token order (see hierarchical.h).
+  const RoutingPlan& group_plan(int64_t g) const { return group_plans_[static_cast<size_t>(g)]; }
   Expert& expert(int64_t e) { return experts_[static_cast<size_t>(e)]; }
   Expert& shared_expert(int64_t i) { return shared_[static_cast<size_t>(i)]; }
 
