@@ -66,8 +66,8 @@ Status check_metric(MetricKind metric, const DataShape& shape) {
       if (classify && shape.n_outputs == 2) return Status::ok();
       if (classify) {
         return Status::error(
-            "training.metric: '{}' needs a binary task, this one has {} classes (use accuracy "
-            "or f1)",
+            "training.early_stopping.metric: '{}' needs a binary task, this one has {} classes "
+            "(use accuracy or f1)",
             name, shape.n_outputs);
       }
       break;
@@ -77,9 +77,9 @@ Status check_metric(MetricKind metric, const DataShape& shape) {
       if (!classify) return Status::ok();
       break;
   }
-  return Status::error("training.metric: '{}' is not a {} metric (expected {})", name,
-                       task_kind_name(shape.task),
-                       classify ? "loss, accuracy, f1 or auc" : "loss, mse, mae or r2");
+  return Status::error("training.early_stopping.metric: '{}' is not a {} metric (expected {})",
+                       name, task_kind_name(shape.task),
+                       classify ? "loss, accuracy, f1 or roc_auc" : "loss, mse, mae or r2");
 }
 
 // The name of the first parameter whose gradient (or value) holds a NaN or Inf, or "".
