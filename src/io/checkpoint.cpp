@@ -4,8 +4,14 @@
 // Dims: E experts (a gate's bias has E values).
 #include "moe/io/checkpoint.h"
 
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -15,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "checkpoint_internal.h"
 #include "moe/io/safetensors.h"
 
 namespace moe {
@@ -22,13 +29,32 @@ namespace moe {
 namespace {
 
 using json = nlohmann::json;
+using namespace checkpoint_detail;
 
 constexpr const char* kFormatName = "moe-checkpoint";
 constexpr uint64_t kMaxJsonBytes = uint64_t{1} << 30;  // a vocabulary can be large
 constexpr uint64_t kMaxWeightsBytes = uint64_t{1} << 40;
-constexpr const char* kJsonFields[] = {"format",  "format_version", "moe_version",
-                                       "weights", "config",         "data",
-                                       "params",  "gates",          "info"};
+
+// Loads every parameter the model declares from the weights file, exactly: present, F32, the
+// shape the config gives, finite; and no tensor the model does not have.
+Status load_weights(const SafetensorsFile& file, Model& model) {
+  const ParamStore& store = model.params();
+  std::set<std::string> expected;
+  for (ParamId id = 0; id < store.size(); ++id) {
+    const ParamInfo& info = store.info(id);
+    expected.insert(info.name);
+    MOE_TRY(read_tensor_strict(file, info.name, store.value(id), "the config gives"));
+  }
+  for (const SafetensorsEntry& e : file.entries())
+    if (expected.count(e.name) == 0)
+      return Status::error("{}: unexpected tensor {} (the config has no such parameter)",
+                           file.source(), e.name);
+  return Status::ok();
+}
+
+}  // namespace
+
+namespace checkpoint_detail {
 
 Result<std::vector<uint8_t>> read_bytes(const std::string& path, uint64_t max_bytes) {
   std::error_code ec;
@@ -48,7 +74,19 @@ Result<std::vector<uint8_t>> read_bytes(const std::string& path, uint64_t max_by
   return bytes;
 }
 
-// Typed fields of model.json; `where` names the file (and the object) in messages.
+Result<json> parse_json_object(const std::vector<uint8_t>& bytes, const std::string& where,
+                               const std::vector<std::string>& known) {
+  json j = json::parse(bytes.begin(), bytes.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return Status::error("{}: invalid JSON", where);
+  if (!j.is_object()) return Status::error("{}: expected a JSON object", where);
+  for (const auto& [k, v] : j.items()) {
+    bool is_known = false;
+    for (const std::string& name : known) is_known = is_known || k == name;
+    if (!is_known) return Status::error("{}: unexpected field '{}'", where, k);
+  }
+  return j;
+}
+
 const json* field(const json& obj, const char* key, const std::string& where, Status* st) {
   if (!st->is_ok()) return nullptr;
   const auto it = obj.find(key);
@@ -63,12 +101,46 @@ Status expect(bool ok, const std::string& where, const char* key, const char* wh
   return ok ? Status::ok() : Status::error("{}: field '{}' must be {}", where, key, what);
 }
 
-Result<std::vector<GateState>> parse_gates(const json& j, const std::string& where) {
-  if (!j.is_array()) return Status::error("{}: field 'gates' must be an array", where);
+Result<std::vector<uint8_t>> read_bound_file(const json& binding, const std::string& json_path,
+                                             const std::string& dir, const char* file_name,
+                                             const char* key, uint64_t max_bytes) {
+  const std::string where = fmt::format("{}: {}", json_path, key);
+  const std::string path = dir + "/" + file_name;
+  MOE_TRY(expect(binding.is_object(), json_path, key, "an object"));
+  Status st;
+  const json* file = field(binding, "file", where, &st);
+  const json* bytes = field(binding, "bytes", where, &st);
+  const json* hash = field(binding, "fnv1a64", where, &st);
+  MOE_TRY(st);
+  if (!file->is_string() || file->get<std::string>() != file_name)
+    return Status::error("{}: field 'file' must be \"{}\"", where, file_name);
+  MOE_TRY(expect(bytes->is_number_unsigned(), where, "bytes", "an integer ≥ 0"));
+  MOE_TRY(expect(hash->is_string(), where, "fnv1a64", "a string of 16 hex digits"));
+  MOE_ASSIGN_OR_RETURN(std::vector<uint8_t> data, read_bytes(path, max_bytes));
+  if (data.size() != bytes->get<uint64_t>())
+    return Status::error("{}: {} bytes, but {} says {} (the two files are from different saves)",
+                         path, data.size(), json_path, bytes->get<uint64_t>());
+  if (fnv1a64_hex(data.data(), data.size()) != hash->get<std::string>())
+    return Status::error(
+        "{}: content hash differs from the one {} records (the file is damaged "
+        "or from a different save)",
+        path, json_path);
+  return data;
+}
+
+json bind_file(const char* file_name, const std::vector<uint8_t>& bytes) {
+  return {{"file", file_name},
+          {"bytes", bytes.size()},
+          {"fnv1a64", fnv1a64_hex(bytes.data(), bytes.size())}};
+}
+
+Result<std::vector<GateState>> parse_gates(const json& j, const std::string& where,
+                                           const char* key) {
+  if (!j.is_array()) return Status::error("{}: field '{}' must be an array", where, key);
   std::vector<GateState> out;
   for (size_t i = 0; i < j.size(); ++i) {
     const json& g = j[i];
-    const std::string at = fmt::format("{}: gates.{}", where, i);
+    const std::string at = fmt::format("{}: {}.{}", where, key, i);
     if (!g.is_object()) return Status::error("{}: must be an object", at);
     for (const auto& [k, v] : g.items())
       if (k != "name" && k != "step" && k != "bias")
@@ -96,38 +168,33 @@ Result<std::vector<GateState>> parse_gates(const json& j, const std::string& whe
   return out;
 }
 
-// Loads every parameter the model declares from the weights file, exactly: present, F32, the
-// shape the config gives, finite; and no tensor the model does not have.
-Status load_weights(const SafetensorsFile& file, Model& model) {
-  const ParamStore& store = model.params();
-  std::set<std::string> expected;
-  for (ParamId id = 0; id < store.size(); ++id) {
-    const ParamInfo& info = store.info(id);
-    expected.insert(info.name);
-    const SafetensorsEntry* e = file.find(info.name);
-    if (e == nullptr) return Status::error("{}: missing tensor {}", file.source(), info.name);
-    if (e->dtype != DType::kF32)
-      return Status::error("{}: tensor {} is {}, expected F32", file.source(), info.name,
-                           dtype_name(e->dtype));
-    if (e->shape != info.shape)
-      return Status::error("{}: tensor {} has shape {}, the config gives {}", file.source(),
-                           info.name, e->shape.str(), info.shape.str());
-    const Tensor dst = store.value(id);
-    MOE_TRY(file.read_into(info.name, dst));
-    const float* v = dst.f32();
-    for (int64_t i = 0; i < dst.numel(); ++i)
-      if (!std::isfinite(v[i]))
-        return Status::error("{}: tensor {} element {} is {}", file.source(), info.name, i,
-                             std::isnan(v[i]) ? "NaN" : "infinite");
-  }
-  for (const SafetensorsEntry& e : file.entries())
-    if (expected.count(e.name) == 0)
-      return Status::error("{}: unexpected tensor {} (the config has no such parameter)",
-                           file.source(), e.name);
+json gates_to_json(const std::vector<GateState>& gates) {
+  json out = json::array();
+  for (const GateState& g : gates)
+    out.push_back({{"name", g.name}, {"step", g.step}, {"bias", g.bias}});
+  return out;
+}
+
+Status read_tensor_strict(const SafetensorsFile& file, const std::string& name, Tensor dst,
+                          const char* what) {
+  const SafetensorsEntry* e = file.find(name);
+  if (e == nullptr) return Status::error("{}: missing tensor {}", file.source(), name);
+  if (e->dtype != DType::kF32)
+    return Status::error("{}: tensor {} is {}, expected F32", file.source(), name,
+                         dtype_name(e->dtype));
+  if (e->shape != dst.shape())
+    return Status::error("{}: tensor {} has shape {}, {} {}", file.source(), name, e->shape.str(),
+                         what, dst.shape().str());
+  MOE_TRY(file.read_into(name, dst));
+  const float* v = dst.f32();
+  for (int64_t i = 0; i < dst.numel(); ++i)
+    if (!std::isfinite(v[i]))
+      return Status::error("{}: tensor {} element {} is {}", file.source(), name, i,
+                           std::isnan(v[i]) ? "NaN" : "infinite");
   return Status::ok();
 }
 
-}  // namespace
+}  // namespace checkpoint_detail
 
 std::string fnv1a64_hex(const void* data, size_t size) {
   uint64_t h = 14695981039346656037ull;
@@ -158,15 +225,11 @@ Status save_checkpoint(const std::string& dir, const Model& model, const Config&
   j["format"] = kFormatName;
   j["format_version"] = kCheckpointFormatVersion;
   j["moe_version"] = MOE_VERSION;
-  j["weights"] = {{"file", kCheckpointWeightsFile},
-                  {"bytes", weights.size()},
-                  {"fnv1a64", fnv1a64_hex(weights.data(), weights.size())}};
+  j["weights"] = bind_file(kCheckpointWeightsFile, weights);
   j["config"] = config_to_json(config);
   j["data"] = schema.to_json();
   j["params"] = {{"total", model.n_params()}, {"active_per_row", model.n_active_params()}};
-  j["gates"] = json::array();
-  for (const GateState& g : model.gate_states())
-    j["gates"].push_back({{"name", g.name}, {"step", g.step}, {"bias", g.bias}});
+  j["gates"] = gates_to_json(model.gate_states());
   j["info"] = info.is_null() ? json::object() : info;
   const std::string text = j.dump(1) + "\n";
   return write_file_atomic(json_path, text.data(), text.size());
@@ -174,21 +237,15 @@ Status save_checkpoint(const std::string& dir, const Model& model, const Config&
 
 Result<Checkpoint> load_checkpoint(const std::string& dir) {
   const std::string json_path = dir + "/" + kCheckpointJsonFile;
-  const std::string weights_path = dir + "/" + kCheckpointWeightsFile;
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec))
     return Status::error("{}: not a checkpoint directory (it does not exist)", dir);
 
   MOE_ASSIGN_OR_RETURN(std::vector<uint8_t> json_bytes, read_bytes(json_path, kMaxJsonBytes));
-  json j = json::parse(json_bytes.begin(), json_bytes.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return Status::error("{}: invalid JSON", json_path);
-  if (!j.is_object()) return Status::error("{}: expected a JSON object", json_path);
-  for (const auto& [k, v] : j.items()) {
-    bool known = false;
-    for (const char* name : kJsonFields) known = known || k == name;
-    if (!known) return Status::error("{}: unexpected field '{}'", json_path, k);
-  }
-
+  MOE_ASSIGN_OR_RETURN(
+      json j, parse_json_object(json_bytes, json_path,
+                                {"format", "format_version", "moe_version", "weights", "config",
+                                 "data", "params", "gates", "info"}));
   Status st;
   const json* format = field(j, "format", json_path, &st);
   const json* version = field(j, "format_version", json_path, &st);
@@ -207,30 +264,14 @@ Result<Checkpoint> load_checkpoint(const std::string& dir) {
     return Status::error("{}: field 'info' must be an object", json_path);
 
   // The weights file must be the one this model.json was written with.
-  const std::string wwhere = json_path + ": weights";
-  MOE_TRY(expect(weights->is_object(), json_path, "weights", "an object"));
-  const json* wfile = field(*weights, "file", wwhere, &st);
-  const json* wbytes = field(*weights, "bytes", wwhere, &st);
-  const json* whash = field(*weights, "fnv1a64", wwhere, &st);
-  MOE_TRY(st);
-  if (!wfile->is_string() || wfile->get<std::string>() != kCheckpointWeightsFile)
-    return Status::error("{}: field 'file' must be \"{}\"", wwhere, kCheckpointWeightsFile);
-  MOE_TRY(expect(wbytes->is_number_unsigned(), wwhere, "bytes", "an integer ≥ 0"));
-  MOE_TRY(expect(whash->is_string(), wwhere, "fnv1a64", "a string of 16 hex digits"));
-  MOE_ASSIGN_OR_RETURN(std::vector<uint8_t> wdata, read_bytes(weights_path, kMaxWeightsBytes));
-  if (wdata.size() != wbytes->get<uint64_t>())
-    return Status::error("{}: {} bytes, but {} says {} (the two files are from different saves)",
-                         weights_path, wdata.size(), json_path, wbytes->get<uint64_t>());
-  if (fnv1a64_hex(wdata.data(), wdata.size()) != whash->get<std::string>())
-    return Status::error(
-        "{}: content hash differs from the one {} records (the file is damaged "
-        "or from a different save)",
-        weights_path, json_path);
+  MOE_ASSIGN_OR_RETURN(std::vector<uint8_t> wdata,
+                       read_bound_file(*weights, json_path, dir, kCheckpointWeightsFile, "weights",
+                                       kMaxWeightsBytes));
 
   Checkpoint out;
   MOE_ASSIGN_OR_RETURN(out.config, parse_config(*config_j, json_path + ": config"));
   MOE_ASSIGN_OR_RETURN(out.schema, DataSchema::from_json(*data_j, json_path + ": data"));
-  MOE_ASSIGN_OR_RETURN(std::vector<GateState> gates, parse_gates(*gates_j, json_path));
+  MOE_ASSIGN_OR_RETURN(std::vector<GateState> gates, parse_gates(*gates_j, json_path, "gates"));
   if (out.config.data.format != out.schema.format)
     return Status::error("{}: the config's data.format \"{}\" and the data schema's \"{}\" differ",
                          json_path, data_format_name(out.config.data.format),
@@ -239,12 +280,44 @@ Result<Checkpoint> load_checkpoint(const std::string& dir) {
   if (!model.is_ok()) return model.status().with_context(json_path);
   out.model = std::move(model.value());
 
+  out.weights_fnv1a64 = (*weights)["fnv1a64"].get<std::string>();
+  const std::string weights_path = dir + "/" + kCheckpointWeightsFile;
   MOE_ASSIGN_OR_RETURN(SafetensorsFile file,
                        SafetensorsFile::parse(std::move(wdata), weights_path));
   MOE_TRY(load_weights(file, *out.model));
   MOE_TRY(out.model->set_gate_states(gates).with_context(json_path));
   out.info = j.contains("info") ? j["info"] : json::object();
   return out;
+}
+
+Status commit_directory(const std::string& staged, const std::string& dir,
+                        const std::string& previous) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const std::string parent = fs::path(dir).parent_path().string();
+  if (!fs::exists(dir, ec)) {
+    if (::rename(staged.c_str(), dir.c_str()) != 0)
+      return Status::error("{}: cannot rename into place: {}", dir, std::strerror(errno));
+  } else {
+    // One atomic step swaps the two names: `dir` is the old directory before it and the new one
+    // after it, never missing (renameat2(2), Linux 3.15; ext4, xfs, btrfs and tmpfs have it).
+    if (::renameat2(AT_FDCWD, staged.c_str(), AT_FDCWD, dir.c_str(), RENAME_EXCHANGE) != 0)
+      return Status::error("{}: cannot swap in the new checkpoint: {}", dir, std::strerror(errno));
+    // `staged` now names the old checkpoint.
+    if (previous.empty()) {
+      fs::remove_all(staged, ec);
+    } else {
+      fs::remove_all(previous, ec);
+      if (::rename(staged.c_str(), previous.c_str()) != 0)
+        return Status::error("{}: cannot rename to {}: {}", staged, previous, std::strerror(errno));
+    }
+  }
+  const int dfd = ::open(parent.empty() ? "." : parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return Status::ok();
 }
 
 }  // namespace moe

@@ -5,6 +5,11 @@
 //                             states, the weights file's size and FNV-1a 64 hash, and a free
 //                             "info" object (epoch, metrics: whatever the trainer records)
 //
+// A training checkpoint (for `moe train --resume`) is the same directory with the training state
+// beside it (train_state.h). The trainer writes a whole checkpoint directory under a staging name
+// and then swaps it in with commit_directory(), so a run killed at any instant leaves either the
+// previous or the new directory, both loadable.
+//
 // Layout and every field: docs/formats.md. Each file is written atomically (temporary file,
 // fsync, rename, fsync of the directory), weights first; model.json names the hash of the
 // weights it belongs with, so a directory caught between the two renames is rejected on load
@@ -43,9 +48,18 @@ struct Checkpoint {
   DataSchema schema;
   std::unique_ptr<Model> model;  // weights and gate states loaded, ready for forward
   nlohmann::json info;           // the object save_checkpoint was given ({} if none)
+  std::string weights_fnv1a64;   // model.json's weights hash (what a training state binds to)
 };
 
 Result<Checkpoint> load_checkpoint(const std::string& dir);
+
+// Puts the complete directory `staged` in the place of `dir` so that `dir` exists at every
+// instant and is either the old or the new directory, never a mix nor missing: renameat2 with
+// RENAME_EXCHANGE swaps the two names in one step, then the old directory (now at `staged`) is
+// renamed to `previous` (keep_last rotation) or deleted when `previous` is empty; finally the
+// parent directory is fsynced. `staged` and `dir` must be in the same directory.
+Status commit_directory(const std::string& staged, const std::string& dir,
+                        const std::string& previous);
 
 // FNV-1a 64 of bytes (offset basis 14695981039346656037, prime 1099511628211), as 16 lower-case
 // hex digits: the weights hash model.json records.
