@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# tools/torch_load.py against the moe command: tiny models of several kinds are trained, then
+# PyTorch rebuilds each checkpoint and must reproduce `moe predict` (outputs within 1e-5
+# relative, the same experts, weights within 1e-4); a module PyTorch re-initialises is exported
+# as a checkpoint that `moe predict` loads and agrees with; unsupported layers fail clearly.
+# Exits 77 (ctest: skipped) when /usr/bin/python3 cannot import torch.
+#
+# Usage: tests/interop/torch_interop_test.sh PATH/TO/moe PATH/TO/torch_load.py
+set -uo pipefail
+
+moe=${1:?usage: torch_interop_test.sh PATH/TO/moe PATH/TO/torch_load.py}
+script=${2:?usage: torch_interop_test.sh PATH/TO/moe PATH/TO/torch_load.py}
+python=/usr/bin/python3
+if ! "$python" -c 'import torch' >/dev/null 2>&1; then
+  echo "skipped: $python cannot import torch"
+  exit 77
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0
+fail() {
+  echo "FAIL: $*" >&2
+  failures=$((failures + 1))
+}
+
+# --- data: fixed LCGs keep every file the same on every run -------------------------------------
+# Tabular: two numbers and a colour; a class label and a regression target from all three.
+awk 'BEGIN {
+  s = 12345; print "x1,x2,colour,label,y"
+  split("red green blue", colours, " ")
+  for (i = 0; i < 240; i++) {
+    s = (s * 1103515245 + 12345) % 2147483648; x1 = s / 2147483648 * 2 - 1
+    s = (s * 1103515245 + 12345) % 2147483648; x2 = s / 2147483648 * 2 - 1
+    s = (s * 1103515245 + 12345) % 2147483648; c = colours[int(s / 2147483648 * 3) + 1]
+    score = x1 + x2 + (c == "red" ? 0.6 : (c == "blue" ? -0.6 : 0))
+    printf "%.4f,%.4f,%s,%s,%.4f\n", x1, x2, c, (score > 0 ? "yes" : "no"), 100 + 30 * score
+  }
+}' >"$work/table.csv"
+# Text: short reviews from two word lists, with HTML, entities, apostrophes and repeats.
+awk 'BEGIN {
+  s = 777; print "text,label"
+  split("great lovely tasty fresh <b>perfect</b> don'"'"'t-miss fine", good, " ")
+  split("awful stale bland &amp; broken &quot;never&quot; bad", bad, " ")
+  split("the coffee tea box was it is and very", filler, " ")
+  for (i = 0; i < 240; i++) {
+    s = (s * 1103515245 + 12345) % 2147483648; pos = s % 2
+    line = ""
+    for (j = 0; j < 7; j++) {
+      s = (s * 1103515245 + 12345) % 2147483648; r = int(s / 2147483648 * 8) + 1
+      s = (s * 1103515245 + 12345) % 2147483648; f = int(s / 2147483648 * 9) + 1
+      line = line (pos ? good[r] : bad[r]) " " filler[f] " "
+    }
+    printf "\"%s\",%s\n", line, (pos ? "pos" : "neg")
+  }
+}' >"$work/text.csv"
+
+# --- one model per kind -------------------------------------------------------------------------
+# config NAME DATA_JSON MODEL_JSON: writes $work/NAME.json (2 epochs; tiny widths).
+config() {
+  cat >"$work/$1.json" <<JSON
+{"data": $2, "model": $3,
+ "training": {"epochs": 2, "batch_size": 32, "lr": 0.01, "seed": 3},
+ "output": {"dir": "$work/$1"}}
+JSON
+}
+table_class='{"train": "'$work'/table.csv", "label": "label", "ignore_columns": ["y"],
+              "split": {"validation": 0.2, "seed": 1}}'
+table_reg='{"train": "'$work'/table.csv", "task": "regression", "label": ["y"],
+            "ignore_columns": ["label"], "split": {"validation": 0.2, "seed": 1}}'
+text='{"format": "text", "train": "'$work'/text.csv", "split": {"validation": 0.2, "seed": 1},
+       "text": {"min_count": 1, "bigram_buckets": 16, "stop_words": true}}'
+
+# Classification: a trunk block, then top-k MoE with MLP experts and a shared expert.
+config class_topk "$table_class" '{"width": 8, "trunk": {"hidden": [8]},
+  "moe": {"experts": 4, "k": 2, "expert": {"kind": "mlp", "hidden": 8, "activation": "gelu"},
+          "shared": 1, "shared_expert": {"kind": "mlp", "hidden": 4, "activation": "relu"}}}'
+# Regression: LayerNorm, two MoE layers, the sigmoid gate with its balancing bias (SwiGLU
+# experts) and noisy top-k (deep MLP experts).
+config reg_sigmoid "$table_reg" '{"width": 8, "trunk": {"norm": "layer"}, "moe": [
+  {"experts": 4, "k": 2, "gate": {"kind": "sigmoid_bias", "bias_update_rate": 0.01},
+   "expert": {"kind": "swiglu", "hidden": 6}},
+  {"experts": 3, "k": 1, "gate": {"kind": "noisy_topk"},
+   "expert": {"kind": "mlp", "hidden": 5, "depth": 2, "activation": "silu"}}]}'
+# Text: TF-IDF bags with bigrams, top-k then softmax, linear experts, no final norm.
+config text_topk "$text" '{"width": 8, "trunk": {"final_norm": false},
+  "moe": {"experts": 4, "k": 2, "gate": {"kind": "topk_softmax", "softmax_after_topk": true},
+          "expert": {"kind": "linear"}}}'
+# More gates: dense softmax, hash, Sinkhorn and hard Gumbel, heterogeneous experts, no norms.
+config gates "$table_class" '{"width": 8, "trunk": {"norm": "none"}, "moe": [
+  {"experts": 3, "gate": {"kind": "dense_softmax"}, "expert_list": [
+     {"kind": "mlp", "hidden": 4}, {"kind": "swiglu", "hidden": 3}, {"kind": "linear"}]},
+  {"experts": 4, "gate": {"kind": "hash"}, "expert": {"kind": "mlp", "hidden": 4}},
+  {"experts": 4, "k": 2, "gate": {"kind": "sinkhorn"}, "expert": {"kind": "mlp", "hidden": 4}},
+  {"experts": 3, "gate": {"kind": "gumbel_softmax", "hard": true},
+   "expert": {"kind": "mlp", "hidden": 4}}]}'
+# The dense model of equal active size (model.dense).
+config dense "$table_class" '{"width": 8, "dense": true,
+  "moe": {"experts": 4, "k": 2, "expert": {"kind": "swiglu", "hidden": 5}}}'
+# Unsupported by the script: expert choice.
+config expert_choice "$table_class" '{"width": 8,
+  "moe": {"experts": 4, "gate": {"kind": "expert_choice"}, "expert": {"kind": "mlp", "hidden": 4}}}'
+
+for name in class_topk reg_sigmoid text_topk gates dense expert_choice; do
+  data="$work/table.csv"
+  [ "$name" = text_topk ] && data="$work/text.csv"
+  if ! "$moe" train "$work/$name.json" >"$work/train.log" 2>&1; then
+    fail "$name: moe train: $(tail -n 3 "$work/train.log")"
+    continue
+  fi
+  ck="$work/$name/last"
+  "$moe" predict "$ck" "$data" --out "$work/$name.moe.csv" >/dev/null || fail "$name: moe predict"
+  if [ "$name" = expert_choice ]; then
+    "$python" "$script" predict "$ck" "$data" >/dev/null 2>"$work/err"
+    [ $? -eq 1 ] && grep -q 'expert_choice gate is not supported' "$work/err" ||
+      fail "expert_choice: expected a clear refusal, got: $(cat "$work/err")"
+    continue
+  fi
+  # moe -> torch: the rebuilt module predicts what moe predicts.
+  "$python" "$script" predict "$ck" "$data" --compare "$work/$name.moe.csv" ||
+    fail "$name: torch does not reproduce moe predict"
+  # torch -> moe: a module with PyTorch's own fresh parameters, exported and loaded by moe.
+  "$python" "$script" export "$ck" "$work/$name.torch" --reinit 7 >/dev/null ||
+    fail "$name: export"
+  "$moe" predict "$work/$name.torch" "$data" --out "$work/$name.torch.csv" >/dev/null ||
+    fail "$name: moe predict cannot use the exported checkpoint"
+  cmp -s "$work/$name.moe.csv" "$work/$name.torch.csv" &&
+    fail "$name: the re-initialised export predicts exactly what the trained model does"
+  "$python" "$script" predict "$work/$name.torch" "$data" --compare "$work/$name.torch.csv" ||
+    fail "$name: moe and torch disagree on the exported model"
+done
+
+if [ "$failures" -gt 0 ]; then
+  echo "$failures failure(s)" >&2
+  exit 1
+fi
+echo "torch interop: all checks passed"

@@ -1,0 +1,826 @@
+#!/usr/bin/python3
+"""moe checkpoints in PyTorch: rebuild a moe model as a torch.nn.Module, and write one back.
+
+Run with /usr/bin/python3 (Debian's python3-torch 1.13). Nothing in the build or the default
+tests needs it.
+
+  torch_load.py predict CHECKPOINT DATA [--out FILE] [--compare MOE_CSV]
+      Reads CHECKPOINT/model.json and model.safetensors, rebuilds the model in PyTorch, encodes
+      DATA (a CSV/TSV file, or IDX images) with the checkpoint's own schema and writes the same
+      CSV `moe predict` writes: row, prediction and p.<class> (classification) or the targets
+      (regression), then each MoE layer's experts and combine weights. With --compare it checks
+      its outputs against a `moe predict` CSV of the same data instead (exit 1 on a mismatch).
+  torch_load.py export CHECKPOINT OUT_DIR [--reinit SEED]
+      Rebuilds the module from CHECKPOINT and writes it as a new moe checkpoint in OUT_DIR (the
+      same config, data schema and gate states; the weights from the module's state_dict). With
+      --reinit the module's parameters are first drawn afresh by PyTorch (torch.manual_seed(SEED),
+      PyTorch's own initialisers), so OUT_DIR holds a model PyTorch made, which `moe eval` and
+      `moe predict` load.
+
+Preprocessing is reimplemented here from the schema in model.json, so DATA is the raw file moe
+itself reads: tabular standardisation and one-hot categories, text normalisation, TF-IDF with
+the saved idf, hashed bigrams and stop words, images scaled by 1/255.
+
+Supported: dense, text and image inputs; trunk (dense FFN) blocks; RMS/Layer/no norm; dense
+models (model.dense); MoE blocks with linear, MLP and SwiGLU experts (heterogeneous lists and
+shared experts too) under the gates dense_softmax, topk_softmax, noisy_topk, sigmoid_bias (with
+its saved bias), sinkhorn, gumbel_softmax and hash, all as moe evaluates them (no noise).
+Unsupported, rejected with a message: expert_choice gates and capacity_factor > 0 (their routing
+depends on which rows share a batch) and hierarchical layers (hierarchy.groups > 0).
+
+Arithmetic is float64 from the stored float32 weights, so differences from moe are moe's own
+float32 rounding. --compare allows |torch − moe| ≤ 1e-5 · max(1, |moe|) on outputs (the CSV's six
+significant digits limit what a comparison can see), identical expert lists, and combine
+weights within 1e-4 (moe prints them with four decimals).
+"""
+
+import argparse
+import csv
+import gzip
+import json
+import math
+import os
+import struct
+import sys
+
+try:
+    import torch
+    from torch import nn
+except ImportError:  # the ctest wrapper checks this first and skips
+    sys.exit("torch_load: error: PyTorch is not importable (Debian: apt install python3-torch)")
+
+DTYPES = {"F32": (torch.float32, 4), "F64": (torch.float64, 8), "I64": (torch.int64, 8),
+          "I32": (torch.int32, 4), "I8": (torch.int8, 1), "U8": (torch.uint8, 1),
+          "BF16": (torch.bfloat16, 2)}
+FORMAT = "moe-checkpoint"
+FORMAT_VERSION = 1
+COMPARE_RTOL = 1e-5
+WEIGHT_ATOL = 1e-4
+
+
+class Failure(Exception):
+    """A checkpoint, data file or request this script cannot handle; the message says why."""
+
+
+# ------------------------------------------------------------------------------------------------
+# safetensors and the checkpoint directory
+
+def read_safetensors(path):
+    """{name: tensor} in file order, and the __metadata__ map."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 8:
+        raise Failure(f"{path}: too short for a safetensors file")
+    (n,) = struct.unpack("<Q", raw[:8])
+    if n > len(raw) - 8:
+        raise Failure(f"{path}: header length {n} runs past the end of the file")
+    header = json.loads(raw[8:8 + n].decode("utf-8"))
+    data = raw[8 + n:]
+    meta = header.pop("__metadata__", {})
+    tensors = {}
+    for name, e in header.items():
+        if e["dtype"] not in DTYPES:
+            raise Failure(f"{path}: tensor {name}: dtype {e['dtype']} is not supported")
+        dtype, size = DTYPES[e["dtype"]]
+        begin, end = e["data_offsets"]
+        count = math.prod(e["shape"])
+        if end - begin != count * size or end > len(data):
+            raise Failure(f"{path}: tensor {name}: data_offsets {begin}, {end} do not fit")
+        t = torch.frombuffer(bytearray(data[begin:end]), dtype=dtype) if count else \
+            torch.empty(0, dtype=dtype)
+        tensors[name] = t.reshape(e["shape"])
+    return tensors, meta
+
+
+def encode_safetensors(named, metadata):
+    """The bytes of a safetensors file: F32 tensors in the given order, data 8-byte aligned."""
+    header = {"__metadata__": metadata} if metadata else {}
+    blobs, offset = [], 0
+    for name, t in named:
+        b = t.detach().to(torch.float32).contiguous().numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(b)]}
+        blobs.append(b)
+        offset += len(b)
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * ((8 - len(text) % 8) % 8)
+    return struct.pack("<Q", len(text)) + text + b"".join(blobs)
+
+
+def fnv1a64_hex(data):
+    h = 14695981039346656037
+    for byte in data:
+        h = ((h ^ byte) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
+def write_atomic(path, data):
+    """Temporary file in the same directory, fsync, rename, fsync of the directory."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(directory):
+    json_path = os.path.join(directory, "model.json")
+    weights_path = os.path.join(directory, "model.safetensors")
+    for p in (json_path, weights_path):
+        if not os.path.isfile(p):
+            raise Failure(f"{p}: missing")
+    with open(json_path, encoding="utf-8") as f:
+        meta = json.load(f)
+    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        raise Failure(f"{json_path}: not a {FORMAT} version {FORMAT_VERSION} file")
+    tensors, _ = read_safetensors(weights_path)
+    return meta, tensors
+
+
+# ------------------------------------------------------------------------------------------------
+# the data: moe's encoders, from the schema in model.json
+
+MISSING = {"", "NA", "NaN", "?"}
+
+
+def trim(s):
+    return s.strip(" \t")
+
+
+def read_table(path, delimiter):
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f, delimiter=delimiter))
+    rows = [r for r in rows if r != []]
+    if not rows:
+        raise Failure(f"{path}: no header row")
+    header = [trim(h) for h in rows[0]]
+    return header, rows[1:]
+
+
+def delimiter_for(schema, path):
+    d = schema.get("delimiter", "auto")
+    if d == "tab":
+        return "\t"
+    if d != "auto":
+        return d
+    p = path[:-3] if path.endswith(".gz") else path
+    return "\t" if p.endswith((".tsv", ".tab")) else ","
+
+
+def column(header, name, path):
+    if name not in header:
+        raise Failure(f"{path}: no column '{name}'")
+    return header.index(name)
+
+
+def encode_tabular(schema, path):
+    """[N, D] float64: numeric (x − mean) / std, one-hot categories (tabular.h)."""
+    feats = schema["features"]
+    header, rows = read_table(path, delimiter_for(schema, path))
+    x = torch.zeros(len(rows), feats["n_features"], dtype=torch.float64)
+    offset = 0
+    for c in feats["columns"]:
+        col = column(header, c["name"], path)
+        if c["kind"] == "numeric":
+            for i, r in enumerate(rows):
+                v = trim(r[col])
+                if v in MISSING:
+                    if not feats["impute_missing"]:
+                        raise Failure(f"{path}: missing value in column '{c['name']}'")
+                    continue
+                # moe stores the standardised value as float32 before the model reads it
+                x[i, offset] = float(torch.tensor((float(v) - c["mean"]) / c["std"],
+                                                  dtype=torch.float32))
+            offset += 1
+        else:
+            cats = {name: j for j, name in enumerate(c["categories"])}
+            width = len(cats) + (1 if c.get("missing_category") else 0)
+            for i, r in enumerate(rows):
+                v = trim(r[col])
+                if v in MISSING:
+                    if c.get("missing_category"):
+                        x[i, offset + width - 1] = 1.0
+                elif v in cats:
+                    x[i, offset + cats[v]] = 1.0
+            offset += width
+    return {"dense": x, "n_rows": len(rows)}
+
+
+STRIP_TAG_START = set(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ/!?")
+ENTITIES = {b"amp": b"&", b"lt": b"<", b"gt": b">", b"quot": b'"', b"apos": b"'", b"nbsp": b" "}
+
+
+def decode_entity(s, i):
+    """(bytes, length) of the entity at s[i] == '&', or (None, 0) (text.cpp's rules)."""
+    semi = s.find(b";", i, i + 12)
+    if semi < 0 or semi - i < 2:
+        return None, 0
+    name = s[i + 1:semi]
+    if name in ENTITIES:
+        return ENTITIES[name], semi + 1 - i
+    if name[:1] != b"#":
+        return None, 0
+    hexa = len(name) > 1 and name[1:2] in (b"x", b"X")
+    digits = name[2:] if hexa else name[1:]
+    if not digits or len(digits) > 7:
+        return None, 0
+    try:
+        if not all(chr(d) in ("0123456789abcdefABCDEF" if hexa else "0123456789")
+                   for d in digits):
+            return None, 0
+        cp = int(digits, 16 if hexa else 10)
+    except ValueError:
+        return None, 0
+    if cp == 0 or 0xD800 <= cp <= 0xDFFF or cp > 0x10FFFF:
+        return None, 0
+    return chr(cp).encode("utf-8"), semi + 1 - i
+
+
+def normalize(text, lowercase, strip_html):
+    s = text.encode("utf-8")
+    if strip_html:
+        out, i = bytearray(), 0
+        while i < len(s):
+            c = s[i]
+            if c == ord("<") and i + 1 < len(s) and s[i + 1] in STRIP_TAG_START:
+                close = s.find(b">", i + 1)
+                if close >= 0:
+                    out += b" "
+                    i = close + 1
+                    continue
+            elif c == ord("&"):
+                value, used = decode_entity(s, i)
+                if used:
+                    out += value
+                    i += used
+                    continue
+            out.append(c)
+            i += 1
+        s = bytes(out)
+    out, i = bytearray(), 0
+    while i < len(s):
+        c = s[i]
+        if c == 0xE2 and i + 2 < len(s) and s[i + 1] == 0x80 and (s[i + 2] & 0xC0) == 0x80:
+            out += b"'" if s[i + 2] in (0x98, 0x99) else b" "
+            i += 3
+        elif c == 0xC2 and i + 1 < len(s) and (s[i + 1] & 0xC0) == 0x80:
+            out += b" "
+            i += 2
+        else:
+            out.append(c + 32 if lowercase and 65 <= c <= 90 else c)
+            i += 1
+    return bytes(out)
+
+
+def is_token_byte(c):
+    return (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122) or c == 39 or c >= 0x80
+
+
+def tokenize(s):
+    tokens, i = [], 0
+    while i < len(s):
+        while i < len(s) and not is_token_byte(s[i]):
+            i += 1
+        begin = i
+        while i < len(s) and is_token_byte(s[i]):
+            i += 1
+        token = s[begin:i].strip(b"'")
+        if token:
+            tokens.append(token)
+    return tokens
+
+
+def bigram_bucket(a, b, n_buckets):
+    return int(fnv1a64_hex(a + b" " + b), 16) % n_buckets
+
+
+def encode_text(schema, path):
+    """Bags of ids with L2-normalised TF-IDF weights (text.h)."""
+    v, idf = schema["text"], schema["idf"]
+    header, rows = read_table(path, delimiter_for(schema, path))
+    col = column(header, v["text_column"], path)
+    index = {w.encode("utf-8"): i for i, w in enumerate(v["words"])}
+    stop = {w.encode("utf-8") for w in v["stop_words"]}
+    n_words, buckets = len(v["words"]), v["bigram_buckets"]
+    bags = []
+    for r in rows:
+        tokens = tokenize(normalize(r[col], v["lowercase"], v["strip_html"]))
+        tokens = [t for t in tokens if t not in stop]
+        ids = [index[t] for t in tokens if t in index]
+        if buckets > 0:
+            ids += [n_words + bigram_bucket(a, b, buckets) for a, b in zip(tokens, tokens[1:])]
+        counts = {}
+        for i in ids:
+            counts[i] = counts.get(i, 0) + 1
+        bag = []
+        for i in sorted(counts):
+            tf = 1.0 + math.log(counts[i]) if v["sublinear_tf"] else float(counts[i])
+            bag.append((i, tf * idf[i]))
+        norm = math.sqrt(sum(w * w for _, w in bag))
+        # moe stores each weight as float32 before the model reads it
+        bags.append([(i, float(torch.tensor(w / norm, dtype=torch.float32))) for i, w in bag])
+    return {"bags": bags, "n_rows": len(rows)}
+
+
+def read_idx(path):
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise Failure(f"{path}: not an IDX file of unsigned bytes")
+    rank = raw[3]
+    dims = struct.unpack(f">{rank}I", raw[4:4 + 4 * rank])
+    data = raw[4 + 4 * rank:]
+    if len(data) != math.prod(dims):
+        raise Failure(f"{path}: {len(data)} data bytes, the header gives {math.prod(dims)}")
+    return dims, data
+
+
+def encode_images(schema, path):
+    dims, data = read_idx(path)
+    n, pixels = dims[0], math.prod(dims[1:])
+    if pixels != schema["image_size"]:
+        raise Failure(f"{path}: images of {pixels} pixels, the model takes {schema['image_size']}")
+    x = torch.frombuffer(bytearray(data), dtype=torch.uint8).reshape(n, pixels)
+    x = (x.to(torch.float32) * (1.0 / 255.0)).to(torch.float64)
+    return {"dense": x, "n_rows": n}
+
+
+def encode(schema, path):
+    fmt = schema["format"]
+    if fmt in ("csv", "tsv"):
+        return encode_tabular(schema, path)
+    if fmt == "text":
+        return encode_text(schema, path)
+    return encode_images(schema, path)
+
+
+# ------------------------------------------------------------------------------------------------
+# the model (train/model.h, moe/experts.h, moe/gate.h)
+
+ACTIVATIONS = {
+    "relu": torch.relu,
+    "gelu": lambda x: nn.functional.gelu(x),
+    "gelu_tanh": lambda x: nn.functional.gelu(x, approximate="tanh"),
+    "silu": nn.functional.silu,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+}
+
+
+def linear_params(module, names, out_features, in_features, bias):
+    """Declares w<i> [out, in] (and b<i> [out]), PyTorch's nn.Linear layout and initialiser."""
+    w_name, b_name = names
+    layer = nn.Linear(in_features, out_features, bias=bias, dtype=torch.float64)
+    setattr(module, w_name, layer.weight)
+    if bias:
+        setattr(module, b_name, layer.bias)
+
+
+class Expert(nn.Module):
+    """Linear, MLP of `depth` hidden layers, or SwiGLU; parameters w1, b1, … as moe names them."""
+
+    def __init__(self, d, cfg):
+        super().__init__()
+        self.kind, self.act = cfg["kind"], ACTIVATIONS[cfg["activation"]]
+        self.bias = cfg["bias"] and self.kind != "swiglu"
+        if self.kind == "linear":
+            self.n_layers = 1
+            linear_params(self, ("w1", "b1"), d, d, self.bias)
+        elif self.kind == "mlp":
+            f, depth = cfg["hidden"], cfg["depth"]
+            self.n_layers = depth + 1
+            widths = [d] + [f] * depth + [d]
+            for i in range(self.n_layers):
+                linear_params(self, (f"w{i + 1}", f"b{i + 1}"), widths[i + 1], widths[i],
+                              self.bias)
+        elif self.kind == "swiglu":
+            f = cfg["hidden"]
+            linear_params(self, ("w1", None), f, d, False)
+            linear_params(self, ("w2", None), d, f, False)
+            linear_params(self, ("w3", None), f, d, False)
+        else:
+            raise Failure(f"expert kind '{self.kind}' is not supported")
+
+    def layer(self, i, x):
+        b = getattr(self, f"b{i}") if self.bias else None
+        return nn.functional.linear(x, getattr(self, f"w{i}"), b)
+
+    def forward(self, x):
+        if self.kind == "swiglu":
+            return nn.functional.linear(
+                nn.functional.silu(nn.functional.linear(x, self.w1)) *
+                nn.functional.linear(x, self.w3), self.w2)
+        for i in range(1, self.n_layers):
+            x = self.act(self.layer(i, x))
+        return self.layer(self.n_layers, x)
+
+
+def stable_topk(keys, k):
+    """Indices of the k largest per row, best first, the lower index first among equals."""
+    order = torch.sort(-keys, dim=-1, stable=True).indices
+    return order[:, :k]
+
+
+def mix64(z):
+    """SplitMix64's finaliser (moe/gate_hash.cpp)."""
+    m = 0xFFFFFFFFFFFFFFFF
+    z = (z + 0x9E3779B97F4A7C15) & m
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+    return z ^ (z >> 31)
+
+
+class Router(nn.Module):
+    """The gate of a flat MoE layer in evaluation: expert ids [T, S] and weights [T, S]."""
+
+    def __init__(self, d, n_experts, block, bias):
+        super().__init__()
+        gate = block["gate"]
+        self.kind, self.k, self.n = gate["kind"], block["k"], n_experts
+        self.renormalize, self.after = gate["renormalize"], gate["softmax_after_topk"]
+        if self.kind != "hash":
+            linear_params(self, ("w", None), n_experts, d, False)
+        if self.kind == "noisy_topk":
+            linear_params(self, ("w_noise", None), n_experts, d, False)
+        # the sigmoid gate's selection bias: gate state, not a parameter
+        self.register_buffer("select_bias", torch.tensor(bias or [0.0] * n_experts,
+                                                         dtype=torch.float64), persistent=False)
+
+    def forward(self, x, rows):
+        t = x.shape[0]
+        if self.kind == "hash":
+            ids = torch.tensor([[mix64(r) % self.n] for r in rows], dtype=torch.int64)
+            return ids, torch.ones(t, 1, dtype=x.dtype)
+        logits = nn.functional.linear(x, self.w)  # [T, E]
+        if self.kind == "dense_softmax":
+            return torch.arange(self.n).expand(t, self.n), torch.softmax(logits, -1)
+        if self.kind == "gumbel_softmax":  # evaluation: argmax l, weight 1
+            return stable_topk(logits, 1), torch.ones(t, 1, dtype=x.dtype)
+        if self.kind == "sigmoid_bias":
+            s = torch.sigmoid(logits)
+            ids = stable_topk(s + self.select_bias, self.k)
+            w = torch.gather(s, 1, ids)
+            return ids, w / w.sum(-1, keepdim=True) if self.renormalize else w
+        ids = stable_topk(logits, self.k)
+        chosen = torch.gather(logits, 1, ids)
+        if self.kind == "noisy_topk" or (self.kind == "topk_softmax" and self.after):
+            return ids, torch.softmax(chosen, -1)
+        p = torch.gather(torch.softmax(logits, -1), 1, ids)  # topk_softmax, sinkhorn
+        return ids, p / p.sum(-1, keepdim=True) if self.renormalize else p
+
+
+class MoeLayer(nn.Module):
+    def __init__(self, d, block, bias):
+        super().__init__()
+        if block["hierarchy"]["groups"] > 0:
+            raise Failure("hierarchical MoE layers (hierarchy.groups > 0) are not supported")
+        if block["gate"]["kind"] == "expert_choice":
+            raise Failure("the expert_choice gate is not supported: its routing depends on "
+                          "which rows share a batch")
+        if block["capacity_factor"] > 0:
+            raise Failure("capacity_factor > 0 is not supported: which slots are dropped "
+                          "depends on which rows share a batch")
+        n = block["experts"]
+        experts = block["expert_list"] or [block["expert"]] * n
+        self.router = Router(d, n, block, bias)
+        self.experts = nn.ModuleList(Expert(d, e) for e in experts)
+        self.shared = nn.ModuleList(Expert(d, block["shared_expert"])
+                                    for _ in range(block["shared"]))
+
+    def forward(self, x, rows):
+        ids, w = self.router(x, rows)  # [T, S]
+        y = torch.zeros_like(x)
+        for e, expert in enumerate(self.experts):
+            token, slot = torch.nonzero(ids == e, as_tuple=True)
+            if len(token):
+                y.index_add_(0, token, w[token, slot].unsqueeze(1) * expert(x[token]))
+        for s in self.shared:
+            y = y + s(x)
+        return y, (ids, w)
+
+
+class Norm(nn.Module):
+    """RMSNorm y = x / √(mean x² + eps) ⊙ gain, or LayerNorm (layers/norm.h)."""
+
+    def __init__(self, d, kind, eps):
+        super().__init__()
+        self.kind, self.eps = kind, eps
+        self.gain = nn.Parameter(torch.ones(d, dtype=torch.float64))
+        if kind == "layer":
+            self.bias = nn.Parameter(torch.zeros(d, dtype=torch.float64))
+
+    def forward(self, x):
+        if self.kind == "rms":
+            return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + self.eps) * self.gain
+        mu = x.mean(-1, keepdim=True)
+        var = ((x - mu) ** 2).mean(-1, keepdim=True)
+        return (x - mu) * torch.rsqrt(var + self.eps) * self.gain + self.bias
+
+
+def slots_per_token(block):
+    """Routed slots per token (moe_slots_per_token in train/config.h)."""
+    gate, n = block["gate"], block["experts"]
+    if gate["kind"] == "dense_softmax" or (gate["kind"] == "gumbel_softmax" and not gate["hard"]):
+        return n
+    if gate["kind"] in ("hash", "gumbel_softmax"):
+        return 1
+    if gate["kind"] == "expert_choice":
+        return block["capacity_factor"] or 1.0
+    return block["k"]
+
+
+def dense_equivalent(block):
+    """The FFN replacing an MoE block when model.dense is set (train/config.h)."""
+    routed = block["expert_list"] or [block["expert"]] * block["experts"]
+    mean_hidden = sum(e["hidden"] for e in routed) / len(routed)
+    cfg = dict(routed[0])
+    # llround: halves away from zero
+    cfg["hidden"] = math.floor(max(1.0, slots_per_token(block)) * mean_hidden + 0.5) + \
+        block["shared"] * block["shared_expert"]["hidden"]
+    return cfg
+
+
+class Block(nn.Module):
+    def __init__(self, d, norm, eps, ffn=None, moe=None):
+        super().__init__()
+        if norm != "none":
+            self.norm = Norm(d, norm, eps)
+        if ffn is not None:
+            self.ffn = Expert(d, ffn)
+        else:
+            self.moe = moe
+
+    def forward(self, h, rows):
+        x = self.norm(h) if hasattr(self, "norm") else h
+        if hasattr(self, "ffn"):
+            return h + self.ffn(x), None
+        y, routing = self.moe(x, rows)
+        return h + y, routing
+
+
+class MoeModel(nn.Module):
+    """moe's Model (train/model.h) in evaluation; state_dict names are the checkpoint's."""
+
+    def __init__(self, meta):
+        super().__init__()
+        config, schema = meta["config"], meta["data"]
+        m = config["model"]
+        d, trunk = m["width"], m["trunk"]
+        labels = schema["labels"]
+        self.task = labels["task"]
+        n_out = len(labels["class_names"]) if self.task == "classification" \
+            else len(labels["columns"])
+        self.sparse = schema["format"] == "text"
+        self.bag = m["bag"]
+        if self.sparse:
+            n_in = len(schema["text"]["words"]) + schema["text"]["bigram_buckets"]
+            self.input = nn.Module()
+            self.input.w = nn.Parameter(torch.randn(n_in, d, dtype=torch.float64) / math.sqrt(d))
+            self.input.b = nn.Parameter(torch.zeros(d, dtype=torch.float64))
+        else:
+            n_in = schema["features"]["n_features"] if "features" in schema \
+                else schema["image_size"]
+            self.input = nn.Module()
+            linear_params(self.input, ("w", "b"), d, n_in, True)
+        norm, eps = trunk["norm"], trunk["norm_eps"]
+        blocks = []
+        for hidden in trunk["hidden"]:
+            blocks.append(Block(d, norm, eps, ffn={"kind": "mlp", "hidden": hidden, "depth": 1,
+                                                   "activation": trunk["activation"],
+                                                   "bias": True}))
+        moe_blocks = m["moe"] if isinstance(m["moe"], list) else [m["moe"]]
+        gates = {g["name"]: g["bias"] for g in meta.get("gates", [])}
+        self.moe_names = []
+        for b in moe_blocks:
+            name = f"blocks.{len(blocks)}.moe"
+            if m["dense"]:
+                blocks.append(Block(d, norm, eps, ffn=dense_equivalent(b)))
+            else:
+                blocks.append(Block(d, norm, eps, moe=MoeLayer(d, b, gates.get(name + ".router"))))
+                self.moe_names.append(name)
+        self.blocks = nn.ModuleList(blocks)
+        if norm != "none" and trunk["final_norm"]:
+            self.final_norm = Norm(d, norm, eps)
+        self.head = nn.Module()
+        linear_params(self.head, ("w", "b"), n_out, d, True)
+        labels_std = labels.get("target_std") or [1.0] * n_out
+        labels_mean = labels.get("target_mean") or [0.0] * n_out
+        self.standardized = labels.get("standardized", False)
+        self.register_buffer("target_std", torch.tensor(labels_std, dtype=torch.float64),
+                             persistent=False)
+        self.register_buffer("target_mean", torch.tensor(labels_mean, dtype=torch.float64),
+                             persistent=False)
+
+    def embed(self, data):
+        if not self.sparse:
+            return nn.functional.linear(data["dense"], self.input.w, self.input.b)
+        ids, offsets, weights = [], [], []
+        for bag in data["bags"]:
+            offsets.append(len(ids))
+            for i, w in bag:
+                ids.append(i)
+                # weighted_sum: the TF-IDF weight; sum: 1; mean: 1 / |bag|
+                weights.append(w if self.bag == "weighted_sum" else
+                               1.0 if self.bag == "sum" else 1.0 / len(bag))
+        h = nn.functional.embedding_bag(torch.tensor(ids, dtype=torch.int64), self.input.w,
+                                        torch.tensor(offsets, dtype=torch.int64), mode="sum",
+                                        per_sample_weights=torch.tensor(weights,
+                                                                        dtype=torch.float64))
+        return h + self.input.b
+
+    def forward(self, data):
+        """Outputs [N, C] (probabilities, or targets in their own units) and the routing."""
+        rows = list(range(data["n_rows"]))
+        h = self.embed(data)
+        routing = []
+        for block in self.blocks:
+            h, r = block(h, rows)
+            if r is not None:
+                routing.append(r)
+        if hasattr(self, "final_norm"):
+            h = self.final_norm(h)
+        logits = nn.functional.linear(h, self.head.w, self.head.b)
+        if self.task == "classification":
+            return torch.softmax(logits, -1), routing
+        if self.standardized:
+            return logits * self.target_std + self.target_mean, routing
+        return logits, routing
+
+
+def build_model(meta, tensors):
+    model = MoeModel(meta)
+    own = model.state_dict()
+    missing = [n for n in own if n not in tensors]
+    extra = [n for n in tensors if n not in own]
+    if missing or extra:
+        raise Failure(f"the checkpoint's tensors do not match its config: missing {missing[:5]}, "
+                      f"unexpected {extra[:5]}")
+    for name, t in tensors.items():
+        if tuple(t.shape) != tuple(own[name].shape):
+            raise Failure(f"tensor {name}: shape {list(t.shape)}, the config gives "
+                          f"{list(own[name].shape)}")
+    model.load_state_dict({n: t.to(torch.float64) for n, t in tensors.items()}, strict=False)
+    return model.eval()
+
+
+# ------------------------------------------------------------------------------------------------
+# commands
+
+def predictions_csv(meta, outputs, routing, names):
+    labels = meta["data"]["labels"]
+    classify = labels["task"] == "classification"
+    out_names = labels["class_names"] if classify else labels["columns"]
+    lines = ["row" + (",prediction" if classify else "") +
+             "".join("," + csv_field(("p." if classify else "") + c) for c in out_names) +
+             "".join(f",{n}.experts,{n}.weights" for n in names)]
+    for i in range(outputs.shape[0]):
+        fields = [str(i)]
+        if classify:
+            fields.append(csv_field(out_names[int(torch.argmax(outputs[i]))]))
+        fields += [f"{float(v):.6g}" for v in outputs[i]]
+        for ids, w in routing:
+            keep = w[i] == w[i]  # every slot (no capacity: nothing dropped)
+            fields.append(" ".join(str(int(e)) for e in ids[i][keep]))
+            fields.append(" ".join(f"{float(v):.4f}" for v in w[i][keep]))
+        lines.append(",".join(fields))
+    return "\n".join(lines) + "\n"
+
+
+def csv_field(s):
+    if any(c in s for c in ',"\r\n'):
+        return '"' + s.replace('"', '""') + '"'
+    return s
+
+
+def compare(meta, outputs, routing, names, moe_csv):
+    """Mismatches between this script's predictions and a `moe predict` CSV (messages)."""
+    labels = meta["data"]["labels"]
+    classify = labels["task"] == "classification"
+    n_out = outputs.shape[1]
+    with open(moe_csv, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:]
+    problems = []
+    if len(body) != outputs.shape[0]:
+        return [f"{moe_csv}: {len(body)} rows, torch has {outputs.shape[0]}"]
+    first = 2 if classify else 1
+    worst = 0.0
+    for i, r in enumerate(body):
+        for j in range(n_out):
+            moe_v, torch_v = float(r[first + j]), float(outputs[i, j])
+            err = abs(torch_v - moe_v) / max(1.0, abs(moe_v))
+            worst = max(worst, err)
+            if err > COMPARE_RTOL:
+                problems.append(f"row {i} output {header[first + j]}: moe {moe_v}, "
+                                f"torch {torch_v:.9g}")
+        for layer, (name, (ids, w)) in enumerate(zip(names, routing)):
+            col = first + n_out + 2 * layer
+            moe_ids = [int(e) for e in r[col].split()]
+            moe_w = [float(v) for v in r[col + 1].split()]
+            if moe_ids != [int(e) for e in ids[i]]:
+                problems.append(f"row {i} {name}: moe sent it to {moe_ids}, torch to "
+                                f"{[int(e) for e in ids[i]]}")
+            elif any(abs(a - float(b)) > WEIGHT_ATOL for a, b in zip(moe_w, w[i])):
+                problems.append(f"row {i} {name}: weights {moe_w} vs {w[i].tolist()}")
+    print(f"compared {len(body)} rows x {n_out} outputs and {len(names)} MoE layers: "
+          f"max relative output difference {worst:.3g}, {len(problems)} mismatches")
+    return problems
+
+
+def cmd_predict(args):
+    meta, tensors = load_checkpoint(args.checkpoint)
+    model = build_model(meta, tensors)
+    data = encode(meta["data"], args.data)
+    with torch.no_grad():
+        outputs, routing = model(data)
+    if args.compare:
+        problems = compare(meta, outputs, routing, model.moe_names, args.compare)
+        for p in problems[:20]:
+            print("mismatch: " + p, file=sys.stderr)
+        return 1 if problems else 0
+    text = predictions_csv(meta, outputs, routing, model.moe_names)
+    if args.out:
+        write_atomic(args.out, text.encode("utf-8"))
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def reinit(model, seed):
+    """Fresh parameters from PyTorch: nn.Linear's default for every matrix, N(0, 1/D) for the
+    text embedding, norms at gain 1 and bias 0."""
+    torch.manual_seed(seed)
+    for module in model.modules():
+        for name, p in list(module.named_parameters(recurse=False)):
+            with torch.no_grad():
+                if isinstance(module, Norm):
+                    p.fill_(1.0 if name == "gain" else 0.0)
+                elif module is model.input and model.sparse and name == "w":
+                    p.normal_(0.0, 1.0 / math.sqrt(p.shape[1]))
+                elif p.dim() == 2:
+                    nn.init.kaiming_uniform_(p, a=math.sqrt(5))  # nn.Linear.reset_parameters
+                else:
+                    fan_in = getattr(module, "w" + name[1:], None)
+                    fan_in = fan_in.shape[1] if fan_in is not None else p.shape[0]
+                    bound = 1.0 / math.sqrt(fan_in)
+                    p.uniform_(-bound, bound)
+
+
+def cmd_export(args):
+    meta, tensors = load_checkpoint(args.checkpoint)
+    model = build_model(meta, tensors)
+    if args.reinit is not None:
+        reinit(model, args.reinit)
+    params = dict(model.named_parameters())
+    named = [(n, params[n]) for n in tensors]  # moe's store order
+    weights = encode_safetensors(named, {"format": FORMAT,
+                                         "format_version": str(FORMAT_VERSION)})
+    os.makedirs(args.out_dir, exist_ok=True)
+    write_atomic(os.path.join(args.out_dir, "model.safetensors"), weights)
+    out = dict(meta)
+    out["weights"] = {"file": "model.safetensors", "bytes": len(weights),
+                      "fnv1a64": fnv1a64_hex(weights)}
+    info = dict(meta.get("info", {}))
+    info["exported_by"] = "tools/torch_load.py" + \
+        (f" --reinit {args.reinit}" if args.reinit is not None else "")
+    out["info"] = info
+    write_atomic(os.path.join(args.out_dir, "model.json"),
+                 (json.dumps(out, indent=1) + "\n").encode("utf-8"))
+    print(f"{len(named)} tensors written to {args.out_dir}")
+    return 0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("predict", help="predict a data file like `moe predict`")
+    p.add_argument("checkpoint")
+    p.add_argument("data")
+    p.add_argument("--out", help="write the CSV here instead of stdout")
+    p.add_argument("--compare", metavar="MOE_CSV", help="check against `moe predict`'s CSV")
+    p.set_defaults(run=cmd_predict)
+    e = sub.add_parser("export", help="write the rebuilt (or re-initialised) module as a "
+                                      "moe checkpoint")
+    e.add_argument("checkpoint")
+    e.add_argument("out_dir")
+    e.add_argument("--reinit", type=int, metavar="SEED",
+                   help="draw fresh parameters with PyTorch's initialisers first")
+    e.set_defaults(run=cmd_export)
+    args = parser.parse_args()
+    try:
+        return args.run(args)
+    except (Failure, OSError, KeyError, ValueError, json.JSONDecodeError) as err:
+        print(f"torch_load: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
