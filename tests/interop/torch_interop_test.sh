@@ -54,6 +54,23 @@ awk 'BEGIN {
   }
 }' >"$work/text.csv"
 
+# Images: 120 IDX images of 4x4 pixels in 3 classes (the class sets one row of pixels bright).
+"$python" - "$work" <<'PY'
+import struct, sys
+work, n, state = sys.argv[1], 120, 99
+pixels, labels = bytearray(), bytearray()
+for i in range(n):
+    c = i % 3
+    for p in range(16):
+        state = (state * 1103515245 + 12345) % 2147483648
+        pixels.append((200 if p // 4 == c else 0) + state % 50)
+    labels.append(c)
+with open(f"{work}/images.idx", "wb") as f:
+    f.write(struct.pack(">BBBBIII", 0, 0, 8, 3, n, 4, 4) + pixels)
+with open(f"{work}/labels.idx", "wb") as f:
+    f.write(struct.pack(">BBBBI", 0, 0, 8, 1, n) + labels)
+PY
+
 # --- one model per kind -------------------------------------------------------------------------
 # config NAME DATA_JSON MODEL_JSON: writes $work/NAME.json (2 epochs; tiny widths).
 config() {
@@ -85,6 +102,11 @@ config reg_sigmoid "$table_reg" '{"width": 8, "trunk": {"norm": "layer"}, "moe":
 config text_topk "$text" '{"width": 8, "trunk": {"final_norm": false},
   "moe": {"experts": 4, "k": 2, "gate": {"kind": "topk_softmax", "softmax_after_topk": true},
           "expert": {"kind": "linear"}}}'
+# Images: top-k softmax renormalised off, SwiGLU experts.
+config image_topk '{"format": "idx", "idx": {"train_images": "'$work'/images.idx",
+  "train_labels": "'$work'/labels.idx", "n_classes": 3}, "split": {"validation": 0.2}}' \
+  '{"width": 8, "moe": {"experts": 3, "k": 2, "gate": {"renormalize": false},
+    "expert": {"kind": "swiglu", "hidden": 4}}}'
 # More gates: dense softmax, hash, Sinkhorn and hard Gumbel, heterogeneous experts, no norms.
 config gates "$table_class" '{"width": 8, "trunk": {"norm": "none"}, "moe": [
   {"experts": 3, "gate": {"kind": "dense_softmax"}, "expert_list": [
@@ -100,9 +122,10 @@ config dense "$table_class" '{"width": 8, "dense": true,
 config expert_choice "$table_class" '{"width": 8,
   "moe": {"experts": 4, "gate": {"kind": "expert_choice"}, "expert": {"kind": "mlp", "hidden": 4}}}'
 
-for name in class_topk reg_sigmoid text_topk gates dense expert_choice; do
+for name in class_topk reg_sigmoid text_topk image_topk gates dense expert_choice; do
   data="$work/table.csv"
   [ "$name" = text_topk ] && data="$work/text.csv"
+  [ "$name" = image_topk ] && data="$work/images.idx"
   if ! "$moe" train "$work/$name.json" >"$work/train.log" 2>&1; then
     fail "$name: moe train: $(tail -n 3 "$work/train.log")"
     continue
