@@ -121,6 +121,7 @@ Result<EvalMetrics> evaluate(Model& model, const Dataset& data, const LabelSpec&
       for (int64_t l = 0; l < model.n_moe_layers(); ++l)
         append_routing(model.moe_layer(l).plan(), &predictions->routing[static_cast<size_t>(l)]);
     }
+    if (options.after_batch) options.after_batch(model, batch);
     done += t;
   }
 
@@ -204,6 +205,48 @@ std::vector<ExpertProfile> characteristic_words(const Dataset& data, const Layer
     });
     if (static_cast<int64_t>(p.words.size()) > top) p.words.resize(static_cast<size_t>(top));
     out.push_back(std::move(p));
+  }
+  return out;
+}
+
+std::vector<std::vector<ExpertWord>> characteristic_words(
+    const Dataset& data, std::span<const int64_t> rows,
+    const std::vector<std::vector<int64_t>>& expert_rows, const std::vector<std::string>& words,
+    int64_t top, int64_t min_count) {
+  MOE_CHECK(data.kind == FeatureKind::kSparse, "characteristic words need text data");
+  const size_t n_words = words.size();
+  // Adds 1 to counts[id] for each vocabulary word of row i (bigram buckets lie past the words).
+  const auto count_words = [&](int64_t i, std::vector<int64_t>& counts) {
+    for (int64_t j = data.offsets[i]; j < data.offsets[i + 1]; ++j) {
+      const size_t id = static_cast<size_t>(data.ids[static_cast<size_t>(j)]);
+      if (id < n_words) ++counts[id];
+    }
+  };
+  std::vector<int64_t> doc_count(n_words, 0);  // [V] rows seen containing the word
+  for (int64_t i : rows) count_words(i, doc_count);
+  const double n_seen = static_cast<double>(rows.size());
+  std::vector<std::vector<ExpertWord>> out;
+  std::vector<int64_t> expert_count(n_words);  // [V] the expert's rows containing the word
+  for (const std::vector<int64_t>& mine : expert_rows) {
+    std::vector<ExpertWord> best;
+    std::fill(expert_count.begin(), expert_count.end(), 0);
+    for (int64_t i : mine) count_words(i, expert_count);
+    const double n_mine = static_cast<double>(mine.size());
+    for (size_t w = 0; w < n_words && !mine.empty(); ++w) {
+      const int64_t k = expert_count[w];
+      if (k < min_count || k == 0) continue;
+      // lift = P(word | expert) / P(word), both over the rows this routing saw.
+      const double lift =
+          (static_cast<double>(k) / n_mine) / (static_cast<double>(doc_count[w]) / n_seen);
+      best.push_back({words[w], k, lift});
+    }
+    std::sort(best.begin(), best.end(), [](const ExpertWord& a, const ExpertWord& b) {
+      if (a.lift != b.lift) return a.lift > b.lift;
+      if (a.count != b.count) return a.count > b.count;
+      return a.word < b.word;
+    });
+    if (static_cast<int64_t>(best.size()) > top) best.resize(static_cast<size_t>(top));
+    out.push_back(std::move(best));
   }
   return out;
 }

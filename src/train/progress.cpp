@@ -123,6 +123,12 @@ nlohmann::ordered_json EpochRecord::to_json() const {
   nlohmann::ordered_json load = nlohmann::ordered_json::object();
   for (const ExpertLoad& l : expert_load) load[l.layer] = l.share;
   j["expert_load"] = load;
+  if (!gate_entropy.empty()) {
+    nlohmann::ordered_json entropy;
+    for (const GateEntropy& g : gate_entropy)
+      entropy[g.layer] = {{"mean", g.mean}, {"of_mean", g.of_mean}, {"max", g.max}};
+    j["gate_entropy"] = entropy;
+  }
   j["learning_rate"] = learning_rate;
   j["seconds"] = seconds;
   j["rows_per_second"] = rows_per_second;

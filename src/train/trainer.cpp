@@ -23,6 +23,7 @@
 #include "moe/optim/clip.h"
 #include "moe/optim/optimizer.h"
 #include "moe/train/evaluate.h"
+#include "moe/train/inspect.h"
 #include "moe/train/progress.h"
 
 namespace moe {
@@ -323,6 +324,7 @@ Result<TrainResult> Trainer::run() {
     s.iterator.start_epoch(epoch - 1);
     double loss_sum = 0.0;  // Σ over batches of the mean task loss
     RoutingTally tally(model);
+    GateEntropyTally entropy(model);
     int64_t step = 0, rows = 0;
     Batch batch;
     while (s.iterator.next(s.buffers, &batch)) {
@@ -352,6 +354,7 @@ Result<TrainResult> Trainer::run() {
 
       loss_sum += loss;
       tally.add(model);
+      entropy.add(model);
       rows += batch.n_rows;
       if (s.progress) s.progress->update(step, loss_sum / static_cast<double>(step), rows);
       if (config_.output.checkpoint_every > 0 &&
@@ -368,6 +371,7 @@ Result<TrainResult> Trainer::run() {
     record.train_loss = loss_sum / static_cast<double>(std::max<int64_t>(step, 1));
     record.learning_rate = schedule.lr_at(std::max<int64_t>(record.steps - 1, 0));
     tally.fill(model, &record);
+    record.gate_entropy = entropy.result(model);
 
     EvalMetrics validation;
     double value = record.train_loss;
@@ -446,6 +450,7 @@ Result<TrainResult> Trainer::run() {
   if (options_.write_files) {
     MOE_TRY(write_file_atomic((out / "summary.json").string(),
                               result.to_json(data_.schema).dump(2) + "\n"));
+    MOE_TRY(write_inspect_json((out / "inspect.json").string(), model, data_));
   }
   return result;
 }

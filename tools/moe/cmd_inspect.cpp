@@ -1,20 +1,22 @@
-// moe inspect CHECKPOINT DATA [--labels FILE] [--top N] [--min-count M] [--json]
+// moe inspect CHECKPOINT DATA [--labels FILE] [--format text|json|html] [--json] [--out FILE]
+//                             [--trace FILE] [--top N] [--min-count M] [--top-features N]
+//                             [--batch-size N]
 //
-// Where each MoE layer sends the rows of DATA: every expert's share of the routed slots and
-// rows, the class mix of its rows (when DATA has labels), and for text models the words most
-// characteristic of the rows it receives (evaluate.h: characteristic_words).
-#include <algorithm>
+// How every MoE layer (and every level of a hierarchical gate) routes the rows of DATA: load,
+// importance, gate entropy, dropped slots, dead experts, collapse, co-activation, the class ×
+// expert table with the mutual information between label and expert, target statistics per
+// expert, and what characterises each expert's rows (tokens, features or mean images). The
+// analysis is the library's (moe/train/inspect.h); its JSON is documented in docs/inspect.md.
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
-#include <utility>
-#include <vector>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "moe/train/evaluate.h"
+#include "moe/io/safetensors.h"
+#include "moe/train/inspect.h"
 
 namespace moe::cli {
 
@@ -24,113 +26,59 @@ struct InspectArgs {
   std::string checkpoint;
   std::string data;
   std::string labels;
+  std::string format = "text";
+  bool json = false;  // --json: the same as --format json
+  std::string out;
+  std::string trace;
   int64_t top = 10;
   int64_t min_count = 5;
-  bool json = false;
+  int64_t top_features = 8;
+  int64_t batch_size = 256;
 };
 
-// Rows of each class among the rows routed to each expert: [E][C].
-std::vector<std::vector<int64_t>> class_mix(const Dataset& data, const LayerRouting& r,
-                                            int64_t n_classes) {
-  std::vector<std::vector<int64_t>> mix(static_cast<size_t>(r.n_experts),
-                                        std::vector<int64_t>(static_cast<size_t>(n_classes), 0));
-  for (int64_t i = 0; i < data.n_rows; ++i) {
-    std::vector<bool> seen(static_cast<size_t>(r.n_experts), false);
-    for (int64_t s = r.offsets[i]; s < r.offsets[i + 1]; ++s) {
-      const size_t e = static_cast<size_t>(r.experts[static_cast<size_t>(s)]);
-      if (seen[e]) continue;
-      seen[e] = true;
-      ++mix[e][static_cast<size_t>(data.labels[static_cast<size_t>(i)])];
-    }
-  }
-  return mix;
-}
-
 int run_inspect(const InspectArgs& args) {
-  std::string report;
+  const std::string format = args.json ? "json" : args.format;
+  if (format == "html") {
+    return fail(Status::error(
+        "moe inspect --format html is not available: the HTML report is made from a run "
+        "directory by `moe report RUN_DIR` (moe train writes <out>/inspect.json for it); use "
+        "--format text or json here"));
+  }
+  std::string report_line;
   Result<LoadedInput> in = load_checkpoint_and_data(args.checkpoint, args.data, args.labels,
-                                                    LabelUse::kIfPresent, &report);
+                                                    LabelUse::kIfPresent, &report_line);
   if (!in) return fail(in.status());
-  const Checkpoint& ck = in->checkpoint;
+  Checkpoint& ck = in->checkpoint;
   const Dataset& data = in->data;
   if (ck.model->n_moe_layers() == 0) {
     return fail(Status::error("{}: a dense model has no experts to inspect", args.checkpoint));
   }
-  EvalOptions options;
-  options.keep_routing = true;
-  Predictions p;
-  Result<EvalMetrics> m = evaluate(*ck.model, data, ck.schema.labels, options, &p);
-  if (!m) return fail(m.status());
+  InspectOptions options;
+  options.batch_size = args.batch_size;
+  options.top_tokens = args.top;
+  options.min_count = args.min_count;
+  options.top_features = args.top_features;
+  options.keep_trace = !args.trace.empty();
+  const InspectContext context = InspectContext::from_schema(ck.schema, data, args.data);
+  Result<InspectReport> report = inspect_model(*ck.model, context, options);
+  if (!report) return fail(report.status());
 
-  const bool text = ck.schema.text.has_value() && data.kind == FeatureKind::kSparse;
-  const bool classes = data.has_labels && ck.schema.labels.task == TaskKind::kClassification;
-  const std::vector<std::string> no_words;
-  const std::vector<std::string>& words = text ? ck.schema.text->words() : no_words;
-  const std::vector<std::string>& class_names = ck.schema.labels.class_names;
-
-  nlohmann::ordered_json j;
-  j["checkpoint"] = args.checkpoint;
-  j["data"] = args.data;
-  j["rows"] = data.n_rows;
-  j["layers"] = nlohmann::ordered_json::array();
-  std::string out;
-  for (const LayerRouting& r : p.routing) {
-    const std::vector<ExpertProfile> profiles =
-        characteristic_words(data, r, words, text ? args.top : 0, args.min_count);
-    const auto mix = classes ? class_mix(data, r, ck.schema.labels.n_classes())
-                             : std::vector<std::vector<int64_t>>();
-    nlohmann::ordered_json layer;
-    layer["layer"] = r.layer;
-    layer["experts"] = nlohmann::ordered_json::array();
-    out += fmt::format("{}: {} experts, {} rows\n", r.layer, r.n_experts, data.n_rows);
-    for (const ExpertProfile& e : profiles) {
-      nlohmann::ordered_json ej;
-      ej["expert"] = e.expert;
-      ej["share"] = e.share;
-      ej["rows"] = e.rows;
-      out += fmt::format("  expert {:>2}  {:5.1f}% of slots  {:>6} rows", e.expert, 100.0 * e.share,
-                         e.rows);
-      if (classes) {
-        nlohmann::ordered_json cj;
-        const std::vector<int64_t>& counts = mix[static_cast<size_t>(e.expert)];
-        std::vector<std::pair<double, size_t>> by_share;  // (share, class)
-        for (size_t c = 0; c < counts.size(); ++c) {
-          const double frac =
-              e.rows > 0 ? static_cast<double>(counts[c]) / static_cast<double>(e.rows) : 0.0;
-          cj[class_names[c]] = frac;
-          by_share.emplace_back(frac, c);
-        }
-        // Every class when there are few, else the three largest shares.
-        if (by_share.size() > 4) {
-          std::stable_sort(by_share.begin(), by_share.end(),
-                           [](const auto& a, const auto& b) { return a.first > b.first; });
-          by_share.resize(3);
-        }
-        for (const auto& [frac, c] : by_share)
-          out += fmt::format("  {} {:.0f}%", class_names[c], 100 * frac);
-        ej["classes"] = cj;
-      }
-      out += "\n";
-      if (text) {
-        nlohmann::ordered_json wj = nlohmann::ordered_json::array();
-        std::string line;
-        for (const ExpertWord& w : e.words) {
-          wj.push_back({{"word", w.word}, {"count", w.count}, {"lift", w.lift}});
-          line += (line.empty() ? "" : ", ") + w.word;
-        }
-        ej["words"] = wj;
-        out +=
-            fmt::format("             {}\n", line.empty() ? "(no word reaches --min-count)" : line);
-      }
-      layer["experts"].push_back(ej);
-    }
-    j["layers"].push_back(layer);
+  if (!args.trace.empty()) {
+    const Status s = write_trace(*report, data, args.trace);
+    if (!s) return fail(s);
   }
-  if (args.json) {
-    std::printf("%s\n", j.dump(2).c_str());
+  std::string text;
+  if (format == "json") {
+    text = inspect_to_json(*report).dump(2) + "\n";
   } else {
-    if (!report.empty()) std::printf("note: %s\n", report.c_str());
-    std::fputs(out.c_str(), stdout);
+    if (!report_line.empty()) text = fmt::format("note: {}\n", report_line);
+    text += inspect_to_text(*report);
+  }
+  if (args.out.empty()) {
+    std::fputs(text.c_str(), stdout);
+  } else {
+    const Status s = write_file_atomic(args.out, text.data(), text.size());
+    if (!s) return fail(s);
   }
   return kExitOk;
 }
@@ -140,17 +88,31 @@ int run_inspect(const InspectArgs& args) {
 void add_inspect_command(CLI::App& app, Run* run) {
   auto args = std::make_shared<InspectArgs>();
   CLI::App* cmd = app.add_subcommand(
-      "inspect", "Show how each MoE layer routes a file: load, class mix, characteristic words");
+      "inspect",
+      "Show how each MoE layer routes a file: load, entropy, collapse, co-activation, "
+      "specialisation per expert (docs/inspect.md)");
   cmd->add_option("CHECKPOINT", args->checkpoint, "A checkpoint directory (<out>/best)")
       ->required();
   cmd->add_option("DATA", args->data, "CSV/TSV file, or IDX images")->required();
   cmd->add_option("--labels", args->labels, "IDX labels file (image models)")->type_name("FILE");
-  cmd->add_option("--top", args->top, "Words listed per expert (text models)")
+  cmd->add_option("--format", args->format, "Output: text (default), json; html is moe report's")
+      ->check(CLI::IsMember({"text", "json", "html"}));
+  cmd->add_flag("--json", args->json, "The same as --format json");
+  cmd->add_option("--out", args->out, "Write the output to FILE instead of stdout")
+      ->type_name("FILE");
+  cmd->add_option("--trace", args->trace,
+                  "Write each row's experts and weights per layer to FILE (.jsonl: JSON lines, "
+                  "else CSV)")
+      ->type_name("FILE");
+  cmd->add_option("--top", args->top, "Tokens listed per expert (text models)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--min-count", args->min_count,
-                  "Rows of an expert a word must occur in to be listed")
+                  "Rows of an expert a token must occur in to be listed")
       ->check(CLI::PositiveNumber);
-  cmd->add_flag("--json", args->json, "Print JSON");
+  cmd->add_option("--top-features", args->top_features, "Features listed per expert (tabular)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--batch-size", args->batch_size, "Rows per forward pass")
+      ->check(CLI::PositiveNumber);
   cmd->callback([args, run] { *run = [args] { return run_inspect(*args); }; });
 }
 

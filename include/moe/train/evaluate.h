@@ -13,6 +13,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -48,6 +50,9 @@ struct EvalOptions {
   // The regression loss the loss value uses (training's choice).
   RegressionLoss regression_loss = RegressionLoss::kMse;
   double huber_delta = 1.0;
+  // Called after each batch's forward, while the model's last-forward state (its routing plans,
+  // and the router probabilities in the evaluation's arena) is valid: inspection reads it here.
+  std::function<void(const Model&, const Batch&)> after_batch;
 };
 
 // Runs the model over every row of `data`; fills `predictions` when not null. Metrics need
@@ -79,5 +84,13 @@ struct ExpertProfile {
 std::vector<ExpertProfile> characteristic_words(const Dataset& data, const LayerRouting& routing,
                                                 const std::vector<std::string>& words, int64_t top,
                                                 int64_t min_count);
+
+// The same lift for a routing that saw only some rows (a group gate of a hierarchy): `rows` are
+// the data rows it saw (the baseline frequencies come from them), `expert_rows[e]` the rows
+// expert e received, each once. Returns the `top` words of each expert, ordered as above.
+std::vector<std::vector<ExpertWord>> characteristic_words(
+    const Dataset& data, std::span<const int64_t> rows,
+    const std::vector<std::vector<int64_t>>& expert_rows, const std::vector<std::string>& words,
+    int64_t top, int64_t min_count);
 
 }  // namespace moe

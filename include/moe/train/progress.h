@@ -85,6 +85,14 @@ struct ExpertLoad {
   std::vector<double> share;  // [E]
 };
 
+// Gate entropy of one MoE layer over an epoch's training rows, in nats (moe/train/inspect.h).
+struct GateEntropy {
+  std::string layer;
+  double mean = 0.0;     // mean over rows of H(p_row)
+  double of_mean = 0.0;  // H(mean over rows of p_row)
+  double max = 0.0;      // ln E
+};
+
 // One line of metrics.jsonl.
 struct EpochRecord {
   int64_t epoch = 0;        // from 1
@@ -94,6 +102,7 @@ struct EpochRecord {
   std::vector<std::pair<std::string, double>> aux_losses;
   nlohmann::ordered_json validation;  // EvalMetrics::to_json, or null without validation data
   std::vector<ExpertLoad> expert_load;
+  std::vector<GateEntropy> gate_entropy;  // written as "gate_entropy" when not empty
   double learning_rate = 0.0;    // at the epoch's last step
   double seconds = 0.0;          // the epoch's wall time, validation included
   double rows_per_second = 0.0;  // training rows over the training part of the epoch

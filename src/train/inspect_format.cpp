@@ -1,0 +1,283 @@
+// Routing inspection output: the "moe.inspect" JSON document, the terminal summary, and the
+// per-row trace (see inspect.h; the fields are documented in docs/inspect.md).
+//
+// Dims: N rows · E experts of a level · C classes · Y regression targets · P pixels.
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+
+#include <fmt/format.h>
+
+#include "moe/io/safetensors.h"
+#include "moe/train/inspect.h"
+
+namespace moe {
+
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+size_t sz(int64_t i) {
+  return static_cast<size_t>(i);
+}
+
+// A row-major [rows, cols] matrix as a JSON array of arrays.
+template <typename T>
+Json matrix(const std::vector<T>& v, int64_t rows, int64_t cols) {
+  Json out = Json::array();
+  for (int64_t r = 0; r < rows; ++r) {
+    Json row = Json::array();
+    for (int64_t c = 0; c < cols; ++c) row.push_back(v[sz(r * cols + c)]);
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+
+const std::vector<std::string>& output_names(const InspectReport& r) {
+  return r.labels.task == TaskKind::kClassification ? r.labels.class_names : r.labels.columns;
+}
+
+Json level_json(const InspectReport& report, const LevelStats& s) {
+  const int64_t e_n = s.n_experts;
+  Json j;
+  j["name"] = s.layer;
+  j["level"] = s.level;
+  j["experts"] = e_n;
+  j["k"] = s.k;
+  j["gate"] = s.gate;
+  j["rows"] = s.n_rows;
+  j["load"] = s.load;
+  j["importance"] = s.importance;
+  j["cv_load"] = s.cv_load;
+  j["cv_importance"] = s.cv_importance;
+  j["max_over_mean_load"] = s.max_over_mean_load;
+  j["entropy_mean"] = s.entropy_mean;
+  j["entropy_of_mean"] = s.entropy_of_mean;
+  j["entropy_max"] = s.entropy_max;
+  j["entropy_source"] = s.entropy_from_router ? "router" : "kept_weights";
+  j["dropped_rate"] = s.dropped_rate;
+  j["dead"] = s.dead;
+  j["collapsed"] = s.collapsed;
+  j["coactivation"] = matrix(s.coactivation, e_n, e_n);
+  if (!s.class_counts.empty()) {
+    const int64_t c_n = static_cast<int64_t>(s.class_counts.size()) / std::max<int64_t>(e_n, 1);
+    j["class_expert"] = {{"counts", matrix(s.class_counts, c_n, e_n)},
+                         {"shares", matrix(s.class_shares, c_n, e_n)}};
+    j["mutual_information"] = s.mutual_information;
+    j["mutual_information_max"] = s.mutual_information_max;
+  }
+  if (!s.target_mean.empty()) {
+    const int64_t y_n = static_cast<int64_t>(s.target_mean.size()) / std::max<int64_t>(e_n, 1);
+    j["regression"] = {{"mean", matrix(s.target_mean, e_n, y_n)},
+                       {"std", matrix(s.target_std, e_n, y_n)}};
+  }
+  if (report.input == InputKind::kText) {
+    Json tokens = Json::array();
+    for (const std::vector<ExpertWord>& words : s.tokens) {
+      Json list = Json::array();
+      for (const ExpertWord& w : words)
+        list.push_back({{"token", w.word}, {"count", w.count}, {"lift", w.lift}});
+      tokens.push_back(std::move(list));
+    }
+    j["tokens"] = std::move(tokens);
+  }
+  if (!s.features.empty()) {
+    Json features = Json::array();
+    for (const std::vector<FeatureDelta>& list : s.features) {
+      Json l = Json::array();
+      for (const FeatureDelta& f : list) l.push_back({{"feature", f.feature}, {"delta", f.delta}});
+      features.push_back(std::move(l));
+    }
+    j["features"] = std::move(features);
+  }
+  if (!s.mean_images.empty()) {
+    const int64_t p = report.image_height * report.image_width;
+    j["mean_images"] = {{"height", report.image_height},
+                        {"width", report.image_width},
+                        {"pixels", matrix(s.mean_images, e_n, p)}};
+  }
+  return j;
+}
+
+// "0.123" with a NaN shown as "-".
+std::string num(double v, int digits = 3) {
+  return std::isnan(v) ? std::string("-") : fmt::format("{:.{}f}", v, digits);
+}
+
+std::string level_text(const InspectReport& report, const LevelStats& s) {
+  const int64_t e_n = s.n_experts;
+  std::string out;
+  const std::string title = s.level.empty() ? s.layer : s.layer + " [" + s.level + "]";
+  out += fmt::format("{}  {}, {} experts, k {}, {} rows\n", title, s.gate, e_n,
+                     s.k > 0 ? std::to_string(s.k) : "variable", s.n_rows);
+  std::string dead;
+  for (int64_t e : s.dead) dead += fmt::format("{}{}", dead.empty() ? "" : " ", e);
+  out += fmt::format(
+      "  load CV {}  importance CV {}  max/mean load {}  dropped {:.1f}%  dead {}  collapsed {}\n",
+      num(s.cv_load, 2), num(s.cv_importance, 2), num(s.max_over_mean_load, 2),
+      100 * s.dropped_rate, dead.empty() ? "none" : dead, s.collapsed ? "YES" : "no");
+  out += fmt::format("  gate entropy (nats, max {}): per row {}, of the mean {}{}\n",
+                     num(s.entropy_max), num(s.entropy_mean), num(s.entropy_of_mean),
+                     s.entropy_from_router ? "" : " (from the kept weights)");
+  if (!s.class_counts.empty()) {
+    const double frac =
+        s.mutual_information_max > 0 ? s.mutual_information / s.mutual_information_max : 0.0;
+    out += fmt::format("  mutual information (label; expert) {} of at most {} nats ({:.0f}%)\n",
+                       num(s.mutual_information), num(s.mutual_information_max), 100 * frac);
+  }
+  const std::vector<std::string>& names = output_names(report);
+  const int64_t c_n = static_cast<int64_t>(s.class_counts.size()) / std::max<int64_t>(e_n, 1);
+  const int64_t y_n = static_cast<int64_t>(s.target_mean.size()) / std::max<int64_t>(e_n, 1);
+  out += "  expert    load  importance";
+  if (c_n > 0) out += "  rows by class (largest shares of the expert's rows)";
+  if (y_n > 0) out += "  target mean ± std";
+  out += "\n";
+  for (int64_t e = 0; e < e_n; ++e) {
+    out += fmt::format("  {:>6}  {:5.1f}%  {:10.3f}", e, 100 * s.load[sz(e)], s.importance[sz(e)]);
+    if (c_n > 0) {
+      std::vector<std::pair<int64_t, int64_t>> by_count;  // (rows, class)
+      int64_t rows = 0;
+      for (int64_t c = 0; c < c_n; ++c) {
+        by_count.emplace_back(s.class_counts[sz(c * e_n + e)], c);
+        rows += s.class_counts[sz(c * e_n + e)];
+      }
+      std::stable_sort(by_count.begin(), by_count.end(),
+                       [](const auto& a, const auto& b) { return a.first > b.first; });
+      for (size_t i = 0; i < std::min<size_t>(3, by_count.size()) && rows > 0; ++i) {
+        if (by_count[i].first == 0) break;
+        const auto c = sz(by_count[i].second);
+        out += fmt::format("  {} {:.0f}%", c < names.size() ? names[c] : std::to_string(c),
+                           100.0 * static_cast<double>(by_count[i].first) / double(rows));
+      }
+    }
+    for (int64_t y = 0; y < y_n; ++y) {
+      const auto i = sz(e * y_n + y);
+      out += fmt::format("  {}{} ± {}", y_n > 1 ? names[sz(y)] + " " : "", num(s.target_mean[i], 4),
+                         num(s.target_std[i], 4));
+    }
+    out += "\n";
+    if (sz(e) < s.tokens.size()) {
+      std::string line;
+      for (const ExpertWord& w : s.tokens[sz(e)])
+        line += fmt::format("{}{} ({:.1f}×)", line.empty() ? "" : ", ", w.word, w.lift);
+      out += "          " +
+             (line.empty() ? std::string("(no token reaches the minimum count)") : line) + "\n";
+    }
+    if (sz(e) < s.features.size() && !s.features[sz(e)].empty()) {
+      std::string line;
+      for (const FeatureDelta& f : s.features[sz(e)])
+        line += fmt::format("{}{} {:+.2f}", line.empty() ? "" : ", ", f.feature, f.delta);
+      out += "          " + line + "\n";
+    }
+  }
+  if (e_n <= 16) {
+    out += "  co-activation (% of rows choosing both):\n       ";
+    for (int64_t j = 0; j < e_n; ++j) out += fmt::format("{:>5}", j);
+    out += "\n";
+    for (int64_t i = 0; i < e_n; ++i) {
+      out += fmt::format("  {:>5}", i);
+      for (int64_t j = 0; j < e_n; ++j)
+        out += fmt::format("{:>5.0f}", 100 * s.coactivation[sz(i * e_n + j)]);
+      out += "\n";
+    }
+  }
+  if (!s.mean_images.empty()) out += "  (the mean input image per expert is in --format json)\n";
+  return out;
+}
+
+}  // namespace
+
+nlohmann::ordered_json inspect_to_json(const InspectReport& report) {
+  Json j;
+  j["format"] = "moe.inspect";
+  j["version"] = 1;
+  Json data;
+  data["path"] = report.path;
+  data["rows"] = report.n_rows;
+  data["task"] = task_kind_name(report.labels.task);
+  if (report.labels.task == TaskKind::kClassification) {
+    data["classes"] = report.labels.class_names;
+  } else {
+    data["targets"] = report.labels.columns;
+  }
+  data["input"] = input_kind_name(report.input);
+  data["labels"] = report.has_labels;
+  j["data"] = std::move(data);
+  j["metrics"] = report.metrics;
+  Json layers = Json::array();
+  for (const LevelStats& s : report.levels) layers.push_back(level_json(report, s));
+  j["layers"] = std::move(layers);
+  return j;
+}
+
+std::string inspect_to_text(const InspectReport& report) {
+  std::string out = fmt::format("{}: {} rows, {}, {} input\n", report.path, report.n_rows,
+                                task_kind_name(report.labels.task), input_kind_name(report.input));
+  int64_t collapsed = 0;
+  for (const LevelStats& s : report.levels) {
+    out += '\n';
+    out += level_text(report, s);
+    collapsed += s.collapsed;
+  }
+  if (collapsed > 0)
+    out +=
+        fmt::format("\nwarning: {} routing level(s) collapsed (see docs/inspect.md)\n", collapsed);
+  return out;
+}
+
+Status write_inspect_json(const std::string& path, Model& model, const LoadedData& data) {
+  if (model.n_moe_layers() == 0) return Status::ok();
+  const Dataset& rows = data.validation.n_rows > 0 ? data.validation : data.train;
+  const InspectContext context = InspectContext::from_schema(data.schema, rows, rows.source);
+  MOE_ASSIGN_OR_RETURN(InspectReport report, inspect_model(model, context, InspectOptions()));
+  const std::string text = inspect_to_json(report).dump(2) + "\n";
+  return write_file_atomic(path, text.data(), text.size());
+}
+
+Status write_trace(const InspectReport& report, const Dataset& data, const std::string& path) {
+  const bool jsonl = path.size() >= 6 && path.compare(path.size() - 6, 6, ".jsonl") == 0;
+  std::ofstream out(path, std::ios::out | std::ios::trunc);
+  if (!out) return Status::error("{}: cannot create the trace file", path);
+  if (!jsonl) {
+    out << "row,source_row";
+    for (const LayerRouting& r : report.trace)
+      out << ',' << r.layer << ".experts," << r.layer << ".weights";
+    out << '\n';
+  }
+  for (int64_t i = 0; i < data.n_rows; ++i) {
+    const int64_t source = data.source_rows.empty() ? i : data.source_rows[sz(i)];
+    Json line;
+    if (jsonl) {
+      line["row"] = i;
+      line["source_row"] = source;
+      line["layers"] = Json::object();
+    } else {
+      out << i << ',' << source;
+    }
+    for (const LayerRouting& r : report.trace) {
+      if (sz(i + 1) >= r.offsets.size()) return Status::error("trace: routing of too few rows");
+      std::string experts, weights;
+      Json je = Json::array(), jw = Json::array();
+      for (int64_t s = r.offsets[sz(i)]; s < r.offsets[sz(i + 1)]; ++s) {
+        const int32_t e = r.experts[sz(s)];
+        const float w = r.weights[sz(s)];
+        experts += fmt::format("{}{}", experts.empty() ? "" : " ", e);
+        weights += fmt::format("{}{}", weights.empty() ? "" : " ", w);
+        je.push_back(e);
+        jw.push_back(w);
+      }
+      if (jsonl) {
+        line["layers"][r.layer] = {{"experts", je}, {"weights", jw}};
+      } else {
+        out << ',' << experts << ',' << weights;
+      }
+    }
+    if (jsonl) out << line.dump();
+    out << '\n';
+  }
+  out.flush();
+  if (!out) return Status::error("{}: write failed", path);
+  return Status::ok();
+}
+
+}  // namespace moe

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# moe inspect end to end: a tiny tabular MoE model is trained (which leaves inspect.json and
+# per-layer gate entropy in metrics.jsonl), then inspected as text and JSON, with --out and a
+# --trace in CSV and JSON lines; --format html and bad flags fail with a message.
+#
+# Usage: tests/cli/inspect_test.sh PATH/TO/moe
+set -uo pipefail
+
+moe=${1:?usage: inspect_test.sh PATH/TO/moe}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0
+
+fail() {
+  echo "FAIL: $*" >&2
+  failures=$((failures + 1))
+}
+
+# run CODE ARGS...: runs moe ARGS with stdout in $work/out and stderr in $work/err, checks the
+# exit code.
+run() {
+  local code=$1
+  shift
+  "$moe" "$@" >"$work/out" 2>"$work/err"
+  local got=$?
+  [ "$got" -eq "$code" ] || fail "moe $* exited $got, expected $code: $(head -c 400 "$work/err")"
+}
+
+# 300 rows in three clusters; the label is the cluster. A fixed LCG keeps the file the same.
+awk 'BEGIN {
+  s = 4242; print "x1,x2,label"
+  for (i = 0; i < 300; i++) {
+    s = (s * 1103515245 + 12345) % 2147483648; u = s / 2147483648 - 0.5
+    s = (s * 1103515245 + 12345) % 2147483648; v = s / 2147483648 - 0.5
+    c = i % 3
+    printf "%.4f,%.4f,%s\n", (c == 0 ? 3 : (c == 1 ? -3 : 0)) + u, (c == 2 ? 3 : -1) + v, "c" c
+  }
+}' >"$work/data.csv"
+head -n 61 "$work/data.csv" >"$work/test.csv"
+cat >"$work/tiny.json" <<JSON
+{
+  "data": {"train": "$work/data.csv", "label": "label", "split": {"validation": 0.2, "seed": 1}},
+  "model": {"width": 8, "moe": {"experts": 3, "k": 1, "expert": {"kind": "mlp", "hidden": 8}}},
+  "training": {"epochs": 3, "batch_size": 32, "lr": 0.01, "seed": 2}
+}
+JSON
+r="$work/run"
+run 0 train "$work/tiny.json" --out "$r" --quiet
+[ -s "$r/inspect.json" ] || fail "train: no inspect.json"
+python3 - "$r/inspect.json" "$r/metrics.jsonl" <<'PY' || fail "train: inspect.json or metrics.jsonl"
+import json, sys
+doc = json.load(open(sys.argv[1]))
+assert doc["format"] == "moe.inspect" and doc["version"] == 1, doc.get("format")
+assert doc["data"]["rows"] == 60 and doc["data"]["classes"] == ["c0", "c1", "c2"], doc["data"]
+layer = doc["layers"][0]
+assert layer["name"] == "blocks.0.moe" and layer["experts"] == 3 and layer["k"] == 1
+assert abs(sum(layer["load"]) - 1) < 1e-9 and len(layer["coactivation"]) == 3
+assert len(layer["class_expert"]["counts"]) == 3 and "features" in layer
+for line in open(sys.argv[2]):
+    e = json.loads(line)["gate_entropy"]["blocks.0.moe"]
+    assert 0 <= e["mean"] <= e["max"] + 1e-9 and 0 <= e["of_mean"] <= e["max"] + 1e-9, e
+PY
+
+run 0 inspect "$r/best" "$work/test.csv"
+grep -qE 'blocks\.0\.moe +topk_softmax, 3 experts, k 1, 60 rows' "$work/out" ||
+  fail "inspect text: no layer line: $(head -c 400 "$work/out")"
+grep -qE 'mutual information' "$work/out" || fail "inspect text: no mutual information"
+
+for flag in "--format json" "--json"; do
+  # shellcheck disable=SC2086
+  run 0 inspect "$r/best" "$work/test.csv" $flag
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["data"]["rows"] == 60' \
+    "$work/out" || fail "inspect $flag: not the JSON document"
+done
+
+run 0 inspect "$r/best" "$work/test.csv" --format json --out "$work/i.json" \
+  --trace "$work/trace.csv"
+[ ! -s "$work/out" ] || fail "inspect --out: stdout not empty"
+python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$work/i.json" ||
+  fail "inspect --out: bad JSON"
+[ "$(wc -l <"$work/trace.csv")" -eq 61 ] || fail "trace.csv: expected a header and 60 rows"
+head -n 1 "$work/trace.csv" | grep -q '^row,source_row,blocks.0.moe.experts,blocks.0.moe.weights$' ||
+  fail "trace.csv header: $(head -n 1 "$work/trace.csv")"
+run 0 inspect "$r/best" "$work/test.csv" --trace "$work/trace.jsonl"
+[ "$(wc -l <"$work/trace.jsonl")" -eq 60 ] || fail "trace.jsonl: expected 60 lines"
+python3 - "$work/trace.jsonl" <<'PY' || fail "trace.jsonl: bad lines"
+import json, sys
+for i, line in enumerate(open(sys.argv[1])):
+    d = json.loads(line)
+    l = d["layers"]["blocks.0.moe"]
+    assert d["row"] == i and len(l["experts"]) == 1 and len(l["weights"]) == 1, d
+PY
+
+run 1 inspect "$r/best" "$work/test.csv" --format html
+grep -q 'moe report' "$work/err" || fail "--format html: message does not point to moe report"
+run 2 inspect "$r/best" "$work/test.csv" --format yaml
+run 1 inspect "$r/best" "$work/test.csv" --trace "$work/no/such/dir/t.csv"
+grep -q 't.csv' "$work/err" || fail "--trace into a missing directory: message lacks the file"
+
+if [ "$failures" -ne 0 ]; then
+  echo "$failures failure(s)" >&2
+  exit 1
+fi
+echo "inspect CLI: all checks passed"
