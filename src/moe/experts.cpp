@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include "moe/kernels/gemm.h"
+#include "moe/kernels/swiglu_act.h"
+
 namespace moe {
 
 const char* expert_kind_name(ExpertKind k) {
@@ -143,10 +146,11 @@ void Expert::forward(Tensor x, Tensor y, Arena& arena) {
     case ExpertKind::kMlp:
       mlp_forward(x, y, arena);
       break;
-    case ExpertKind::kSwiglu:
-      swiglu_cache_ = SwigluCache::allocate(arena, n, config_.hidden);
-      swiglu_forward(swiglu_, x, y, swiglu_cache_, arena);
+    case ExpertKind::kSwiglu: {
+      const SwigluCache c = SwigluCache::allocate(arena, n, config_.hidden);
+      forward_into(x, y, c.h1, c.h3, arena.alloc(Shape{n, config_.hidden}));
       break;
+    }
   }
 }
 
@@ -163,10 +167,54 @@ void Expert::backward(Tensor dy, Tensor dx, Arena& arena) {
     case ExpertKind::kMlp:
       mlp_backward(dy, dx, arena);
       break;
-    case ExpertKind::kSwiglu:
-      swiglu_backward(swiglu_, swiglu_grads_, swiglu_cache_, x_, dy, dx, arena);
+    case ExpertKind::kSwiglu: {
+      const size_t mark = arena.mark();
+      backward_into(dy, dx, arena.alloc(Shape{x_.rows(), config_.hidden}));
+      arena.release(mark);
       break;
+    }
   }
+}
+
+void Expert::forward_into(Tensor x, Tensor y, Tensor h1, Tensor h3, Tensor a) {
+  const int64_t n = x.rows(), f = config_.hidden;
+  MOE_CHECK(config_.kind == ExpertKind::kSwiglu && x.cols() == d_model_ && y.cols() == d_model_ &&
+                y.rows() == n && h1.rows() == n && h1.cols() == f && h3.shape() == h1.shape() &&
+                a.shape() == h1.shape(),
+            "expert forward_into ({}): x {} y {} h1 {} h3 {} a {} for D={} F={}",
+            expert_kind_name(config_.kind), x.shape().str(), y.shape().str(), h1.shape().str(),
+            h3.shape().str(), a.shape().str(), d_model_, f);
+  x_ = x;
+  swiglu_cache_ = {h1, h3};
+  swiglu_act_ = a;
+  if (n == 0) return;
+  gemm(x, false, swiglu_.w1, true, h1);  // h1 = x·W1ᵀ: [N, D] · [F, D]ᵀ
+  gemm(x, false, swiglu_.w3, true, h3);  // h3 = x·W3ᵀ
+  swiglu_act_forward(n * f, h1.f32(), h3.f32(), a.f32());
+  gemm(a, false, swiglu_.w2, true, y);  // y = a·W2ᵀ: [N, F] · [D, F]ᵀ
+}
+
+void Expert::backward_into(Tensor dy, Tensor dx, Tensor da) {
+  const int64_t n = x_.rows(), f = config_.hidden;
+  MOE_CHECK(config_.kind == ExpertKind::kSwiglu && dy.rows() == n && dy.cols() == d_model_ &&
+                (dx.empty() || dx.shape() == x_.shape()) && da.rows() == n && da.cols() == f,
+            "expert backward_into ({}): dy {} dx {} da {} after a forward of x {}",
+            expert_kind_name(config_.kind), dy.shape().str(), dx.shape().str(), da.shape().str(),
+            x_.shape().str());
+  if (n == 0) return;
+  const GemmScale acc{1.0f, 1.0f};
+  Tensor a = swiglu_act_;
+  gemm(dy, true, a, false, swiglu_grads_.w2, acc);  // dW2 += dyᵀ·a: [D, N] · [N, F]
+  gemm(dy, false, swiglu_.w2, false, da);           // da = dy·W2: [N, D] · [D, F]
+  // a is spent: it becomes dh1, and da becomes dh3 in place.
+  Tensor dh1 = a, dh3 = da;
+  swiglu_act_backward(n * f, swiglu_cache_.h1.f32(), swiglu_cache_.h3.f32(), da.f32(), dh1.f32(),
+                      dh3.f32());
+  gemm(dh1, true, x_, false, swiglu_grads_.w1, acc);  // dW1 += dh1ᵀ·x: [F, N] · [N, D]
+  gemm(dh3, true, x_, false, swiglu_grads_.w3, acc);  // dW3 += dh3ᵀ·x
+  if (dx.empty()) return;
+  gemm(dh1, false, swiglu_.w1, false, dx);       // dx = dh1·W1: [N, F] · [F, D]
+  gemm(dh3, false, swiglu_.w3, false, dx, acc);  //    + dh3·W3
 }
 
 void Expert::mlp_forward(Tensor x, Tensor y, Arena& arena) {

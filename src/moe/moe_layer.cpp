@@ -1,6 +1,9 @@
 #include "moe/moe/moe_layer.h"
 
 #include <fmt/format.h>
+#include <omp.h>
+
+#include <algorithm>
 
 #include "moe/kernels/ops.h"
 #include "moe/moe/dispatch.h"
@@ -19,6 +22,15 @@ void add_aux(AuxLosses* total, const AuxLosses& a) {
 // Rng streams of init(): the routers first, then routed experts, then shared experts.
 constexpr uint64_t kExpertStreamBase = 1 << 20;
 constexpr uint64_t kSharedStreamBase = 2 << 20;
+
+// kAuto splits threads across experts while the largest segment is below this many rows: there
+// a GEMM threaded inside runs below its large-M speed and pays a barrier per call, while one
+// thread per expert keeps every core busy on whole GEMMs (bench/bench_moe.cpp measures both).
+constexpr int64_t kAcrossExpertsMaxRows = 1024;
+
+double now() {
+  return omp_get_wtime();
+}
 
 }  // namespace
 
@@ -63,6 +75,9 @@ MoeLayer::MoeLayer(MoeConfig config) : config_(std::move(config)) {
   for (const ExpertConfig& e : config_.experts) experts_.emplace_back(config_.d_model, e);
   for (const ExpertConfig& e : config_.shared) shared_.emplace_back(config_.d_model, e);
   gate_inputs_.resize(gates_.size());
+  hidden_offsets_.resize(experts_.size());
+  expert_order_.resize(experts_.size());
+  expert_worker_.resize(experts_.size());
   group_plans_.resize(static_cast<size_t>(g));
   group_dweights_.resize(static_cast<size_t>(g));
 }
@@ -110,20 +125,26 @@ void MoeLayer::forward(Tensor x, Tensor y, bool training, const Rng& rng, Arena&
     gate_inputs_[i].training = training;
     gate_inputs_[i].rng = n_groups() > 0 ? rng.fork(i) : rng;
   }
+  double t0 = now();
   if (n_groups() > 0)
     route_hierarchical(arena);
   else
     route_flat(arena);
+  double t1 = now();
+  times_.route = t1 - t0;
 
   const int64_t n_kept = plan_.n_kept();
   Tensor xs = arena.alloc(Shape{n_kept, d});  // [S_kept, D]
   ys_ = arena.alloc(Shape{n_kept, d});        // [S_kept, D]
   dispatch_forward(plan_, x, xs);
-  for (size_t e = 0; e < experts_.size(); ++e) {
-    const int64_t begin = plan_.expert_offsets[e], end = plan_.expert_offsets[e + 1];
-    experts_[e].forward(xs.slice(begin, end), ys_.slice(begin, end), arena);
-  }
+  t0 = now();
+  times_.dispatch = t0 - t1;
+  experts_forward(xs, arena);
+  t1 = now();
+  times_.experts = t1 - t0;
   combine_forward(plan_, ys_, y);
+  t0 = now();
+  times_.combine = t0 - t1;
   if (!shared_.empty()) {
     Tensor shared_out = arena.alloc(Shape{t, d});  // [T, D]
     for (Expert& s : shared_) {
@@ -131,6 +152,106 @@ void MoeLayer::forward(Tensor x, Tensor y, bool training, const Rng& rng, Arena&
       add(y, shared_out, y);
     }
   }
+  times_.shared = now() - t0;
+}
+
+bool MoeLayer::across_experts() const {
+  if (threading_ != ExpertThreading::kAuto) return threading_ == ExpertThreading::kAcrossExperts;
+  if (omp_get_max_threads() < 2 || omp_in_parallel()) return false;
+  // Enough segments to keep every thread busy, and none large enough to want all of them.
+  const int64_t largest = n_ordered_ > 0 ? plan_.expert_rows(expert_order_[0]) : 0;
+  return n_ordered_ >= 2 * omp_get_max_threads() && largest < kAcrossExpertsMaxRows;
+}
+
+void MoeLayer::experts_forward(Tensor xs, Arena& arena) {
+  // Segments of SwiGLU experts go to the packed hidden buffers; other kinds run in order on the
+  // arena (they are not the fast path).
+  int64_t hidden = 0;
+  n_ordered_ = 0;
+  for (size_t e = 0; e < experts_.size(); ++e) {
+    const int64_t begin = plan_.expert_offsets[e], end = plan_.expert_offsets[e + 1];
+    if (experts_[e].config().kind != ExpertKind::kSwiglu) {
+      experts_[e].forward(xs.slice(begin, end), ys_.slice(begin, end), arena);
+      continue;
+    }
+    hidden_offsets_[e] = hidden;
+    hidden += (end - begin) * experts_[e].config().hidden;
+    if (end > begin) {
+      expert_order_[static_cast<size_t>(n_ordered_++)] = static_cast<int32_t>(e);
+    } else {  // no rows: the expert only records its empty input
+      const Tensor none(static_cast<float*>(nullptr), Shape{0, experts_[e].config().hidden});
+      experts_[e].forward_into(xs.slice(begin, end), ys_.slice(begin, end), none, none, none);
+    }
+  }
+  // Largest segment first (the order the threads' assignment below is made in).
+  const int64_t* offsets = plan_.expert_offsets.data();
+  std::sort(expert_order_.begin(), expert_order_.begin() + n_ordered_,
+            [offsets](int32_t a, int32_t b) {
+              const int64_t ra = offsets[a + 1] - offsets[a], rb = offsets[b + 1] - offsets[b];
+              return ra > rb || (ra == rb && a < b);
+            });
+  hidden_h1_ = arena.alloc(Shape{hidden});  // [H]
+  hidden_h3_ = arena.alloc(Shape{hidden});  // [H]
+  hidden_a_ = arena.alloc(Shape{hidden});   // [H]
+  assign_segments();
+  run_segments([&](size_t e) {
+    const int64_t begin = plan_.expert_offsets[e], end = plan_.expert_offsets[e + 1];
+    const Shape hs{end - begin, experts_[e].config().hidden};
+    const int64_t off = hidden_offsets_[e];
+    experts_[e].forward_into(xs.slice(begin, end), ys_.slice(begin, end),
+                             Tensor(hidden_h1_.f32() + off, hs), Tensor(hidden_h3_.f32() + off, hs),
+                             Tensor(hidden_a_.f32() + off, hs));
+  });
+}
+
+void MoeLayer::assign_segments() {
+  n_workers_ = across_experts() ? omp_get_max_threads() : 1;
+  if (n_workers_ == 1) return;
+  // Longest processing time first: each segment, largest first, goes to the least-loaded
+  // thread. The assignment is a function of the plan alone, so a thread sees the same segment
+  // shapes from step to step while routing holds still (its cached GEMM primitives then cover
+  // them), and no work queue is shared at run time.
+  worker_load_.assign(static_cast<size_t>(n_workers_), 0);
+  for (int64_t i = 0; i < n_ordered_; ++i) {
+    const auto e = static_cast<size_t>(expert_order_[static_cast<size_t>(i)]);
+    const auto least = static_cast<size_t>(
+        std::min_element(worker_load_.begin(), worker_load_.end()) - worker_load_.begin());
+    worker_load_[least] += plan_.expert_rows(static_cast<int64_t>(e)) * experts_[e].config().hidden;
+    expert_worker_[e] = static_cast<int32_t>(least);
+  }
+}
+
+template <typename F>
+void MoeLayer::run_segments(F&& run_expert) {
+  // No parallel region at all on one worker: even an inactive one costs libgomp an allocation.
+  if (n_workers_ == 1) {
+    for (int64_t i = 0; i < n_ordered_; ++i)
+      run_expert(static_cast<size_t>(expert_order_[static_cast<size_t>(i)]));
+    return;
+  }
+#pragma omp parallel num_threads(n_workers_)
+  {
+    const int worker = omp_get_thread_num(), team = omp_get_num_threads();
+    for (int64_t i = 0; i < n_ordered_; ++i) {
+      const auto e = static_cast<size_t>(expert_order_[static_cast<size_t>(i)]);
+      if (expert_worker_[e] % team == worker) run_expert(e);
+    }
+  }
+}
+
+void MoeLayer::experts_backward(Tensor dys, Tensor dxs, Arena& arena) {
+  for (size_t e = 0; e < experts_.size(); ++e) {
+    if (experts_[e].config().kind == ExpertKind::kSwiglu) continue;
+    const int64_t begin = plan_.expert_offsets[e], end = plan_.expert_offsets[e + 1];
+    experts_[e].backward(dys.slice(begin, end), dxs.slice(begin, end), arena);
+  }
+  Tensor hidden_da = arena.alloc(hidden_h1_.shape());  // [H]
+  run_segments([&](size_t e) {  // the forward's assignment of segments to threads
+    const int64_t begin = plan_.expert_offsets[e], end = plan_.expert_offsets[e + 1];
+    const Shape hs{end - begin, experts_[e].config().hidden};
+    experts_[e].backward_into(dys.slice(begin, end), dxs.slice(begin, end),
+                              Tensor(hidden_da.f32() + hidden_offsets_[e], hs));
+  });
 }
 
 void MoeLayer::route_flat(Arena& arena) {
@@ -192,19 +313,25 @@ void MoeLayer::backward(Tensor dy, Tensor dx, Arena& arena) {
             x_.shape().str());
   const size_t mark = arena.mark();
   const int64_t n_kept = plan_.n_kept();
+  double t0 = now();
   Tensor dys = arena.alloc(Shape{n_kept, d});                   // [S_kept, D]
   float* dweights = arena.alloc_array<float>(plan_.n_slots());  // [S]
   combine_backward(plan_, ys_, dy, dys, dweights);
+  double t1 = now();
+  times_.combine_bwd = t1 - t0;
   Tensor dxs = arena.alloc(Shape{n_kept, d});  // [S_kept, D]
-  for (size_t e = 0; e < experts_.size(); ++e) {
-    const int64_t begin = plan_.expert_offsets[e], end = plan_.expert_offsets[e + 1];
-    experts_[e].backward(dys.slice(begin, end), dxs.slice(begin, end), arena);
-  }
+  experts_backward(dys, dxs, arena);
+  t0 = now();
+  times_.experts_bwd = t0 - t1;
   dispatch_backward(plan_, dxs, dx);
+  t1 = now();
+  times_.dispatch_bwd = t1 - t0;
   if (n_groups() > 0)
     gate_backward_hierarchical(dweights, dx, arena);
   else
     gates_[0].backward(gate_inputs_[0], plan_, dweights, dx, arena);
+  t0 = now();
+  times_.route_bwd = t0 - t1;
   if (!shared_.empty()) {
     Tensor shared_dx = arena.alloc(Shape{t, d});  // [T, D]
     for (Expert& s : shared_) {
@@ -212,6 +339,7 @@ void MoeLayer::backward(Tensor dy, Tensor dx, Arena& arena) {
       add(dx, shared_dx, dx);
     }
   }
+  times_.shared_bwd = now() - t0;
   arena.release(mark);
 }
 

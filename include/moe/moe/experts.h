@@ -14,7 +14,11 @@
 // expert runs one GEMM per weight matrix on its whole segment; a segment of 0 rows costs nothing.
 //
 // An Expert keeps views of its parameters (bind) and, between forward and backward, a cache of
-// its input and hidden activations in memory from the caller's Arena.
+// its input and hidden activations in memory from the caller's Arena. A SwiGLU expert can also
+// run on buffers the caller hands it (forward_into / backward_into): nothing is taken from an
+// Arena, so the MoE layer can run several experts at once on different threads, each in its own
+// slice of one packed hidden buffer per step. Its gate is the fused kernels/swiglu_act.h pass,
+// and a = silu(h1) ⊙ h3 is kept from forward, so backward does not recompute it.
 #pragma once
 
 #include <cstdint>
@@ -67,6 +71,13 @@ class Expert {
   // dy [N, D] -> dx [N, D] (=; skipped when dx is empty); parameter gradients (+=).
   void backward(Tensor dy, Tensor dx, Arena& arena);
 
+  // SwiGLU experts only. forward_into: x [N, D] -> y [N, D] with the cache in the caller's
+  // h1, h3, a [N, F] (kept until backward returns). backward_into: da [N, F] is scratch.
+  // Neither allocates, and two experts may run them concurrently. backward_into consumes the
+  // cached a (it becomes dh1): one backward per forward, as in a training step.
+  void forward_into(Tensor x, Tensor y, Tensor h1, Tensor h3, Tensor a);
+  void backward_into(Tensor dy, Tensor dx, Tensor da);
+
  private:
   void mlp_forward(Tensor x, Tensor y, Arena& arena);
   void mlp_backward(Tensor dy, Tensor dx, Arena& arena);
@@ -85,6 +96,7 @@ class Expert {
   std::vector<Tensor> pre_;   // MLP: [N, F] per hidden layer, before the activation
   std::vector<Tensor> post_;  // MLP: [N, F] per hidden layer, after it
   SwigluCache swiglu_cache_;  // SwiGLU: h1, h3 [N, F]
+  Tensor swiglu_act_;         // SwiGLU: a = silu(h1) ⊙ h3 [N, F]
 };
 
 }  // namespace moe

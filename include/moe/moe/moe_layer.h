@@ -23,7 +23,17 @@
 //   <prefix>.shared.<i>.w1, …          shared expert i
 //
 // Memory: everything a step needs comes from the caller's Arena (forward's cache must stay
-// alive until backward returns); the plans' vectors keep their capacity across steps.
+// alive until backward returns); the plans' vectors keep their capacity across steps. Working
+// memory is O(S_kept · (D + F)): the dispatched rows and expert outputs [S_kept, D] and, for
+// SwiGLU experts, one packed hidden buffer per quantity (h1, h3, a in forward, da in backward)
+// in which expert e owns rows · F_e floats; never [T, E, C] or [T, E, D].
+//
+// Threads: SwiGLU experts run on caller-given slices of the packed buffers, so they can run
+// concurrently. With small segments (many experts, few rows each) the threads split across
+// experts (a fixed assignment, largest segment first to the least-loaded thread), each expert's
+// GEMMs on one thread; with large segments the
+// experts run one after another and oneDNN threads each GEMM. Every expert writes only its own
+// rows and gradients, so the choice does not change a bit of the result.
 #pragma once
 
 #include <cstdint>
@@ -62,6 +72,20 @@ std::vector<ExpertConfig> repeat_experts(const ExpertConfig& c, int64_t n);
 // and expert configuration is valid. The message names the offending field.
 Status validate_moe_config(const MoeConfig& c);
 
+// How the routed experts share the threads; kAuto picks by segment size (moe_layer.cpp).
+enum class ExpertThreading { kAuto, kAcrossExperts, kInsideGemm };
+
+// Wall time of each stage of the last forward and backward, in seconds (benchmarks read it).
+struct MoeStageTimes {
+  double route = 0.0;     // forward: gate (router GEMM, softmax, top-k, sort, aux losses)
+  double dispatch = 0.0;  // forward: gather rows into expert order
+  double experts = 0.0;   // forward: routed experts
+  double combine = 0.0;   // forward: weighted sum back to tokens
+  double shared = 0.0;    // forward: shared experts
+  double combine_bwd = 0.0, experts_bwd = 0.0, dispatch_bwd = 0.0, route_bwd = 0.0,
+         shared_bwd = 0.0;
+};
+
 class MoeLayer {
  public:
   // The config must pass validate_moe_config (checked).
@@ -96,6 +120,9 @@ class MoeLayer {
   // backward applies.
   double aux_loss() const { return aux_loss_; }
 
+  void set_expert_threading(ExpertThreading t) { threading_ = t; }
+  const MoeStageTimes& stage_times() const { return times_; }
+
   Gate& gate() { return gates_[0]; }  // the flat gate, or the top gate
   Gate& group_gate(int64_t g) { return gates_[static_cast<size_t>(1 + g)]; }
   const Gate& gate() const { return gates_[0]; }
@@ -110,6 +137,12 @@ class MoeLayer {
   void route_flat(Arena& arena);
   void route_hierarchical(Arena& arena);
   void gate_backward_hierarchical(const float* dweights, Tensor dx, Arena& arena);
+  void experts_forward(Tensor xs, Arena& arena);
+  void experts_backward(Tensor dys, Tensor dxs, Arena& arena);
+  bool across_experts() const;
+  void assign_segments();  // expert_worker_ for this plan
+  template <typename F>
+  void run_segments(F&& run_expert);  // run_expert(e) for every ordered segment
 
   MoeConfig config_;
   std::vector<Gate> gates_;  // [0]: flat or top gate; [1 + g]: group g's gate
@@ -128,6 +161,17 @@ class MoeLayer {
   Tensor ys_;                           // [S_kept, D] expert outputs, sorted by expert
   Tensor group_ids_;  // [S0_kept] int64 token ids of xs_top_'s rows (hierarchical)
   const int64_t* token_ids_ = nullptr;
+  // Packed SwiGLU hidden buffers [H] with H = Σ_e rows_e · F_e; expert e owns
+  // [hidden_offsets_[e], hidden_offsets_[e] + rows_e · F_e).
+  Tensor hidden_h1_, hidden_h3_, hidden_a_;
+  std::vector<int64_t> hidden_offsets_;  // [E] sized once
+  std::vector<int32_t> expert_order_;    // [E] SwiGLU experts with rows, largest segment first
+  int64_t n_ordered_ = 0;
+  int n_workers_ = 1;                   // threads the segments are split across (1: in order)
+  std::vector<int32_t> expert_worker_;  // [E] thread of each segment
+  std::vector<int64_t> worker_load_;    // [threads] hidden floats assigned, while assigning
+  ExpertThreading threading_ = ExpertThreading::kAuto;
+  MoeStageTimes times_;
   AuxLosses aux_;
   double aux_loss_ = 0.0;
 };

@@ -14,9 +14,13 @@
 // changes every step, so rows are cut into blocks of kBlockRows, then a multiple of kRowQuantum,
 // then fewer than kRowQuantum rows: at most 1 + 16 + 31 distinct primitives per (n, k, strides,
 // alpha, beta), created on first use and cached per thread (a primitive then always runs on the
-// thread that created it, as oneDNN's shared scratchpad requires, and no lock is needed).
+// thread that created it, as oneDNN's shared scratchpad requires, and no lock is needed). The key
+// also records whether the call comes from inside a parallel region (the MoE layer running
+// experts concurrently): oneDNN sizes a primitive's work split for the threads it sees when it is
+// created, so one made for a team of threads is never run by a lone thread, nor the reverse.
 //
 // Dims: op(A) [m, k] · op(B) [k, n] = C [m, n], rows stored with strides lda, ldb, ldc.
+#include <omp.h>
 #include <dnnl.hpp>
 
 #include <map>
@@ -66,7 +70,8 @@ class MatmulCache {
 
   void run(int64_t rows, const GemmShape& s, GemmScale scale, const float* a, const float* b,
            float* c) {
-    const Key key{rows, s.n, s.k, s.lda, s.ldb, s.ldc, scale.alpha, scale.beta};
+    const Key key{
+        rows, s.n, s.k, s.lda, s.ldb, s.ldc, scale.alpha, scale.beta, omp_in_parallel() != 0};
     auto it = entries_.find(key);
     if (it == entries_.end()) it = entries_.emplace(key, create(rows, s, scale)).first;
     Entry& e = it->second;
@@ -83,7 +88,7 @@ class MatmulCache {
   }
 
  private:
-  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, float, float>;
+  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, float, float, bool>;
   struct Entry {
     dnnl::matmul prim;
     dnnl::memory a, b, c;

@@ -1,0 +1,47 @@
+// Fast fused SwiGLU gate (see include/moe/kernels/swiglu_act.h). One σ per element through
+// vec::sigmoid_pair, which also gives 1 − σ without cancellation for silu'. Work is cut into
+// fixed blocks, so which elements take the vector body depends only on n, never on threads.
+//
+// Dims: N elements.
+#include <algorithm>
+
+#include "kernels/cpu/vec_math.h"
+#include "moe/kernels/swiglu_act.h"
+
+namespace moe {
+
+namespace {
+
+constexpr int64_t kParallelMin = 1 << 15;  // elements below which threads cost more than they save
+constexpr int64_t kBlock = 1 << 13;        // elements per task, a multiple of 16 lanes
+
+}  // namespace
+
+void swiglu_act_forward(int64_t n, const float* h1, const float* h3, float* a) {
+  const int64_t n_blocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const int64_t end = std::min(n, (b + 1) * kBlock);
+#pragma omp simd
+    for (int64_t i = b * kBlock; i < end; ++i) a[i] = h1[i] * vec::sigmoid(h1[i]) * h3[i];
+  }
+}
+
+void swiglu_act_backward(int64_t n, const float* h1, const float* h3, const float* da, float* dh1,
+                         float* dh3) {
+  const int64_t n_blocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const int64_t end = std::min(n, (b + 1) * kBlock);
+#pragma omp simd
+    for (int64_t i = b * kBlock; i < end; ++i) {
+      const float g = h1[i];
+      const vec::SigmoidPair s = vec::sigmoid_pair(g);
+      const float d = da[i];
+      dh1[i] = d * h3[i] * s.pos * std::fma(g, s.neg, 1.0f);
+      dh3[i] = d * g * s.pos;
+    }
+  }
+}
+
+}  // namespace moe
