@@ -23,10 +23,12 @@ void add_aux(AuxLosses* total, const AuxLosses& a) {
 constexpr uint64_t kExpertStreamBase = 1 << 20;
 constexpr uint64_t kSharedStreamBase = 2 << 20;
 
-// kAuto splits threads across experts while the largest segment is below this many rows: there
-// a GEMM threaded inside runs below its large-M speed and pays a barrier per call, while one
-// thread per expert keeps every core busy on whole GEMMs (bench/bench_moe.cpp measures both).
-constexpr int64_t kAcrossExpertsMaxRows = 1024;
+// kAuto splits threads across experts when there are at least this many segments per thread and
+// no segment is more than a thread's fair share of the work, so the fixed assignment can balance
+// them. One thread per GEMM then runs whole GEMMs without a barrier; a GEMM threaded inside pays
+// one per call and, at a few hundred rows, runs below its large-M speed (bench/bench_moe.cpp
+// --threading across|inside measures both; docs/benchmarks.md, "MoE layer").
+constexpr int64_t kSegmentsPerThread = 2;
 
 double now() {
   return omp_get_wtime();
@@ -157,10 +159,16 @@ void MoeLayer::forward(Tensor x, Tensor y, bool training, const Rng& rng, Arena&
 
 bool MoeLayer::across_experts() const {
   if (threading_ != ExpertThreading::kAuto) return threading_ == ExpertThreading::kAcrossExperts;
-  if (omp_get_max_threads() < 2 || omp_in_parallel()) return false;
-  // Enough segments to keep every thread busy, and none large enough to want all of them.
-  const int64_t largest = n_ordered_ > 0 ? plan_.expert_rows(expert_order_[0]) : 0;
-  return n_ordered_ >= 2 * omp_get_max_threads() && largest < kAcrossExpertsMaxRows;
+  const int threads = omp_get_max_threads();
+  if (threads < 2 || omp_in_parallel() || n_ordered_ < kSegmentsPerThread * threads) return false;
+  int64_t total = 0, largest = 0;
+  for (int64_t i = 0; i < n_ordered_; ++i) {
+    const auto e = static_cast<size_t>(expert_order_[static_cast<size_t>(i)]);
+    const int64_t work = plan_.expert_rows(static_cast<int64_t>(e)) * experts_[e].config().hidden;
+    total += work;
+    largest = std::max(largest, work);
+  }
+  return largest * threads <= total;
 }
 
 void MoeLayer::experts_forward(Tensor xs, Arena& arena) {
