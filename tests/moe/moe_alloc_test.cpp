@@ -12,7 +12,8 @@
 // page fault (getrusage's minor fault count) when the experts run one after another. When they
 // run concurrently, dnnl_sgemm called on an OpenMP pool thread costs 3 page faults per step
 // (measured: its per-call buffers come from that thread's glibc arena, which gives pages back
-// between calls); the test bounds that at 4 per step.
+// between calls); the test bounds that at 8 per step, far below what a buffer of moe's own
+// handed back to the kernel would cost (hundreds of pages).
 //
 // Dims: T tokens · D model width · F expert hidden width · E experts · K experts per token.
 #include <dlfcn.h>
@@ -160,7 +161,8 @@ struct AllocCase {
   }
 };
 
-void expect_no_allocation_after_warmup(ExpertThreading threading, int64_t max_faults_per_step) {
+void expect_no_allocation_after_warmup(ExpertThreading threading,
+                                       [[maybe_unused]] int64_t max_faults_per_step) {
   AllocCase c(/*t=*/256, /*d=*/512, /*e=*/8, /*k=*/2, /*f=*/64, threading);
   // Warm-up: the arena learns its size, oneDNN compiles a primitive per segment shape, the
   // OpenMP runtime builds its thread team.
@@ -182,17 +184,21 @@ void expect_no_allocation_after_warmup(ExpertThreading threading, int64_t max_fa
       kSteps, static_cast<long long>(g_own.load()), static_cast<long long>(g_foreign.load()),
       after.ru_minflt - before.ru_minflt);
   EXPECT_EQ(g_own.load(), 0) << "heap allocations by moe in steady-state steps";
+#if !defined(__SANITIZE_ADDRESS__)
+  // (AddressSanitizer's allocator quarantines freed blocks and serves fresh memory on purpose, so
+  // oneDNN's small allocations fault there: the count is printed, not checked.)
   EXPECT_LE(after.ru_minflt - before.ru_minflt, max_faults_per_step * kSteps)
       << "page faults in steady-state steps";
+#endif
   EXPECT_EQ(c.arena.overflow_allocations(), overflow_before);
-  // Working memory O(S · (D + F)): S = T·K rows of D and F floats a few times over, far below
-  // the T · E · D of a one-hot dispatch tensor at larger E (here the bound is what a step uses).
-  const size_t s = 256 * 2, bound = 8 * s * (512 + 64) * sizeof(float);
-  EXPECT_LT(c.arena.high_water(), bound);
+  // Working memory O(S · (D + F)): forward keeps S · (2D + 3F) floats (xs, ys; h1, h3, a),
+  // backward adds S · (2D + F) (dys, dxs; da); the router's [T, E] buffers are a few KiB here.
+  const size_t s = 256 * 2, d = 512, f = 64;
+  EXPECT_LE(c.arena.high_water(), s * (4 * d + 4 * f) * sizeof(float) + (64 << 10));
 }
 
 TEST(MoeLayerAllocation, SteadyStateStepAllocatesNothingAcrossExperts) {
-  expect_no_allocation_after_warmup(ExpertThreading::kAcrossExperts, /*max_faults_per_step=*/4);
+  expect_no_allocation_after_warmup(ExpertThreading::kAcrossExperts, /*max_faults_per_step=*/8);
 }
 
 TEST(MoeLayerAllocation, SteadyStateStepAllocatesNothingInsideGemm) {
