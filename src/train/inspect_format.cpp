@@ -152,8 +152,12 @@ std::string level_text(const InspectReport& report, const LevelStats& s) {
     }
     for (int64_t y = 0; y < y_n; ++y) {
       const auto i = sz(e * y_n + y);
-      out += fmt::format("  {}{} ± {}", y_n > 1 ? names[sz(y)] + " " : "", num(s.target_mean[i], 4),
-                         num(s.target_std[i], 4));
+      // Six significant digits: targets come in any unit (a sale price, a temperature).
+      const auto g6 = [](double v) {
+        return std::isnan(v) ? std::string("-") : fmt::format("{:.6g}", v);
+      };
+      out += fmt::format("  {}{} ± {}", y_n > 1 ? names[sz(y)] + " " : "", g6(s.target_mean[i]),
+                         g6(s.target_std[i]));
     }
     out += "\n";
     if (sz(e) < s.tokens.size()) {
