@@ -123,7 +123,7 @@ cp "$work/pred.csv" "$work/pred.bak"
 expect 1 "$work/no_dir" -- predict "$run/best" "$work/test.csv" --out "$work/no_dir/p.csv"
 cmp -s "$work/pred.csv" "$work/pred.bak" || fail "predict: an earlier output was changed"
 
-expect 0 'expert +[0-3] +[0-9.]+% of slots' -- inspect "$run/best" "$work/test.csv"
+expect 0 '^ +[0-3] +[0-9.]+% +[0-9.]+ ' -- inspect "$run/best" "$work/test.csv"
 expect 0 '"layers"' -- inspect "$run/best" "$work/test.csv" --json
 
 # --- bad input: each case exits 1 with one message naming the file and the place -------------
