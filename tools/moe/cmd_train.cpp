@@ -26,6 +26,7 @@ struct TrainArgs {
   std::vector<std::string> overrides;
   std::string out;
   bool quiet = false;
+  bool report = false;  // --report: write <out>/report.html at the end (moe report)
 };
 
 std::string describe_data(const LoadedData& d) {
@@ -93,6 +94,7 @@ int run_train(const TrainArgs& args) {
   if (r.has_test) std::printf("\ntest (best model)\n%s", r.test.to_text(names).c_str());
   std::printf("\noutput: %s (best/, last/, metrics.jsonl, summary.json)\n",
               config->output.dir.c_str());
+  if (args.report) return write_run_report(config->output.dir);
   return kExitOk;
 }
 
@@ -109,6 +111,8 @@ void add_train_command(CLI::App& app, Run* run) {
       ->allow_extra_args(false);
   cmd->add_option("--out", args->out, "Output directory (overrides output.dir)")->type_name("DIR");
   cmd->add_flag("--quiet,-q", args->quiet, "Print only the final result");
+  cmd->add_flag("--report", args->report,
+                "Also write the run's HTML report, <out>/report.html (moe report)");
   cmd->callback([args, run] { *run = [args] { return run_train(*args); }; });
 }
 

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# moe report end to end: usage, a tiny run (trained here in a few seconds) to a report, --out,
+# `moe train --report`, missing and malformed run files, and class names carrying markup.
+#
+# Usage: tests/report/report_cli_test.sh PATH/TO/moe   (run from tests/, as ctest does)
+set -uo pipefail
+
+moe=${1:?usage: report_cli_test.sh PATH/TO/moe}
+sample=$(cd "$(dirname "$0")" && pwd)/data/sample_run
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0
+
+fail() {
+  echo "FAIL: $*" >&2
+  failures=$((failures + 1))
+}
+
+# expect CODE PATTERN -- ARGS...: runs moe ARGS, checks the exit code and that PATTERN (grep -E,
+# empty for none) occurs in stdout + stderr; exit 1 must come with one 'moe: error:' line.
+expect() {
+  local code=$1 pattern=$2
+  shift 3
+  "$moe" "$@" >"$work/out" 2>"$work/err"
+  local got=$?
+  if [ "$got" -ne "$code" ]; then
+    fail "moe $* exited $got, expected $code; stderr: $(head -c 500 "$work/err")"
+    return
+  fi
+  if [ -n "$pattern" ] && ! cat "$work/out" "$work/err" | grep -qE -- "$pattern"; then
+    fail "moe $*: no match for /$pattern/ in: $(head -c 500 "$work/out" "$work/err")"
+  fi
+  if [ "$code" -eq 1 ]; then
+    [ "$(wc -l <"$work/err")" -eq 1 ] || fail "moe $*: expected one line on stderr"
+    grep -q '^moe: error: ' "$work/err" || fail "moe $*: stderr lacks 'moe: error:'"
+  fi
+}
+
+# svgs FILE: how many <svg elements the report holds.
+svgs() { grep -o '<svg ' "$1" | wc -l; }
+
+# --- usage -------------------------------------------------------------------------------------
+expect 0 'RUN_DIR' -- report --help
+expect 0 'report' -- --help
+expect 2 '' -- report
+expect 2 'bogus' -- report "$sample" --bogus
+
+# --- the hand-written sample (every chart) -----------------------------------------------------
+expect 0 "^report: $work/sample.html\$" -- report "$sample" --out "$work/sample.html"
+[ "$(svgs "$work/sample.html")" -eq 8 ] || fail "sample report: expected 8 charts"
+grep -q 'Routing is imbalanced' "$work/sample.html" || fail "sample report: no verdict"
+
+# --- a tiny run --------------------------------------------------------------------------------
+# 300 rows: two numbers and a label named with markup, so the class names test escaping end to
+# end. A fixed LCG keeps the file the same on every run.
+awk 'BEGIN {
+  s = 777; print "x1,x2,label"
+  for (i = 0; i < 300; i++) {
+    s = (s * 1103515245 + 12345) % 2147483648; x1 = s / 2147483648 * 2 - 1
+    s = (s * 1103515245 + 12345) % 2147483648; x2 = s / 2147483648 * 2 - 1
+    printf "%.4f,%.4f,%s\n", x1, x2, (x1 + x2 > 0 ? "<b>up</b>" : "a&b \"down\"")
+  }
+}' >"$work/data.csv"
+cat >"$work/tiny.json" <<JSON
+{
+  "data": {"train": "$work/data.csv", "label": "label", "split": {"validation": 0.25, "seed": 1}},
+  "model": {"width": 8, "moe": {"experts": 4, "k": 2, "expert": {"kind": "mlp", "hidden": 8}}},
+  "training": {"epochs": 3, "batch_size": 32, "lr": 0.01, "seed": 2}
+}
+JSON
+run="$work/run"
+expect 0 "report: $run/report.html" -- train "$work/tiny.json" --out "$run" --quiet --report
+report="$run/report.html"
+[ -s "$report" ] || fail "train --report: $report missing"
+# Training curves (loss, metrics, auxiliary loss, load over training) at least; the routing
+# charts too when moe train wrote inspect.json.
+min=4
+[ -e "$run/inspect.json" ] && min=7
+[ "$(svgs "$report")" -ge "$min" ] || fail "tiny report: $(svgs "$report") charts, expected >= $min"
+if [ ! -e "$run/inspect.json" ]; then
+  grep -q 'No inspect.json in this run directory' "$report" || fail "tiny report: no note"
+fi
+grep -q '<b>up</b>' "$report" && fail "tiny report: a class name became markup"
+grep -q '&lt;b&gt;up&lt;/b&gt;' "$report" || fail "tiny report: the class name is missing"
+grep -qi '<script' "$report" && fail "tiny report: holds a script"
+
+rm "$report"
+expect 0 "report: $report" -- report "$run"
+[ -s "$report" ] || fail "report: default output $report missing"
+
+# --- missing and malformed files ---------------------------------------------------------------
+expect 1 "$work/absent: not a directory" -- report "$work/absent"
+mkdir "$work/empty"
+expect 1 'not a run directory' -- report "$work/empty"
+cp -r "$run" "$work/bad"
+echo '{"epoch": 1, "train_loss": "low"}' >>"$work/bad/metrics.jsonl"
+expect 1 "$work/bad/metrics.jsonl line 4: field 'train_loss'" -- report "$work/bad"
+cp "$run/metrics.jsonl" "$work/bad/metrics.jsonl"
+echo '{"format": "moe.inspect", "version": 1, "layers": [' >"$work/bad/inspect.json"
+expect 1 "$work/bad/inspect.json: not valid JSON" -- report "$work/bad"
+[ -e "$work/bad/report.html" ] && cmp -s "$work/bad/report.html" "$run/report.html" ||
+  fail "a failed report changed the earlier one"
+expect 1 "$work/no_dir/r.html" -- report "$run" --out "$work/no_dir/r.html"
+
+if [ "$failures" -gt 0 ]; then
+  echo "$failures report CLI check(s) failed" >&2
+  exit 1
+fi
+echo "all report CLI checks passed"
