@@ -32,7 +32,7 @@ build-asan: deps $(ASAN)/CMakeCache.txt
 	cmake --build $(ASAN) -j $(JOBS)
 
 test-fast: build
-	cd $(RELEASE) && ctest -L 'unit|gradcheck|golden' --output-on-failure -j $(JOBS)
+	cd $(RELEASE) && ctest -L 'unit|gradcheck|golden|browser' --output-on-failure -j $(JOBS)
 
 test-asan: build-asan
 	cd $(ASAN) && ASAN_OPTIONS=detect_leaks=1 ctest -L unit --output-on-failure -j $(JOBS)
