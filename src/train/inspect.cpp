@@ -338,6 +338,30 @@ std::vector<GateEntropy> GateEntropyTally::result(const Model& model) const {
   return out;
 }
 
+nlohmann::json GateEntropyTally::to_json() const {
+  return {{"rows", rows_}, {"entropy_sum", entropy_sum_}, {"prob_sum", prob_sum_}};
+}
+
+bool GateEntropyTally::from_json(const nlohmann::json& j) {
+  const size_t n = rows_.size();
+  if (!j.is_object() || !j.contains("rows") || !j.contains("entropy_sum") ||
+      !j.contains("prob_sum") || !j["rows"].is_array() || j["rows"].size() != n ||
+      !j["entropy_sum"].is_array() || j["entropy_sum"].size() != n || !j["prob_sum"].is_array() ||
+      j["prob_sum"].size() != n)
+    return false;
+  for (size_t l = 0; l < n; ++l) {
+    const nlohmann::json& p = j["prob_sum"][l];
+    if (!j["rows"][l].is_number_integer() || !j["entropy_sum"][l].is_number() || !p.is_array())
+      return false;
+    for (const nlohmann::json& v : p)
+      if (!v.is_number()) return false;
+    rows_[l] = j["rows"][l].get<int64_t>();
+    entropy_sum_[l] = j["entropy_sum"][l].get<double>();
+    prob_sum_[l] = p.get<std::vector<double>>();
+  }
+  return true;
+}
+
 void LevelRouting::add_row(int64_t row, const int32_t* row_experts, const float* row_weights,
                            const uint8_t* row_dropped, int64_t n_slots, const float* probs) {
   rows.push_back(row);

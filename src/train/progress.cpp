@@ -135,10 +135,10 @@ nlohmann::ordered_json EpochRecord::to_json() const {
   return j;
 }
 
-Result<MetricsLog> MetricsLog::open(const std::string& path) {
+Result<MetricsLog> MetricsLog::open(const std::string& path, bool append) {
   MetricsLog log;
   log.path_ = path;
-  log.out_.open(path, std::ios::out | std::ios::trunc);
+  log.out_.open(path, std::ios::out | (append ? std::ios::app : std::ios::trunc));
   if (!log.out_) return Status::error("{}: cannot create the file", path);
   return log;
 }

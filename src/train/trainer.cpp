@@ -19,6 +19,7 @@
 #include "moe/core/arena.h"
 #include "moe/core/rng.h"
 #include "moe/io/checkpoint.h"
+#include "moe/io/train_state.h"
 #include "moe/layers/loss.h"
 #include "moe/optim/clip.h"
 #include "moe/optim/optimizer.h"
@@ -107,14 +108,29 @@ void balanced_class_weights(const Dataset& train, int64_t n_classes, Tensor w) {
   }
 }
 
-// Moves <dir>/last to last.1, last.1 to last.2, …, dropping the one beyond keep − 1.
-void rotate_last(const fs::path& out, int64_t keep) {
+// Makes room for keep_last rotation: moves last.1 to last.2, …, dropping the one beyond
+// keep − 1; commit_directory then moves the replaced last/ to last.1. last/ itself is never
+// touched here, so it exists at every instant.
+void rotate_older(const fs::path& out, int64_t keep) {
   if (keep <= 1) return;
   std::error_code ec;
   fs::remove_all(out / fmt::format("last.{}", keep - 1), ec);
   for (int64_t i = keep - 2; i >= 1; --i)
     fs::rename(out / fmt::format("last.{}", i), out / fmt::format("last.{}", i + 1), ec);
-  fs::rename(out / "last", out / "last.1", ec);
+}
+
+// Keeps the lines of metrics.jsonl whose epoch is at most `epochs` (a resumed run rewrites the
+// epochs after its checkpoint); a line that does not parse (cut by a kill) is dropped too.
+Status truncate_metrics(const fs::path& path, int64_t epochs) {
+  std::ifstream in(path);
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.contains("epoch") && j["epoch"].is_number_integer() &&
+        j["epoch"].get<int64_t>() <= epochs)
+      kept += line + "\n";
+  }
+  return write_file_atomic(path.string(), kept);
 }
 
 // The validation figures of an epoch line: loss and the headline metrics (precision and recall
@@ -149,6 +165,40 @@ class RoutingTally {
       for (size_t e = 0; e < load_[l].size(); ++e)
         load_[l][e] += layer.plan().expert_rows(static_cast<int64_t>(e));
     }
+  }
+
+  // The running sums, for a checkpoint inside an epoch: {"steps", "aux": [[switch, importance,
+  // load, z] per layer], "load": [[kept slots per expert] per layer]}.
+  nlohmann::json to_json() const {
+    nlohmann::json aux = nlohmann::json::array();
+    for (const AuxLosses& a : aux_)
+      aux.push_back({a.switch_loss, a.importance_loss, a.load_loss, a.z_loss});
+    return {{"steps", steps_}, {"aux", aux}, {"load", load_}};
+  }
+  // Restores to_json()'s sums; false when `j` does not have this model's layers and experts.
+  bool from_json(const nlohmann::json& j) {
+    if (!j.is_object() || !j.contains("steps") || !j["steps"].is_number_integer() ||
+        !j.contains("aux") || !j["aux"].is_array() || j["aux"].size() != aux_.size() ||
+        !j.contains("load") || !j["load"].is_array() || j["load"].size() != load_.size())
+      return false;
+    steps_ = j["steps"].get<int64_t>();
+    for (size_t l = 0; l < aux_.size(); ++l) {
+      const nlohmann::json& a = j["aux"][l];
+      const nlohmann::json& e = j["load"][l];
+      if (!a.is_array() || a.size() != 4 || !e.is_array() || e.size() != load_[l].size())
+        return false;
+      for (const nlohmann::json& v : a)
+        if (!v.is_number()) return false;
+      aux_[l].switch_loss = a[0].get<double>();
+      aux_[l].importance_loss = a[1].get<double>();
+      aux_[l].load_loss = a[2].get<double>();
+      aux_[l].z_loss = a[3].get<double>();
+      for (size_t k = 0; k < load_[l].size(); ++k) {
+        if (!e[k].is_number_integer()) return false;
+        load_[l][k] = e[k].get<int64_t>();
+      }
+    }
+    return true;
   }
 
   // The epoch's mean of each auxiliary loss some gate of the layer weighs (unweighted values),
@@ -201,6 +251,7 @@ struct Trainer::State {
   std::vector<float> best_values;  // [P] the best epoch's parameters
   std::vector<GateState> best_gates;
   std::unique_ptr<Progress> progress;
+  std::optional<TrainState> resumed;  // set by resume(): where run() starts
 
   State(const Dataset& train, const BatchOptions& bo)
       : iterator(train, bo), buffers(BatchBuffers::for_dataset(train, bo.batch_size)) {}
@@ -245,6 +296,40 @@ Result<std::unique_ptr<Trainer>> Trainer::create(const Config& config, const Loa
   return t;
 }
 
+Status Trainer::resume(const std::string& dir) {
+  MOE_ASSIGN_OR_RETURN(Checkpoint ck, load_checkpoint(dir));
+  MOE_TRY(check_resume_config(ck.config, config_).with_context(dir + "/" + kCheckpointJsonFile));
+  if (ck.schema.to_json() != data_.schema.to_json())
+    return Status::error(
+        "{}/{}: the data schema differs from the one fitted on the data now (the data files "
+        "changed since the run started); resume needs the same data",
+        dir, kCheckpointJsonFile);
+  State& s = *state_;
+  const Tensor from = ck.model->params().values();  // [P]
+  const Tensor to = model_->params().values();      // [P]
+  MOE_CHECK(from.numel() == to.numel(), "resume: arenas of {} and {} values for one config",
+            from.numel(), to.numel());
+  std::memcpy(to.f32(), from.f32(), static_cast<size_t>(to.numel()) * sizeof(float));
+  MOE_TRY(model_->set_gate_states(ck.model->gate_states()));
+  MOE_ASSIGN_OR_RETURN(TrainState at,
+                       load_train_state(dir, *model_, ck.weights_fnv1a64, *s.optimizer));
+  const std::string where = dir + "/" + kTrainStateJsonFile;
+  const int64_t n_batches = s.iterator.n_batches();
+  if (at.seed != config_.training.seed)
+    return Status::error("{}: seed {} differs from the config's training.seed {}", where, at.seed,
+                         config_.training.seed);
+  if (at.batches_per_epoch != n_batches)
+    return Status::error(
+        "{}: position.batches_per_epoch is {}, the data and batch size now give {} (the data "
+        "changed)",
+        where, at.batches_per_epoch, n_batches);
+  if (at.epochs_done > config_.training.epochs)
+    return Status::error("{}: {} epochs are done already, more than training.epochs = {}", where,
+                         at.epochs_done, config_.training.epochs);
+  s.resumed = std::move(at);
+  return Status::ok();
+}
+
 Result<TrainResult> Trainer::run() {
   const auto t_start = std::chrono::steady_clock::now();
   const TrainingConfig& tc = config_.training;
@@ -266,7 +351,12 @@ Result<TrainResult> Trainer::run() {
                            ec.message());
     MOE_TRY(
         write_file_atomic((out / "config.json").string(), config_to_json(config_).dump(2) + "\n"));
-    MOE_ASSIGN_OR_RETURN(MetricsLog opened, MetricsLog::open((out / "metrics.jsonl").string()));
+    // A resumed run keeps the lines of the epochs its checkpoint covers; the epochs after it
+    // are run again and their old lines go.
+    const fs::path metrics = out / "metrics.jsonl";
+    if (s.resumed) MOE_TRY(truncate_metrics(metrics, s.resumed->epochs_done));
+    MOE_ASSIGN_OR_RETURN(MetricsLog opened,
+                         MetricsLog::open(metrics.string(), /*append=*/s.resumed.has_value()));
     log.emplace(std::move(opened));
   }
 
@@ -285,22 +375,71 @@ Result<TrainResult> Trainer::run() {
   result.metric = has_validation ? std::string(metric_kind_name(tc.metric)) : "loss";
   result.metric += has_validation ? " (validation)" : " (training)";
   const bool higher = has_validation && metric_higher_is_better(tc.metric);
-  double best = higher ? -INFINITY : INFINITY;
-  int64_t since_best = 0;
-  double train_seconds = 0.0;
-  int64_t train_rows = 0;
-  bool saved_last = false;
   EvalOptions eval_options;
   eval_options.batch_size = std::max<int64_t>(tc.batch_size, 256);
   eval_options.regression_loss = tc.loss;
   eval_options.huber_delta = tc.huber_delta;
 
+  // Where the run stands: fresh, or as resume() found it.
+  TrainState at;
+  if (s.resumed) {
+    at = std::move(*s.resumed);
+    s.resumed.reset();
+    if (at.metric != result.metric)
+      return Status::error("resume: the checkpoint judged \"best\" by {}, this run by {}",
+                           at.metric, result.metric);
+  }
+  at.batches_per_epoch = n_batches;
+  at.seed = tc.seed;
+  at.optimizer = optimizer_kind_name(tc.optimizer.kind);
+  at.schedule = schedule_kind_name(schedule.kind);
+  at.schedule_total_steps = tc.epochs * n_batches;
+  at.metric = result.metric;
+  double best = at.best_epoch > 0 ? at.best_value : (higher ? -INFINITY : INFINITY);
+  if (at.best_epoch > 0) {
+    result.best_epoch = at.best_epoch;
+    result.best_value = at.best_value;
+    s.best_values = at.best_values;
+    s.best_gates = at.best_gates;
+    if (has_validation) {
+      // The best epoch's validation metrics, for the summary: evaluation is deterministic, so
+      // evaluating the best parameters again gives them exactly.
+      const Tensor values = store.values();
+      const std::vector<float> current(values.f32(), values.f32() + values.numel());
+      const std::vector<GateState> current_gates = model.gate_states();
+      std::memcpy(values.f32(), s.best_values.data(), s.best_values.size() * sizeof(float));
+      MOE_TRY(model.set_gate_states(s.best_gates));
+      MOE_ASSIGN_OR_RETURN(result.validation,
+                           evaluate(model, data_.validation, data_.schema.labels, eval_options));
+      std::memcpy(values.f32(), current.data(), current.size() * sizeof(float));
+      MOE_TRY(model.set_gate_states(current_gates));
+    }
+  }
+  at.best_values.clear();
+  at.best_gates.clear();
+  double train_seconds = at.train_seconds;
+  int64_t train_rows = at.train_rows;
+  bool saved_last = at.step > 0;
+
   const int64_t n_moe = model.n_moe_layers();
-  auto save_last = [&](int64_t epoch, int64_t step) -> Status {
+  // Writes <out>/last as a training checkpoint at `position` (epochs done, batches done in the
+  // next one): staged whole, then swapped in.
+  auto save_last = [&](int64_t info_epoch, const TrainState& position) -> Status {
     if (!options_.write_files) return Status::ok();
-    rotate_last(out, config_.output.keep_last);
-    nlohmann::json info = {{"epoch", epoch}, {"step", step}};
-    MOE_TRY(save_checkpoint((out / "last").string(), model, config_, data_.schema, info));
+    const fs::path staged = out / ".last.staging";
+    std::error_code ec;
+    fs::remove_all(staged, ec);
+    TrainState state = position;
+    state.train_seconds = train_seconds;
+    state.train_rows = train_rows;
+    state.best_values = s.best_values;
+    state.best_gates = s.best_gates;
+    const nlohmann::json info = {{"epoch", info_epoch}, {"step", s.optimizer->step_count()}};
+    MOE_TRY(save_checkpoint(staged.string(), model, config_, data_.schema, info));
+    MOE_TRY(save_train_state(staged.string(), state, model, *s.optimizer));
+    rotate_older(out, config_.output.keep_last);
+    MOE_TRY(commit_directory(staged.string(), (out / "last").string(),
+                             config_.output.keep_last > 1 ? (out / "last.1").string() : ""));
     saved_last = true;
     return Status::ok();
   };
@@ -317,8 +456,10 @@ Result<TrainResult> Trainer::run() {
         where.empty() ? "" : fmt::format(" (first non-finite: {})", where), kept);
   };
 
-  int64_t epoch = 0;
-  for (epoch = 1; epoch <= tc.epochs; ++epoch) {
+  // A run that had already stopped early stays stopped unless the patience is raised.
+  result.stopped_early = tc.patience > 0 && at.since_best >= tc.patience;
+  int64_t epochs_run = at.epochs_done;
+  for (int64_t epoch = at.epochs_done + 1; epoch <= tc.epochs && !result.stopped_early; ++epoch) {
     const auto t_epoch = std::chrono::steady_clock::now();
     if (s.progress) s.progress->start_epoch(epoch, tc.epochs, n_batches);
     s.iterator.start_epoch(epoch - 1);
@@ -327,6 +468,20 @@ Result<TrainResult> Trainer::run() {
     GateEntropyTally entropy(model);
     int64_t step = 0, rows = 0;
     Batch batch;
+    if (at.batches_done > 0) {
+      // Inside an epoch: its running sums, and the iterator past the batches already taken (the
+      // order is a function of the seed and the epoch, so skipping gives the same batches).
+      const nlohmann::json& sums = at.epoch_sums;
+      if (!sums.contains("loss_sum") || !sums["loss_sum"].is_number() || !sums.contains("rows") ||
+          !sums["rows"].is_number_integer() || !sums.contains("tally") ||
+          !tally.from_json(sums["tally"]) || !sums.contains("gate_entropy") ||
+          !entropy.from_json(sums["gate_entropy"]))
+        return Status::error("resume: train_state.json: epoch_sums do not fit this model");
+      loss_sum = sums["loss_sum"].get<double>();
+      rows = sums["rows"].get<int64_t>();
+      for (; step < at.batches_done; ++step) s.iterator.next(s.buffers, &batch);
+      at.batches_done = 0;
+    }
     while (s.iterator.next(s.buffers, &batch)) {
       ++step;
       s.arena.reset();
@@ -357,13 +512,24 @@ Result<TrainResult> Trainer::run() {
       entropy.add(model);
       rows += batch.n_rows;
       if (s.progress) s.progress->update(step, loss_sum / static_cast<double>(step), rows);
-      if (config_.output.checkpoint_every > 0 &&
-          s.optimizer->step_count() % config_.output.checkpoint_every == 0)
-        MOE_TRY(save_last(epoch, s.optimizer->step_count()));
+      // A checkpoint inside the epoch (the one at its end follows validation).
+      if (config_.output.checkpoint_every > 0 && step < n_batches &&
+          s.optimizer->step_count() % config_.output.checkpoint_every == 0) {
+        TrainState inside = at;
+        inside.epochs_done = epoch - 1;
+        inside.batches_done = step;
+        inside.step = s.optimizer->step_count();
+        inside.epoch_sums = {{"loss_sum", loss_sum},
+                             {"rows", rows},
+                             {"tally", tally.to_json()},
+                             {"gate_entropy", entropy.to_json()}};
+        MOE_TRY(save_last(epoch, inside));
+      }
     }
     const double epoch_train_seconds = seconds_since(t_epoch);
     train_seconds += epoch_train_seconds;
     train_rows += rows;
+    epochs_run = epoch;
 
     EpochRecord record;
     record.epoch = epoch;
@@ -385,7 +551,9 @@ Result<TrainResult> Trainer::run() {
     const bool improved = !std::isnan(value) && (higher ? value > best : value < best);
     if (improved) {
       best = value;
-      since_best = 0;
+      at.since_best = 0;
+      at.best_epoch = epoch;
+      at.best_value = value;
       result.best_epoch = epoch;
       result.best_value = value;
       result.validation = validation;
@@ -398,16 +566,28 @@ Result<TrainResult> Trainer::run() {
                                {"metric", result.metric},
                                {"value", value}};
         if (has_validation) info["validation"] = nlohmann::json::parse(record.validation.dump());
-        MOE_TRY(save_checkpoint((out / "best").string(), model, config_, data_.schema, info));
+        const fs::path staged = out / ".best.staging";
+        std::error_code ec;
+        fs::remove_all(staged, ec);
+        MOE_TRY(save_checkpoint(staged.string(), model, config_, data_.schema, info));
+        MOE_TRY(commit_directory(staged.string(), (out / "best").string(), ""));
       }
     } else {
-      ++since_best;
+      ++at.since_best;
     }
-    MOE_TRY(save_last(epoch, s.optimizer->step_count()));
+    result.stopped_early = tc.patience > 0 && at.since_best >= tc.patience;
     record.seconds = seconds_since(t_epoch);
     record.rows_per_second =
         epoch_train_seconds > 0 ? static_cast<double>(rows) / epoch_train_seconds : 0.0;
+    // The metrics line before the checkpoint: a run killed between the two is resumed from the
+    // previous checkpoint, which drops this line and writes it again.
     if (log) MOE_TRY(log->append(record));
+    at.epochs_done = epoch;
+    at.batches_done = 0;
+    at.step = s.optimizer->step_count();
+    at.stopped_early = result.stopped_early;
+    at.epoch_sums = nlohmann::json::object();
+    MOE_TRY(save_last(epoch, at));
     if (s.progress) {
       std::string line =
           fmt::format("epoch {}/{}  loss {:.4f}", epoch, tc.epochs, record.train_loss);
@@ -421,16 +601,12 @@ Result<TrainResult> Trainer::run() {
                           record.seconds, record.rows_per_second, improved ? "  *" : "");
       s.progress->end_epoch(line);
     }
-    if (tc.patience > 0 && since_best >= tc.patience) {
-      result.stopped_early = true;
-      if (s.progress) {
-        s.progress->note(fmt::format("early stop: no better {} for {} epochs; best epoch {}",
-                                     result.metric, tc.patience, result.best_epoch));
-      }
-      break;
+    if (result.stopped_early && s.progress) {
+      s.progress->note(fmt::format("early stop: no better {} for {} epochs; best epoch {}",
+                                   result.metric, tc.patience, result.best_epoch));
     }
   }
-  result.epochs = std::min(epoch, tc.epochs);
+  result.epochs = epochs_run;
   result.steps = s.optimizer->step_count();
   result.rows_per_second =
       train_seconds > 0 ? static_cast<double>(train_rows) / train_seconds : 0.0;

@@ -10,13 +10,17 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "moe/io/safetensors.h"
+#include "moe/io/train_state.h"
 #include "moe/layers/loss.h"
 #include "moe/optim/optimizer.h"
 
@@ -197,6 +201,63 @@ void edit_json(const TempDir& dir, const std::function<void(json&)>& edit) {
   write_text(dir.file("model.json"), j.dump());
 }
 
+std::vector<uint8_t> read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
+}
+
+// A safetensors file's parts: the header length, the header JSON and the data section.
+struct RawFile {
+  uint64_t header_len = 0;
+  json header;
+  std::vector<uint8_t> data;
+
+  static RawFile split(const std::vector<uint8_t>& f) {
+    RawFile r;
+    for (int i = 7; i >= 0; --i) r.header_len = (r.header_len << 8) | f[static_cast<size_t>(i)];
+    r.header = json::parse(f.begin() + 8, f.begin() + 8 + static_cast<long>(r.header_len));
+    r.data.assign(f.begin() + 8 + static_cast<long>(r.header_len), f.end());
+    return r;
+  }
+  // The file again, with `header_len` as stored (recomputed from the header unless `keep_len`).
+  std::vector<uint8_t> join(bool keep_len = false) const {
+    const std::string text = header.dump();
+    const uint64_t n = keep_len ? header_len : text.size();
+    std::vector<uint8_t> f(8);
+    for (int i = 0; i < 8; ++i) f[static_cast<size_t>(i)] = static_cast<uint8_t>(n >> (8 * i));
+    f.insert(f.end(), text.begin(), text.end());
+    f.insert(f.end(), data.begin(), data.end());
+    return f;
+  }
+};
+
+// Rewrites `file` of the checkpoint byte for byte through `edit` and records the new size and
+// hash where `json_file` binds it (`key`), so loading gets past the hash check to the parser.
+void rewrite_raw(const TempDir& dir, const char* file, const char* json_file, const char* key,
+                 const std::function<void(std::vector<uint8_t>&)>& edit) {
+  std::vector<uint8_t> bytes = read_all(dir.file(file));
+  edit(bytes);
+  write_text(dir.file(file), std::string(bytes.begin(), bytes.end()));
+  json j = read_json(dir.file(json_file));
+  j[key]["bytes"] = bytes.size();
+  j[key]["fnv1a64"] = fnv1a64_hex(bytes.data(), bytes.size());
+  write_text(dir.file(json_file), j.dump());
+}
+
+void rewrite_weights_raw(const TempDir& dir,
+                         const std::function<void(std::vector<uint8_t>&)>& edit) {
+  rewrite_raw(dir, "model.safetensors", "model.json", "weights", edit);
+}
+
+// Edits the header of model.safetensors (head.b is the last tensor, 2 F32 values).
+void edit_header(const TempDir& dir, const std::function<void(RawFile&)>& edit) {
+  rewrite_weights_raw(dir, [&](std::vector<uint8_t>& bytes) {
+    RawFile r = RawFile::split(bytes);
+    edit(r);
+    bytes = r.join();
+  });
+}
+
 NamedTensor* find(std::vector<NamedTensor>& t, const std::string& name) {
   for (NamedTensor& n : t)
     if (n.name == name) return &n;
@@ -209,6 +270,9 @@ TEST(CheckpointTest, CorruptionsAreRejectedWithTheirOwnMessages) {
     const char* name;
     std::function<void(const TempDir&)> corrupt;
     std::string message;  // after "<dir>/"
+    std::string also;     // a further part the message must contain ("" for none)
+    Case(const char* n, std::function<void(const TempDir&)> c, std::string m, std::string a = "")
+        : name(n), corrupt(std::move(c)), message(std::move(m)), also(std::move(a)) {}
   };
   const std::vector<Case> cases = {
       {"missing tensor",
@@ -287,7 +351,84 @@ TEST(CheckpointTest, CorruptionsAreRejectedWithTheirOwnMessages) {
        "model.json: unexpected field 'weigths'"},
       {"missing weights file", [](const TempDir& d) { fs::remove(d.file("model.safetensors")); },
        "model.safetensors: missing (not a regular file)"},
+      // The safetensors layer's own checks, reached through a checkpoint whose model.json records
+      // the damaged file's size and hash (a writer that got the layout wrong).
+      {"header length larger than the file",
+       [](const TempDir& d) {
+         rewrite_weights_raw(d, [](std::vector<uint8_t>& b) {
+           const uint64_t n = b.size() + 100;
+           for (int i = 0; i < 8; ++i)
+             b[static_cast<size_t>(i)] = static_cast<uint8_t>(n >> (8 * i));
+         });
+       },
+       "model.safetensors: header length", "is larger than the whole file"},
+      {"header length over the cap",
+       [](const TempDir& d) {
+         rewrite_weights_raw(d, [](std::vector<uint8_t>& b) { b[5] = 1; });  // 2^40 + …
+       },
+       "model.safetensors: header length 1099511", "exceeds the limit of"},
+      {"truncated header",
+       [](const TempDir& d) {
+         rewrite_weights_raw(d, [](std::vector<uint8_t>& b) {
+           RawFile r = RawFile::split(b);
+           b.resize(8 + r.header_len - 5);  // the last bytes of the JSON missing
+         });
+       },
+       "model.safetensors: the header is truncated"},
+      {"truncated data (a torn write)",
+       [](const TempDir& d) {
+         std::vector<uint8_t> b = read_all(d.file("model.safetensors"));
+         b.resize(b.size() - 6);
+         write_text(d.file("model.safetensors"), std::string(b.begin(), b.end()));
+       },
+       "model.safetensors: ", "(the two files are from different saves)"},
+      {"header not valid JSON",
+       [](const TempDir& d) {
+         rewrite_weights_raw(d, [](std::vector<uint8_t>& b) {
+           b[8] = '[';
+           b[9] = ',';
+         });
+       },
+       "model.safetensors: the header is not valid JSON"},
+      {"offset out of bounds",
+       [](const TempDir& d) {
+         edit_header(d, [](RawFile& r) {
+           const uint64_t end = r.data.size();
+           r.header["head.b"]["data_offsets"] = {end, end + 8};
+         });
+       },
+       "model.safetensors: tensor 'head.b': data_offsets", "run past the end of the data section"},
+      {"overlapping offsets",
+       [](const TempDir& d) {
+         edit_header(d, [](RawFile& r) {
+           const uint64_t begin = r.header["head.w"]["data_offsets"][0].get<uint64_t>();
+           r.header["head.b"]["data_offsets"] = {begin, begin + 8};
+         });
+       },
+       "model.safetensors: tensor 'head.w'", "overlaps tensor 'head.b'"},
+      {"gap in the data",
+       [](const TempDir& d) {
+         edit_header(d, [](RawFile& r) {
+           json& off = r.header["head.b"]["data_offsets"];
+           off = {off[0].get<uint64_t>() + 8, off[1].get<uint64_t>() + 8};
+           r.data.insert(r.data.end(), 8, 0);
+         });
+       },
+       "model.safetensors: 8 unused bytes in the data section before tensor 'head.b'"},
+      {"unknown dtype",
+       [](const TempDir& d) {
+         edit_header(d, [](RawFile& r) { r.header["head.b"]["dtype"] = "F16"; });
+       },
+       "model.safetensors: tensor 'head.b': unknown dtype 'F16'"},
+      {"dimension product overflowing 64 bits",
+       [](const TempDir& d) {
+         edit_header(d, [](RawFile& r) {
+           r.header["head.b"]["shape"] = {uint64_t{1} << 32, uint64_t{1} << 32};
+         });
+       },
+       "model.safetensors: tensor 'head.b': the product of shape", "overflows 64 bits"},
   };
+  std::set<std::string> messages;
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
     TempDir dir;
@@ -296,13 +437,270 @@ TEST(CheckpointTest, CorruptionsAreRejectedWithTheirOwnMessages) {
     Result<Checkpoint> ck = load_checkpoint(dir.path());
     ASSERT_FALSE(ck.is_ok());
     const std::string expected = dir.path() + "/" + c.message;
-    EXPECT_EQ(ck.status().message().rfind(expected, 0), 0u)
-        << "got:      " << ck.status().message() << "\nexpected: " << expected;
+    const std::string& got = ck.status().message();
+    EXPECT_EQ(got.rfind(expected, 0), 0u) << "got:      " << got << "\nexpected: " << expected;
+    EXPECT_NE(got.find(c.also), std::string::npos) << got;
+    messages.insert(got.substr(dir.path().size()));
   }
+  EXPECT_EQ(messages.size(), cases.size());  // each corruption has its own message
   Result<Checkpoint> none = load_checkpoint("/nonexistent/moe/checkpoint");
   ASSERT_FALSE(none.is_ok());
   EXPECT_EQ(none.status().message(),
             "/nonexistent/moe/checkpoint: not a checkpoint directory (it does not exist)");
+}
+
+// A training checkpoint: the fixture's model checkpoint plus a training state with AdamW moments
+// of known values, mid-epoch, with a best epoch.
+struct TrainStateFixture {
+  Fixture f;
+  std::unique_ptr<Optimizer> optimizer;
+  TrainState state;
+
+  TrainStateFixture() {
+    OptimizerConfig oc;
+    optimizer = make_optimizer(f.model->params(), oc);
+    Rng rng(11);
+    // Every parameter's moments (the arena's padding stays zero, as the optimizer keeps it).
+    const ParamStore& store = f.model->params();
+    for (const NamedTensor& t : optimizer->state()) {
+      for (ParamId id = 0; id < store.size(); ++id) {
+        const Tensor p = param_slice(t.tensor, store.info(id));
+        for (int64_t i = 0; i < p.numel(); ++i) p.f32()[i] = std::fabs(rng.normal());
+      }
+    }
+    optimizer->set_step_count(7);
+    state.epochs_done = 1;
+    state.batches_done = 2;
+    state.batches_per_epoch = 5;
+    state.step = 7;
+    state.seed = 3;
+    state.optimizer = "adamw";
+    state.schedule = "cosine";
+    state.schedule_total_steps = 50;
+    state.metric = "accuracy (validation)";
+    state.best_epoch = 1;
+    state.best_value = 0.75;
+    state.since_best = 0;
+    const Tensor values = f.model->params().values();
+    state.best_values.assign(values.f32(), values.f32() + values.numel());
+    state.best_gates = f.model->gate_states();
+    state.epoch_sums = {{"loss_sum", 1.25}, {"rows", 12}};
+    state.train_seconds = 0.5;
+    state.train_rows = 72;
+  }
+
+  void save(const TempDir& dir) const {
+    ASSERT_TRUE(save_checkpoint(dir.path(), *f.model, f.config, f.schema).is_ok());
+    const Status st = save_train_state(dir.path(), state, *f.model, *optimizer);
+    ASSERT_TRUE(st.is_ok()) << st.message();
+  }
+
+  // Loads into a fresh optimizer of the same kind.
+  Result<TrainState> load(const TempDir& dir, std::unique_ptr<Optimizer>* fresh) const {
+    MOE_ASSIGN_OR_RETURN(Checkpoint ck, load_checkpoint(dir.path()));
+    *fresh = make_optimizer(f.model->params(), OptimizerConfig{});
+    return load_train_state(dir.path(), *f.model, ck.weights_fnv1a64, **fresh);
+  }
+};
+
+TEST(TrainStateTest, RoundTripRestoresEveryField) {
+  TrainStateFixture t;
+  TempDir dir;
+  t.save(dir);
+  std::unique_ptr<Optimizer> fresh;
+  Result<TrainState> back = t.load(dir, &fresh);
+  ASSERT_TRUE(back.is_ok()) << back.status().message();
+  EXPECT_EQ(fresh->step_count(), 7);
+  const std::vector<NamedTensor> a = t.optimizer->state(), b = fresh->state();
+  ASSERT_EQ(a.size(), 2u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].name, b[i].name);
+    EXPECT_EQ(std::memcmp(a[i].tensor.f32(), b[i].tensor.f32(),
+                          static_cast<size_t>(a[i].tensor.numel()) * sizeof(float)),
+              0)
+        << a[i].name;
+  }
+  EXPECT_EQ(back->epochs_done, 1);
+  EXPECT_EQ(back->batches_done, 2);
+  EXPECT_EQ(back->step, 7);
+  EXPECT_EQ(back->seed, 3u);
+  EXPECT_EQ(back->schedule_total_steps, 50);
+  EXPECT_EQ(back->best_value, 0.75);
+  EXPECT_EQ(back->best_values, t.state.best_values);
+  ASSERT_EQ(back->best_gates.size(), t.state.best_gates.size());
+  EXPECT_EQ(back->best_gates[0].bias, t.state.best_gates[0].bias);
+  EXPECT_EQ(back->epoch_sums, t.state.epoch_sums);
+  EXPECT_EQ(back->train_rows, 72);
+
+  // Per-parameter names, readable by any safetensors reader.
+  Result<SafetensorsFile> st = SafetensorsFile::open(dir.file("train_state.safetensors"));
+  ASSERT_TRUE(st.is_ok());
+  EXPECT_NE(st->find("adam.m.head.w"), nullptr);
+  EXPECT_NE(st->find("adam.v.blocks.1.moe.experts.3.w2"), nullptr);
+  EXPECT_NE(st->find("best.input.w"), nullptr);
+  EXPECT_EQ(st->entries().size(), 3u * static_cast<size_t>(t.f.model->params().size()));
+}
+
+void edit_state_json(const TempDir& dir, const std::function<void(json&)>& edit) {
+  json j = read_json(dir.file("train_state.json"));
+  edit(j);
+  write_text(dir.file("train_state.json"), j.dump());
+}
+
+// Rewrites train_state.safetensors with `edit` applied and rebinds it in train_state.json.
+void rewrite_state_tensors(
+    const TempDir& dir,
+    const std::function<void(std::vector<NamedTensor>&, std::vector<TensorBuffer>&)>& edit) {
+  Result<SafetensorsFile> file = SafetensorsFile::open(dir.file("train_state.safetensors"));
+  ASSERT_TRUE(file.is_ok());
+  std::vector<TensorBuffer> keep;
+  for (const SafetensorsEntry& e : file->entries()) keep.push_back(file->load(e.name).value());
+  std::vector<NamedTensor> tensors;
+  for (size_t i = 0; i < keep.size(); ++i)
+    tensors.push_back({file->entries()[i].name, keep[i].view()});
+  edit(tensors, keep);
+  const std::vector<uint8_t> bytes = encode_safetensors(tensors);
+  rewrite_raw(dir, "train_state.safetensors", "train_state.json", "tensors",
+              [&](std::vector<uint8_t>& b) { b = bytes; });
+}
+
+TEST(TrainStateTest, CorruptionsAreRejectedWithTheirOwnMessages) {
+  TrainStateFixture t;
+  struct Case {
+    const char* name;
+    std::function<void(const TempDir&)> corrupt;
+    std::string message;  // after "<dir>/"
+  };
+  const std::vector<Case> cases = {
+      {"missing tensor",
+       [](const TempDir& d) {
+         rewrite_state_tensors(d, [](std::vector<NamedTensor>& ts, std::vector<TensorBuffer>&) {
+           ts.erase(ts.begin());
+         });
+       },
+       "train_state.safetensors: missing tensor adam.m.input.w"},
+      {"unexpected tensor",
+       [](const TempDir& d) {
+         rewrite_state_tensors(d, [](std::vector<NamedTensor>& ts, std::vector<TensorBuffer>& k) {
+           k.emplace_back(Shape{2});
+           ts.push_back({"sgd.momentum.head.b", k.back().view()});
+         });
+       },
+       "train_state.safetensors: unexpected tensor sgd.momentum.head.b (neither the optimizer "
+       "nor the best model has it)"},
+      {"moment of a wrong shape",
+       [](const TempDir& d) {
+         rewrite_state_tensors(d, [](std::vector<NamedTensor>& ts, std::vector<TensorBuffer>&) {
+           NamedTensor* h = find(ts, "adam.v.head.w");
+           h->tensor = h->tensor.reshape(Shape{16});
+         });
+       },
+       "train_state.safetensors: tensor adam.v.head.w has shape [16], the config gives [2, 8]"},
+      {"NaN in a moment",
+       [](const TempDir& d) {
+         rewrite_state_tensors(d, [](std::vector<NamedTensor>& ts, std::vector<TensorBuffer>&) {
+           find(ts, "adam.v.head.b")->tensor.f32()[1] = std::nanf("");
+         });
+       },
+       "train_state.safetensors: tensor adam.v.head.b element 1 is NaN"},
+      {"infinite best weight",
+       [](const TempDir& d) {
+         rewrite_state_tensors(d, [](std::vector<NamedTensor>& ts, std::vector<TensorBuffer>&) {
+           find(ts, "best.head.b")->tensor.f32()[0] = INFINITY;
+         });
+       },
+       "train_state.safetensors: tensor best.head.b element 0 is infinite"},
+      {"tensors from another save",
+       [](const TempDir& d) {
+         std::fstream io(d.file("train_state.safetensors"),
+                         std::ios::in | std::ios::out | std::ios::binary);
+         io.seekp(-2, std::ios::end);
+         io.put('\x7f');
+       },
+       "train_state.safetensors: content hash differs from the one"},
+      {"state from another model save",
+       [](const TempDir& d) {
+         edit_state_json(d, [](json& j) { j["model_weights_fnv1a64"] = "0123456789abcdef"; });
+       },
+       "train_state.json: written for model weights with hash 0123456789abcdef"},
+      {"invalid JSON",
+       [](const TempDir& d) { write_text(d.file("train_state.json"), "{\"format\": "); },
+       "train_state.json: invalid JSON"},
+      {"missing field",
+       [](const TempDir& d) { edit_state_json(d, [](json& j) { j.erase("best"); }); },
+       "train_state.json: missing field 'best'"},
+      {"unexpected field",
+       [](const TempDir& d) { edit_state_json(d, [](json& j) { j["rng"] = 1; }); },
+       "train_state.json: unexpected field 'rng'"},
+      {"newer format",
+       [](const TempDir& d) { edit_state_json(d, [](json& j) { j["format_version"] = 2; }); },
+       "train_state.json: format_version 2 is not supported (this moe reads version 1)"},
+      {"step not matching the position",
+       [](const TempDir& d) { edit_state_json(d, [](json& j) { j["position"]["step"] = 8; }); },
+       "train_state.json: position: step 8 is not epochs_done × batches_per_epoch + "
+       "batches_done = 7"},
+      {"batch beyond the epoch",
+       [](const TempDir& d) {
+         edit_state_json(d, [](json& j) { j["position"]["batches_done"] = 5; });
+       },
+       "train_state.json: position: batches_done 5 must be below batches_per_epoch 5"},
+      {"negative count",
+       [](const TempDir& d) {
+         edit_state_json(d, [](json& j) { j["position"]["epochs_done"] = -1; });
+       },
+       "train_state.json: position: field 'epochs_done' must be an integer ≥ 0"},
+      {"another optimizer",
+       [](const TempDir& d) {
+         edit_state_json(d, [](json& j) { j["optimizer"]["kind"] = "sgd"; });
+       },
+       "train_state.json: optimizer: kind \"sgd\", but the config's optimizer is \"adamw\""},
+      {"best value missing its number",
+       [](const TempDir& d) { edit_state_json(d, [](json& j) { j["best"]["value"] = nullptr; }); },
+       "train_state.json: best: field 'value' must be a finite number"},
+      {"best epoch in the future",
+       [](const TempDir& d) { edit_state_json(d, [](json& j) { j["best"]["epoch"] = 4; }); },
+       "train_state.json: best: epoch 4 is after the epochs done (1)"},
+      {"missing state file", [](const TempDir& d) { fs::remove(d.file("train_state.json")); },
+       "train_state.json: missing (not a regular file)"},
+  };
+  std::set<std::string> messages;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    TempDir dir;
+    t.save(dir);
+    c.corrupt(dir);
+    std::unique_ptr<Optimizer> fresh;
+    Result<TrainState> r = t.load(dir, &fresh);
+    ASSERT_FALSE(r.is_ok());
+    const std::string expected = dir.path() + "/" + c.message;
+    const std::string& got = r.status().message();
+    EXPECT_EQ(got.rfind(expected, 0), 0u) << "got:      " << got << "\nexpected: " << expected;
+    messages.insert(got.substr(dir.path().size()));
+  }
+  EXPECT_EQ(messages.size(), cases.size());
+}
+
+TEST(CheckpointTest, CommitDirectoryKeepsTheNameAtEveryStep) {
+  TempDir dir;
+  const fs::path root = dir.path();
+  const auto make = [&](const char* name, const char* content) {
+    fs::create_directories(root / name);
+    write_text((root / name / "f").string(), content);
+  };
+  make("staged", "one");
+  ASSERT_TRUE(commit_directory((root / "staged").string(), (root / "last").string(), "").is_ok());
+  EXPECT_EQ(read_all((root / "last" / "f").string()).size(), 3u);
+  EXPECT_FALSE(fs::exists(root / "staged"));
+  make("staged", "second");
+  ASSERT_TRUE(commit_directory((root / "staged").string(), (root / "last").string(),
+                               (root / "last.1").string())
+                  .is_ok());
+  EXPECT_EQ(read_all((root / "last" / "f").string()).size(), 6u);
+  EXPECT_EQ(read_all((root / "last.1" / "f").string()).size(), 3u);
+  make("staged", "3");
+  ASSERT_TRUE(commit_directory((root / "staged").string(), (root / "last").string(), "").is_ok());
+  EXPECT_EQ(read_all((root / "last" / "f").string()).size(), 1u);
+  EXPECT_FALSE(fs::exists(root / "staged"));
 }
 
 TEST(CheckpointTest, HashIsFnv1a64) {

@@ -1,10 +1,16 @@
-// moe train CONFIG [--set key=value ...] [--out DIR] [--quiet]
+// moe train CONFIG [--set key=value ...] [--out DIR] [--checkpoint-every N] [--quiet]
+// moe train --resume DIR [CONFIG] [--set key=value ...] [--checkpoint-every N] [--quiet]
 //
 // Reads the config (with overrides), loads and encodes the data, builds the model and trains it
 // (trainer.h), then prints the best epoch's validation metrics and the test metrics. Everything
 // the run produces goes to the output directory: config.json, metrics.jsonl, best/, last/,
 // summary.json.
+//
+// --resume DIR continues the run in DIR from DIR/last: the config is DIR/config.json (or CONFIG
+// when given) with the overrides applied, the output stays DIR, and only the keys
+// check_resume_config allows may differ from the checkpoint's (trainer.h).
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,8 +31,9 @@ struct TrainArgs {
   std::string config;
   std::vector<std::string> overrides;
   std::string out;
+  std::string resume;
+  int64_t checkpoint_every = -1;  // -1: as the config says
   bool quiet = false;
-  bool report = false;  // --report: write <out>/report.html at the end (moe report)
 };
 
 std::string describe_data(const LoadedData& d) {
@@ -50,9 +57,14 @@ std::string describe_data(const LoadedData& d) {
 }
 
 int run_train(const TrainArgs& args) {
-  Result<Config> config = load_config(args.config, args.overrides);
+  const std::string config_path = args.config.empty() ? args.resume + "/config.json" : args.config;
+  if (!args.resume.empty() && !std::filesystem::is_directory(args.resume))
+    return fail(Status::error("{}: no such run directory to resume", args.resume));
+  Result<Config> config = load_config(config_path, args.overrides);
   if (!config) return fail(config.status());
   if (!args.out.empty()) config->output.dir = args.out;
+  if (!args.resume.empty()) config->output.dir = args.resume;
+  if (args.checkpoint_every >= 0) config->output.checkpoint_every = args.checkpoint_every;
   std::FILE* log = args.quiet ? nullptr : stdout;
 
   Result<LoadedData> data = load_data(config->data);
@@ -67,6 +79,17 @@ int run_train(const TrainArgs& args) {
   options.terminal = log && stream_is_terminal(log);
   Result<std::unique_ptr<Trainer>> trainer = Trainer::create(*config, *data, options);
   if (!trainer) return fail(trainer.status());
+  if (!args.resume.empty()) {
+    const std::string last = args.resume + "/last";
+    if (!std::filesystem::is_directory(last))
+      return fail(
+          Status::error("{}: no training checkpoint to resume from (the run wrote none "
+                        "yet; start it again without --resume)",
+                        last));
+    const Status resumed = (*trainer)->resume(last);
+    if (!resumed.is_ok()) return fail(resumed);
+    if (log) std::fprintf(log, "resuming from %s\n", last.c_str());
+  }
   if (log) {
     const Model& model = (*trainer)->model();
     const std::string kind =
@@ -94,7 +117,6 @@ int run_train(const TrainArgs& args) {
   if (r.has_test) std::printf("\ntest (best model)\n%s", r.test.to_text(names).c_str());
   std::printf("\noutput: %s (best/, last/, metrics.jsonl, summary.json)\n",
               config->output.dir.c_str());
-  if (args.report) return write_run_report(config->output.dir);
   return kExitOk;
 }
 
@@ -103,17 +125,32 @@ int run_train(const TrainArgs& args) {
 void add_train_command(CLI::App& app, Run* run) {
   auto args = std::make_shared<TrainArgs>();
   CLI::App* cmd = app.add_subcommand("train", "Train a model from a JSON config");
-  cmd->add_option("CONFIG", args->config, "The run's JSON config (docs/config.md)")->required();
+  cmd->add_option("CONFIG", args->config,
+                  "The run's JSON config (docs/config.md); with --resume, defaults to "
+                  "DIR/config.json");
   cmd->add_option("--set", args->overrides,
                   "Override a config key: --set model.moe.k=1 (repeatable; the value is JSON, "
                   "or else a string)")
       ->type_name("KEY=VALUE")
       ->allow_extra_args(false);
-  cmd->add_option("--out", args->out, "Output directory (overrides output.dir)")->type_name("DIR");
+  CLI::Option* out = cmd->add_option("--out", args->out, "Output directory (overrides output.dir)")
+                         ->type_name("DIR");
+  cmd->add_option("--resume", args->resume,
+                  "Continue the run in DIR from its last checkpoint (DIR/last), bit-identical to "
+                  "an uninterrupted run with the same seed and thread count")
+      ->type_name("DIR")
+      ->excludes(out);
+  cmd->add_option("--checkpoint-every", args->checkpoint_every,
+                  "Write DIR/last every N optimizer steps as well as at each epoch end "
+                  "(overrides output.checkpoint.every; 0: epoch ends only)")
+      ->type_name("N")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--quiet,-q", args->quiet, "Print only the final result");
-  cmd->add_flag("--report", args->report,
-                "Also write the run's HTML report, <out>/report.html (moe report)");
-  cmd->callback([args, run] { *run = [args] { return run_train(*args); }; });
+  cmd->callback([args, run] {
+    // CONFIG is required unless --resume names a run (whose config.json is then the default).
+    if (args->config.empty() && args->resume.empty()) throw CLI::RequiredError("CONFIG");
+    *run = [args] { return run_train(*args); };
+  });
 }
 
 }  // namespace moe::cli

@@ -157,6 +157,10 @@ class GateEntropyTally {
   explicit GateEntropyTally(const Model& model);
   void add(const Model& model);  // after a training forward
   std::vector<GateEntropy> result(const Model& model) const;
+  // The running sums, for a training checkpoint inside an epoch: {"rows", "entropy_sum",
+  // "prob_sum"}; from_json restores them, false when `j` does not fit this model's layers.
+  nlohmann::json to_json() const;
+  bool from_json(const nlohmann::json& j);
 
  private:
   std::vector<int64_t> rows_;                  // [L]

@@ -116,8 +116,9 @@ struct EpochRecord {
 // leaves every finished epoch readable.
 class MetricsLog {
  public:
-  // Creates (truncating) `path`.
-  static Result<MetricsLog> open(const std::string& path);
+  // Creates (truncating) `path`; with `append`, keeps what it holds and writes after it (a
+  // resumed run).
+  static Result<MetricsLog> open(const std::string& path, bool append = false);
   Status append(const EpochRecord& record);
   const std::string& path() const { return path_; }
 

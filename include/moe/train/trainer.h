@@ -18,14 +18,27 @@
 // already written are left as they were.
 //
 // After each epoch: validation metrics (when there is validation data), a line on the progress
-// stream and in <out>/metrics.jsonl, <out>/last/ rewritten, and <out>/best/ when the chosen
-// metric improved (without validation data the training loss is the metric). With patience P > 0
-// training stops after P epochs without improvement. At the end the best parameters are put back
-// into the model and evaluated on the test data, when there is any.
+// stream and in <out>/metrics.jsonl, <out>/best/ when the chosen metric improved (without
+// validation data the training loss is the metric), then <out>/last/ rewritten; with
+// output.checkpoint.every = n > 0 also every n optimizer steps inside an epoch. With patience
+// P > 0 training stops after P epochs without improvement. At the end the best parameters are
+// put back into the model and evaluated on the test data, when there is any.
 //
-// Files in <out>: config.json (the resolved config, written first), metrics.jsonl, best/, last/
-// (checkpoint.h; with output.keep_last = n > 1 the previous ones rotate into last.1 … last.<n−1>),
-// summary.json (the TrainResult).
+// Files in <out>: config.json (the resolved config, written first), metrics.jsonl, best/ (a model
+// checkpoint, checkpoint.h), last/ (a training checkpoint: the model checkpoint plus the training
+// state, train_state.h; with output.checkpoint.keep_last = n > 1 the previous ones rotate into
+// last.1 … last.<n−1>), summary.json (the TrainResult). Every checkpoint directory is written
+// under a staging name (.last.staging, .best.staging) and swapped in whole (commit_directory), so
+// a run killed at any instant leaves best/ and last/ each complete and loadable.
+//
+// Resume (resume()): the model, gate states, optimizer moments, position (epoch, batch inside
+// it, optimizer step), best so far, early-stopping counter and the partial epoch's sums come
+// from a training checkpoint; every random stream is a function of the seed and the position, so
+// with the same seed and thread count a resumed run is bit-identical to one never interrupted.
+// Only training.epochs, training.early_stopping.patience, training.threads,
+// output.checkpoint.every, output.checkpoint.keep_last and output.dir may differ from the
+// checkpoint's config (and training.epochs not under a cosine schedule, whose horizon it sets).
+
 #pragma once
 
 #include <cstdint>
@@ -50,6 +63,11 @@ struct TrainOptions {
   bool terminal = false;    // draw a progress bar in place (see progress.h)
   bool write_files = true;  // config.json, metrics.jsonl, checkpoints, summary.json
 };
+
+// Whether a run whose checkpoint was written with config `run` may continue under `now`: every
+// key but those listed in trainer.h's resume note must be equal. The message names the first key
+// that differs, both values, and the keys that may change.
+Status check_resume_config(const Config& run, const Config& now);
 
 struct TrainResult {
   int64_t epochs = 0;  // epochs run
@@ -83,6 +101,13 @@ class Trainer {
   // Runs every epoch (or until early stopping or a non-finite loss) and the final test
   // evaluation. Files go to config.output.dir.
   Result<TrainResult> run();
+
+  // Continues from the training checkpoint in `dir` (normally <out>/last) instead of the freshly
+  // initialised state; call before run(). Refuses, with a message naming the file or config key,
+  // a checkpoint that fails validation, a config that differs from the checkpoint's in a key
+  // resume may not change, or data whose schema or batch count differs. After a failure the
+  // Trainer must not be run.
+  Status resume(const std::string& dir);
 
   Model& model() { return *model_; }
 
