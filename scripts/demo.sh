@@ -86,3 +86,8 @@ echo "   exceeds their share of all reviews (in at least 20 of its reviews) =="
 echo
 echo "demo finished in $(($(date +%s) - start)) s; runs in $out (metrics.jsonl, best/, last/)"
 echo "try: $moe predict $out/moe/best $test_tsv --out predictions.csv"
+
+echo
+echo "== The MoE run's report: routing verdict, training curves and routing charts in one HTML"
+echo "   file (open it in a browser) =="
+"$moe" report "$out/moe"
