@@ -34,6 +34,7 @@ struct TrainArgs {
   std::string resume;
   int64_t checkpoint_every = -1;  // -1: as the config says
   bool quiet = false;
+  bool report = false;  // --report: write <out>/report.html at the end (moe report)
 };
 
 std::string describe_data(const LoadedData& d) {
@@ -117,6 +118,7 @@ int run_train(const TrainArgs& args) {
   if (r.has_test) std::printf("\ntest (best model)\n%s", r.test.to_text(names).c_str());
   std::printf("\noutput: %s (best/, last/, metrics.jsonl, summary.json)\n",
               config->output.dir.c_str());
+  if (args.report) return write_run_report(config->output.dir);
   return kExitOk;
 }
 
@@ -146,6 +148,8 @@ void add_train_command(CLI::App& app, Run* run) {
       ->type_name("N")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--quiet,-q", args->quiet, "Print only the final result");
+  cmd->add_flag("--report", args->report,
+                "Also write the run's HTML report, <out>/report.html (moe report)");
   cmd->callback([args, run] {
     // CONFIG is required unless --resume names a run (whose config.json is then the default).
     if (args->config.empty() && args->resume.empty()) throw CLI::RequiredError("CONFIG");
