@@ -260,6 +260,7 @@ void feature_statistics(const LevelRouting& lr,
         if (sd[sz(f)] < 1e-12) continue;  // constant over these rows: nothing to tell apart
         const double delta =
             (own[sz(f)] / static_cast<double>(rows.size()) - mean[sz(f)]) / sd[sz(f)];
+        if (std::abs(delta) < 1e-9) continue;  // the expert saw the level's own mean
         best.push_back({ctx.feature_names[sz(f)], delta});
       }
       std::stable_sort(best.begin(), best.end(), [](const FeatureDelta& a, const FeatureDelta& b) {
@@ -430,6 +431,9 @@ LevelStats inspect_level(const LevelRouting& lr, const InspectContext& ctx,
   int64_t n_dropped = 0;
   std::vector<int32_t> kept;
   for (int64_t r = 0; r < r_n; ++r) {
+    MOE_CHECK(ctx.data == nullptr || (lr.rows[sz(r)] >= 0 && lr.rows[sz(r)] < ctx.data->n_rows),
+              "level {} {}: row {} of a data set with {} rows", lr.layer, lr.level, lr.rows[sz(r)],
+              ctx.data->n_rows);
     std::fill(row_dist.begin(), row_dist.end(), 0.0);
     for (int64_t s = lr.offsets[sz(r)]; s < lr.offsets[sz(r + 1)]; ++s) {
       const int32_t e = lr.experts[sz(s)];
