@@ -152,8 +152,13 @@ void training_section(Out out, const RunData& run) {
     }
     if (!entropy_layers.empty()) {
       LineChart c{{"Gate entropy per epoch", "epoch", "entropy (nats)", kHalf, 300}, {}, true};
-      for (const std::string& name : entropy_layers)
+      for (const std::string& name : entropy_layers) {
         c.series.push_back({name, x, column(epochs, &EpochPoint::gate_entropy, name), false});
+        // ln E beside it: a gate at its maximum entropy has not learned to choose.
+        const std::vector<double> max = column(epochs, &EpochPoint::gate_entropy_max, name);
+        if (std::any_of(max.begin(), max.end(), [](double v) { return std::isfinite(v); }))
+          c.series.push_back({name + " max (ln E)", x, max, true});
+      }
       svg_into(out, line_chart_svg(c));
     }
     fmt::format_to(out, "</div>\n");

@@ -165,7 +165,9 @@ EpochPoint parse_epoch(const json& line) {
       const std::string path = std::string(key) + "." + layer;
       if (value.is_object()) {
         const double mean = number_field(value, "mean", path);
+        const double max = number_field(value, "max", path);
         if (!std::isnan(mean)) p.gate_entropy.emplace_back(layer, mean);
+        if (!std::isnan(max)) p.gate_entropy_max.emplace_back(layer, max);
       } else {
         p.gate_entropy.emplace_back(layer, as_number(value, path));
       }

@@ -411,7 +411,9 @@ std::string heat_map_svg(const HeatMap& map) {
         svg += "/>";
       }
       if (annotate && std::isfinite(v)) {
-        put_text(out, px + cell_w / 2, py + cell_h / 2 + 4, format_number(v), "middle", 8,
+        // Two significant digits fit a cell; the tooltip has four.
+        put_text(out, px + cell_w / 2, py + cell_h / 2 + 4,
+                 v == 0.0 ? std::string("0") : fmt::format("{:.2g}", v), "middle", 8,
                  t > 0.55 ? R"( fill="#ffffff" font-size="10")" : R"( font-size="10")");
       }
     }

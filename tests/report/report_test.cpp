@@ -75,6 +75,30 @@ TEST(Report, SampleRunLoads) {
   ASSERT_TRUE(run->config && run->summary);
 }
 
+TEST(Report, MetricsLineForms) {
+  // Gate entropy as a number or as {"mean", "max", ...}; train_<metric> numbers; nested
+  // auxiliary losses flattened; blank lines skipped; unknown fields ignored.
+  Result<std::vector<EpochPoint>> epochs = parse_metrics_jsonl(
+      "{\"epoch\": 1, \"gate_entropy\": {\"a\": 1.5}, \"future_field\": [1]}\n\n"
+      "{\"epoch\": 2, \"gate_entropy\": {\"a\": {\"mean\": 1.2, \"max\": 2.07}}, "
+      "\"train_accuracy\": 0.9, \"aux_losses\": {\"a\": {\"switch\": 1.1, \"z\": 0.2}}}\n",
+      "m.jsonl");
+  ASSERT_TRUE(epochs) << epochs.status().message();
+  ASSERT_EQ(epochs->size(), 2u);
+  EXPECT_TRUE(std::isnan((*epochs)[0].train_loss));
+  ASSERT_EQ((*epochs)[0].gate_entropy.size(), 1u);
+  EXPECT_EQ((*epochs)[0].gate_entropy[0].second, 1.5);
+  EXPECT_TRUE((*epochs)[0].gate_entropy_max.empty());
+  const EpochPoint& e = (*epochs)[1];
+  ASSERT_EQ(e.gate_entropy_max.size(), 1u);
+  EXPECT_EQ(e.gate_entropy_max[0].second, 2.07);
+  ASSERT_EQ(e.train_metrics.size(), 1u);
+  EXPECT_EQ(e.train_metrics[0].first, "accuracy");
+  ASSERT_EQ(e.aux_losses.size(), 2u);
+  EXPECT_EQ(e.aux_losses[1].first, "a.z");
+  EXPECT_FALSE(parse_metrics_jsonl("{\"steps\": 3}\n", "m.jsonl"));  // no epoch
+}
+
 TEST(Report, AssessLoad) {
   const LoadAssessment even = assess_load({0.25, 0.25, 0.25, 0.25}, 2);
   EXPECT_EQ(even.balance, Balance::kBalanced);

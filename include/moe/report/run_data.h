@@ -33,8 +33,9 @@ struct EpochPoint {
   NamedValues validation;     // scalar validation metrics ("loss", "accuracy", ...)
   NamedValues aux_losses;     // "<layer>.<kind>", nested objects flattened with '.'
   std::vector<std::pair<std::string, std::vector<double>>> expert_load;  // per layer: [E]
-  NamedValues gate_entropy;    // per layer (nats), when the trainer logs it
-  double learning_rate = 0.0;  // NaN when absent
+  NamedValues gate_entropy;      // per layer (nats), when the trainer logs it
+  NamedValues gate_entropy_max;  // per layer: ln E, the entropy of a uniform gate
+  double learning_rate = 0.0;    // NaN when absent
 };
 
 struct TokenLift {
