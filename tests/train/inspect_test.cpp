@@ -185,6 +185,79 @@ TEST(InspectLevel, OneExpertForEveryRowIsCollapsedAndBalancedIsNot) {
   EXPECT_FALSE(inspect_level(hand_routing(4, dense_even), ctx, InspectOptions()).collapsed);
 }
 
+TEST(InspectLevel, RegressionTargetsPerExpertInTheirOwnUnits) {
+  // Three rows, targets stored standardised with mean 100 and std 10; expert 2 gets no row.
+  Dataset data;
+  data.n_rows = 3;
+  data.n_features = 1;
+  data.dense.assign(3, 0.0f);
+  data.task = TaskKind::kRegression;
+  data.has_labels = true;
+  data.n_targets = 1;
+  data.targets = {-1.0f, 1.0f, 2.0f};  // 90, 110, 120
+  InspectContext ctx;
+  ctx.data = &data;
+  ctx.labels.task = TaskKind::kRegression;
+  ctx.labels.columns = {"price"};
+  ctx.labels.target_mean = {100.0};
+  ctx.labels.target_std = {10.0};
+  ctx.labels.standardized = true;
+  const LevelStats s = inspect_level(
+      hand_routing(3, {{{0, 1.0f}}, {{0, 0.5f}, {1, 0.5f}}, {{1, 1.0f}}}), ctx, InspectOptions());
+  ASSERT_EQ(s.target_mean.size(), 3u);
+  EXPECT_NEAR(s.target_mean[0], 100.0, 1e-4);  // rows 0, 1
+  EXPECT_NEAR(s.target_std[0], 10.0, 1e-4);
+  EXPECT_NEAR(s.target_mean[1], 115.0, 1e-4);  // rows 1, 2
+  EXPECT_NEAR(s.target_std[1], 5.0, 1e-4);
+  EXPECT_TRUE(std::isnan(s.target_mean[2]));
+  EXPECT_TRUE(s.class_counts.empty());
+}
+
+TEST(InspectLevel, TokensByLiftAndMeanImages) {
+  // Text: four rows over the words a, b, c; expert 0 takes the rows holding "a".
+  Dataset text;
+  text.kind = FeatureKind::kSparse;
+  text.n_rows = 4;
+  text.n_features = 3;
+  text.ids = {0, 1, 0, 2, 1, 2};
+  text.offsets = {0, 2, 4, 5, 6};
+  text.weights.assign(6, 1.0f);
+  InspectContext ctx;
+  ctx.data = &text;
+  ctx.input = InputKind::kText;
+  ctx.words = {"a", "b", "c"};
+  InspectOptions options;
+  options.min_count = 1;
+  const LevelRouting r = hand_routing(2, {{{0, 1.0f}}, {{0, 1.0f}}, {{1, 1.0f}}, {{1, 1.0f}}});
+  const LevelStats s = inspect_level(r, ctx, options);
+  ASSERT_EQ(s.tokens.size(), 2u);
+  ASSERT_EQ(s.tokens[0].size(), 3u);
+  // "a": in both of expert 0's rows, in 2 of 4 rows overall: lift (2/2)/(2/4) = 2.
+  EXPECT_EQ(s.tokens[0][0].word, "a");
+  EXPECT_EQ(s.tokens[0][0].count, 2);
+  EXPECT_NEAR(s.tokens[0][0].lift, 2.0, 1e-12);
+  EXPECT_NEAR(s.tokens[0][1].lift, 1.0, 1e-12);  // "b", then "c", both 1 of 2 over 2 of 4
+  EXPECT_EQ(s.tokens[0][1].word, "b");
+  options.min_count = 2;  // only "a" for expert 0; expert 1's words each occur once
+  const LevelStats m = inspect_level(r, ctx, options);
+  EXPECT_EQ(m.tokens[0].size(), 1u);
+  EXPECT_TRUE(m.tokens[1].empty());
+
+  // Images: 1 × 2 pixels, the mean of each expert's rows.
+  Dataset img;
+  img.n_rows = 3;
+  img.n_features = 2;
+  img.dense = {0.0f, 1.0f, 0.5f, 0.5f, 1.0f, 0.0f};
+  InspectContext ictx;
+  ictx.data = &img;
+  ictx.input = InputKind::kImage;
+  ictx.image_height = 1;
+  ictx.image_width = 2;
+  const LevelStats i = inspect_level(hand_routing(3, {{{0, 1.0f}}, {{0, 1.0f}}, {{1, 1.0f}}}), ictx,
+                                     InspectOptions());
+  EXPECT_EQ(i.mean_images, (std::vector<float>{0.25f, 0.75f, 1.0f, 0.0f, 0.0f, 0.0f}));
+}
+
 // Four clusters in four dimensions: row i of class c = i mod 4 is 4·e_c plus uniform noise in
 // [−0.3, 0.3]. Features are named f0..f3.
 Dataset clustered(int64_t n) {
