@@ -157,7 +157,7 @@ void training_section(Out out, const RunData& run) {
         // ln E beside it: a gate at its maximum entropy has not learned to choose.
         const std::vector<double> max = column(epochs, &EpochPoint::gate_entropy_max, name);
         if (std::any_of(max.begin(), max.end(), [](double v) { return std::isfinite(v); }))
-          c.series.push_back({name + " max (ln E)", x, max, true});
+          c.series.push_back({"max: " + name, x, max, true});
       }
       svg_into(out, line_chart_svg(c));
     }

@@ -29,6 +29,8 @@ struct LayerView {
   LoadAssessment load;
   double mi = NAN;
   double mi_max = NAN;
+  double entropy_mean = NAN;  // mean per-row gate entropy (nats)
+  double entropy_max = NAN;   // ln E
 };
 
 int64_t config_k(const RunData& run) {
@@ -64,6 +66,8 @@ std::vector<LayerView> layer_views(const RunData& run) {
       if (!l.dead.empty()) v.load.dead = l.dead;
       v.mi = l.mutual_information;
       v.mi_max = l.mutual_information_max;
+      v.entropy_mean = l.entropy_mean;
+      v.entropy_max = l.entropy_max;
       views.push_back(std::move(v));
     }
   } else if (run.epochs && !run.epochs->empty()) {
@@ -111,6 +115,26 @@ std::string layer_sentence(const LayerView& v) {
                      a.dead.size() == 1 ? "" : "s", id_list(a.dead), a.dead.size() == 1 ? "s" : "");
   }
   return s;
+}
+
+// How sure the gate is per row: its mean entropy against the uniform gate's ln E.
+std::string confidence_sentence(const LayerView& v) {
+  if (!std::isfinite(v.entropy_mean) || !std::isfinite(v.entropy_max) || v.entropy_max <= 0.0)
+    return "";
+  const double share = v.entropy_mean / v.entropy_max;
+  if (share >= kUndecidedGate) {
+    return fmt::format(
+        "The gate of {} is nearly undecided: its mean per-row entropy is {} of at "
+        "most {} nats, so the chosen experts win by small margins.",
+        v.name, format_number(v.entropy_mean), format_number(v.entropy_max));
+  }
+  if (share <= kConfidentGate) {
+    return fmt::format(
+        "The gate of {} is confident: its mean per-row entropy is {} of at most {} "
+        "nats.",
+        v.name, format_number(v.entropy_mean), format_number(v.entropy_max));
+  }
+  return "";
 }
 
 std::string specialisation_sentence(const LayerView& v) {
@@ -264,6 +288,8 @@ std::string verdict_text(const RunData& run) {
     for (const LayerView& v : views) sentences.push_back(layer_sentence(v));
     for (const LayerView& v : views) {
       std::string s = specialisation_sentence(v);
+      if (!s.empty()) sentences.push_back(std::move(s));
+      s = confidence_sentence(v);
       if (!s.empty()) sentences.push_back(std::move(s));
     }
   }

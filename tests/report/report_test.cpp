@@ -143,6 +143,13 @@ TEST(Report, VerdictReadsTheNumbers) {
   EXPECT_NE(v.find("Routing is collapsed"), std::string::npos) << v;
   EXPECT_NE(v.find("2 dead experts (2, 3)"), std::string::npos) << v;
 
+  EXPECT_EQ(v.find("undecided"), std::string::npos) << v;  // 0.9 of ln 4 = 1.386: neither
+  EXPECT_EQ(v.find("is confident"), std::string::npos) << v;
+  run->inspect->layers[0].entropy_mean = 1.35;
+  EXPECT_NE(verdict_text(*run).find("nearly undecided"), std::string::npos);
+  run->inspect->layers[0].entropy_mean = 0.3;
+  EXPECT_NE(verdict_text(*run).find("is confident"), std::string::npos);
+
   // Without inspect.json the verdict falls back on the last epoch of metrics.jsonl.
   run->inspect.reset();
   v = verdict_text(*run);

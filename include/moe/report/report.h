@@ -33,6 +33,10 @@ inline constexpr double kCollapseFactor = 1.25;
 // Specialisation: mutual information between expert and label as a share of its maximum.
 inline constexpr double kStrongSpecialisation = 0.5;
 inline constexpr double kWeakSpecialisation = 0.2;
+// Gate confidence: mean per-row gate entropy as a share of ln E. At or above kUndecidedGate the
+// router's distribution is close to uniform; at or below kConfidentGate rows mostly pick one.
+inline constexpr double kUndecidedGate = 0.95;
+inline constexpr double kConfidentGate = 0.5;
 
 struct LoadAssessment {
   Balance balance = Balance::kBalanced;
