@@ -2,8 +2,9 @@
 # what is missing (Debian packages), configure, build and run.
 #
 #   make build       release build in build/release
-#   make test        unit, gradcheck and golden tests, then the unit tests under ASan + UBSan
+#   make test        unit, gradcheck, golden and interop tests, then the unit tests under ASan + UBSan
 #   make test-slow   the slow label
+#   make test-fuzz   the libFuzzer targets (clang, build/fuzz): corpus replay + 20 s per target
 #   make demo        review sentiment, MoE vs dense of equal active size (scripts/demo.sh)
 #   make format      clang-format every source file
 #   make tidy        clang-tidy over src/
@@ -11,9 +12,11 @@
 JOBS ?= $(shell nproc)
 RELEASE := build/release
 ASAN := build/asan
+FUZZ := build/fuzz
 CMAKE_FLAGS ?=
 
-.PHONY: deps build build-asan test test-fast test-asan test-slow demo bench format tidy clean
+.PHONY: deps build build-asan build-fuzz deps-fuzz test test-fast test-asan test-slow test-fuzz demo bench \
+	format tidy clean
 
 deps:
 	@scripts/install_deps.sh
@@ -32,12 +35,26 @@ build-asan: deps $(ASAN)/CMakeCache.txt
 	cmake --build $(ASAN) -j $(JOBS)
 
 test-fast: build
-	cd $(RELEASE) && ctest -L 'unit|gradcheck|golden|browser' --output-on-failure -j $(JOBS)
+	cd $(RELEASE) && ctest -L 'unit|gradcheck|golden|interop|browser' --output-on-failure -j $(JOBS)
 
 test-asan: build-asan
 	cd $(ASAN) && ASAN_OPTIONS=detect_leaks=1 ctest -L unit --output-on-failure -j $(JOBS)
 
 test: test-fast test-asan
+
+# clang with libFuzzer's runtime and its OpenMP runtime, for the fuzz build only.
+deps-fuzz: deps
+	@scripts/install_deps.sh clang libclang-rt-dev libomp-dev
+
+$(FUZZ)/CMakeCache.txt: | deps-fuzz
+	cmake -S . -B $(FUZZ) -DMOE_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++ \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
+
+build-fuzz: deps-fuzz $(FUZZ)/CMakeCache.txt
+	cmake --build $(FUZZ) -j $(JOBS)
+
+test-fuzz: build-fuzz
+	cd $(FUZZ) && ctest -L fuzz --output-on-failure -j $(JOBS)
 
 test-slow: build
 	cd $(RELEASE) && ctest -L slow --output-on-failure

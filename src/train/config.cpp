@@ -254,7 +254,9 @@ void parse_moe_block(Section s, int64_t width, MoeBlockConfig* b) {
     }
   }
   const bool has_count = s.has("experts");
-  s.integer("experts", &b->n_experts, 1, INT32_MAX, "a positive integer");
+  // Capped like every other count: validation builds the E expert configs, so an unchecked
+  // "experts": 2000000000 would allocate by the number itself.
+  s.integer("experts", &b->n_experts, 1, kMaxWidth, "an integer in [1, 1048576]");
   if (!b->expert_list.empty()) {
     const auto n = static_cast<int64_t>(b->expert_list.size());
     if (has_count && b->n_experts != n && s.ok())
