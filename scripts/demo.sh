@@ -77,6 +77,9 @@ for m in accuracy f1 roc_auc; do
 done
 row "training seconds" "$(printf '%.1f' "$(summary_field "$out/moe/summary.json" seconds)")" \
   "$(printf '%.1f' "$(summary_field "$out/dense/summary.json" seconds)")"
+# Rows per second over the training steps only (validation and checkpoints excluded).
+row "training rows/s" "$(printf '%.0f' "$(summary_field "$out/moe/summary.json" rows_per_second)")" \
+  "$(printf '%.0f' "$(summary_field "$out/dense/summary.json" rows_per_second)")"
 
 echo
 echo "== What each expert reads: words whose share of an expert's training reviews most"

@@ -313,6 +313,7 @@ void parse_model(Section s, ModelConfig* m) {
   s.number("input_dropout", &m->input_dropout, 0, 1, false, true, "a number in [0, 1)");
   s.number("word_dropout", &m->word_dropout, 0, 1, false, true, "a number in [0, 1)");
   s.choice("bag", &m->bag, kBags);
+  s.number("input_l2", &m->input_l2, 0, 1e6, false, false, "a number ≥ 0");
   Section t = s.object("trunk");
   if (const json* v = t.take("hidden")) {
     if (!v->is_array()) return t.fail("hidden", "an array of positive integers", *v);
@@ -360,6 +361,7 @@ json model_to_json(const ModelConfig& m) {
   j["input_dropout"] = real(m.input_dropout);
   j["word_dropout"] = real(m.word_dropout);
   j["bag"] = choice_name(kBags, m.bag);
+  j["input_l2"] = real(m.input_l2);
   j["trunk"] = {{"hidden", m.trunk.hidden},
                 {"activation", choice_name(kActivations, m.trunk.activation)},
                 {"norm", choice_name(kNorms, m.trunk.norm)},
@@ -415,7 +417,7 @@ void parse_training(Section s, TaskKind task, TrainingConfig* t) {
   const MetricKind m = t->metric;
   if (classification && (m == MetricKind::kMse || m == MetricKind::kMae || m == MetricKind::kR2))
     return s.fail_msg(e.at("metric"), fmt::format("\"{}\" is a regression metric; use one of "
-                                                  "\"loss\", \"accuracy\", \"f1\", \"auc\"",
+                                                  "\"loss\", \"accuracy\", \"f1\", \"roc_auc\"",
                                                   metric_kind_name(m)));
   if (!classification &&
       (m == MetricKind::kAccuracy || m == MetricKind::kF1 || m == MetricKind::kRocAuc))

@@ -94,10 +94,13 @@ inline constexpr Choice<OptimizerKind> kOptimizers[] = {
 inline constexpr Choice<ScheduleKind> kSchedules[] = {{"constant", ScheduleKind::kConstant},
                                                       {"cosine", ScheduleKind::kCosine},
                                                       {"step", ScheduleKind::kStep}};
+// "roc_auc" is the canonical name (the one every report uses, so a name copied from a report
+// works); "auc" is accepted as an alias. choice_name gives the first entry for a value.
 inline constexpr Choice<MetricKind> kMetrics[] = {
-    {"loss", MetricKind::kLoss},  {"accuracy", MetricKind::kAccuracy}, {"f1", MetricKind::kF1},
-    {"auc", MetricKind::kRocAuc}, {"mse", MetricKind::kMse},           {"mae", MetricKind::kMae},
-    {"r2", MetricKind::kR2}};
+    {"loss", MetricKind::kLoss},  {"accuracy", MetricKind::kAccuracy},
+    {"f1", MetricKind::kF1},      {"roc_auc", MetricKind::kRocAuc},
+    {"auc", MetricKind::kRocAuc}, {"mse", MetricKind::kMse},
+    {"mae", MetricKind::kMae},    {"r2", MetricKind::kR2}};
 inline constexpr Choice<ClassWeights> kClassWeights[] = {{"none", ClassWeights::kNone},
                                                          {"balanced", ClassWeights::kBalanced}};
 inline constexpr Choice<RegressionLoss> kLosses[] = {{"mse", RegressionLoss::kMse},

@@ -65,6 +65,8 @@ Result<std::unique_ptr<Model>> Model::create(const ModelConfig& config, const Da
   if (config.width < 1) return Status::error("model.width: must be positive, got {}", config.width);
   if (!(config.word_dropout >= 0.0f && config.word_dropout < 1.0f))
     return Status::error("model.word_dropout: must be in [0, 1), got {}", config.word_dropout);
+  if (!(config.input_l2 >= 0.0f && std::isfinite(config.input_l2)))
+    return Status::error("model.input_l2: must be a finite number ≥ 0, got {}", config.input_l2);
   if (!(config.input_dropout >= 0.0f && config.input_dropout < 1.0f))
     return Status::error("model.input_dropout: must be in [0, 1), got {}", config.input_dropout);
   if (!(config.trunk.dropout >= 0.0f && config.trunk.dropout < 1.0f))
@@ -338,6 +340,9 @@ void Model::backward(Tensor dlogits, Arena& arena) {
     linear_backward({store_.value(input_w_), store_.value(input_b_)},
                     {store_.grad(input_w_), store_.grad(input_b_)}, batch_.features, dh, Tensor());
   }
+  // model.input_l2: d/dW_in of (λ/2)·‖W_in‖² is λ·W_in, every row, every step.
+  if (config_.input_l2 > 0.0f)
+    axpy(config_.input_l2, store_.value(input_w_), store_.grad(input_w_));
 }
 
 void Model::after_step() {

@@ -150,6 +150,10 @@ struct ModelConfig {
   // on a few memorised words.
   float word_dropout = 0.0f;
   InputBag bag = InputBag::kWeightedSum;  // text input only
+  // λ of an L2 penalty (λ/2)·‖W_in‖² on the input weights (the text embedding table), added to
+  // the gradient: coupled, so Adam scales it per coordinate like the data gradient, which pulls
+  // the rows of rare words harder than decoupled training.weight_decay does.
+  float input_l2 = 0.0f;
   TrunkConfig trunk;
   std::vector<MoeBlockConfig> moe;  // the MoE blocks, in order (may be empty: a dense model)
   bool dense = false;               // replace each MoE block by dense_equivalent()
@@ -163,7 +167,9 @@ struct ModelConfig {
 
 // The metric early stopping watches and the best checkpoint is chosen by (on validation).
 enum class MetricKind { kLoss, kAccuracy, kF1, kRocAuc, kMse, kMae, kR2 };
-const char* metric_kind_name(MetricKind m);  // "loss", "accuracy", "f1", "auc", "mse", "mae", "r2"
+// "loss", "accuracy", "f1", "roc_auc", "mse", "mae", "r2"
+const char* metric_kind_name(MetricKind m);
+// Also takes "auc", an alias of "roc_auc".
 bool parse_metric_kind(const std::string& s, MetricKind* out);
 bool metric_higher_is_better(MetricKind m);
 

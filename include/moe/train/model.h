@@ -8,6 +8,8 @@
 //                    (training with model.word_dropout p: each id's weight w_n becomes
 //                    w_n · m_n / (1 − p), m_n ~ Bernoulli(1 − p))
 //             then dropout (model.input_dropout)
+//             training with model.input_l2 λ: the loss gains (λ/2)·‖W_in‖² (its gradient is
+//             added in backward; the loss value the trainer reports leaves it out)
 //   blocks    l = 0 .. L−1:  h = h + Dropout(F_l(Norm_l(h)))          (pre-norm residual)
 //             F_l: a dense FFN (the trunk's blocks, then MoE blocks when model.dense), or an MoE
 //             layer (moe/moe_layer.h)
