@@ -400,15 +400,30 @@ void routing_section(Out out, const RunData& run) {
 
 // ---- summary and config ----------------------------------------------------------------------
 
-// Leaves of a JSON object as dotted keys; arrays of scalars stay on one line.
-void flatten(const json& v, const std::string& key,
+// Deeper nesting than this is not shown: walking (or dumping) it recurses, and a hostile file
+// could nest deep enough to overflow the stack.
+constexpr int kMaxShownDepth = 16;
+
+bool deeper_than(const json& v, int levels) {
+  if (!v.is_structured()) return false;
+  if (levels <= 0) return true;
+  for (const json& child : v)
+    if (deeper_than(child, levels - 1)) return true;
+  return false;
+}
+
+// Leaves of a JSON object as dotted keys; arrays stay on one line.
+void flatten(const json& v, const std::string& key, int depth,
              std::vector<std::pair<std::string, std::string>>* out) {
-  if (v.is_object() && !v.empty()) {
-    for (const auto& [k, child] : v.items()) flatten(child, key.empty() ? k : key + "." + k, out);
+  if (v.is_object() && !v.empty() && depth < kMaxShownDepth) {
+    for (const auto& [k, child] : v.items())
+      flatten(child, key.empty() ? k : key + "." + k, depth + 1, out);
     return;
   }
   std::string text;
-  if (v.is_string()) {
+  if (deeper_than(v, kMaxShownDepth - depth)) {
+    text = fmt::format("(nested more than {} levels deep: not shown)", kMaxShownDepth);
+  } else if (v.is_string()) {
     text = v.get<std::string>();
   } else if (v.is_number_float()) {
     text = format_number(v.get<double>());
@@ -420,7 +435,7 @@ void flatten(const json& v, const std::string& key,
 
 void key_value_table(Out out, const json& doc, const char* css_class) {
   std::vector<std::pair<std::string, std::string>> rows;
-  flatten(doc, "", &rows);
+  flatten(doc, "", 0, &rows);
   fmt::format_to(out, "<table class=\"{}\">\n", css_class);
   for (const auto& [k, v] : rows) {
     fmt::format_to(out, "<tr><td>{}</td><td>{}</td></tr>\n", esc(k),

@@ -281,6 +281,22 @@ TEST_F(ReportDir, NotARunDirectory) {
   EXPECT_NE(none.message().find("absent: not a directory"), std::string::npos);
 }
 
+// Nesting deep enough to overflow a recursive walk is read and shown bounded, not followed.
+TEST_F(ReportDir, DeepNestingIsBounded) {
+  const int depth = 100000;
+  const std::string deep = std::string(depth, '[') + std::string(depth, ']');
+  write(dir_ / "config.json", "{\"model\": {\"deep\": " + deep + "}}");
+  std::string nested_aux;
+  for (int i = 0; i < depth; ++i) nested_aux += "{\"a\": ";
+  nested_aux += "1" + std::string(depth, '}');
+  write(dir_ / "metrics.jsonl", "{\"epoch\": 1, \"aux_losses\": " + nested_aux + "}\n");
+  const fs::path out = dir_ / "report.html";
+  const Status s = write_report(dir_.string(), out.string());
+  ASSERT_TRUE(s) << s.message();
+  EXPECT_NE(read(out).find("model.deep</td><td>(nested more than 16 levels deep: not shown)"),
+            std::string::npos);
+}
+
 // Every string the report takes from a file, made hostile at once: the page must stay
 // well-formed and hold no tag that the data wrote.
 TEST_F(ReportDir, NoMarkupInjection) {
