@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # moe inspect end to end: a tiny tabular MoE model is trained (which leaves inspect.json and
 # per-layer gate entropy in metrics.jsonl), then inspected as text and JSON, with --out and a
-# --trace in CSV and JSON lines; --format html and bad flags fail with a message.
+# --trace in CSV and JSON lines, and as HTML; bad flags fail with a message.
 #
 # Usage: tests/cli/inspect_test.sh PATH/TO/moe
 set -uo pipefail
@@ -91,8 +91,9 @@ for i, line in enumerate(open(sys.argv[1])):
     assert d["row"] == i and len(l["experts"]) == 1 and len(l["weights"]) == 1, d
 PY
 
-run 1 inspect "$r/best" "$work/test.csv" --format html
-grep -q 'moe report' "$work/err" || fail "--format html: message does not point to moe report"
+run 0 inspect "$r/best" "$work/test.csv" --format html --out "$work/i.html"
+grep -q '^<!DOCTYPE html>' "$work/i.html" || fail "--format html: not an HTML document"
+grep -q '<svg' "$work/i.html" || fail "--format html: no chart"
 run 2 inspect "$r/best" "$work/test.csv" --format yaml
 run 1 inspect "$r/best" "$work/test.csv" --trace "$work/no/such/dir/t.csv"
 grep -q 't.csv' "$work/err" || fail "--trace into a missing directory: message lacks the file"

@@ -6,7 +6,8 @@
 // importance, gate entropy, dropped slots, dead experts, collapse, co-activation, the class ×
 // expert table with the mutual information between label and expert, target statistics per
 // expert, and what characterises each expert's rows (tokens, features or mean images). The
-// analysis is the library's (moe/train/inspect.h); its JSON is documented in docs/inspect.md.
+// analysis is the library's (moe/train/inspect.h); its JSON is documented in docs/inspect.md;
+// --format html draws it with the training report's renderer (moe/report/report.h).
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -16,6 +17,7 @@
 
 #include "commands.h"
 #include "moe/io/safetensors.h"
+#include "moe/report/report.h"
 #include "moe/train/inspect.h"
 
 namespace moe::cli {
@@ -38,12 +40,6 @@ struct InspectArgs {
 
 int run_inspect(const InspectArgs& args) {
   const std::string format = args.json ? "json" : args.format;
-  if (format == "html") {
-    return fail(Status::error(
-        "moe inspect --format html is not available: the HTML report is made from a run "
-        "directory by `moe report RUN_DIR` (moe train writes <out>/inspect.json for it); use "
-        "--format text or json here"));
-  }
   std::string report_line;
   Result<LoadedInput> in = load_checkpoint_and_data(args.checkpoint, args.data, args.labels,
                                                     LabelUse::kIfPresent, &report_line);
@@ -70,6 +66,17 @@ int run_inspect(const InspectArgs& args) {
   std::string text;
   if (format == "json") {
     text = inspect_to_json(*report).dump(2) + "\n";
+  } else if (format == "html") {
+    // The training report's renderer with the routing part alone (no training curves: those
+    // come from a run directory, `moe report RUN_DIR`), the checkpoint's config beside it.
+    Result<report::InspectData> parsed =
+        report::parse_inspect_json(inspect_to_json(*report).dump(), args.data);
+    if (!parsed) return fail(parsed.status());
+    report::RunData run;
+    run.name = args.checkpoint;
+    run.inspect = std::move(parsed.value());
+    run.config = config_to_json(ck.config);
+    text = report::render_report_html(run);
   } else {
     if (!report_line.empty()) text = fmt::format("note: {}\n", report_line);
     text += inspect_to_text(*report);
@@ -95,7 +102,8 @@ void add_inspect_command(CLI::App& app, Run* run) {
       ->required();
   cmd->add_option("DATA", args->data, "CSV/TSV file, or IDX images")->required();
   cmd->add_option("--labels", args->labels, "IDX labels file (image models)")->type_name("FILE");
-  cmd->add_option("--format", args->format, "Output: text (default), json; html is moe report's")
+  cmd->add_option("--format", args->format,
+                  "Output: text (default), json, or html (the report's routing charts)")
       ->check(CLI::IsMember({"text", "json", "html"}));
   cmd->add_flag("--json", args->json, "The same as --format json");
   cmd->add_option("--out", args->out, "Write the output to FILE instead of stdout")
