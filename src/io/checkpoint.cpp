@@ -23,7 +23,6 @@
 
 #include "checkpoint_internal.h"
 #include "moe/io/safetensors.h"
-#include "moe/train/config_budget.h"
 
 namespace moe {
 
@@ -277,16 +276,7 @@ Result<Checkpoint> load_checkpoint(const std::string& dir) {
     return Status::error("{}: the config's data.format \"{}\" and the data schema's \"{}\" differ",
                          json_path, data_format_name(out.config.data.format),
                          data_format_name(out.schema.format));
-  // model.json is user input: a config that asks for more weights than the weights file holds
-  // is refused before the model is allocated (moe/train/config_budget.h).
-  const DataShape shape = out.schema.shape();
-  const int64_t n_matrix =
-      model_matrix_elements(out.config.model, shape.n_features, shape.n_outputs);
-  if (n_matrix > static_cast<int64_t>(wdata.size() / sizeof(float)))
-    return Status::error(
-        "{}: the config describes at least {} weights, more than {} ({} bytes) holds", json_path,
-        n_matrix, kCheckpointWeightsFile, wdata.size());
-  Result<std::unique_ptr<Model>> model = Model::create(out.config.model, shape);
+  Result<std::unique_ptr<Model>> model = Model::create(out.config.model, out.schema.shape());
   if (!model.is_ok()) return model.status().with_context(json_path);
   out.model = std::move(model.value());
 
@@ -311,15 +301,27 @@ Status commit_directory(const std::string& staged, const std::string& dir,
   } else {
     // One atomic step swaps the two names: `dir` is the old directory before it and the new one
     // after it, never missing (renameat2(2), Linux 3.15; ext4, xfs, btrfs and tmpfs have it).
-    if (::renameat2(AT_FDCWD, staged.c_str(), AT_FDCWD, dir.c_str(), RENAME_EXCHANGE) != 0)
-      return Status::error("{}: cannot swap in the new checkpoint: {}", dir, std::strerror(errno));
-    // `staged` now names the old checkpoint.
-    if (previous.empty()) {
-      fs::remove_all(staged, ec);
+    if (::renameat2(AT_FDCWD, staged.c_str(), AT_FDCWD, dir.c_str(), RENAME_EXCHANGE) == 0) {
+      // `staged` now names the old checkpoint.
+      if (previous.empty()) {
+        fs::remove_all(staged, ec);
+      } else {
+        fs::remove_all(previous, ec);
+        if (::rename(staged.c_str(), previous.c_str()) != 0)
+          return Status::error("{}: cannot rename to {}: {}", staged, previous,
+                               std::strerror(errno));
+      }
+    } else if (errno == EINVAL || errno == ENOSYS || errno == ENOTSUP) {
+      // A file system without the exchange (some network and overlay ones): two renames, with
+      // an instant in which `dir` is missing but the old checkpoint complete under `old`.
+      const std::string old = previous.empty() ? dir + ".old" : previous;
+      fs::remove_all(old, ec);
+      if (::rename(dir.c_str(), old.c_str()) != 0 || ::rename(staged.c_str(), dir.c_str()) != 0)
+        return Status::error("{}: cannot put the new checkpoint in place: {}", dir,
+                             std::strerror(errno));
+      if (previous.empty()) fs::remove_all(old, ec);
     } else {
-      fs::remove_all(previous, ec);
-      if (::rename(staged.c_str(), previous.c_str()) != 0)
-        return Status::error("{}: cannot rename to {}: {}", staged, previous, std::strerror(errno));
+      return Status::error("{}: cannot swap in the new checkpoint: {}", dir, std::strerror(errno));
     }
   }
   const int dfd = ::open(parent.empty() ? "." : parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
