@@ -374,7 +374,7 @@ void routing_layer(Out out, const RunData& run, const InspectLayer& l) {
       captions.push_back(
           fmt::format("expert {} ({:.0f}%)", e, e < l.load.size() ? 100.0 * l.load[e] : 0.0));
     svg_into(out, image_grid_svg({"Mean input image per expert: " + l.display_name(), captions,
-                                  l.image_height, l.image_width, l.mean_images, 84, 8}));
+                                  l.image_height, l.image_width, l.mean_images, 96, 8}));
   }
   if (l.tokens.empty() && l.features.empty() && l.mean_images.empty())
     note(out, "inspect.json has no characteristic tokens, features or images for this layer.");

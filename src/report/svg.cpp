@@ -25,7 +25,7 @@ constexpr int kTitleY = 18;            // baseline of the chart title
 constexpr int kPlotTop = 34;           // top of the plot area
 constexpr int kPlotLeft = 62;          // room for y tick labels and the rotated y label
 constexpr int kPlotBottom = 44;        // room for x tick labels and the x label
-constexpr int kLegendWidth = 150;      // right-hand legend column
+constexpr int kLegendWidth = 170;      // right-hand legend column
 constexpr int kMaxLegendEntries = 16;  // more series are summarised as "+n more"
 constexpr const char* kAxisColor = "#444444";
 constexpr const char* kGridColor = "#e4e4e4";
@@ -97,9 +97,9 @@ struct Range {
 
 // Ticks for a value axis; with `integers` the step is at least 1 (epochs).
 std::vector<double> axis_ticks(Range r, bool integers, int target) {
-  if (integers && r.hi - r.lo < 1.0) {
-    r.lo = std::floor(r.lo) - (r.hi == r.lo ? 1.0 : 0.0);
-    r.hi = std::ceil(r.hi) + (r.hi == r.lo + 1.0 ? 0.0 : 1.0);
+  if (integers && r.hi == r.lo) {  // one epoch: centre it between its neighbours
+    r.lo -= 1.0;
+    r.hi += 1.0;
   }
   std::vector<double> ticks = nice_ticks(r.lo, r.hi, target);
   if (integers && ticks.size() > 1 && ticks[1] - ticks[0] < 1.0) {
@@ -144,7 +144,7 @@ void legend_entry(Out out, double x, double y, const std::string& name, const st
     fmt::format_to(out, R"(<rect x="{:.1f}" y="{:.1f}" width="12" height="10" fill="{}"/>)", x,
                    y - 9, color);
   }
-  put_text(out, x + 24, y, name, "start", 19);
+  put_text(out, x + 24, y, name, "start", 21);
 }
 
 // Legend of named colours in the right-hand column, at most kMaxLegendEntries lines.
@@ -204,8 +204,9 @@ std::string format_number(double value) {
   if (std::isnan(value)) return "nan";
   if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
   if (value == 0.0) return "0";
-  std::string s = fmt::format("{:.4g}", value);
-  return s;
+  // Up to seven digits read better whole (a price of 248000, not 2.48e+05).
+  if (std::abs(value) >= 1e4 && std::abs(value) < 1e7) return fmt::format("{:.0f}", value);
+  return fmt::format("{:.4g}", value);
 }
 
 std::vector<double> nice_ticks(double lo, double hi, int target) {
@@ -518,7 +519,7 @@ std::string bar_chart_svg(const BarChart& chart) {
                    R"(<line x1="{:.1f}" y1="{:.1f}" x2="{:.1f}" y2="{:.1f}" stroke="#222222" )"
                    R"(stroke-width="1.5" stroke-dasharray="6 4"/>)",
                    lx, legend_y - 4, lx + 18, legend_y - 4);
-    put_text(out, lx + 24, legend_y, chart.reference_label, "start", 19);
+    put_text(out, lx + 24, legend_y, chart.reference_label, "start", 21);
   }
   svg += "</svg>";
   return svg;

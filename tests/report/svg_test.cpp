@@ -33,7 +33,8 @@ TEST(Svg, FormatNumber) {
   EXPECT_EQ(format_number(-0.0), "0");
   EXPECT_EQ(format_number(0.5), "0.5");
   EXPECT_EQ(format_number(0.123456), "0.1235");
-  EXPECT_EQ(format_number(12345.0), "1.234e+04");
+  EXPECT_EQ(format_number(12345.4), "12345");
+  EXPECT_EQ(format_number(-2.5e7), "-2.5e+07");
   EXPECT_EQ(format_number(NAN), "nan");
   EXPECT_EQ(format_number(-INFINITY), "-inf");
 }

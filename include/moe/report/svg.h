@@ -21,7 +21,8 @@ namespace moe::report {
 // quoted attribute value in both HTML and SVG.
 std::string escape_xml(std::string_view text);
 
-// Shortest readable form of a value for labels: 4 significant digits, no "-0", "nan" spelled out.
+// Shortest readable form of a value for labels: 4 significant digits (whole numbers from 1e4 to
+// 1e7), no "-0", "nan" spelled out.
 std::string format_number(double value);
 
 // Evenly spaced "nice" tick values (steps of 1, 2 or 5 x 10^n) covering [lo, hi], about `target`
