@@ -103,8 +103,8 @@ std::string layer_sentence(const LayerView& v) {
       break;
     case Balance::kCollapsed:
       s = fmt::format(
-          "{} has collapsed: nearly all slots go to about {} of its {} experts "
-          "(top-{} routing cannot use fewer than {})",
+          "{} has collapsed: its slots go to about {} effective experts of its {} (exp of "
+          "the load's entropy; top-{} routing uses at least {})",
           v.name, fmt::format("{:.1f}", a.effective_experts), n_experts, v.k, v.k);
       break;
   }

@@ -141,6 +141,7 @@ TEST(Report, VerdictReadsTheNumbers) {
   run->inspect->layers[0].dead = {2, 3};
   v = verdict_text(*run);
   EXPECT_NE(v.find("Routing is collapsed"), std::string::npos) << v;
+  EXPECT_NE(v.find("about 2.0 effective experts of its 4"), std::string::npos) << v;
   EXPECT_NE(v.find("2 dead experts (2, 3)"), std::string::npos) << v;
 
   EXPECT_EQ(v.find("undecided"), std::string::npos) << v;  // 0.9 of ln 4 = 1.386: neither
