@@ -34,6 +34,7 @@
 #include "moe/core/params.h"
 #include "moe/core/rng.h"
 #include "moe/moe/moe_layer.h"
+#include "moe/train/model.h"
 #include "moe_layer_testing.h"
 
 namespace {
@@ -161,34 +162,44 @@ struct AllocCase {
   }
 };
 
+struct Counts {
+  int64_t own = 0, foreign = 0, faults = 0;
+};
+
+// Runs `steps` calls of step() with the hook watching.
+template <typename Step>
+Counts watch(int steps, Step step) {
+  void* warm[4];
+  backtrace(warm, 4);  // loads the unwinder now, not inside the hook
+  rusage before{}, after{};
+  g_own = 0;
+  g_foreign = 0;
+  getrusage(RUSAGE_SELF, &before);
+  g_watching = true;
+  for (int i = 0; i < steps; ++i) step();
+  g_watching = false;
+  getrusage(RUSAGE_SELF, &after);
+  return {g_own.load(), g_foreign.load(), after.ru_minflt - before.ru_minflt};
+}
+
 void expect_no_allocation_after_warmup(ExpertThreading threading,
                                        [[maybe_unused]] int64_t max_faults_per_step) {
   AllocCase c(/*t=*/256, /*d=*/512, /*e=*/8, /*k=*/2, /*f=*/64, threading);
   // Warm-up: the arena learns its size, oneDNN compiles a primitive per segment shape, the
   // OpenMP runtime builds its thread team.
   for (int i = 0; i < 6; ++i) c.step();
-  void* warm[4];
-  backtrace(warm, 4);  // loads the unwinder now, not inside the hook
   const int overflow_before = c.arena.overflow_allocations();
-  rusage before{}, after{};
-  g_own = 0;
-  g_foreign = 0;
-  getrusage(RUSAGE_SELF, &before);
-  g_watching = true;
   const int kSteps = 4;
-  for (int i = 0; i < kSteps; ++i) c.step();
-  g_watching = false;
-  getrusage(RUSAGE_SELF, &after);
+  const Counts n = watch(kSteps, [&] { c.step(); });
   std::printf(
-      "  %d steps: %lld allocations by moe, %lld inside oneDNN / libgomp, %ld page faults\n",
-      kSteps, static_cast<long long>(g_own.load()), static_cast<long long>(g_foreign.load()),
-      after.ru_minflt - before.ru_minflt);
-  EXPECT_EQ(g_own.load(), 0) << "heap allocations by moe in steady-state steps";
+      "  %d steps: %lld allocations by moe, %lld inside oneDNN / libgomp, %lld page faults\n",
+      kSteps, static_cast<long long>(n.own), static_cast<long long>(n.foreign),
+      static_cast<long long>(n.faults));
+  EXPECT_EQ(n.own, 0) << "heap allocations by moe in steady-state steps";
 #if !defined(__SANITIZE_ADDRESS__)
   // (AddressSanitizer's allocator quarantines freed blocks and serves fresh memory on purpose, so
   // oneDNN's small allocations fault there: the count is printed, not checked.)
-  EXPECT_LE(after.ru_minflt - before.ru_minflt, max_faults_per_step * kSteps)
-      << "page faults in steady-state steps";
+  EXPECT_LE(n.faults, max_faults_per_step * kSteps) << "page faults in steady-state steps";
 #endif
   EXPECT_EQ(c.arena.overflow_allocations(), overflow_before);
   // Working memory O(S · (D + F)): forward keeps S · (2D + 3F) floats (xs, ys; h1, h3, a),
@@ -203,6 +214,50 @@ TEST(MoeLayerAllocation, SteadyStateStepAllocatesNothingAcrossExperts) {
 
 TEST(MoeLayerAllocation, SteadyStateStepAllocatesNothingInsideGemm) {
   expect_no_allocation_after_warmup(ExpertThreading::kInsideGemm, /*max_faults_per_step=*/0);
+}
+
+TEST(MoeLayerAllocation, WholeModelTrainingStepAllocatesNothing) {
+  // Dense input, one dense trunk block, an MoE block of SwiGLU experts with a shared expert and
+  // balancing losses, the head: forward and backward of a whole model, as the trainer runs them
+  // (the optimizer's own step is covered by tests/optim).
+  ModelConfig mc;
+  mc.width = 32;
+  mc.trunk.hidden = {48};
+  MoeBlockConfig b;
+  b.n_experts = 4;
+  b.expert = expert_config(ExpertKind::kSwiglu, 24);
+  b.n_shared = 1;
+  b.shared = expert_config(ExpertKind::kSwiglu, 16);
+  b.gate.kind = GateKind::kTopKSoftmax;
+  b.gate.k = 2;
+  b.gate.switch_loss = 0.01f;
+  mc.moe = {b};
+  const DataShape shape{FeatureKind::kDense, 12, TaskKind::kClassification, 3};
+  Result<std::unique_ptr<Model>> made = Model::create(mc, shape);
+  ASSERT_TRUE(made.is_ok()) << made.status().message();
+  Model& model = *made.value();
+  model.init(1);
+  const int64_t t = 64;
+  TensorBuffer features(Shape{t, 12}), rows(Shape{t}, DType::kI64), dlogits(Shape{t, 3});
+  Rng(2).fill_normal(features, 0.0f, 1.0f);
+  Rng(3).fill_normal(dlogits, 0.0f, 0.1f);
+  for (int64_t i = 0; i < t; ++i) rows.view().data<int64_t>()[i] = i;
+  Batch batch;
+  batch.n_rows = t;
+  batch.features = features;
+  batch.rows = rows;
+  Arena arena;
+  auto step = [&] {
+    arena.reset();
+    model.params().zero_grads();
+    model.forward(batch, /*training=*/true, Rng(4), arena);
+    model.backward(dlogits, arena);
+  };
+  for (int i = 0; i < 4; ++i) step();
+  const Counts n = watch(3, step);
+  std::printf("  3 model steps: %lld allocations by moe, %lld inside oneDNN / libgomp\n",
+              static_cast<long long>(n.own), static_cast<long long>(n.foreign));
+  EXPECT_EQ(n.own, 0) << "heap allocations by moe in steady-state model steps";
 }
 
 }  // namespace
