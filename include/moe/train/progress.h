@@ -95,6 +95,11 @@ struct GateEntropy {
 
 // One line of metrics.jsonl.
 struct EpochRecord {
+  // Declared without noexcept: clang-tidy's bugprone-exception-escape sees a possible throw in
+  // ordered_json's noexcept default constructor (nlohmann silences it there with a NOLINT), and
+  // the implicit constructor, noexcept too, would inherit the report.
+  EpochRecord() noexcept(false) = default;
+
   int64_t epoch = 0;        // from 1
   int64_t steps = 0;        // optimizer steps so far, over all epochs
   double train_loss = 0.0;  // the task loss, mean over the epoch's batches
