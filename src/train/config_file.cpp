@@ -108,7 +108,16 @@ Status apply_override(json* j, const std::string& assignment) {
   const std::string key = assignment.substr(0, eq);
   const std::string text = assignment.substr(eq + 1);
   json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (value.is_discarded()) value = text;
+  if (value.is_discarded()) {
+    // Taken as a string, it must be UTF-8 like every JSON string: the configuration is written
+    // back out as JSON (config.json, checkpoints), and a message may quote the value.
+    value = text;
+    try {
+      (void)value.dump();
+    } catch (const json::type_error&) {
+      return Status::error("--set {}: the value is not valid UTF-8", key);
+    }
+  }
 
   // The key must exist in the resolved configuration: every key has a value there.
   Result<Config> current = parse_config(*j, "the configuration");

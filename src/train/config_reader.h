@@ -34,7 +34,8 @@ inline json real(float v) {
 
 // A JSON value for a message, cut short when long.
 inline std::string show(const json& v) {
-  std::string s = v.dump();
+  // Invalid UTF-8 is shown as U+FFFD rather than thrown: a message must never fail.
+  std::string s = v.dump(-1, ' ', false, json::error_handler_t::replace);
   if (s.size() > 60) s = s.substr(0, 57) + "...";
   return s;
 }

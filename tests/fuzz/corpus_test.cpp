@@ -15,6 +15,7 @@
 
 #include "fuzz/harness.h"
 #include "moe/io/checkpoint.h"
+#include "moe/train/config.h"
 
 namespace moe::fuzz {
 namespace {
@@ -100,6 +101,20 @@ TEST(FuzzCorpus, OversizedConfigsAreRefusedBeforeAllocating) {
     ASSERT_FALSE(ck.is_ok()) << c.seed;
     EXPECT_NE(ck.status().message().find(c.message), std::string::npos) << ck.status().message();
     EXPECT_NE(ck.status().message().find("model.json"), std::string::npos);
+  }
+}
+
+// Found by the config fuzzer (corpus/config/regress_override_invalid_utf8): an override value
+// that is not JSON is taken as a string, and one that is not UTF-8 made the error message's
+// json::dump() throw, which no caller catches. Such a value is now an error of its own.
+TEST(FuzzCorpus, OverrideValueThatIsNotUtf8IsAnError) {
+  for (const char* assignment : {"training.epochs=\x93"
+                                 "3",
+                                 "data.train=caf\xe9.csv"}) {
+    nlohmann::json j = {{"data", {{"train", "t.csv"}}}};
+    const Status st = apply_override(&j, assignment);
+    ASSERT_FALSE(st.is_ok()) << assignment;
+    EXPECT_NE(st.message().find("is not valid UTF-8"), std::string::npos) << st.message();
   }
 }
 
