@@ -23,6 +23,7 @@
 
 #include "checkpoint_internal.h"
 #include "moe/io/safetensors.h"
+#include "moe/train/config_budget.h"
 
 namespace moe {
 
@@ -276,7 +277,16 @@ Result<Checkpoint> load_checkpoint(const std::string& dir) {
     return Status::error("{}: the config's data.format \"{}\" and the data schema's \"{}\" differ",
                          json_path, data_format_name(out.config.data.format),
                          data_format_name(out.schema.format));
-  Result<std::unique_ptr<Model>> model = Model::create(out.config.model, out.schema.shape());
+  // model.json is user input: a config that asks for more weights than the weights file holds
+  // is refused before the model is allocated (moe/train/config_budget.h).
+  const DataShape shape = out.schema.shape();
+  const int64_t n_matrix =
+      model_matrix_elements(out.config.model, shape.n_features, shape.n_outputs);
+  if (n_matrix > static_cast<int64_t>(wdata.size() / sizeof(float)))
+    return Status::error(
+        "{}: the config describes at least {} weights, more than {} ({} bytes) holds", json_path,
+        n_matrix, kCheckpointWeightsFile, wdata.size());
+  Result<std::unique_ptr<Model>> model = Model::create(out.config.model, shape);
   if (!model.is_ok()) return model.status().with_context(json_path);
   out.model = std::move(model.value());
 
