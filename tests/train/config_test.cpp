@@ -137,6 +137,42 @@ TEST(ConfigTest, ResolvedFormParsesBackToItself) {
   EXPECT_TRUE(config_to_json(*single)["model"]["moe"].is_object());
 }
 
+// The early-stopping metric "roc_auc" (the name reports use) is canonical; "auc" is its alias
+// and resolves to the canonical name.
+TEST(ConfigTest, RocAucMetricHasAnAlias) {
+  for (const char* name : {"roc_auc", "auc"}) {
+    json j = minimal();
+    j["training"]["early_stopping"]["metric"] = name;
+    Result<Config> c = parse_config(j, "c.json");
+    ASSERT_TRUE(c.is_ok()) << c.status().message();
+    EXPECT_EQ(c->training.metric, MetricKind::kRocAuc) << name;
+    EXPECT_EQ(config_to_json(*c)["training"]["early_stopping"]["metric"], "roc_auc");
+  }
+  MetricKind m = MetricKind::kLoss;
+  EXPECT_TRUE(parse_metric_kind("auc", &m));
+  EXPECT_EQ(m, MetricKind::kRocAuc);
+  EXPECT_STREQ(metric_kind_name(MetricKind::kRocAuc), "roc_auc");
+  json bad = minimal();
+  bad["training"]["early_stopping"]["metric"] = "rocauc";
+  EXPECT_NE(parse_error(bad).find("\"roc_auc\", \"auc\""), std::string::npos);
+}
+
+TEST(ConfigTest, InputL2IsANonNegativeNumber) {
+  Result<Config> d = parse_config(minimal(), "c.json");
+  ASSERT_TRUE(d.is_ok());
+  EXPECT_EQ(d->model.input_l2, 0.0f);
+  json j = minimal();
+  j["model"]["input_l2"] = 0.001;
+  Result<Config> c = parse_config(j, "c.json");
+  ASSERT_TRUE(c.is_ok()) << c.status().message();
+  EXPECT_FLOAT_EQ(c->model.input_l2, 0.001f);
+  EXPECT_EQ(config_to_json(*c)["model"]["input_l2"], 0.001);
+  j["model"]["input_l2"] = -1;
+  EXPECT_EQ(parse_error(j), "c.json: model.input_l2: expected a number ≥ 0, got -1");
+  j["model"]["input_l2"] = "small";
+  EXPECT_EQ(parse_error(j), "c.json: model.input_l2: expected a number ≥ 0, got \"small\"");
+}
+
 TEST(ConfigTest, OverridesSetKnownKeysAndRejectUnknownOnes) {
   json j = minimal();
   ASSERT_TRUE(apply_override(&j, "model.moe.k=1").is_ok());

@@ -213,6 +213,46 @@ TEST(ModelTest, TextModelGradientsReachTheEmbeddingTable) {
   check_model_gradients(*m, b.batch, {"input.w", "input.b", "blocks.1.moe.router.w", "head.w"});
 }
 
+// model.input_l2 λ adds λ·W_in to the input weights' gradient and changes nothing else.
+TEST(ModelTest, InputL2AddsItsGradientToTheInputWeightsOnly) {
+  constexpr float kLambda = 0.5f;
+  TextBatch text;
+  DenseBatch dense(4, 5, 21);
+  for (FeatureKind kind : {FeatureKind::kSparse, FeatureKind::kDense}) {
+    SCOPED_TRACE(kind == FeatureKind::kSparse ? "text" : "dense");
+    const DataShape shape{kind, kind == FeatureKind::kSparse ? 10 : 5, TaskKind::kClassification,
+                          2};
+    const Batch& batch = kind == FeatureKind::kSparse ? text.batch : dense.batch;
+    ModelConfig c = smooth_config(NormChoice::kRms);
+    std::unique_ptr<Model> plain = make(c, shape);
+    c.input_l2 = kLambda;
+    std::unique_ptr<Model> penalised = make(c, shape);
+    ASSERT_TRUE(plain && penalised);
+    for (Model* m : {plain.get(), penalised.get()}) {
+      Arena arena;
+      m->params().zero_grads();
+      const Tensor logits = m->forward(batch, true, Rng(9), arena);  // [T, C]
+      TensorBuffer r(logits.shape());
+      testing::seed_projection(r, 17);
+      m->backward(r, arena);
+    }
+    for (ParamId id = 0; id < plain->params().size(); ++id) {
+      const std::string& name = plain->params().info(id).name;
+      const Tensor g0 = plain->params().grad(id), g1 = penalised->params().grad(id);
+      const Tensor w = plain->params().value(id);
+      const float lambda = name == "input.w" ? kLambda : 0.0f;
+      for (int64_t i = 0; i < g0.numel(); ++i)
+        ASSERT_FLOAT_EQ(g1.f32()[i], g0.f32()[i] + lambda * w.f32()[i]) << name << " " << i;
+    }
+  }
+  ModelConfig bad = smooth_config(NormChoice::kRms);
+  bad.input_l2 = -1.0f;
+  Result<std::unique_ptr<Model>> r =
+      Model::create(bad, {FeatureKind::kDense, 4, TaskKind::kClassification, 2});
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().message().rfind("model.input_l2: ", 0), 0u) << r.status().message();
+}
+
 TEST(ModelTest, DenseEquivalentHasTheMoeActiveSize) {
   ModelConfig c;
   c.width = 16;
