@@ -98,6 +98,10 @@ Result<json> read_json_file(const std::string& path) {
     const size_t colon = what.find("syntax error");
     if (colon != std::string::npos) what = what.substr(colon);
     return Status::error("{} line {} column {}: invalid JSON ({})", path, line, col, what);
+  } catch (const json::exception& e) {
+    // Not a syntax error but still unreadable, e.g. a number too large for a double (1e999:
+    // nlohmann's out_of_range 406), which the parser reports with its own exception type.
+    return Status::error("{}: invalid JSON ({})", path, e.what());
   }
 }
 

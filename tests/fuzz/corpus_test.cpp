@@ -118,5 +118,21 @@ TEST(FuzzCorpus, OverrideValueThatIsNotUtf8IsAnError) {
   }
 }
 
+// Found by the config fuzzer (corpus/config/regress_number_overflow): a number too large for a
+// double is reported by nlohmann's parser as out_of_range, not parse_error, and escaped
+// read_json_file. It is now a message naming the file.
+TEST(FuzzCorpus, ConfigNumberOverflowIsAnError) {
+  const std::string path = ::testing::TempDir() + "moe_fuzz_corpus_overflow.json";
+  {
+    std::ofstream out(path);
+    out << R"({"data": {"train": "t.csv"}, "training": {"lr": 1e999}})";
+  }
+  Result<Config> c = load_config(path, {});
+  std::filesystem::remove(path);
+  ASSERT_FALSE(c.is_ok());
+  EXPECT_NE(c.status().message().find("invalid JSON"), std::string::npos) << c.status().message();
+  EXPECT_NE(c.status().message().find(path), std::string::npos);
+}
+
 }  // namespace
 }  // namespace moe::fuzz
