@@ -208,12 +208,16 @@ void expect_no_allocation_after_warmup(ExpertThreading threading,
   EXPECT_LE(c.arena.high_water(), s * (4 * d + 4 * f) * sizeof(float) + (64 << 10));
 }
 
+// The page-fault budget covers oneDNN's and libgomp's own small per-call blocks: glibc may hand
+// their pages back between calls, and a clean `make test` on a loaded machine saw 12 faults in 4
+// steps with threads inside each GEMM. A step that touched fresh working memory would fault by
+// the hundred (its buffers are MiBs), so a budget of 8 still catches that.
 TEST(MoeLayerAllocation, SteadyStateStepAllocatesNothingAcrossExperts) {
   expect_no_allocation_after_warmup(ExpertThreading::kAcrossExperts, /*max_faults_per_step=*/8);
 }
 
 TEST(MoeLayerAllocation, SteadyStateStepAllocatesNothingInsideGemm) {
-  expect_no_allocation_after_warmup(ExpertThreading::kInsideGemm, /*max_faults_per_step=*/0);
+  expect_no_allocation_after_warmup(ExpertThreading::kInsideGemm, /*max_faults_per_step=*/8);
 }
 
 TEST(MoeLayerAllocation, WholeModelTrainingStepAllocatesNothing) {
