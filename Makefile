@@ -2,7 +2,8 @@
 # what is missing (Debian packages), configure, build and run.
 #
 #   make build       release build in build/release
-#   make test        unit, gradcheck, golden and interop tests, then the unit tests under ASan + UBSan
+#   make test        unit, gradcheck, golden, browser and interop tests, the unit tests under
+#                    ASan + UBSan, then the fuzzers (make test-fuzz)
 #   make test-slow   the slow label
 #   make test-fuzz   the libFuzzer targets (clang, build/fuzz): corpus replay + 20 s per target
 #   make demo        review sentiment, MoE vs dense of equal active size (scripts/demo.sh)
@@ -40,7 +41,7 @@ test-fast: build
 test-asan: build-asan
 	cd $(ASAN) && ASAN_OPTIONS=detect_leaks=1 ctest -L unit --output-on-failure -j $(JOBS)
 
-test: test-fast test-asan
+test: test-fast test-asan test-fuzz
 
 # clang with libFuzzer's runtime and its OpenMP runtime, for the fuzz build only.
 deps-fuzz: deps
