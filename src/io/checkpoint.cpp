@@ -277,23 +277,26 @@ Result<Checkpoint> load_checkpoint(const std::string& dir) {
     return Status::error("{}: the config's data.format \"{}\" and the data schema's \"{}\" differ",
                          json_path, data_format_name(out.config.data.format),
                          data_format_name(out.schema.format));
+  // The weights file's own structure is checked first (its sizes are bounded by the file), so
+  // a damaged file is reported as such rather than as a config that does not fit it.
+  const size_t weights_bytes = wdata.size();
+  const std::string weights_path = dir + "/" + kCheckpointWeightsFile;
+  MOE_ASSIGN_OR_RETURN(SafetensorsFile file,
+                       SafetensorsFile::parse(std::move(wdata), weights_path));
   // model.json is user input: a config that asks for more weights than the weights file holds
   // is refused before the model is allocated (moe/train/config_budget.h).
   const DataShape shape = out.schema.shape();
   const int64_t n_matrix =
       model_matrix_elements(out.config.model, shape.n_features, shape.n_outputs);
-  if (n_matrix > static_cast<int64_t>(wdata.size() / sizeof(float)))
+  if (n_matrix > static_cast<int64_t>(weights_bytes / sizeof(float)))
     return Status::error(
         "{}: the config describes at least {} weights, more than {} ({} bytes) holds", json_path,
-        n_matrix, kCheckpointWeightsFile, wdata.size());
+        n_matrix, kCheckpointWeightsFile, weights_bytes);
   Result<std::unique_ptr<Model>> model = Model::create(out.config.model, shape);
   if (!model.is_ok()) return model.status().with_context(json_path);
   out.model = std::move(model.value());
 
   out.weights_fnv1a64 = (*weights)["fnv1a64"].get<std::string>();
-  const std::string weights_path = dir + "/" + kCheckpointWeightsFile;
-  MOE_ASSIGN_OR_RETURN(SafetensorsFile file,
-                       SafetensorsFile::parse(std::move(wdata), weights_path));
   MOE_TRY(load_weights(file, *out.model));
   MOE_TRY(out.model->set_gate_states(gates).with_context(json_path));
   out.info = j.contains("info") ? j["info"] : json::object();
