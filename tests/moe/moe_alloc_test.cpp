@@ -50,7 +50,7 @@ bool in_runtime(const char* file) {
 }
 
 // Called on every allocation; attributes it while the test watches.
-void note_allocation() {
+[[maybe_unused]] void note_allocation() {
   if (!g_watching.load(std::memory_order_relaxed) || t_in_hook) return;
   t_in_hook = true;
   void* frames[16];
@@ -72,20 +72,12 @@ void note_allocation() {
 }  // namespace
 
 #if defined(__SANITIZE_ADDRESS__)
-// AddressSanitizer intercepts malloc itself; watch the C++ allocations.
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void* operator new(std::size_t n) {
-  note_allocation();
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept {
-  std::free(p);
-}
-void operator delete(void* p, std::size_t) noexcept {
-  std::free(p);
-}
+// Under AddressSanitizer the allocator is ASan's own: no hook is installed (replacing only some
+// operator new overloads made std::stable_sort's temporary buffer an alloc-dealloc mismatch in
+// this binary), and the tests below skip; the release build runs them.
+#define MOE_ALLOC_TEST_SKIP() GTEST_SKIP() << "allocation counting runs in builds without ASan"
 #else
+#define MOE_ALLOC_TEST_SKIP() static_cast<void>(0)
 // glibc's own entry points: the definitions below take the public names for the whole process
 // (operator new, oneDNN and libgomp included) and forward to them.
 extern "C" {
@@ -184,6 +176,7 @@ Counts watch(int steps, Step step) {
 
 void expect_no_allocation_after_warmup(ExpertThreading threading,
                                        [[maybe_unused]] int64_t max_faults_per_step) {
+  MOE_ALLOC_TEST_SKIP();
   AllocCase c(/*t=*/256, /*d=*/512, /*e=*/8, /*k=*/2, /*f=*/64, threading);
   // Warm-up: the arena learns its size, oneDNN compiles a primitive per segment shape, the
   // OpenMP runtime builds its thread team.
@@ -221,6 +214,7 @@ TEST(MoeLayerAllocation, SteadyStateStepAllocatesNothingInsideGemm) {
 }
 
 TEST(MoeLayerAllocation, WholeModelTrainingStepAllocatesNothing) {
+  MOE_ALLOC_TEST_SKIP();
   // Dense input, one dense trunk block, an MoE block of SwiGLU experts with a shared expert and
   // balancing losses, the head: forward and backward of a whole model, as the trainer runs them
   // (the optimizer's own step is covered by tests/optim).
