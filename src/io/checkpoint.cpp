@@ -102,6 +102,17 @@ Status expect(bool ok, const std::string& where, const char* key, const char* wh
   return ok ? Status::ok() : Status::error("{}: field '{}' must be {}", where, key, what);
 }
 
+Status check_format(const json& format, const json& format_version, const std::string& where,
+                    const char* name, int64_t version) {
+  if (!format.is_string() || format.get<std::string>() != name)
+    return Status::error("{}: field 'format' must be \"{}\"", where, name);
+  MOE_TRY(expect(format_version.is_number_integer(), where, "format_version", "an integer"));
+  if (format_version.get<int64_t>() != version)
+    return Status::error("{}: format_version {} is not supported (this moe reads version {})",
+                         where, format_version.get<int64_t>(), version);
+  return Status::ok();
+}
+
 Result<std::vector<uint8_t>> read_bound_file(const json& binding, const std::string& json_path,
                                              const std::string& dir, const char* file_name,
                                              const char* key, uint64_t max_bytes) {
@@ -255,12 +266,7 @@ Result<Checkpoint> load_checkpoint(const std::string& dir) {
   const json* data_j = field(j, "data", json_path, &st);
   const json* gates_j = field(j, "gates", json_path, &st);
   MOE_TRY(st);
-  if (!format->is_string() || format->get<std::string>() != kFormatName)
-    return Status::error("{}: field 'format' must be \"{}\"", json_path, kFormatName);
-  MOE_TRY(expect(version->is_number_integer(), json_path, "format_version", "an integer"));
-  if (version->get<int64_t>() != kCheckpointFormatVersion)
-    return Status::error("{}: format_version {} is not supported (this moe reads version {})",
-                         json_path, version->get<int64_t>(), kCheckpointFormatVersion);
+  MOE_TRY(check_format(*format, *version, json_path, kFormatName, kCheckpointFormatVersion));
   if (j.contains("info") && !j["info"].is_object())
     return Status::error("{}: field 'info' must be an object", json_path);
 

@@ -1,5 +1,6 @@
 // Helpers the model checkpoint (checkpoint.cpp) and the training state (train_state.cpp) share:
-// bounded file reads, typed JSON fields with messages naming the file and field, gate states,
+// bounded file reads, typed JSON fields with messages naming the file and field, the format /
+// format_version check, gate states,
 // and strict loading of a named F32 tensor.
 #pragma once
 
@@ -29,6 +30,11 @@ const nlohmann::json* field(const nlohmann::json& obj, const char* key, const st
                             Status* st);
 // "<where>: field '<key>' must be <what>" unless ok.
 Status expect(bool ok, const std::string& where, const char* key, const char* what);
+
+// The `format` / `format_version` pair each of moe's JSON files opens with: `format` must be the
+// string `name` and `format_version` the integer `version` (no other version is read).
+Status check_format(const nlohmann::json& format, const nlohmann::json& format_version,
+                    const std::string& where, const char* name, int64_t version);
 
 // Reads the `file` / `bytes` / `fnv1a64` triple that names a companion file, then that file,
 // refusing it when its size or hash differs (a file from another save).

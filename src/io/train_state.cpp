@@ -120,12 +120,7 @@ Result<TrainState> load_train_state(const std::string& dir, const Model& model,
   const json* sums = field(j, "epoch_sums", json_path, &st);
   const json* timing = field(j, "timing", json_path, &st);
   MOE_TRY(st);
-  if (!format->is_string() || format->get<std::string>() != kFormatName)
-    return Status::error("{}: field 'format' must be \"{}\"", json_path, kFormatName);
-  MOE_TRY(expect(version->is_number_integer(), json_path, "format_version", "an integer"));
-  if (version->get<int64_t>() != kTrainStateFormatVersion)
-    return Status::error("{}: format_version {} is not supported (this moe reads version {})",
-                         json_path, version->get<int64_t>(), kTrainStateFormatVersion);
+  MOE_TRY(check_format(*format, *version, json_path, kFormatName, kTrainStateFormatVersion));
   MOE_TRY(expect(model_hash->is_string(), json_path, "model_weights_fnv1a64", "a string"));
   if (model_hash->get<std::string>() != weights_fnv1a64)
     return Status::error(
