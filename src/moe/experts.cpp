@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "moe/kernels/bf16.h"
 #include "moe/kernels/gemm.h"
 #include "moe/kernels/swiglu_act.h"
 
@@ -23,6 +24,20 @@ bool parse_expert_kind(const std::string& s, ExpertKind* out) {
   for (ExpertKind k : {ExpertKind::kLinear, ExpertKind::kMlp, ExpertKind::kSwiglu}) {
     if (s == expert_kind_name(k)) {
       *out = k;
+      return true;
+    }
+  }
+  return false;
+}
+
+const char* precision_name(Precision p) {
+  return p == Precision::kBF16 ? "bf16" : "fp32";
+}
+
+bool parse_precision(const std::string& s, Precision* out) {
+  for (Precision p : {Precision::kF32, Precision::kBF16}) {
+    if (s == precision_name(p)) {
+      *out = p;
       return true;
     }
   }
@@ -73,6 +88,23 @@ int64_t Expert::flops_per_row() const {
       return 2 * 3 * d * f;
   }
   return 0;
+}
+
+void Expert::set_precision(Precision p) {
+  if (config_.kind != ExpertKind::kSwiglu) return;  // Linear and MLP stay fp32
+  precision_ = p;
+  if (p == Precision::kF32 || !weights_bf16_.view().empty()) return;
+  const int64_t d = d_model_, f = config_.hidden;
+  weights_bf16_ = TensorBuffer(Shape{3 * f * d}, DType::kBF16);  // [3·F·D]
+  auto* base = static_cast<bf16*>(weights_bf16_.view().raw());
+  w1_bf16_ = Tensor(base, Shape{f, d}, DType::kBF16);              // [F, D]
+  w2_bf16_ = Tensor(base + f * d, Shape{d, f}, DType::kBF16);      // [D, F]
+  w3_bf16_ = Tensor(base + 2 * f * d, Shape{f, d}, DType::kBF16);  // [F, D]
+}
+
+int64_t Expert::bf16_weight_bytes() const {
+  const Tensor w = weights_bf16_.view();
+  return w.empty() ? 0 : static_cast<int64_t>(w.nbytes());
 }
 
 void Expert::declare(ParamStore& store, const std::string& prefix) {
@@ -147,8 +179,13 @@ void Expert::forward(Tensor x, Tensor y, Arena& arena) {
       mlp_forward(x, y, arena);
       break;
     case ExpertKind::kSwiglu: {
-      const SwigluCache c = SwigluCache::allocate(arena, n, config_.hidden);
-      forward_into(x, y, c.h1, c.h3, arena.alloc(Shape{n, config_.hidden}));
+      const int64_t f = config_.hidden;
+      const SwigluCache c = SwigluCache::allocate(arena, n, f);
+      Bf16Forward bf;
+      if (precision_ == Precision::kBF16)
+        bf = {arena.alloc(Shape{n, d_model_}, DType::kBF16),  // [N, D]
+              arena.alloc(Shape{n, f}, DType::kBF16)};        // [N, F]
+      forward_into(x, y, c.h1, c.h3, arena.alloc(Shape{n, f}), bf);
       break;
     }
   }
@@ -168,15 +205,21 @@ void Expert::backward(Tensor dy, Tensor dx, Arena& arena) {
       mlp_backward(dy, dx, arena);
       break;
     case ExpertKind::kSwiglu: {
+      const int64_t n = x_.rows(), f = config_.hidden;
       const size_t mark = arena.mark();
-      backward_into(dy, dx, arena.alloc(Shape{x_.rows(), config_.hidden}));
+      Tensor da = arena.alloc(Shape{n, f});  // [N, F]
+      Bf16Backward bf;
+      if (precision_ == Precision::kBF16)
+        bf = {arena.alloc(Shape{n, d_model_}, DType::kBF16),  // [N, D]
+              arena.alloc(Shape{n, f}, DType::kBF16)};        // [N, F]
+      backward_into(dy, dx, da, bf);
       arena.release(mark);
       break;
     }
   }
 }
 
-void Expert::forward_into(Tensor x, Tensor y, Tensor h1, Tensor h3, Tensor a) {
+void Expert::forward_into(Tensor x, Tensor y, Tensor h1, Tensor h3, Tensor a, Bf16Forward bf) {
   const int64_t n = x.rows(), f = config_.hidden;
   MOE_CHECK(config_.kind == ExpertKind::kSwiglu && x.cols() == d_model_ && y.cols() == d_model_ &&
                 y.rows() == n && h1.rows() == n && h1.cols() == f && h3.shape() == h1.shape() &&
@@ -188,13 +231,14 @@ void Expert::forward_into(Tensor x, Tensor y, Tensor h1, Tensor h3, Tensor a) {
   swiglu_cache_ = {h1, h3};
   swiglu_act_ = a;
   if (n == 0) return;
+  if (precision_ == Precision::kBF16) return swiglu_forward_bf16(x, y, h1, h3, a, bf);
   gemm(x, false, swiglu_.w1, true, h1);  // h1 = x·W1ᵀ: [N, D] · [F, D]ᵀ
   gemm(x, false, swiglu_.w3, true, h3);  // h3 = x·W3ᵀ
   swiglu_act_forward(n * f, h1.f32(), h3.f32(), a.f32());
   gemm(a, false, swiglu_.w2, true, y);  // y = a·W2ᵀ: [N, F] · [D, F]ᵀ
 }
 
-void Expert::backward_into(Tensor dy, Tensor dx, Tensor da) {
+void Expert::backward_into(Tensor dy, Tensor dx, Tensor da, Bf16Backward bf) {
   const int64_t n = x_.rows(), f = config_.hidden;
   MOE_CHECK(config_.kind == ExpertKind::kSwiglu && dy.rows() == n && dy.cols() == d_model_ &&
                 (dx.empty() || dx.shape() == x_.shape()) && da.rows() == n && da.cols() == f,
@@ -202,6 +246,7 @@ void Expert::backward_into(Tensor dy, Tensor dx, Tensor da) {
             expert_kind_name(config_.kind), dy.shape().str(), dx.shape().str(), da.shape().str(),
             x_.shape().str());
   if (n == 0) return;
+  if (precision_ == Precision::kBF16) return swiglu_backward_bf16(dy, dx, da, bf);
   const GemmScale acc{1.0f, 1.0f};
   Tensor a = swiglu_act_;
   gemm(dy, true, a, false, swiglu_grads_.w2, acc);  // dW2 += dyᵀ·a: [D, N] · [N, F]
@@ -215,6 +260,51 @@ void Expert::backward_into(Tensor dy, Tensor dx, Tensor da) {
   if (dx.empty()) return;
   gemm(dh1, false, swiglu_.w1, false, dx);       // dx = dh1·W1: [N, F] · [F, D]
   gemm(dh3, false, swiglu_.w3, false, dx, acc);  //    + dh3·W3
+}
+
+void Expert::swiglu_forward_bf16(Tensor x, Tensor y, Tensor h1, Tensor h3, Tensor a,
+                                 Bf16Forward bf) {
+  const int64_t n = x.rows(), f = config_.hidden;
+  MOE_CHECK(bf.x.dtype() == DType::kBF16 && bf.x.shape() == x.shape() &&
+                bf.a.dtype() == DType::kBF16 && bf.a.shape() == a.shape(),
+            "expert forward_into (bf16): x16 {} a16 {} for x {} a {}", bf.x.shape().str(),
+            bf.a.shape().str(), x.shape().str(), a.shape().str());
+  swiglu_bf16_ = bf;
+  // This step's master weights, rounded once; backward reuses the copies.
+  convert_to_bf16(swiglu_.w1, w1_bf16_);
+  convert_to_bf16(swiglu_.w2, w2_bf16_);
+  convert_to_bf16(swiglu_.w3, w3_bf16_);
+  convert_to_bf16(x, bf.x);
+  gemm_bf16(bf.x, false, w1_bf16_, true, h1);  // h1 = x·W1ᵀ: [N, D] · [F, D]ᵀ, fp32 out
+  gemm_bf16(bf.x, false, w3_bf16_, true, h3);  // h3 = x·W3ᵀ
+  swiglu_act_forward(n * f, h1.f32(), h3.f32(), a.f32());  // fp32 gate
+  convert_to_bf16(a, bf.a);
+  gemm_bf16(bf.a, false, w2_bf16_, true, y);  // y = a·W2ᵀ: [N, F] · [D, F]ᵀ
+}
+
+void Expert::swiglu_backward_bf16(Tensor dy, Tensor dx, Tensor da, Bf16Backward bf) {
+  const int64_t n = x_.rows(), f = config_.hidden;
+  MOE_CHECK(bf.dy.dtype() == DType::kBF16 && bf.dy.shape() == dy.shape() &&
+                bf.dh3.dtype() == DType::kBF16 && bf.dh3.shape() == da.shape(),
+            "expert backward_into (bf16): dy16 {} dh3_16 {} for dy {} da {}", bf.dy.shape().str(),
+            bf.dh3.shape().str(), dy.shape().str(), da.shape().str());
+  const GemmScale acc{1.0f, 1.0f};
+  const Tensor x16 = swiglu_bf16_.x, a16 = swiglu_bf16_.a;
+  convert_to_bf16(dy, bf.dy);
+  gemm_bf16(bf.dy, true, a16, false, swiglu_grads_.w2, acc);  // dW2 += dyᵀ·a: [D, N] · [N, F]
+  gemm_bf16(bf.dy, false, w2_bf16_, false, da);               // da = dy·W2: [N, D] · [D, F]
+  // The fp32 a is spent (it becomes dh1, da becomes dh3 in place), then a16 holds dh1 rounded.
+  Tensor dh1 = swiglu_act_, dh3 = da;
+  swiglu_act_backward(n * f, swiglu_cache_.h1.f32(), swiglu_cache_.h3.f32(), da.f32(), dh1.f32(),
+                      dh3.f32());
+  const Tensor dh1_16 = a16, dh3_16 = bf.dh3;
+  convert_to_bf16(dh1, dh1_16);
+  convert_to_bf16(dh3, dh3_16);
+  gemm_bf16(dh1_16, true, x16, false, swiglu_grads_.w1, acc);  // dW1 += dh1ᵀ·x: [F, N] · [N, D]
+  gemm_bf16(dh3_16, true, x16, false, swiglu_grads_.w3, acc);  // dW3 += dh3ᵀ·x
+  if (dx.empty()) return;
+  gemm_bf16(dh1_16, false, w1_bf16_, false, dx);       // dx = dh1·W1: [N, F] · [F, D]
+  gemm_bf16(dh3_16, false, w3_bf16_, false, dx, acc);  //    + dh3·W3
 }
 
 void Expert::mlp_forward(Tensor x, Tensor y, Arena& arena) {

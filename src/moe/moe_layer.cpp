@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "moe/kernels/bf16.h"
 #include "moe/kernels/ops.h"
 #include "moe/moe/dispatch.h"
 
@@ -76,12 +77,26 @@ MoeLayer::MoeLayer(MoeConfig config) : config_(std::move(config)) {
   for (int64_t i = 0; i < g; ++i) gates_.emplace_back(config_.gate);
   for (const ExpertConfig& e : config_.experts) experts_.emplace_back(config_.d_model, e);
   for (const ExpertConfig& e : config_.shared) shared_.emplace_back(config_.d_model, e);
+  set_precision(config_.precision);
   gate_inputs_.resize(gates_.size());
   hidden_offsets_.resize(experts_.size());
   expert_order_.resize(experts_.size());
   expert_worker_.resize(experts_.size());
   group_plans_.resize(static_cast<size_t>(g));
   group_dweights_.resize(static_cast<size_t>(g));
+}
+
+void MoeLayer::set_precision(Precision p) {
+  config_.precision = p;
+  for (Expert& e : experts_) e.set_precision(p);
+  for (Expert& e : shared_) e.set_precision(p);
+}
+
+int64_t MoeLayer::bf16_weight_bytes() const {
+  int64_t bytes = 0;
+  for (const Expert& e : experts_) bytes += e.bf16_weight_bytes();
+  for (const Expert& e : shared_) bytes += e.bf16_weight_bytes();
+  return bytes;
 }
 
 void MoeLayer::declare(ParamStore& store, const std::string& prefix) {
@@ -201,14 +216,22 @@ void MoeLayer::experts_forward(Tensor xs, Arena& arena) {
   hidden_h1_ = arena.alloc(Shape{hidden});  // [H]
   hidden_h3_ = arena.alloc(Shape{hidden});  // [H]
   hidden_a_ = arena.alloc(Shape{hidden});   // [H]
+  const bool use_bf16 = config_.precision == Precision::kBF16;
+  if (use_bf16) {
+    xs_bf16_ = arena.alloc(xs.shape(), DType::kBF16);        // [S_kept, D]
+    hidden_a16_ = arena.alloc(Shape{hidden}, DType::kBF16);  // [H]
+  }
   assign_segments();
   run_segments([&](size_t e) {
     const int64_t begin = plan_.expert_offsets[e], end = plan_.expert_offsets[e + 1];
     const Shape hs{end - begin, experts_[e].config().hidden};
     const int64_t off = hidden_offsets_[e];
+    Expert::Bf16Forward bf;
+    if (use_bf16)
+      bf = {xs_bf16_.slice(begin, end), Tensor(hidden_a16_.data<bf16>() + off, hs, DType::kBF16)};
     experts_[e].forward_into(xs.slice(begin, end), ys_.slice(begin, end),
                              Tensor(hidden_h1_.f32() + off, hs), Tensor(hidden_h3_.f32() + off, hs),
-                             Tensor(hidden_a_.f32() + off, hs));
+                             Tensor(hidden_a_.f32() + off, hs), bf);
   });
 }
 
@@ -254,11 +277,21 @@ void MoeLayer::experts_backward(Tensor dys, Tensor dxs, Arena& arena) {
     experts_[e].backward(dys.slice(begin, end), dxs.slice(begin, end), arena);
   }
   Tensor hidden_da = arena.alloc(hidden_h1_.shape());  // [H]
+  const bool use_bf16 = config_.precision == Precision::kBF16;
+  Tensor dys16, hidden_dh3_16;
+  if (use_bf16) {
+    dys16 = arena.alloc(dys.shape(), DType::kBF16);                 // [S_kept, D]
+    hidden_dh3_16 = arena.alloc(hidden_h1_.shape(), DType::kBF16);  // [H]
+  }
   run_segments([&](size_t e) {  // the forward's assignment of segments to threads
     const int64_t begin = plan_.expert_offsets[e], end = plan_.expert_offsets[e + 1];
     const Shape hs{end - begin, experts_[e].config().hidden};
+    Expert::Bf16Backward bf;
+    if (use_bf16)
+      bf = {dys16.slice(begin, end),
+            Tensor(hidden_dh3_16.data<bf16>() + hidden_offsets_[e], hs, DType::kBF16)};
     experts_[e].backward_into(dys.slice(begin, end), dxs.slice(begin, end),
-                              Tensor(hidden_da.f32() + hidden_offsets_[e], hs));
+                              Tensor(hidden_da.f32() + hidden_offsets_[e], hs), bf);
   });
 }
 

@@ -130,8 +130,13 @@ struct AllocCase {
   Arena arena;
   TensorBuffer x, y, dy, dx;
 
-  AllocCase(int64_t t, int64_t d, int64_t e, int64_t k, int64_t f, ExpertThreading threading)
-      : layer(make(d, e, k, f)), x(Shape{t, d}), y(Shape{t, d}), dy(Shape{t, d}), dx(Shape{t, d}) {
+  AllocCase(int64_t t, int64_t d, int64_t e, int64_t k, int64_t f, ExpertThreading threading,
+            Precision precision)
+      : layer(make(d, e, k, f, precision)),
+        x(Shape{t, d}),
+        y(Shape{t, d}),
+        dy(Shape{t, d}),
+        dx(Shape{t, d}) {
     layer.declare(store, "moe");
     store.finalize();
     layer.bind(store);
@@ -141,11 +146,13 @@ struct AllocCase {
     Rng(2).fill_normal(x, 0.0f, 1.0f);
     Rng(3).fill_normal(dy, 0.0f, 1.0f);
   }
-  static MoeConfig make(int64_t d, int64_t e, int64_t k, int64_t f) {
+  static MoeConfig make(int64_t d, int64_t e, int64_t k, int64_t f, Precision precision) {
     GateConfig g = gate_config(GateKind::kTopKSoftmax, d, e, k);
     g.switch_loss = 0.01f;
     g.z_loss = 0.001f;
-    return moe_config(d, e, expert_config(ExpertKind::kSwiglu, f), g);
+    MoeConfig c = moe_config(d, e, expert_config(ExpertKind::kSwiglu, f), g);
+    c.precision = precision;
+    return c;
   }
   void step() {
     arena.reset();
@@ -175,9 +182,10 @@ Counts watch(int steps, Step step) {
 }
 
 void expect_no_allocation_after_warmup(ExpertThreading threading,
-                                       [[maybe_unused]] int64_t max_faults_per_step) {
+                                       [[maybe_unused]] int64_t max_faults_per_step,
+                                       Precision precision = Precision::kF32) {
   MOE_ALLOC_TEST_SKIP();
-  AllocCase c(/*t=*/256, /*d=*/512, /*e=*/8, /*k=*/2, /*f=*/64, threading);
+  AllocCase c(/*t=*/256, /*d=*/512, /*e=*/8, /*k=*/2, /*f=*/64, threading, precision);
   // Warm-up: the arena learns its size, oneDNN compiles a primitive per segment shape, the
   // OpenMP runtime builds its thread team.
   for (int i = 0; i < 6; ++i) c.step();
@@ -197,8 +205,11 @@ void expect_no_allocation_after_warmup(ExpertThreading threading,
   EXPECT_EQ(c.arena.overflow_allocations(), overflow_before);
   // Working memory O(S · (D + F)): forward keeps S · (2D + 3F) floats (xs, ys; h1, h3, a),
   // backward adds S · (2D + F) (dys, dxs; da); the router's [T, E] buffers are a few KiB here.
+  // bf16 adds its rounded operands, S · (D + F) bf16 values in forward (x, a) and as many in
+  // backward (dy, dh3).
   const size_t s = 256 * 2, d = 512, f = 64;
-  EXPECT_LE(c.arena.high_water(), s * (4 * d + 4 * f) * sizeof(float) + (64 << 10));
+  const size_t bf16_bytes = precision == Precision::kBF16 ? 2 * s * (d + f) * 2 : 0;
+  EXPECT_LE(c.arena.high_water(), s * (4 * d + 4 * f) * sizeof(float) + bf16_bytes + (64 << 10));
 }
 
 // The page-fault budget covers oneDNN's and libgomp's own small per-call blocks: glibc may hand
@@ -213,7 +224,22 @@ TEST(MoeLayerAllocation, SteadyStateStepAllocatesNothingInsideGemm) {
   expect_no_allocation_after_warmup(ExpertThreading::kInsideGemm, /*max_faults_per_step=*/8);
 }
 
-TEST(MoeLayerAllocation, WholeModelTrainingStepAllocatesNothing) {
+// bf16: the weight copies are made when the precision is set, the rounded operands come from the
+// arena.
+TEST(MoeLayerAllocation, Bf16StepAllocatesNothingAcrossExperts) {
+  expect_no_allocation_after_warmup(ExpertThreading::kAcrossExperts, 8, Precision::kBF16);
+}
+
+TEST(MoeLayerAllocation, Bf16StepAllocatesNothingInsideGemm) {
+  expect_no_allocation_after_warmup(ExpertThreading::kInsideGemm, 8, Precision::kBF16);
+}
+
+class WholeModelAllocation : public ::testing::TestWithParam<Precision> {};
+
+INSTANTIATE_TEST_SUITE_P(MoeLayerAllocation, WholeModelAllocation,
+                         ::testing::Values(Precision::kF32, Precision::kBF16));
+
+TEST_P(WholeModelAllocation, TrainingStepAllocatesNothing) {
   MOE_ALLOC_TEST_SKIP();
   // Dense input, one dense trunk block, an MoE block of SwiGLU experts with a shared expert and
   // balancing losses, the head: forward and backward of a whole model, as the trainer runs them
@@ -229,6 +255,7 @@ TEST(MoeLayerAllocation, WholeModelTrainingStepAllocatesNothing) {
   b.gate.kind = GateKind::kTopKSoftmax;
   b.gate.k = 2;
   b.gate.switch_loss = 0.01f;
+  b.precision = GetParam();
   mc.moe = {b};
   const DataShape shape{FeatureKind::kDense, 12, TaskKind::kClassification, 3};
   Result<std::unique_ptr<Model>> made = Model::create(mc, shape);

@@ -19,6 +19,15 @@
 // Arena, so the MoE layer can run several experts at once on different threads, each in its own
 // slice of one packed hidden buffer per step. Its gate is the fused kernels/swiglu_act.h pass,
 // and a = silu(h1) ⊙ h3 is kept from forward, so backward does not recompute it.
+//
+// Precision (SwiGLU experts): fp32, or bf16 compute with fp32 master weights (mixed precision,
+// Micikevicius et al. 2018). In bf16 each forward that has rows rounds W1, W2, W3 to bf16 once,
+// into copies the expert allocated when the precision was set (3·D·F · 2 bytes), and runs every
+// GEMM on bf16 operands with fp32 accumulation and fp32 outputs (kernels/bf16.h): forward rounds
+// x and a to bf16 (kept for backward, which consumes them as GEMM operands), backward rounds dy,
+// dh1 and dh3. h1, h3, the silu gate and its derivative stay fp32, and the weight gradients
+// accumulate in fp32 into the fp32 gradients the optimizer reads. Linear and MLP experts always
+// compute in fp32.
 #pragma once
 
 #include <cstdint>
@@ -40,6 +49,11 @@ enum class ExpertKind { kLinear, kMlp, kSwiglu };
 
 const char* expert_kind_name(ExpertKind k);                     // "linear", "mlp", "swiglu"
 bool parse_expert_kind(const std::string& s, ExpertKind* out);  // false if unknown
+
+enum class Precision { kF32, kBF16 };
+
+const char* precision_name(Precision p);                     // "fp32", "bf16"
+bool parse_precision(const std::string& s, Precision* out);  // false if unknown
 
 struct ExpertConfig {
   ExpertKind kind = ExpertKind::kSwiglu;
@@ -71,16 +85,35 @@ class Expert {
   // dy [N, D] -> dx [N, D] (=; skipped when dx is empty); parameter gradients (+=).
   void backward(Tensor dy, Tensor dx, Arena& arena);
 
+  // SwiGLU experts in bf16 allocate their bf16 weight copies here, once (kept if the precision
+  // goes back to fp32; the fp32 weights stay the parameters). Other kinds keep fp32.
+  void set_precision(Precision p);
+  Precision precision() const { return precision_; }
+  int64_t bf16_weight_bytes() const;  // the bf16 copies held (0 until bf16 is set)
+
+  // bf16 operands of the SwiGLU GEMMs, in the caller's memory (BF16 tensors; empty in fp32).
+  struct Bf16Forward {
+    Tensor x;  // [N, D] x rounded; kept until backward returns
+    Tensor a;  // [N, F] a rounded; kept until backward, which reuses it for dh1
+  };
+  struct Bf16Backward {
+    Tensor dy;   // [N, D] scratch
+    Tensor dh3;  // [N, F] scratch
+  };
+
   // SwiGLU experts only. forward_into: x [N, D] -> y [N, D] with the cache in the caller's
   // h1, h3, a [N, F] (kept until backward returns). backward_into: da [N, F] is scratch.
   // Neither allocates, and two experts may run them concurrently. backward_into consumes the
-  // cached a (it becomes dh1): one backward per forward, as in a training step.
-  void forward_into(Tensor x, Tensor y, Tensor h1, Tensor h3, Tensor a);
-  void backward_into(Tensor dy, Tensor dx, Tensor da);
+  // cached a (it becomes dh1): one backward per forward, as in a training step. In bf16 the
+  // Bf16Forward / Bf16Backward buffers are required (for N > 0).
+  void forward_into(Tensor x, Tensor y, Tensor h1, Tensor h3, Tensor a, Bf16Forward bf = {});
+  void backward_into(Tensor dy, Tensor dx, Tensor da, Bf16Backward bf = {});
 
  private:
   void mlp_forward(Tensor x, Tensor y, Arena& arena);
   void mlp_backward(Tensor dy, Tensor dx, Arena& arena);
+  void swiglu_forward_bf16(Tensor x, Tensor y, Tensor h1, Tensor h3, Tensor a, Bf16Forward bf);
+  void swiglu_backward_bf16(Tensor dy, Tensor dx, Tensor da, Bf16Backward bf);
 
   int64_t d_model_;
   ExpertConfig config_;
@@ -97,6 +130,11 @@ class Expert {
   std::vector<Tensor> post_;  // MLP: [N, F] per hidden layer, after it
   SwigluCache swiglu_cache_;  // SwiGLU: h1, h3 [N, F]
   Tensor swiglu_act_;         // SwiGLU: a = silu(h1) ⊙ h3 [N, F]
+  Bf16Forward swiglu_bf16_;   // SwiGLU in bf16: x, a rounded
+
+  Precision precision_ = Precision::kF32;
+  TensorBuffer weights_bf16_;           // [3·F·D] bf16 copies of W1, W2, W3 (bf16 SwiGLU only)
+  Tensor w1_bf16_, w2_bf16_, w3_bf16_;  // views: [F, D], [D, F], [F, D]
 };
 
 }  // namespace moe

@@ -63,6 +63,10 @@ struct MoeConfig {
   std::vector<ExpertConfig> experts;  // E routed experts, each with its own kind and width
   std::vector<ExpertConfig> shared;   // always-on experts, added to the routed output
   HierarchyConfig hierarchy;
+  // Compute precision of the SwiGLU experts' GEMMs (routed and shared; experts.h): bf16 adds
+  // the experts' bf16 weight copies (bf16_weight_bytes()) and, per step, the bf16 operands
+  // S_kept · (D + F) · 2 bytes in forward and as much again in backward. The router stays fp32.
+  Precision precision = Precision::kF32;
 };
 
 // n copies of one expert configuration (a homogeneous layer).
@@ -121,6 +125,10 @@ class MoeLayer {
   double aux_loss() const { return aux_loss_; }
 
   void set_expert_threading(ExpertThreading t) { threading_ = t; }
+  // Switches the experts' compute precision (config().precision) between steps; bf16 weight
+  // copies, once allocated, are kept (benchmarks alternate precisions on one layer).
+  void set_precision(Precision p);
+  int64_t bf16_weight_bytes() const;  // the experts' bf16 weight copies
   const MoeStageTimes& stage_times() const { return times_; }
 
   Gate& gate() { return gates_[0]; }  // the flat gate, or the top gate
@@ -164,6 +172,8 @@ class MoeLayer {
   // Packed SwiGLU hidden buffers [H] with H = Σ_e rows_e · F_e; expert e owns
   // [hidden_offsets_[e], hidden_offsets_[e] + rows_e · F_e).
   Tensor hidden_h1_, hidden_h3_, hidden_a_;
+  Tensor xs_bf16_;     // [S_kept, D] bf16: the dispatched rows rounded (bf16 only)
+  Tensor hidden_a16_;  // [H] bf16: a rounded (bf16 only)
   std::vector<int64_t> hidden_offsets_;  // [E] sized once
   std::vector<int32_t> expert_order_;    // [E] SwiGLU experts with rows, largest segment first
   int64_t n_ordered_ = 0;
