@@ -5,37 +5,9 @@
 # Usage: tests/cli/cli_test.sh PATH/TO/moe
 set -uo pipefail
 
-moe=${1:?usage: cli_test.sh PATH/TO/moe}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-failures=0
-
-fail() {
-  echo "FAIL: $*" >&2
-  failures=$((failures + 1))
-}
-
-# expect CODE PATTERN -- ARGS...: runs moe ARGS, checks the exit code, and that PATTERN (a grep
-# -E expression, empty for none) occurs in stdout + stderr. For exit 1 stderr must be one line.
-expect() {
-  local code=$1 pattern=$2
-  shift 3
-  "$moe" "$@" >"$work/out" 2>"$work/err"
-  local got=$?
-  if [ "$got" -ne "$code" ]; then
-    fail "moe $* exited $got, expected $code; stderr: $(head -c 500 "$work/err")"
-    return
-  fi
-  if [ -n "$pattern" ] && ! cat "$work/out" "$work/err" | grep -qE -- "$pattern"; then
-    fail "moe $*: no match for /$pattern/ in: $(head -c 500 "$work/out" "$work/err")"
-  fi
-  if [ "$code" -eq 1 ]; then
-    local lines
-    lines=$(wc -l <"$work/err")
-    [ "$lines" -eq 1 ] || fail "moe $*: $lines lines on stderr, expected one: $(cat "$work/err")"
-    grep -q '^moe: error: ' "$work/err" || fail "moe $*: stderr lacks 'moe: error:'"
-  fi
-}
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
+cli_setup "${1:?usage: cli_test.sh PATH/TO/moe}"
 
 # --- usage -------------------------------------------------------------------------------------
 expect 0 '^moe [0-9]+\.[0-9]+\.[0-9]+$' -- --version
@@ -61,31 +33,14 @@ expect 1 'model.widht' -- train "$work/ok.json" --set model.widht=3
 expect 1 't.csv' -- train "$work/ok.json" --out "$work/never"
 
 # --- a tiny tabular model, end to end ----------------------------------------------------------
-# 400 rows: two numbers, a colour, and a label that depends on all three. A fixed LCG keeps
-# the file the same on every run.
-awk 'BEGIN {
-  s = 12345; print "x1,x2,colour,label"
-  split("red green blue", colours, " ")
-  for (i = 0; i < 400; i++) {
-    s = (s * 1103515245 + 12345) % 2147483648; x1 = s / 2147483648 * 2 - 1
-    s = (s * 1103515245 + 12345) % 2147483648; x2 = s / 2147483648 * 2 - 1
-    s = (s * 1103515245 + 12345) % 2147483648; c = colours[int(s / 2147483648 * 3) + 1]
-    score = x1 + x2 + (c == "red" ? 0.6 : (c == "blue" ? -0.6 : 0))
-    printf "%.4f,%.4f,%s,%s\n", x1, x2, c, (score > 0 ? "yes" : "no")
-  }
-}' >"$work/data.csv"
+# 400 rows: two numbers, a colour, and a label that depends on all three.
+colour_table "$work/data.csv" 400 12345 1 0.6
 head -n 101 "$work/data.csv" >"$work/test.csv"
 cut -d, -f1-3 "$work/test.csv" >"$work/nolabel.csv"
-cat >"$work/tiny.json" <<JSON
-{
-  "data": {"train": "$work/data.csv", "label": "label",
-           "split": {"validation": 0.2, "test": 0.1, "seed": 1}},
-  "model": {"width": 16, "moe": {"experts": 4, "k": 2, "expert": {"kind": "mlp", "hidden": 16}}},
-  "training": {"epochs": 8, "batch_size": 32, "lr": 0.01, "seed": 2,
-               "early_stopping": {"metric": "accuracy"}},
-  "output": {"dir": "$work/ignored"}
-}
-JSON
+tabular_config "$work/tiny.json" "$work/data.csv" '{"validation": 0.2, "test": 0.1, "seed": 1}' \
+  '{"width": 16, "moe": {"experts": 4, "k": 2, "expert": {"kind": "mlp", "hidden": 16}}}' \
+  '{"epochs": 8, "batch_size": 32, "lr": 0.01, "seed": 2, "early_stopping": {"metric": "accuracy"}}' \
+  "\"output\": {\"dir\": \"$work/ignored\"}"
 run="$work/run"
 expect 0 'test \(best model\)' -- train "$work/tiny.json" --out "$run" --set training.epochs=6
 for f in config.json metrics.jsonl summary.json best/model.json best/model.safetensors \
@@ -184,8 +139,4 @@ expect 1 'magic: bad magic number' -- eval "$idx/run/best" "$idx/magic" --labels
 head -c 40 "$idx/images" >"$idx/short"
 expect 1 'short: truncated' -- eval "$idx/run/best" "$idx/short" --labels "$idx/labels"
 
-if [ "$failures" -gt 0 ]; then
-  echo "$failures CLI check(s) failed" >&2
-  exit 1
-fi
-echo "all CLI checks passed"
+cli_finish "CLI"

@@ -6,25 +6,9 @@
 # Usage: tests/cli/inspect_test.sh PATH/TO/moe
 set -uo pipefail
 
-moe=${1:?usage: inspect_test.sh PATH/TO/moe}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-failures=0
-
-fail() {
-  echo "FAIL: $*" >&2
-  failures=$((failures + 1))
-}
-
-# run CODE ARGS...: runs moe ARGS with stdout in $work/out and stderr in $work/err, checks the
-# exit code.
-run() {
-  local code=$1
-  shift
-  "$moe" "$@" >"$work/out" 2>"$work/err"
-  local got=$?
-  [ "$got" -eq "$code" ] || fail "moe $* exited $got, expected $code: $(head -c 400 "$work/err")"
-}
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
+cli_setup "${1:?usage: inspect_test.sh PATH/TO/moe}"
 
 # 300 rows in three clusters; the label is the cluster. A fixed LCG keeps the file the same.
 awk 'BEGIN {
@@ -37,15 +21,11 @@ awk 'BEGIN {
   }
 }' >"$work/data.csv"
 head -n 61 "$work/data.csv" >"$work/test.csv"
-cat >"$work/tiny.json" <<JSON
-{
-  "data": {"train": "$work/data.csv", "label": "label", "split": {"validation": 0.2, "seed": 1}},
-  "model": {"width": 8, "moe": {"experts": 3, "k": 1, "expert": {"kind": "mlp", "hidden": 8}}},
-  "training": {"epochs": 3, "batch_size": 32, "lr": 0.01, "seed": 2}
-}
-JSON
+tabular_config "$work/tiny.json" "$work/data.csv" '{"validation": 0.2, "seed": 1}' \
+  '{"width": 8, "moe": {"experts": 3, "k": 1, "expert": {"kind": "mlp", "hidden": 8}}}' \
+  '{"epochs": 3, "batch_size": 32, "lr": 0.01, "seed": 2}'
 r="$work/run"
-run 0 train "$work/tiny.json" --out "$r" --quiet
+expect 0 '' -- train "$work/tiny.json" --out "$r" --quiet
 [ -s "$r/inspect.json" ] || fail "train: no inspect.json"
 python3 - "$r/inspect.json" "$r/metrics.jsonl" <<'PY' || fail "train: inspect.json or metrics.jsonl"
 import json, sys
@@ -61,19 +41,19 @@ for line in open(sys.argv[2]):
     assert 0 <= e["mean"] <= e["max"] + 1e-9 and 0 <= e["of_mean"] <= e["max"] + 1e-9, e
 PY
 
-run 0 inspect "$r/best" "$work/test.csv"
+expect 0 '' -- inspect "$r/best" "$work/test.csv"
 grep -qE 'blocks\.0\.moe +topk_softmax, 3 experts, k 1, 60 rows' "$work/out" ||
   fail "inspect text: no layer line: $(head -c 400 "$work/out")"
 grep -qE 'mutual information' "$work/out" || fail "inspect text: no mutual information"
 
 for flag in "--format json" "--json"; do
   # shellcheck disable=SC2086
-  run 0 inspect "$r/best" "$work/test.csv" $flag
+  expect 0 '' -- inspect "$r/best" "$work/test.csv" $flag
   python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["data"]["rows"] == 60' \
     "$work/out" || fail "inspect $flag: not the JSON document"
 done
 
-run 0 inspect "$r/best" "$work/test.csv" --format json --out "$work/i.json" \
+expect 0 '' -- inspect "$r/best" "$work/test.csv" --format json --out "$work/i.json" \
   --trace "$work/trace.csv"
 [ ! -s "$work/out" ] || fail "inspect --out: stdout not empty"
 python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$work/i.json" ||
@@ -81,7 +61,7 @@ python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$work/i.json" ||
 [ "$(wc -l <"$work/trace.csv")" -eq 61 ] || fail "trace.csv: expected a header and 60 rows"
 head -n 1 "$work/trace.csv" | grep -q '^row,source_row,blocks.0.moe.experts,blocks.0.moe.weights$' ||
   fail "trace.csv header: $(head -n 1 "$work/trace.csv")"
-run 0 inspect "$r/best" "$work/test.csv" --trace "$work/trace.jsonl"
+expect 0 '' -- inspect "$r/best" "$work/test.csv" --trace "$work/trace.jsonl"
 [ "$(wc -l <"$work/trace.jsonl")" -eq 60 ] || fail "trace.jsonl: expected 60 lines"
 python3 - "$work/trace.jsonl" <<'PY' || fail "trace.jsonl: bad lines"
 import json, sys
@@ -91,15 +71,11 @@ for i, line in enumerate(open(sys.argv[1])):
     assert d["row"] == i and len(l["experts"]) == 1 and len(l["weights"]) == 1, d
 PY
 
-run 0 inspect "$r/best" "$work/test.csv" --format html --out "$work/i.html"
+expect 0 '' -- inspect "$r/best" "$work/test.csv" --format html --out "$work/i.html"
 grep -q '^<!DOCTYPE html>' "$work/i.html" || fail "--format html: not an HTML document"
 grep -q '<svg' "$work/i.html" || fail "--format html: no chart"
-run 2 inspect "$r/best" "$work/test.csv" --format yaml
-run 1 inspect "$r/best" "$work/test.csv" --trace "$work/no/such/dir/t.csv"
-grep -q 't.csv' "$work/err" || fail "--trace into a missing directory: message lacks the file"
+expect 2 '' -- inspect "$r/best" "$work/test.csv" --format yaml
+# A trace into a missing directory: the message names the file.
+expect 1 't\.csv' -- inspect "$r/best" "$work/test.csv" --trace "$work/no/such/dir/t.csv"
 
-if [ "$failures" -ne 0 ]; then
-  echo "$failures failure(s)" >&2
-  exit 1
-fi
-echo "inspect CLI: all checks passed"
+cli_finish "inspect CLI"

@@ -8,34 +8,19 @@
 # Usage: tests/interop/torch_interop_test.sh PATH/TO/moe PATH/TO/torch_load.py
 set -uo pipefail
 
-moe=${1:?usage: torch_interop_test.sh PATH/TO/moe PATH/TO/torch_load.py}
 script=${2:?usage: torch_interop_test.sh PATH/TO/moe PATH/TO/torch_load.py}
 python=/usr/bin/python3
 if ! "$python" -c 'import torch' >/dev/null 2>&1; then
   echo "skipped: $python cannot import torch"
   exit 77
 fi
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-failures=0
-fail() {
-  echo "FAIL: $*" >&2
-  failures=$((failures + 1))
-}
+# shellcheck source-path=SCRIPTDIR source=../cli/lib.sh
+source "$(dirname "$0")/../cli/lib.sh"
+cli_setup "${1:?usage: torch_interop_test.sh PATH/TO/moe PATH/TO/torch_load.py}"
 
 # --- data: fixed LCGs keep every file the same on every run -------------------------------------
 # Tabular: two numbers and a colour; a class label and a regression target from all three.
-awk 'BEGIN {
-  s = 12345; print "x1,x2,colour,label,y"
-  split("red green blue", colours, " ")
-  for (i = 0; i < 240; i++) {
-    s = (s * 1103515245 + 12345) % 2147483648; x1 = s / 2147483648 * 2 - 1
-    s = (s * 1103515245 + 12345) % 2147483648; x2 = s / 2147483648 * 2 - 1
-    s = (s * 1103515245 + 12345) % 2147483648; c = colours[int(s / 2147483648 * 3) + 1]
-    score = x1 + x2 + (c == "red" ? 0.6 : (c == "blue" ? -0.6 : 0))
-    printf "%.4f,%.4f,%s,%s,%.4f\n", x1, x2, c, (score > 0 ? "yes" : "no"), 100 + 30 * score
-  }
-}' >"$work/table.csv"
+colour_table "$work/table.csv" 240 12345 1 0.6 y
 # Text: short reviews from two word lists, with HTML, entities, apostrophes and repeats.
 awk 'BEGIN {
   s = 777; print "text,label"
@@ -74,11 +59,8 @@ PY
 # --- one model per kind -------------------------------------------------------------------------
 # config NAME DATA_JSON MODEL_JSON: writes $work/NAME.json (2 epochs; tiny widths).
 config() {
-  cat >"$work/$1.json" <<JSON
-{"data": $2, "model": $3,
- "training": {"epochs": 2, "batch_size": 32, "lr": 0.01, "seed": 3},
- "output": {"dir": "$work/$1"}}
-JSON
+  config_file "$work/$1.json" "$2" "$3" '{"epochs": 2, "batch_size": 32, "lr": 0.01, "seed": 3}' \
+    "\"output\": {\"dir\": \"$work/$1\"}"
 }
 table_class='{"train": "'$work'/table.csv", "label": "label", "ignore_columns": ["y"],
               "split": {"validation": 0.2, "seed": 1}}'
@@ -152,8 +134,4 @@ for name in class_topk reg_sigmoid text_topk image_topk gates dense expert_choic
     fail "$name: moe and torch disagree on the exported model"
 done
 
-if [ "$failures" -gt 0 ]; then
-  echo "$failures failure(s)" >&2
-  exit 1
-fi
-echo "torch interop: all checks passed"
+cli_finish "torch interop"

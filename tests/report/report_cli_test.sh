@@ -5,36 +5,10 @@
 # Usage: tests/report/report_cli_test.sh PATH/TO/moe   (run from tests/, as ctest does)
 set -uo pipefail
 
-moe=${1:?usage: report_cli_test.sh PATH/TO/moe}
+# shellcheck source-path=SCRIPTDIR source=../cli/lib.sh
+source "$(dirname "$0")/../cli/lib.sh"
+cli_setup "${1:?usage: report_cli_test.sh PATH/TO/moe}"
 sample=$(cd "$(dirname "$0")" && pwd)/data/sample_run
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-failures=0
-
-fail() {
-  echo "FAIL: $*" >&2
-  failures=$((failures + 1))
-}
-
-# expect CODE PATTERN -- ARGS...: runs moe ARGS, checks the exit code and that PATTERN (grep -E,
-# empty for none) occurs in stdout + stderr; exit 1 must come with one 'moe: error:' line.
-expect() {
-  local code=$1 pattern=$2
-  shift 3
-  "$moe" "$@" >"$work/out" 2>"$work/err"
-  local got=$?
-  if [ "$got" -ne "$code" ]; then
-    fail "moe $* exited $got, expected $code; stderr: $(head -c 500 "$work/err")"
-    return
-  fi
-  if [ -n "$pattern" ] && ! cat "$work/out" "$work/err" | grep -qE -- "$pattern"; then
-    fail "moe $*: no match for /$pattern/ in: $(head -c 500 "$work/out" "$work/err")"
-  fi
-  if [ "$code" -eq 1 ]; then
-    [ "$(wc -l <"$work/err")" -eq 1 ] || fail "moe $*: expected one line on stderr"
-    grep -q '^moe: error: ' "$work/err" || fail "moe $*: stderr lacks 'moe: error:'"
-  fi
-}
 
 # svgs FILE: how many <svg elements the report holds.
 svgs() { grep -o '<svg ' "$1" | wc -l; }
@@ -61,13 +35,9 @@ awk 'BEGIN {
     printf "%.4f,%.4f,%s\n", x1, x2, (x1 + x2 > 0 ? "<b>up</b>" : "a&b \"down\"")
   }
 }' >"$work/data.csv"
-cat >"$work/tiny.json" <<JSON
-{
-  "data": {"train": "$work/data.csv", "label": "label", "split": {"validation": 0.25, "seed": 1}},
-  "model": {"width": 8, "moe": {"experts": 4, "k": 2, "expert": {"kind": "mlp", "hidden": 8}}},
-  "training": {"epochs": 3, "batch_size": 32, "lr": 0.01, "seed": 2}
-}
-JSON
+tabular_config "$work/tiny.json" "$work/data.csv" '{"validation": 0.25, "seed": 1}' \
+  '{"width": 8, "moe": {"experts": 4, "k": 2, "expert": {"kind": "mlp", "hidden": 8}}}' \
+  '{"epochs": 3, "batch_size": 32, "lr": 0.01, "seed": 2}'
 run="$work/run"
 expect 0 "report: $run/report.html" -- train "$work/tiny.json" --out "$run" --quiet --report
 report="$run/report.html"
@@ -102,8 +72,4 @@ expect 1 "$work/bad/inspect.json: not valid JSON" -- report "$work/bad"
   fail "a failed report changed the earlier one"
 expect 1 "$work/no_dir/r.html" -- report "$run" --out "$work/no_dir/r.html"
 
-if [ "$failures" -gt 0 ]; then
-  echo "$failures report CLI check(s) failed" >&2
-  exit 1
-fi
-echo "all report CLI checks passed"
+cli_finish "report CLI"

@@ -1,0 +1,85 @@
+# shellcheck shell=bash
+# Sourced by the end-to-end scripts of the moe command (tests/cli, tests/report, tests/interop):
+# their temporary directory, failure count, the moe-call checker and the tiny tabular data.
+#
+# After `cli_setup PATH/TO/moe` the script has $moe, $work (a fresh directory removed on exit),
+# failures=0 (fail counts) and checks=0 (expect counts); it ends with `cli_finish NAME`, which
+# exits 1 when any check failed.
+
+cli_setup() {
+  moe=${1:?cli_setup: the path of moe}
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  failures=0
+  checks=0
+}
+
+fail() {
+  echo "FAIL: $*" >&2
+  failures=$((failures + 1))
+}
+
+# expect CODE PATTERN -- ARGS...: runs moe ARGS with stdout in $work/out and stderr in $work/err,
+# checks the exit code, and that PATTERN (a grep -E expression, empty for none) occurs in stdout
+# + stderr. For exit 1 stderr must be one line starting 'moe: error: '.
+expect() {
+  local code=$1 pattern=$2
+  shift 3
+  checks=$((checks + 1))
+  "$moe" "$@" >"$work/out" 2>"$work/err"
+  local got=$?
+  if [ "$got" -ne "$code" ]; then
+    fail "moe $* exited $got, expected $code; stderr: $(head -c 500 "$work/err")"
+    return
+  fi
+  if [ -n "$pattern" ] && ! cat "$work/out" "$work/err" | grep -qE -- "$pattern"; then
+    fail "moe $*: no match for /$pattern/ in: $(head -c 500 "$work/out" "$work/err")"
+  fi
+  if [ "$code" -eq 1 ]; then
+    local lines
+    lines=$(wc -l <"$work/err")
+    [ "$lines" -eq 1 ] || fail "moe $*: $lines lines on stderr, expected one: $(cat "$work/err")"
+    grep -q '^moe: error: ' "$work/err" || fail "moe $*: stderr lacks 'moe: error:'"
+  fi
+}
+
+# colour_table FILE ROWS SEED SIGN SHIFT [y]: a CSV of ROWS rows x1,x2,colour,label (and y with a
+# sixth argument): x1, x2 uniform in [-1, 1), a colour of red, green, blue; with score = x1 +
+# SIGN * x2 + (SHIFT for red, -SHIFT for blue, 0 for green), label is yes when score > 0 and
+# y = 100 + 30 * score. A fixed LCG seeded with SEED keeps the file the same on every run.
+colour_table() {
+  awk -v n="$2" -v s="$3" -v sign="$4" -v shift="$5" -v with_y="${6:+1}" 'BEGIN {
+    print "x1,x2,colour,label" (with_y ? ",y" : "")
+    split("red green blue", colours, " ")
+    for (i = 0; i < n; i++) {
+      s = (s * 1103515245 + 12345) % 2147483648; x1 = s / 2147483648 * 2 - 1
+      s = (s * 1103515245 + 12345) % 2147483648; x2 = s / 2147483648 * 2 - 1
+      s = (s * 1103515245 + 12345) % 2147483648; c = colours[int(s / 2147483648 * 3) + 1]
+      score = x1 + sign * x2 + (c == "red" ? shift : (c == "blue" ? -shift : 0))
+      printf "%.4f,%.4f,%s,%s", x1, x2, c, (score > 0 ? "yes" : "no")
+      printf (with_y ? ",%.4f\n" : "\n"), 100 + 30 * score
+    }
+  }' >"$1"
+}
+
+# config_file FILE DATA MODEL TRAINING [MORE]: a config whose data, model and training sections
+# are the JSON values given, and MORE further top-level members ("output": {...}).
+config_file() {
+  printf '{"data": %s,\n "model": %s,\n "training": %s%s}\n' "$2" "$3" "$4" "${5:+,
+ $5}" >"$1"
+}
+
+# tabular_config FILE CSV SPLIT MODEL TRAINING [MORE]: config_file for a CSV whose label column is
+# `label`, split as SPLIT ({"validation": ...}) says.
+tabular_config() {
+  config_file "$1" "{\"train\": \"$2\", \"label\": \"label\", \"split\": $3}" "$4" "$5" "${6:-}"
+}
+
+# cli_finish NAME: the closing line, and exit 1 when any check failed.
+cli_finish() {
+  if [ "$failures" -gt 0 ]; then
+    echo "$1: $failures check(s) failed" >&2
+    exit 1
+  fi
+  echo "$1: all checks passed"
+}
