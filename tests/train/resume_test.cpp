@@ -5,17 +5,15 @@
 // Dims: N = 96 training rows · T = 16 rows a batch (6 batches an epoch) · D = 8 · E = 4.
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
 
-#include "moe/core/rng.h"
 #include "moe/io/checkpoint.h"
 #include "moe/io/train_state.h"
 #include "moe/train/trainer.h"
+#include "train/train_testing.h"
 
 namespace moe {
 namespace {
@@ -27,41 +25,19 @@ constexpr int64_t kFeatures = 3;
 
 // Rows x ~ N(0, 1)^3, class = [x0 − x1 + x2 > 0].
 Dataset make_rows(int64_t n, uint64_t seed) {
-  Dataset d;
-  d.source = "memory";
-  d.kind = FeatureKind::kDense;
-  d.n_rows = n;
-  d.n_features = kFeatures;
-  d.has_labels = true;
+  Dataset d = testing::dense_rows(n, kFeatures, seed, [](const float* x, Dataset& r) {
+    r.labels.push_back(x[0] - x[1] + x[2] > 0 ? 1 : 0);
+  });
   d.task = TaskKind::kClassification;
   d.n_classes = 2;
-  Rng rng(seed);
-  for (int64_t i = 0; i < n; ++i) {
-    float x[kFeatures];
-    for (float& v : x) v = rng.normal();
-    d.dense.insert(d.dense.end(), x, x + kFeatures);
-    d.labels.push_back(x[0] - x[1] + x[2] > 0 ? 1 : 0);
-    d.source_rows.push_back(i + 2);
-  }
   return d;
 }
 
 LoadedData make_data(int64_t n_train = 96) {
   LoadedData data;
-  DataSchema& s = data.schema;
-  s.format = DataFormat::kCsv;
-  s.delimiter = ',';
-  FeatureStats f;
-  for (int64_t j = 0; j < kFeatures; ++j) {
-    FeatureColumn c;
-    c.name = "f" + std::to_string(j);
-    c.offset = j;
-    f.columns.push_back(c);
-  }
-  f.n_features = kFeatures;
-  s.features = f;
-  s.labels.columns = {"y"};
-  s.labels.class_names = {"neg", "pos"};
+  data.schema = testing::dense_schema(kFeatures);
+  data.schema.labels.columns = {"y"};
+  data.schema.labels.class_names = {"neg", "pos"};
   data.train = make_rows(n_train, 1);
   data.validation = make_rows(48, 2);
   return data;
@@ -70,7 +46,7 @@ LoadedData make_data(int64_t n_train = 96) {
 // Everything that carries state across steps: dropout (the step noise), a sigmoid gate with
 // bias balancing (gate state), a noisy gate, Adam moments; one thread, so runs are comparable.
 Config make_config(const std::string& out, const std::string& training = "{}") {
-  json j = json::parse(R"({
+  return testing::parse_test_config(json::parse(R"({
     "data": {"train": "unused.csv"},
     "model": {"width": 8, "trunk": {"dropout": 0.1}, "moe": [
       {"experts": 4, "k": 2, "expert": {"kind": "mlp", "hidden": 8},
@@ -78,27 +54,17 @@ Config make_config(const std::string& out, const std::string& training = "{}") {
       {"experts": 4, "k": 1, "expert": {"hidden": 8}, "gate": {"kind": "noisy_topk"},
        "balance": {"switch": 0.01}}]},
     "training": {"lr": 0.01, "epochs": 4, "batch_size": 16, "seed": 5, "threads": 1,
-                 "early_stopping": {"metric": "accuracy"}}})");
-  j["output"]["dir"] = out;
-  j["training"].update(json::parse(training));
-  Result<Config> c = parse_config(j, "test config");
-  EXPECT_TRUE(c.is_ok()) << c.status().message();
-  return c.is_ok() ? c.value() : Config();
+                 "early_stopping": {"metric": "accuracy"}}})"),
+                                    out, training);
 }
 
 std::string temp_dir(const std::string& name) {
-  const fs::path p = fs::temp_directory_path() / fmt::format("moe_resume_{}_{}", name, ::getpid());
-  fs::remove_all(p);
-  return p.string();
+  return testing::fresh_run_dir("resume_" + name);
 }
 
 Result<TrainResult> train(const Config& config, const LoadedData& data,
                           const std::string& resume_from = "") {
-  TrainOptions o;
-  o.log = nullptr;
-  MOE_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> t, Trainer::create(config, data, o));
-  if (!resume_from.empty()) MOE_TRY(t->resume(resume_from));
-  return t->run();
+  return testing::train(config, data, testing::quiet(), resume_from);
 }
 
 std::string read_file(const fs::path& p) {
@@ -235,9 +201,7 @@ TEST(Resume, RefusesAChangedConfigOrData) {
   ASSERT_TRUE(train(make_config(out, R"({"epochs": 1})"), data).is_ok());
   const std::string last = out + "/last";
   const auto refused = [&](const Config& c, const LoadedData& d) {
-    TrainOptions o;
-    o.log = nullptr;
-    Result<std::unique_ptr<Trainer>> t = Trainer::create(c, d, o);
+    Result<std::unique_ptr<Trainer>> t = Trainer::create(c, d, testing::quiet());
     EXPECT_TRUE(t.is_ok());
     const Status st = t.is_ok() ? (*t)->resume(last) : t.status();
     EXPECT_FALSE(st.is_ok());
@@ -264,9 +228,7 @@ TEST(Resume, RefusesAChangedConfigOrData) {
                                    "early_stopping": {"metric": "accuracy", "patience": 3}})");
   ok.output.checkpoint_every = 2;
   ok.output.keep_last = 2;
-  TrainOptions o;
-  o.log = nullptr;
-  Result<std::unique_ptr<Trainer>> t = Trainer::create(ok, data, o);
+  Result<std::unique_ptr<Trainer>> t = Trainer::create(ok, data, testing::quiet());
   ASSERT_TRUE(t.is_ok());
   const Status st = (*t)->resume(last);
   EXPECT_TRUE(st.is_ok()) << st.message();

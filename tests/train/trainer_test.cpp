@@ -10,9 +10,9 @@
 #include <fstream>
 #include <string>
 
-#include "moe/core/rng.h"
 #include "moe/io/checkpoint.h"
 #include "moe/train/evaluate.h"
+#include "train/train_testing.h"
 
 namespace moe {
 namespace {
@@ -28,50 +28,29 @@ constexpr float kMeanA = 10, kStdA = 3.1622777f, kMeanB = -5, kStdB = 2;
 // third of x0 + x1 it falls in (3 classes). Regression: targets (3 x0 − x1 +
 // 10, x2 · 2 − 5).
 Dataset make_rows(int64_t n, int64_t n_classes, bool regression, uint64_t seed) {
-  Dataset d;
-  d.source = "memory";
-  d.kind = FeatureKind::kDense;
-  d.n_rows = n;
-  d.n_features = kFeatures;
-  d.has_labels = true;
-  d.task = regression ? TaskKind::kRegression : TaskKind::kClassification;
-  d.n_classes = regression ? 0 : n_classes;
-  d.n_targets = regression ? 2 : 0;
-  Rng rng(seed);
-  for (int64_t i = 0; i < n; ++i) {
-    float x[kFeatures];
-    for (float& v : x) v = rng.normal();
-    d.dense.insert(d.dense.end(), x, x + kFeatures);
+  Dataset d = testing::dense_rows(n, kFeatures, seed, [&](const float* x, Dataset& r) {
     const float s = x[0] + x[1];
     if (regression) {
       // Stored standardised, as the data layer does: (y − mean) / std.
-      d.targets.push_back((3 * x[0] - x[1] + 10 - kMeanA) / kStdA);
-      d.targets.push_back((2 * x[2] - 5 - kMeanB) / kStdB);
+      r.targets.push_back((3 * x[0] - x[1] + 10 - kMeanA) / kStdA);
+      r.targets.push_back((2 * x[2] - 5 - kMeanB) / kStdB);
     } else if (n_classes == 2) {
-      d.labels.push_back(s > 0 ? 1 : 0);
+      r.labels.push_back(s > 0 ? 1 : 0);
     } else {
-      d.labels.push_back(s < -0.6f ? 0 : (s < 0.6f ? 1 : 2));
+      r.labels.push_back(s < -0.6f ? 0 : (s < 0.6f ? 1 : 2));
     }
-    d.source_rows.push_back(i + 2);
-  }
+  });
+  d.task = regression ? TaskKind::kRegression : TaskKind::kClassification;
+  d.n_classes = regression ? 0 : n_classes;
+  d.n_targets = regression ? 2 : 0;
   return d;
 }
 
 LoadedData make_data(int64_t n_classes, bool regression, int64_t n_train = 512,
                      int64_t n_validation = 256) {
   LoadedData data;
+  data.schema = testing::dense_schema(kFeatures);
   DataSchema& s = data.schema;
-  s.format = DataFormat::kCsv;
-  s.delimiter = ',';
-  FeatureStats f;
-  for (int64_t j = 0; j < kFeatures; ++j) {
-    FeatureColumn c;
-    c.name = "f" + std::to_string(j);
-    c.offset = j;
-    f.columns.push_back(c);
-  }
-  f.n_features = kFeatures;
-  s.features = f;
   if (regression) {
     s.labels.task = TaskKind::kRegression;
     s.labels.columns = {"a", "b"};
@@ -98,31 +77,16 @@ Config make_config(const std::string& out, const std::string& extra_training = "
               "expert": {"kind": "mlp", "hidden": 16}, "balance": {"switch": 0.01}}},
     "training": {"lr": 0.01, "epochs": 6, "batch_size": 32, "seed": 3,
                  "early_stopping": {"metric": "accuracy"}}})");
-  j["output"]["dir"] = out;
   j["data"]["task"] = task_kind_name(task);
-  j["training"].update(json::parse(extra_training));
-  Result<Config> c = parse_config(j, "test config");
-  EXPECT_TRUE(c.is_ok()) << c.status().message();
-  return c.is_ok() ? c.value() : Config();
+  return testing::parse_test_config(j, out, extra_training);
 }
 
 std::string temp_dir(const std::string& name) {
-  const fs::path p = fs::path(testing::TempDir()) / ("moe_trainer_" + name);
-  fs::remove_all(p);
-  return p.string();
+  return testing::fresh_run_dir("trainer_" + name);
 }
 
-TrainOptions quiet() {
-  TrainOptions o;
-  o.log = nullptr;
-  return o;
-}
-
-Result<TrainResult> train(const Config& config, const LoadedData& data,
-                          TrainOptions options = quiet()) {
-  MOE_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> t, Trainer::create(config, data, options));
-  return t->run();
-}
+using testing::quiet;
+using testing::train;
 
 TEST(Trainer, LearnsAndWritesItsRunFiles) {
   const std::string out = temp_dir("learns");
