@@ -63,19 +63,41 @@ void put_text(Out out, double x, double y, const std::string& text, const char* 
   fmt::format_to(out, "{}</text>", escape_xml(shown));
 }
 
-void open_svg(Out out, const std::string& title, int width, int height) {
-  fmt::format_to(out,
-                 R"(<svg xmlns="http://www.w3.org/2000/svg" width="{0}" height="{1}" )"
-                 R"(viewBox="0 0 {0} {1}" font-family="sans-serif" font-size="11" role="img">)",
-                 width, height);
-  fmt::format_to(out, "<title>{}</title>", escape_xml(title));
-  fmt::format_to(out, R"(<rect width="{}" height="{}" fill="#ffffff"/>)", width, height);
-  put_text(out, width / 2.0, kTitleY, title, "middle", 90, R"( font-size="13" font-weight="bold")");
-}
+// One chart's <svg> element: the constructor opens it (size, title tooltip, white background,
+// the title line); close() ends it and hands over the text, close_no_data() says "no data" first.
+class SvgFrame {
+ public:
+  SvgFrame(const std::string& title, int width, int height) : width_(width), height_(height) {
+    fmt::format_to(out(),
+                   R"(<svg xmlns="http://www.w3.org/2000/svg" width="{0}" height="{1}" )"
+                   R"(viewBox="0 0 {0} {1}" font-family="sans-serif" font-size="11" role="img">)",
+                   width, height);
+    fmt::format_to(out(), "<title>{}</title>", escape_xml(title));
+    fmt::format_to(out(), R"(<rect width="{}" height="{}" fill="#ffffff"/>)", width, height);
+    put_text(out(), width / 2.0, kTitleY, title, "middle", 90,
+             R"( font-size="13" font-weight="bold")");
+  }
+  SvgFrame(const SvgFrame&) = delete;
+  SvgFrame& operator=(const SvgFrame&) = delete;
 
-void no_data(Out out, int width, int height) {
-  put_text(out, width / 2.0, height / 2.0, "no data", "middle", 64, R"( fill="#888888")");
-}
+  Out out() { return Out(svg_); }
+
+  std::string close() {
+    svg_ += "</svg>";
+    return std::move(svg_);
+  }
+
+  // "no data" in the middle of the top `area_height` pixels (0: the whole chart), then close().
+  std::string close_no_data(int area_height = 0) {
+    const int h = area_height > 0 ? area_height : height_;
+    put_text(out(), width_ / 2.0, h / 2.0, "no data", "middle", 64, R"( fill="#888888")");
+    return close();
+  }
+
+ private:
+  std::string svg_;
+  int width_, height_;
+};
 
 // Maps a data interval onto a pixel interval.
 struct Axis {
@@ -275,9 +297,8 @@ std::string scale_color(double t) {
 
 std::string line_chart_svg(const LineChart& chart) {
   const ChartFrame& f = chart.frame;
-  std::string svg;
-  Out out(svg);
-  open_svg(out, f.title, f.width, f.height);
+  SvgFrame svg(f.title, f.width, f.height);
+  Out out = svg.out();
   Range xr, yr;
   bool integers = true;
   for (const Series& s : chart.series) {
@@ -289,11 +310,7 @@ std::string line_chart_svg(const LineChart& chart) {
       integers = integers && s.x[i] == std::floor(s.x[i]);
     }
   }
-  if (xr.empty()) {
-    no_data(out, f.width, f.height);
-    svg += "</svg>";
-    return svg;
-  }
+  if (xr.empty()) return svg.close_no_data();
   if (chart.y_from_zero) yr.add(0.0);
   const std::vector<double> xt = axis_ticks(xr, integers, 8);
   const std::vector<double> yt = axis_ticks(yr, false, 5);
@@ -337,8 +354,7 @@ std::string line_chart_svg(const LineChart& chart) {
     dashed.push_back(s.dashed);
   }
   draw_legend(out, f.width - kLegendWidth + 12, kPlotTop - 4, names, colors, dashed, true);
-  svg += "</svg>";
-  return svg;
+  return svg.close();
 }
 
 std::string heat_map_svg(const HeatMap& map) {
@@ -346,14 +362,7 @@ std::string heat_map_svg(const HeatMap& map) {
   const size_t rows = map.values.size();
   size_t cols = 0;
   for (const auto& row : map.values) cols = std::max(cols, row.size());
-  std::string svg;
-  Out out(svg);
-  if (rows == 0 || cols == 0) {
-    open_svg(out, f.title, f.width, 120);
-    no_data(out, f.width, 120);
-    svg += "</svg>";
-    return svg;
-  }
+  if (rows == 0 || cols == 0) return SvgFrame(f.title, f.width, 120).close_no_data();
   Range vr;
   for (const auto& row : map.values)
     for (double v : row) vr.add(v);
@@ -392,7 +401,8 @@ std::string heat_map_svg(const HeatMap& map) {
   const int width =
       std::min(f.width, std::max(static_cast<int>(std::ceil(left + cell_w * cols + right)),
                                  static_cast<int>(label_chars(f.title) * 7.5) + 20));
-  open_svg(out, f.title, width, height);
+  SvgFrame svg(f.title, width, height);
+  Out out = svg.out();
   for (size_t r = 0; r < rows; ++r) {
     const double py = top + r * cell_h;
     if (r % row_every == 0)
@@ -409,7 +419,7 @@ std::string heat_map_svg(const HeatMap& map) {
                        escape_xml(name_of(map.row_names, r)), escape_xml(name_of(map.col_names, c)),
                        format_number(v));
       } else {
-        svg += "/>";
+        fmt::format_to(out, "/>");
       }
       if (annotate && std::isfinite(v)) {
         // Two significant digits fit a cell; the tooltip has four.
@@ -450,15 +460,13 @@ std::string heat_map_svg(const HeatMap& map) {
   put_text(out, bar_x + 16, top + 9, format_number(vmax), "start");
   put_text(out, bar_x + 16, top + bar_h, format_number(vmin), "start");
   put_text(out, bar_x - 4, top + bar_h + 16, map.value_label, "start", 15);
-  svg += "</svg>";
-  return svg;
+  return svg.close();
 }
 
 std::string bar_chart_svg(const BarChart& chart) {
   const ChartFrame& f = chart.frame;
-  std::string svg;
-  Out out(svg);
-  open_svg(out, f.title, f.width, f.height);
+  SvgFrame svg(f.title, f.width, f.height);
+  Out out = svg.out();
   const size_t n = std::min(chart.names.size(), chart.values.size());
   Range yr;
   yr.add(0.0);
@@ -467,11 +475,7 @@ std::string bar_chart_svg(const BarChart& chart) {
     yr.add(chart.values[i]);
     any = any || std::isfinite(chart.values[i]);
   }
-  if (!any) {
-    no_data(out, f.width, f.height);
-    svg += "</svg>";
-    return svg;
-  }
+  if (!any) return svg.close_no_data();
   const bool has_reference = !chart.reference_label.empty() && std::isfinite(chart.reference);
   if (has_reference) yr.add(chart.reference);
   const std::vector<double> yt = axis_ticks(yr, false, 5);
@@ -521,22 +525,16 @@ std::string bar_chart_svg(const BarChart& chart) {
                    lx, legend_y - 4, lx + 18, legend_y - 4);
     put_text(out, lx + 24, legend_y, chart.reference_label, "start", 21);
   }
-  svg += "</svg>";
-  return svg;
+  return svg.close();
 }
 
 std::string stacked_area_svg(const StackedArea& chart) {
   const ChartFrame& f = chart.frame;
-  std::string svg;
-  Out out(svg);
-  open_svg(out, f.title, f.width, f.height);
+  SvgFrame svg(f.title, f.width, f.height);
+  Out out = svg.out();
   const size_t n = chart.x.size();
   const size_t s_count = chart.values.size();
-  if (n == 0 || s_count == 0) {
-    no_data(out, f.width, f.height);
-    svg += "</svg>";
-    return svg;
-  }
+  if (n == 0 || s_count == 0) return svg.close_no_data();
   // Cumulative tops: stack[s][i] = sum of series 0..s at point i (non-finite counts as 0).
   std::vector<std::vector<double>> stack(s_count, std::vector<double>(n, 0.0));  // [S][N]
   for (size_t s = 0; s < s_count; ++s) {
@@ -595,8 +593,7 @@ std::string stacked_area_svg(const StackedArea& chart) {
     colors.push_back(color);
   }
   draw_legend(out, f.width - kLegendWidth + 12, kPlotTop - 4, names, colors, {}, false);
-  svg += "</svg>";
-  return svg;
+  return svg.close();
 }
 
 std::string base64_encode(std::string_view bytes) {
@@ -666,14 +663,9 @@ std::string image_grid_svg(const ImageGrid& grid) {
   const int pitch_x = grid.cell + 12, pitch_y = grid.cell + 22;
   const int width = std::max(240, columns * pitch_x + 12);
   const int height = kPlotTop + std::max(1, rows) * pitch_y + 4;
-  std::string svg;
-  Out out(svg);
-  open_svg(out, grid.title, width, n == 0 ? 120 : height);
-  if (n == 0 || grid.height <= 0 || grid.width <= 0) {
-    no_data(out, width, 120);
-    svg += "</svg>";
-    return svg;
-  }
+  SvgFrame svg(grid.title, width, n == 0 ? 120 : height);
+  Out out = svg.out();
+  if (n == 0 || grid.height <= 0 || grid.width <= 0) return svg.close_no_data(120);
   for (size_t i = 0; i < n; ++i) {
     const int px = 12 + static_cast<int>(i % columns) * pitch_x;
     const int py = kPlotTop + static_cast<int>(i / columns) * pitch_y;
@@ -689,8 +681,7 @@ std::string image_grid_svg(const ImageGrid& grid) {
     put_text(out, px + grid.cell / 2.0, py + grid.cell + 14, caption, "middle",
              static_cast<size_t>(grid.cell / kCharWidth));
   }
-  svg += "</svg>";
-  return svg;
+  return svg.close();
 }
 
 }  // namespace moe::report
