@@ -230,6 +230,7 @@ MoeConfig moe_layer_config(const MoeBlockConfig& b, int64_t width) {
   m.gate.d_model = width;
   m.gate.n_experts = b.n_groups > 0 ? b.n_experts / b.n_groups : b.n_experts;
   m.hierarchy.n_groups = b.n_groups;
+  m.precision = b.precision;
   if (b.n_groups > 0) {
     m.hierarchy.top = b.top_gate;
     m.hierarchy.top.d_model = width;
@@ -273,6 +274,7 @@ void parse_moe_block(Section s, int64_t width, MoeBlockConfig* b) {
   b->top_gate.k = 1;
   parse_gate(h, &b->top_gate);
   h.finish();
+  s.choice("precision", &b->precision, kPrecisions);
   s.finish();
   if (!s.ok()) return;
   if (b->n_groups > 0 && b->n_experts % b->n_groups != 0)
@@ -305,6 +307,7 @@ json moe_block_to_json(const MoeBlockConfig& b) {
   h["groups"] = b.n_groups;
   gate_to_json(b.top_gate, &h);
   j["hierarchy"] = h;
+  j["precision"] = choice_name(kPrecisions, b.precision);
   return j;
 }
 

@@ -76,6 +76,8 @@ inline constexpr Choice<NormChoice> kNorms[] = {
     {"rms", NormChoice::kRms}, {"layer", NormChoice::kLayer}, {"none", NormChoice::kNone}};
 inline constexpr Choice<InputBag> kBags[] = {
     {"weighted_sum", InputBag::kWeightedSum}, {"sum", InputBag::kSum}, {"mean", InputBag::kMean}};
+inline constexpr Choice<Precision> kPrecisions[] = {{"fp32", Precision::kF32},
+                                                    {"bf16", Precision::kBF16}};
 inline constexpr Choice<ExpertKind> kExpertKinds[] = {
     {"linear", ExpertKind::kLinear}, {"mlp", ExpertKind::kMlp}, {"swiglu", ExpertKind::kSwiglu}};
 inline constexpr Choice<Activation> kActivations[] = {

@@ -124,6 +124,7 @@ void Model::build() {
     auto b = std::make_unique<Block>();
     if (config_.dense) {
       b->ffn = std::make_unique<Expert>(d, dense_equivalent(m));
+      b->ffn->set_precision(m.precision);
     } else {
       b->moe = std::make_unique<MoeLayer>(moe_layer_config(m, d));
     }

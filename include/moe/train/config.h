@@ -111,6 +111,10 @@ struct MoeBlockConfig {
   // Hierarchy (G groups of E / G experts each, routed by a top gate over groups); 0 = flat.
   int64_t n_groups = 0;
   GateConfig top_gate;
+  // Compute precision of the SwiGLU experts (and of the dense FFN replacing the layer under
+  // model.dense): fp32, or bf16 GEMMs with fp32 accumulation and fp32 master weights. The
+  // checkpoint stays fp32 either way.
+  Precision precision = Precision::kF32;
 
   // The experts each routed slot can go to, resolved: expert_list, or E copies of `expert`.
   std::vector<ExpertConfig> routed_experts() const;
