@@ -11,11 +11,17 @@
 // permute + combine (the layer's own stage timers), the step's working memory (the Arena's
 // high-water mark) and parameter + gradient memory; the process's peak RSS is printed at the end.
 //
+// --precision bf16 runs the experts' GEMMs in bf16 (fp32 accumulation and master weights, the
+// per-step weight rounding included in the time; experts.h); --precision both runs each layer in
+// fp32 and in bf16, switching the same layer's precision step by step, and gives every bf16 row
+// its speed-up over the fp32 row of the same implementation (vs_fp32, fp32 time / bf16 time).
+// Working memory of a bf16 row includes the bf16 weight copies.
+//
 // Usage (every flag optional; no flags = the full grid of issue 7 plus the fine-grained case):
 //   bench_moe [--experts 8,64,256] [--topk 1,2] [--tokens 512,2048,8192] [--hidden 2048]
 //             [--d-model 512] [--fine | --no-fine | --only-fine] [--modes fwd,fwdbwd]
 //             [--reps 3] [--min-time 0.3] [--threading auto|across|inside] [--no-dense]
-//             [--stages] [--jsonl FILE]
+//             [--stages] [--jsonl FILE] [--precision fp32|bf16|both]
 // --stages prints the layer's stage times of one more step after each MoE row.
 // One configuration in seconds: bench_moe --experts 64 --topk 2 --tokens 2048 --no-fine
 #include <omp.h>
@@ -56,6 +62,7 @@ struct Options {
   bool dense = true;
   bool stages = false;
   std::string jsonl;
+  std::vector<Precision> precisions{Precision::kF32};
 };
 
 std::vector<int64_t> parse_list(const char* s) {
@@ -102,7 +109,9 @@ Options parse_options(int argc, char** argv) {
       o.fine = true;
       o.grid = false;
     } else if (a == "--modes") {
-      const std::string m = "," + std::string(value()) + ",";
+      // Built with append: GCC 12 reports a false -Wrestrict on "," + std::string(...).
+      std::string m = ",";
+      m.append(value()).append(",");
       o.fwd = m.find(",fwd,") != std::string::npos;
       o.fwdbwd = m.find(",fwdbwd,") != std::string::npos;
     } else if (a == "--reps") {
@@ -120,6 +129,18 @@ Options parse_options(int argc, char** argv) {
       o.dense = false;
     } else if (a == "--jsonl") {
       o.jsonl = value();
+    } else if (a == "--precision") {
+      const std::string m = value();
+      Precision p = Precision::kF32;
+      if (m == "both") {
+        o.precisions = {Precision::kF32, Precision::kBF16};
+      } else if (parse_precision(m, &p)) {
+        o.precisions = {p};
+      } else {
+        std::fprintf(stderr, "bench_moe: --precision takes fp32, bf16 or both, not %s\n",
+                     m.c_str());
+        std::exit(2);
+      }
     } else {
       std::fprintf(stderr, "bench_moe: unknown flag %s (see the head of bench/bench_moe.cpp)\n",
                    a.c_str());
@@ -138,11 +159,19 @@ class Subject {
   virtual double route_share() const { return 0.0; }
   virtual void print_stages() const {}
   virtual size_t param_bytes() const = 0;
-  size_t working_bytes() const { return arena_.high_water(); }
+  virtual size_t bf16_weight_bytes() const = 0;
+  // Between steps; each precision has its own arena, so each one's high-water mark is its own.
+  virtual void set_precision(Precision p) = 0;
+  size_t working_bytes(Precision p) const {
+    return arenas_[index(p)].high_water() + (p == Precision::kBF16 ? bf16_weight_bytes() : 0);
+  }
 
-  // One step; returns its wall time. The arena is reset first, as a training step does.
-  double step(bool with_backward) {
-    arena_.reset();
+  // One step in precision p; returns its wall time. The arena is reset first, as a training
+  // step does.
+  double step(bool with_backward, Precision p) {
+    set_precision(p);
+    arena_ = &arenas_[index(p)];
+    arena_->reset();
     const double t0 = omp_get_wtime();
     forward();
     if (with_backward) backward();
@@ -150,7 +179,9 @@ class Subject {
   }
 
  protected:
-  Arena arena_;
+  static size_t index(Precision p) { return p == Precision::kBF16 ? 1 : 0; }
+  Arena arenas_[2];
+  Arena* arena_ = &arenas_[0];
 };
 
 TensorBuffer random_rows(int64_t t, int64_t d, uint64_t seed) {
@@ -174,8 +205,12 @@ class MoeSubject : public Subject {
     layer_.init(rng);
     layer_.set_expert_threading(threading);
   }
-  void forward() override { layer_.forward(x_, y_, /*training=*/true, Rng(4), arena_); }
-  void backward() override { layer_.backward(dy_, dx_, arena_); }
+  void forward() override { layer_.forward(x_, y_, /*training=*/true, Rng(4), *arena_); }
+  void backward() override { layer_.backward(dy_, dx_, *arena_); }
+  void set_precision(Precision p) override { layer_.set_precision(p); }
+  size_t bf16_weight_bytes() const override {
+    return static_cast<size_t>(layer_.bf16_weight_bytes());
+  }
   double route_share() const override {
     const MoeStageTimes& s = layer_.stage_times();
     const double total = s.route + s.dispatch + s.experts + s.combine + s.shared;
@@ -228,8 +263,12 @@ class DenseSubject : public Subject {
     Rng rng(3);
     ffn_.init(rng);
   }
-  void forward() override { ffn_.forward(x_, y_, arena_); }
-  void backward() override { ffn_.backward(dy_, dx_, arena_); }
+  void forward() override { ffn_.forward(x_, y_, *arena_); }
+  void backward() override { ffn_.backward(dy_, dx_, *arena_); }
+  void set_precision(Precision p) override { ffn_.set_precision(p); }
+  size_t bf16_weight_bytes() const override {
+    return static_cast<size_t>(ffn_.bf16_weight_bytes());
+  }
   size_t param_bytes() const override {
     return 2 * static_cast<size_t>(store_.n_elements()) * sizeof(float);
   }
@@ -245,8 +284,8 @@ struct Measure {
   double route_share = 0.0;  // of the best forward
 };
 
-void record(Subject& s, bool with_backward, Measure* m) {
-  const double t = s.step(with_backward);
+void record(Subject& s, bool with_backward, Precision p, Measure* m) {
+  const double t = s.step(with_backward, p);
   if (t < m->best) {
     m->best = t;
     m->route_share = s.route_share();
@@ -258,33 +297,37 @@ struct Result {
   const char* mode;
   double seconds, tokens_per_s, gflops, ratio, route_share;
   size_t working_bytes, param_bytes;
+  Precision precision;
+  double vs_fp32;  // fp32 time / this time, for bf16 rows measured beside fp32 (else 0)
 };
 
 void print_header() {
-  std::printf("%-5s %-3s %-5s %-5s %-6s %-6s %10s %12s %9s %9s %9s %10s %10s\n", "E", "K", "T", "F",
-              "impl", "mode", "ms", "tokens/s", "GFLOP/s", "vs_dense", "route%", "work_MiB",
-              "param_MiB");
+  std::printf("%-5s %-3s %-5s %-5s %-6s %-5s %-6s %10s %12s %9s %9s %9s %10s %10s %8s\n", "E", "K",
+              "T", "F", "impl", "prec", "mode", "ms", "tokens/s", "GFLOP/s", "vs_dense", "route%",
+              "work_MiB", "param_MiB", "vs_fp32");
 }
 
 void report(const BenchConfig& c, const Result& r, FILE* jsonl) {
   const double mib = 1024.0 * 1024.0;
   std::printf(
-      "%-5lld %-3lld %-5lld %-5lld %-6s %-6s %10.2f %12.0f %9.1f %9.3f %9.2f %10.1f %10.1f\n",
+      "%-5lld %-3lld %-5lld %-5lld %-6s %-5s %-6s %10.2f %12.0f %9.1f %9.3f %9.2f %10.1f %10.1f "
+      "%8.3f\n",
       static_cast<long long>(c.e), static_cast<long long>(c.k), static_cast<long long>(c.t),
-      static_cast<long long>(c.f), r.impl, r.mode, r.seconds * 1e3, r.tokens_per_s, r.gflops,
-      r.ratio, 100.0 * r.route_share, static_cast<double>(r.working_bytes) / mib,
-      static_cast<double>(r.param_bytes) / mib);
+      static_cast<long long>(c.f), r.impl, precision_name(r.precision), r.mode, r.seconds * 1e3,
+      r.tokens_per_s, r.gflops, r.ratio, 100.0 * r.route_share,
+      static_cast<double>(r.working_bytes) / mib, static_cast<double>(r.param_bytes) / mib,
+      r.vs_fp32);
   std::fflush(stdout);
   if (jsonl == nullptr) return;
   std::fprintf(jsonl,
                "{\"impl\":\"%s\",\"mode\":\"%s\",\"experts\":%lld,\"topk\":%lld,\"tokens\":%lld,"
                "\"hidden\":%lld,\"threads\":%d,\"seconds\":%.6g,\"tokens_per_s\":%.6g,"
                "\"gflops\":%.6g,\"vs_dense\":%.6g,\"route_share\":%.6g,\"working_bytes\":%zu,"
-               "\"param_bytes\":%zu}\n",
+               "\"param_bytes\":%zu,\"precision\":\"%s\",\"vs_fp32\":%.6g}\n",
                r.impl, r.mode, static_cast<long long>(c.e), static_cast<long long>(c.k),
                static_cast<long long>(c.t), static_cast<long long>(c.f), omp_get_max_threads(),
                r.seconds, r.tokens_per_s, r.gflops, r.ratio, r.route_share, r.working_bytes,
-               r.param_bytes);
+               r.param_bytes, precision_name(r.precision), r.vs_fp32);
   std::fflush(jsonl);
 }
 
@@ -294,41 +337,51 @@ void run_config(const BenchConfig& c, const Options& o, FILE* jsonl) {
   if (o.dense) dense = std::make_unique<DenseSubject>(c, o.d_model);
   const double useful_fwd = static_cast<double>(c.t * c.k) * 6.0 * static_cast<double>(o.d_model) *
                             static_cast<double>(c.f);
+  const size_t n_prec = o.precisions.size();
   for (const bool with_backward : {false, true}) {
     if ((with_backward && !o.fwdbwd) || (!with_backward && !o.fwd)) continue;
-    // Two warm-up steps: the first sizes the arena, the second runs on the folded block and
-    // compiles any GEMM primitive of a row count not seen yet.
+    // Two warm-up steps per precision: the first sizes the arena, the second runs on the folded
+    // block and compiles any GEMM primitive of a row count not seen yet.
     for (int w = 0; w < 2; ++w) {
-      moe_layer.step(with_backward);
-      if (dense) dense->step(with_backward);
+      for (const Precision p : o.precisions) {
+        moe_layer.step(with_backward, p);
+        if (dense) dense->step(with_backward, p);
+      }
     }
-    Measure m_moe, m_dense;
+    std::vector<Measure> m_moe(n_prec), m_dense(n_prec);
     double spent = 0.0;
     for (int rep = 0; rep < o.reps || spent < o.min_time; ++rep) {
-      // Alternate, so that a burst of load elsewhere hits both.
+      // Alternate implementations and precisions, so that a burst of load elsewhere hits all.
       const double t0 = omp_get_wtime();
-      record(moe_layer, with_backward, &m_moe);
-      if (dense) record(*dense, with_backward, &m_dense);
-      spent += (omp_get_wtime() - t0) / (dense ? 2.0 : 1.0);
+      for (size_t i = 0; i < n_prec; ++i) {
+        record(moe_layer, with_backward, o.precisions[i], &m_moe[i]);
+        if (dense) record(*dense, with_backward, o.precisions[i], &m_dense[i]);
+      }
+      spent += (omp_get_wtime() - t0) / static_cast<double>(n_prec * (dense ? 2 : 1));
       if (rep > 200) break;
     }
     const double flops = useful_fwd * (with_backward ? 3.0 : 1.0);
     const char* mode = with_backward ? "fwdbwd" : "fwd";
-    const double ratio = dense ? m_dense.best / m_moe.best : 0.0;
-    report(
-        c,
-        {"moe", mode, m_moe.best, static_cast<double>(c.t) / m_moe.best, flops / m_moe.best * 1e-9,
-         ratio, m_moe.route_share, moe_layer.working_bytes(), moe_layer.param_bytes()},
-        jsonl);
-    if (o.stages) {
-      moe_layer.step(with_backward);
-      moe_layer.print_stages();
-    }
-    if (dense)
+    for (size_t i = 0; i < n_prec; ++i) {
+      const Precision p = o.precisions[i];
+      const bool vs = n_prec > 1 && p == Precision::kBF16;
+      const double ratio = dense ? m_dense[i].best / m_moe[i].best : 0.0;
       report(c,
-             {"dense", mode, m_dense.best, static_cast<double>(c.t) / m_dense.best,
-              flops / m_dense.best * 1e-9, 1.0, 0.0, dense->working_bytes(), dense->param_bytes()},
+             {"moe", mode, m_moe[i].best, static_cast<double>(c.t) / m_moe[i].best,
+              flops / m_moe[i].best * 1e-9, ratio, m_moe[i].route_share, moe_layer.working_bytes(p),
+              moe_layer.param_bytes(), p, vs ? m_moe[0].best / m_moe[i].best : 0.0},
              jsonl);
+      if (o.stages) {
+        moe_layer.step(with_backward, p);
+        moe_layer.print_stages();
+      }
+      if (dense)
+        report(c,
+               {"dense", mode, m_dense[i].best, static_cast<double>(c.t) / m_dense[i].best,
+                flops / m_dense[i].best * 1e-9, 1.0, 0.0, dense->working_bytes(p),
+                dense->param_bytes(), p, vs ? m_dense[0].best / m_dense[i].best : 0.0},
+               jsonl);
+    }
   }
 }
 
@@ -356,6 +409,11 @@ int main(int argc, char** argv) {
   }
   std::printf("bench_moe: D=%lld, %d threads; best of >= %d steps (and >= %.2f s) per row\n",
               static_cast<long long>(o.d_model), omp_get_max_threads(), o.reps, o.min_time);
+  if (o.precisions.size() > 1) {
+    double load[3] = {0, 0, 0};
+    if (getloadavg(load, 3) == 3)
+      std::printf("load average %.2f %.2f %.2f (1, 5, 15 min)\n", load[0], load[1], load[2]);
+  }
   moe::print_header();
   for (const BenchConfig& c : configs) moe::run_config(c, o, jsonl);
   rusage usage{};
