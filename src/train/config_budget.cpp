@@ -4,9 +4,18 @@
 // G groups.
 #include "moe/train/config_budget.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "data/file_bytes.h"
 
 namespace moe {
 
@@ -79,6 +88,51 @@ ExpertConfig dense_block(const MoeBlockConfig& b) {
   return e;
 }
 
+// A config key that sizes weight matrices, and how to shrink it to its least value (1; a count
+// of experts to one expert, so the count is not blamed for its experts' width).
+struct SizeKey {
+  std::string name;
+  int64_t value = 0;
+  std::function<void(ModelConfig&)> shrink;
+};
+
+// Every key that multiplies a weight matrix's size, named as the config reader names them.
+std::vector<SizeKey> size_keys(const ModelConfig& c) {
+  std::vector<SizeKey> keys;
+  keys.push_back({"model.width", c.width, [](ModelConfig& m) { m.width = 1; }});
+  for (size_t i = 0; i < c.trunk.hidden.size(); ++i)
+    keys.push_back({fmt::format("model.trunk.hidden.{}", i), c.trunk.hidden[i],
+                    [i](ModelConfig& m) { m.trunk.hidden[i] = 1; }});
+  for (size_t l = 0; l < c.moe.size(); ++l) {
+    const MoeBlockConfig& b = c.moe[l];
+    const std::string at = c.moe_list ? fmt::format("model.moe.{}", l) : "model.moe";
+    if (b.expert_list.empty()) {
+      keys.push_back({at + ".experts", b.n_experts, [l](ModelConfig& m) {
+                        m.moe[l].n_experts = 1;
+                        m.moe[l].n_groups = 0;
+                      }});
+      keys.push_back({at + ".expert.hidden", b.expert.hidden,
+                      [l](ModelConfig& m) { m.moe[l].expert.hidden = 1; }});
+    } else {  // the widest expert of the list only: a key for each of E would cost O(E²) here
+      const auto widest =
+          static_cast<size_t>(std::max_element(b.expert_list.begin(), b.expert_list.end(),
+                                               [](const ExpertConfig& x, const ExpertConfig& y) {
+                                                 return x.hidden < y.hidden;
+                                               }) -
+                              b.expert_list.begin());
+      keys.push_back({fmt::format("{}.expert_list.{}.hidden", at, widest),
+                      b.expert_list[widest].hidden,
+                      [l, widest](ModelConfig& m) { m.moe[l].expert_list[widest].hidden = 1; }});
+    }
+    if (b.n_shared > 0) {
+      keys.push_back({at + ".shared", b.n_shared, [l](ModelConfig& m) { m.moe[l].n_shared = 1; }});
+      keys.push_back({at + ".shared_expert.hidden", b.shared.hidden,
+                      [l](ModelConfig& m) { m.moe[l].shared.hidden = 1; }});
+    }
+  }
+  return keys;
+}
+
 }  // namespace
 
 int64_t model_matrix_elements(const ModelConfig& c, int64_t n_features, int64_t n_outputs) {
@@ -89,6 +143,62 @@ int64_t model_matrix_elements(const ModelConfig& c, int64_t n_features, int64_t 
     n = add(n, c.dense ? expert_matrices(dense_block(b), d) : moe_block_matrices(b, d));
   }
   return n;
+}
+
+MemoryLimit training_memory_limit() {
+  MemoryLimit limit;
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page_size = ::sysconf(_SC_PAGE_SIZE);
+  if (pages > 0 && page_size > 0) {
+    limit.bytes = mul(pages, page_size);
+    limit.what = fmt::format("this machine's {} of memory",
+                             data_detail::human_bytes(static_cast<uint64_t>(limit.bytes)));
+  }
+  rlimit as{};
+  if (::getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY &&
+      as.rlim_cur < static_cast<rlim_t>(limit.bytes)) {
+    limit.bytes = static_cast<int64_t>(as.rlim_cur);
+    limit.what = fmt::format("this process's address-space limit of {} (ulimit -v)",
+                             data_detail::human_bytes(static_cast<uint64_t>(limit.bytes)));
+  }
+  return limit;
+}
+
+int64_t training_weight_bytes(const ModelConfig& config, const OptimizerConfig& optimizer,
+                              int64_t n_features, int64_t n_outputs) {
+  int64_t floats = 2;                                      // the value and its gradient
+  if (optimizer.kind != OptimizerKind::kSgd) floats += 2;  // Adam's m and v
+  if (optimizer.kind == OptimizerKind::kSgd && optimizer.momentum > 0) floats += 1;
+  return mul(mul(floats, 4), model_matrix_elements(config, n_features, n_outputs));
+}
+
+Status check_training_memory(const ModelConfig& config, const OptimizerConfig& optimizer,
+                             int64_t n_features, int64_t n_outputs, const MemoryLimit& limit) {
+  const int64_t need = training_weight_bytes(config, optimizer, n_features, n_outputs);
+  if (need <= limit.bytes) return Status::ok();
+  // The key to blame is the one whose shrinking to its least value saves the most (ties: the
+  // first, model.width).
+  const SizeKey* blame = nullptr;
+  int64_t least = need;
+  const std::vector<SizeKey> keys = size_keys(config);
+  for (const SizeKey& k : keys) {
+    ModelConfig smaller = config;
+    k.shrink(smaller);
+    const int64_t n = training_weight_bytes(smaller, optimizer, n_features, n_outputs);
+    if (blame == nullptr || n < least) {
+      blame = &k;
+      least = n;
+    }
+  }
+  const std::string size =
+      need == INT64_MAX ? "more than 8 EiB" : data_detail::human_bytes(static_cast<uint64_t>(need));
+  const double weights = static_cast<double>(model_matrix_elements(config, n_features, n_outputs));
+  const std::string count = weights >= 1e9   ? fmt::format("{:.1f} billion", weights / 1e9)
+                            : weights >= 1e6 ? fmt::format("{:.1f} million", weights / 1e6)
+                                             : fmt::format("{:.0f}", weights);
+  return Status::error(
+      "{} is {}: training this model needs at least {} of memory for its {} weights with their "
+      "gradients and optimizer state, more than {}",
+      blame->name, blame->value, size, count, limit.what);
 }
 
 }  // namespace moe

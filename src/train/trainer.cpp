@@ -23,6 +23,7 @@
 #include "moe/layers/loss.h"
 #include "moe/optim/clip.h"
 #include "moe/optim/optimizer.h"
+#include "moe/train/config_budget.h"
 #include "moe/train/evaluate.h"
 #include "moe/train/inspect.h"
 #include "moe/train/progress.h"
@@ -270,6 +271,9 @@ Result<std::unique_ptr<Trainer>> Trainer::create(const Config& config, const Loa
   MOE_TRY(config.training.optimizer.validate());
   if (config.training.batch_size <= 0 || config.training.epochs <= 0)
     return Status::error("training.batch_size and training.epochs must be positive");
+  // A model too large for the machine is refused by a check, not by an allocation failure.
+  MOE_TRY(check_training_memory(config.model, config.training.optimizer, shape.n_features,
+                                shape.n_outputs, training_memory_limit()));
 
   std::unique_ptr<Trainer> t(new Trainer(config, data, options));
   MOE_ASSIGN_OR_RETURN(t->model_, Model::create(config.model, shape));

@@ -109,6 +109,20 @@ empty|empty\.csv: empty file
 nolabel|nolabel\.csv: no label column 'label'
 missing|missing\.csv: cannot open
 TABLE
+# Models too large for the machine: refused before anything is allocated, the message naming the
+# key to blame and the memory training needs (each case asks for 100 GiB or more).
+while IFS='|' read -r sets message; do
+  read -r -a keys <<<"$sets"
+  args=()
+  for k in "${keys[@]}"; do args+=(--set "$k"); done
+  expect 1 "$message" -- train "$work/tiny.json" --out "$bad/run_big" "${args[@]}"
+done <<'TABLE'
+model.width=1048576 model.moe.experts=65536|model\.width is 1048576: training this model needs at least [0-9.]+ TiB of memory
+model.width=4096 model.moe.expert.hidden=1048576|model\.moe\.expert\.hidden is 1048576: .* GiB of memory
+model.width=1024 model.moe.experts=1048576|model\.moe\.experts is 1048576: .* more than this (machine|process)
+model.width=4096 model.trunk.hidden=[1048576]|model\.trunk\.hidden\.0 is 1048576: .* gradients and optimizer state
+TABLE
+[ ! -e "$bad/run_big" ] || fail "a refused model left a run directory"
 expect 1 "unseen\.csv line 31, column 'label': class 'maybe' does not occur in the training data" \
   -- eval "$run/best" "$bad/unseen.csv"
 # A checkpoint whose weights do not match model.json is refused, and nothing is rewritten.

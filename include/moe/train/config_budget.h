@@ -4,20 +4,44 @@
 // Dims: D model width · D_in input features (V for text) · C outputs · E experts · F expert
 // hidden width · G groups.
 //
-// A checkpoint's model.json is user input: a config with width 2^20 or two billion experts must
-// be refused by a check, not by an allocation failure. The count covers every weight matrix the
-// model declares (input, trunk and dense blocks, routers, routed and shared experts, head) and
-// leaves out vectors (biases, norm gains), so it is a lower bound of the parameter count: a
-// weights file holding fewer elements cannot belong to the config. Arithmetic saturates at
-// INT64_MAX.
+// A checkpoint's model.json and a training config are user input: a config with width 2^20 or a
+// million experts must be refused by a check, not by an allocation failure. The count covers every
+// weight matrix the model declares (input, trunk and dense blocks, routers, routed and shared
+// experts, head) and leaves out vectors (biases, norm gains), so it is a lower bound of the
+// parameter count: a weights file holding fewer elements cannot belong to the config. Arithmetic
+// saturates at INT64_MAX.
 #pragma once
 
 #include <cstdint>
+#include <string>
 
+#include "moe/core/status.h"
+#include "moe/optim/optimizer.h"
 #include "moe/train/config.h"
 
 namespace moe {
 
 int64_t model_matrix_elements(const ModelConfig& config, int64_t n_features, int64_t n_outputs);
+
+// The memory training may use: the machine's physical memory (sysconf), or the process's
+// address-space limit (ulimit -v) when that is lower; `what` names it and its size in messages.
+struct MemoryLimit {
+  int64_t bytes = INT64_MAX;
+  std::string what;
+};
+MemoryLimit training_memory_limit();
+
+// The least memory training the model takes: every weight-matrix element with its gradient and
+// the optimizer's state (Adam: two moments, SGD: momentum when μ > 0), 4 bytes each. Activations
+// and vectors come on top, so this is a lower bound.
+int64_t training_weight_bytes(const ModelConfig& config, const OptimizerConfig& optimizer,
+                              int64_t n_features, int64_t n_outputs);
+
+// Refuses, before anything is allocated, a model whose training_weight_bytes exceed the limit.
+// The message names the key whose size accounts for most of it (model.width,
+// model.trunk.hidden.I, and per MoE layer experts, expert.hidden, expert_list.J.hidden, shared,
+// shared_expert.hidden), its value, the memory needed and the limit.
+Status check_training_memory(const ModelConfig& config, const OptimizerConfig& optimizer,
+                             int64_t n_features, int64_t n_outputs, const MemoryLimit& limit);
 
 }  // namespace moe

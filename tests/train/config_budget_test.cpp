@@ -1,0 +1,91 @@
+// The memory a training config needs at the least, and its refusal before anything is
+// allocated: the message names the key to blame, its value, the memory and the limit.
+//
+// Dims: D width · D_in = 10 input features · C = 2 outputs · E experts · F expert hidden width.
+#include "moe/train/config_budget.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace moe {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr int64_t kInputs = 10, kOutputs = 2;
+const MemoryLimit kOneGiB{int64_t{1} << 30, "a test limit of 1 GiB"};
+
+// A config of width 16 with one MoE layer of 4 MLP experts of F = 16, with `model` merged in.
+ModelConfig model_config(const std::string& model) {
+  json j = json::parse(R"({"data": {"train": "t.csv"}, "model": {"width": 16,
+      "moe": {"experts": 4, "k": 2, "expert": {"kind": "mlp", "hidden": 16}}}})");
+  j["model"].merge_patch(json::parse(model));
+  Result<Config> c = parse_config(j, "c.json");
+  EXPECT_TRUE(c.is_ok()) << c.status().message();
+  return c.is_ok() ? c->model : ModelConfig();
+}
+
+// The refusal's message ("" when the config fits the limit) under AdamW.
+std::string refusal(const std::string& model) {
+  const Status st =
+      check_training_memory(model_config(model), OptimizerConfig(), kInputs, kOutputs, kOneGiB);
+  return st.is_ok() ? std::string() : st.message();
+}
+
+TEST(ConfigBudget, WeightBytesCountTheGradientAndTheOptimizerState) {
+  const ModelConfig m = model_config("{}");
+  // input [16, 10], head [2, 16], 4 experts of W1 [16, 16] and W2 [16, 16], router [4, 16].
+  const int64_t weights = 16 * 10 + 2 * 16 + 4 * 2 * 16 * 16 + 4 * 16;
+  EXPECT_EQ(model_matrix_elements(m, kInputs, kOutputs), weights);
+  OptimizerConfig adam;
+  EXPECT_EQ(training_weight_bytes(m, adam, kInputs, kOutputs), 16 * weights);
+  OptimizerConfig sgd;
+  sgd.kind = OptimizerKind::kSgd;
+  EXPECT_EQ(training_weight_bytes(m, sgd, kInputs, kOutputs), 8 * weights);
+  sgd.momentum = 0.9;
+  EXPECT_EQ(training_weight_bytes(m, sgd, kInputs, kOutputs), 12 * weights);
+}
+
+TEST(ConfigBudget, AConfigThatFitsPasses) {
+  EXPECT_EQ(refusal("{}"), "");
+}
+
+TEST(ConfigBudget, TheRefusalNamesTheKeyThatAccountsForMostOfTheNeed) {
+  struct Case {
+    const char* model;
+    const char* message;
+  };
+  const Case cases[] = {
+      // 65536 experts of 2 · 16 · 2^20 weights and a router of 65536 · 2^20, 16 bytes each:
+      // shrinking the width saves the most.
+      {R"({"width": 1048576, "moe": {"experts": 65536}})",
+       "model.width is 1048576: training this model needs at least 33.0 TiB of memory for its "
+       "2267.8 billion weights with their gradients and optimizer state, more than a test limit "
+       "of 1 GiB"},
+      {R"({"moe": {"experts": 1048576}})", "model.moe.experts is 1048576: "},
+      {R"({"width": 4096, "moe": {"expert": {"hidden": 1048576}}})",
+       "model.moe.expert.hidden is 1048576: "},
+      {R"({"width": 4096, "trunk": {"hidden": [8, 1048576]}})",
+       "model.trunk.hidden.1 is 1048576: "},
+      {R"({"moe": [{}, {"experts": 1048576}]})", "model.moe.1.experts is 1048576: "},
+      {R"({"width": 4096, "moe": {"experts": 3, "expert_list": [{}, {"hidden": 1048576}, {}]}})",
+       "model.moe.expert_list.1.hidden is 1048576: "},
+      {R"({"width": 4096, "moe": {"shared": 1, "shared_expert": {"hidden": 1048576}}})",
+       "model.moe.shared_expert.hidden is 1048576: "},
+  };
+  for (const Case& c : cases) {
+    const std::string m = refusal(c.model);
+    EXPECT_EQ(m.rfind(c.message, 0), 0u) << c.model << "\n  got: " << m;
+    EXPECT_NE(m.find("more than a test limit of 1 GiB"), std::string::npos) << m;
+  }
+}
+
+TEST(ConfigBudget, TheMachineLimitIsPositiveAndNamed) {
+  const MemoryLimit limit = training_memory_limit();
+  EXPECT_GT(limit.bytes, int64_t{1} << 26);  // any machine that runs the tests has 64 MiB
+  EXPECT_NE(limit.what.find("iB"), std::string::npos) << limit.what;
+}
+
+}  // namespace
+}  // namespace moe
