@@ -51,7 +51,7 @@ void parse_data(Section s, DataConfig* d) {
   s.strings("categorical_columns", &d->categorical_columns, false);
   s.choice("missing", &d->missing, kMissing);
   s.boolean("standardize_targets", &d->standardize_targets);
-  s.integer("max_categories", &d->max_categories, 1, kMaxWidth, "a positive integer");
+  s.integer("max_categories", &d->max_categories, 1, kMaxWidth, "an integer in [1, 1048576]");
 
   Section text = s.object("text");
   text.string("column", &d->text.column);
@@ -154,7 +154,7 @@ json data_to_json(const DataConfig& d) {
 
 void parse_expert(Section s, ExpertConfig* e) {
   s.choice("kind", &e->kind, kExpertKinds);
-  s.integer("hidden", &e->hidden, 1, kMaxWidth, "a positive integer");
+  s.integer("hidden", &e->hidden, 1, kMaxWidth, "an integer in [1, 1048576]");
   s.integer("depth", &e->depth, 1, 64, "an integer in [1, 64]");
   s.choice("activation", &e->activation, kActivations);
   s.boolean("bias", &e->bias);
@@ -312,7 +312,7 @@ json moe_block_to_json(const MoeBlockConfig& b) {
 }
 
 void parse_model(Section s, ModelConfig* m) {
-  s.integer("width", &m->width, 1, kMaxWidth, "a positive integer");
+  s.integer("width", &m->width, 1, kMaxWidth, "an integer in [1, 1048576]");
   s.number("input_dropout", &m->input_dropout, 0, 1, false, true, "a number in [0, 1)");
   s.number("word_dropout", &m->word_dropout, 0, 1, false, true, "a number in [0, 1)");
   s.choice("bag", &m->bag, kBags);
@@ -324,7 +324,7 @@ void parse_model(Section s, ModelConfig* m) {
       const json& e = (*v)[i];
       if (!e.is_number_integer() || e.get<int64_t>() < 1 || e.get<int64_t>() > kMaxWidth)
         return t.fail_msg(t.at("hidden") + "." + std::to_string(i),
-                          fmt::format("expected a positive integer, got {}", show(e)));
+                          fmt::format("expected an integer in [1, 1048576], got {}", show(e)));
       m->trunk.hidden.push_back(e.get<int64_t>());
     }
   }
@@ -398,7 +398,7 @@ void parse_training(Section s, TaskKind task, TrainingConfig* t) {
   s.number("min_lr", &t->min_lr, 0, 1e6, false, false, "a number ≥ 0");
   s.integer("step_size", &t->step_size, 1, INT64_MAX, "a positive integer");
   s.number("gamma", &t->gamma, 0, 1, true, false, "a number in (0, 1]");
-  s.integer("batch_size", &t->batch_size, 1, kMaxWidth, "a positive integer");
+  s.integer("batch_size", &t->batch_size, 1, kMaxWidth, "an integer in [1, 1048576]");
   s.integer("epochs", &t->epochs, 1, 1000000, "a positive integer");
   s.seed("seed", &t->seed);
   s.integer("threads", &t->threads, 0, 4096, "an integer ≥ 0 (0: every core)");
