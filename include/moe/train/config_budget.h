@@ -1,5 +1,5 @@
 // How many weight-matrix elements a model configuration asks for, computed from the
-// configuration alone, before anything is allocated.
+// configuration alone, before anything is allocated, and whether training it fits in memory.
 //
 // Dims: D model width · D_in input features (V for text) · C outputs · E experts · F expert
 // hidden width · G groups.
@@ -8,8 +8,9 @@
 // million experts must be refused by a check, not by an allocation failure. The count covers every
 // weight matrix the model declares (input, trunk and dense blocks, routers, routed and shared
 // experts, head) and leaves out vectors (biases, norm gains), so it is a lower bound of the
-// parameter count: a weights file holding fewer elements cannot belong to the config. Arithmetic
-// saturates at INT64_MAX.
+// parameter count: a weights file holding fewer elements cannot belong to the config (the
+// checkpoint loader), and training needs at least that many weights' worth of memory (the
+// trainer). Arithmetic saturates at INT64_MAX.
 #pragma once
 
 #include <cstdint>
