@@ -74,11 +74,12 @@ TEST(Gemm, BetaZeroIgnoresNaNInOutput) {
   }
 }
 
-// A·Bᵀ with k ≥ 512 and n ≥ 64 runs on matmul primitives over row blocks of 512, then a multiple
-// of 32, then the rest (gemm_dnnl.cpp): row counts on each side of those boundaries, with and
-// without alpha/beta, and the sizes on each side of the switch between the two paths.
+// A·Bᵀ with k ≥ 512 and n ≥ 64 runs on matmul primitives over row blocks of 512, then one block
+// of the exact remaining count (gemm_dnnl.cpp): row counts on each side of that boundary and an
+// expert's typical few dozen, with and without alpha/beta, and the sizes on each side of the
+// switch between the two paths.
 TEST(Gemm, RowBlocksOfTheMatmulPath) {
-  for (int64_t m : {1, 31, 33, 513, 1061})  // 1061 = 2·512 + 32 + 5
+  for (int64_t m : {1, 31, 33, 71, 511, 512, 513, 1061})  // 1061 = 2·512 + 37
     check_against_reference({m, 64, 512, false, true, 1.0f, 0.0f});
   check_against_reference({97, 65, 513, false, true, -0.5f, 1.0f});
   check_against_reference({97, 63, 512, false, true, 2.0f, 0.5f});
