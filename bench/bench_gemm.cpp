@@ -4,9 +4,10 @@
 //   forward          Y[T, F]  = X[T, D] · W[F, D]ᵀ        (N T: m = T, n = F, k = D)
 //   backward data    dX[T, D] = dY[T, F] · W[F, D]        (N N: m = T, n = D, k = F)
 //   backward weights dW[F, D] += dY[T, F]ᵀ · X[T, D]      (T N: m = F, n = D, k = T, beta = 1)
-// with T rows routed to one expert ∈ {32, 128, 512, 2048, 8192}, F = 2048, D = 512; and two more
-// forward products of the same (N T) layout: an expert's down projection Y[T, D] = H[T, F] ·
-// W2[D, F]ᵀ, and router logits [T, E] = X[T, D] · Wg[E, D]ᵀ with E = 64.
+// with T rows routed to one expert ∈ {32, 64, 71, 128, 512, 2048, 8192} (64 and 71: an expert's
+// share at E = 256, K = 2, T = 8192, with and without a tail off a multiple of 32), F = 2048,
+// D = 512; and two more forward products of the same (N T) layout: an expert's down projection
+// Y[T, D] = H[T, F] · W2[D, F]ᵀ, and router logits [T, E] = X[T, D] · Wg[E, D]ᵀ with E = 64.
 //
 // Run with OMP_NUM_THREADS=2. GFLOP/s counts 2·m·n·k per call over wall time; the machine's fp32
 // peak on 2 threads is ~430 GFLOP/s.
@@ -227,7 +228,7 @@ void BM_Gemm(benchmark::State& state) {
 void shapes(benchmark::internal::Benchmark* b) {
   for (Pass pass : {Pass::kForward, Pass::kBackwardData, Pass::kBackwardWeights, Pass::kForwardDown,
                     Pass::kRouter})
-    for (int64_t t : {32, 128, 512, 2048, 8192})
+    for (int64_t t : {32, 64, 71, 128, 512, 2048, 8192})
       for (Impl impl : {Impl::kSgemm, Impl::kMatmul, Impl::kMoe})
         b->Args({static_cast<int64_t>(pass), t, static_cast<int64_t>(impl)});
   b->ArgNames({"pass", "T", "impl"});
