@@ -88,7 +88,8 @@ class Bf16Weight {
  private:
   int64_t rows_ = 0, cols_ = 0;
   bool transposed_ = false, packed_ = false;
-  TensorBuffer data_;  // packed: oneDNN's layout; else [rows, cols] row-major
+  int64_t n_block_stride_ = 0;  // > 0: the layout is oneDNN's 16a64b2a, written directly
+  TensorBuffer data_;           // packed: oneDNN's layout; else [rows, cols] row-major
 };
 
 }  // namespace moe

@@ -62,25 +62,34 @@ inline __m256i round_lanes(__m512i u) {
 }
 #endif
 
-void convert_block(int64_t n, const float* src, bf16* dst) {
-  int64_t i = 0;
+#if defined(__AVX512F__)
+// f32_to_bf16 on 16 lanes, the lanes outside `mask` read as 0.0f (they give 0).
+inline __m256i round16(const float* src, __mmask16 mask = kAll) {
+  const __m512i u = _mm512_maskz_loadu_epi32(mask, src);
 #if defined(__AVX512BF16__)
   // vcvtneps2bf16 rounds to nearest even and quiets NaN as f32_to_bf16 does, but reads denormal
   // inputs as zero: lanes holding one (exponent 0, not ±0) are redone in integer arithmetic.
-  const __m512i exp_mask = _mm512_set1_epi32(0x7f800000);
-  for (; i + 16 <= n; i += 16) {
-    const __m512i u = _mm512_loadu_si512(src + i);
-    __m256i r = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_castsi512_ps(u)));
-    const __mmask16 denormal =
-        _mm512_mask_cmpneq_epi32_mask(_mm512_testn_epi32_mask(u, exp_mask),
-                                      _mm512_maskz_slli_epi32(kAll, u, 1), _mm512_setzero_si512());
-    if (denormal != 0) r = _mm256_mask_blend_epi16(denormal, r, round_lanes(u));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), r);
-  }
-#elif defined(__AVX512F__)
+  __m256i r = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_castsi512_ps(u)));
+  const __mmask16 denormal =
+      _mm512_mask_cmpneq_epi32_mask(_mm512_testn_epi32_mask(u, _mm512_set1_epi32(0x7f800000)),
+                                    _mm512_maskz_slli_epi32(kAll, u, 1), _mm512_setzero_si512());
+  if (denormal != 0) r = _mm256_mask_blend_epi16(denormal, r, round_lanes(u));
+  return r;
+#else
+  return round_lanes(u);
+#endif
+}
+
+inline __mmask16 first_lanes(int64_t n) {  // the lowest min(n, 16) lanes (none if n ≤ 0)
+  return n <= 0 ? 0 : n >= 16 ? kAll : static_cast<__mmask16>((1u << n) - 1u);
+}
+#endif
+
+void convert_block(int64_t n, const float* src, bf16* dst) {
+  int64_t i = 0;
+#if defined(__AVX512F__)
   for (; i + 16 <= n; i += 16)
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i),
-                        round_lanes(_mm512_loadu_si512(src + i)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), round16(src + i));
 #endif
   for (; i < n; ++i) dst[i] = f32_to_bf16(src[i]);
 }
@@ -250,6 +259,74 @@ dnnl::memory::desc plain_b_desc(int64_t rows, int64_t cols, bool transposed) {
              : dnnl::memory::desc(dims{rows, cols}, dnnl::memory::data_type::bf16, dims{cols, 1});
 }
 
+// oneDNN's layout for a bf16 B [k, n] on AVX512-BF16 (tag 16a64b2a): blocks of 32 k × 64 n,
+// k-blocks 2048 values apart and n-blocks `n_block_stride` apart, each block 16 rows of 64 pairs
+// (k even, k odd):
+//   B[kk][nn] at (nn / 64)·n_block_stride + (kk / 32)·2048 + (kk % 32 / 2)·128 + (nn % 64)·2
+//                + kk % 2,
+// padding (k to a multiple of 32, n to 64) zero. Returns n_block_stride if `layout` is that one,
+// else 0 (the weight is then laid out by a oneDNN reorder).
+int64_t vnni_n_block_stride(const dnnl::memory::desc& layout) {
+  const dnnl_memory_desc_t& d = layout.data;
+  if (d.format_kind != dnnl_blocked || d.ndims != 2 || d.offset0 != 0) return 0;
+  const dnnl_blocking_desc_t& b = d.format_desc.blocking;
+  const bool tag = b.inner_nblks == 3 && b.inner_blks[0] == 16 && b.inner_idxs[0] == 0 &&
+                   b.inner_blks[1] == 64 && b.inner_idxs[1] == 1 && b.inner_blks[2] == 2 &&
+                   b.inner_idxs[2] == 0;
+  if (!tag || b.strides[0] != 2048 || d.padded_dims[0] % 32 != 0 || d.padded_dims[1] % 64 != 0 ||
+      b.strides[1] < d.padded_dims[0] * 64)
+    return 0;
+#if defined(__AVX512F__)
+  return b.strides[1];
+#else
+  return 0;
+#endif
+}
+
+#if defined(__AVX512F__)
+// W [rows, cols] fp32 -> B = W (k = rows, n = cols) in the layout above, rounded as
+// f32_to_bf16: rows 2i and 2i + 1 interleave into one 128-value row of a block, 16 columns at a
+// time (a missing odd row and the columns past `cols` give the padding's zeros).
+void pack_rows(const float* w, int64_t rows, int64_t cols, int64_t n_block_stride, bf16* dst) {
+  const int64_t pairs = (rows + 1) / 2;
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && \
+                                              rows * cols >= 2 * kConvertBlock)
+  for (int64_t i = 0; i < pairs; ++i) {
+    const int64_t r = 2 * i;
+    const float* even = w + r * cols;
+    const float* odd = even + cols;
+    bf16* row = dst + (r / 32) * 2048 + (r % 32 / 2) * 128;
+    for (int64_t c = 0; c < cols; c += 16) {
+      const __mmask16 m = first_lanes(cols - c), m_odd = r + 1 < rows ? m : 0;
+      const __m512i lo = _mm512_maskz_cvtepu16_epi32(kAll, round16(even + c, m));
+      const __m512i hi = _mm512_maskz_slli_epi32(
+          kAll, _mm512_maskz_cvtepu16_epi32(kAll, round16(odd + c, m_odd)), 16);
+      _mm512_storeu_si512(row + (c / 64) * n_block_stride + (c % 64) * 2, _mm512_or_si512(lo, hi));
+    }
+  }
+}
+
+// W [rows, cols] fp32 -> B = Wᵀ (k = cols, n = rows) in the layout above: 32 values of a row of
+// W are 16 (even, odd) pairs of one column of B, which go 64 pairs apart (a scatter).
+void pack_cols(const float* w, int64_t rows, int64_t cols, int64_t n_block_stride, bf16* dst) {
+  const __m512i pair_offsets =
+      _mm512_set_epi32(960, 896, 832, 768, 704, 640, 576, 512, 448, 384, 320, 256, 192, 128, 64, 0);
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && \
+                                              rows * cols >= 2 * kConvertBlock)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = w + r * cols;
+    auto* col = reinterpret_cast<int32_t*>(dst + (r / 64) * n_block_stride + (r % 64) * 2);
+    for (int64_t c = 0; c < cols; c += 32) {
+      const __m256i first = round16(row + c, first_lanes(cols - c));
+      const __m256i second = round16(row + c + 16, first_lanes(cols - c - 16));
+      const __m512i pairs =
+          _mm512_maskz_inserti64x4(0xff, _mm512_zextsi256_si512(first), second, 1);
+      _mm512_i32scatter_epi32(col + (c / 32) * 1024, pair_offsets, pairs, 4);
+    }
+  }
+}
+#endif
+
 // Reorders between a weight's plain bf16 form and its packed layout, cached per thread like the
 // matmul primitives.
 class Bf16ReorderCache {
@@ -375,6 +452,7 @@ Bf16Weight::Bf16Weight(int64_t rows, int64_t cols, bool transposed)
   const int64_t k = transposed ? cols : rows, n = transposed ? rows : cols;
   const std::optional<dnnl::memory::desc> layout = packed_layout(k, n);
   packed_ = layout.has_value();
+  n_block_stride_ = packed_ ? vnni_n_block_stride(*layout) : 0;
   const auto size = packed_ ? static_cast<int64_t>(layout->get_size()) : rows * cols * 2;
   data_ = TensorBuffer(Shape{(size + 1) / 2}, DType::kBF16);  // [bytes / 2]
 }
@@ -389,8 +467,17 @@ void Bf16Weight::round_from(Tensor w) {
             dtype_name(w.dtype()));
   auto* dst = data_.view().data<bf16>();
   if (!packed_) return convert_to_bf16(rows_ * cols_, w.f32(), dst);
-  // Round first (f32_to_bf16, the same bits as the plain path), then a reorder that only moves
-  // values: oneDNN's own f32 -> bf16 reorder would read denormals as zero.
+#if defined(__AVX512F__)
+  if (n_block_stride_ > 0) {  // the known layout: rounded and placed in one pass
+    if (transposed_)
+      pack_cols(w.f32(), rows_, cols_, n_block_stride_, dst);
+    else
+      pack_rows(w.f32(), rows_, cols_, n_block_stride_, dst);
+    return;
+  }
+#endif
+  // Another layout: round first (f32_to_bf16, the same bits as the plain path), then a reorder that
+  // only moves values: oneDNN's own f32 -> bf16 reorder would read denormals as zero.
   Bf16ReorderCache& cache = Bf16ReorderCache::this_thread();
   bf16* plain = cache.scratch(rows_ * cols_);  // [rows, cols]
   convert_to_bf16(rows_ * cols_, w.f32(), plain);
