@@ -93,21 +93,18 @@ int64_t Expert::flops_per_row() const {
 void Expert::set_precision(Precision p) {
   if (config_.kind != ExpertKind::kSwiglu) return;  // Linear and MLP stay fp32
   precision_ = p;
-  if (p == Precision::kF32 || w1_fwd_.rows() > 0) return;
+  if (p == Precision::kF32 || !weights_bf16_.view().empty()) return;
   const int64_t d = d_model_, f = config_.hidden;
-  w1_fwd_ = Bf16Weight(f, d, /*transposed=*/true);
-  w2_fwd_ = Bf16Weight(d, f, /*transposed=*/true);
-  w3_fwd_ = Bf16Weight(f, d, /*transposed=*/true);
-  w1_bwd_ = Bf16Weight(f, d, /*transposed=*/false);
-  w2_bwd_ = Bf16Weight(d, f, /*transposed=*/false);
-  w3_bwd_ = Bf16Weight(f, d, /*transposed=*/false);
+  weights_bf16_ = TensorBuffer(Shape{3 * f * d}, DType::kBF16);  // [3·F·D]
+  auto* base = static_cast<bf16*>(weights_bf16_.view().raw());
+  w1_bf16_ = Tensor(base, Shape{f, d}, DType::kBF16);              // [F, D]
+  w2_bf16_ = Tensor(base + f * d, Shape{d, f}, DType::kBF16);      // [D, F]
+  w3_bf16_ = Tensor(base + 2 * f * d, Shape{f, d}, DType::kBF16);  // [F, D]
 }
 
 int64_t Expert::bf16_weight_bytes() const {
-  int64_t bytes = 0;
-  for (const Bf16Weight* w : {&w1_fwd_, &w2_fwd_, &w3_fwd_, &w1_bwd_, &w2_bwd_, &w3_bwd_})
-    bytes += w->rows() > 0 ? w->bytes() : 0;
-  return bytes;
+  const Tensor w = weights_bf16_.view();
+  return w.empty() ? 0 : static_cast<int64_t>(w.nbytes());
 }
 
 void Expert::declare(ParamStore& store, const std::string& prefix) {
@@ -273,16 +270,16 @@ void Expert::swiglu_forward_bf16(Tensor x, Tensor y, Tensor h1, Tensor h3, Tenso
             "expert forward_into (bf16): x16 {} a16 {} for x {} a {}", bf.x.shape().str(),
             bf.a.shape().str(), x.shape().str(), a.shape().str());
   swiglu_bf16_ = bf;
-  // This step's master weights, rounded once for the forward products.
-  w1_fwd_.round_from(swiglu_.w1);
-  w2_fwd_.round_from(swiglu_.w2);
-  w3_fwd_.round_from(swiglu_.w3);
+  // This step's master weights, rounded once; backward reuses the copies.
+  convert_to_bf16(swiglu_.w1, w1_bf16_);
+  convert_to_bf16(swiglu_.w2, w2_bf16_);
+  convert_to_bf16(swiglu_.w3, w3_bf16_);
   convert_to_bf16(x, bf.x);
-  w1_fwd_.gemm(bf.x, h1);  // h1 = x·W1ᵀ: [N, D] · [F, D]ᵀ, fp32 out
-  w3_fwd_.gemm(bf.x, h3);  // h3 = x·W3ᵀ
+  gemm_bf16(bf.x, false, w1_bf16_, true, h1);  // h1 = x·W1ᵀ: [N, D] · [F, D]ᵀ, fp32 out
+  gemm_bf16(bf.x, false, w3_bf16_, true, h3);  // h3 = x·W3ᵀ
   swiglu_act_forward(n * f, h1.f32(), h3.f32(), a.f32());  // fp32 gate
   convert_to_bf16(a, bf.a);
-  w2_fwd_.gemm(bf.a, y);  // y = a·W2ᵀ: [N, F] · [D, F]ᵀ
+  gemm_bf16(bf.a, false, w2_bf16_, true, y);  // y = a·W2ᵀ: [N, F] · [D, F]ᵀ
 }
 
 void Expert::swiglu_backward_bf16(Tensor dy, Tensor dx, Tensor da, Bf16Backward bf) {
@@ -293,11 +290,9 @@ void Expert::swiglu_backward_bf16(Tensor dy, Tensor dx, Tensor da, Bf16Backward 
             bf.dh3.shape().str(), dy.shape().str(), da.shape().str());
   const GemmScale acc{1.0f, 1.0f};
   const Tensor x16 = swiglu_bf16_.x, a16 = swiglu_bf16_.a;
-  // The same master weights as the forward's, rounded into the data products' layout.
-  w2_bwd_.round_from(swiglu_.w2);
   convert_to_bf16(dy, bf.dy);
   gemm_bf16(bf.dy, true, a16, false, swiglu_grads_.w2, acc);  // dW2 += dyᵀ·a: [D, N] · [N, F]
-  w2_bwd_.gemm(bf.dy, da);                                    // da = dy·W2: [N, D] · [D, F]
+  gemm_bf16(bf.dy, false, w2_bf16_, false, da);               // da = dy·W2: [N, D] · [D, F]
   // The fp32 a is spent (it becomes dh1, da becomes dh3 in place), then a16 holds dh1 rounded.
   Tensor dh1 = swiglu_act_, dh3 = da;
   swiglu_act_backward(n * f, swiglu_cache_.h1.f32(), swiglu_cache_.h3.f32(), da.f32(), dh1.f32(),
@@ -308,10 +303,8 @@ void Expert::swiglu_backward_bf16(Tensor dy, Tensor dx, Tensor da, Bf16Backward 
   gemm_bf16(dh1_16, true, x16, false, swiglu_grads_.w1, acc);  // dW1 += dh1ᵀ·x: [F, N] · [N, D]
   gemm_bf16(dh3_16, true, x16, false, swiglu_grads_.w3, acc);  // dW3 += dh3ᵀ·x
   if (dx.empty()) return;
-  w1_bwd_.round_from(swiglu_.w1);
-  w3_bwd_.round_from(swiglu_.w3);
-  w1_bwd_.gemm(dh1_16, dx);       // dx = dh1·W1: [N, F] · [F, D]
-  w3_bwd_.gemm(dh3_16, dx, acc);  //    + dh3·W3
+  gemm_bf16(dh1_16, false, w1_bf16_, false, dx);       // dx = dh1·W1: [N, F] · [F, D]
+  gemm_bf16(dh3_16, false, w3_bf16_, false, dx, acc);  //    + dh3·W3
 }
 
 void Expert::mlp_forward(Tensor x, Tensor y, Arena& arena) {

@@ -1,6 +1,5 @@
 // bf16 kernels against their references: conversion bit for bit (special values, random bit
-// patterns, tails of the 16-lane loop, the threaded split), the bf16 GEMM at MoE edge sizes, and
-// the packed bf16 weights (Bf16Weight): their values bit for bit, their products at the same sizes.
+// patterns, tails of the 16-lane loop, the threaded split), the bf16 GEMM at MoE edge sizes.
 //
 // Dims: op(A) [m, k] · op(B) [k, n] = C [m, n].
 #include <gtest/gtest.h>
@@ -191,67 +190,6 @@ TEST(Bf16Gemm, RepeatedCallsAreBitIdentical) {
   convert_to_bf16(b32, b);
   gemm_bf16(a, false, b, true, c1);
   gemm_bf16(a, false, b, true, c2);
-  EXPECT_EQ(std::memcmp(c1.f32(), c2.f32(), c1.view().nbytes()), 0);
-}
-
-// A Bf16Weight holds f32_to_bf16(W) bit for bit whatever its layout, and its product matches the
-// reference GEMM on those values at the row counts the matmul is cut into.
-void check_weight(int64_t rows, int64_t cols, bool transposed, const std::vector<int64_t>& ms) {
-  Rng rng(rows * 7 + cols);
-  TensorBuffer w(Shape{rows, cols}), w16(Shape{rows, cols}, DType::kBF16);
-  TensorBuffer want16(Shape{rows, cols}, DType::kBF16);
-  rng.fill_uniform(w, -1, 1);
-  Bf16Weight packed(rows, cols, transposed);
-  packed.round_from(w);
-  packed.unpack(w16);
-  convert_to_bf16(w, want16);
-  ASSERT_EQ(std::memcmp(w16.view().raw(), want16.view().raw(), w16.view().nbytes()), 0)
-      << "rows=" << rows << " cols=" << cols << " transposed=" << transposed
-      << " packed=" << packed.packed();
-  const int64_t k = transposed ? cols : rows, n = transposed ? rows : cols;
-  for (int64_t m : ms) {
-    for (float beta : {0.0f, 1.0f}) {
-      TensorBuffer a32(Shape{m, k}), a(Shape{m, k}, DType::kBF16);
-      TensorBuffer fast(Shape{m, n}), want(Shape{m, n});
-      rng.fill_uniform(a32, -1, 1);
-      convert_to_bf16(a32, a);
-      rng.fill_uniform(fast, -1, 1);
-      copy(want, fast);
-      packed.gemm(a, fast, {1.0f, beta});
-      gemm_bf16_ref(a, false, want16, transposed, want, {1.0f, beta});
-      testing::expect_close(fmt::format("Bf16Weight [{}, {}]{} m={} beta={} packed={}", rows, cols,
-                                        transposed ? "T" : "", m, beta, packed.packed()),
-                            fast, want, 1e-4, 1e-4 * std::sqrt(static_cast<double>(k) + 1));
-    }
-  }
-}
-
-TEST(Bf16Weight, HoldsTheRoundedWeightAndMultipliesLikeTheReference) {
-  for (bool transposed : {true, false}) {
-    check_weight(48, 64, transposed, {0, 1, 31, 32, 33, 511, 512, 513, 1061});
-    check_weight(33, 17, transposed, {1, 40});
-  }
-}
-
-TEST(Bf16Weight, ExpertSizedWeights) {
-  // D = 512, F = 2048 (the benchmark's experts): the forward's Wᵀ and the backward's W of an
-  // up and a down projection (the reference GEMM is slow at these sizes: a few rows only).
-  check_weight(2048, 512, true, {17});
-  check_weight(512, 2048, false, {17});
-}
-
-TEST(Bf16Weight, RepeatedRoundingAndCallsAreBitIdentical) {
-  TensorBuffer w(Shape{96, 64}), a32(Shape{300, 64}), a(Shape{300, 64}, DType::kBF16);
-  TensorBuffer c1(Shape{300, 96}), c2(Shape{300, 96});
-  Rng rng(13);
-  rng.fill_uniform(w, -1, 1);
-  rng.fill_uniform(a32, -1, 1);
-  convert_to_bf16(a32, a);
-  Bf16Weight packed(96, 64, true);
-  packed.round_from(w);
-  packed.gemm(a, c1);
-  packed.round_from(w);
-  packed.gemm(a, c2);
   EXPECT_EQ(std::memcmp(c1.f32(), c2.f32(), c1.view().nbytes()), 0);
 }
 

@@ -13,7 +13,7 @@
 // widens both operands to fp32 and runs gemm_ref (double accumulation).
 //
 // Dims: op(A) [m, k] · op(B) [k, n] = C [m, n], rows stored with strides lda, ldb, ldc (in
-// elements); n elements for the conversions; a Bf16Weight W [rows, cols].
+// elements); n elements for the conversions.
 #pragma once
 
 #include <cstdint>
@@ -57,39 +57,5 @@ void gemm_bf16_ref(const GemmShape& s, GemmScale scale, const bf16* a, const bf1
 // Tensor form: a and b are BF16 matrices, c F32; shapes are checked as for gemm().
 void gemm_bf16(Tensor a, bool trans_a, Tensor b, bool trans_b, Tensor c, GemmScale scale = {});
 void gemm_bf16_ref(Tensor a, bool trans_a, Tensor b, bool trans_b, Tensor c, GemmScale scale = {});
-
-// A weight matrix W [rows, cols] (an fp32 master in PyTorch's [out, in] layout) rounded to bf16
-// as the B operand of C = A · Wᵀ (transposed: the forward products x·Wᵀ, B [cols, rows]) or of
-// C = A · W (not transposed: the backward data products dy·W, B [rows, cols]). Where oneDNN's
-// matmul picks one blocked (VNNI) layout for this B at every row count the GEMM cuts A into,
-// the copy is kept in that layout, so no call repacks the weights (oneDNN's matmul reads a plain
-// B into its layout on every call, which at the few dozen to few hundred rows an expert gets
-// costs a fifth to a quarter of the product: docs/benchmarks.md, "bf16"); else it is a plain
-// row-major copy of W run through gemm_bf16. Either way the values are f32_to_bf16(W) and the
-// products equal gemm_bf16's up to fp32 summation order.
-class Bf16Weight {
- public:
-  Bf16Weight() = default;
-  Bf16Weight(int64_t rows, int64_t cols, bool transposed);
-
-  // w F32 [rows, cols] -> this copy (once per step). Allocation-free after the first call on a
-  // thread; safe to call concurrently for different weights.
-  void round_from(Tensor w);
-  // c [m, n] = alpha · a · op(W) + beta · c; a BF16 [m, k] (rows may be a strided view).
-  void gemm(Tensor a, Tensor c, GemmScale scale = {}) const;
-  // The copy back in W's own layout: w16 BF16 [rows, cols] (tests: it must be f32_to_bf16(W)).
-  void unpack(Tensor w16) const;
-
-  bool packed() const { return packed_; }
-  int64_t bytes() const;
-  int64_t rows() const { return rows_; }
-  int64_t cols() const { return cols_; }
-
- private:
-  int64_t rows_ = 0, cols_ = 0;
-  bool transposed_ = false, packed_ = false;
-  int64_t n_block_stride_ = 0;  // > 0: the layout is oneDNN's 16a64b2a, written directly
-  TensorBuffer data_;           // packed: oneDNN's layout; else [rows, cols] row-major
-};
 
 }  // namespace moe

@@ -21,10 +21,8 @@
 // and a = silu(h1) ⊙ h3 is kept from forward, so backward does not recompute it.
 //
 // Precision (SwiGLU experts): fp32, or bf16 compute with fp32 master weights (mixed precision,
-// Micikevicius et al. 2018). In bf16 each forward that has rows rounds W1, W2, W3 to bf16 once
-// into the copies the forward products read, and each backward that computes dx into the copies
-// its data products read (two copies per matrix, in oneDNN's blocked layouts: 6·D·F · 2 bytes,
-// allocated when the precision is set), and runs every
+// Micikevicius et al. 2018). In bf16 each forward that has rows rounds W1, W2, W3 to bf16 once,
+// into copies the expert allocated when the precision was set (3·D·F · 2 bytes), and runs every
 // GEMM on bf16 operands with fp32 accumulation and fp32 outputs (kernels/bf16.h): forward rounds
 // x and a to bf16 (kept for backward, which consumes them as GEMM operands), backward rounds dy,
 // dh1 and dh3. h1, h3, the silu gate and its derivative stay fp32, and the weight gradients
@@ -41,7 +39,6 @@
 #include "moe/core/rng.h"
 #include "moe/core/status.h"
 #include "moe/core/tensor.h"
-#include "moe/kernels/bf16.h"
 #include "moe/kernels/ops.h"
 #include "moe/layers/linear.h"
 #include "moe/layers/swiglu.h"
@@ -136,11 +133,8 @@ class Expert {
   Bf16Forward swiglu_bf16_;   // SwiGLU in bf16: x, a rounded
 
   Precision precision_ = Precision::kF32;
-  // bf16 SwiGLU only: W1, W2, W3 rounded, as the B operand of the forward products (x·W1ᵀ,
-  // x·W3ᵀ, a·W2ᵀ) and of the backward data products (dy·W2, dh1·W1, dh3·W3), each in the
-  // layout oneDNN's matmul reads without repacking (kernels/bf16.h, Bf16Weight).
-  Bf16Weight w1_fwd_, w2_fwd_, w3_fwd_;  // [F, D]ᵀ, [D, F]ᵀ, [F, D]ᵀ
-  Bf16Weight w1_bwd_, w2_bwd_, w3_bwd_;  // [F, D], [D, F], [F, D]
+  TensorBuffer weights_bf16_;           // [3·F·D] bf16 copies of W1, W2, W3 (bf16 SwiGLU only)
+  Tensor w1_bf16_, w2_bf16_, w3_bf16_;  // views: [F, D], [D, F], [F, D]
 };
 
 }  // namespace moe
