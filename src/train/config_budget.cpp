@@ -88,6 +88,32 @@ ExpertConfig dense_block(const MoeBlockConfig& b) {
   return e;
 }
 
+// The bf16 copies a layer computing in bf16 keeps of its SwiGLU matrices (moe/experts.h: W1, W2,
+// W3 rounded once per step, 2 bytes per value; Linear and MLP experts stay fp32): routed and
+// shared experts, or the dense FFN that replaces the layer under model.dense.
+int64_t swiglu_matrices(const ExpertConfig& e, int64_t d) {
+  return e.kind == ExpertKind::kSwiglu ? expert_matrices(e, d) : 0;
+}
+
+int64_t bf16_copy_elements(const ModelConfig& c) {
+  const int64_t d = c.width;
+  int64_t n = 0;
+  for (const MoeBlockConfig& b : c.moe) {
+    if (b.precision != Precision::kBF16) continue;
+    if (c.dense) {
+      n = add(n, swiglu_matrices(dense_block(b), d));
+      continue;
+    }
+    if (!b.expert_list.empty()) {
+      for (const ExpertConfig& e : b.expert_list) n = add(n, swiglu_matrices(e, d));
+    } else {
+      n = add(n, mul(b.n_experts, swiglu_matrices(b.expert, d)));
+    }
+    n = add(n, mul(b.n_shared, swiglu_matrices(b.shared, d)));
+  }
+  return n;
+}
+
 // A config key that sizes weight matrices, and how to shrink it to its least value (1; a count
 // of experts to one expert, so the count is not blamed for its experts' width).
 struct SizeKey {
@@ -168,7 +194,8 @@ int64_t training_weight_bytes(const ModelConfig& config, const OptimizerConfig& 
   int64_t floats = 2;                                      // the value and its gradient
   if (optimizer.kind != OptimizerKind::kSgd) floats += 2;  // Adam's m and v
   if (optimizer.kind == OptimizerKind::kSgd && optimizer.momentum > 0) floats += 1;
-  return mul(mul(floats, 4), model_matrix_elements(config, n_features, n_outputs));
+  return add(mul(mul(floats, 4), model_matrix_elements(config, n_features, n_outputs)),
+             mul(2, bf16_copy_elements(config)));
 }
 
 Status check_training_memory(const ModelConfig& config, const OptimizerConfig& optimizer,

@@ -47,6 +47,32 @@ TEST(ConfigBudget, WeightBytesCountTheGradientAndTheOptimizerState) {
   EXPECT_EQ(training_weight_bytes(m, sgd, kInputs, kOutputs), 12 * weights);
 }
 
+TEST(ConfigBudget, Bf16CountsTheSwigluWeightCopies) {
+  // 4 SwiGLU experts of W1, W3 [16, 16] and W2 [16, 16] plus one shared of F = 8: in bf16 each
+  // matrix also has a 2-byte copy; MLP experts stay fp32 and have none.
+  const std::string swiglu =
+      R"({"moe": {"experts": 4, "k": 2, "expert": {"kind": "swiglu", "hidden": 16},
+          "shared": 1, "shared_expert": {"kind": "swiglu", "hidden": 8}, "precision": "%"}})";
+  auto with = [&](const std::string& precision) {
+    std::string m = swiglu;
+    m.replace(m.find('%'), 1, precision);
+    return model_config(m);
+  };
+  OptimizerConfig adam;
+  const int64_t fp32 = training_weight_bytes(with("fp32"), adam, kInputs, kOutputs);
+  EXPECT_EQ(training_weight_bytes(with("bf16"), adam, kInputs, kOutputs),
+            fp32 + 2 * (4 * 3 * 16 * 16 + 3 * 8 * 16));
+  ModelConfig dense = with("bf16");
+  dense.dense = true;
+  ModelConfig dense32 = with("fp32");
+  dense32.dense = true;
+  EXPECT_GT(training_weight_bytes(dense, adam, kInputs, kOutputs),
+            training_weight_bytes(dense32, adam, kInputs, kOutputs));
+  ModelConfig mlp = model_config(R"({"moe": {"precision": "bf16"}})");
+  EXPECT_EQ(training_weight_bytes(mlp, adam, kInputs, kOutputs),
+            training_weight_bytes(model_config("{}"), adam, kInputs, kOutputs));
+}
+
 TEST(ConfigBudget, AConfigThatFitsPasses) {
   EXPECT_EQ(refusal("{}"), "");
 }

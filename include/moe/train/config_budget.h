@@ -33,8 +33,9 @@ struct MemoryLimit {
 MemoryLimit training_memory_limit();
 
 // The least memory training the model takes: every weight-matrix element with its gradient and
-// the optimizer's state (Adam: two moments, SGD: momentum when μ > 0), 4 bytes each. Activations
-// and vectors come on top, so this is a lower bound.
+// the optimizer's state (Adam: two moments, SGD: momentum when μ > 0), 4 bytes each, plus, for
+// a layer whose model.moe.precision is bf16, the 2-byte bf16 copy of each SwiGLU matrix (routed,
+// shared or the dense FFN). Activations and vectors come on top, so this is a lower bound.
 int64_t training_weight_bytes(const ModelConfig& config, const OptimizerConfig& optimizer,
                               int64_t n_features, int64_t n_outputs);
 
