@@ -15,7 +15,9 @@
 // per-step weight rounding included in the time; experts.h); --precision both runs each layer in
 // fp32 and in bf16, switching the same layer's precision step by step, and gives every bf16 row
 // its speed-up over the fp32 row of the same implementation (vs_fp32, fp32 time / bf16 time).
-// Working memory of a bf16 row includes the bf16 weight copies.
+// Working memory of a bf16 row includes the bf16 weight copies. A forward+backward step starts
+// by clearing the parameter gradients, as a training step does (the backward accumulates into
+// them), so at large E the time includes that pass over the gradient arena.
 //
 // Usage (every flag optional; no flags = the full grid of issue 7 plus the fine-grained case):
 //   bench_moe [--experts 8,64,256] [--topk 1,2] [--tokens 512,2048,8192] [--hidden 2048]
@@ -156,6 +158,7 @@ class Subject {
   virtual ~Subject() = default;
   virtual void forward() = 0;
   virtual void backward() = 0;
+  virtual ParamStore& store() = 0;
   virtual double route_share() const { return 0.0; }
   virtual void print_stages() const {}
   virtual size_t param_bytes() const = 0;
@@ -166,13 +169,14 @@ class Subject {
     return arenas_[index(p)].high_water() + (p == Precision::kBF16 ? bf16_weight_bytes() : 0);
   }
 
-  // One step in precision p; returns its wall time. The arena is reset first, as a training
-  // step does.
+  // One step in precision p; returns its wall time. The arena is reset first and, with a
+  // backward, the gradients cleared, as a training step does.
   double step(bool with_backward, Precision p) {
     set_precision(p);
     arena_ = &arenas_[index(p)];
     arena_->reset();
     const double t0 = omp_get_wtime();
+    if (with_backward) store().zero_grads();
     forward();
     if (with_backward) backward();
     return omp_get_wtime() - t0;
@@ -207,6 +211,7 @@ class MoeSubject : public Subject {
   }
   void forward() override { layer_.forward(x_, y_, /*training=*/true, Rng(4), *arena_); }
   void backward() override { layer_.backward(dy_, dx_, *arena_); }
+  ParamStore& store() override { return store_; }
   void set_precision(Precision p) override { layer_.set_precision(p); }
   size_t bf16_weight_bytes() const override {
     return static_cast<size_t>(layer_.bf16_weight_bytes());
@@ -265,6 +270,7 @@ class DenseSubject : public Subject {
   }
   void forward() override { ffn_.forward(x_, y_, *arena_); }
   void backward() override { ffn_.backward(dy_, dx_, *arena_); }
+  ParamStore& store() override { return store_; }
   void set_precision(Precision p) override { ffn_.set_precision(p); }
   size_t bf16_weight_bytes() const override {
     return static_cast<size_t>(ffn_.bf16_weight_bytes());
