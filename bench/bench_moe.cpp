@@ -15,15 +15,17 @@
 // per-step weight rounding included in the time; experts.h); --precision both runs each layer in
 // fp32 and in bf16, switching the same layer's precision step by step, and gives every bf16 row
 // its speed-up over the fp32 row of the same implementation (vs_fp32, fp32 time / bf16 time).
-// Working memory of a bf16 row includes the bf16 weight copies. A forward+backward step starts
-// by clearing the parameter gradients, as a training step does (the backward accumulates into
-// them), so at large E the time includes that pass over the gradient arena.
+// Working memory of a bf16 row includes the bf16 weight copies. A forward+backward step clears
+// the parameter gradients first and settles them after the backward, as a training step does
+// (ParamStore::clear_grads / settle_grads: the experts' first contributions write their
+// gradients); --eager-zero zeroes every gradient first instead (zero_grads), a pass over the
+// whole gradient arena, which the experts' backward then reads back.
 //
 // Usage (every flag optional; no flags = the full grid of issue 7 plus the fine-grained case):
 //   bench_moe [--experts 8,64,256] [--topk 1,2] [--tokens 512,2048,8192] [--hidden 2048]
 //             [--d-model 512] [--fine | --no-fine | --only-fine] [--modes fwd,fwdbwd]
 //             [--reps 3] [--min-time 0.3] [--threading auto|across|inside] [--no-dense]
-//             [--stages] [--jsonl FILE] [--precision fp32|bf16|both]
+//             [--stages] [--jsonl FILE] [--precision fp32|bf16|both] [--eager-zero]
 // --stages prints the layer's stage times of one more step after each MoE row.
 // One configuration in seconds: bench_moe --experts 64 --topk 2 --tokens 2048 --no-fine
 #include <omp.h>
@@ -63,6 +65,7 @@ struct Options {
   ExpertThreading threading = ExpertThreading::kAuto;
   bool dense = true;
   bool stages = false;
+  bool eager_zero = false;
   std::string jsonl;
   std::vector<Precision> precisions{Precision::kF32};
 };
@@ -129,6 +132,8 @@ Options parse_options(int argc, char** argv) {
       o.stages = true;
     } else if (a == "--no-dense") {
       o.dense = false;
+    } else if (a == "--eager-zero") {
+      o.eager_zero = true;
     } else if (a == "--jsonl") {
       o.jsonl = value();
     } else if (a == "--precision") {
@@ -170,22 +175,27 @@ class Subject {
   }
 
   // One step in precision p; returns its wall time. The arena is reset first and, with a
-  // backward, the gradients cleared, as a training step does.
+  // backward, the gradients cleared before and settled after, as a training step does.
   double step(bool with_backward, Precision p) {
     set_precision(p);
     arena_ = &arenas_[index(p)];
     arena_->reset();
     const double t0 = omp_get_wtime();
-    if (with_backward) store().zero_grads();
+    if (with_backward) eager_zero_ ? store().zero_grads() : store().clear_grads();
     forward();
-    if (with_backward) backward();
+    if (with_backward) {
+      backward();
+      store().settle_grads();
+    }
     return omp_get_wtime() - t0;
   }
+  void set_eager_zero(bool on) { eager_zero_ = on; }
 
  protected:
   static size_t index(Precision p) { return p == Precision::kBF16 ? 1 : 0; }
   Arena arenas_[2];
   Arena* arena_ = &arenas_[0];
+  bool eager_zero_ = false;
 };
 
 TensorBuffer random_rows(int64_t t, int64_t d, uint64_t seed) {
@@ -341,6 +351,8 @@ void run_config(const BenchConfig& c, const Options& o, FILE* jsonl) {
   MoeSubject moe_layer(c, o.d_model, o.threading);
   std::unique_ptr<DenseSubject> dense;
   if (o.dense) dense = std::make_unique<DenseSubject>(c, o.d_model);
+  moe_layer.set_eager_zero(o.eager_zero);
+  if (dense) dense->set_eager_zero(o.eager_zero);
   const double useful_fwd = static_cast<double>(c.t * c.k) * 6.0 * static_cast<double>(o.d_model) *
                             static_cast<double>(c.f);
   const size_t n_prec = o.precisions.size();

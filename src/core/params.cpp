@@ -5,20 +5,52 @@
 namespace moe {
 
 ParamId ParamStore::add(const std::string& name, Shape shape, bool decay) {
-  MOE_CHECK(values_.view().empty(), "ParamStore::add('{}') after finalize", name);
+  MOE_CHECK(!finalized_, "ParamStore::add('{}') after finalize", name);
   MOE_CHECK(!by_name_.count(name), "parameter '{}' declared twice", name);
   const auto id = static_cast<ParamId>(params_.size());
-  params_.push_back({name, shape, total_, decay});
+  params_.push_back({name, shape, 0, decay});
+  stored_after_.push_back(-1);
+  followed_by_.push_back(-1);
   by_name_[name] = id;
-  constexpr int64_t kAlignFloats = 16;  // 64 bytes
-  total_ += (shape.numel() + kAlignFloats - 1) / kAlignFloats * kAlignFloats;
   return id;
 }
 
+ParamId ParamStore::add_after(ParamId prev, const std::string& name, Shape shape, bool decay) {
+  MOE_CHECK(prev >= 0 && prev < size(), "ParamStore::add_after('{}'): parameter id {} of {}", name,
+            prev, size());
+  MOE_CHECK(followed_by_[static_cast<size_t>(prev)] < 0,
+            "ParamStore::add_after('{}'): '{}' is already followed by another parameter", name,
+            info(prev).name);
+  const ParamId id = add(name, shape, decay);
+  stored_after_[static_cast<size_t>(id)] = prev;
+  followed_by_[static_cast<size_t>(prev)] = id;
+  return id;
+}
+
+void ParamStore::defer_zero_grad(ParamId id) {
+  MOE_CHECK(!finalized_, "ParamStore::defer_zero_grad after finalize");
+  MOE_CHECK(id >= 0 && id < size(), "parameter id {} of {}", id, size());
+  params_[static_cast<size_t>(id)].defer_zero = true;
+}
+
 void ParamStore::finalize() {
-  MOE_CHECK(values_.view().empty(), "ParamStore::finalize called twice");
+  MOE_CHECK(!finalized_, "ParamStore::finalize called twice");
+  // Declaration order, each chain of add_after() placed back to back where its head falls.
+  constexpr int64_t kAlignFloats = 16;  // 64 bytes
+  total_ = 0;
+  for (ParamId head = 0; head < size(); ++head) {
+    if (stored_after_[static_cast<size_t>(head)] >= 0) continue;  // placed with its chain
+    for (ParamId id = head; id >= 0; id = followed_by_[static_cast<size_t>(id)]) {
+      ParamInfo& p = params_[static_cast<size_t>(id)];
+      p.offset = total_;
+      total_ += p.shape.numel();
+    }
+    total_ = (total_ + kAlignFloats - 1) / kAlignFloats * kAlignFloats;
+  }
   values_ = TensorBuffer(Shape{total_});
   grads_ = TensorBuffer(Shape{total_});
+  grad_clear_.assign(params_.size(), 0);
+  finalized_ = true;
 }
 
 Tensor ParamStore::value(ParamId id) const {
@@ -33,8 +65,46 @@ Tensor ParamStore::grad(ParamId id) const {
   return Tensor(grads_.f32() + p.offset, p.shape);
 }
 
+Tensor ParamStore::grads() const {
+  MOE_CHECK(!settling_, "ParamStore::grads() between clear_grads() and settle_grads()");
+  return grads_.view();
+}
+
+void ParamStore::zero_grad(const ParamInfo& p) {
+  std::memset(grads_.f32() + p.offset, 0, static_cast<size_t>(p.shape.numel()) * sizeof(float));
+}
+
 void ParamStore::zero_grads() {
   if (total_ > 0) std::memset(grads_.f32(), 0, static_cast<size_t>(total_) * sizeof(float));
+  grad_clear_.assign(params_.size(), 0);
+  settling_ = false;
+}
+
+void ParamStore::clear_grads() {
+  MOE_CHECK(finalized(), "ParamStore::clear_grads before finalize");
+  // Padding between parameters is never written, so it stays zero from finalize().
+  for (size_t i = 0; i < params_.size(); ++i) {
+    grad_clear_[i] = params_[i].defer_zero ? 1 : 0;
+    if (!params_[i].defer_zero) zero_grad(params_[i]);
+  }
+  settling_ = true;
+}
+
+bool ParamStore::claim_grad(ParamId id) const {
+  MOE_CHECK(id >= 0 && id < size(), "parameter id {} of {}", id, size());
+  uint8_t& clear = grad_clear_[static_cast<size_t>(id)];
+  if (clear == 0) return false;
+  clear = 0;
+  return true;
+}
+
+void ParamStore::settle_grads() {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (grad_clear_[i] == 0) continue;
+    zero_grad(params_[i]);
+    grad_clear_[i] = 0;
+  }
+  settling_ = false;
 }
 
 ParamId ParamStore::find(const std::string& name) const {

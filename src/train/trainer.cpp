@@ -489,7 +489,7 @@ Result<TrainResult> Trainer::run() {
     while (s.iterator.next(s.buffers, &batch)) {
       ++step;
       s.arena.reset();
-      store.zero_grads();
+      store.clear_grads();  // = zero_grads(), the SwiGLU experts' zeros deferred (params.h)
       const int64_t global = s.optimizer->step_count();
       const Tensor logits =
           model.forward(batch, /*training=*/true, step_noise.fork(static_cast<uint64_t>(global)),
@@ -506,6 +506,7 @@ Result<TrainResult> Trainer::run() {
       const double aux = model.aux_loss();
       if (!std::isfinite(loss + aux)) return stop_non_finite("loss", loss + aux, epoch, step);
       model.backward(dlogits, s.arena);
+      store.settle_grads();
       const double norm = tc.clip_norm > 0 ? clip_grad_norm(store, tc.clip_norm) : grad_norm(store);
       if (!std::isfinite(norm)) return stop_non_finite("gradient norm", norm, epoch, step);
       s.optimizer->step(schedule.lr_at(global));
