@@ -1,6 +1,7 @@
-// GEMM on MoE expert shapes: oneDNN's dnnl_sgemm, oneDNN's matmul primitive (one primitive per
-// exact shape, cached) and moe::gemm (which picks between the two by layout, see gemm_dnnl.cpp),
-// for the three products of a linear layer:
+// GEMM on MoE expert shapes: oneDNN's dnnl_sgemm, oneDNN's matmul primitive (one primitive for
+// the whole exact shape, from moe's per-thread cache: matmul_exact in
+// src/kernels/cpu/dnnl_matmul.h, an internal header) and moe::gemm (which picks between the two by
+// layout, see gemm_dnnl.cpp), for the three products of a linear layer:
 //   forward          Y[T, F]  = X[T, D] · W[F, D]ᵀ        (N T: m = T, n = F, k = D)
 //   backward data    dX[T, D] = dY[T, F] · W[F, D]        (N N: m = T, n = D, k = F)
 //   backward weights dW[F, D] += dY[T, F]ᵀ · X[T, D]      (T N: m = F, n = D, k = T, beta = 1)
@@ -14,12 +15,11 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
-#include <map>
-#include <tuple>
 #include <vector>
 
 #include <dnnl.hpp>
 
+#include "../src/kernels/cpu/dnnl_matmul.h"
 #include "moe/core/rng.h"
 #include "moe/kernels/gemm.h"
 
@@ -112,56 +112,6 @@ Problem make_problem(Pass pass, int64_t t) {
   return p;
 }
 
-// oneDNN's matmul primitive on plain row-major (possibly transposed) buffers, one primitive per
-// distinct shape and scale, created on first use and reused after.
-class MatmulCache {
- public:
-  MatmulCache() : engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {}
-
-  void run(const GemmShape& s, GemmScale scale, const float* a, const float* b, float* c) {
-    using dt = dnnl::memory::data_type;
-    using dims = dnnl::memory::dims;
-    const auto key = std::make_tuple(s.m, s.n, s.k, s.trans_a, s.trans_b, s.lda, s.ldb, s.ldc,
-                                     scale.alpha, scale.beta);
-    auto it = cache_.find(key);
-    if (it == cache_.end()) {
-      // A transposed operand is the same memory read with swapped strides.
-      const dnnl::memory::desc a_md(dims{s.m, s.k}, dt::f32,
-                                    s.trans_a ? dims{1, s.lda} : dims{s.lda, 1});
-      const dnnl::memory::desc b_md(dims{s.k, s.n}, dt::f32,
-                                    s.trans_b ? dims{1, s.ldb} : dims{s.ldb, 1});
-      const dnnl::memory::desc c_md(dims{s.m, s.n}, dt::f32, dims{s.ldc, 1});
-      dnnl::primitive_attr attr;
-      if (scale.alpha != 1.0f) attr.set_output_scales(0, {scale.alpha});
-      if (scale.beta != 0.0f) {
-        dnnl::post_ops ops;
-        ops.append_sum(scale.beta);
-        attr.set_post_ops(ops);
-      }
-      const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), attr, engine_);
-      it = cache_.emplace(key, Entry{dnnl::matmul(pd), a_md, b_md, c_md}).first;
-    }
-    Entry& e = it->second;
-    dnnl::memory a_mem(e.a_md, engine_, const_cast<float*>(a));
-    dnnl::memory b_mem(e.b_md, engine_, const_cast<float*>(b));
-    dnnl::memory c_mem(e.c_md, engine_, c);
-    e.prim.execute(stream_,
-                   {{DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, b_mem}, {DNNL_ARG_DST, c_mem}});
-    stream_.wait();
-  }
-
- private:
-  struct Entry {
-    dnnl::matmul prim;
-    dnnl::memory::desc a_md, b_md, c_md;
-  };
-  using Key =
-      std::tuple<int64_t, int64_t, int64_t, bool, bool, int64_t, int64_t, int64_t, float, float>;
-  dnnl::engine engine_;
-  dnnl::stream stream_;
-  std::map<Key, Entry> cache_;
-};
-
 // With --benchmark_repetitions, the "min" and "max" aggregates of each column over the
 // repetitions: the least time and the highest GFLOP/s are those of the least disturbed
 // repetition on a shared machine.
@@ -199,7 +149,6 @@ void BM_Gemm(benchmark::State& state) {
   Rng rng(7);
   rng.fill_uniform(a, -1, 1);
   rng.fill_uniform(b, -1, 1);
-  static MatmulCache matmuls;
   for (auto _ : state) {
     switch (impl) {
       case Impl::kSgemm:
@@ -207,7 +156,7 @@ void BM_Gemm(benchmark::State& state) {
                    a.f32(), s.lda, b.f32(), s.ldb, p.scale.beta, c.f32(), s.ldc);
         break;
       case Impl::kMatmul:
-        matmuls.run(s, p.scale, a.f32(), b.f32(), c.f32());
+        matmul_exact(s, p.scale, DType::kF32, a.f32(), b.f32(), c.f32());
         break;
       case Impl::kMoe:
         gemm(s, p.scale, a.f32(), b.f32(), c.f32());

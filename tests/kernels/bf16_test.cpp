@@ -9,6 +9,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernel_testing.h"
 #include "moe/core/rng.h"
 #include "moe/kernels/bf16.h"
 #include "testing/fixtures.h"
@@ -73,32 +74,16 @@ TEST(Bf16, ConversionMatchesReferenceBitForBit) {
   }
 }
 
-struct Case {
-  int64_t m, n, k;
-  bool ta, tb;
-  float alpha, beta;
-};
+using Case = testing::GemmCase;
 
 // Both sides see the same bf16 operands. A product of two bf16 values is exact in fp32 (8 + 8
 // significant bits ≤ 24), so the two differ only by fp32 against double accumulation: the same
 // tolerance as the fp32 GEMM's test.
 void check_against_reference(const Case& c) {
-  Rng rng(c.m * 131 + c.n * 17 + c.k);
-  TensorBuffer a32(c.ta ? Shape{c.k, c.m} : Shape{c.m, c.k});
-  TensorBuffer b32(c.tb ? Shape{c.n, c.k} : Shape{c.k, c.n});
-  TensorBuffer a(a32.shape(), DType::kBF16), b(b32.shape(), DType::kBF16);
-  TensorBuffer fast(Shape{c.m, c.n}), want(Shape{c.m, c.n});
-  rng.fill_uniform(a32, -1, 1);
-  rng.fill_uniform(b32, -1, 1);
-  convert_to_bf16(a32, a);
-  convert_to_bf16(b32, b);
-  rng.fill_uniform(fast, -1, 1);
-  copy(want, fast);
-  gemm_bf16(a, c.ta, b, c.tb, fast, {c.alpha, c.beta});
-  gemm_bf16_ref(a, c.ta, b, c.tb, want, {c.alpha, c.beta});
-  testing::expect_close(fmt::format("gemm_bf16 m={} n={} k={} {}{} a={} b={}", c.m, c.n, c.k,
-                                    c.ta ? 'T' : 'N', c.tb ? 'T' : 'N', c.alpha, c.beta),
-                        fast, want, 1e-4, 1e-4 * std::sqrt(static_cast<double>(c.k) + 1));
+  testing::GemmOperands o = testing::random_operands(c, DType::kBF16);
+  gemm_bf16(o.a, c.ta, o.b, c.tb, o.fast, {c.alpha, c.beta});
+  gemm_bf16_ref(o.a, c.ta, o.b, c.tb, o.want, {c.alpha, c.beta});
+  testing::expect_product_close(c.label("gemm_bf16"), o.fast, o.want, c.k);
 }
 
 TEST(Bf16Gemm, SmallShapesEveryLayout) {
@@ -110,7 +95,9 @@ TEST(Bf16Gemm, SmallShapesEveryLayout) {
 }
 
 // The rows an expert receives: m for the forward products and dx (A not transposed), k for the
-// weight gradients (A transposed), on each side of the 32-row quantum and the 512-row block.
+// weight gradients (A transposed), on each side of the 32-row quantum and the 512-row block with
+// small operands, and with operands large enough (B or C of 32768 values) for one exact last
+// block (dnnl_matmul.h).
 TEST(Bf16Gemm, RowBlocksAtMoeEdgeSizes) {
   for (int64_t rows : {0, 1, 31, 32, 33, 511, 512, 513, 1061}) {
     for (float beta : {0.0f, 1.0f}) {
@@ -121,6 +108,11 @@ TEST(Bf16Gemm, RowBlocksAtMoeEdgeSizes) {
   }
   check_against_reference({97, 40, 70, false, true, -0.5f, 1.0f});
   check_against_reference({40, 24, 545, true, false, 2.0f, 0.5f});
+  for (int64_t rows : {71, 1061}) {
+    check_against_reference({rows, 64, 512, false, true, 1.0f, 0.0f});   // B [64, 512]
+    check_against_reference({rows, 512, 64, false, false, 1.0f, 1.0f});  // B [64, 512]
+    check_against_reference({64, 512, rows, true, false, 1.0f, 1.0f});   // C [64, 512]
+  }
 }
 
 TEST(Bf16Gemm, BetaZeroIgnoresNaNInOutput) {
@@ -134,32 +126,13 @@ TEST(Bf16Gemm, BetaZeroIgnoresNaNInOutput) {
 }
 
 TEST(Bf16Gemm, StridedOperands) {
-  // Views of wider buffers (the packed expert segments are row slices with the full stride).
-  const int64_t m = 70, n = 24, k = 40, pad = 7;
-  Rng rng(5);
-  TensorBuffer a32(Shape{m, k + pad}), b32(Shape{n, k + pad}), c(Shape{m, n + pad});
-  TensorBuffer a(a32.shape(), DType::kBF16), b(b32.shape(), DType::kBF16);
-  rng.fill_uniform(a32, -1, 1);
-  rng.fill_uniform(b32, -1, 1);
-  rng.fill_uniform(c, -1, 1);
-  convert_to_bf16(a32, a);
-  convert_to_bf16(b32, b);
-  TensorBuffer c_ref(c.shape());
-  copy(c_ref, c);
-  const GemmShape s{.m = m,
-                    .n = n,
-                    .k = k,
-                    .trans_a = false,
-                    .trans_b = true,
-                    .lda = k + pad,
-                    .ldb = k + pad,
-                    .ldc = n + pad};
-  gemm_bf16(s, {1.5f, 0.5f}, a.view().data<bf16>(), b.view().data<bf16>(), c.f32());
-  gemm_bf16_ref(s, {1.5f, 0.5f}, a.view().data<bf16>(), b.view().data<bf16>(), c_ref.f32());
-  testing::expect_close("strided bf16 A.Bt", c, c_ref, 1e-4, 1e-4 * std::sqrt(k + 1.0));
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t j = n; j < n + pad; ++j)
-      EXPECT_EQ(c.f32()[i * (n + pad) + j], c_ref.f32()[i * (n + pad) + j]);
+  // The packed expert segments are row slices with the full stride.
+  testing::StridedProduct p = testing::strided_operands(70, 24, 40, 7, DType::kBF16);
+  const bf16* a = p.a.view().data<bf16>();
+  const bf16* b = p.b.view().data<bf16>();
+  gemm_bf16(p.shape, {1.5f, 0.5f}, a, b, p.fast.f32());
+  gemm_bf16_ref(p.shape, {1.5f, 0.5f}, a, b, p.want.f32());
+  testing::expect_strided_close("strided bf16 A.Bt", p);
 }
 
 TEST(Bf16Gemm, CloseToTheFp32ProductWithinBf16Rounding) {

@@ -3,6 +3,7 @@
 
 #include <cstring>
 
+#include "kernel_testing.h"
 #include "moe/core/rng.h"
 #include "moe/kernels/gemm.h"
 #include "testing/fixtures.h"
@@ -10,26 +11,13 @@
 namespace moe {
 namespace {
 
-struct GemmCase {
-  int64_t m, n, k;
-  bool ta, tb;
-  float alpha, beta;
-};
+using testing::GemmCase;
 
 void check_against_reference(const GemmCase& c) {
-  Rng rng(c.m * 131 + c.n * 17 + c.k);
-  TensorBuffer a(c.ta ? Shape{c.k, c.m} : Shape{c.m, c.k});
-  TensorBuffer b(c.tb ? Shape{c.n, c.k} : Shape{c.k, c.n});
-  TensorBuffer fast(Shape{c.m, c.n}), want(Shape{c.m, c.n});
-  rng.fill_uniform(a, -1, 1);
-  rng.fill_uniform(b, -1, 1);
-  rng.fill_uniform(fast, -1, 1);
-  copy(want, fast);
-  gemm(a, c.ta, b, c.tb, fast, {c.alpha, c.beta});
-  gemm_ref(a, c.ta, b, c.tb, want, {c.alpha, c.beta});
-  testing::expect_close(fmt::format("gemm m={} n={} k={} {}{} a={} b={}", c.m, c.n, c.k,
-                                    c.ta ? 'T' : 'N', c.tb ? 'T' : 'N', c.alpha, c.beta),
-                        fast, want, 1e-4, 1e-4 * std::sqrt(static_cast<double>(c.k) + 1));
+  testing::GemmOperands o = testing::random_operands(c, DType::kF32);
+  gemm(o.a, c.ta, o.b, c.tb, o.fast, {c.alpha, c.beta});
+  gemm_ref(o.a, c.ta, o.b, c.tb, o.want, {c.alpha, c.beta});
+  testing::expect_product_close(c.label("gemm"), o.fast, o.want, c.k);
 }
 
 TEST(Gemm, MatchesReferenceAroundSimdWidths) {
@@ -87,30 +75,10 @@ TEST(Gemm, RowBlocksOfTheMatmulPath) {
 }
 
 TEST(Gemm, StridedOperandsOfTheMatmulPath) {
-  // Views of wider buffers: lda, ldb, ldc larger than the columns used.
-  const int64_t m = 70, n = 64, k = 520, pad = 9;
-  Rng rng(5);
-  TensorBuffer a_wide(Shape{m, k + pad}), b_wide(Shape{n, k + pad}), c_wide(Shape{m, n + pad});
-  rng.fill_uniform(a_wide, -1, 1);
-  rng.fill_uniform(b_wide, -1, 1);
-  rng.fill_uniform(c_wide, -1, 1);
-  TensorBuffer c_ref(Shape{m, n + pad});
-  copy(c_ref, c_wide);
-  const GemmShape s{.m = m,
-                    .n = n,
-                    .k = k,
-                    .trans_a = false,
-                    .trans_b = true,
-                    .lda = k + pad,
-                    .ldb = k + pad,
-                    .ldc = n + pad};
-  gemm(s, {1.5f, 0.5f}, a_wide.f32(), b_wide.f32(), c_wide.f32());
-  gemm_ref(s, {1.5f, 0.5f}, a_wide.f32(), b_wide.f32(), c_ref.f32());
-  testing::expect_close("strided A.Bt", c_wide, c_ref, 1e-4, 1e-4 * std::sqrt(k + 1.0));
-  // The padding columns of C are untouched.
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t j = n; j < n + pad; ++j)
-      EXPECT_EQ(c_wide.f32()[i * (n + pad) + j], c_ref.f32()[i * (n + pad) + j]);
+  testing::StridedProduct p = testing::strided_operands(70, 64, 520, 9, DType::kF32);
+  gemm(p.shape, {1.5f, 0.5f}, p.a.f32(), p.b.f32(), p.fast.f32());
+  gemm_ref(p.shape, {1.5f, 0.5f}, p.a.f32(), p.b.f32(), p.want.f32());
+  testing::expect_strided_close("strided A.Bt", p);
 }
 
 TEST(Gemm, RepeatedCallsAreBitIdentical) {

@@ -14,21 +14,21 @@
 #include "moe/kernels/gemm.h"
 #include "moe/kernels/ops.h"
 #include "moe/moe/moe_layer.h"
-#include "moe_layer_testing.h"
+#include "moe_testing.h"
 
 namespace moe {
 namespace {
 
 using testing::expert_config;
-using testing::gate_config;
 using testing::LayerHarness;
-using testing::moe_config;
+using testing::LayerStep;
+using testing::random_rows;
+using testing::swiglu_top_k_config;
 
 MoeConfig bf16_case(Precision p, int64_t n_shared = 0) {
   const int64_t d = 64, e = 4, k = 2, f = 96;
-  GateConfig g = gate_config(GateKind::kTopKSoftmax, d, e, k);
-  g.switch_loss = 0.01f;
-  MoeConfig c = moe_config(d, e, expert_config(ExpertKind::kSwiglu, f), g);
+  MoeConfig c = swiglu_top_k_config(d, e, k, f);
+  c.gate.switch_loss = 0.01f;
   c.shared = repeat_experts(expert_config(ExpertKind::kSwiglu, 32), n_shared);
   c.precision = p;
   return c;
@@ -45,21 +45,6 @@ double relative_error(Tensor a, Tensor b) {
   return ref > 0.0 ? std::sqrt(diff / ref) : std::sqrt(diff);
 }
 
-struct StepResult {
-  TensorBuffer y, dx, grads;
-};
-
-StepResult forward_backward(LayerHarness& h, Tensor x, Tensor dy) {
-  StepResult r{TensorBuffer(x.shape()), TensorBuffer(x.shape()),
-               TensorBuffer(h.store.grads().shape())};
-  h.store.zero_grads();
-  h.arena.reset();
-  h.layer.forward(x, r.y, /*training=*/true, Rng(7), h.arena);
-  h.layer.backward(dy, r.dx, h.arena);
-  copy(r.grads, h.store.grads());
-  return r;
-}
-
 // Tolerance: each GEMM operand is rounded once to bf16 (relative error ≤ 2^-9, 8 significant
 // bits) and every sum is fp32, so a product's error is ~2^-9·√2 of its typical magnitude, and a
 // chain of three GEMMs with the silu gate between (forward) or five (backward, through the
@@ -70,12 +55,10 @@ TEST(MoeLayerBf16, ForwardAndBackwardCloseToFp32) {
   for (int64_t n_shared : {0, 1}) {
     LayerHarness h32(bf16_case(Precision::kF32, n_shared), 5);
     LayerHarness h16(bf16_case(Precision::kBF16, n_shared), 5);
-    const int64_t t = 150;  // segments of ~75 rows: the 32-row quantum and a tail
-    TensorBuffer x(Shape{t, 64}), dy(Shape{t, 64});
-    Rng(1).fill_normal(x, 0.0f, 1.0f);
-    Rng(2).fill_normal(dy, 0.0f, 1.0f);
-    const StepResult a = forward_backward(h32, x, dy);
-    const StepResult b = forward_backward(h16, x, dy);
+    const int64_t t = 150;  // segments of ~75 rows, not a multiple of any SIMD width
+    const TensorBuffer x = random_rows(t, 64, 1), dy = random_rows(t, 64, 2);
+    const LayerStep a = testing::forward_backward(h32, x, dy, /*training=*/true);
+    const LayerStep b = testing::forward_backward(h16, x, dy, /*training=*/true);
     for (int64_t e = 0; e < 4; ++e)  // the router is fp32: the same plan
       ASSERT_EQ(h32.layer.plan().expert_rows(e), h16.layer.plan().expert_rows(e));
     const double tol = std::ldexp(1.0, -5);
@@ -96,15 +79,13 @@ TEST(MoeLayerBf16, ForwardAndBackwardCloseToFp32) {
 
 TEST(MoeLayerBf16, RerunsAreBitIdenticalForEitherThreading) {
   LayerHarness h(bf16_case(Precision::kBF16, 1), 5);
-  TensorBuffer x(Shape{200, 64}), dy(Shape{200, 64});
-  Rng(1).fill_normal(x, 0.0f, 1.0f);
-  Rng(2).fill_normal(dy, 0.0f, 1.0f);
+  const TensorBuffer x = random_rows(200, 64, 1), dy = random_rows(200, 64, 2);
   h.layer.set_expert_threading(ExpertThreading::kAcrossExperts);
-  const StepResult a = forward_backward(h, x, dy);
-  const StepResult b = forward_backward(h, x, dy);
+  const LayerStep a = testing::forward_backward(h, x, dy, /*training=*/true);
+  const LayerStep b = testing::forward_backward(h, x, dy, /*training=*/true);
   h.layer.set_expert_threading(ExpertThreading::kInsideGemm);
-  const StepResult c = forward_backward(h, x, dy);
-  for (const StepResult* r : {&b, &c}) {
+  const LayerStep c = testing::forward_backward(h, x, dy, /*training=*/true);
+  for (const LayerStep* r : {&b, &c}) {
     EXPECT_EQ(std::memcmp(a.y.f32(), r->y.f32(), a.y.view().nbytes()), 0);
     EXPECT_EQ(std::memcmp(a.dx.f32(), r->dx.f32(), a.dx.view().nbytes()), 0);
     EXPECT_EQ(std::memcmp(a.grads.f32(), r->grads.f32(), a.grads.view().nbytes()), 0);
@@ -133,9 +114,9 @@ struct Losses {
 Losses train_tiny(Precision p) {
   LayerHarness h(bf16_case(p), 11);
   const int64_t t = 128, d = 64;
-  TensorBuffer x(Shape{t, d}), target(Shape{t, d}), a(Shape{d, d}), y(Shape{t, d});
+  const TensorBuffer x = random_rows(t, d, 3);
+  TensorBuffer target(Shape{t, d}), a(Shape{d, d}), y(Shape{t, d});
   TensorBuffer dy(Shape{t, d}), dx(Shape{t, d});
-  Rng(3).fill_normal(x, 0.0f, 1.0f);
   Rng(4).fill_normal(a, 0.0f, 0.5f / std::sqrt(static_cast<float>(d)));
   gemm_ref(x, false, a, true, target);
   TensorBuffer noise(Shape{t, d});

@@ -15,7 +15,7 @@
 #include "moe/moe/moe_layer.h"
 #include "moe/moe/moe_stack.h"
 #include "moe/optim/optimizer.h"
-#include "moe_layer_testing.h"
+#include "moe_testing.h"
 #include "testing/fixtures.h"
 
 namespace moe {
@@ -24,26 +24,15 @@ namespace {
 using testing::expert_config;
 using testing::gate_config;
 using testing::LayerHarness;
+using testing::LayerStep;
 using testing::moe_config;
+using testing::random_rows;
+using testing::swiglu_top_k_config;
 
-TensorBuffer random_input(int64_t t, int64_t d, uint64_t seed) {
-  TensorBuffer x(Shape{t, d});
-  Rng(seed).fill_normal(x, 0.0f, 1.0f);
-  return x;
-}
-
-// Runs forward and backward with dy ~ N(0, 1); returns y and dx.
-struct RunResult {
-  TensorBuffer y, dx;
-};
-RunResult run(LayerHarness& h, Tensor x, uint64_t seed = 99) {
-  const int64_t t = x.rows(), d = x.cols();
-  RunResult r{TensorBuffer(Shape{t, d}), TensorBuffer(Shape{t, d})};
-  TensorBuffer dy = random_input(t, d, seed);
-  h.store.zero_grads();
-  h.forward(x, r.y);
-  h.layer.backward(dy, r.dx, h.arena);
-  return r;
+// Forward (inference mode) and backward with dy ~ N(0, 1).
+LayerStep run(LayerHarness& h, Tensor x, uint64_t seed = 99) {
+  return testing::forward_backward(h, x, random_rows(x.rows(), x.cols(), seed),
+                                   /*training=*/false);
 }
 
 TEST(MoeLayer, MatchesPerTokenReferenceForEveryExpertKind) {
@@ -53,16 +42,15 @@ TEST(MoeLayer, MatchesPerTokenReferenceForEveryExpertKind) {
         expert_config(ExpertKind::kMlp, 6, 3, Activation::kRelu, false),
         expert_config(ExpertKind::kSwiglu, 16)}) {
     LayerHarness h(moe_config(d, 4, ec, gate_config(GateKind::kTopKSoftmax, d, 4, 2)), 1);
-    TensorBuffer x = random_input(t, d, 2);
-    const RunResult r = run(h, x);
+    TensorBuffer x = random_rows(t, d, 2);
+    const LayerStep r = run(h, x);
     testing::expect_close(fmt::format("{} expert y", expert_kind_name(ec.kind)), r.y,
                           testing::reference_output(h.layer, x), 1e-5, 1e-6);
   }
 }
 
 TEST(MoeLayer, ParameterNamesAndShapesFollowTheScheme) {
-  MoeConfig c = moe_config(8, 2, expert_config(ExpertKind::kSwiglu, 16),
-                           gate_config(GateKind::kTopKSoftmax, 8, 2, 1));
+  MoeConfig c = swiglu_top_k_config(8, 2, 1, 16);
   c.experts[1] = expert_config(ExpertKind::kMlp, 5, 2);
   c.shared = {expert_config(ExpertKind::kLinear, 0)};
   LayerHarness h(c, 1);
@@ -93,8 +81,8 @@ TEST(MoeLayer, DenseSoftmaxEqualsTopKWithKEqualsE) {
   LayerHarness dense(moe_config(d, e, ec, gate_config(GateKind::kDenseSoftmax, d, e, e)), 3);
   LayerHarness topk(moe_config(d, e, ec, gate_config(GateKind::kTopKSoftmax, d, e, e)), 4);
   topk.copy_params_from(dense.store);
-  TensorBuffer x = random_input(t, d, 5);
-  const RunResult a = run(dense, x), b = run(topk, x);
+  TensorBuffer x = random_rows(t, d, 5);
+  const LayerStep a = run(dense, x), b = run(topk, x);
   testing::expect_close("y", b.y, a.y, 1e-5, 1e-6);
   testing::expect_close("dx", b.dx, a.dx, 1e-5, 1e-6);
   EXPECT_GT(sum_squares(dense.store.grad(dense.store.find("moe.router.w"))), 1e-6);
@@ -109,8 +97,8 @@ TEST(MoeLayer, SingleExpertIsThatExpert) {
   LayerHarness h(moe_config(d, 1, expert_config(ExpertKind::kMlp, 12, 2),
                             gate_config(GateKind::kTopKSoftmax, d, 1, 1)),
                  6);
-  TensorBuffer x = random_input(t, d, 7);
-  const RunResult r = run(h, x);
+  TensorBuffer x = random_rows(t, d, 7);
+  const LayerStep r = run(h, x);
   TensorBuffer want(Shape{t, d});
   Arena arena;
   h.layer.expert(0).forward(x, want, arena);
@@ -121,11 +109,9 @@ TEST(MoeLayer, SingleExpertIsThatExpert) {
 
 TEST(MoeLayer, SingleToken) {
   const int64_t d = 8;
-  LayerHarness h(moe_config(d, 4, expert_config(ExpertKind::kSwiglu, 16),
-                            gate_config(GateKind::kTopKSoftmax, d, 4, 2)),
-                 8);
-  TensorBuffer x = random_input(1, d, 9);
-  const RunResult r = run(h, x);
+  LayerHarness h(swiglu_top_k_config(d, 4, 2, 16), 8);
+  TensorBuffer x = random_rows(1, d, 9);
+  const LayerStep r = run(h, x);
   EXPECT_EQ(h.layer.plan().n_kept(), 2);
   int busy = 0;
   for (int64_t e = 0; e < 4; ++e) busy += h.layer.plan().expert_rows(e) > 0;
@@ -135,15 +121,14 @@ TEST(MoeLayer, SingleToken) {
 
 TEST(MoeLayer, SharedExpertsAddTheirOutputToEveryToken) {
   const int64_t d = 8, t = 9;
-  MoeConfig routed = moe_config(d, 4, expert_config(ExpertKind::kSwiglu, 16),
-                                gate_config(GateKind::kTopKSoftmax, d, 4, 2));
+  MoeConfig routed = swiglu_top_k_config(d, 4, 2, 16);
   MoeConfig with_shared = routed;
   with_shared.shared = {expert_config(ExpertKind::kSwiglu, 16),
                         expert_config(ExpertKind::kMlp, 8, 1, Activation::kSilu)};
   LayerHarness a(routed, 10), b(with_shared, 11);
   b.copy_params_from(a.store);
-  TensorBuffer x = random_input(t, d, 12);
-  const RunResult ra = run(a, x), rb = run(b, x);
+  TensorBuffer x = random_rows(t, d, 12);
+  const LayerStep ra = run(a, x), rb = run(b, x);
   // y_shared − y_routed = S_0(x) + S_1(x), every token.
   TensorBuffer s0(Shape{t, d}), s1(Shape{t, d}), want(Shape{t, d});
   Arena arena;
@@ -169,8 +154,8 @@ TEST(MoeLayer, HeterogeneousExpertsInOneLayer) {
                expert_config(ExpertKind::kMlp, 4, 3, Activation::kTanh),
                expert_config(ExpertKind::kSwiglu, 32)};
   LayerHarness h(c, 13);
-  TensorBuffer x = random_input(t, d, 14);
-  const RunResult r = run(h, x);
+  TensorBuffer x = random_rows(t, d, 14);
+  const LayerStep r = run(h, x);
   for (int64_t e = 0; e < 4; ++e) EXPECT_GT(h.layer.plan().expert_rows(e), 0) << "expert " << e;
   testing::expect_close("heterogeneous y", r.y, testing::reference_output(h.layer, x), 1e-5, 1e-6);
 }
@@ -179,15 +164,11 @@ TEST(MoeLayer, FineGrainedExpertsSpendTheSameComputePerToken) {
   // DeepSeekMoE's fine-grained split: 4 experts of width 32 with K = 1 against 16 experts of
   // width 8 with K = 4. Same active FLOPs per token, more combinations of experts.
   const int64_t d = 8, t = 32;
-  LayerHarness coarse(moe_config(d, 4, expert_config(ExpertKind::kSwiglu, 32),
-                                 gate_config(GateKind::kTopKSoftmax, d, 4, 1)),
-                      15);
-  LayerHarness fine(moe_config(d, 16, expert_config(ExpertKind::kSwiglu, 8),
-                               gate_config(GateKind::kTopKSoftmax, d, 16, 4)),
-                    15);
+  LayerHarness coarse(swiglu_top_k_config(d, 4, 1, 32), 15);
+  LayerHarness fine(swiglu_top_k_config(d, 16, 4, 8), 15);
   EXPECT_EQ(coarse.layer.expert(0).flops_per_row() * 1, fine.layer.expert(0).flops_per_row() * 4);
-  TensorBuffer x = random_input(t, d, 16);
-  const RunResult r = run(fine, x);
+  TensorBuffer x = random_rows(t, d, 16);
+  const LayerStep r = run(fine, x);
   EXPECT_EQ(fine.layer.plan().n_kept(), 4 * t);
   for (int64_t tok = 0; tok < t; ++tok) {  // four distinct experts per token
     std::vector<int> seen(16, 0);
@@ -204,17 +185,13 @@ TEST(MoeLayer, FineGrainedExpertsSpendTheSameComputePerToken) {
 
 TEST(MoeLayer, BitIdenticalReruns) {
   const int64_t d = 8, t = 64;
-  LayerHarness h(moe_config(d, 4, expert_config(ExpertKind::kSwiglu, 16),
-                            gate_config(GateKind::kTopKSoftmax, d, 4, 2)),
-                 17);
-  TensorBuffer x = random_input(t, d, 18);
-  const RunResult a = run(h, x);
-  TensorBuffer grads_a(Shape{h.store.grads().numel()});
-  copy(grads_a, h.store.grads());
-  const RunResult b = run(h, x);
+  LayerHarness h(swiglu_top_k_config(d, 4, 2, 16), 17);
+  TensorBuffer x = random_rows(t, d, 18);
+  const LayerStep a = run(h, x);
+  const LayerStep b = run(h, x);
   EXPECT_EQ(std::memcmp(a.y.f32(), b.y.f32(), a.y.view().nbytes()), 0);
   EXPECT_EQ(std::memcmp(a.dx.f32(), b.dx.f32(), a.dx.view().nbytes()), 0);
-  EXPECT_EQ(std::memcmp(grads_a.f32(), h.store.grads().f32(), grads_a.view().nbytes()), 0);
+  EXPECT_EQ(std::memcmp(a.grads.f32(), b.grads.f32(), a.grads.view().nbytes()), 0);
 }
 
 TEST(MoeLayer, ArenaStopsGrowingAfterTheFirstStep) {
@@ -222,7 +199,7 @@ TEST(MoeLayer, ArenaStopsGrowingAfterTheFirstStep) {
   LayerHarness h(moe_config(d, 4, expert_config(ExpertKind::kMlp, 16, 2),
                             gate_config(GateKind::kTopKSoftmax, d, 4, 2)),
                  19);
-  TensorBuffer x = random_input(t, d, 20);
+  TensorBuffer x = random_rows(t, d, 20);
   run(h, x);
   run(h, x);  // the arena folds its overflow into one block at this reset
   const int overflows = h.arena.overflow_allocations();
@@ -232,8 +209,7 @@ TEST(MoeLayer, ArenaStopsGrowingAfterTheFirstStep) {
 }
 
 TEST(MoeLayer, ConfigValidationNamesTheProblem) {
-  MoeConfig c = moe_config(8, 4, expert_config(ExpertKind::kSwiglu, 16),
-                           gate_config(GateKind::kTopKSoftmax, 8, 4, 2));
+  MoeConfig c = swiglu_top_k_config(8, 4, 2, 16);
   EXPECT_TRUE(validate_moe_config(c).is_ok());
   MoeConfig bad = c;
   bad.gate.n_experts = 3;
@@ -310,8 +286,8 @@ TEST(Hierarchy, SparseTreeMatchesPerTokenReference) {
   LayerHarness h(two_level(top, gate_config(GateKind::kTopKSoftmax, d, 4, 2),
                            expert_config(ExpertKind::kSwiglu, 16)),
                  30);
-  TensorBuffer x = random_input(t, d, 31);
-  const RunResult r = run(h, x);
+  TensorBuffer x = random_rows(t, d, 31);
+  const LayerStep r = run(h, x);
   EXPECT_EQ(h.layer.plan().n_experts, 12);
   EXPECT_EQ(h.layer.plan().n_kept(), 4 * t);  // 2 groups × 2 experts per token
   EXPECT_EQ(h.layer.top_plan().n_experts, 3);
@@ -333,8 +309,8 @@ TEST(Hierarchy, GroupThatReceivesNoTokenIsSkipped) {
   LayerHarness h(two_level(top, gate_config(GateKind::kTopKSoftmax, d, 3, 2),
                            expert_config(ExpertKind::kLinear, 0)),
                  32);
-  TensorBuffer x = random_input(1, d, 33);
-  const RunResult r = run(h, x);
+  TensorBuffer x = random_rows(1, d, 33);
+  const LayerStep r = run(h, x);
   const int64_t chosen = h.layer.top_plan().expert_ids[0];
   EXPECT_EQ(h.layer.plan().n_kept(), 2);
   for (int64_t g = 0; g < 2; ++g) {
@@ -353,8 +329,7 @@ TEST(MoeStack, ResidualPreNormBlocks) {
   // One block: y = x + MoE(RMSNorm(x)); with the gain at 1, RMSNorm(x) = x / rms(x).
   const int64_t d = 8, t = 6;
   MoeStackConfig c;
-  c.layers = {moe_config(d, 4, expert_config(ExpertKind::kSwiglu, 16),
-                         gate_config(GateKind::kTopKSoftmax, d, 4, 2))};
+  c.layers = {swiglu_top_k_config(d, 4, 2, 16)};
   c.layers.push_back(c.layers[0]);
   MoeStack stack(c);
   ParamStore store;
@@ -365,7 +340,7 @@ TEST(MoeStack, ResidualPreNormBlocks) {
   stack.init(rng);
   EXPECT_GE(store.find("blocks.1.moe.experts.3.w2"), 0);
   EXPECT_GE(store.find("blocks.0.norm.gain"), 0);
-  TensorBuffer x = random_input(t, d, 35), y(Shape{t, d}), dy = random_input(t, d, 36),
+  TensorBuffer x = random_rows(t, d, 35), y(Shape{t, d}), dy = random_rows(t, d, 36),
                dx(Shape{t, d});
   Arena arena;
   stack.forward(x, y, false, Rng(1), arena);

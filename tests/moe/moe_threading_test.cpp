@@ -11,16 +11,16 @@
 #include <vector>
 
 #include "moe/core/rng.h"
-#include "moe_layer_testing.h"
+#include "moe_testing.h"
 #include "testing/fixtures.h"
 
 namespace moe {
 namespace {
 
-using testing::expert_config;
-using testing::gate_config;
 using testing::LayerHarness;
-using testing::moe_config;
+using testing::LayerStep;
+using testing::random_rows;
+using testing::swiglu_top_k_config;
 
 struct Outcome {
   std::vector<float> y, dx, grads;
@@ -30,25 +30,20 @@ Outcome run(ExpertThreading threading, int threads, bool check_reference) {
   const int64_t t = 300, d = 512, e = 16, k = 2, f = 64;
   const int saved = omp_get_max_threads();
   omp_set_num_threads(threads);
-  LayerHarness h(moe_config(d, e, expert_config(ExpertKind::kSwiglu, f),
-                            gate_config(GateKind::kTopKSoftmax, d, e, k)),
-                 5);
+  LayerHarness h(swiglu_top_k_config(d, e, k, f), 5);
   h.layer.set_expert_threading(threading);
-  TensorBuffer x(Shape{t, d}), y(Shape{t, d}), dy(Shape{t, d}), dx(Shape{t, d});
-  Rng(6).fill_normal(x, 0.0f, 1.0f);
-  Rng(7).fill_normal(dy, 0.0f, 1.0f);
-  h.forward(x, y, /*training=*/true);
-  h.layer.backward(dy, dx, h.arena);
+  const TensorBuffer x = random_rows(t, d, 6);
+  const LayerStep r = testing::forward_backward(h, x, random_rows(t, d, 7), /*training=*/true);
   // Uneven segments, several experts with many rows and some with few: both schedules matter.
   EXPECT_GT(h.layer.plan().n_kept(), 0);
   if (check_reference)
-    testing::expect_close("y vs per-token reference", y, testing::reference_output(h.layer, x),
+    testing::expect_close("y vs per-token reference", r.y, testing::reference_output(h.layer, x),
                           1e-5, 1e-6);
   omp_set_num_threads(saved);
-  const Tensor g = h.store.grads();
-  return {std::vector<float>(y.f32(), y.f32() + y.numel()),
-          std::vector<float>(dx.f32(), dx.f32() + dx.numel()),
-          std::vector<float>(g.f32(), g.f32() + g.numel())};
+  auto values = [](const TensorBuffer& b) {
+    return std::vector<float>(b.f32(), b.f32() + b.numel());
+  };
+  return {values(r.y), values(r.dx), values(r.grads)};
 }
 
 TEST(MoeLayerThreading, SameBitsWhateverTheScheduleAndThreadCount) {
