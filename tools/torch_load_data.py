@@ -197,6 +197,9 @@ def encode_text(schema, path):
         tokens = tokenize(normalize(r[col], v["lowercase"], v["strip_html"]))
         tokens = [t for t in tokens if t not in stop]
         ids = [index[t] for t in tokens if t in index]
+        if v.get("bigrams", False):
+            pairs = (a + b" " + b for a, b in zip(tokens, tokens[1:]))
+            ids += [index[p] for p in pairs if p in index]
         if buckets > 0:
             ids += [n_words + bigram_bucket(a, b, buckets) for a, b in zip(tokens, tokens[1:])]
         counts = {}

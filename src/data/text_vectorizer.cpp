@@ -25,7 +25,19 @@ Status check_options(const TextOptions& o) {
   if (o.bigram_buckets < 0 || o.bigram_buckets > kMaxBigramBuckets)
     return Status::error("text: bigram_buckets must be in [0, {}], not {}", kMaxBigramBuckets,
                          o.bigram_buckets);
+  if (o.bigrams && o.bigram_buckets > 0)
+    return Status::error(
+        "text: bigrams (vocabulary bigrams) and bigram_buckets {} (hashed bigrams) exclude each "
+        "other; set one",
+        o.bigram_buckets);
   return Status::ok();
+}
+
+// The vocabulary entry of the bigram (a, b): "a b".
+void join_bigram(std::string_view a, std::string_view b, std::string* out) {
+  out->assign(a);
+  out->push_back(' ');
+  out->append(b);
 }
 
 }  // namespace
@@ -62,6 +74,14 @@ void TextVectorizer::document_ids(std::string_view doc, std::string* normalized,
     const int32_t id = word_id(w);
     if (id >= 0) ids->push_back(id);
   }
+  if (bigrams_) {
+    std::string pair;
+    for (size_t i = 1; i < tokens->size(); ++i) {
+      join_bigram((*tokens)[i - 1], (*tokens)[i], &pair);
+      const int32_t id = word_id(pair);
+      if (id >= 0) ids->push_back(id);
+    }
+  }
   if (bigram_buckets_ > 0)
     for (size_t i = 1; i < tokens->size(); ++i)
       ids->push_back(
@@ -79,6 +99,7 @@ Result<TextVectorizer> TextVectorizer::fit(std::span<const std::string_view> doc
   v.sublinear_tf_ = o.sublinear_tf;
   v.min_count_ = o.min_count;
   v.max_vocab_ = o.max_vocab;
+  v.bigrams_ = o.bigrams;
   v.bigram_buckets_ = o.bigram_buckets;
   v.n_docs_ = static_cast<int64_t>(docs.size());
   if (o.builtin_stop_words) v.stop_words_ = builtin_english_stop_words();
@@ -90,25 +111,35 @@ Result<TextVectorizer> TextVectorizer::fit(std::span<const std::string_view> doc
   std::sort(v.stop_words_.begin(), v.stop_words_.end());
   v.stop_words_.erase(std::unique(v.stop_words_.begin(), v.stop_words_.end()), v.stop_words_.end());
 
-  // Document frequencies of words and of bigram buckets.
+  // Document frequencies of words (and vocabulary bigrams) and of bigram buckets.
   std::unordered_map<std::string, int64_t, Hash, std::equal_to<>> df;
+  const auto count = [&df](std::string_view w) {
+    const auto it = df.find(w);
+    if (it == df.end()) {
+      df.emplace(std::string(w), 1);
+    } else {
+      ++it->second;
+    }
+  };
   std::vector<int64_t> bucket_df(static_cast<size_t>(o.bigram_buckets), 0);
   std::string normalized;
   std::vector<std::string_view> tokens;
   std::unordered_set<std::string_view> seen;
+  std::unordered_set<std::string> seen_pairs;
+  std::string pair;
   std::vector<uint32_t> buckets;
   for (std::string_view doc : docs) {
     tokenize(doc, v.tokenizer_, &normalized, &tokens);
     if (!v.stop_words_.empty())
       std::erase_if(tokens, [&v](std::string_view w) { return v.is_stop_word(w); });
     seen.clear();
-    for (std::string_view w : tokens) {
-      if (!seen.insert(w).second) continue;
-      const auto it = df.find(w);
-      if (it == df.end()) {
-        df.emplace(std::string(w), 1);
-      } else {
-        ++it->second;
+    for (std::string_view w : tokens)
+      if (seen.insert(w).second) count(w);
+    if (o.bigrams) {
+      seen_pairs.clear();
+      for (size_t i = 1; i < tokens.size(); ++i) {
+        join_bigram(tokens[i - 1], tokens[i], &pair);
+        if (seen_pairs.insert(pair).second) count(pair);
       }
     }
     if (o.bigram_buckets > 0) {
@@ -180,6 +211,7 @@ json TextVectorizer::to_json() const {
               {"sublinear_tf", sublinear_tf_},
               {"min_count", min_count_},
               {"max_vocab", max_vocab_},
+              {"bigrams", bigrams_},
               {"bigram_buckets", bigram_buckets_},
               {"n_docs", n_docs_},
               {"stop_words", stop_words_},
@@ -197,6 +229,8 @@ Result<TextVectorizer> TextVectorizer::from_json(const json& j, const std::strin
   MOE_TRY(json_field(j, "sublinear_tf", where, &v.sublinear_tf_));
   MOE_TRY(json_field(j, "min_count", where, &v.min_count_));
   MOE_TRY(json_field(j, "max_vocab", where, &v.max_vocab_));
+  // Vocabularies written before vocabulary bigrams existed have no "bigrams": they had none.
+  if (j.contains("bigrams")) MOE_TRY(json_field(j, "bigrams", where, &v.bigrams_));
   MOE_TRY(json_field(j, "bigram_buckets", where, &v.bigram_buckets_));
   MOE_TRY(json_field(j, "n_docs", where, &v.n_docs_));
   MOE_TRY(json_field(j, "stop_words", where, &v.stop_words_));
@@ -207,6 +241,7 @@ Result<TextVectorizer> TextVectorizer::from_json(const json& j, const std::strin
   TextOptions o;
   o.min_count = v.min_count_;
   o.max_vocab = v.max_vocab_;
+  o.bigrams = v.bigrams_;
   o.bigram_buckets = v.bigram_buckets_;
   MOE_TRY(check_options(o).with_context(where));
   if (v.n_docs_ < 1) return Status::error("{}: 'n_docs' must be positive", where);

@@ -61,6 +61,7 @@ void parse_data(Section s, DataConfig* d) {
   text.string("stop_words_file", &d->text.stop_words_file);
   text.integer("min_count", &d->text.min_count, 1, INT64_MAX, "a positive integer");
   text.integer("max_vocab", &d->text.max_vocab, 0, int64_t{1} << 30, "an integer ≥ 0");
+  text.boolean("bigrams", &d->text.bigrams);
   text.integer("bigram_buckets", &d->text.bigram_buckets, 0, int64_t{1} << 30, "an integer ≥ 0");
   text.boolean("sublinear_tf", &d->text.sublinear_tf);
   text.finish();
@@ -137,6 +138,7 @@ json data_to_json(const DataConfig& d) {
                {"stop_words_file", d.text.stop_words_file},
                {"min_count", d.text.min_count},
                {"max_vocab", d.text.max_vocab},
+               {"bigrams", d.text.bigrams},
                {"bigram_buckets", d.text.bigram_buckets},
                {"sublinear_tf", d.text.sublinear_tf}};
   j["idx"] = {{"train_images", d.idx.train_images},

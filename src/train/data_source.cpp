@@ -77,6 +77,7 @@ TextOptions text_options(const DataConfig& c) {
   o.stop_words_file = c.text.stop_words_file;
   o.min_count = c.text.min_count;
   o.max_vocab = c.text.max_vocab;
+  o.bigrams = c.text.bigrams;
   o.bigram_buckets = c.text.bigram_buckets;
   o.sublinear_tf = c.text.sublinear_tf;
   return o;

@@ -160,6 +160,60 @@ TEST(TfIdf, HashedBigramsFollowTheWords) {
   EXPECT_NEAR(norm, 1.0, 1e-6);
 }
 
+TEST(TfIdf, VocabularyBigramsAreCountedAndKeptLikeWords) {
+  TextOptions o;
+  o.bigrams = true;
+  o.min_count = 2;
+  // Document frequencies: food 3, good 3, "good food" 2 (twice in the second document, counted
+  // once); bad, not, "bad food", "food good", "good good" and "not good" 1 each.
+  const std::vector<std::string_view> docs = {"good food", "Good food, good good", "bad food",
+                                              "not good"};
+  Result<TextVectorizer> v = TextVectorizer::fit(docs, o);
+  ASSERT_TRUE(v.is_ok()) << v.status().message();
+  EXPECT_TRUE(v->bigrams());
+  EXPECT_EQ(v->words(), (std::vector<std::string>{"food", "good", "good food"}));
+  EXPECT_EQ(v->doc_freq(), (std::vector<int64_t>{3, 3, 2}));
+  EXPECT_EQ(v->n_features(), 3);
+  std::vector<int32_t> ids;
+  std::vector<float> w;
+  v->transform("so GOOD food", &ids, &w);
+  EXPECT_EQ(ids, (std::vector<int32_t>{0, 1, 2}));
+  // "food good" is no vocabulary entry: only the words count.
+  ids.clear();
+  w.clear();
+  v->transform("food good", &ids, &w);
+  EXPECT_EQ(ids, (std::vector<int32_t>{0, 1}));
+
+  o.bigram_buckets = 8;
+  EXPECT_EQ(TextVectorizer::fit(docs, o).status().message(),
+            "text: bigrams (vocabulary bigrams) and bigram_buckets 8 (hashed bigrams) exclude "
+            "each other; set one");
+}
+
+TEST(TextVectorizer, BigramsRoundTripThroughJsonAndOldFilesHaveNone) {
+  TextOptions o;
+  o.bigrams = true;
+  const std::vector<std::string_view> docs = {"good food", "bad food"};
+  Result<TextVectorizer> v = TextVectorizer::fit(docs, o);
+  ASSERT_TRUE(v.is_ok());
+  nlohmann::json j = v->to_json();
+  Result<TextVectorizer> back = TextVectorizer::from_json(j, "m.json");
+  ASSERT_TRUE(back.is_ok()) << back.status().message();
+  EXPECT_TRUE(back->bigrams());
+  std::vector<int32_t> a_ids, b_ids;
+  std::vector<float> a_w, b_w;
+  v->transform("bad food good food", &a_ids, &a_w);
+  back->transform("bad food good food", &b_ids, &b_w);
+  EXPECT_EQ(a_ids, b_ids);
+  EXPECT_EQ(a_w, b_w);
+  EXPECT_EQ(a_ids.size(), 5u);  // bad, food, good, "bad food", "good food"
+  // A vocabulary written before the key existed had no vocabulary bigrams.
+  j.erase("bigrams");
+  back = TextVectorizer::from_json(j, "m.json");
+  ASSERT_TRUE(back.is_ok()) << back.status().message();
+  EXPECT_FALSE(back->bigrams());
+}
+
 TEST(TextVectorizer, RoundTripsThroughJson) {
   TextOptions o;
   o.bigram_buckets = 16;

@@ -84,6 +84,11 @@ config reg_sigmoid "$table_reg" '{"width": 8, "trunk": {"norm": "layer"}, "moe":
 config text_topk "$text" '{"width": 8, "trunk": {"final_norm": false},
   "moe": {"experts": 4, "k": 2, "gate": {"kind": "topk_softmax", "softmax_after_topk": true},
           "expert": {"kind": "linear"}}}'
+# Text with vocabulary bigrams ("a b" entries) and SwiGLU experts.
+text_vocab='{"format": "text", "train": "'$work'/text.csv", "split": {"validation": 0.2, "seed": 1},
+             "text": {"min_count": 1, "bigrams": true}}'
+config text_bigrams "$text_vocab" '{"width": 8,
+  "moe": {"experts": 4, "k": 2, "expert": {"kind": "swiglu", "hidden": 4}}}'
 # Images: top-k softmax renormalised off, SwiGLU experts.
 config image_topk '{"format": "idx", "idx": {"train_images": "'$work'/images.idx",
   "train_labels": "'$work'/labels.idx", "n_classes": 3}, "split": {"validation": 0.2}}' \
@@ -104,9 +109,9 @@ config dense "$table_class" '{"width": 8, "dense": true,
 config expert_choice "$table_class" '{"width": 8,
   "moe": {"experts": 4, "gate": {"kind": "expert_choice"}, "expert": {"kind": "mlp", "hidden": 4}}}'
 
-for name in class_topk reg_sigmoid text_topk image_topk gates dense expert_choice; do
+for name in class_topk reg_sigmoid text_topk text_bigrams image_topk gates dense expert_choice; do
   data="$work/table.csv"
-  [ "$name" = text_topk ] && data="$work/text.csv"
+  [ "$name" = text_topk ] || [ "$name" = text_bigrams ] && data="$work/text.csv"
   [ "$name" = image_topk ] && data="$work/images.idx"
   if ! "$moe" train "$work/$name.json" >"$work/train.log" 2>&1; then
     fail "$name: moe train: $(tail -n 3 "$work/train.log")"

@@ -17,11 +17,14 @@
 // of apostrophes alone dropped: "Don't stop!!" -> don't, stop;  "'quoted'" -> quoted.
 //
 // Stop words (optional: a built-in English list and/or a file) are removed before bigrams are
-// formed, so a bigram joins two neighbouring kept tokens. Hashed bigrams: bigram (a, b) has id
+// formed, so a bigram joins two neighbouring kept tokens. Bigrams come in two kinds, one or the
+// other. Vocabulary bigrams (`bigrams`): the bigram (a, b) is the vocabulary entry "a b" (tokens
+// never hold a space), counted, kept and ordered exactly like a word, so words and bigrams share
+// min_count and max_vocab (as in a word-and-bigram TF-IDF model). Hashed bigrams: bigram (a, b) has id
 // n_words + FNV-1a-64("a b") mod bigram_buckets (Fowler–Noll–Vo hash, 64-bit offset basis
 // 14695981039346656037, prime 1099511628211): the same on every machine and every run.
 //
-// Vocabulary (training documents only): a word's count is the number of training documents that
+// Vocabulary (training documents only): a word's (or vocabulary bigram's) count is the number of training documents that
 // contain it (document frequency); words with count ≥ min_count are kept, ordered by count
 // descending then bytewise, the first max_vocab (0 = all) taking ids 0, 1, ... in that order.
 // Words outside the vocabulary are dropped when encoding.
@@ -80,7 +83,8 @@ struct TextOptions {
   std::string stop_words_file;  // optional, added to the built-in list when both are set
   int64_t min_count = 1;        // minimum training document frequency of a word
   int64_t max_vocab = 0;        // 0: no limit
-  int64_t bigram_buckets = 0;   // 0: no bigrams
+  bool bigrams = false;         // word bigrams as vocabulary entries "a b"
+  int64_t bigram_buckets = 0;   // hashed bigrams instead; 0: none
   bool sublinear_tf = false;
 };
 
@@ -94,7 +98,9 @@ class TextVectorizer {
 
   int64_t n_words() const { return static_cast<int64_t>(words_.size()); }
   int64_t n_features() const { return n_words() + bigram_buckets_; }  // V
+  // The vocabulary by id; with `bigrams`, entries "a b" are bigrams.
   const std::vector<std::string>& words() const { return words_; }
+  bool bigrams() const { return bigrams_; }
   const std::vector<int64_t>& doc_freq() const { return doc_freq_; }  // [V]
   int64_t n_train_docs() const { return n_docs_; }
   const std::string& text_column() const { return text_column_; }
@@ -125,6 +131,7 @@ class TextVectorizer {
   bool sublinear_tf_ = false;
   int64_t min_count_ = 1;
   int64_t max_vocab_ = 0;
+  bool bigrams_ = false;
   int64_t bigram_buckets_ = 0;
   int64_t n_docs_ = 0;
   std::vector<std::string> stop_words_;  // sorted
