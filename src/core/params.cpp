@@ -5,52 +5,27 @@
 namespace moe {
 
 ParamId ParamStore::add(const std::string& name, Shape shape, bool decay) {
-  MOE_CHECK(!finalized_, "ParamStore::add('{}') after finalize", name);
+  MOE_CHECK(values_.view().empty(), "ParamStore::add('{}') after finalize", name);
   MOE_CHECK(!by_name_.count(name), "parameter '{}' declared twice", name);
   const auto id = static_cast<ParamId>(params_.size());
-  params_.push_back({name, shape, 0, decay});
-  stored_after_.push_back(-1);
-  followed_by_.push_back(-1);
+  params_.push_back({name, shape, total_, decay});
   by_name_[name] = id;
-  return id;
-}
-
-ParamId ParamStore::add_after(ParamId prev, const std::string& name, Shape shape, bool decay) {
-  MOE_CHECK(prev >= 0 && prev < size(), "ParamStore::add_after('{}'): parameter id {} of {}", name,
-            prev, size());
-  MOE_CHECK(followed_by_[static_cast<size_t>(prev)] < 0,
-            "ParamStore::add_after('{}'): '{}' is already followed by another parameter", name,
-            info(prev).name);
-  const ParamId id = add(name, shape, decay);
-  stored_after_[static_cast<size_t>(id)] = prev;
-  followed_by_[static_cast<size_t>(prev)] = id;
+  constexpr int64_t kAlignFloats = 16;  // 64 bytes
+  total_ += (shape.numel() + kAlignFloats - 1) / kAlignFloats * kAlignFloats;
   return id;
 }
 
 void ParamStore::defer_zero_grad(ParamId id) {
-  MOE_CHECK(!finalized_, "ParamStore::defer_zero_grad after finalize");
+  MOE_CHECK(values_.view().empty(), "ParamStore::defer_zero_grad after finalize");
   MOE_CHECK(id >= 0 && id < size(), "parameter id {} of {}", id, size());
   params_[static_cast<size_t>(id)].defer_zero = true;
 }
 
 void ParamStore::finalize() {
-  MOE_CHECK(!finalized_, "ParamStore::finalize called twice");
-  // Declaration order, each chain of add_after() placed back to back where its head falls.
-  constexpr int64_t kAlignFloats = 16;  // 64 bytes
-  total_ = 0;
-  for (ParamId head = 0; head < size(); ++head) {
-    if (stored_after_[static_cast<size_t>(head)] >= 0) continue;  // placed with its chain
-    for (ParamId id = head; id >= 0; id = followed_by_[static_cast<size_t>(id)]) {
-      ParamInfo& p = params_[static_cast<size_t>(id)];
-      p.offset = total_;
-      total_ += p.shape.numel();
-    }
-    total_ = (total_ + kAlignFloats - 1) / kAlignFloats * kAlignFloats;
-  }
+  MOE_CHECK(values_.view().empty(), "ParamStore::finalize called twice");
   values_ = TensorBuffer(Shape{total_});
   grads_ = TensorBuffer(Shape{total_});
   grad_clear_.assign(params_.size(), 0);
-  finalized_ = true;
 }
 
 Tensor ParamStore::value(ParamId id) const {

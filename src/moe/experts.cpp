@@ -2,8 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <algorithm>
-
 #include "moe/kernels/bf16.h"
 #include "moe/kernels/gemm.h"
 #include "moe/kernels/swiglu_act.h"
@@ -99,8 +97,9 @@ void Expert::set_precision(Precision p) {
   const int64_t d = d_model_, f = config_.hidden;
   weights_bf16_ = TensorBuffer(Shape{3 * f * d}, DType::kBF16);  // [3·F·D]
   auto* base = static_cast<bf16*>(weights_bf16_.view().raw());
-  w13_bf16_ = Tensor(base, Shape{2 * f, d}, DType::kBF16);         // [2F, D]
-  w2_bf16_ = Tensor(base + 2 * f * d, Shape{d, f}, DType::kBF16);  // [D, F]
+  w1_bf16_ = Tensor(base, Shape{f, d}, DType::kBF16);              // [F, D]
+  w2_bf16_ = Tensor(base + f * d, Shape{d, f}, DType::kBF16);      // [D, F]
+  w3_bf16_ = Tensor(base + 2 * f * d, Shape{f, d}, DType::kBF16);  // [F, D]
 }
 
 int64_t Expert::bf16_weight_bytes() const {
@@ -128,17 +127,14 @@ void Expert::declare(ParamStore& store, const std::string& prefix) {
       for (int i = 1; i < config_.depth; ++i) add_layer(f, f);
       add_layer(d, f);
       break;
-    case ExpertKind::kSwiglu: {
-      // w1 (gate) [F, D], w2 (down) [D, F], w3 (up) [F, D], as LLaMA and Mixtral name them, in
-      // that order; W3 is stored right after W1, the stacked W13 [2F, D].
-      const ParamId w1 = store.add(prefix + ".w1", Shape{f, d});
-      const ParamId w2 = store.add(prefix + ".w2", Shape{d, f});
-      const ParamId w3 = store.add_after(w1, prefix + ".w3", Shape{f, d});
-      weight_ids_ = {w1, w2, w3};
-      // backward_into writes all three whole (an expert with rows): claim_grad applies.
+    case ExpertKind::kSwiglu:
+      // w1 (gate) [F, D], w2 (down) [D, F], w3 (up) [F, D], as LLaMA and Mixtral name them.
+      weight_ids_.push_back(store.add(prefix + ".w1", Shape{f, d}));
+      weight_ids_.push_back(store.add(prefix + ".w2", Shape{d, f}));
+      weight_ids_.push_back(store.add(prefix + ".w3", Shape{f, d}));
+      // backward_into writes each of them whole when it has rows: claim_grad applies.
       for (const ParamId id : weight_ids_) store.defer_zero_grad(id);
       break;
-    }
   }
 }
 
@@ -150,11 +146,6 @@ void Expert::bind(const ParamStore& store) {
                store.value(weight_ids_[2])};
     swiglu_grads_ = {store.grad(weight_ids_[0]), store.grad(weight_ids_[1]),
                      store.grad(weight_ids_[2])};
-    const int64_t f = config_.hidden;
-    MOE_CHECK(swiglu_.w3.f32() == swiglu_.w1.f32() + f * d_model_,
-              "Expert::bind: w3 is not stored right after w1 (declare() stacks them)");
-    w13_ = Tensor(swiglu_.w1.f32(), Shape{2 * f, d_model_});         // [2F, D]
-    dw13_ = Tensor(swiglu_grads_.w1.f32(), Shape{2 * f, d_model_});  // [2F, D]
     return;
   }
   layers_.clear();
@@ -192,13 +183,12 @@ void Expert::forward(Tensor x, Tensor y, Arena& arena) {
       break;
     case ExpertKind::kSwiglu: {
       const int64_t f = config_.hidden;
-      const Tensor h = arena.alloc(Shape{n, 2 * f});  // [N, 2F]
-      const Tensor a = arena.alloc(Shape{n, f});      // [N, F]
+      const SwigluCache c = SwigluCache::allocate(arena, n, f);
       Bf16Forward bf;
       if (precision_ == Precision::kBF16)
         bf = {arena.alloc(Shape{n, d_model_}, DType::kBF16),  // [N, D]
               arena.alloc(Shape{n, f}, DType::kBF16)};        // [N, F]
-      forward_into(x, y, h, a, bf);
+      forward_into(x, y, c.h1, c.h3, arena.alloc(Shape{n, f}), bf);
       break;
     }
   }
@@ -223,7 +213,8 @@ void Expert::backward(Tensor dy, Tensor dx, Arena& arena) {
       Tensor da = arena.alloc(Shape{n, f});  // [N, F]
       Bf16Backward bf;
       if (precision_ == Precision::kBF16)
-        bf = {arena.alloc(Shape{n, d_model_}, DType::kBF16)};  // [N, D]
+        bf = {arena.alloc(Shape{n, d_model_}, DType::kBF16),  // [N, D]
+              arena.alloc(Shape{n, f}, DType::kBF16)};        // [N, F]
       backward_into(dy, dx, da, bf);
       arena.release(mark);
       break;
@@ -231,34 +222,27 @@ void Expert::backward(Tensor dy, Tensor dx, Arena& arena) {
   }
 }
 
-float Expert::grad_beta(ParamId id) const {
-  return store_->claim_grad(id) ? 0.0f : 1.0f;
+Expert::SwigluGradScales Expert::swiglu_grad_scales() const {
+  auto scale = [this](ParamId id) { return GemmScale{1.0f, store_->claim_grad(id) ? 0.0f : 1.0f}; };
+  return {scale(weight_ids_[0]), scale(weight_ids_[1]), scale(weight_ids_[2])};
 }
 
-float Expert::w13_grad_beta() const {
-  const bool w1_clear = store_->claim_grad(weight_ids_[0]);
-  const bool w3_clear = store_->claim_grad(weight_ids_[2]);
-  if (w1_clear && w3_clear) return 0.0f;
-  // One clear and not the other (someone else wrote one of them): zero the clear one and add.
-  if (w1_clear) std::fill_n(swiglu_grads_.w1.f32(), swiglu_grads_.w1.numel(), 0.0f);
-  if (w3_clear) std::fill_n(swiglu_grads_.w3.f32(), swiglu_grads_.w3.numel(), 0.0f);
-  return 1.0f;
-}
-
-void Expert::forward_into(Tensor x, Tensor y, Tensor h, Tensor a, Bf16Forward bf) {
+void Expert::forward_into(Tensor x, Tensor y, Tensor h1, Tensor h3, Tensor a, Bf16Forward bf) {
   const int64_t n = x.rows(), f = config_.hidden;
-  MOE_CHECK(
-      config_.kind == ExpertKind::kSwiglu && x.cols() == d_model_ && y.cols() == d_model_ &&
-          y.rows() == n && h.rows() == n && h.cols() == 2 * f && a.rows() == n && a.cols() == f,
-      "expert forward_into ({}): x {} y {} h {} a {} for D={} F={}", expert_kind_name(config_.kind),
-      x.shape().str(), y.shape().str(), h.shape().str(), a.shape().str(), d_model_, f);
+  MOE_CHECK(config_.kind == ExpertKind::kSwiglu && x.cols() == d_model_ && y.cols() == d_model_ &&
+                y.rows() == n && h1.rows() == n && h1.cols() == f && h3.shape() == h1.shape() &&
+                a.shape() == h1.shape(),
+            "expert forward_into ({}): x {} y {} h1 {} h3 {} a {} for D={} F={}",
+            expert_kind_name(config_.kind), x.shape().str(), y.shape().str(), h1.shape().str(),
+            h3.shape().str(), a.shape().str(), d_model_, f);
   x_ = x;
-  swiglu_h_ = h;
+  swiglu_cache_ = {h1, h3};
   swiglu_act_ = a;
   if (n == 0) return;
-  if (precision_ == Precision::kBF16) return swiglu_forward_bf16(x, y, h, a, bf);
-  gemm(x, false, w13_, true, h);  // h = x·W13ᵀ: [N, D] · [2F, D]ᵀ, h1 | h3
-  swiglu_act_forward_stacked(n, f, h.f32(), a.f32());
+  if (precision_ == Precision::kBF16) return swiglu_forward_bf16(x, y, h1, h3, a, bf);
+  gemm(x, false, swiglu_.w1, true, h1);  // h1 = x·W1ᵀ: [N, D] · [F, D]ᵀ
+  gemm(x, false, swiglu_.w3, true, h3);  // h3 = x·W3ᵀ
+  swiglu_act_forward(n * f, h1.f32(), h3.f32(), a.f32());
   gemm(a, false, swiglu_.w2, true, y);  // y = a·W2ᵀ: [N, F] · [D, F]ᵀ
 }
 
@@ -271,20 +255,24 @@ void Expert::backward_into(Tensor dy, Tensor dx, Tensor da, Bf16Backward bf) {
             x_.shape().str());
   if (n == 0) return;  // its gradients stay as they are (settle_grads zeroes them if clear)
   if (precision_ == Precision::kBF16) return swiglu_backward_bf16(dy, dx, da, bf);
-  // dW += …, as a write when the gradient is clear this step (grad_beta).
-  const GemmScale dw2{1.0f, grad_beta(weight_ids_[1])};
-  const GemmScale dw13{1.0f, w13_grad_beta()};
-  gemm(dy, true, swiglu_act_, false, swiglu_grads_.w2, dw2);  // dW2 += dyᵀ·a: [D, N] · [N, F]
-  gemm(dy, false, swiglu_.w2, false, da);                     // da = dy·W2: [N, D] · [D, F]
-  // h is spent: it becomes dh = dh1 | dh3 in place.
-  const Tensor dh = swiglu_h_;  // [N, 2F]
-  swiglu_act_backward_stacked(n, f, swiglu_h_.f32(), da.f32(), dh.f32());
-  gemm(dh, true, x_, false, dw13_, dw13);  // dW13 += dhᵀ·x: [2F, N] · [N, D]
+  const GemmScale acc{1.0f, 1.0f};
+  const SwigluGradScales dw = swiglu_grad_scales();  // dW += …, a write when clear
+  Tensor a = swiglu_act_;
+  gemm(dy, true, a, false, swiglu_grads_.w2, dw.w2);  // dW2 += dyᵀ·a: [D, N] · [N, F]
+  gemm(dy, false, swiglu_.w2, false, da);             // da = dy·W2: [N, D] · [D, F]
+  // a is spent: it becomes dh1, and da becomes dh3 in place.
+  Tensor dh1 = a, dh3 = da;
+  swiglu_act_backward(n * f, swiglu_cache_.h1.f32(), swiglu_cache_.h3.f32(), da.f32(), dh1.f32(),
+                      dh3.f32());
+  gemm(dh1, true, x_, false, swiglu_grads_.w1, dw.w1);  // dW1 += dh1ᵀ·x: [F, N] · [N, D]
+  gemm(dh3, true, x_, false, swiglu_grads_.w3, dw.w3);  // dW3 += dh3ᵀ·x
   if (dx.empty()) return;
-  gemm(dh, false, w13_, false, dx);  // dx = dh·W13 = dh1·W1 + dh3·W3: [N, 2F] · [2F, D]
+  gemm(dh1, false, swiglu_.w1, false, dx);       // dx = dh1·W1: [N, F] · [F, D]
+  gemm(dh3, false, swiglu_.w3, false, dx, acc);  //    + dh3·W3
 }
 
-void Expert::swiglu_forward_bf16(Tensor x, Tensor y, Tensor h, Tensor a, Bf16Forward bf) {
+void Expert::swiglu_forward_bf16(Tensor x, Tensor y, Tensor h1, Tensor h3, Tensor a,
+                                 Bf16Forward bf) {
   const int64_t n = x.rows(), f = config_.hidden;
   MOE_CHECK(bf.x.dtype() == DType::kBF16 && bf.x.shape() == x.shape() &&
                 bf.a.dtype() == DType::kBF16 && bf.a.shape() == a.shape(),
@@ -292,34 +280,41 @@ void Expert::swiglu_forward_bf16(Tensor x, Tensor y, Tensor h, Tensor a, Bf16For
             bf.a.shape().str(), x.shape().str(), a.shape().str());
   swiglu_bf16_ = bf;
   // This step's master weights, rounded once; backward reuses the copies.
-  convert_to_bf16(w13_, w13_bf16_);
+  convert_to_bf16(swiglu_.w1, w1_bf16_);
   convert_to_bf16(swiglu_.w2, w2_bf16_);
+  convert_to_bf16(swiglu_.w3, w3_bf16_);
   convert_to_bf16(x, bf.x);
-  gemm_bf16(bf.x, false, w13_bf16_, true, h);  // h = x·W13ᵀ: [N, D] · [2F, D]ᵀ, fp32 out
-  swiglu_act_forward_stacked(n, f, h.f32(), a.f32());  // fp32 gate
+  gemm_bf16(bf.x, false, w1_bf16_, true, h1);  // h1 = x·W1ᵀ: [N, D] · [F, D]ᵀ, fp32 out
+  gemm_bf16(bf.x, false, w3_bf16_, true, h3);  // h3 = x·W3ᵀ
+  swiglu_act_forward(n * f, h1.f32(), h3.f32(), a.f32());  // fp32 gate
   convert_to_bf16(a, bf.a);
   gemm_bf16(bf.a, false, w2_bf16_, true, y);  // y = a·W2ᵀ: [N, F] · [D, F]ᵀ
 }
 
 void Expert::swiglu_backward_bf16(Tensor dy, Tensor dx, Tensor da, Bf16Backward bf) {
   const int64_t n = x_.rows(), f = config_.hidden;
-  MOE_CHECK(bf.dy.dtype() == DType::kBF16 && bf.dy.shape() == dy.shape(),
-            "expert backward_into (bf16): dy16 {} for dy {}", bf.dy.shape().str(),
-            dy.shape().str());
-  const GemmScale dw2{1.0f, grad_beta(weight_ids_[1])};
-  const GemmScale dw13{1.0f, w13_grad_beta()};
+  MOE_CHECK(bf.dy.dtype() == DType::kBF16 && bf.dy.shape() == dy.shape() &&
+                bf.dh3.dtype() == DType::kBF16 && bf.dh3.shape() == da.shape(),
+            "expert backward_into (bf16): dy16 {} dh3_16 {} for dy {} da {}", bf.dy.shape().str(),
+            bf.dh3.shape().str(), dy.shape().str(), da.shape().str());
+  const GemmScale acc{1.0f, 1.0f};
+  const SwigluGradScales dw = swiglu_grad_scales();  // dW += …, a write when clear
   const Tensor x16 = swiglu_bf16_.x, a16 = swiglu_bf16_.a;
   convert_to_bf16(dy, bf.dy);
-  gemm_bf16(bf.dy, true, a16, false, swiglu_grads_.w2, dw2);  // dW2 += dyᵀ·a: [D, N] · [N, F]
-  gemm_bf16(bf.dy, false, w2_bf16_, false, da);               // da = dy·W2: [N, D] · [D, F]
-  // h becomes dh in place (fp32), then da, spent, holds dh rounded: 2·N·F bf16 in its bytes.
-  const Tensor dh = swiglu_h_;  // [N, 2F]
-  swiglu_act_backward_stacked(n, f, swiglu_h_.f32(), da.f32(), dh.f32());
-  const Tensor dh16(da.raw(), Shape{n, 2 * f}, DType::kBF16);  // [N, 2F]
-  convert_to_bf16(dh, dh16);
-  gemm_bf16(dh16, true, x16, false, dw13_, dw13);  // dW13 += dhᵀ·x: [2F, N] · [N, D]
+  gemm_bf16(bf.dy, true, a16, false, swiglu_grads_.w2, dw.w2);  // dW2 += dyᵀ·a: [D, N] · [N, F]
+  gemm_bf16(bf.dy, false, w2_bf16_, false, da);                 // da = dy·W2: [N, D] · [D, F]
+  // The fp32 a is spent (it becomes dh1, da becomes dh3 in place), then a16 holds dh1 rounded.
+  Tensor dh1 = swiglu_act_, dh3 = da;
+  swiglu_act_backward(n * f, swiglu_cache_.h1.f32(), swiglu_cache_.h3.f32(), da.f32(), dh1.f32(),
+                      dh3.f32());
+  const Tensor dh1_16 = a16, dh3_16 = bf.dh3;
+  convert_to_bf16(dh1, dh1_16);
+  convert_to_bf16(dh3, dh3_16);
+  gemm_bf16(dh1_16, true, x16, false, swiglu_grads_.w1, dw.w1);  // dW1 += dh1ᵀ·x: [F, N] · [N, D]
+  gemm_bf16(dh3_16, true, x16, false, swiglu_grads_.w3, dw.w3);  // dW3 += dh3ᵀ·x
   if (dx.empty()) return;
-  gemm_bf16(dh16, false, w13_bf16_, false, dx);  // dx = dh·W13: [N, 2F] · [2F, D]
+  gemm_bf16(dh1_16, false, w1_bf16_, false, dx);       // dx = dh1·W1: [N, F] · [F, D]
+  gemm_bf16(dh3_16, false, w3_bf16_, false, dx, acc);  //    + dh3·W3
 }
 
 void Expert::mlp_forward(Tensor x, Tensor y, Arena& arena) {

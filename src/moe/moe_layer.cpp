@@ -202,10 +202,8 @@ void MoeLayer::experts_forward(Tensor xs, Arena& arena) {
     if (end > begin) {
       expert_order_[static_cast<size_t>(n_ordered_++)] = static_cast<int32_t>(e);
     } else {  // no rows: the expert only records its empty input
-      const int64_t f = experts_[e].config().hidden;
-      experts_[e].forward_into(xs.slice(begin, end), ys_.slice(begin, end),
-                               Tensor(static_cast<float*>(nullptr), Shape{0, 2 * f}),
-                               Tensor(static_cast<float*>(nullptr), Shape{0, f}));
+      const Tensor none(static_cast<float*>(nullptr), Shape{0, experts_[e].config().hidden});
+      experts_[e].forward_into(xs.slice(begin, end), ys_.slice(begin, end), none, none, none);
     }
   }
   // Largest segment first (the order the threads' assignment below is made in).
@@ -215,8 +213,9 @@ void MoeLayer::experts_forward(Tensor xs, Arena& arena) {
               const int64_t ra = offsets[a + 1] - offsets[a], rb = offsets[b + 1] - offsets[b];
               return ra > rb || (ra == rb && a < b);
             });
-  hidden_h_ = arena.alloc(Shape{2 * hidden});  // [2H]
-  hidden_a_ = arena.alloc(Shape{hidden});      // [H]
+  hidden_h1_ = arena.alloc(Shape{hidden});  // [H]
+  hidden_h3_ = arena.alloc(Shape{hidden});  // [H]
+  hidden_a_ = arena.alloc(Shape{hidden});   // [H]
   const bool use_bf16 = config_.precision == Precision::kBF16;
   if (use_bf16) {
     xs_bf16_ = arena.alloc(xs.shape(), DType::kBF16);        // [S_kept, D]
@@ -231,7 +230,7 @@ void MoeLayer::experts_forward(Tensor xs, Arena& arena) {
     if (use_bf16)
       bf = {xs_bf16_.slice(begin, end), Tensor(hidden_a16_.data<bf16>() + off, hs, DType::kBF16)};
     experts_[e].forward_into(xs.slice(begin, end), ys_.slice(begin, end),
-                             Tensor(hidden_h_.f32() + 2 * off, Shape{hs[0], 2 * hs[1]}),
+                             Tensor(hidden_h1_.f32() + off, hs), Tensor(hidden_h3_.f32() + off, hs),
                              Tensor(hidden_a_.f32() + off, hs), bf);
   });
 }
@@ -277,15 +276,20 @@ void MoeLayer::experts_backward(Tensor dys, Tensor dxs, Arena& arena) {
     const int64_t begin = plan_.expert_offsets[e], end = plan_.expert_offsets[e + 1];
     experts_[e].backward(dys.slice(begin, end), dxs.slice(begin, end), arena);
   }
-  Tensor hidden_da = arena.alloc(hidden_a_.shape());  // [H]
+  Tensor hidden_da = arena.alloc(hidden_h1_.shape());  // [H]
   const bool use_bf16 = config_.precision == Precision::kBF16;
-  Tensor dys16;
-  if (use_bf16) dys16 = arena.alloc(dys.shape(), DType::kBF16);  // [S_kept, D]
+  Tensor dys16, hidden_dh3_16;
+  if (use_bf16) {
+    dys16 = arena.alloc(dys.shape(), DType::kBF16);                 // [S_kept, D]
+    hidden_dh3_16 = arena.alloc(hidden_h1_.shape(), DType::kBF16);  // [H]
+  }
   run_segments([&](size_t e) {  // the forward's assignment of segments to threads
     const int64_t begin = plan_.expert_offsets[e], end = plan_.expert_offsets[e + 1];
     const Shape hs{end - begin, experts_[e].config().hidden};
     Expert::Bf16Backward bf;
-    if (use_bf16) bf = {dys16.slice(begin, end)};
+    if (use_bf16)
+      bf = {dys16.slice(begin, end),
+            Tensor(hidden_dh3_16.data<bf16>() + hidden_offsets_[e], hs, DType::kBF16)};
     experts_[e].backward_into(dys.slice(begin, end), dxs.slice(begin, end),
                               Tensor(hidden_da.f32() + hidden_offsets_[e], hs), bf);
   });

@@ -5,12 +5,6 @@
 // Use: add() every parameter (name, shape), finalize() once, then value(id) and grad(id) give
 // views. Names follow the checkpoint scheme ("layers.0.moe.router.w").
 //
-// Layout: finalize() places the parameters in the order they were added, each 64-byte aligned,
-// except that one declared with add_after(prev, …) sits directly after prev with no padding, so
-// that two matrices of the same width read as one stacked matrix: a SwiGLU expert's W1 and W3
-// [F, D] are [W1; W3] [2F, D], one GEMM instead of two. Ids, names and checkpoints do not see
-// the layout.
-//
 // Gradients accumulate (llm.c): every backward adds its contribution, and zero_grads() starts a
 // step from zeros. A training step can skip most of that zeroing: clear_grads() writes zeros only
 // to the gradients of ordinary parameters and marks those declared with defer_zero_grad() as
@@ -37,7 +31,7 @@ using ParamId = int32_t;
 struct ParamInfo {
   std::string name;
   Shape shape;
-  int64_t offset = 0;       // in floats from the start of the arena (set by finalize())
+  int64_t offset = 0;       // in floats from the start of the arena, 64-byte aligned
   bool decay = true;        // weight decay applies (biases and norm gains usually opt out)
   bool defer_zero = false;  // its backward claims the gradient (claim_grad) each step
 };
@@ -45,14 +39,11 @@ struct ParamInfo {
 class ParamStore {
  public:
   ParamId add(const std::string& name, Shape shape, bool decay = true);
-  // As add(), stored directly after `prev` (no padding between them; prev may be followed by
-  // one parameter only). The pair starts 64-byte aligned.
-  ParamId add_after(ParamId prev, const std::string& name, Shape shape, bool decay = true);
   // Before finalize(): this parameter's backward calls claim_grad(id) before it writes the
   // gradient, so clear_grads() may leave its memory untouched.
   void defer_zero_grad(ParamId id);
-  void finalize();  // lays the parameters out and allocates both arenas, zero-filled
-  bool finalized() const { return finalized_ || params_.empty(); }
+  void finalize();  // allocates both arenas, zero-filled
+  bool finalized() const { return !values_.view().empty() || total_ == 0; }
 
   Tensor value(ParamId id) const;
   Tensor grad(ParamId id) const;
@@ -80,11 +71,8 @@ class ParamStore {
   void zero_grad(const ParamInfo& p);
 
   std::vector<ParamInfo> params_;
-  std::vector<ParamId> stored_after_;  // [params] add_after's prev, or -1
-  std::vector<ParamId> followed_by_;   // [params] the parameter stored right after, or -1
   std::unordered_map<std::string, ParamId> by_name_;
   int64_t total_ = 0;
-  bool finalized_ = false;
   bool settling_ = false;  // between clear_grads() and settle_grads()
   TensorBuffer values_;
   TensorBuffer grads_;

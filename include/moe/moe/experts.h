@@ -13,31 +13,26 @@
 // expert of an MoE layer is "<layer>.experts.<e>.w1" and a checkpoint maps one to one. Each
 // expert runs one GEMM per weight matrix on its whole segment; a segment of 0 rows costs nothing.
 //
-// A SwiGLU expert stores W3 directly after W1 in the ParamStore (add_after), so the two are one
-// stacked matrix W13 = [W1; W3] [2F, D] and each pair of products over the same operand is one
-// product: h = x·W13ᵀ [N, 2F] (h1 in columns 0..F-1, h3 in F..2F-1), dW13 += dhᵀ·x and
-// dx = dh·W13. Each output element is the same sum as with two products; the weights and their
-// gradients are streamed once per product instead of twice.
-//
-// Parameter gradients accumulate (+=). A SwiGLU expert's matrices are declared defer_zero_grad:
-// in a training step (ParamStore::clear_grads) its first contribution writes the gradient
-// (GEMM β = 0) instead of adding to zeros, which spares zeroing and re-reading it (params.h).
+// Parameter gradients accumulate (+=). A SwiGLU expert declares its matrices defer_zero_grad: in
+// a training step (ParamStore::clear_grads) its first contribution to each weight gradient
+// writes it (GEMM β = 0) instead of adding to zeros, which spares zeroing and re-reading them
+// (core/params.h); later contributions in the step add as usual.
 //
 // An Expert keeps views of its parameters (bind) and, between forward and backward, a cache of
 // its input and hidden activations in memory from the caller's Arena. A SwiGLU expert can also
 // run on buffers the caller hands it (forward_into / backward_into): nothing is taken from an
 // Arena, so the MoE layer can run several experts at once on different threads, each in its own
-// slice of one packed hidden buffer per step. Its gate is the fused kernels/swiglu_act.h pass
-// (stacked form), and a = silu(h1) ⊙ h3 is kept from forward, so backward does not recompute it.
+// slice of one packed hidden buffer per step. Its gate is the fused kernels/swiglu_act.h pass,
+// and a = silu(h1) ⊙ h3 is kept from forward, so backward does not recompute it.
 //
 // Precision (SwiGLU experts): fp32, or bf16 compute with fp32 master weights (mixed precision,
-// Micikevicius et al. 2018). In bf16 each forward that has rows rounds W13 and W2 to bf16 once,
+// Micikevicius et al. 2018). In bf16 each forward that has rows rounds W1, W2, W3 to bf16 once,
 // into copies the expert allocated when the precision was set (3·D·F · 2 bytes), and runs every
 // GEMM on bf16 operands with fp32 accumulation and fp32 outputs (kernels/bf16.h): forward rounds
-// x and a to bf16 (kept for backward, which consumes them as GEMM operands), backward rounds dy
-// and dh. h, the silu gate and its derivative stay fp32, and the weight gradients accumulate in
-// fp32 into the fp32 gradients the optimizer reads. Linear and MLP experts always compute in
-// fp32.
+// x and a to bf16 (kept for backward, which consumes them as GEMM operands), backward rounds dy,
+// dh1 and dh3. h1, h3, the silu gate and its derivative stay fp32, and the weight gradients
+// accumulate in fp32 into the fp32 gradients the optimizer reads. Linear and MLP experts always
+// compute in fp32.
 #pragma once
 
 #include <cstdint>
@@ -49,6 +44,7 @@
 #include "moe/core/rng.h"
 #include "moe/core/status.h"
 #include "moe/core/tensor.h"
+#include "moe/kernels/gemm.h"
 #include "moe/kernels/ops.h"
 #include "moe/layers/linear.h"
 #include "moe/layers/swiglu.h"
@@ -104,29 +100,32 @@ class Expert {
   // bf16 operands of the SwiGLU GEMMs, in the caller's memory (BF16 tensors; empty in fp32).
   struct Bf16Forward {
     Tensor x;  // [N, D] x rounded; kept until backward returns
-    Tensor a;  // [N, F] a rounded; kept until backward returns
+    Tensor a;  // [N, F] a rounded; kept until backward, which reuses it for dh1
   };
   struct Bf16Backward {
-    Tensor dy;  // [N, D] scratch
+    Tensor dy;   // [N, D] scratch
+    Tensor dh3;  // [N, F] scratch
   };
 
   // SwiGLU experts only. forward_into: x [N, D] -> y [N, D] with the cache in the caller's
-  // h [N, 2F] (h1 then h3 per row) and a [N, F], kept until backward returns. backward_into:
-  // da [N, F] is fp32 scratch (in bf16 its 4·N·F bytes then hold dh rounded, [N, 2F] bf16).
+  // h1, h3, a [N, F] (kept until backward returns). backward_into: da [N, F] is scratch.
   // Neither allocates, and two experts may run them concurrently. backward_into consumes the
-  // cached h (it becomes dh in place): one backward per forward, as in a training step. In
-  // bf16 the Bf16Forward / Bf16Backward buffers are required (for N > 0).
-  void forward_into(Tensor x, Tensor y, Tensor h, Tensor a, Bf16Forward bf = {});
+  // cached a (it becomes dh1): one backward per forward, as in a training step. In bf16 the
+  // Bf16Forward / Bf16Backward buffers are required (for N > 0).
+  void forward_into(Tensor x, Tensor y, Tensor h1, Tensor h3, Tensor a, Bf16Forward bf = {});
   void backward_into(Tensor dy, Tensor dx, Tensor da, Bf16Backward bf = {});
 
  private:
   void mlp_forward(Tensor x, Tensor y, Arena& arena);
   void mlp_backward(Tensor dy, Tensor dx, Arena& arena);
-  void swiglu_forward_bf16(Tensor x, Tensor y, Tensor h, Tensor a, Bf16Forward bf);
+  void swiglu_forward_bf16(Tensor x, Tensor y, Tensor h1, Tensor h3, Tensor a, Bf16Forward bf);
   void swiglu_backward_bf16(Tensor dy, Tensor dx, Tensor da, Bf16Backward bf);
-  // β for a weight gradient's product: 0 if the store says it is clear (claim_grad), else 1.
-  float grad_beta(ParamId id) const;
-  float w13_grad_beta() const;  // the same for the stacked dW13 (W1's and W3's claims)
+  // The scales of the three weight-gradient products dW1, dW2, dW3 (+=): β = 0 for a gradient
+  // the store says is clear (ParamStore::claim_grad), else 1.
+  struct SwigluGradScales {
+    GemmScale w1, w2, w3;
+  };
+  SwigluGradScales swiglu_grad_scales() const;
 
   int64_t d_model_;
   ExpertConfig config_;
@@ -135,21 +134,20 @@ class Expert {
   std::vector<LinearParams> layers_;
   std::vector<LinearGrads> layer_grads_;
   const ParamStore* store_ = nullptr;
-  SwigluParams swiglu_;       // W1 [F, D], W2 [D, F], W3 [F, D]
-  SwigluGrads swiglu_grads_;  // the same, gradients
-  Tensor w13_, dw13_;         // [2F, D] W1 and W3 stacked, and their gradients
+  SwigluParams swiglu_;
+  SwigluGrads swiglu_grads_;
 
   // Cache of the last forward.
   Tensor x_;                  // [N, D]
   std::vector<Tensor> pre_;   // MLP: [N, F] per hidden layer, before the activation
   std::vector<Tensor> post_;  // MLP: [N, F] per hidden layer, after it
-  Tensor swiglu_h_;           // SwiGLU: h = x·W13ᵀ [N, 2F]
+  SwigluCache swiglu_cache_;  // SwiGLU: h1, h3 [N, F]
   Tensor swiglu_act_;         // SwiGLU: a = silu(h1) ⊙ h3 [N, F]
   Bf16Forward swiglu_bf16_;   // SwiGLU in bf16: x, a rounded
 
   Precision precision_ = Precision::kF32;
-  TensorBuffer weights_bf16_;  // [3·F·D] bf16 copies of W13 and W2 (bf16 SwiGLU only)
-  Tensor w13_bf16_, w2_bf16_;  // views: [2F, D], [D, F]
+  TensorBuffer weights_bf16_;           // [3·F·D] bf16 copies of W1, W2, W3 (bf16 SwiGLU only)
+  Tensor w1_bf16_, w2_bf16_, w3_bf16_;  // views: [F, D], [D, F], [F, D]
 };
 
 }  // namespace moe

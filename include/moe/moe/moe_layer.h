@@ -169,10 +169,9 @@ class MoeLayer {
   Tensor ys_;                           // [S_kept, D] expert outputs, sorted by expert
   Tensor group_ids_;  // [S0_kept] int64 token ids of xs_top_'s rows (hierarchical)
   const int64_t* token_ids_ = nullptr;
-  // Packed SwiGLU hidden buffers, H = Σ_e rows_e · F_e: expert e owns [o, o + rows_e · F_e)
-  // of hidden_a_ [H] and [2o, 2o + 2 · rows_e · F_e) of hidden_h_ [2H] (its h1 | h3 rows),
-  // o = hidden_offsets_[e].
-  Tensor hidden_h_, hidden_a_;
+  // Packed SwiGLU hidden buffers [H] with H = Σ_e rows_e · F_e; expert e owns
+  // [hidden_offsets_[e], hidden_offsets_[e] + rows_e · F_e).
+  Tensor hidden_h1_, hidden_h3_, hidden_a_;
   Tensor xs_bf16_;     // [S_kept, D] bf16: the dispatched rows rounded (bf16 only)
   Tensor hidden_a16_;  // [H] bf16: a rounded (bf16 only)
   std::vector<int64_t> hidden_offsets_;  // [E] sized once

@@ -1,7 +1,7 @@
 // Reference fused SwiGLU gate: the formulas of include/moe/kernels/swiglu_act.h in double
 // precision, one element at a time.
 //
-// Dims: N elements · R rows · F hidden width.
+// Dims: N elements.
 #include <cmath>
 
 #include "moe/kernels/swiglu_act.h"
@@ -29,20 +29,6 @@ void swiglu_act_backward(int64_t n, const float* h1, const float* h3, const floa
     dh1[i] = static_cast<float>(d * h3[i] * silu_grad);
     dh3[i] = static_cast<float>(d * g * s);
   }
-}
-
-// Row by row through the flat forms: h1 and h3 of row r are h[r, 0..F) and h[r, F..2F). dh may
-// be h, since the flat form reads h1[i], h3[i] and da[i] before it writes dh1[i] and dh3[i].
-void swiglu_act_forward_stacked(int64_t rows, int64_t f, const float* h, float* a) {
-  for (int64_t r = 0; r < rows; ++r)
-    swiglu_act_forward(f, h + r * 2 * f, h + r * 2 * f + f, a + r * f);
-}
-
-void swiglu_act_backward_stacked(int64_t rows, int64_t f, const float* h, const float* da,
-                                 float* dh) {
-  for (int64_t r = 0; r < rows; ++r)
-    swiglu_act_backward(f, h + r * 2 * f, h + r * 2 * f + f, da + r * f, dh + r * 2 * f,
-                        dh + r * 2 * f + f);
 }
 
 }  // namespace moe::ref
