@@ -57,6 +57,31 @@ void add_plan_row(const RoutingPlan& plan, int64_t t, int64_t row, const float* 
                  plan.dropped.empty() ? nullptr : plan.dropped.data() + b, e - b, probs);
 }
 
+double row_norm(const float* v, int64_t d) {
+  double s = 0.0;
+  for (int64_t i = 0; i < d; ++i) s += static_cast<double>(v[i]) * v[i];
+  return std::sqrt(s);
+}
+
+// Appends ‖w·E(x)‖ / ‖x‖ of each slot of the layer's last forward (its combined plan, in token
+// order, as add_plan_row appends them); -1 for a dropped slot or a zero input row.
+void add_output_ratios(const MoeLayer& layer, LevelRouting* level) {
+  const RoutingPlan& plan = layer.plan();
+  const Tensor x = layer.last_input();       // [T, D]
+  const Tensor ys = layer.expert_outputs();  // [S_kept, D]
+  const int64_t d = x.cols();
+  for (int64_t t = 0; t < plan.n_tokens; ++t) {
+    const double x_norm = row_norm(x.f32() + t * d, d);
+    for (int64_t s = plan.token_offsets[sz(t)]; s < plan.token_offsets[sz(t + 1)]; ++s) {
+      const int32_t p = plan.inv_perm[sz(s)];
+      double ratio = -1.0;
+      if (p >= 0 && x_norm > 0.0)
+        ratio = std::abs(plan.weights[sz(s)]) * row_norm(ys.f32() + p * d, d) / x_norm;
+      level->output_ratio.push_back(static_cast<float>(ratio));
+    }
+  }
+}
+
 // Records every level of every MoE layer of a model, batch after batch, in the evaluation's
 // data order.
 class RoutingRecorder {
@@ -92,7 +117,8 @@ class RoutingRecorder {
       const RoutingPlan& plan = layer.plan();
       const int64_t g_n = layer.n_groups();
       add_plan(plan, g_n == 0 ? layer.gate().router_probs() : Tensor(), rows, nullptr,
-               &levels_[at++]);
+               &levels_[at]);
+      add_output_ratios(layer, &levels_[at++]);
       if (g_n == 0) continue;
       const RoutingPlan& top = layer.top_plan();
       add_plan(top, layer.gate().router_probs(), rows, nullptr, &levels_[at++]);
@@ -423,7 +449,11 @@ LevelStats inspect_level(const LevelRouting& lr, const InspectContext& ctx,
   st.n_rows = r_n;
   st.entropy_max = e_n > 0 ? std::log(static_cast<double>(e_n)) : 0.0;
 
+  MOE_CHECK(lr.output_ratio.empty() || lr.output_ratio.size() == lr.experts.size(),
+            "level routing {} {}: {} output ratios for {} slots", lr.layer, lr.level,
+            lr.output_ratio.size(), lr.experts.size());
   std::vector<double> load(sz(e_n), 0.0), weight(sz(e_n), 0.0);  // [E] kept slots, Σ weights
+  std::vector<double> ratio_sum(sz(e_n), 0.0), ratio_n(sz(e_n), 0.0);  // [E]
   std::vector<int64_t> coact(sz(e_n * e_n), 0);                  // [E, E] rows
   std::vector<std::vector<int64_t>> expert_rows(sz(e_n));        // [E][rows]
   std::vector<double> row_dist(sz(e_n)), dist_sum(sz(e_n), 0.0);
@@ -444,6 +474,10 @@ LevelStats inspect_level(const LevelRouting& lr, const InspectContext& ctx,
       }
       load[sz(e)] += 1.0;
       weight[sz(e)] += lr.weights[sz(s)];
+      if (!lr.output_ratio.empty() && lr.output_ratio[sz(s)] >= 0.0f) {
+        ratio_sum[sz(e)] += lr.output_ratio[sz(s)];
+        ratio_n[sz(e)] += 1.0;
+      }
       row_dist[sz(e)] += std::max(0.0f, lr.weights[sz(s)]);
     }
     kept_experts(lr, r, &kept);
@@ -477,6 +511,16 @@ LevelStats inspect_level(const LevelRouting& lr, const InspectContext& ctx,
   st.entropy_of_mean = entropy(normalized(dist_sum));
   for (int64_t e = 0; e < e_n; ++e)
     if (st.load[sz(e)] < 1.0 / (10.0 * static_cast<double>(e_n))) st.dead.push_back(e);
+  if (!lr.output_ratio.empty()) {
+    st.output_ratio.resize(sz(e_n));
+    for (int64_t e = 0; e < e_n; ++e)
+      st.output_ratio[sz(e)] = ratio_n[sz(e)] > 0 ? ratio_sum[sz(e)] / ratio_n[sz(e)] : 0.0;
+    const double largest = *std::max_element(st.output_ratio.begin(), st.output_ratio.end());
+    for (int64_t e = 0; e < e_n; ++e)
+      if (!std::binary_search(st.dead.begin(), st.dead.end(), e) &&
+          st.output_ratio[sz(e)] < kSilentRatio * largest)
+        st.silent.push_back(e);
+  }
 
   // Collapse (inspect.h): the shares' largest entry, or their effective number of experts
   // exp(H), against the slots a row keeps.

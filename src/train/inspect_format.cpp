@@ -57,6 +57,10 @@ Json level_json(const InspectReport& report, const LevelStats& s) {
   j["entropy_source"] = s.entropy_from_router ? "router" : "kept_weights";
   j["dropped_rate"] = s.dropped_rate;
   j["dead"] = s.dead;
+  if (!s.output_ratio.empty()) {
+    j["output_ratio"] = s.output_ratio;
+    j["silent"] = s.silent;
+  }
   j["collapsed"] = s.collapsed;
   j["coactivation"] = matrix(s.coactivation, e_n, e_n);
   if (!s.class_counts.empty()) {
@@ -110,12 +114,18 @@ std::string level_text(const InspectReport& report, const LevelStats& s) {
   const std::string title = s.level.empty() ? s.layer : s.layer + " [" + s.level + "]";
   out += fmt::format("{}  {}, {} experts, k {}, {} rows\n", title, s.gate, e_n,
                      s.k > 0 ? std::to_string(s.k) : "variable", s.n_rows);
-  std::string dead;
-  for (int64_t e : s.dead) dead += fmt::format("{}{}", dead.empty() ? "" : " ", e);
+  const auto list = [](const std::vector<int64_t>& experts) {
+    std::string text;
+    for (int64_t e : experts) text += fmt::format("{}{}", text.empty() ? "" : " ", e);
+    return text.empty() ? std::string("none") : text;
+  };
+  const bool outputs = !s.output_ratio.empty();
   out += fmt::format(
-      "  load CV {}  importance CV {}  max/mean load {}  dropped {:.1f}%  dead {}  collapsed {}\n",
+      "  load CV {}  importance CV {}  max/mean load {}  dropped {:.1f}%  dead {}{}  collapsed "
+      "{}\n",
       num(s.cv_load, 2), num(s.cv_importance, 2), num(s.max_over_mean_load, 2),
-      100 * s.dropped_rate, dead.empty() ? "none" : dead, s.collapsed ? "YES" : "no");
+      100 * s.dropped_rate, list(s.dead), outputs ? "  silent " + list(s.silent) : "",
+      s.collapsed ? "YES" : "no");
   out += fmt::format("  gate entropy (nats, max {}): per row {}, of the mean {}{}\n",
                      num(s.entropy_max), num(s.entropy_mean), num(s.entropy_of_mean),
                      s.entropy_from_router ? "" : " (from the kept weights)");
@@ -129,11 +139,13 @@ std::string level_text(const InspectReport& report, const LevelStats& s) {
   const int64_t c_n = static_cast<int64_t>(s.class_counts.size()) / std::max<int64_t>(e_n, 1);
   const int64_t y_n = static_cast<int64_t>(s.target_mean.size()) / std::max<int64_t>(e_n, 1);
   out += "  expert    load  importance";
+  if (outputs) out += "  output";
   if (c_n > 0) out += "  rows by class (largest shares of the expert's rows)";
   if (y_n > 0) out += "  target mean ± std";
   out += "\n";
   for (int64_t e = 0; e < e_n; ++e) {
     out += fmt::format("  {:>6}  {:5.1f}%  {:10.3f}", e, 100 * s.load[sz(e)], s.importance[sz(e)]);
+    if (outputs) out += fmt::format("  {:6.3f}", s.output_ratio[sz(e)]);
     if (c_n > 0) {
       std::vector<std::pair<int64_t, int64_t>> by_count;  // (rows, class)
       int64_t rows = 0;
@@ -217,15 +229,24 @@ nlohmann::ordered_json inspect_to_json(const InspectReport& report) {
 std::string inspect_to_text(const InspectReport& report) {
   std::string out = fmt::format("{}: {} rows, {}, {} input\n", report.path, report.n_rows,
                                 task_kind_name(report.labels.task), input_kind_name(report.input));
-  int64_t collapsed = 0;
+  int64_t collapsed = 0, silent = 0, experts = 0;
   for (const LevelStats& s : report.levels) {
     out += '\n';
     out += level_text(report, s);
     collapsed += s.collapsed;
+    if (!s.output_ratio.empty()) {
+      silent += static_cast<int64_t>(s.silent.size());
+      experts += s.n_experts;
+    }
   }
   if (collapsed > 0)
     out +=
         fmt::format("\nwarning: {} routing level(s) collapsed (see docs/inspect.md)\n", collapsed);
+  if (silent > 0)
+    out += fmt::format(
+        "\nnote: {} of {} experts are silent: routed to, but what they return is under {}% of "
+        "the largest expert's output (see docs/inspect.md)\n",
+        silent, experts, 100 * kSilentRatio);
   return out;
 }
 

@@ -129,6 +129,23 @@ TEST(InspectLevel, HandMadeRoutingMatchesHandComputedValues) {
   EXPECT_NEAR(s.mutual_information_max, std::min(std::log(2.0), h_e), 1e-12);
 }
 
+TEST(InspectLevel, OutputRatiosPerExpertAndSilentExperts) {
+  // Slots in row order: (0, 1), (0, 2), (1, 2 dropped), (1, 0). Expert 2's kept slot returns
+  // nothing; the dropped slot and a zero input row (-1) are left out of the means.
+  LevelRouting r = hand_routing(3, {{{0, 0.6f}, {1, 0.4f}},
+                                    {{0, 0.7f}, {2, 0.3f}},
+                                    {{1, 0.5f}, {2, 0.5f, true}},
+                                    {{1, 0.8f}, {0, 0.2f}}});
+  EXPECT_TRUE(inspect_level(r, InspectContext(), InspectOptions()).output_ratio.empty());
+  r.output_ratio = {0.5f, 0.2f, 0.3f, 0.0f, -1.0f, -1.0f, 0.4f, 0.1f};
+  const LevelStats s = inspect_level(r, InspectContext(), InspectOptions());
+  ASSERT_EQ(s.output_ratio.size(), 3u);
+  EXPECT_NEAR(s.output_ratio[0], (0.5 + 0.3 + 0.1) / 3, 1e-6);
+  EXPECT_NEAR(s.output_ratio[1], (0.2 + 0.4) / 2, 1e-6);
+  EXPECT_EQ(s.output_ratio[2], 0.0);
+  EXPECT_EQ(s.silent, (std::vector<int64_t>{2}));
+}
+
 TEST(InspectLevel, RouterProbabilitiesGiveTheEntropies) {
   LevelRouting r = hand_routing(2, {});
   const int32_t e0 = 0, e1 = 1;
@@ -366,6 +383,28 @@ TEST(InspectModel, RouterMatchingTheClustersFindsTheSpecialisation) {
   EXPECT_NE(inspect_to_text(*r).find("collapsed no"), std::string::npos);
 }
 
+TEST(InspectModel, ExpertWithZeroWeightsIsSilent) {
+  const Dataset data = clustered(120);
+  std::unique_ptr<Model> model = clustered_model(0);
+  ASSERT_NE(model, nullptr);
+  set_router(*model, "blocks.0.moe.router.w", {5, 0, 0, 0, 0, 5, 0, 0, 0, 0, 5, 0, 0, 0, 0, 5});
+  for (const NamedTensor& p : model->named_parameters())
+    if (p.name.starts_with("blocks.0.moe.experts.2."))
+      for (int64_t i = 0; i < p.tensor.numel(); ++i) p.tensor.at(i) = 0.0f;
+  Result<InspectReport> r = inspect_model(*model, clustered_context(data), InspectOptions());
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  const LevelStats& s = r->levels[0];
+  ASSERT_EQ(s.output_ratio.size(), 4u);
+  EXPECT_EQ(s.output_ratio[2], 0.0);
+  for (int e : {0, 1, 3}) EXPECT_GT(s.output_ratio[static_cast<size_t>(e)], 0.01) << e;
+  EXPECT_TRUE(s.dead.empty());
+  EXPECT_EQ(s.silent, (std::vector<int64_t>{2}));
+  const std::string text = inspect_to_text(*r);
+  EXPECT_NE(text.find("silent 2"), std::string::npos) << text;
+  EXPECT_NE(text.find("note: 1 of 4 experts are silent"), std::string::npos) << text;
+  EXPECT_EQ(inspect_to_json(*r)["layers"][0]["silent"], nlohmann::json::array({2}));
+}
+
 TEST(InspectModel, RouterSendingEverythingToOneExpertIsCollapsed) {
   const Dataset data = clustered(120);
   std::unique_ptr<Model> model = clustered_model(0);
@@ -398,6 +437,8 @@ TEST(InspectModel, HierarchyHasOneEntryPerLevel) {
   for (size_t i = 0; i < 4; ++i) EXPECT_EQ(r->levels[i].level, levels[i]);
   const LevelStats& all = r->levels[0];
   EXPECT_EQ(all.n_experts, 4);
+  EXPECT_EQ(all.output_ratio.size(), 4u);  // the combined level's experts are the layer's
+  for (size_t i = 1; i < 4; ++i) EXPECT_TRUE(r->levels[i].output_ratio.empty()) << i;
   EXPECT_FALSE(all.entropy_from_router);  // the combined routing has no router of its own
   EXPECT_NEAR(all.mutual_information, std::log(4.0), 1e-9);
   const LevelStats& top = r->levels[1];

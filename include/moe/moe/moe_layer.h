@@ -118,6 +118,10 @@ class MoeLayer {
   const RoutingPlan& plan() const { return plan_; }
   // The top gate's plan over groups (hierarchical), else the same as plan().
   const RoutingPlan& top_plan() const { return n_groups() > 0 ? top_plan_ : plan_; }
+  // The last forward's input x [T, D] and its experts' outputs ys [S_kept, D] (the kept slots in
+  // plan()'s expert order, before the combine weights).
+  Tensor last_input() const { return x_; }
+  Tensor expert_outputs() const { return ys_; }
   // Unweighted auxiliary losses of the last forward, summed over every gate.
   const AuxLosses& aux() const { return aux_; }
   // Σ over gates of coefficient · loss: the layer's term in the training loss, whose gradient

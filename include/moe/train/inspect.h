@@ -20,6 +20,11 @@
 //   entropy_mean    mean_r H(p_r); entropy_of_mean: H(mean_r p_r); nats, at most ln E
 //   dropped_rate    dropped slots / all slots
 //   dead            experts with load_e < 1/(10E)
+//   output_ratio_e  mean over e's kept slots s of ‖w_s · E_e(x_t)‖ / ‖x_t‖, x_t the layer input
+//                   of the slot's row (rows with x_t = 0 left out): how much the expert adds to
+//                   the rows it receives (the combined level "" of a layer only)
+//   silent          experts with load_e ≥ 1/(10E) (not dead) and output_ratio_e below
+//                   kSilentRatio times the largest: routed to, adding nothing
 //   collapsed       see kCollapseShare below
 //   coactivation    [i][j]: share of rows with a kept slot on both i and j ([i][i]: on i)
 //   class_expert    counts[c][e]: rows of class c with a kept slot on e; shares: each class row
@@ -52,6 +57,9 @@ namespace moe {
 // construction (then the reference is one slot).
 inline constexpr double kCollapseShare = 0.9;
 inline constexpr double kCollapseSlack = 0.5;
+// An expert whose weights have decayed to near zero still receives rows and still shows a load;
+// only the size of what it returns reveals it.
+inline constexpr double kSilentRatio = 0.01;
 
 // One level's routing of the rows it saw, and its router's probabilities summed over them.
 struct LevelRouting {
@@ -65,6 +73,8 @@ struct LevelRouting {
   std::vector<int32_t> experts;  // [S]
   std::vector<float> weights;    // [S]
   std::vector<uint8_t> dropped;  // [S] 1: dropped by capacity
+  // [S] ‖w·E(x)‖ / ‖x‖ per slot (negative: dropped, or x = 0); empty when not recorded.
+  std::vector<float> output_ratio;
   // From the router (false: hash routing, a hierarchy's combined level, or a hand-made routing:
   // entropies then come from each row's kept weights, normalised).
   bool has_probs = false;
@@ -120,6 +130,8 @@ struct LevelStats {
   bool entropy_from_router = false;  // false: from the kept weights
   double dropped_rate = 0.0;
   std::vector<int64_t> dead;
+  std::vector<double> output_ratio;  // [E] (empty: not recorded for this level)
+  std::vector<int64_t> silent;
   bool collapsed = false;
   std::vector<double> coactivation;  // [E, E]
   // Classification (empty without labels).
