@@ -202,12 +202,14 @@ InspectLayer parse_layer(const json& l, const std::string& path, const InspectDa
   layer.entropy_of_mean = number_field(l, "entropy_of_mean", path);
   layer.entropy_max = number_field(l, "entropy_max", path);
   layer.dropped_rate = number_field(l, "dropped_rate", path);
-  if (const json* dead = array_field(l, "dead", path)) {
-    for (size_t i = 0; i < dead->size(); ++i) {
-      const json& d = (*dead)[i];
+  for (const auto& [key, ids] : {std::pair{"dead", &layer.dead}, {"silent", &layer.silent}}) {
+    const json* list = array_field(l, key, path);
+    if (list == nullptr) continue;
+    for (size_t i = 0; i < list->size(); ++i) {
+      const json& d = (*list)[i];
       if (!d.is_number_integer() || d.get<int64_t>() < 0 || d.get<int64_t>() >= e)
-        bad(index_path(join_path(path, "dead"), i), "expected an expert id");
-      layer.dead.push_back(d.get<int64_t>());
+        bad(index_path(join_path(path, key), i), "expected an expert id");
+      ids->push_back(d.get<int64_t>());
     }
   }
   if (const auto it = l.find("collapsed"); it != l.end() && !it->is_null()) {

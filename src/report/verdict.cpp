@@ -27,6 +27,7 @@ struct LayerView {
   int64_t k = 1;
   size_t n_experts = 0;  // E
   LoadAssessment load;
+  std::vector<int64_t> silent;  // from inspect.json
   double mi = NAN;
   double mi_max = NAN;
   double entropy_mean = NAN;  // mean per-row gate entropy (nats)
@@ -64,6 +65,7 @@ std::vector<LayerView> layer_views(const RunData& run) {
       v.n_experts = l.load.size();
       v.load = assess_load(l.load, v.k, l.collapsed);
       if (!l.dead.empty()) v.load.dead = l.dead;
+      v.silent = l.silent;
       v.mi = l.mutual_information;
       v.mi_max = l.mutual_information_max;
       v.entropy_mean = l.entropy_mean;
@@ -113,6 +115,15 @@ std::string layer_sentence(const LayerView& v) {
   } else {
     s += fmt::format("; {} dead expert{} ({}) receive{} under 1/(10E) of the slots.", a.dead.size(),
                      a.dead.size() == 1 ? "" : "s", id_list(a.dead), a.dead.size() == 1 ? "s" : "");
+  }
+  if (!v.silent.empty()) {
+    const bool one = v.silent.size() == 1;
+    s += fmt::format(
+        " {} of its experts ({}) {} silent: {} rows but {} under 1% of the largest expert's "
+        "output (weights decayed to zero, typically), so the layer is narrower than its load "
+        "suggests.",
+        v.silent.size(), id_list(v.silent), one ? "is" : "are", one ? "it receives" : "they receive",
+        one ? "returns" : "return");
   }
   return s;
 }

@@ -143,6 +143,12 @@ TEST(Report, VerdictReadsTheNumbers) {
   EXPECT_NE(v.find("Routing is collapsed"), std::string::npos) << v;
   EXPECT_NE(v.find("about 2.0 effective experts of its 4"), std::string::npos) << v;
   EXPECT_NE(v.find("2 dead experts (2, 3)"), std::string::npos) << v;
+  EXPECT_EQ(v.find("silent"), std::string::npos) << v;
+  run->inspect->layers[0].silent = {1};
+  v = verdict_text(*run);
+  EXPECT_NE(v.find("1 of its experts (1) is silent: it receives rows but returns under 1%"),
+            std::string::npos)
+      << v;
 
   EXPECT_EQ(v.find("undecided"), std::string::npos) << v;  // 0.9 of ln 4 = 1.386: neither
   EXPECT_EQ(v.find("is confident"), std::string::npos) << v;

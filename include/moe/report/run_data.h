@@ -67,6 +67,7 @@ struct InspectLayer {
   double entropy_max = 0.0;
   double dropped_rate = 0.0;
   std::vector<int64_t> dead;
+  std::vector<int64_t> silent;                    // routed to, returning almost nothing
   std::optional<bool> collapsed;                  // the inspector's own flag
   std::vector<std::vector<double>> coactivation;  // [E][E] or empty
   std::vector<std::vector<double>> class_counts;  // [C][E] or empty
