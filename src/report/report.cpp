@@ -241,9 +241,16 @@ void layer_stats(Out out, const InspectLayer& l, const LoadAssessment& a) {
                        format_number(l.entropy_of_mean), format_number(l.entropy_max)),
            "nats: per-row confidence / spread of the average choice / ln E");
   stat_row(out, "dropped slots", format_number(l.dropped_rate), "share lost to capacity limits");
-  std::string dead;
-  for (size_t i = 0; i < a.dead.size(); ++i) dead += (i ? ", " : "") + std::to_string(a.dead[i]);
-  stat_row(out, "dead experts", dead.empty() ? "none" : dead, "load under 1/(10E)");
+  const auto id_list = [](const std::vector<int64_t>& ids) {
+    std::string s;
+    for (size_t i = 0; i < ids.size(); ++i) s += (i ? ", " : "") + std::to_string(ids[i]);
+    return s.empty() ? std::string("none") : s;
+  };
+  stat_row(out, "dead experts", id_list(a.dead), "load under 1/(10E)");
+  // Only inspect.json files that carry output ratios say which experts are silent.
+  if (!l.silent.empty())
+    stat_row(out, "silent experts", id_list(l.silent),
+             "routed to, returning under 1% of the largest expert's output");
   if (std::isfinite(l.mutual_information)) {
     stat_row(out, "mutual information",
              fmt::format("{} of {} nats", format_number(l.mutual_information),

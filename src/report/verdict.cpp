@@ -122,8 +122,8 @@ std::string layer_sentence(const LayerView& v) {
         " {} of its experts ({}) {} silent: {} rows but {} under 1% of the largest expert's "
         "output (weights decayed to zero, typically), so the layer is narrower than its load "
         "suggests.",
-        v.silent.size(), id_list(v.silent), one ? "is" : "are", one ? "it receives" : "they receive",
-        one ? "returns" : "return");
+        v.silent.size(), id_list(v.silent), one ? "is" : "are",
+        one ? "it receives" : "they receive", one ? "returns" : "return");
   }
   return s;
 }

@@ -452,10 +452,10 @@ LevelStats inspect_level(const LevelRouting& lr, const InspectContext& ctx,
   MOE_CHECK(lr.output_ratio.empty() || lr.output_ratio.size() == lr.experts.size(),
             "level routing {} {}: {} output ratios for {} slots", lr.layer, lr.level,
             lr.output_ratio.size(), lr.experts.size());
-  std::vector<double> load(sz(e_n), 0.0), weight(sz(e_n), 0.0);  // [E] kept slots, Σ weights
+  std::vector<double> load(sz(e_n), 0.0), weight(sz(e_n), 0.0);        // [E] kept slots, Σ weights
   std::vector<double> ratio_sum(sz(e_n), 0.0), ratio_n(sz(e_n), 0.0);  // [E]
-  std::vector<int64_t> coact(sz(e_n * e_n), 0);                  // [E, E] rows
-  std::vector<std::vector<int64_t>> expert_rows(sz(e_n));        // [E][rows]
+  std::vector<int64_t> coact(sz(e_n * e_n), 0);                        // [E, E] rows
+  std::vector<std::vector<int64_t>> expert_rows(sz(e_n));              // [E][rows]
   std::vector<double> row_dist(sz(e_n)), dist_sum(sz(e_n), 0.0);
   double entropy_sum = 0.0;
   int64_t n_dropped = 0;

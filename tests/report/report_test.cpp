@@ -187,6 +187,11 @@ TEST(Report, EveryChartIsThere) {
   EXPECT_EQ(count_of(html, "http://"), count_of(html, "http://www.w3.org/2000/svg"));
   EXPECT_EQ(count_of(html, "https://"), 0u);
   EXPECT_EQ(render_report_html(*run), html);  // deterministic
+
+  EXPECT_EQ(html.find("silent experts"), std::string::npos);  // the sample predates them
+  run->inspect->layers[0].silent = {1, 3};
+  EXPECT_NE(render_report_html(*run).find("<th>silent experts</th><td class=\"num\">1, 3</td>"),
+            std::string::npos);
 }
 
 TEST(Report, ImagesFeaturesAndRegressionLayers) {

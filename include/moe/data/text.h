@@ -20,14 +20,14 @@
 // formed, so a bigram joins two neighbouring kept tokens. Bigrams come in two kinds, one or the
 // other. Vocabulary bigrams (`bigrams`): the bigram (a, b) is the vocabulary entry "a b" (tokens
 // never hold a space), counted, kept and ordered exactly like a word, so words and bigrams share
-// min_count and max_vocab (as in a word-and-bigram TF-IDF model). Hashed bigrams: bigram (a, b) has id
-// n_words + FNV-1a-64("a b") mod bigram_buckets (Fowler–Noll–Vo hash, 64-bit offset basis
+// min_count and max_vocab (as in a word-and-bigram TF-IDF model). Hashed bigrams: bigram (a, b) has
+// id n_words + FNV-1a-64("a b") mod bigram_buckets (Fowler–Noll–Vo hash, 64-bit offset basis
 // 14695981039346656037, prime 1099511628211): the same on every machine and every run.
 //
-// Vocabulary (training documents only): a word's (or vocabulary bigram's) count is the number of training documents that
-// contain it (document frequency); words with count ≥ min_count are kept, ordered by count
-// descending then bytewise, the first max_vocab (0 = all) taking ids 0, 1, ... in that order.
-// Words outside the vocabulary are dropped when encoding.
+// Vocabulary (training documents only): a word's (or vocabulary bigram's) count is the number of
+// training documents that contain it (document frequency); words with count ≥ min_count are kept,
+// ordered by count descending then bytewise, the first max_vocab (0 = all) taking ids 0, 1, ... in
+// that order. Words outside the vocabulary are dropped when encoding.
 //
 // TF-IDF per document d and id t:
 //   tf(t, d)  = the number of times t occurs in d, or 1 + ln(that) with sublinear_tf
