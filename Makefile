@@ -6,6 +6,8 @@
 #                    ASan + UBSan, then the fuzzers (make test-fuzz)
 #   make test-slow   the slow label
 #   make test-fuzz   the libFuzzer targets (clang, build/fuzz): corpus replay + 20 s per target
+#   make test-fresh  both README commands on a fresh Debian 12 root (scripts/test_fresh.sh;
+#                    root, debootstrap): what CI runs after make test
 #   make demo        review sentiment, MoE vs dense of equal active size (scripts/demo.sh)
 #   make format      clang-format every source file
 #   make tidy        clang-tidy over src/
@@ -16,7 +18,8 @@ ASAN := build/asan
 FUZZ := build/fuzz
 CMAKE_FLAGS ?=
 
-.PHONY: deps build build-asan build-fuzz deps-fuzz test test-fast test-asan test-slow test-fuzz demo bench \
+.PHONY: deps build build-asan build-fuzz deps-fuzz test test-fast test-asan test-slow test-fuzz \
+	test-fresh demo bench \
 	format tidy clean
 
 deps:
@@ -59,6 +62,9 @@ test-fuzz: build-fuzz
 
 test-slow: build
 	cd $(RELEASE) && ctest -L slow --output-on-failure
+
+test-fresh:
+	scripts/test_fresh.sh
 
 demo: build
 	scripts/demo.sh $(RELEASE)

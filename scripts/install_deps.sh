@@ -4,7 +4,8 @@
 set -euo pipefail
 
 packages=(cmake make g++ pkg-config libdnnl-dev nlohmann-json3-dev libcli11-dev libfmt-dev
-          libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev "$@")
+          libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev
+          ocl-icd-opencl-dev "$@")
 
 missing=()
 for p in "${packages[@]}"; do
