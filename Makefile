@@ -2,8 +2,10 @@
 # what is missing (Debian packages), configure, build and run.
 #
 #   make build       release build in build/release
-#   make test        unit, gradcheck, golden, browser and interop tests, the unit tests under
-#                    ASan + UBSan, then the fuzzers (make test-fuzz)
+#   make test        unit, gradcheck, golden and browser tests, the README's and docs' commands
+#                    (make test-docs), the unit tests under ASan + UBSan, then the fuzzers
+#                    (make test-fuzz)
+#   make test-interop  checkpoints rebuilt in PyTorch (installs python3-torch)
 #   make test-slow   the slow label
 #   make test-fuzz   the libFuzzer targets (clang, build/fuzz): corpus replay + 20 s per target
 #   make test-fresh  both README commands on a fresh Debian 12 root (scripts/test_fresh.sh;
@@ -19,7 +21,7 @@ FUZZ := build/fuzz
 CMAKE_FLAGS ?=
 
 .PHONY: deps build build-asan build-fuzz deps-fuzz test test-fast test-asan test-slow test-fuzz \
-	test-fresh demo bench \
+	test-fresh test-docs test-interop deps-interop deps-test demo bench \
 	format tidy clean
 
 deps:
@@ -38,13 +40,26 @@ $(ASAN)/CMakeCache.txt:
 build-asan: deps $(ASAN)/CMakeCache.txt
 	cmake --build $(ASAN) -j $(JOBS)
 
-test-fast: build
-	cd $(RELEASE) && ctest -L 'unit|gradcheck|golden|interop|browser' --output-on-failure -j $(JOBS)
+# What only the tests need: Chromium for the report's browser test.
+deps-test: deps
+	@scripts/install_deps.sh chromium
+
+test-fast: deps-test build
+	cd $(RELEASE) && ctest -L 'unit|gradcheck|golden|browser' --output-on-failure -j $(JOBS)
+
+test-docs: build
+	cd $(RELEASE) && ctest -L docs --output-on-failure
+
+deps-interop: deps
+	@scripts/install_deps.sh python3-torch python3-numpy
+
+test-interop: deps-interop build
+	cd $(RELEASE) && ctest -L interop --output-on-failure
 
 test-asan: build-asan
 	cd $(ASAN) && ASAN_OPTIONS=detect_leaks=1 ctest -L unit --output-on-failure -j $(JOBS)
 
-test: test-fast test-asan test-fuzz
+test: test-fast test-docs test-asan test-fuzz
 
 # clang with libFuzzer's runtime and its OpenMP runtime, for the fuzz build only.
 deps-fuzz: deps

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages moe needs to build and test, if any are missing.
+# ocl-icd-opencl-dev: Debian's oneDNN CMake config looks for OpenCL (only a Recommends of
+# libdnnl-dev, which --no-install-recommends leaves out). jq: the shell tests read JSON with it.
 # Usage: scripts/install_deps.sh [extra packages...]
 set -euo pipefail
 
 packages=(cmake make g++ pkg-config libdnnl-dev nlohmann-json3-dev libcli11-dev libfmt-dev
           libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev
-          ocl-icd-opencl-dev "$@")
+          ocl-icd-opencl-dev jq "$@")
 
 missing=()
 for p in "${packages[@]}"; do
