@@ -1,7 +1,7 @@
 # moe_add_test(NAME <name> SOURCES <files...> LABELS <labels...> [TIMEOUT <seconds>])
 #
 # One GoogleTest executable per area; each test case becomes a CTest test carrying the labels
-# (unit, gradcheck, golden, slow, mpi), so `ctest -L unit` runs exactly the fast set. Tests run
+# (unit, gradcheck, golden, slow), so `ctest -L unit` runs exactly the fast set. Tests run
 # from the source tree's tests/ directory so fixtures are found by relative path.
 include(GoogleTest)
 

@@ -1,6 +1,7 @@
 // RoutingPlan: which experts each token goes to, with what weight, and the same slots sorted by
 // expert. Plain data, the hinge of the engine: every gate produces one; dispatch, the experts,
-// combine, the balancing statistics, the inspector and the distributed all-to-all consume it.
+// combine, the balancing statistics and the inspector consume it, all in one process (there is
+// no expert parallelism across processes or machines).
 //
 // Dims: T tokens · E experts · S slots (S = T·K for top-k gates; expert choice and capacity
 // limits give a token a variable number of slots) · S_kept slots not dropped.
