@@ -107,8 +107,8 @@ Status check_missing(const CsvTable& t, std::span<const int64_t> rows,
   }
   if (n_cols_missing == 0) return Status::ok();
   return Status::error(
-      "{}: missing values (empty, NA, NaN or ?) in {} column{}: {}; set impute_missing to fill "
-      "them (numeric: the training mean, categorical: a '<missing>' category)",
+      "{}: missing values (empty, NA, NaN or ?) in {} column{}: {}; set data.missing = \"impute\" "
+      "to fill them (numeric: the training mean, categorical: a '<missing>' category)",
       t.source(), n_cols_missing, n_cols_missing == 1 ? "" : "s", detail);
 }
 

@@ -90,8 +90,8 @@ TEST(Tabular, MissingValuesAreReportedPerColumn) {
   EXPECT_EQ(s.status().message(),
             "data.csv: missing values (empty, NA, NaN or ?) in 3 columns: 'a' in 2 rows (first on "
             "line 3), 'b' in 1 row (first on line 4), 'c' in 1 row (first on line 2); set "
-            "impute_missing to fill them (numeric: the training mean, categorical: a '<missing>' "
-            "category)");
+            "data.missing = \"impute\" to fill them (numeric: the training mean, categorical: a "
+            "'<missing>' category)");
 }
 
 TEST(Tabular, ImputationUsesTrainingMeanAndAMissingCategory) {
