@@ -1,4 +1,4 @@
-// The safetensors reader and the atomic writer (format and guarantees in safetensors.h).
+// The safetensors reader and writer (format and guarantees in safetensors.h).
 #include "moe/io/safetensors.h"
 
 #include <fcntl.h>
@@ -284,47 +284,6 @@ Status write_safetensors(const std::string& path, const std::vector<NamedTensor>
   MOE_TRY(check_names(tensors).with_context(path));
   const auto bytes = encode_safetensors(tensors, metadata);
   return write_file_atomic(path, bytes.data(), bytes.size());
-}
-
-Status write_file_atomic(const std::string& path, const void* data, size_t size) {
-  const auto slash = path.find_last_of('/');
-  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
-  // pid and a per-process counter: concurrent writers of one path never share a temporary.
-  static std::atomic<uint64_t> counter{0};
-  const std::string tmp = fmt::format("{}.tmp.{}.{}", path, ::getpid(),
-                                      counter.fetch_add(1, std::memory_order_relaxed));
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::error("{}: cannot create: {}", tmp, std::strerror(errno));
-  const char* p = static_cast<const char*>(data);
-  size_t left = size;
-  while (left > 0) {
-    const ssize_t w = ::write(fd, p, left);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      const int e = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return Status::error("{}: write failed: {}", tmp, std::strerror(e));
-    }
-    p += w;
-    left -= static_cast<size_t>(w);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    const int e = errno;
-    ::unlink(tmp.c_str());
-    return Status::error("{}: fsync/close failed: {}", tmp, std::strerror(e));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int e = errno;
-    ::unlink(tmp.c_str());
-    return Status::error("{}: cannot rename into place: {}", path, std::strerror(e));
-  }
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-  return Status::ok();
 }
 
 }  // namespace moe

@@ -4,11 +4,11 @@
 // Dims: N rows · E experts of a level · C classes · Y regression targets · P pixels.
 #include <algorithm>
 #include <cmath>
-#include <fstream>
+#include <sstream>
 
 #include <fmt/format.h>
 
-#include "moe/io/safetensors.h"
+#include "moe/core/file_io.h"
 #include "moe/train/inspect.h"
 
 namespace moe {
@@ -261,8 +261,7 @@ Status write_inspect_json(const std::string& path, Model& model, const LoadedDat
 
 Status write_trace(const InspectReport& report, const Dataset& data, const std::string& path) {
   const bool jsonl = path.size() >= 6 && path.compare(path.size() - 6, 6, ".jsonl") == 0;
-  std::ofstream out(path, std::ios::out | std::ios::trunc);
-  if (!out) return Status::error("{}: cannot create the trace file", path);
+  std::ostringstream out;  // written whole at the end, atomically (moe/core/file_io.h)
   if (!jsonl) {
     out << "row,source_row";
     for (const LayerRouting& r : report.trace)
@@ -300,9 +299,7 @@ Status write_trace(const InspectReport& report, const Dataset& data, const std::
     if (jsonl) out << line.dump();
     out << '\n';
   }
-  out.flush();
-  if (!out) return Status::error("{}: write failed", path);
-  return Status::ok();
+  return write_file_atomic(path, out.str());
 }
 
 }  // namespace moe

@@ -1,5 +1,11 @@
 // Helpers the subcommands share: error reporting and loading a checkpoint with data to run on.
+#include <cerrno>
+#include <charconv>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
+
+#include <fmt/format.h>
 
 #include "commands.h"
 #include "moe/train/data_source.h"
@@ -9,6 +15,38 @@ namespace moe::cli {
 int fail(const Status& status) {
   std::fprintf(stderr, "moe: error: %s\n", status.message().c_str());
   return kExitFailure;
+}
+
+Status write_stdout(std::string_view text) {
+  if (!text.empty() && std::fwrite(text.data(), 1, text.size(), stdout) != text.size())
+    return Status::error("standard output: write failed: {}", std::strerror(errno));
+  if (std::fflush(stdout) != 0)
+    return Status::error("standard output: write failed: {}", std::strerror(errno));
+  return Status::ok();
+}
+
+Status finish_stdout() {
+  errno = 0;
+  const bool flushed = std::fflush(stdout) == 0;
+  const int e = errno;
+  const bool had_error = std::ferror(stdout) != 0;
+  const bool closed = std::fclose(stdout) == 0;
+  if (flushed && !had_error && closed) return Status::ok();
+  const int reason = !flushed || !closed ? (e != 0 ? e : errno) : 0;
+  return Status::error("standard output: write failed{}",
+                       reason != 0 ? fmt::format(": {}", std::strerror(reason)) : "");
+}
+
+CLI::Validator positive_integer() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        int64_t v = 0;
+        const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+        if (ec != std::errc() || end != s.data() + s.size() || v < 1)
+          return fmt::format("must be an integer ≥ 1, got '{}'", s);
+        return "";
+      },
+      "INT ≥ 1");
 }
 
 const std::vector<std::string>& output_names(const DataSchema& schema) {

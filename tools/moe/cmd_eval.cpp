@@ -41,11 +41,11 @@ int run_eval(const EvalArgs& args) {
     j["checkpoint"] = args.checkpoint;
     j["data"] = args.data;
     if (!report.empty()) j["note"] = report;
-    std::printf("%s\n", j.dump(2).c_str());
+    if (Status s = write_stdout(j.dump(2) + "\n"); !s) return fail(s);
   } else {
-    if (!report.empty()) std::printf("note: %s\n", report.c_str());
-    std::printf("%s on %s\n%s", args.checkpoint.c_str(), args.data.c_str(),
-                m->to_text(names).c_str());
+    std::string text = report.empty() ? "" : "note: " + report + "\n";
+    text += args.checkpoint + " on " + args.data + "\n" + m->to_text(names);
+    if (Status s = write_stdout(text); !s) return fail(s);
   }
   return kExitOk;
 }
@@ -61,7 +61,7 @@ void add_eval_command(CLI::App& app, Run* run) {
   cmd->add_option("--labels", args->labels, "IDX labels file (image models)")->type_name("FILE");
   cmd->add_flag("--json", args->json, "Print the metrics as JSON");
   cmd->add_option("--batch-size", args->batch_size, "Rows per forward pass")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_integer());
   cmd->callback([args, run] { *run = [args] { return run_eval(*args); }; });
 }
 

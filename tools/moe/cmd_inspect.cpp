@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "moe/core/file_io.h"
 #include "moe/io/safetensors.h"
 #include "moe/report/report.h"
 #include "moe/train/inspect.h"
@@ -39,6 +40,11 @@ struct InspectArgs {
 };
 
 int run_inspect(const InspectArgs& args) {
+  // A bad --out or --trace (a device, a directory) fails before the model runs.
+  for (const std::string* path : {&args.out, &args.trace}) {
+    if (path->empty()) continue;
+    if (Status s = check_output_file(*path); !s) return fail(s);
+  }
   const std::string format = args.json ? "json" : args.format;
   std::string report_line;
   Result<LoadedInput> in = load_checkpoint_and_data(args.checkpoint, args.data, args.labels,
@@ -82,7 +88,7 @@ int run_inspect(const InspectArgs& args) {
     text += inspect_to_text(*report);
   }
   if (args.out.empty()) {
-    std::fputs(text.c_str(), stdout);
+    if (Status s = write_stdout(text); !s) return fail(s);
   } else {
     const Status s = write_file_atomic(args.out, text.data(), text.size());
     if (!s) return fail(s);
@@ -113,14 +119,14 @@ void add_inspect_command(CLI::App& app, Run* run) {
                   "else CSV)")
       ->type_name("FILE");
   cmd->add_option("--top", args->top, "Tokens listed per expert (text models)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_integer());
   cmd->add_option("--min-count", args->min_count,
                   "Rows of an expert a token must occur in to be listed")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_integer());
   cmd->add_option("--top-features", args->top_features, "Features listed per expert (tabular)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_integer());
   cmd->add_option("--batch-size", args->batch_size, "Rows per forward pass")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_integer());
   cmd->callback([args, run] { *run = [args] { return run_inspect(*args); }; });
 }
 

@@ -6,16 +6,16 @@
 //   in the gate's order, and their combine weights, each a space-separated list.
 // `row` counts the input's data rows from 0. Label columns in DATA are ignored. With --out the
 // file is written under a temporary name and renamed, so an existing file is replaced whole or
-// not at all.
+// not at all; FILE must be a regular file (or a link to one) or not exist (moe/core/file_io.h).
+// A failed write, to FILE or to standard output, is exit code 1 with the reason.
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <memory>
 #include <string>
 
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "moe/core/file_io.h"
 #include "moe/train/evaluate.h"
 
 namespace moe::cli {
@@ -72,25 +72,11 @@ std::string predictions_csv(const Predictions& p, const DataSchema& schema) {
   return out;
 }
 
-Status write_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) return Status::error("{}: cannot create the file", tmp);
-    f << text;
-    f.flush();
-    if (!f) return Status::error("{}: write failed", tmp);
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    return Status::error("{}: cannot write the file", path);
-  }
-  return Status::ok();
-}
-
 int run_predict(const PredictArgs& args) {
+  // A bad --out (a device, a directory) fails before the model runs.
+  if (!args.out.empty()) {
+    if (Status s = check_output_file(args.out); !s) return fail(s);
+  }
   std::string report;
   Result<LoadedInput> in =
       load_checkpoint_and_data(args.checkpoint, args.data, "", LabelUse::kIgnore, &report);
@@ -105,10 +91,10 @@ int run_predict(const PredictArgs& args) {
   const std::string csv = predictions_csv(p, ck.schema);
   if (!report.empty()) std::fprintf(stderr, "note: %s\n", report.c_str());
   if (args.out.empty()) {
-    std::fwrite(csv.data(), 1, csv.size(), stdout);
+    if (Status s = write_stdout(csv); !s) return fail(s);
     return kExitOk;
   }
-  if (Status s = write_atomic(args.out, csv); !s) return fail(s);
+  if (Status s = write_file_atomic(args.out, csv); !s) return fail(s);
   std::printf("%lld predictions written to %s\n", static_cast<long long>(p.n_rows),
               args.out.c_str());
   return kExitOk;
@@ -126,7 +112,7 @@ void add_predict_command(CLI::App& app, Run* run) {
   cmd->add_option("--out,-o", args->out, "Write the CSV here instead of to stdout")
       ->type_name("FILE");
   cmd->add_option("--batch-size", args->batch_size, "Rows per forward pass")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_integer());
   cmd->callback([args, run] { *run = [args] { return run_predict(*args); }; });
 }
 

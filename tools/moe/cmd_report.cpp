@@ -9,6 +9,7 @@
 #include <string>
 
 #include "commands.h"
+#include "moe/core/file_io.h"
 #include "moe/report/report.h"
 
 namespace moe::cli {
@@ -23,6 +24,7 @@ struct ReportArgs {
 int run_report(const ReportArgs& args) {
   const std::string out =
       args.out.empty() ? (std::filesystem::path(args.run_dir) / "report.html").string() : args.out;
+  if (Status s = check_output_file(out); !s) return fail(s);
   const Status written = report::write_report(args.run_dir, out);
   if (!written) return fail(written);
   std::printf("report: %s\n", out.c_str());

@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include <CLI/CLI.hpp>
 
@@ -33,6 +34,16 @@ int write_run_report(const std::string& run_dir);
 
 // Prints "moe: error: <message>" on stderr and returns kExitFailure.
 int fail(const Status& status);
+
+// Writes to standard output, every byte or an error naming the reason (a full disk, /dev/full).
+Status write_stdout(std::string_view text);
+// Flushes and closes standard output: a write the C library buffered fails only here. main()
+// calls it after every command, so no command exits 0 with its output lost.
+Status finish_stdout();
+
+// The check of a count option (--batch-size, --top): an integer ≥ 1, said in those words (CLI11's
+// PositiveNumber names its bound as a 300-digit number).
+CLI::Validator positive_integer();
 
 // Loads a checkpoint directory and encodes `data` (with `labels_path` for IDX images) with its
 // schema; *report receives what encoding did quietly (unknown categories, imputed values).

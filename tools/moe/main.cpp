@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <new>
 #include <string>
 
 #include "commands.h"
@@ -42,12 +43,23 @@ int main(int argc, char** argv) {
     app.exit(e);
     return kExitUsage;
   }
+  int code = kExitUsage;
   try {
-    return run ? run() : kExitUsage;
+    code = run ? run() : kExitUsage;
+  } catch (const std::bad_alloc&) {
+    // A last resort: sizes are checked before they are allocated (config_budget.h), so this is
+    // a bug or a machine already short of memory; say so in words rather than "std::bad_alloc".
+    std::fprintf(stderr,
+                 "moe: error: out of memory (an allocation failed; the model, the data or the "
+                 "command's output is too large for this machine's free memory)\n");
+    return kExitFailure;
   } catch (const std::exception& e) {
     // The library reports failures as Status; this catches what escapes from the standard
-    // library (out of memory, a filesystem error) so the user still gets one line, not abort().
+    // library (a filesystem error) so the user still gets one line, not abort().
     std::fprintf(stderr, "moe: error: %s\n", e.what());
     return kExitFailure;
   }
+  // Output the C library buffered is written only now: a full disk must not exit 0.
+  if (const moe::Status s = finish_stdout(); !s) return code == kExitOk ? fail(s) : code;
+  return code;
 }

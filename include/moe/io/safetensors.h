@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "moe/core/file_io.h"
 #include "moe/core/status.h"
 #include "moe/core/tensor.h"
 
@@ -70,12 +71,10 @@ struct NamedTensor {
 std::vector<uint8_t> encode_safetensors(const std::vector<NamedTensor>& tensors,
                                         const std::map<std::string, std::string>& metadata = {});
 
-// Writes atomically: a temporary file in the same directory, fsync, rename over `path`, fsync of
-// the directory. A crash at any instant leaves either the old file or the new one.
+// Writes atomically with write_file_atomic (moe/core/file_io.h): a temporary file in the same
+// directory, fsync, rename over `path`, fsync of the directory. A crash at any instant leaves
+// either the old file or the new one.
 Status write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
                          const std::map<std::string, std::string>& metadata = {});
-
-// The same atomic write for any bytes (checkpoint JSON beside the weights uses it too).
-Status write_file_atomic(const std::string& path, const void* data, size_t size);
 
 }  // namespace moe
