@@ -199,9 +199,11 @@ int64_t training_weight_bytes(const ModelConfig& config, const OptimizerConfig& 
 }
 
 Status check_training_memory(const ModelConfig& config, const OptimizerConfig& optimizer,
-                             int64_t n_features, int64_t n_outputs, const MemoryLimit& limit) {
+                             int64_t n_features, int64_t n_outputs, const MemoryLimit& limit,
+                             int64_t batch_size) {
   const int64_t need = training_weight_bytes(config, optimizer, n_features, n_outputs);
-  if (need <= limit.bytes) return Status::ok();
+  if (need <= limit.bytes)
+    return check_expert_budget(config, n_outputs, std::max<int64_t>(batch_size, 256), need, limit);
   // The key to blame is the one whose shrinking to its least value saves the most (ties: the
   // first, model.width).
   const SizeKey* blame = nullptr;
@@ -226,6 +228,110 @@ Status check_training_memory(const ModelConfig& config, const OptimizerConfig& o
       "{} is {}: training this model needs at least {} of memory for its {} weights with their "
       "gradients and optimizer state, more than {}",
       blame->name, blame->value, size, count, limit.what);
+}
+
+namespace {
+
+// The routing levels of each MoE layer: their expert counts (inspect.h's levels).
+struct ExpertLevels {
+  std::string key;  // the config key of the layer's expert count
+  int64_t n_experts = 0;
+  std::vector<int64_t> levels;  // E, then G and G times E/G for a hierarchical layer
+};
+
+std::vector<ExpertLevels> expert_levels(const ModelConfig& c) {
+  std::vector<ExpertLevels> out;
+  if (c.dense) return out;
+  for (size_t l = 0; l < c.moe.size(); ++l) {
+    const MoeBlockConfig& b = c.moe[l];
+    const std::string at = c.moe_list ? fmt::format("model.moe.{}", l) : "model.moe";
+    ExpertLevels x;
+    x.n_experts = b.expert_list.empty() ? b.n_experts : static_cast<int64_t>(b.expert_list.size());
+    x.key = b.expert_list.empty() ? at + ".experts" : at + ".expert_list";
+    x.levels.push_back(x.n_experts);
+    if (b.n_groups > 0) {
+      x.levels.push_back(b.n_groups);
+      for (int64_t g = 0; g < std::min<int64_t>(b.n_groups, x.n_experts); ++g)
+        x.levels.push_back(x.n_experts / b.n_groups);
+    }
+    out.push_back(std::move(x));
+  }
+  return out;
+}
+
+// Bytes per entry of the tables (expert_statistics_bytes): router [T, E] logits, probabilities
+// and both gradients; co-activation counts, shares, JSON value and text; class × expert counts,
+// shares, joint, JSON value and text.
+constexpr int64_t kRouterEntryBytes = 16;
+constexpr int64_t kCoactivationEntryBytes = 48;
+constexpr int64_t kClassExpertEntryBytes = 56;
+constexpr int64_t kJsonTextBytesPerValue = 15;
+
+int64_t layer_statistics_bytes(const ExpertLevels& x, int64_t n_outputs, int64_t batch_size) {
+  int64_t n = mul(kExpertOverheadBytes, x.n_experts);
+  for (int64_t e : x.levels) {
+    n = add(n, mul(kRouterEntryBytes, mul(batch_size, e)));
+    n = add(n, mul(kCoactivationEntryBytes, mul(e, e)));
+    n = add(n, mul(kClassExpertEntryBytes, mul(n_outputs, e)));
+  }
+  return n;
+}
+
+int64_t layer_json_bytes(const ExpertLevels& x, int64_t n_outputs) {
+  int64_t n = 0;
+  for (int64_t e : x.levels)
+    n = add(n, mul(kJsonTextBytesPerValue, add(mul(e, e), mul(n_outputs, e))));
+  return n;
+}
+
+std::string show_bytes(int64_t n) {
+  return n == INT64_MAX ? "more than 8 EiB" : data_detail::human_bytes(static_cast<uint64_t>(n));
+}
+
+}  // namespace
+
+int64_t expert_statistics_bytes(const ModelConfig& config, int64_t n_outputs, int64_t batch_size) {
+  int64_t n = 0;
+  for (const ExpertLevels& x : expert_levels(config))
+    n = add(n, layer_statistics_bytes(x, n_outputs, batch_size));
+  return n;
+}
+
+int64_t inspect_json_bytes(const ModelConfig& config, int64_t n_outputs) {
+  int64_t n = 0;
+  for (const ExpertLevels& x : expert_levels(config)) n = add(n, layer_json_bytes(x, n_outputs));
+  return n;
+}
+
+Status check_expert_budget(const ModelConfig& config, int64_t n_outputs, int64_t batch_size,
+                           int64_t weight_bytes, const MemoryLimit& limit) {
+  const std::vector<ExpertLevels> layers = expert_levels(config);
+  if (layers.empty()) return Status::ok();
+  // The layer to blame is the one with the largest cost (the first of equals).
+  const auto worst = [&](auto cost) {
+    size_t w = 0;
+    for (size_t i = 1; i < layers.size(); ++i)
+      if (cost(layers[i]) > cost(layers[w])) w = i;
+    return layers[w];
+  };
+  const int64_t json = inspect_json_bytes(config, n_outputs);
+  if (json > kMaxInspectJsonBytes) {
+    const ExpertLevels x =
+        worst([&](const ExpertLevels& l) { return layer_json_bytes(l, n_outputs); });
+    return Status::error(
+        "{} is {}: the routing statistics of inspect.json (an E × E co-activation table per "
+        "layer) would take about {} of JSON, more than the {} moe writes; use fewer experts",
+        x.key, x.n_experts, show_bytes(json), show_bytes(kMaxInspectJsonBytes));
+  }
+  const int64_t stats = expert_statistics_bytes(config, n_outputs, batch_size);
+  const int64_t need = add(weight_bytes, stats);
+  if (need <= limit.bytes) return Status::ok();
+  const ExpertLevels x = worst(
+      [&](const ExpertLevels& l) { return layer_statistics_bytes(l, n_outputs, batch_size); });
+  return Status::error(
+      "{} is {}: this model needs at least {} of memory, {} of it for the per-expert "
+      "routing statistics (router outputs per batch, E × E co-activation tables), more than {}",
+      x.key, x.n_experts, show_bytes(need), show_bytes(stats), limit.what);
 }
 
 }  // namespace moe

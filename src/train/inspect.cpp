@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "moe/core/check.h"
+#include "moe/train/config_budget.h"
 
 namespace moe {
 
@@ -560,6 +561,9 @@ Result<InspectReport> inspect_model(Model& model, const InspectContext& ctx,
                                     const InspectOptions& options) {
   MOE_CHECK(ctx.data != nullptr, "inspect_model without data");
   if (model.n_moe_layers() == 0) return Status::error("a dense model has no experts to inspect");
+  // The statistics grow as E² per layer: refused by a check naming the key, not by bad_alloc.
+  MOE_TRY(check_expert_budget(model.config(), model.shape().n_outputs, options.batch_size, 0,
+                              training_memory_limit()));
   RoutingRecorder recorder(model);
   EvalOptions eval;
   eval.batch_size = options.batch_size;

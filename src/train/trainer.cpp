@@ -273,7 +273,8 @@ Result<std::unique_ptr<Trainer>> Trainer::create(const Config& config, const Loa
     return Status::error("training.batch_size and training.epochs must be positive");
   // A model too large for the machine is refused by a check, not by an allocation failure.
   MOE_TRY(check_training_memory(config.model, config.training.optimizer, shape.n_features,
-                                shape.n_outputs, training_memory_limit()));
+                                shape.n_outputs, training_memory_limit(),
+                                config.training.batch_size));
 
   std::unique_ptr<Trainer> t(new Trainer(config, data, options));
   MOE_ASSIGN_OR_RETURN(t->model_, Model::create(config.model, shape));

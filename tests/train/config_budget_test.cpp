@@ -115,3 +115,51 @@ TEST(ConfigBudget, TheMachineLimitIsPositiveAndNamed) {
 
 }  // namespace
 }  // namespace moe
+
+namespace moe {
+namespace {
+
+// Experts cost more than their weights: E × E co-activation tables, router outputs per batch.
+// Narrow experts in large numbers fit any weight budget and are refused by these, with the key.
+TEST(ConfigBudget, PerExpertCostsAreCountedAndNamed) {
+  const MemoryLimit ample{int64_t{1} << 40, "a test limit of 1 TiB"};
+  const auto check = [&](const std::string& model, const MemoryLimit& limit) {
+    const Status st =
+        check_training_memory(model_config(model), OptimizerConfig(), kInputs, kOutputs, limit);
+    return st.is_ok() ? std::string() : st.message();
+  };
+  // 16000 experts of width 8: 256 million co-activation values, about 3.6 GiB of inspect.json.
+  std::string m = check(R"({"width": 8, "moe": {"experts": 16000}})", ample);
+  EXPECT_EQ(m.rfind("model.moe.experts is 16000: the routing statistics of inspect.json (an E × "
+                    "E co-activation table per layer) would take about 3.6 GiB of JSON, more "
+                    "than the 256.0 MiB moe writes; use fewer experts",
+                    0),
+            0u)
+      << m;
+  // The largest count the config reader allows, on width 1: tiny weights, no bad_alloc.
+  m = check(R"({"width": 1, "moe": {"experts": 1048576, "expert": {"hidden": 1}}})", ample);
+  EXPECT_EQ(m.rfind("model.moe.experts is 1048576: ", 0), 0u) << m;
+  m = check(R"({"moe": [{}, {"experts": 20000}]})", ample);
+  EXPECT_EQ(m.rfind("model.moe.1.experts is 20000: ", 0), 0u) << m;
+  // Within the JSON budget but not the memory limit: 2048² · 48 bytes of tables.
+  m = check(R"({"width": 8, "moe": {"experts": 2048}})", {int64_t{64} << 20, "64 MiB"});
+  EXPECT_EQ(m.rfind("model.moe.experts is 2048: this model needs at least ", 0), 0u) << m;
+  EXPECT_NE(m.find("of it for the per-expert routing statistics (router outputs per batch, E × E "
+                   "co-activation tables), more than 64 MiB"),
+            std::string::npos)
+      << m;
+  EXPECT_EQ(check(R"({"width": 8, "moe": {"experts": 256}})", ample), "");
+}
+
+TEST(ConfigBudget, AHundredThousandExpertListIsRefusedQuickly) {
+  json list = json::array();
+  for (int i = 0; i < 100000; ++i) list.push_back(json::object());
+  const ModelConfig m =
+      model_config(json({{"moe", {{"experts", 100000}, {"expert_list", list}}}}).dump());
+  const Status st = check_training_memory(m, OptimizerConfig(), kInputs, kOutputs, kOneGiB);
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_EQ(st.message().rfind("model.moe.expert_list is 100000: ", 0), 0u) << st.message();
+}
+
+}  // namespace
+}  // namespace moe
