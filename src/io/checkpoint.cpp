@@ -5,9 +5,11 @@
 #include "moe/io/checkpoint.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
@@ -22,6 +24,7 @@
 #include <vector>
 
 #include "checkpoint_internal.h"
+#include "moe/core/file_io.h"
 #include "moe/io/safetensors.h"
 #include "moe/train/config_budget.h"
 
@@ -58,11 +61,14 @@ Status load_weights(const SafetensorsFile& file, Model& model) {
 namespace checkpoint_detail {
 
 Result<std::vector<uint8_t>> read_bytes(const std::string& path, uint64_t max_bytes) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec))
-    return Status::error("{}: missing (not a regular file)", path);
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return Status::error("{}: missing (no such file)", path);
+    return Status::error("{}: cannot read the file: {}", path, std::strerror(errno));
+  }
+  if (!S_ISREG(st.st_mode)) return Status::error("{}: not a regular file", path);
   std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::error("{}: cannot open the file", path);
+  if (!in) return Status::error("{}: cannot open the file: {}", path, std::strerror(errno));
   in.seekg(0, std::ios::end);
   const std::streamoff size = in.tellg();
   if (size < 0) return Status::error("{}: cannot read the file", path);
@@ -247,11 +253,42 @@ Status save_checkpoint(const std::string& dir, const Model& model, const Config&
   return write_file_atomic(json_path, text.data(), text.size());
 }
 
-Result<Checkpoint> load_checkpoint(const std::string& dir) {
+namespace {
+
+// What identifies the directory a name points to, and whether its entries changed: a writer
+// that swaps a new checkpoint in (commit_directory) changes the inode the name refers to, one
+// that replaces files inside it changes its mtime.
+struct DirIdentity {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  timespec mtime{};
+  bool operator==(const DirIdentity& o) const {
+    return dev == o.dev && ino == o.ino && mtime.tv_sec == o.mtime.tv_sec &&
+           mtime.tv_nsec == o.mtime.tv_nsec;
+  }
+};
+
+// The directory's identity, or a message saying why `dir` is not a directory one can read.
+Result<DirIdentity> checkpoint_dir_identity(const std::string& dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) {
+    if (errno == ENOENT || errno == ENOTDIR)
+      return Status::error("{}: no such checkpoint directory", dir);
+    return Status::error("{}: cannot read the checkpoint directory: {}", dir,
+                         std::strerror(errno));
+  }
+  if (!S_ISDIR(st.st_mode))
+    return Status::error("{}: not a checkpoint directory (it is a file; a checkpoint is a "
+                         "directory holding {} and {})",
+                         dir, kCheckpointJsonFile, kCheckpointWeightsFile);
+  if (::access(dir.c_str(), R_OK | X_OK) != 0)
+    return Status::error("{}: cannot read the checkpoint directory: {}", dir,
+                         std::strerror(errno));
+  return DirIdentity{st.st_dev, st.st_ino, st.st_mtim};
+}
+
+Result<Checkpoint> load_checkpoint_once(const std::string& dir) {
   const std::string json_path = dir + "/" + kCheckpointJsonFile;
-  std::error_code ec;
-  if (!std::filesystem::is_directory(dir, ec))
-    return Status::error("{}: not a checkpoint directory (it does not exist)", dir);
 
   MOE_ASSIGN_OR_RETURN(std::vector<uint8_t> json_bytes, read_bytes(json_path, kMaxJsonBytes));
   MOE_ASSIGN_OR_RETURN(
@@ -309,6 +346,90 @@ Result<Checkpoint> load_checkpoint(const std::string& dir) {
   return out;
 }
 
+}  // namespace
+
+Result<Checkpoint> load_checkpoint(const std::string& dir) {
+  // A training run swaps a new checkpoint in while a reader may be between model.json and the
+  // weights: the reader then sees one file of each save ("content hash differs") or a file
+  // removed under it, though nothing is damaged. When the directory changed during a failed
+  // read, the read is retried (a run checkpointing every step may swap twice in one read).
+  constexpr int kAttempts = 3;
+  for (int attempt = 1;; ++attempt) {
+    MOE_ASSIGN_OR_RETURN(const DirIdentity before, checkpoint_dir_identity(dir));
+    Result<Checkpoint> loaded = load_checkpoint_once(dir);
+    if (loaded.is_ok() || attempt == kAttempts) return loaded;
+    const Result<DirIdentity> after = checkpoint_dir_identity(dir);
+    if (after.is_ok() && after.value() == before) return loaded;  // damaged, not swapped
+  }
+}
+
+Status remove_directory(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(dir, ec))) return Status::ok();
+  // First out of sight under a name no loader reads, in one rename; only then deleted file by
+  // file. A kill during the deletion leaves a partial directory under that name alone.
+  static std::atomic<uint64_t> counter{0};
+  const fs::path path(dir);
+  const fs::path parent = path.parent_path().empty() ? fs::path(".") : path.parent_path();
+  const fs::path trash =
+      parent / fmt::format("{}{}.{}.{}", kTrashPrefix, path.filename().string(), ::getpid(),
+                           counter.fetch_add(1, std::memory_order_relaxed));
+  if (::rename(dir.c_str(), trash.c_str()) != 0)
+    return Status::error("{}: cannot remove the directory: {}", dir, std::strerror(errno));
+  fsync_directory(parent.string());
+  fs::remove_all(trash, ec);
+  return Status::ok();
+}
+
+Status rotate_directories(const std::string& parent, const std::string& name, int64_t keep) {
+  namespace fs = std::filesystem;
+  if (keep <= 1) return Status::ok();
+  const auto numbered = [&](int64_t i) { return (fs::path(parent) / fmt::format("{}.{}", name, i)).string(); };
+  MOE_TRY(remove_directory(numbered(keep - 1)));
+  std::error_code ec;
+  for (int64_t i = keep - 2; i >= 1; --i) {
+    if (!fs::exists(numbered(i), ec)) continue;
+    if (::rename(numbered(i).c_str(), numbered(i + 1).c_str()) != 0)
+      return Status::error("{}: cannot rename to {}: {}", numbered(i), numbered(i + 1),
+                           std::strerror(errno));
+  }
+  fsync_directory(parent);
+  return Status::ok();
+}
+
+Status repair_run_directory(const std::string& run_dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::vector<fs::path> leftovers;
+  for (const fs::directory_entry& e : fs::directory_iterator(run_dir, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind(kTrashPrefix, 0) == 0 || (n.size() > 8 && n.compare(n.size() - 8, 8, ".staging") == 0))
+      leftovers.push_back(e.path());
+  }
+  if (ec) return Status::error("{}: cannot list the directory: {}", run_dir, ec.message());
+  for (const fs::path& p : leftovers) {
+    fs::remove_all(p, ec);
+    if (ec) return Status::error("{}: cannot remove: {}", p.string(), ec.message());
+  }
+  // A file system without RENAME_EXCHANGE has an instant with last/ renamed away and the new one
+  // not yet in place (commit_directory): the complete previous checkpoint is put back.
+  const fs::path last = fs::path(run_dir) / "last";
+  if (!fs::exists(last, ec)) {
+    for (const char* older : {"last.old", "last.1"}) {
+      const fs::path p = fs::path(run_dir) / older;
+      if (fs::exists(p / kCheckpointJsonFile, ec)) {
+        if (::rename(p.c_str(), last.c_str()) != 0)
+          return Status::error("{}: cannot rename to {}: {}", p.string(), last.string(),
+                               std::strerror(errno));
+        break;
+      }
+    }
+  }
+  fsync_directory(run_dir);
+  return Status::ok();
+}
+
 Status commit_directory(const std::string& staged, const std::string& dir,
                         const std::string& previous) {
   namespace fs = std::filesystem;
@@ -323,31 +444,28 @@ Status commit_directory(const std::string& staged, const std::string& dir,
     if (::renameat2(AT_FDCWD, staged.c_str(), AT_FDCWD, dir.c_str(), RENAME_EXCHANGE) == 0) {
       // `staged` now names the old checkpoint.
       if (previous.empty()) {
-        fs::remove_all(staged, ec);
+        MOE_TRY(remove_directory(staged));
       } else {
-        fs::remove_all(previous, ec);
+        MOE_TRY(remove_directory(previous));
         if (::rename(staged.c_str(), previous.c_str()) != 0)
           return Status::error("{}: cannot rename to {}: {}", staged, previous,
                                std::strerror(errno));
       }
     } else if (errno == EINVAL || errno == ENOSYS || errno == ENOTSUP) {
       // A file system without the exchange (some network and overlay ones): two renames, with
-      // an instant in which `dir` is missing but the old checkpoint complete under `old`.
+      // an instant in which `dir` is missing but the old checkpoint complete under `old`
+      // (repair_run_directory puts it back after a kill in that instant).
       const std::string old = previous.empty() ? dir + ".old" : previous;
-      fs::remove_all(old, ec);
+      MOE_TRY(remove_directory(old));
       if (::rename(dir.c_str(), old.c_str()) != 0 || ::rename(staged.c_str(), dir.c_str()) != 0)
         return Status::error("{}: cannot put the new checkpoint in place: {}", dir,
                              std::strerror(errno));
-      if (previous.empty()) fs::remove_all(old, ec);
+      if (previous.empty()) MOE_TRY(remove_directory(old));
     } else {
       return Status::error("{}: cannot swap in the new checkpoint: {}", dir, std::strerror(errno));
     }
   }
-  const int dfd = ::open(parent.empty() ? "." : parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  fsync_directory(parent.empty() ? "." : parent);
   return Status::ok();
 }
 

@@ -335,4 +335,46 @@ Result<Dataset> load_with_schema(const DataSchema& schema, const std::string& pa
   return d;
 }
 
+namespace {
+
+// FNV-1a 64 over a sequence of byte ranges.
+struct Fnv1a64 {
+  uint64_t h = 14695981039346656037ull;
+  void add(const void* data, size_t size) {
+    const auto* p = static_cast<const uint8_t*>(data);
+    for (size_t i = 0; i < size; ++i) {
+      h ^= p[i];
+      h *= 1099511628211ull;
+    }
+  }
+  template <typename T>
+  void add(const std::vector<T>& v) {
+    const uint64_t n = v.size();
+    add(&n, sizeof n);  // the length too: [a][bc] and [ab][c] differ
+    if (!v.empty()) add(v.data(), v.size() * sizeof(T));
+  }
+};
+
+void add_dataset(const Dataset& d, Fnv1a64* f) {
+  const int64_t dims[] = {d.n_rows, d.n_features, d.n_classes, d.n_targets};
+  f->add(dims, sizeof dims);
+  f->add(d.dense);
+  f->add(d.ids);
+  f->add(d.offsets);
+  f->add(d.weights);
+  f->add(d.labels);
+  f->add(d.targets);
+  f->add(d.source_rows);
+}
+
+}  // namespace
+
+std::string data_fingerprint(const LoadedData& data) {
+  Fnv1a64 f;
+  add_dataset(data.train, &f);
+  add_dataset(data.validation, &f);
+  add_dataset(data.test, &f);
+  return fmt::format("{:016x}", f.h);
+}
+
 }  // namespace moe

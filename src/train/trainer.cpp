@@ -17,8 +17,10 @@
 #include <fmt/format.h>
 
 #include "moe/core/arena.h"
+#include "moe/core/file_io.h"
 #include "moe/core/rng.h"
 #include "moe/io/checkpoint.h"
+#include "moe/io/run_lock.h"
 #include "moe/io/train_state.h"
 #include "moe/layers/loss.h"
 #include "moe/optim/clip.h"
@@ -36,22 +38,6 @@ namespace {
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-// Writes a whole file through a temporary name and a rename, so a reader never sees half of it.
-Status write_file_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return Status::error("{}: cannot create the file", tmp);
-    out << text;
-    out.flush();
-    if (!out) return Status::error("{}: write failed", tmp);
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) return Status::error("{}: cannot rename to {}: {}", tmp, path, ec.message());
-  return Status::ok();
 }
 
 // The metric the config names must exist for this task.
@@ -109,17 +95,6 @@ void balanced_class_weights(const Dataset& train, int64_t n_classes, Tensor w) {
   }
 }
 
-// Makes room for keep_last rotation: moves last.1 to last.2, …, dropping the one beyond
-// keep − 1; commit_directory then moves the replaced last/ to last.1. last/ itself is never
-// touched here, so it exists at every instant.
-void rotate_older(const fs::path& out, int64_t keep) {
-  if (keep <= 1) return;
-  std::error_code ec;
-  fs::remove_all(out / fmt::format("last.{}", keep - 1), ec);
-  for (int64_t i = keep - 2; i >= 1; --i)
-    fs::rename(out / fmt::format("last.{}", i), out / fmt::format("last.{}", i + 1), ec);
-}
-
 // Keeps the lines of metrics.jsonl whose epoch is at most `epochs` (a resumed run rewrites the
 // epochs after its checkpoint); a line that does not parse (cut by a kill) is dropped too.
 Status truncate_metrics(const fs::path& path, int64_t epochs) {
@@ -132,6 +107,42 @@ Status truncate_metrics(const fs::path& path, int64_t epochs) {
       kept += line + "\n";
   }
   return write_file_atomic(path.string(), kept);
+}
+
+// Takes <out>'s lock and readies the directory for this run: what a killed run left half done
+// goes (repair_run_directory), and a fresh run refuses another run's files, or with `overwrite`
+// deletes them, so no old checkpoint, metrics line or summary is silently mixed with the new.
+Status claim_run_directory(const fs::path& out, bool resuming, bool overwrite, RunLock* lock) {
+  MOE_ASSIGN_OR_RETURN(*lock, RunLock::acquire(out.string()));
+  MOE_TRY(repair_run_directory(out.string()));
+  if (resuming) return Status::ok();
+  std::error_code ec;
+  std::vector<std::string> found;
+  for (const char* name : {"last", "best", "summary.json"})
+    if (fs::exists(out / name, ec)) found.push_back(name);
+  if (found.empty()) return Status::ok();
+  if (!overwrite)
+    return Status::error(
+        "{}: holds a run already ({}); resume it (moe train --resume {}), replace it "
+        "(--overwrite), or choose another output directory",
+        out.string(), fmt::join(found, ", "), out.string());
+  std::vector<fs::path> old;
+  for (const fs::directory_entry& e : fs::directory_iterator(out, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n == "last" || n.rfind("last.", 0) == 0 || n == "best" || n == "summary.json" ||
+        n == "inspect.json" || n == "report.html" || n == "metrics.jsonl" || n == "config.json")
+      old.push_back(e.path());
+  }
+  if (ec) return Status::error("{}: cannot list the directory: {}", out.string(), ec.message());
+  for (const fs::path& p : old) {
+    if (fs::is_directory(fs::symlink_status(p, ec))) {
+      MOE_TRY(remove_directory(p.string()));
+    } else if (!fs::remove(p, ec) && ec) {
+      return Status::error("{}: cannot remove: {}", p.string(), ec.message());
+    }
+  }
+  fsync_directory(out.string());
+  return Status::ok();
 }
 
 // The validation figures of an epoch line: loss and the headline metrics (precision and recall
@@ -253,6 +264,7 @@ struct Trainer::State {
   std::vector<GateState> best_gates;
   std::unique_ptr<Progress> progress;
   std::optional<TrainState> resumed;  // set by resume(): where run() starts
+  RunLock lock;                       // <out>/.lock while resume() and run() write <out>
 
   State(const Dataset& train, const BatchOptions& bo)
       : iterator(train, bo), buffers(BatchBuffers::for_dataset(train, bo.batch_size)) {}
@@ -302,6 +314,9 @@ Result<std::unique_ptr<Trainer>> Trainer::create(const Config& config, const Loa
 }
 
 Status Trainer::resume(const std::string& dir) {
+  State& s = *state_;
+  if (options_.write_files && !s.lock.held())
+    MOE_TRY(claim_run_directory(config_.output.dir, /*resuming=*/true, false, &s.lock));
   MOE_ASSIGN_OR_RETURN(Checkpoint ck, load_checkpoint(dir));
   MOE_TRY(check_resume_config(ck.config, config_).with_context(dir + "/" + kCheckpointJsonFile));
   if (ck.schema.to_json() != data_.schema.to_json())
@@ -309,7 +324,6 @@ Status Trainer::resume(const std::string& dir) {
         "{}/{}: the data schema differs from the one fitted on the data now (the data files "
         "changed since the run started); resume needs the same data",
         dir, kCheckpointJsonFile);
-  State& s = *state_;
   const Tensor from = ck.model->params().values();  // [P]
   const Tensor to = model_->params().values();      // [P]
   MOE_CHECK(from.numel() == to.numel(), "resume: arenas of {} and {} values for one config",
@@ -328,6 +342,15 @@ Status Trainer::resume(const std::string& dir) {
         "{}: position.batches_per_epoch is {}, the data and batch size now give {} (the data "
         "changed)",
         where, at.batches_per_epoch, n_batches);
+  // The schema and the batch count miss edits that keep them (a changed text, labels swapped
+  // between rows): the fingerprint of the encoded data is compared too (checkpoints from before
+  // it have none).
+  const nlohmann::json recorded = ck.info.value("data_fnv1a64", nlohmann::json());
+  if (recorded.is_string() && recorded.get<std::string>() != data_fingerprint(data_))
+    return Status::error(
+        "{}/{}: the training data differs from the data the run was trained on (its content "
+        "changed since the run started); resume needs the same data",
+        dir, kCheckpointJsonFile);
   if (at.epochs_done > config_.training.epochs)
     return Status::error("{}: {} epochs are done already, more than training.epochs = {}", where,
                          at.epochs_done, config_.training.epochs);
@@ -349,11 +372,9 @@ Result<TrainResult> Trainer::run() {
   const fs::path out = config_.output.dir;
   std::optional<MetricsLog> log;
   if (options_.write_files) {
-    std::error_code ec;
-    fs::create_directories(out, ec);
-    if (ec)
-      return Status::error("{}: cannot create the output directory: {}", out.string(),
-                           ec.message());
+    // The lock first (it creates the directory): nothing is written into another run's files.
+    if (!s.lock.held())
+      MOE_TRY(claim_run_directory(out, s.resumed.has_value(), options_.overwrite, &s.lock));
     MOE_TRY(
         write_file_atomic((out / "config.json").string(), config_to_json(config_).dump(2) + "\n"));
     // A resumed run keeps the lines of the epochs its checkpoint covers; the epochs after it
@@ -427,6 +448,7 @@ Result<TrainResult> Trainer::run() {
   bool saved_last = at.step > 0;
 
   const int64_t n_moe = model.n_moe_layers();
+  const std::string data_hash = options_.write_files ? data_fingerprint(data_) : "";
   // Writes <out>/last as a training checkpoint at `position` (epochs done, batches done in the
   // next one): staged whole, then swapped in.
   auto save_last = [&](int64_t info_epoch, const TrainState& position) -> Status {
@@ -439,10 +461,11 @@ Result<TrainResult> Trainer::run() {
     state.train_rows = train_rows;
     state.best_values = s.best_values;
     state.best_gates = s.best_gates;
-    const nlohmann::json info = {{"epoch", info_epoch}, {"step", s.optimizer->step_count()}};
+    const nlohmann::json info = {
+        {"epoch", info_epoch}, {"step", s.optimizer->step_count()}, {"data_fnv1a64", data_hash}};
     MOE_TRY(save_checkpoint(staged.string(), model, config_, data_.schema, info));
     MOE_TRY(save_train_state(staged.string(), state, model, *s.optimizer));
-    rotate_older(out, config_.output.keep_last);
+    MOE_TRY(rotate_directories(out.string(), "last", config_.output.keep_last));
     MOE_TRY(commit_directory(staged.string(), (out / "last").string(),
                              config_.output.keep_last > 1 ? (out / "last.1").string() : ""));
     saved_last = true;
@@ -472,6 +495,9 @@ Result<TrainResult> Trainer::run() {
     RoutingTally tally(model);
     GateEntropyTally entropy(model);
     int64_t step = 0, rows = 0;
+    // Rows trained by this process in this epoch: after a resume inside the epoch `rows` also
+    // counts the ones before the checkpoint, trained in time this process did not measure.
+    int64_t rows_here = 0;
     Batch batch;
     if (at.batches_done > 0) {
       // Inside an epoch: its running sums, and the iterator past the batches already taken (the
@@ -517,7 +543,8 @@ Result<TrainResult> Trainer::run() {
       tally.add(model);
       entropy.add(model);
       rows += batch.n_rows;
-      if (s.progress) s.progress->update(step, loss_sum / static_cast<double>(step), rows);
+      rows_here += batch.n_rows;
+      if (s.progress) s.progress->update(step, loss_sum / static_cast<double>(step), rows_here);
       // A checkpoint inside the epoch (the one at its end follows validation).
       if (config_.output.checkpoint_every > 0 && step < n_batches &&
           s.optimizer->step_count() % config_.output.checkpoint_every == 0) {
@@ -534,7 +561,7 @@ Result<TrainResult> Trainer::run() {
     }
     const double epoch_train_seconds = seconds_since(t_epoch);
     train_seconds += epoch_train_seconds;
-    train_rows += rows;
+    train_rows += rows_here;
     epochs_run = epoch;
 
     EpochRecord record;
@@ -584,7 +611,7 @@ Result<TrainResult> Trainer::run() {
     result.stopped_early = tc.patience > 0 && at.since_best >= tc.patience;
     record.seconds = seconds_since(t_epoch);
     record.rows_per_second =
-        epoch_train_seconds > 0 ? static_cast<double>(rows) / epoch_train_seconds : 0.0;
+        epoch_train_seconds > 0 ? static_cast<double>(rows_here) / epoch_train_seconds : 0.0;
     // The metrics line before the checkpoint: a run killed between the two is resumed from the
     // previous checkpoint, which drops this line and writes it again.
     if (log) MOE_TRY(log->append(record));

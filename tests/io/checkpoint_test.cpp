@@ -350,7 +350,7 @@ TEST(CheckpointTest, CorruptionsAreRejectedWithTheirOwnMessages) {
       {"unknown field", [](const TempDir& d) { edit_json(d, [](json& j) { j["weigths"] = 1; }); },
        "model.json: unexpected field 'weigths'"},
       {"missing weights file", [](const TempDir& d) { fs::remove(d.file("model.safetensors")); },
-       "model.safetensors: missing (not a regular file)"},
+       "model.safetensors: missing (no such file)"},
       // The safetensors layer's own checks, reached through a checkpoint whose model.json records
       // the damaged file's size and hash (a writer that got the layout wrong).
       {"header length larger than the file",
@@ -446,7 +446,7 @@ TEST(CheckpointTest, CorruptionsAreRejectedWithTheirOwnMessages) {
   Result<Checkpoint> none = load_checkpoint("/nonexistent/moe/checkpoint");
   ASSERT_FALSE(none.is_ok());
   EXPECT_EQ(none.status().message(),
-            "/nonexistent/moe/checkpoint: not a checkpoint directory (it does not exist)");
+            "/nonexistent/moe/checkpoint: no such checkpoint directory");
 }
 
 // A training checkpoint: the fixture's model checkpoint plus a training state with AdamW moments
@@ -661,7 +661,7 @@ TEST(TrainStateTest, CorruptionsAreRejectedWithTheirOwnMessages) {
        [](const TempDir& d) { edit_state_json(d, [](json& j) { j["best"]["epoch"] = 4; }); },
        "train_state.json: best: epoch 4 is after the epochs done (1)"},
       {"missing state file", [](const TempDir& d) { fs::remove(d.file("train_state.json")); },
-       "train_state.json: missing (not a regular file)"},
+       "train_state.json: missing (no such file)"},
   };
   std::set<std::string> messages;
   for (const Case& c : cases) {

@@ -34,6 +34,7 @@ struct TrainArgs {
   std::string resume;
   int64_t checkpoint_every = -1;  // -1: as the config says
   bool quiet = false;
+  bool overwrite = false;  // --overwrite: replace a run already in --out
   bool report = false;  // --report: write <out>/report.html at the end (moe report)
 };
 
@@ -78,6 +79,7 @@ int run_train(const TrainArgs& args) {
   TrainOptions options;
   options.log = log;
   options.terminal = log && stream_is_terminal(log);
+  options.overwrite = args.overwrite;
   Result<std::unique_ptr<Trainer>> trainer = Trainer::create(*config, *data, options);
   if (!trainer) return fail(trainer.status());
   if (!args.resume.empty()) {
@@ -148,6 +150,10 @@ void add_train_command(CLI::App& app, Run* run) {
       ->type_name("N")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--quiet,-q", args->quiet, "Print only the final result");
+  cmd->add_flag("--overwrite", args->overwrite,
+                "Replace the run already in the output directory (its checkpoints, metrics and "
+                "summary); without it such a directory is refused")
+      ->excludes("--resume");
   cmd->add_flag("--report", args->report,
                 "Also write the run's HTML report, <out>/report.html (moe report)");
   cmd->callback([args, run] {

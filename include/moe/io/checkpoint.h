@@ -61,6 +61,26 @@ Result<Checkpoint> load_checkpoint(const std::string& dir);
 Status commit_directory(const std::string& staged, const std::string& dir,
                         const std::string& previous);
 
+// Directories being deleted are first renamed to a name starting with this prefix, so a kill
+// during the deletion never leaves a partial checkpoint under a name a loader reads.
+inline constexpr const char* kTrashPrefix = ".trash.";
+
+// Deletes a directory crash-safely: one rename out of sight (to kTrashPrefix + name + pid), an
+// fsync of the parent, then the deletion. Ok when `dir` does not exist.
+Status remove_directory(const std::string& dir);
+
+// keep_last rotation of <parent>/<name>: drops <name>.(keep−1) (remove_directory) and renames
+// <name>.i to <name>.(i+1) from the oldest down, each one atomic rename, then fsyncs the parent;
+// commit_directory then moves the replaced <name> to <name>.1. A kill between the steps leaves a
+// number missing, never a partial directory. Nothing to do when keep ≤ 1.
+Status rotate_directories(const std::string& parent, const std::string& name, int64_t keep);
+
+// Before a run writes `run_dir` again (under its lock): deletes what a killed run left half done
+// (kTrashPrefix directories, *.staging directories), and when last/ is missing but a complete
+// last.old or last.1 exists (a kill inside commit_directory's two-rename fallback), renames that
+// back to last/.
+Status repair_run_directory(const std::string& run_dir);
+
 // FNV-1a 64 of bytes (offset basis 14695981039346656037, prime 1099511628211), as 16 lower-case
 // hex digits: the weights hash model.json records.
 std::string fnv1a64_hex(const void* data, size_t size);

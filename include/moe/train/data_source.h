@@ -59,6 +59,13 @@ struct LoadedData {
 // training part and encodes every part with it.
 Result<LoadedData> load_data(const DataConfig& config);
 
+// The fingerprint of the data a run trains on: FNV-1a 64 (as 16 hex digits) over every encoded
+// value of the training, validation and test parts (features or token ids and weights, labels
+// or targets, source rows). Files whose content changed give another one, though the schema
+// fitted on them may stay the same (an edited text, labels swapped between rows); a resumed run
+// compares it with its checkpoint's (trainer.h).
+std::string data_fingerprint(const LoadedData& data);
+
 // Encodes a file with a saved schema (evaluation, prediction). For csv/tsv/text, `path` is a
 // CSV/TSV file and `labels_path` must be empty; for idx, `path` holds the images and
 // `labels_path` the labels (empty: no labels). `report` may be null.

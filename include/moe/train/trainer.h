@@ -29,12 +29,20 @@
 // state, train_state.h; with output.checkpoint.keep_last = n > 1 the previous ones rotate into
 // last.1 … last.<n−1>), summary.json (the TrainResult). Every checkpoint directory is written
 // under a staging name (.last.staging, .best.staging) and swapped in whole (commit_directory), so
-// a run killed at any instant leaves best/ and last/ each complete and loadable.
+// a run killed at any instant leaves best/ and last/ each complete and loadable; old ones are
+// deleted and rotated crash-safely (remove_directory, rotate_directories).
+//
+// One run per directory: run() (and resume()) hold <out>/.lock (run_lock.h) while they write it,
+// so a second run into the same directory is refused with the first one's pid. A fresh run
+// refuses a directory that already holds a run (last/, best/ or summary.json): it must be
+// resumed, or replaced with TrainOptions::overwrite, which deletes that run's files first.
 //
 // Resume (resume()): the model, gate states, optimizer moments, position (epoch, batch inside
 // it, optimizer step), best so far, early-stopping counter and the partial epoch's sums come
 // from a training checkpoint; every random stream is a function of the seed and the position, so
 // with the same seed and thread count a resumed run is bit-identical to one never interrupted.
+// The training data must be the same: last/model.json's info records the fingerprint of the
+// encoded data (data_fingerprint), and data whose content changed is refused.
 // Only training.epochs, training.early_stopping.patience, training.threads,
 // output.checkpoint.every, output.checkpoint.keep_last and output.dir may differ from the
 // checkpoint's config (and training.epochs not under a cosine schedule, whose horizon it sets).
@@ -62,6 +70,9 @@ struct TrainOptions {
   std::FILE* log = stdout;  // progress and epoch lines; null for silence
   bool terminal = false;    // draw a progress bar in place (see progress.h)
   bool write_files = true;  // config.json, metrics.jsonl, checkpoints, summary.json
+  // A fresh run into a directory holding another run deletes that run's files (checkpoints,
+  // metrics, summary, inspect.json, report) instead of refusing (moe train --overwrite).
+  bool overwrite = false;
 };
 
 // Whether a run whose checkpoint was written with config `run` may continue under `now`: every
