@@ -25,6 +25,7 @@
 
 #include "checkpoint_internal.h"
 #include "moe/core/file_io.h"
+#include "core/json_read.h"
 #include "moe/io/safetensors.h"
 #include "moe/train/config_budget.h"
 
@@ -83,8 +84,10 @@ Result<std::vector<uint8_t>> read_bytes(const std::string& path, uint64_t max_by
 
 Result<json> parse_json_object(const std::vector<uint8_t>& bytes, const std::string& where,
                                const std::vector<std::string>& known) {
-  json j = json::parse(bytes.begin(), bytes.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return Status::error("{}: invalid JSON", where);
+  MOE_ASSIGN_OR_RETURN(
+      json j,
+      parse_json(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()),
+                 where));
   if (!j.is_object()) return Status::error("{}: expected a JSON object", where);
   for (const auto& [k, v] : j.items()) {
     bool is_known = false;
@@ -134,6 +137,13 @@ Result<std::vector<uint8_t>> read_bound_file(const json& binding, const std::str
     return Status::error("{}: field 'file' must be \"{}\"", where, file_name);
   MOE_TRY(expect(bytes->is_number_unsigned(), where, "bytes", "an integer ≥ 0"));
   MOE_TRY(expect(hash->is_string(), where, "fnv1a64", "a string of 16 hex digits"));
+  // The size first, from the directory entry: a file of the wrong size is refused before it is
+  // read (a multi-gigabyte one would otherwise be read whole just to be found wrong).
+  std::error_code ec;
+  const uintmax_t on_disk = std::filesystem::file_size(path, ec);
+  if (!ec && on_disk != bytes->get<uint64_t>())
+    return Status::error("{}: {} bytes, but {} says {} (the two files are from different saves)",
+                         path, on_disk, json_path, bytes->get<uint64_t>());
   MOE_ASSIGN_OR_RETURN(std::vector<uint8_t> data, read_bytes(path, max_bytes));
   if (data.size() != bytes->get<uint64_t>())
     return Status::error("{}: {} bytes, but {} says {} (the two files are from different saves)",

@@ -13,8 +13,11 @@
 #include <fstream>
 #include <new>
 #include <set>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
+
+#include "core/json_read.h"
 
 namespace moe {
 
@@ -64,24 +67,24 @@ Status parse_entry(const std::string& source, const std::string& name, const jso
   for (size_t i = 0; i < shape.size(); ++i) {
     const json& d = shape[i];
     if (d.is_number_integer() && !d.is_number_unsigned())
-      return err(fmt::format("shape[{}] = {} is negative", i, d.dump()));
+      return err(fmt::format("shape[{}] = {} is negative", i, json_excerpt(d)));
     if (!d.is_number_unsigned())
-      return err(fmt::format("shape[{}] = {} is not an integer", i, d.dump()));
+      return err(fmt::format("shape[{}] = {} is not an integer", i, json_excerpt(d)));
     const uint64_t dim = d.get<uint64_t>();
     if (mul_overflows(n_nonzero, std::max<uint64_t>(dim, 1), &n_nonzero) ||
         n_nonzero > static_cast<uint64_t>(INT64_MAX))
-      return err("the product of shape " + shape.dump() + " overflows 64 bits");
+      return err("the product of shape " + json_excerpt(shape) + " overflows 64 bits");
     n *= dim;
     e->shape.dims[static_cast<size_t>(e->shape.rank++)] = static_cast<int64_t>(dim);
   }
   uint64_t bytes = 0;
   if (mul_overflows(n, dtype_size(e->dtype), &bytes) || bytes > static_cast<uint64_t>(INT64_MAX))
-    return err("shape " + shape.dump() + " overflows 64 bits in bytes");
+    return err("shape " + json_excerpt(shape) + " overflows 64 bits in bytes");
   if (!v.contains("data_offsets")) return err("missing field 'data_offsets'");
   const json& offsets = v["data_offsets"];
   if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
       !offsets[1].is_number_unsigned())
-    return err("'data_offsets' " + offsets.dump() + " is not two non-negative integers");
+    return err("'data_offsets' " + json_excerpt(offsets) + " is not two non-negative integers");
   e->begin = offsets[0].get<uint64_t>();
   e->end = offsets[1].get<uint64_t>();
   if (e->end < e->begin)
@@ -116,69 +119,82 @@ Result<SafetensorsFile> SafetensorsFile::open(const std::string& path, Safetenso
     return Status::error("{}: {} bytes exceeds the limit of {}", path, size, limits.max_file_bytes);
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::error("{}: cannot open: {}", path, std::strerror(errno));
+  const auto read_more = [&](std::vector<uint8_t>* bytes, uint64_t n) -> Status {
+    const size_t have = bytes->size();
+    try {
+      bytes->resize(have + static_cast<size_t>(n));
+    } catch (const std::bad_alloc&) {
+      return Status::error("{}: cannot allocate {} bytes to read it", path, have + n);
+    }
+    if (n > 0 && !in.read(reinterpret_cast<char*>(bytes->data() + have),
+                          static_cast<std::streamsize>(n)))
+      return Status::error("{}: read failed after {} of {} bytes", path, have + in.gcount(), size);
+    return Status::ok();
+  };
+  // The header first: a file whose size it does not account for is refused before the data is
+  // read (a multi-gigabyte file of the wrong size costs nothing).
   std::vector<uint8_t> bytes;
-  try {
-    bytes.resize(static_cast<size_t>(size));
-  } catch (const std::bad_alloc&) {
-    return Status::error("{}: cannot allocate {} bytes to read it", path, size);
+  MOE_TRY(read_more(&bytes, std::min<uint64_t>(size, 8)));
+  uint64_t header_len = 0;
+  if (bytes.size() == 8) {
+    for (int i = 7; i >= 0; --i) header_len = header_len << 8 | bytes[static_cast<size_t>(i)];
+    if (header_len <= limits.max_header_bytes && header_len <= size - 8)
+      MOE_TRY(read_more(&bytes, header_len));
   }
-  if (size > 0 &&
-      !in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size)))
-    return Status::error("{}: read failed after {} of {} bytes", path, in.gcount(), size);
-  return parse(std::move(bytes), path, limits);
+  MOE_ASSIGN_OR_RETURN(SafetensorsFile f, parse_layout(bytes, size, path, limits));
+  MOE_TRY(read_more(&bytes, size - bytes.size()));
+  f.bytes_ = std::move(bytes);
+  return f;
 }
 
 Result<SafetensorsFile> SafetensorsFile::parse(std::vector<uint8_t> bytes,
                                                const std::string& source,
                                                SafetensorsLimits limits) {
-  if (bytes.size() < 8)
+  MOE_ASSIGN_OR_RETURN(SafetensorsFile f, parse_layout(bytes, bytes.size(), source, limits));
+  f.bytes_ = std::move(bytes);
+  return f;
+}
+
+Result<SafetensorsFile> SafetensorsFile::parse_layout(const std::vector<uint8_t>& bytes,
+                                                      uint64_t file_size,
+                                                      const std::string& source,
+                                                      SafetensorsLimits limits) {
+  if (file_size < 8)
     return Status::error(
         "{}: {} bytes is too short for a safetensors file (need the 8-byte header "
         "length)",
-        source, bytes.size());
+        source, file_size);
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = header_len << 8 | bytes[static_cast<size_t>(i)];
   if (header_len > limits.max_header_bytes)
     return Status::error("{}: header length {} exceeds the limit of {} bytes", source, header_len,
                          limits.max_header_bytes);
-  if (header_len > bytes.size())
+  if (header_len > file_size)
     return Status::error("{}: header length {} is larger than the whole file ({} bytes)", source,
-                         header_len, bytes.size());
-  if (header_len > bytes.size() - 8)
+                         header_len, file_size);
+  if (header_len > file_size - 8)
     return Status::error("{}: the header is truncated: {} bytes declared, {} present", source,
-                         header_len, bytes.size() - 8);
-  const char* hp = reinterpret_cast<const char*>(bytes.data() + 8);
-  // A repeated tensor name would silently replace the first entry; the parser callback sees
-  // every key of the top-level object (depth 1) and catches it.
-  std::set<std::string> names;
-  std::string duplicate;
-  const json::parser_callback_t on_key = [&](int depth, json::parse_event_t event, json& parsed) {
-    if (event == json::parse_event_t::key && depth == 1 && duplicate.empty() &&
-        !names.insert(parsed.get<std::string>()).second)
-      duplicate = parsed.get<std::string>();
-    return true;
-  };
-  json header;
-  try {
-    header = json::parse(hp, hp + header_len, on_key);
-  } catch (const json::exception& e) {
-    return Status::error("{}: the header is not valid JSON: {}", source, e.what());
-  }
+                         header_len, file_size - 8);
+  MOE_CHECK(bytes.size() >= 8 + header_len, "parse_layout: {} bytes read of an {}-byte header",
+            bytes.size(), 8 + header_len);
+  // parse_ordered_json (core/json_read.h) also refuses a repeated tensor name, which would
+  // silently replace the first entry, and a NUL byte (the format pads with spaces only).
+  const std::string_view header_text(reinterpret_cast<const char*>(bytes.data() + 8),
+                                     static_cast<size_t>(header_len));
+  MOE_ASSIGN_OR_RETURN(json header, parse_ordered_json(header_text, source + ": header"));
   if (!header.is_object()) return Status::error("{}: the header is not a JSON object", source);
-  if (!duplicate.empty())
-    return Status::error("{}: tensor '{}' appears twice in the header", source, duplicate);
 
   SafetensorsFile f;
   f.source_ = source;
   f.data_start_ = 8 + header_len;
-  const uint64_t data_size = bytes.size() - f.data_start_;
+  const uint64_t data_size = file_size - f.data_start_;
   for (const auto& [name, v] : header.items()) {
     if (name == kMetadataKey) {
       if (!v.is_object()) return Status::error("{}: __metadata__ is not an object", source);
       for (const auto& [k, mv] : v.items()) {
         if (!mv.is_string())
           return Status::error("{}: __metadata__ value of '{}' is not a string: {}", source, k,
-                               mv.dump());
+                               json_excerpt(mv));
         f.metadata_[k] = mv.get<std::string>();
       }
       continue;
@@ -215,7 +231,6 @@ Result<SafetensorsFile> SafetensorsFile::parse(std::vector<uint8_t> bytes,
         "{}: {} trailing bytes after the last tensor are not described by the "
         "header",
         source, data_size - pos);
-  f.bytes_ = std::move(bytes);
   return f;
 }
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "checkpoint_internal.h"
+#include "core/json_read.h"
 #include "moe/io/checkpoint.h"
 #include "moe/io/safetensors.h"
 
@@ -61,9 +62,12 @@ Status save_train_state(const std::string& dir, const TrainState& state, const M
   MOE_CHECK(state.epoch_sums.is_object(), "save_train_state: epoch_sums must be an object");
   const std::string model_json = dir + "/" + kCheckpointJsonFile;
   MOE_ASSIGN_OR_RETURN(std::vector<uint8_t> model_bytes, read_bytes(model_json, kMaxJsonBytes));
-  const json model_j =
-      json::parse(model_bytes.begin(), model_bytes.end(), nullptr, /*allow_exceptions=*/false);
-  if (model_j.is_discarded() || !model_j.contains("weights"))
+  MOE_ASSIGN_OR_RETURN(
+      const json model_j,
+      parse_json(std::string_view(reinterpret_cast<const char*>(model_bytes.data()),
+                                  model_bytes.size()),
+                 model_json));
+  if (!model_j.is_object() || !model_j.contains("weights") || !model_j["weights"].is_object())
     return Status::error("{}: not a model checkpoint's JSON", model_json);
 
   // best_values is only read through the views; the cast lets one helper serve load and save.

@@ -16,6 +16,8 @@
 
 #include <fmt/format.h>
 
+#include "core/json_read.h"
+
 namespace moe::report {
 
 namespace {
@@ -316,8 +318,7 @@ Result<std::optional<std::string>> read_optional(const std::filesystem::path& pa
 }
 
 Result<json> parse_object(const std::string& text, const std::string& source) {
-  json doc = json::parse(text, nullptr, false);
-  if (doc.is_discarded()) return Status::error("{}: not valid JSON", source);
+  MOE_ASSIGN_OR_RETURN(json doc, parse_json(text, source));
   if (!doc.is_object()) return Status::error("{}: expected a JSON object", source);
   return doc;
 }
@@ -340,8 +341,8 @@ Result<std::vector<EpochPoint>> parse_metrics_jsonl(std::string_view text,
     at = end + 1;
     ++line_no;
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-    json doc = json::parse(line, nullptr, false);
-    if (doc.is_discarded()) return Status::error("{} line {}: not valid JSON", source, line_no);
+    MOE_ASSIGN_OR_RETURN(
+        json doc, parse_json(line, source, {.first_line = static_cast<int64_t>(line_no)}));
     try {
       epochs.push_back(parse_epoch(doc));
     } catch (const FieldError& e) {
@@ -352,8 +353,7 @@ Result<std::vector<EpochPoint>> parse_metrics_jsonl(std::string_view text,
 }
 
 Result<InspectData> parse_inspect_json(std::string_view text, const std::string& source) {
-  json doc = json::parse(text, nullptr, false);
-  if (doc.is_discarded()) return Status::error("{}: not valid JSON", source);
+  MOE_ASSIGN_OR_RETURN(json doc, parse_json(text, source));
   try {
     return parse_inspect(doc);
   } catch (const FieldError& e) {

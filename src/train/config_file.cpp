@@ -1,5 +1,6 @@
-// The run configuration as a file: reading JSON with line and column of syntax errors and a check
-// for duplicate keys, `--set key=value` overrides, and load_config tying them together.
+// The run configuration as a file: reading JSON (core/json_read.h: line and column of syntax
+// errors, duplicate keys, nesting depth), `--set key=value` overrides, and load_config tying
+// them together.
 // See include/moe/train/config.h.
 //
 // Dims: none (configuration values only).
@@ -11,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/json_read.h"
 #include "moe/train/config.h"
 #include "train/config_reader.h"
 
@@ -41,20 +43,6 @@ bool parse_index(const std::string& s, size_t* out) {
   return true;
 }
 
-// Line and column of a byte offset, for JSON syntax errors.
-std::pair<int64_t, int64_t> line_col(const std::string& text, size_t byte) {
-  int64_t line = 1, col = 1;
-  for (size_t i = 0; i < byte && i < text.size(); ++i) {
-    if (text[i] == '\n') {
-      ++line;
-      col = 1;
-    } else {
-      ++col;
-    }
-  }
-  return {line, col};
-}
-
 }  // namespace
 
 Result<json> read_json_file(const std::string& path) {
@@ -70,39 +58,7 @@ Result<json> read_json_file(const std::string& path) {
   std::string text(static_cast<size_t>(size), '\0');
   if (!in.read(text.data(), size)) return Status::error("{}: cannot read the file", path);
 
-  // nlohmann keeps the last of two equal keys; a duplicate key is a mistake worth naming.
-  std::vector<std::vector<std::string>> keys_at_depth;
-  std::string duplicate;
-  const json::parser_callback_t check_duplicates = [&](int depth, json::parse_event_t event,
-                                                       json& parsed) {
-    const auto d = static_cast<size_t>(depth);
-    if (event == json::parse_event_t::object_start) {
-      if (keys_at_depth.size() <= d) keys_at_depth.resize(d + 1);
-      keys_at_depth[d].clear();
-    } else if (event == json::parse_event_t::key && d >= 1 && keys_at_depth.size() >= d) {
-      std::vector<std::string>& seen = keys_at_depth[d - 1];
-      const std::string k = parsed.get<std::string>();
-      if (std::find(seen.begin(), seen.end(), k) != seen.end() && duplicate.empty()) duplicate = k;
-      seen.push_back(k);
-    }
-    return true;
-  };
-  try {
-    json j = json::parse(text, check_duplicates);
-    if (!duplicate.empty())
-      return Status::error("{}: the key \"{}\" appears twice in one object", path, duplicate);
-    return j;
-  } catch (const json::parse_error& e) {
-    const auto [line, col] = line_col(text, e.byte > 0 ? e.byte - 1 : 0);
-    std::string what = e.what();
-    const size_t colon = what.find("syntax error");
-    if (colon != std::string::npos) what = what.substr(colon);
-    return Status::error("{} line {} column {}: invalid JSON ({})", path, line, col, what);
-  } catch (const json::exception& e) {
-    // Not a syntax error but still unreadable, e.g. a number too large for a double (1e999:
-    // nlohmann's out_of_range 406), which the parser reports with its own exception type.
-    return Status::error("{}: invalid JSON ({})", path, e.what());
-  }
+  return parse_json(text, path);
 }
 
 Status apply_override(json* j, const std::string& assignment) {
@@ -111,8 +67,15 @@ Status apply_override(json* j, const std::string& assignment) {
     return Status::error("--set {}: expected key=value (for example model.moe.k=2)", assignment);
   const std::string key = assignment.substr(0, eq);
   const std::string text = assignment.substr(eq + 1);
-  json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (value.is_discarded()) {
+  json value;
+  Result<json> parsed = parse_json(text, "--set " + key);
+  if (parsed.is_ok()) {
+    value = std::move(parsed.value());
+  } else if (const size_t first = text.find_first_not_of(" \t\r\n");
+             first != std::string::npos && (text[first] == '{' || text[first] == '[')) {
+    // Meant as an array or object: the reason it does not parse is the message.
+    return parsed.status();
+  } else {
     // Taken as a string, it must be UTF-8 like every JSON string: the configuration is written
     // back out as JSON (config.json, checkpoints), and a message may quote the value.
     value = text;

@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/json_read.h"
 #include "moe/train/config.h"
 
 namespace moe::config_detail {
@@ -32,13 +33,8 @@ inline json real(float v) {
   return std::strtod(std::string(buf, r.ptr).c_str(), nullptr);
 }
 
-// A JSON value for a message, cut short when long.
-inline std::string show(const json& v) {
-  // Invalid UTF-8 is shown as U+FFFD rather than thrown: a message must never fail.
-  std::string s = v.dump(-1, ' ', false, json::error_handler_t::replace);
-  if (s.size() > 60) s = s.substr(0, 57) + "...";
-  return s;
-}
+// A JSON value for a message, cut short when long (core/json_read.h).
+inline std::string show(const json& v) { return json_excerpt(v, 60); }
 
 inline std::string join_path(const std::string& path, const std::string& key) {
   return path.empty() ? key : path + "." + key;

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/json_read.h"
 #include "moe/data/csv.h"
 #include "moe/data/idx.h"
 
@@ -281,7 +282,7 @@ Result<DataSchema> DataSchema::from_json(const json& j, const std::string& sourc
       const json& x = (*it)[i];
       if (!x.is_number() || static_cast<float>(x.get<double>()) != v.idf(static_cast<int32_t>(i)))
         return Status::error("{}: idf {} is {}, the vocabulary's document frequencies give {}",
-                             source, i, x.dump(), v.idf(static_cast<int32_t>(i)));
+                             source, i, json_excerpt(x), v.idf(static_cast<int32_t>(i)));
     }
     s.text = std::move(v);
   } else {

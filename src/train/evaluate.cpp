@@ -140,6 +140,20 @@ Result<EvalMetrics> evaluate(Model& model, const Dataset& data, const LabelSpec&
     }
   }
   if (predictions) {
+    // Predictions are printed or written for someone to use: a NaN or an infinity among them
+    // (inputs finite but far outside the training data can overflow the network) is an error
+    // naming the row, never a silent "-nan" in the output.
+    for (int64_t i = 0; i < n * c; ++i) {
+      const float v = outputs[static_cast<size_t>(i)];
+      if (std::isfinite(v)) continue;
+      const int64_t row = i / c;
+      const int64_t line =
+          row < static_cast<int64_t>(data.source_rows.size()) ? data.source_rows[row] : row + 1;
+      return Status::error(
+          "row {} of the data (line or record {}): the model's output {} is {}; its inputs are "
+          "likely far outside the training data, and no predictions are given",
+          row + 1, line, i % c, std::isnan(v) ? "NaN" : "infinite");
+    }
     predictions->n_rows = n;
     predictions->n_outputs = c;
     predictions->predicted = classify ? argmax_rows(outputs, c) : std::vector<int32_t>();

@@ -16,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "core/json_read.h"
 #include "moe/core/arena.h"
 #include "moe/core/file_io.h"
 #include "moe/core/rng.h"
@@ -101,7 +102,8 @@ Status truncate_metrics(const fs::path& path, int64_t epochs) {
   std::ifstream in(path);
   std::string kept, line;
   while (std::getline(in, line)) {
-    const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    const Result<nlohmann::json> parsed = parse_json(line, path.string());
+    const nlohmann::json j = parsed.is_ok() ? parsed.value() : nlohmann::json();
     if (j.is_object() && j.contains("epoch") && j["epoch"].is_number_integer() &&
         j["epoch"].get<int64_t>() <= epochs)
       kept += line + "\n";

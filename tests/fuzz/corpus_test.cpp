@@ -15,6 +15,7 @@
 
 #include "fuzz/harness.h"
 #include "moe/io/checkpoint.h"
+#include "moe/io/safetensors.h"
 #include "moe/train/config.h"
 
 namespace moe::fuzz {
@@ -132,6 +133,80 @@ TEST(FuzzCorpus, ConfigNumberOverflowIsAnError) {
   ASSERT_FALSE(c.is_ok());
   EXPECT_NE(c.status().message().find("invalid JSON"), std::string::npos) << c.status().message();
   EXPECT_NE(c.status().message().find(path), std::string::npos);
+}
+
+// A config seed (the file, then NUL-separated overrides, as config_one reads it): load_config's
+// verdict.
+Result<Config> load_config_seed(const std::filesystem::path& seed) {
+  const std::vector<uint8_t> bytes = read_all(seed);
+  std::vector<std::string> parts(1);
+  for (uint8_t b : bytes) {
+    if (b == 0) {
+      parts.emplace_back();
+    } else {
+      parts.back().push_back(static_cast<char>(b));
+    }
+  }
+  const std::string path = ::testing::TempDir() + "moe_fuzz_corpus_" + seed.filename().string();
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << parts[0];
+  }
+  Result<Config> c = load_config(path, std::vector<std::string>(parts.begin() + 1, parts.end()));
+  std::filesystem::remove(path);
+  return c;
+}
+
+// Found by a probe of hostile inputs (corpus/*/regress_deep_*): a value nested 100,000 deep parsed
+// (nlohmann's parser is iterative), then overflowed the stack when an error message printed it
+// (dump recurses once per level). Every JSON reader now refuses nesting beyond 64 levels.
+TEST(FuzzCorpus, ValuesNestedTooDeepAreRefusedByEveryReader) {
+  const std::string deep = "arrays and objects nested more than 64 deep";
+  const auto configs = corpus_files("config", "regress_deep_");
+  ASSERT_EQ(configs.size(), 5u);
+  for (const auto& seed : configs) {
+    Result<Config> c = load_config_seed(seed);
+    ASSERT_FALSE(c.is_ok()) << seed;
+    EXPECT_NE(c.status().message().find(deep), std::string::npos) << c.status().message();
+  }
+  for (const auto& seed : corpus_files("safetensors", "regress_deep_")) {
+    const std::vector<uint8_t> bytes = read_all(seed);
+    Result<SafetensorsFile> f = SafetensorsFile::parse(bytes, "deep.safetensors");
+    ASSERT_FALSE(f.is_ok()) << seed;
+    EXPECT_EQ(f.status().message().rfind("deep.safetensors: header line 1 column ", 0), 0u)
+        << f.status().message();
+    EXPECT_NE(f.status().message().find(deep), std::string::npos) << f.status().message();
+  }
+  Result<Checkpoint> ck = load_seed(
+      std::filesystem::path(MOE_FUZZ_CORPUS) / "checkpoint" / "regress_deep_config_value", "deep");
+  ASSERT_FALSE(ck.is_ok());
+  EXPECT_NE(ck.status().message().find("model.json line 1 column "), std::string::npos)
+      << ck.status().message();
+  EXPECT_NE(ck.status().message().find(deep), std::string::npos) << ck.status().message();
+}
+
+// Also from the probe: nlohmann stops reading at a NUL, so a safetensors header with a NUL and
+// garbage after its JSON loaded; and a key given twice in model.json was used, the last one
+// winning (the config reader already refused that).
+TEST(FuzzCorpus, NulInAHeaderAndRepeatedKeysAreRefused) {
+  const std::vector<uint8_t> bytes =
+      read_all(std::filesystem::path(MOE_FUZZ_CORPUS) / "safetensors" / "regress_nul_then_garbage");
+  Result<SafetensorsFile> f = SafetensorsFile::parse(bytes, "nul.safetensors");
+  ASSERT_FALSE(f.is_ok());
+  EXPECT_EQ(f.status().message().rfind("nul.safetensors: header line 1 column 55: a NUL byte", 0),
+            0u)
+      << f.status().message();
+  Result<Checkpoint> ck = load_seed(
+      std::filesystem::path(MOE_FUZZ_CORPUS) / "checkpoint" / "regress_duplicate_key", "dup");
+  ASSERT_FALSE(ck.is_ok());
+  EXPECT_NE(ck.status().message().find(
+                "model.json: the key \"format_version\" appears twice in one object"),
+            std::string::npos)
+      << ck.status().message();
+  Result<Config> c = load_config_seed(std::filesystem::path(MOE_FUZZ_CORPUS) / "config" /
+                                      "regress_huge_numbers");
+  ASSERT_FALSE(c.is_ok());
+  EXPECT_NE(c.status().message().find("model.width"), std::string::npos) << c.status().message();
 }
 
 }  // namespace

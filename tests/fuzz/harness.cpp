@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/json_read.h"
 #include "moe/io/checkpoint.h"
 #include "moe/io/safetensors.h"
 #include "moe/train/config.h"
@@ -144,7 +145,10 @@ void write_checkpoint_dir(const uint8_t* data, size_t size, const std::string& d
   write_bytes(dir + "/" + kCheckpointWeightsFile, reinterpret_cast<const uint8_t*>(weights.data()),
               weights.size());
   std::string json_text = parts[0];
-  nlohmann::json j = nlohmann::json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  // The reader's own parser (depth limit, duplicate keys): what it refuses is written unchanged,
+  // and a value nested too deep is never dumped here (that recursion would overflow the stack).
+  const Result<nlohmann::json> parsed = parse_json(json_text, "fuzz model.json");
+  nlohmann::json j = parsed.is_ok() ? parsed.value() : nlohmann::json();
   if (j.is_object() && j.contains("weights") && j["weights"].is_object()) {
     j["weights"]["bytes"] = weights.size();
     j["weights"]["fnv1a64"] = fnv1a64_hex(weights.data(), weights.size());

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -23,6 +24,7 @@
 #include "moe/io/train_state.h"
 #include "moe/layers/loss.h"
 #include "moe/optim/optimizer.h"
+#include "moe/train/evaluate.h"
 
 namespace moe {
 namespace {
@@ -249,6 +251,39 @@ void rewrite_weights_raw(const TempDir& dir,
   rewrite_raw(dir, "model.safetensors", "model.json", "weights", edit);
 }
 
+// Rewrites the weights file's header as text through `edit` (the data section kept).
+void rewrite_header_text(const TempDir& dir, const std::function<void(std::string&)>& edit) {
+  rewrite_weights_raw(dir, [&](std::vector<uint8_t>& b) {
+    RawFile r = RawFile::split(b);
+    std::string text = r.header.dump();
+    edit(text);
+    b.assign(8, 0);
+    for (int i = 0; i < 8; ++i)
+      b[static_cast<size_t>(i)] = static_cast<uint8_t>(text.size() >> (8 * i));
+    b.insert(b.end(), text.begin(), text.end());
+    b.insert(b.end(), r.data.begin(), r.data.end());
+  });
+}
+
+// `depth` nested arrays, innermost empty: [[[...]]].
+std::string nested_arrays(size_t depth) {
+  return std::string(depth, '[') + std::string(depth, ']');
+}
+
+// Replaces the first occurrence of `from` in `text` (which must hold it).
+void replace_once(std::string& text, const std::string& from, const std::string& to) {
+  const size_t at = text.find(from);
+  ASSERT_NE(at, std::string::npos) << from;
+  text.replace(at, from.size(), to);
+}
+
+// model.json as text with `edit` applied (for what a json value cannot hold).
+void edit_json_text(const TempDir& dir, const std::function<void(std::string&)>& edit) {
+  std::string text = read_json(dir.file("model.json")).dump();
+  edit(text);
+  write_text(dir.file("model.json"), text);
+}
+
 // Edits the header of model.safetensors (head.b is the last tensor, 2 F32 values).
 void edit_header(const TempDir& dir, const std::function<void(RawFile&)>& edit) {
   rewrite_weights_raw(dir, [&](std::vector<uint8_t>& bytes) {
@@ -327,7 +362,25 @@ TEST(CheckpointTest, CorruptionsAreRejectedWithTheirOwnMessages) {
          std::string text = read_json(d.file("model.json")).dump();
          write_text(d.file("model.json"), text.substr(0, text.size() / 2));
        },
-       "model.json: invalid JSON"},
+       "model.json line 1 column ", "invalid JSON (syntax error"},
+      // A value nested 100,000 deep parsed, then overflowed the stack when a message printed it.
+      {"config value nested 100,000 deep",
+       [](const TempDir& d) {
+         edit_json_text(d, [](std::string& t) {
+           replace_once(t, "\"label\":\"label\"", "\"label\":" + nested_arrays(100000));
+         });
+       },
+       "model.json line 1 column ", "arrays and objects nested more than 64 deep"},
+      {"key twice in one object",
+       [](const TempDir& d) {
+         edit_json_text(d, [](std::string& t) { t.insert(1, "\"format_version\":1,"); });
+       },
+       "model.json: the key \"format_version\" appears twice in one object"},
+      {"NUL then garbage after the JSON",
+       [](const TempDir& d) {
+         edit_json_text(d, [](std::string& t) { t += std::string("\0{\"x\": ", 7); });
+       },
+       "model.json line 1 column ", "a NUL byte"},
       {"config value of a wrong type",
        [](const TempDir& d) {
          edit_json(d, [](json& j) { j["config"]["model"]["moe"][0]["k"] = "two"; });
@@ -389,7 +442,34 @@ TEST(CheckpointTest, CorruptionsAreRejectedWithTheirOwnMessages) {
            b[9] = ',';
          });
        },
-       "model.safetensors: the header is not valid JSON"},
+       "model.safetensors: header line 1 column 2: invalid JSON (syntax error"},
+      {"header with a NUL then garbage",
+       [](const TempDir& d) {
+         rewrite_header_text(d, [](std::string& t) { t += std::string("\0garbage", 8); });
+       },
+       "model.safetensors: header line 1 column ", "a NUL byte"},
+      {"header metadata nested 100,000 deep",
+       [](const TempDir& d) {
+         rewrite_header_text(d, [](std::string& t) {
+           replace_once(t, "\"__metadata__\":{",
+                        "\"__metadata__\":{\"x\":" + nested_arrays(100000) + ",");
+         });
+       },
+       "model.safetensors: header line 1 column ", "nested more than 64 deep"},
+      {"shape nested 100,000 deep",
+       [](const TempDir& d) {
+         rewrite_header_text(d, [](std::string& t) {
+           replace_once(t, "\"shape\":[", "\"shape\":[" + nested_arrays(100000) + ",");
+         });
+       },
+       "model.safetensors: header line 1 column ", "nested more than 64 deep"},
+      {"tensor named twice",
+       [](const TempDir& d) {
+         rewrite_header_text(d, [](std::string& t) {
+           t.insert(1, "\"head.b\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]},");
+         });
+       },
+       "model.safetensors: header: the key \"head.b\" appears twice in one object"},
       {"offset out of bounds",
        [](const TempDir& d) {
          edit_header(d, [](RawFile& r) {
@@ -447,6 +527,51 @@ TEST(CheckpointTest, CorruptionsAreRejectedWithTheirOwnMessages) {
   ASSERT_FALSE(none.is_ok());
   EXPECT_EQ(none.status().message(),
             "/nonexistent/moe/checkpoint: no such checkpoint directory");
+}
+
+TEST(CheckpointTest, PredictionsThatOverflowAreAnErrorNotNaN) {
+  // Finite weights can still overflow: predict used to print "-nan" probabilities, exit 0.
+  Fixture f;
+  const Tensor values = f.model->params().values();
+  for (int64_t i = 0; i < values.numel(); ++i) values.f32()[i] = (i % 3 ? -3e38f : 3e38f);
+  Dataset d;
+  d.kind = FeatureKind::kSparse;
+  d.task = TaskKind::kClassification;
+  d.n_rows = static_cast<int64_t>(kDocs.size());
+  d.n_features = f.schema.shape().n_features;
+  d.ids = f.ids;
+  d.weights = f.weights;
+  d.offsets = f.offsets;
+  for (int64_t i = 0; i < d.n_rows; ++i) d.source_rows.push_back(i + 2);
+  Predictions p;
+  Result<EvalMetrics> m = evaluate(*f.model, d, f.schema.labels, EvalOptions{}, &p);
+  ASSERT_FALSE(m.is_ok());
+  EXPECT_EQ(m.status().message().rfind("row ", 0), 0u) << m.status().message();
+  EXPECT_NE(m.status().message().find("): the model's output "), std::string::npos)
+      << m.status().message();
+  EXPECT_EQ(p.n_rows, 0);
+}
+
+TEST(CheckpointTest, WeightsOfTheWrongSizeAreRefusedBeforeBeingRead) {
+  // model.safetensors grown by 1 GiB (sparse: no disk used). model.json records the size it was
+  // written with, so the file is refused from its size alone; it used to be read whole first (a
+  // 5 GB file took 15 s and 5.2 GB of memory).
+  Fixture f;
+  TempDir dir;
+  ASSERT_TRUE(save_checkpoint(dir.path(), *f.model, f.config, f.schema).is_ok());
+  const std::string weights = dir.file("model.safetensors");
+  const uint64_t size = fs::file_size(weights), grown = size + (uint64_t{1} << 30);
+  fs::resize_file(weights, grown);
+  struct rusage before {}, after {};
+  ::getrusage(RUSAGE_SELF, &before);
+  Result<Checkpoint> ck = load_checkpoint(dir.path());
+  ::getrusage(RUSAGE_SELF, &after);
+  ASSERT_FALSE(ck.is_ok());
+  EXPECT_EQ(ck.status().message(),
+            fmt::format("{}: {} bytes, but {}/model.json says {} (the two files are from different "
+                        "saves)",
+                        weights, grown, dir.path(), size));
+  EXPECT_LT(after.ru_maxrss, before.ru_maxrss + 256 * 1024) << "the file was read (KiB)";
 }
 
 // A training checkpoint: the fixture's model checkpoint plus a training state with AdamW moments

@@ -3,6 +3,8 @@
 // where there is one, the tensor.
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
+
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -265,7 +267,23 @@ std::vector<Corruption> corruptions() {
       {"header length over the cap", make_file("{}", 0, uint64_t{1} << 40),
        "exceeds the limit of 104857600 bytes", nullptr},
       {"truncated header", truncated_header, "the header is truncated", nullptr},
-      {"invalid JSON", make_file(R"({"t": {"dtype": )", 0), "not valid JSON", nullptr},
+      {"invalid JSON", make_file(R"({"t": {"dtype": )", 0),
+       "header line 1 column 17: invalid JSON (syntax error", nullptr},
+      // nlohmann stops reading at a NUL: the garbage after it was never looked at.
+      {"NUL then garbage after the header",
+       make_file(valid_header + std::string("\0garbage", 8), 12),
+       "header line 1 column 56: a NUL byte", nullptr},
+      // Nested 100,000 deep, a value parsed and then overflowed the stack when a message
+      // printed it.
+      {"shape nested 100,000 deep",
+       one(R"({"dtype":"F32","shape":)" + std::string(100000, '[') + std::string(100000, ']') +
+           R"(,"data_offsets":[0,12]})"),
+       "header line 1 column 91: arrays and objects nested more than 64 deep", nullptr},
+      {"metadata value nested 100,000 deep",
+       make_file(
+           R"({"__metadata__":{"x":)" + std::string(100000, '[') + std::string(100000, ']') + "}}",
+           0),
+       "header line 1 column 84: arrays and objects nested more than 64 deep", nullptr},
       {"header not an object", make_file("[1, 2, 3]", 0), "not a JSON object", nullptr},
       {"entry not an object", one("[1]"), "entry is not a JSON object", "t"},
       {"unknown dtype", one(R"({"dtype":"F16","shape":[3],"data_offsets":[0,12]})"),
@@ -325,7 +343,7 @@ std::vector<Corruption> corruptions() {
        make_file(R"({"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
                  R"("t":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
                  8),
-       "appears twice in the header", "t"},
+       "header: the key \"t\" appears twice in one object", nullptr},
   };
 }
 
@@ -368,6 +386,38 @@ TEST(Safetensors, EveryPrefixAndByteFlipIsHandled) {
       }
     }
   }
+}
+
+// Peak resident memory of this process so far, in bytes.
+uint64_t peak_rss_bytes() {
+  struct rusage u {};
+  ::getrusage(RUSAGE_SELF, &u);
+  return static_cast<uint64_t>(u.ru_maxrss) * 1024;
+}
+
+TEST(Safetensors, FileOfTheWrongSizeIsRefusedBeforeItsDataIsRead) {
+  // A valid file with 1 GiB more behind its data (a sparse file: no disk used). The header
+  // accounts for 12 bytes of data, so the file is refused from its size alone; it used to be
+  // read whole first (a 5 GB file took 15 s and 5.2 GB of memory).
+  TempDir dir;
+  const std::vector<uint8_t> bytes =
+      make_file(R"({"t":{"dtype":"F32","shape":[3],"data_offsets":[0,12]}})", 12);
+  const std::string path = dir.file("big.safetensors");
+  {
+    std::ofstream out(path, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(bytes.data()),
+              static_cast<std::streamsize>(bytes.size()));
+  }
+  const uint64_t extra = uint64_t{1} << 30;
+  fs::resize_file(path, bytes.size() + extra);
+  const uint64_t rss_before = peak_rss_bytes();
+  auto f = SafetensorsFile::open(path);
+  ASSERT_FALSE(f.is_ok());
+  EXPECT_NE(
+      f.status().message().find(fmt::format("{} trailing bytes after the last tensor", extra)),
+      std::string::npos)
+      << f.status().message();
+  EXPECT_LT(peak_rss_bytes(), rss_before + (uint64_t{256} << 20)) << "the file was read";
 }
 
 }  // namespace

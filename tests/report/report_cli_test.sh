@@ -67,7 +67,7 @@ echo '{"epoch": 1, "train_loss": "low"}' >>"$work/bad/metrics.jsonl"
 expect 1 "$work/bad/metrics.jsonl line 4: field 'train_loss'" -- report "$work/bad"
 cp "$run/metrics.jsonl" "$work/bad/metrics.jsonl"
 echo '{"format": "moe.inspect", "version": 1, "layers": [' >"$work/bad/inspect.json"
-expect 1 "$work/bad/inspect.json: not valid JSON" -- report "$work/bad"
+expect 1 "$work/bad/inspect.json line 2 column 1: invalid JSON" -- report "$work/bad"
 [ -e "$work/bad/report.html" ] && cmp -s "$work/bad/report.html" "$run/report.html" ||
   fail "a failed report changed the earlier one"
 expect 1 "$work/no_dir/r.html" -- report "$run" --out "$work/no_dir/r.html"

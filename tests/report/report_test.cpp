@@ -250,7 +250,7 @@ TEST_F(ReportDir, MalformedFilesAreNamed) {
   for (int i = 0; i < 2; ++i) at = bad_line3.find('\n', at) + 1;
   bad_line3.insert(at, "{\"epoch\": 3, \"expert_load\": {\"blocks.0.moe\": [0.5, \"x\"]}}\n");
   const Case cases[] = {
-      {"inspect.json", "{\"format\": \"moe.inspect\", ", "inspect.json: not valid JSON"},
+      {"inspect.json", "{\"format\": \"moe.inspect\", ", "inspect.json line 1 column 27: invalid JSON"},
       {"inspect.json", "{\"format\": \"other\", \"version\": 1, \"layers\": []}",
        "inspect.json: field 'format'"},
       {"inspect.json",
@@ -267,9 +267,9 @@ TEST_F(ReportDir, MalformedFilesAreNamed) {
        "\"width\": 100000, \"pixels\": []}}]}",
        "field 'layers[0].mean_images': height and width"},
       {"metrics.jsonl", bad_line3, "metrics.jsonl line 3: field 'expert_load.blocks.0.moe[1]'"},
-      {"metrics.jsonl", "{\"epoch\": 1}\nnot json\n", "metrics.jsonl line 2: not valid JSON"},
+      {"metrics.jsonl", "{\"epoch\": 1}\nnot json\n", "metrics.jsonl line 2 column 2: invalid JSON"},
       {"config.json", "[1, 2]", "config.json: expected a JSON object"},
-      {"summary.json", "{", "summary.json: not valid JSON"},
+      {"summary.json", "{", "summary.json line 1 column 2: invalid JSON"},
   };
   for (const Case& c : cases) {
     const std::string original = read(dir_ / c.file);
@@ -295,7 +295,8 @@ TEST_F(ReportDir, NotARunDirectory) {
 
 // Nesting deep enough to overflow a recursive walk is read and shown bounded, not followed.
 TEST_F(ReportDir, DeepNestingIsBounded) {
-  const int depth = 100000;
+  // Within the readers' limit (64 levels, core/json_read.h), the report shows 16 and says so.
+  const int depth = 40;
   const std::string deep = std::string(depth, '[') + std::string(depth, ']');
   write(dir_ / "config.json", "{\"model\": {\"deep\": " + deep + "}}");
   std::string nested_aux;
@@ -307,6 +308,15 @@ TEST_F(ReportDir, DeepNestingIsBounded) {
   ASSERT_TRUE(s) << s.message();
   EXPECT_NE(read(out).find("model.deep</td><td>(nested more than 16 levels deep: not shown)"),
             std::string::npos);
+  // Beyond it, the file is refused by name: 100,000 levels overflowed the stack when printed.
+  write(dir_ / "config.json", "{\"model\": {\"deep\": " + std::string(100000, '[') +
+                                  std::string(100000, ']') + "}}");
+  const Status refused = write_report(dir_.string(), out.string());
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.message().find("config.json line 1 column 82: arrays and objects nested more "
+                                   "than 64 deep"),
+            std::string::npos)
+      << refused.message();
 }
 
 // Every string the report takes from a file, made hostile at once: the page must stay

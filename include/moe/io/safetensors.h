@@ -35,7 +35,8 @@ struct SafetensorsLimits {
 
 class SafetensorsFile {
  public:
-  // Reads and validates the whole file.
+  // Reads and validates the whole file; the header is read and checked against the file's size
+  // first.
   static Result<SafetensorsFile> open(const std::string& path, SafetensorsLimits limits = {});
   // Validates bytes already in memory; `source` names them in messages.
   static Result<SafetensorsFile> parse(std::vector<uint8_t> bytes, const std::string& source,
@@ -53,6 +54,13 @@ class SafetensorsFile {
   Status read_into(const std::string& name, Tensor dst) const;
 
  private:
+  // Checks the header in `prefix` (at least the 8-byte length and the header) against a file of
+  // `file_size` bytes, filling everything but bytes_: open() calls it before reading the data,
+  // so a file whose size the header does not account for is refused without reading it.
+  static Result<SafetensorsFile> parse_layout(const std::vector<uint8_t>& prefix,
+                                              uint64_t file_size, const std::string& source,
+                                              SafetensorsLimits limits);
+
   std::string source_;
   std::vector<uint8_t> bytes_;
   uint64_t data_start_ = 0;
