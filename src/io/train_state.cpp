@@ -103,7 +103,8 @@ Status save_train_state(const std::string& dir, const TrainState& state, const M
 }
 
 Result<TrainState> load_train_state(const std::string& dir, const Model& model,
-                                    const std::string& weights_fnv1a64, Optimizer& optimizer) {
+                                    const std::string& weights_fnv1a64, Optimizer& optimizer,
+                                    const TrainingConfig& run) {
   const std::string json_path = dir + "/" + kTrainStateJsonFile;
   MOE_ASSIGN_OR_RETURN(std::vector<uint8_t> json_bytes, read_bytes(json_path, kMaxJsonBytes));
   MOE_ASSIGN_OR_RETURN(
@@ -181,6 +182,19 @@ Result<TrainState> load_train_state(const std::string& dir, const Model& model,
   MOE_TRY(expect(schedule->is_object(), json_path, "schedule", "an object"));
   MOE_TRY(text(*schedule, "kind", sched_at, &out.schedule));
   MOE_TRY(count(*schedule, "total_steps", sched_at, &out.schedule_total_steps));
+  // The run that wrote this state wrote model.json's config beside it: its schedule is the one
+  // that config builds (epochs × batches per epoch steps).
+  if (out.schedule != schedule_kind_name(run.schedule))
+    return Status::error("{}: kind \"{}\", but the config's training.schedule is \"{}\"",
+                         sched_at, out.schedule, schedule_kind_name(run.schedule));
+  if (out.epochs_done > run.epochs)
+    return Status::error("{}: epochs_done {} is more than the config's training.epochs {}",
+                         pos_at, out.epochs_done, run.epochs);
+  if (out.schedule_total_steps != run.epochs * out.batches_per_epoch)
+    return Status::error(
+        "{}: total_steps {} is not the config's training.epochs × position.batches_per_epoch = "
+        "{} × {}",
+        sched_at, out.schedule_total_steps, run.epochs, out.batches_per_epoch);
 
   const std::string best_at = json_path + ": best";
   MOE_TRY(expect(best->is_object(), json_path, "best", "an object"));
@@ -194,6 +208,11 @@ Result<TrainState> load_train_state(const std::string& dir, const Model& model,
   if (out.best_epoch > out.epochs_done)
     return Status::error("{}: epoch {} is after the epochs done ({})", best_at, out.best_epoch,
                          out.epochs_done);
+  // The early-stopping counter grows by one per epoch without improvement since the best one.
+  const int64_t since_limit = out.epochs_done - out.best_epoch;
+  if (out.since_best > since_limit)
+    return Status::error("{}: since_best {} is more than the {} epochs done since epoch {}",
+                         best_at, out.since_best, since_limit, out.best_epoch);
   if (out.best_epoch > 0) {
     MOE_TRY(expect(finite_number(*value), best_at, "value", "a finite number"));
     out.best_value = value->get<double>();
@@ -204,6 +223,16 @@ Result<TrainState> load_train_state(const std::string& dir, const Model& model,
   out.stopped_early = stopped->get<bool>();
   MOE_ASSIGN_OR_RETURN(out.best_gates, parse_gates(*gates, best_at, "gates"));
   MOE_TRY(expect(sums->is_object(), json_path, "epoch_sums", "an object"));
+  // The trainer reads the rest of epoch_sums (its tallies); the counts and sums it adds to are
+  // checked here.
+  const std::string sums_at = json_path + ": epoch_sums";
+  if (sums->contains("rows")) {
+    int64_t rows = 0;
+    MOE_TRY(count(*sums, "rows", sums_at, &rows));
+  }
+  if (sums->contains("loss_sum"))
+    MOE_TRY(expect(finite_number((*sums)["loss_sum"]) && (*sums)["loss_sum"].get<double>() >= 0,
+                   sums_at, "loss_sum", "a finite number ≥ 0"));
   out.epoch_sums = *sums;
 
   const std::string time_at = json_path + ": timing";
@@ -231,6 +260,17 @@ Result<TrainState> load_train_state(const std::string& dir, const Model& model,
            store, optimizer, out.best_values.empty() ? nullptr : out.best_values.data())) {
     expected.insert(t.name);
     MOE_TRY(read_tensor_strict(file, t.name, t.tensor, "the config gives"));
+    // Adam's second moments are running means of squared gradients: a negative one would make
+    // the update's square root NaN.
+    if (t.name.rfind("adam.v.", 0) == 0) {
+      const float* v = t.tensor.f32();
+      for (int64_t i = 0; i < t.tensor.numel(); ++i)
+        if (v[i] < 0.0f)
+          return Status::error(
+              "{}: tensor {} element {} is {}, but a second moment (a mean of squares) is never "
+              "negative",
+              tensors_path, t.name, i, v[i]);
+    }
   }
   for (const SafetensorsEntry& e : file.entries())
     if (expected.count(e.name) == 0)

@@ -601,7 +601,7 @@ struct TrainStateFixture {
     state.seed = 3;
     state.optimizer = "adamw";
     state.schedule = "cosine";
-    state.schedule_total_steps = 50;
+    state.schedule_total_steps = f.config.training.epochs * state.batches_per_epoch;
     state.metric = "accuracy (validation)";
     state.best_epoch = 1;
     state.best_value = 0.75;
@@ -624,7 +624,8 @@ struct TrainStateFixture {
   Result<TrainState> load(const TempDir& dir, std::unique_ptr<Optimizer>* fresh) const {
     MOE_ASSIGN_OR_RETURN(Checkpoint ck, load_checkpoint(dir.path()));
     *fresh = make_optimizer(f.model->params(), OptimizerConfig{});
-    return load_train_state(dir.path(), *f.model, ck.weights_fnv1a64, **fresh);
+    return load_train_state(dir.path(), *f.model, ck.weights_fnv1a64, **fresh,
+                            ck.config.training);
   }
 };
 
@@ -649,7 +650,7 @@ TEST(TrainStateTest, RoundTripRestoresEveryField) {
   EXPECT_EQ(back->batches_done, 2);
   EXPECT_EQ(back->step, 7);
   EXPECT_EQ(back->seed, 3u);
-  EXPECT_EQ(back->schedule_total_steps, 50);
+  EXPECT_EQ(back->schedule_total_steps, t.state.schedule_total_steps);
   EXPECT_EQ(back->best_value, 0.75);
   EXPECT_EQ(back->best_values, t.state.best_values);
   ASSERT_EQ(back->best_gates.size(), t.state.best_gates.size());
@@ -750,7 +751,55 @@ TEST(TrainStateTest, CorruptionsAreRejectedWithTheirOwnMessages) {
        "train_state.json: written for model weights with hash 0123456789abcdef"},
       {"invalid JSON",
        [](const TempDir& d) { write_text(d.file("train_state.json"), "{\"format\": "); },
-       "train_state.json: invalid JSON"},
+       "train_state.json line 1 column 12: invalid JSON"},
+      {"key twice in one object",
+       [](const TempDir& d) {
+         std::string text = read_json(d.file("train_state.json")).dump();
+         text.insert(1, "\"seed\":4,");
+         write_text(d.file("train_state.json"), text);
+       },
+       "train_state.json: the key \"seed\" appears twice in one object"},
+      {"epoch_sums nested 100,000 deep",
+       [](const TempDir& d) {
+         std::string text = read_json(d.file("train_state.json")).dump();
+         text.insert(1,
+                     "\"epoch_sums\":" + std::string(100000, '[') + std::string(100000, ']') + ",");
+         write_text(d.file("train_state.json"), text);
+       },
+       "train_state.json line 1 column 78: arrays and objects nested more than 64 deep"},
+      {"schedule horizon not the config's",
+       [](const TempDir& d) {
+         edit_state_json(d, [](json& j) { j["schedule"]["total_steps"] = 7; });
+       },
+       "train_state.json: schedule: total_steps 7 is not the config's training.epochs × "
+       "position.batches_per_epoch"},
+      {"schedule kind not the config's",
+       [](const TempDir& d) {
+         edit_state_json(d, [](json& j) { j["schedule"]["kind"] = "constant"; });
+       },
+       "train_state.json: schedule: kind \"constant\", but the config's training.schedule is "
+       "\"cosine\""},
+      {"early-stopping counter beyond the epochs done",
+       [](const TempDir& d) {
+         edit_state_json(d, [](json& j) { j["best"]["since_best"] = 1000000000; });
+       },
+       "train_state.json: best: since_best 1000000000 is more than the 0 epochs done since epoch "
+       "1"},
+      {"negative rows in the epoch's sums",
+       [](const TempDir& d) { edit_state_json(d, [](json& j) { j["epoch_sums"]["rows"] = -12; }); },
+       "train_state.json: epoch_sums: field 'rows' must be an integer ≥ 0"},
+      {"negative loss sum",
+       [](const TempDir& d) {
+         edit_state_json(d, [](json& j) { j["epoch_sums"]["loss_sum"] = -1.0; });
+       },
+       "train_state.json: epoch_sums: field 'loss_sum' must be a finite number ≥ 0"},
+      {"negative second moment",
+       [](const TempDir& d) {
+         rewrite_state_tensors(d, [](std::vector<NamedTensor>& ts, std::vector<TensorBuffer>&) {
+           find(ts, "adam.v.head.b")->tensor.f32()[1] = -0.5f;
+         });
+       },
+       "train_state.safetensors: tensor adam.v.head.b element 1 is -0.5, but a second moment"},
       {"missing field",
        [](const TempDir& d) { edit_state_json(d, [](json& j) { j.erase("best"); }); },
        "train_state.json: missing field 'best'"},

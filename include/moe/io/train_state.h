@@ -28,6 +28,7 @@
 
 #include "moe/core/status.h"
 #include "moe/optim/optimizer.h"
+#include "moe/train/config.h"
 #include "moe/train/model.h"
 
 namespace moe {
@@ -73,8 +74,10 @@ Status save_train_state(const std::string& dir, const TrainState& state, const M
 
 // Reads and validates the training state in `dir` against `model` (built from the checkpoint's
 // config; its weights are not touched) and fills `optimizer`'s state tensors and step count.
-// `weights_fnv1a64` is the hash the directory's model.json records (Checkpoint::weights_fnv1a64).
+// `weights_fnv1a64` is the hash the directory's model.json records (Checkpoint::weights_fnv1a64)
+// and `run` the training section of its config: the schedule recorded must be the one it gives.
 Result<TrainState> load_train_state(const std::string& dir, const Model& model,
-                                    const std::string& weights_fnv1a64, Optimizer& optimizer);
+                                    const std::string& weights_fnv1a64, Optimizer& optimizer,
+                                    const TrainingConfig& run);
 
 }  // namespace moe
