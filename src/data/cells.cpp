@@ -31,10 +31,24 @@ NumberKind parse_number(std::string_view cell, double* out) {
     // Overflow ("1e999") is a number, just not a finite one; underflow ("1e-400") rounds
     // towards zero as strtod does.
     *out = std::strtod(std::string(cell).c_str(), nullptr);
-    return std::isfinite(*out) ? NumberKind::kFinite : NumberKind::kNonFinite;
+  } else if (ec != std::errc()) {
+    return NumberKind::kNotANumber;
   }
-  if (ec != std::errc()) return NumberKind::kNotANumber;
-  return std::isfinite(*out) ? NumberKind::kFinite : NumberKind::kNonFinite;
+  if (!std::isfinite(*out)) return NumberKind::kNonFinite;
+  return std::fabs(*out) <= kMaxDataMagnitude ? NumberKind::kFinite : NumberKind::kTooLarge;
+}
+
+const char* number_problem(NumberKind k) {
+  switch (k) {
+    case NumberKind::kNonFinite:
+      return "is not a finite number";
+    case NumberKind::kTooLarge:
+      return "is beyond ±3.4e38, the range of the 32-bit floats moe computes in";
+    case NumberKind::kFinite:
+    case NumberKind::kNotANumber:
+      break;
+  }
+  return "is not a number";
 }
 
 std::string quoted_list(std::span<const std::string> names, size_t max) {

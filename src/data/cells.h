@@ -19,9 +19,17 @@ std::string_view trim_blanks(std::string_view s);
 // Empty, NA, NaN or ? once blanks are trimmed.
 bool is_missing(std::string_view cell);
 
-enum class NumberKind { kFinite, kNonFinite, kNotANumber };
+// The largest magnitude a data value may have: FLT_MAX, as the model computes in 32-bit floats.
+// Bounding it also keeps the column statistics (sums of squares, in double) finite.
+inline constexpr double kMaxDataMagnitude = 3.4028234663852886e38;
+
+// kTooLarge: finite, but beyond ±kMaxDataMagnitude ("1e308").
+enum class NumberKind { kFinite, kNonFinite, kTooLarge, kNotANumber };
 // A decimal number ("3", "-0.5", "+1e-3"), blanks around it allowed, nothing else after it.
 NumberKind parse_number(std::string_view cell, double* out);
+// "is not a finite number", "is beyond ±3.4e38, the range of the 32-bit floats moe computes
+// in", "is not a number": what a value of kind `k` (not kFinite) is, for messages.
+const char* number_problem(NumberKind k);
 
 // "'a', 'b', 'c'", or the first `max` of them and "... (N more)".
 std::string quoted_list(std::span<const std::string> names, size_t max = 20);

@@ -79,6 +79,10 @@ Result<CsvTable> CsvTable::parse(std::string bytes, const std::string& source, c
   size_t pos = 0;
   if (n >= 3 && std::memcmp(data, "\xEF\xBB\xBF", 3) == 0) pos = 3;  // UTF-8 byte order mark
 
+  // Text goes into JSON (the schema in model.json, messages, metrics) and must be UTF-8: each
+  // field is checked as it is read, unless the whole file is ASCII (the common case, one pass).
+  const bool ascii = data_detail::is_ascii(std::string_view(data + pos, n - pos));
+
   int64_t line = 1;
   // Consumes one line end at `pos` (LF, CRLF or CR), counting it.
   auto consume_line_end = [&]() {
@@ -147,6 +151,21 @@ Result<CsvTable> CsvTable::parse(std::string bytes, const std::string& source, c
         break;
       }
 
+      if (!ascii) {
+        for (size_t f = 0; f < record.size(); ++f) {
+          const std::string_view cell(data + record[f].begin, record[f].length);
+          const size_t bad = data_detail::invalid_utf8_at(cell);
+          if (bad == std::string_view::npos) continue;
+          const std::string column = !have_header           ? " (the header)"
+                                     : f < t.header_.size() ? " (column '" + t.header_[f] + "')"
+                                                            : "";
+          return Status::error(
+              "{} line {}, field {}{}: not valid UTF-8 (byte 0x{:02x} at byte {} of the field); "
+              "moe reads text as UTF-8: convert the file first (for example with iconv -f "
+              "latin1 -t utf-8)",
+              source, record_line, f + 1, column, static_cast<unsigned char>(cell[bad]), bad + 1);
+        }
+      }
       if (!have_header) {
         have_header = true;
         std::unordered_map<std::string, int64_t> seen;

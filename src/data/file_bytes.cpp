@@ -49,6 +49,48 @@ void advise_huge_pages(const void* p, size_t bytes) {
   (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
 }
 
+size_t invalid_utf8_at(std::string_view s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  size_t i = 0;
+  while (i < n) {
+    const unsigned char c = p[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    // The sequence length and the range of the second byte (tighter than 80..BF where the
+    // first byte alone would allow an overlong form, a surrogate or a value above U+10FFFF).
+    size_t len = 0;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    } else {
+      return i;
+    }
+    if (i + len > n) return i;
+    if (p[i + 1] < lo || p[i + 1] > hi) return i;
+    for (size_t k = 2; k < len; ++k)
+      if ((p[i + k] & 0xC0) != 0x80) return i;
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
+bool is_ascii(std::string_view s) {
+  unsigned char any = 0;
+  for (const char c : s) any |= static_cast<unsigned char>(c);
+  return any < 0x80;
+}
+
 std::string human_bytes(uint64_t n) {
   if (n < 1024) return fmt::format("{} bytes", n);
   const char* units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
@@ -68,14 +110,22 @@ Result<std::string> read_file_bytes(const std::string& path, uint64_t max_bytes)
   if (::fstat(fd.get(), &st) != 0)
     return Status::error("{}: cannot stat ({})", path, std::strerror(errno));
   if (S_ISDIR(st.st_mode)) return Status::error("{}: is a directory, not a file", path);
+  // Pipes are read to their end (within the cap); devices are refused: /dev/zero never ends and
+  // a terminal waits for typing.
+  if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode))
+    return Status::error("{}: is a {}, not a file (give a regular file or a pipe)", path,
+                         S_ISCHR(st.st_mode)   ? "character device"
+                         : S_ISBLK(st.st_mode) ? "block device"
+                         : S_ISSOCK(st.st_mode) ? "socket"
+                                                : "special file");
   const uint64_t declared = S_ISREG(st.st_mode) ? static_cast<uint64_t>(st.st_size) : 0;
   if (declared > max_bytes) return too_large(path, declared, max_bytes, "");
 
   std::string bytes;
+  size_t have = 0;
   try {
     reserve_huge(bytes, static_cast<size_t>(declared));
     bytes.resize(static_cast<size_t>(declared));
-    size_t have = 0;
     for (;;) {
       if (have == bytes.size()) {
         // Regular files end here; pipes and files that grew keep going, within the cap.
@@ -100,7 +150,9 @@ Result<std::string> read_file_bytes(const std::string& path, uint64_t max_bytes)
     }
     bytes.resize(have);
   } catch (const std::bad_alloc&) {
-    return Status::error("{}: cannot allocate {} to hold the file", path, human_bytes(declared));
+    return Status::error("{}: out of memory reading the file ({} of {} read)", path,
+                         human_bytes(have),
+                         declared > 0 ? human_bytes(declared) : std::string("an unknown size"));
   }
   if (is_gzip(bytes)) return gunzip(bytes, path, max_bytes);
   return bytes;

@@ -44,6 +44,14 @@ void reserve_huge(Vector& v, size_t n) {
   advise_huge_pages(v.data(), n * sizeof(typename Vector::value_type));
 }
 
+// The offset of the first byte of `s` that is not part of well-formed UTF-8 (RFC 3629: no
+// overlong forms, no surrogates, nothing above U+10FFFF), or std::string_view::npos when all of
+// it is. Text read from data files ends up in JSON (model.json, metrics), which must be UTF-8.
+size_t invalid_utf8_at(std::string_view s);
+
+// True when no byte of `s` is above 0x7f (then it is UTF-8, and per-field checks can be skipped).
+bool is_ascii(std::string_view s);
+
 // "1.5 GiB", "12 KiB", "87 bytes": sizes in messages.
 std::string human_bytes(uint64_t n);
 

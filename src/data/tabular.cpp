@@ -64,6 +64,12 @@ Result<Columns> resolve_columns(const CsvTable& t, const TabularOptions& o) {
     c.labels.push_back(col);
   }
   for (const std::string& name : o.ignore_columns) {
+    // A contradiction in the configuration: say so rather than pick one reading of it.
+    if (contains(o.label_columns, name))
+      return Status::error(
+          "{}: data.ignore_columns lists '{}', which is a label column (data.label); a label is "
+          "never a feature, so remove it from ignore_columns",
+          t.source(), name);
     const Result<int64_t> col = data_detail::require_column(t, name, "column to ignore");
     if (!col.is_ok()) return col.status();
   }
@@ -144,6 +150,7 @@ Result<FeatureColumn> fit_column(const CsvTable& t, std::span<const int64_t> row
         values.push_back(x);
         break;
       case NumberKind::kNonFinite:
+      case NumberKind::kTooLarge:
         ++numbers;
         if (first_nonfinite < 0) first_nonfinite = r;
         break;
@@ -159,10 +166,13 @@ Result<FeatureColumn> fit_column(const CsvTable& t, std::span<const int64_t> row
         t.source(), fc.name);
   const bool forced = contains(o.categorical_columns, fc.name);
   if (!forced && numbers == present) {
-    if (first_nonfinite >= 0)
-      return Status::error("{} line {}, column '{}': '{}' is not a finite number", t.source(),
-                           t.line(first_nonfinite), fc.name,
-                           trim_blanks(t.cell(first_nonfinite, col)));
+    if (first_nonfinite >= 0) {
+      const std::string_view v = trim_blanks(t.cell(first_nonfinite, col));
+      double x = 0;
+      return Status::error("{} line {}, column '{}': '{}' {}", t.source(),
+                           t.line(first_nonfinite), fc.name, v,
+                           data_detail::number_problem(parse_number(v, &x)));
+    }
     fc.kind = ColumnKind::kNumeric;
     mean_std(values, &fc.mean, &fc.stddev);
     return fc;
@@ -203,9 +213,8 @@ Status parse_targets(const CsvTable& t, std::span<const int64_t> rows,
       double x = 0;
       const NumberKind k = parse_number(v, &x);
       if (k != NumberKind::kFinite)
-        return Status::error("{} line {}, column '{}': target '{}' is not a {}number", t.source(),
-                             t.line(r), column_name(t, col), trim_blanks(v),
-                             k == NumberKind::kNonFinite ? "finite " : "");
+        return Status::error("{} line {}, column '{}': target '{}' {}", t.source(), t.line(r),
+                             column_name(t, col), trim_blanks(v), data_detail::number_problem(k));
       out->push_back(x);
     }
   return Status::ok();
@@ -423,11 +432,18 @@ Result<Dataset> encode_tabular(const CsvTable& t, std::span<const int64_t> rows,
         const NumberKind kind = parse_number(v, &x);
         if (kind != NumberKind::kFinite)
           return Status::error(
-              "{} line {}, column '{}': '{}' is not a {}number (the column is "
-              "numeric in the training data)",
+              "{} line {}, column '{}': '{}' {} (the column is numeric in the training data)",
               t.source(), t.line(rows[i]), c.name, trim_blanks(v),
-              kind == NumberKind::kNonFinite ? "finite " : "");
-        out = static_cast<float>((x - c.mean) / c.stddev);
+              data_detail::number_problem(kind));
+        // Both terms are within ±3.4e38, so the difference is finite in double; the quotient
+        // must fit the float it is stored in (a column of nearly equal values has a tiny std).
+        const double z = (x - c.mean) / c.stddev;
+        if (!(std::fabs(z) <= data_detail::kMaxDataMagnitude))
+          return Status::error(
+              "{} line {}, column '{}': '{}' is {:.3g} standard deviations from the training "
+              "mean, beyond the range of the 32-bit floats moe computes in",
+              t.source(), t.line(rows[i]), c.name, trim_blanks(v), z);
+        out = static_cast<float>(z);
       }
     } else {
       std::unordered_map<std::string_view, int64_t> slot;

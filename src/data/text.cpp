@@ -217,7 +217,9 @@ Result<std::vector<std::string>> read_stop_words(const std::string& path, bool l
   MOE_ASSIGN_OR_RETURN(std::string bytes, data_detail::read_file_bytes(path, uint64_t{64} << 20));
   std::vector<std::string> words;
   size_t pos = 0;
+  int64_t line_no = 0;
   while (pos < bytes.size()) {
+    ++line_no;
     size_t end = bytes.find('\n', pos);
     if (end == std::string::npos) end = bytes.size();
     std::string_view line(bytes.data() + pos, end - pos);
@@ -225,6 +227,9 @@ Result<std::vector<std::string>> read_stop_words(const std::string& path, bool l
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     line = data_detail::trim_blanks(line);
     if (line.empty() || line.front() == '#') continue;
+    if (const size_t bad = data_detail::invalid_utf8_at(line); bad != std::string_view::npos)
+      return Status::error("{} line {}: not valid UTF-8 (byte 0x{:02x} at byte {} of the word)",
+                           path, line_no, static_cast<unsigned char>(line[bad]), bad + 1);
     std::string w(line);
     if (lowercase)
       for (char& c : w)

@@ -259,7 +259,9 @@ Status save_checkpoint(const std::string& dir, const Model& model, const Config&
   j["params"] = {{"total", model.n_params()}, {"active_per_row", model.n_active_params()}};
   j["gates"] = gates_to_json(model.gate_states());
   j["info"] = info.is_null() ? json::object() : info;
-  const std::string text = j.dump(1) + "\n";
+  // Strings that are not UTF-8 are written as U+FFFD rather than thrown out of the dump (the
+  // data readers refuse them, so none should reach here): a save never fails half done.
+  const std::string text = j.dump(1, ' ', false, json::error_handler_t::replace) + "\n";
   return write_file_atomic(json_path, text.data(), text.size());
 }
 

@@ -98,7 +98,9 @@ Status save_train_state(const std::string& dir, const TrainState& state, const M
                {"gates", gates_to_json(state.best_gates)}};
   j["epoch_sums"] = state.epoch_sums;
   j["timing"] = {{"train_seconds", state.train_seconds}, {"train_rows", state.train_rows}};
-  const std::string text = j.dump(1) + "\n";
+  // Strings that are not UTF-8 are written as U+FFFD rather than thrown out of the dump (the
+  // data readers refuse them, so none should reach here): a save never fails half done.
+  const std::string text = j.dump(1, ' ', false, json::error_handler_t::replace) + "\n";
   return write_file_atomic(dir + "/" + kTrainStateJsonFile, text.data(), text.size());
 }
 

@@ -108,13 +108,33 @@ TEST(Csv, ConcatenatedGzipMembersAreOneFile) {
   EXPECT_EQ(t->cell(1, 1), "4");
 }
 
-TEST(Csv, InvalidUtf8IsKeptAsBytes) {
+TEST(Csv, Utf8IsKeptAndInvalidUtf8IsRefusedNamingLineFieldAndColumn) {
+  // Invalid UTF-8 used to be kept as bytes: training ran, then the checkpoint's JSON dump threw
+  // ("invalid UTF-8 byte at index 0: 0xFF") naming no file, leaving a staging directory behind.
   TempDir dir;
-  const std::string path = dir.write("u.csv", "a,b\n\xff\xfe,caf\xc3\xa9\n");
-  Result<CsvTable> t = CsvTable::read(path);
+  Result<CsvTable> t = CsvTable::read(dir.write("u.csv", "a,b\ncaf\xc3\xa9,\xf0\x9f\x99\x82\n"));
   ASSERT_TRUE(t.is_ok()) << t.status().message();
-  EXPECT_EQ(t->cell(0, 0), "\xff\xfe");
-  EXPECT_EQ(t->cell(0, 1), "caf\xc3\xa9");
+  EXPECT_EQ(t->cell(0, 0), "caf\xc3\xa9");
+  EXPECT_EQ(t->cell(0, 1), "\xf0\x9f\x99\x82");
+  const std::string cell = read_error(dir.write("cell.csv", "x,label\n1,good\n2,\"ba\xff\"\n"));
+  EXPECT_EQ(cell.substr(cell.find("cell.csv")),
+            "cell.csv line 3, field 2 (column 'label'): not valid UTF-8 (byte 0xff at byte 3 of "
+            "the field); moe reads text as UTF-8: convert the file first (for example with iconv "
+            "-f latin1 -t utf-8)");
+  const std::string header = read_error(dir.write("header.tsv", "x\tna\xefme\n1\t2\n"));
+  EXPECT_NE(header.find("header.tsv line 1, field 2 (the header): not valid UTF-8 (byte 0xef at "
+                        "byte 3 of the field)"),
+            std::string::npos)
+      << header;
+  // Overlong forms, surrogates, values above U+10FFFF and cut sequences are not UTF-8 either.
+  for (const char* bad :
+       {"\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82"}) {
+    const std::string msg =
+        read_error(dir.write("bad.csv", std::string("a\nok\n") + bad + "\n"));
+    EXPECT_NE(msg.find("bad.csv line 3, field 1 (column 'a'): not valid UTF-8 (byte 0x"),
+              std::string::npos)
+        << msg;
+  }
 }
 
 TEST(Csv, RaggedRowNamesFileLineAndCounts) {
@@ -150,6 +170,9 @@ TEST(Csv, EachMalformedFileHasItsOwnMessage) {
   }
   EXPECT_NE(read_error(dir.path("absent.csv")).find("absent.csv: cannot open"), std::string::npos);
   EXPECT_NE(read_error(dir.path("")).find("is a directory"), std::string::npos);
+  // A device is not a data file: /dev/zero used to be read until "cannot allocate 0 bytes".
+  EXPECT_EQ(read_error("/dev/zero"),
+            "/dev/zero: is a character device, not a file (give a regular file or a pipe)");
 }
 
 TEST(Csv, FileAboveTheLimitIsRejectedBeforeReading) {

@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+
+#include <cmath>
 #include <string>
+#include <vector>
 
 #include "data_testing.h"
 #include "moe/core/rng.h"
@@ -46,7 +49,7 @@ TEST(Malformed, DamagedCsvTablesNeverCrashTheReaders) {
       "1.5,Paris,\"<b>Good</b> &amp; \"\"fresh\"\"\",great\r\n"
       "2,Lyon,\"two\nlines\",other\n"
       ",Nice,plain,great\n"
-      "4,Paris,\xEF\xBB\xBFodd bytes \xff,other\n";
+      "4,Paris,\xEF\xBB\xBFodd bytes \xc3\xa9,other\n";
   Rng rng(2024);
   int parsed = 0;
   for (int i = 0; i < 3000; ++i) {
@@ -148,6 +151,60 @@ TEST(Malformed, WrongJsonValuesAreErrorsNotExceptions) {
     }
   }
   EXPECT_GT(rejected, 50);
+}
+
+// What the probe of hostile tables found: each is refused with the file, line and column.
+TEST(Malformed, HugeNumbersAndContradictoryColumnsAreRefusedNamingTheirPlace) {
+  const auto csv = [](const std::string& bytes, const char* name = "data.csv") {
+    Result<CsvTable> t = CsvTable::parse(bytes, name, ',');
+    EXPECT_TRUE(t.is_ok()) << t.status().message();
+    return std::move(t.value());
+  };
+  const auto message = [](const auto& result) {
+    EXPECT_FALSE(result.is_ok());
+    return result.is_ok() ? std::string() : result.status().message();
+  };
+  TabularOptions o;
+  o.label_columns = {"label"};
+  const std::vector<int64_t> rows = {0, 1, 2};
+
+  // A finite 1e308 overflowed the column statistics (mean and variance inf): training then
+  // stopped with a hint to lower the learning rate, and predict printed -nan with exit 0.
+  EXPECT_EQ(message(fit_tabular(csv("x,label\n1,a\n1e308,b\n2,a\n"), rows, o)),
+            "data.csv line 3, column 'x': '1e308' is beyond ±3.4e38, the range of the 32-bit "
+            "floats moe computes in");
+  TabularOptions regression;
+  regression.task = TaskKind::kRegression;
+  regression.label_columns = {"y"};
+  EXPECT_EQ(message(fit_tabular(csv("x,y\n1,2\n2,-1e300\n3,4\n"), rows, regression)),
+            "data.csv line 3, column 'y': target '-1e300' is beyond ±3.4e38, the range of the "
+            "32-bit floats moe computes in");
+  // At the float limit the statistics stay finite.
+  Result<TabularSchema> edge =
+      fit_tabular(csv("x,label\n3.4e38,a\n-3.4e38,b\n3.4e38,a\n"), rows, o);
+  ASSERT_TRUE(edge.is_ok()) << edge.status().message();
+  EXPECT_TRUE(std::isfinite(edge->features.columns[0].mean));
+  EXPECT_TRUE(std::isfinite(edge->features.columns[0].stddev));
+
+  // Rows encoded with a training schema (evaluation, prediction): the value itself, and a value
+  // that standardises beyond a float (the column's training values were nearly equal).
+  Result<TabularSchema> s = fit_tabular(csv("x,label\n1,a\n1.0000001,b\n1,a\n"), rows, o);
+  ASSERT_TRUE(s.is_ok()) << s.status().message();
+  EXPECT_EQ(message(encode_tabular(csv("x\n1\n1e300\n", "predict.csv"), *s, LabelUse::kIfPresent,
+                                   nullptr)),
+            "predict.csv line 3, column 'x': '1e300' is beyond ±3.4e38, the range of the 32-bit "
+            "floats moe computes in (the column is numeric in the training data)");
+  const std::string far = message(
+      encode_tabular(csv("x\n3e38\n", "predict.csv"), *s, LabelUse::kIfPresent, nullptr));
+  EXPECT_EQ(far.rfind("predict.csv line 2, column 'x': '3e38' is ", 0), 0u) << far;
+  EXPECT_NE(far.find("standard deviations from the training mean"), std::string::npos) << far;
+
+  // Ignoring the label column itself was accepted silently.
+  TabularOptions ignore_label = o;
+  ignore_label.ignore_columns = {"label"};
+  EXPECT_EQ(message(fit_tabular(csv("x,label\n1,a\n2,b\n3,a\n"), rows, ignore_label)),
+            "data.csv: data.ignore_columns lists 'label', which is a label column (data.label); a "
+            "label is never a feature, so remove it from ignore_columns");
 }
 
 }  // namespace

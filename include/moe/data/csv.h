@@ -5,15 +5,16 @@
 // Accepted: fields in double quotes may hold the delimiter, line breaks and doubled quotes ("");
 // line ends are LF, CRLF or a lone CR; a UTF-8 byte order mark before the header is skipped;
 // lines with nothing on them are skipped; a gzipped file (magic 1f 8b) is decompressed first.
-// Bytes are kept as they are: text that is not valid UTF-8 is not an error. A quote inside an
-// unquoted field is an ordinary character (`5" screen`). Column names are trimmed of spaces
-// and tabs at both ends; cells are not (the tabular reader trims what it compares).
+// Text must be UTF-8, since it ends up in JSON (model.json, metrics). A quote inside an unquoted
+// field is an ordinary character (`5" screen`). Column names are trimmed of spaces and tabs at
+// both ends; cells are not (the tabular reader trims what it compares).
 //
 // Rejected, each with a message naming the file and line: an empty file, a header with two
 // columns of one name, a row whose field count differs from the header's ("data.csv line 17:
 // 5 fields, header has 6"), a quote left open at the end of the file (naming the line it opened
-// on), a character other than a delimiter or line end right after a closing quote, a header
-// and no data rows, and a file above the size limit.
+// on), a character other than a delimiter or line end right after a closing quote, a field that
+// is not valid UTF-8 (naming its field and column), a header and no data rows, and a file above
+// the size limit.
 //
 // The whole file is read into memory once; a quoted field is unescaped in place (its value is
 // never longer than its quoted form), so a cell is a view into that one buffer: no allocation
