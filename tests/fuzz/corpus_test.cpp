@@ -75,6 +75,41 @@ TEST(FuzzCorpus, CheckpointInputsAreHandled) {
   EXPECT_GE(replay("checkpoint", checkpoint_one), 3);
 }
 
+TEST(FuzzCorpus, TrainStateInputsAreHandled) {
+  EXPECT_GE(replay("train_state", train_state_one), 5);
+}
+
+// The valid seed loads; the probe's loose values (a schedule horizon that is not the config's,
+// an early-stopping counter of 1e9, negative rows in the epoch's sums) and malformed JSON do not.
+TEST(FuzzCorpus, TrainStateSeedsGetTheirVerdicts) {
+  const struct {
+    const char* seed;
+    const char* message;  // "" for accepted
+  } cases[] = {
+      {"valid_mid_epoch", ""},
+      {"regress_total_steps_not_the_config",
+       "train_state.json: schedule: total_steps 7 is not the config's training.epochs"},
+      {"regress_since_best_1e9",
+       "train_state.json: best: since_best 1000000000 is more than the 0 epochs done"},
+      {"regress_negative_rows", "train_state.json: epoch_sums: field 'rows' must be an integer"},
+      {"regress_duplicate_key",
+       "train_state.json: the key \"seed\" appears twice in one object"},
+      {"regress_deep_epoch_sums", "arrays and objects nested more than 64 deep"},
+      {"bad_syntax", "invalid JSON"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.seed);
+    const std::vector<uint8_t> bytes =
+        read_all(std::filesystem::path(MOE_FUZZ_CORPUS) / "train_state" / c.seed);
+    const std::string got = train_state_rejection(bytes.data(), bytes.size());
+    if (c.message[0] == '\0') {
+      EXPECT_EQ(got, "");
+    } else {
+      EXPECT_NE(got.find(c.message), std::string::npos) << got;
+    }
+  }
+}
+
 // The valid seeds (tabular, regression with sigmoid, expert-choice and hierarchical layers,
 // text) load: the weight budget check is a lower bound that real checkpoints pass.
 TEST(FuzzCorpus, ValidCheckpointSeedsLoad) {

@@ -11,14 +11,18 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "core/json_read.h"
+#include "moe/data/text.h"
 #include "moe/io/checkpoint.h"
 #include "moe/io/safetensors.h"
+#include "moe/io/train_state.h"
+#include "moe/optim/optimizer.h"
 #include "moe/train/config.h"
 #include "moe/train/evaluate.h"
 
@@ -76,6 +80,78 @@ std::vector<std::string> split_nul(const uint8_t* data, size_t size, size_t max_
     }
   }
   return parts;
+}
+
+// The train_state harness's fixed part: a small text model (two MoE layers), its checkpoint and
+// a training state saved beside it (mid-epoch, with a best epoch) in a directory of its own.
+struct TrainStateBase {
+  std::string dir;
+  Config config;
+  DataSchema schema;
+  std::unique_ptr<Model> model;
+  std::string weights_fnv1a64;
+  std::vector<uint8_t> tensors;  // train_state.safetensors as saved
+
+  TrainStateBase() {
+    dir = scratch_dir() + "/train_state";
+    std::filesystem::create_directories(dir);
+    const nlohmann::json c = nlohmann::json::parse(R"({
+      "data": {"format": "text", "train": "t.tsv", "text": {"min_count": 1}},
+      "model": {"width": 8, "moe": [{"experts": 4, "k": 1, "expert": {"hidden": 8}},
+                                    {"experts": 4, "gate": {"kind": "sigmoid_bias"}}]}})");
+    Result<Config> parsed = parse_config(c, "train_state base");
+    if (!parsed) violated("base config: " + parsed.status().message());
+    config = *parsed;
+    const std::vector<std::string_view> docs = {"good tea", "bad tea", "good coffee"};
+    TextOptions to;
+    to.min_count = 1;
+    Result<TextVectorizer> v = TextVectorizer::fit(docs, to);
+    if (!v) violated("base vocabulary: " + v.status().message());
+    schema.format = DataFormat::kText;
+    schema.labels.task = TaskKind::kClassification;
+    schema.labels.columns = {"label"};
+    schema.labels.class_names = {"neg", "pos"};
+    schema.text = std::move(v.value());
+    Result<std::unique_ptr<Model>> m = Model::create(config.model, schema.shape());
+    if (!m) violated("base model: " + m.status().message());
+    model = std::move(m.value());
+    model->init(5);
+    const Status saved = save_checkpoint(dir, *model, config, schema);
+    if (!saved) violated("base checkpoint: " + saved.message());
+    Result<Checkpoint> ck = load_checkpoint(dir);
+    if (!ck) violated("base checkpoint reload: " + ck.status().message());
+    weights_fnv1a64 = ck->weights_fnv1a64;
+
+    std::unique_ptr<Optimizer> optimizer = make_optimizer(model->params(), OptimizerConfig{});
+    optimizer->set_step_count(7);
+    TrainState state;
+    state.epochs_done = 1;
+    state.batches_done = 2;
+    state.batches_per_epoch = 5;
+    state.step = 7;
+    state.seed = 3;
+    state.optimizer = optimizer_kind_name(OptimizerConfig{}.kind);
+    state.schedule = schedule_kind_name(config.training.schedule);
+    state.schedule_total_steps = config.training.epochs * state.batches_per_epoch;
+    state.metric = "accuracy (validation)";
+    state.best_epoch = 1;
+    state.best_value = 0.75;
+    const Tensor values = model->params().values();
+    state.best_values.assign(values.f32(), values.f32() + values.numel());
+    state.best_gates = model->gate_states();
+    state.epoch_sums = {{"loss_sum", 1.25}, {"rows", 12}};
+    state.train_seconds = 0.5;
+    state.train_rows = 72;
+    const Status st = save_train_state(dir, state, *model, *optimizer);
+    if (!st) violated("base training state: " + st.message());
+    std::ifstream in(dir + "/" + kTrainStateTensorsFile, std::ios::binary);
+    tensors.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+};
+
+const TrainStateBase& train_state_base() {
+  static const TrainStateBase base;
+  return base;
 }
 
 }  // namespace
@@ -188,6 +264,81 @@ void checkpoint_one(const uint8_t* data, size_t size) {
   Result<EvalMetrics> m = evaluate(*ck->model, rows, ck->schema.labels, options, &p);
   if (!m) violated("a loaded checkpoint cannot predict: " + m.status().message());
   if (p.n_rows != kPredictRows) violated("a loaded checkpoint predicts another number of rows");
+}
+
+namespace {
+
+// Writes the input as the base directory's train_state.json (bindings rewritten as harness.h
+// says) and loads it into `optimizer`, a fresh one.
+Result<TrainState> load_train_state_input(const uint8_t* data, size_t size,
+                                          std::unique_ptr<Optimizer>* optimizer) {
+  const TrainStateBase& base = train_state_base();
+  std::string text(reinterpret_cast<const char*>(data), size);
+  const Result<nlohmann::json> parsed = parse_json(text, "fuzz train_state.json");
+  if (parsed.is_ok() && parsed->is_object()) {
+    nlohmann::json j = parsed.value();
+    if (j.contains("model_weights_fnv1a64")) j["model_weights_fnv1a64"] = base.weights_fnv1a64;
+    if (j.contains("tensors") && j["tensors"].is_object()) {
+      j["tensors"]["bytes"] = base.tensors.size();
+      j["tensors"]["fnv1a64"] = fnv1a64_hex(base.tensors.data(), base.tensors.size());
+    }
+    text = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
+  write_bytes(base.dir + "/" + kTrainStateJsonFile, reinterpret_cast<const uint8_t*>(text.data()),
+              text.size());
+  *optimizer = make_optimizer(base.model->params(), OptimizerConfig{});
+  return load_train_state(base.dir, *base.model, base.weights_fnv1a64, **optimizer,
+                          base.config.training);
+}
+
+}  // namespace
+
+std::string train_state_rejection(const uint8_t* data, size_t size) {
+  std::unique_ptr<Optimizer> optimizer;
+  const Result<TrainState> state = load_train_state_input(data, size, &optimizer);
+  return state.is_ok() ? std::string() : state.status().message();
+}
+
+void train_state_one(const uint8_t* data, size_t size) {
+  const TrainStateBase& base = train_state_base();
+  std::unique_ptr<Optimizer> optimizer;
+  Result<TrainState> state = load_train_state_input(data, size, &optimizer);
+  if (!state) {
+    if (state.status().message().empty()) violated("a rejection without a message");
+    return;
+  }
+  const TrainState& s = *state;
+  if (s.batches_done >= s.batches_per_epoch ||
+      s.step != s.epochs_done * s.batches_per_epoch + s.batches_done)
+    violated("an accepted state's position is inconsistent");
+  if (s.schedule_total_steps != base.config.training.epochs * s.batches_per_epoch)
+    violated("an accepted state's schedule horizon is not the config's");
+  if (s.best_epoch > s.epochs_done || s.since_best > s.epochs_done - s.best_epoch)
+    violated("an accepted state's best epoch or early-stopping counter is impossible");
+  if (optimizer->step_count() != s.step) violated("the optimizer's step is not the state's");
+  for (const NamedTensor& t : optimizer->state())
+    if (t.name == "adam.v")
+      for (int64_t i = 0; i < t.tensor.numel(); ++i)
+        if (!(t.tensor.f32()[i] >= 0.0f)) violated("an accepted second moment is negative");
+
+  // Saved again (in a directory of its own, beside the same model), it loads back the same.
+  const std::string again = scratch_dir() + "/train_state_again";
+  std::filesystem::create_directories(again);
+  const Status saved = save_checkpoint(again, *base.model, base.config, base.schema);
+  if (!saved) violated("cannot save the base checkpoint again: " + saved.message());
+  Result<Checkpoint> ck = load_checkpoint(again);
+  if (!ck) violated("the base checkpoint does not load again: " + ck.status().message());
+  const Status st = save_train_state(again, s, *base.model, *optimizer);
+  if (!st) violated("an accepted state cannot be saved: " + st.message());
+  std::unique_ptr<Optimizer> back_optimizer =
+      make_optimizer(base.model->params(), OptimizerConfig{});
+  Result<TrainState> back = load_train_state(again, *base.model, ck->weights_fnv1a64,
+                                             *back_optimizer, base.config.training);
+  if (!back) violated("an accepted state, saved, is rejected: " + back.status().message());
+  if (back->step != s.step || back->epochs_done != s.epochs_done ||
+      back->since_best != s.since_best || back->best_epoch != s.best_epoch ||
+      back->epoch_sums != s.epoch_sums || back->best_values != s.best_values)
+    violated("an accepted state does not load back the same");
 }
 
 }  // namespace moe::fuzz

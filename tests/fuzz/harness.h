@@ -19,6 +19,13 @@
 //                (when it has a "weights" object) so that inputs get past the hash check to the
 //                config, schema, gate and tensor validation. An accepted checkpoint predicts
 //                three rows.
+//   train_state  bytes -> train_state.json beside a small text model's checkpoint and a
+//                training state it saved (train_state.safetensors, AdamW moments and best
+//                weights) -> load_train_state. The recorded tensors size and hash and the model
+//                weights hash are rewritten to match (when the JSON parses and has them), so
+//                inputs reach the field checks. An accepted state is consistent (its position,
+//                schedule horizon, best epoch and early-stopping counter; Adam's second moments
+//                ≥ 0) and saves and loads back to the same fields.
 #pragma once
 
 #include <cstddef>
@@ -30,6 +37,11 @@ namespace moe::fuzz {
 void safetensors_one(const uint8_t* data, size_t size);
 void config_one(const uint8_t* data, size_t size);
 void checkpoint_one(const uint8_t* data, size_t size);
+void train_state_one(const uint8_t* data, size_t size);
+
+// The train_state harness's verdict on an input: "" when load_train_state accepts it, else the
+// message.
+std::string train_state_rejection(const uint8_t* data, size_t size);
 
 // The checkpoint harness's input as files: model.json (its weights size and hash rewritten as
 // above) and model.safetensors in `dir`, which must exist.

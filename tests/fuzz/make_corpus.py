@@ -3,8 +3,8 @@
 
   make_corpus.py [CHECKPOINT_DIR ...]
 
-safetensors/ and config/ are handcrafted here: valid inputs and one of each kind of corruption
-the readers must reject. checkpoint/ holds one seed per checkpoint directory given (model.json,
+safetensors/, config/ and train_state/ are handcrafted here: valid inputs and one of each kind
+of corruption the readers must reject, and the regression inputs of fixed bugs (regress_*). checkpoint/ holds one seed per checkpoint directory given (model.json,
 a NUL, model.safetensors), named after the directory's parent, plus a few damaged ones made from
 the first, and the regression inputs of fixed bugs (regress_*, named for the bug).
 """
@@ -33,6 +33,11 @@ def write(target, name, data):
     os.makedirs(os.path.join(CORPUS, target), exist_ok=True)
     with open(os.path.join(CORPUS, target, name), "wb") as f:
         f.write(data if isinstance(data, bytes) else data.encode())
+
+
+def deep(depth=100000):
+    """Arrays nested `depth` deep: what a message used to print recursively."""
+    return "[" * depth + "]" * depth
 
 
 def safetensors_seeds():
@@ -66,6 +71,15 @@ def safetensors_seeds():
     write("safetensors", "bad_negative_dim", safetensors(
         {"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}, f32(1)))
     write("safetensors", "bad_json", struct.pack("<Q", 9) + b'{"a": [1,')
+    # Regression inputs: nlohmann stopped reading at a NUL, so garbage after one was accepted;
+    # a value nested 100,000 deep parsed, then overflowed the stack when a message printed it.
+    one = {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
+    text = json.dumps(one, separators=(",", ":")).encode() + b"\0garbage"
+    write("safetensors", "regress_nul_then_garbage", struct.pack("<Q", len(text)) + text + f32(1, 2))
+    text = ('{"a":{"dtype":"F32","shape":' + deep() + ',"data_offsets":[0,8]}}').encode()
+    write("safetensors", "regress_deep_shape", struct.pack("<Q", len(text)) + text + f32(1, 2))
+    text = ('{"__metadata__":{"m":' + deep() + '}}').encode()
+    write("safetensors", "regress_deep_metadata", struct.pack("<Q", len(text)) + text)
     write("safetensors", "bad_duplicate", struct.pack("<Q", 110) + (
         b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},'
         b'"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}') + f32(1, 2))
@@ -102,6 +116,19 @@ def config_seeds():
     write("config", "bad_override", json.dumps(tiny) + "\0model.moe.kk=1")
     write("config", "bad_range", json.dumps(
         {"data": {"train": "t.csv"}, "model": {"width": 0, "moe": {"experts": 1e30}}}))
+    # Regression inputs: values nested 100,000 deep overflowed the stack when the error message
+    # printed them (50,000 deep was refused properly); each key the probe found, and an override.
+    for name, doc in (("label", '{"data": {"train": "t.csv", "label": %s}}'),
+                      ("moe", '{"data": {"train": "t.csv"}, "model": {"moe": %s}}'),
+                      ("trunk_hidden", '{"data": {"train": "t.csv"}, "model": {"trunk": '
+                                       '{"hidden": %s}}}'),
+                      ("expert_list", '{"data": {"train": "t.csv"}, "model": {"moe": '
+                                      '{"expert_list": %s}}}')):
+        write("config", "regress_deep_" + name, doc % deep())
+    write("config", "regress_deep_override", json.dumps(tiny) + "\0data.label=" + deep())
+    write("config", "regress_huge_numbers", json.dumps(
+        {"data": {"train": "t.csv"}, "model": {"width": 1e308, "moe": {"experts": -1e308}},
+         "training": {"lr": 1.7976931348623157e308}}))
 
 
 def checkpoint_seeds(dirs):
@@ -135,9 +162,47 @@ def checkpoint_seeds(dirs):
         model = big["config"]["model"]
         (model["moe"] if key == "experts" else model)[key] = value
         write("checkpoint", name, json.dumps(big).encode() + b"\0" + weights)
+    # model.json whose config value is nested 100,000 deep (a stack overflow when a message
+    # printed it), and one with a key twice (the last one used to win silently).
+    text = json.dumps(j).replace('"label": "label"', '"label": ' + deep(), 1)
+    write("checkpoint", "regress_deep_config_value", text.encode() + b"\0" + weights)
+    write("checkpoint", "regress_duplicate_key",
+          b'{"format_version": 1, ' + meta.lstrip()[1:] + b"\0" + weights)
+
+
+def train_state_seeds():
+    """train_state.json for the harness's base model (its tensors and model hashes are
+    rewritten by the harness): a valid mid-epoch state, then the loose values a probe found
+    accepted and the JSON a reader must refuse."""
+    state = {"format": "moe-train-state", "format_version": 1, "moe_version": "0.1.0",
+             "model_weights_fnv1a64": "0000000000000000",
+             "tensors": {"file": "train_state.safetensors", "bytes": 0,
+                         "fnv1a64": "0000000000000000"},
+             "position": {"epochs_done": 1, "batches_done": 2, "batches_per_epoch": 5,
+                          "step": 7},
+             "seed": 3, "optimizer": {"kind": "adamw", "step": 7},
+             "schedule": {"kind": "cosine", "total_steps": 50},
+             "best": {"metric": "accuracy (validation)", "epoch": 1, "value": 0.75,
+                      "since_best": 0, "stopped_early": False, "gates": []},
+             "epoch_sums": {"loss_sum": 1.25, "rows": 12},
+             "timing": {"train_seconds": 0.5, "train_rows": 72}}
+    write("train_state", "valid_mid_epoch", json.dumps(state))
+
+    def changed(section, key, value):
+        s = json.loads(json.dumps(state))
+        s[section][key] = value
+        return json.dumps(s)
+    write("train_state", "regress_total_steps_not_the_config", changed("schedule", "total_steps", 7))
+    write("train_state", "regress_since_best_1e9", changed("best", "since_best", 1000000000))
+    write("train_state", "regress_negative_rows", changed("epoch_sums", "rows", -12))
+    write("train_state", "regress_duplicate_key", '{"seed": 4, ' + json.dumps(state)[1:])
+    write("train_state", "regress_deep_epoch_sums",
+          json.dumps(state).replace('{"loss_sum": 1.25, "rows": 12}', deep(), 1))
+    write("train_state", "bad_syntax", json.dumps(state)[:-20])
 
 
 if __name__ == "__main__":
     safetensors_seeds()
     config_seeds()
+    train_state_seeds()
     checkpoint_seeds(sys.argv[1:])
