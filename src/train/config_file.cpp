@@ -129,11 +129,28 @@ Status apply_override(json* j, const std::string& assignment) {
   return Status::ok();
 }
 
-Result<Config> load_config(const std::string& path, const std::vector<std::string>& overrides) {
+Result<Config> load_config(const std::string& path, const std::vector<std::string>& overrides,
+                           ExplicitKeys* explicit_keys) {
   MOE_ASSIGN_OR_RETURN(json j, read_json_file(path));
   {
     Result<Config> check = parse_config(j, path);  // errors in the file itself come first
     if (!check.is_ok()) return check.status();
+  }
+  if (explicit_keys != nullptr) {
+    explicit_keys->file = config_keys_set(j);
+    explicit_keys->overrides.clear();
+    for (const std::string& o : overrides) {  // the value as apply_override reads it
+      const size_t eq = o.find('=');
+      if (eq == std::string::npos) continue;  // apply_override refuses it below
+      const json value = json::parse(o.substr(eq + 1), nullptr, /*allow_exceptions=*/false);
+      const std::string key = o.substr(0, eq);
+      if (value.is_discarded()) {
+        explicit_keys->overrides.push_back(key);
+      } else {
+        for (std::string& k : config_keys_set(value, key))
+          explicit_keys->overrides.push_back(std::move(k));
+      }
+    }
   }
   for (const std::string& o : overrides) {
     const Status st = apply_override(&j, o);

@@ -1,10 +1,13 @@
 // moe train CONFIG [--set key=value ...] [--out DIR] [--checkpoint-every N] [--quiet]
+//                  [--strict]
 // moe train --resume DIR [CONFIG] [--set key=value ...] [--checkpoint-every N] [--quiet]
+//                  [--strict]
 //
-// Reads the config (with overrides), loads and encodes the data, builds the model and trains it
-// (trainer.h), then prints the best epoch's validation metrics and the test metrics. Everything
-// the run produces goes to the output directory: config.json, metrics.jsonl, best/, last/,
-// summary.json.
+// Reads the config (with overrides), warns on stderr about each key that was set but has no
+// effect (ineffective_config_keys; with --strict they are an error before anything runs), loads
+// and encodes the data, builds the model and trains it (trainer.h), then prints the best
+// epoch's validation metrics and the test metrics. Everything the run produces goes to the
+// output directory: config.json, metrics.jsonl, best/, last/, summary.json.
 //
 // --resume DIR continues the run in DIR from DIR/last: the config is DIR/config.json (or CONFIG
 // when given) with the overrides applied, the output stays DIR, and only the keys
@@ -35,6 +38,7 @@ struct TrainArgs {
   int64_t checkpoint_every = -1;  // -1: as the config says
   bool quiet = false;
   bool overwrite = false;  // --overwrite: replace a run already in --out
+  bool strict = false;  // --strict: a key that has no effect is an error
   bool report = false;  // --report: write <out>/report.html at the end (moe report)
 };
 
@@ -58,12 +62,36 @@ std::string describe_data(const LoadedData& d) {
   return s;
 }
 
+// Prints "moe: warning: <key>: has no effect: <reason>" for each key set in the file or by --set
+// that does nothing; under --strict they are one error instead. A run's own config.json (resumed
+// without CONFIG) is the resolved form, every key written: only the overrides count there.
+Status check_config_keys(const Config& config, const std::string& config_path,
+                         const TrainArgs& args, const ExplicitKeys& set) {
+  std::vector<std::string> keys = set.overrides;
+  if (!args.config.empty() || args.resume.empty())
+    keys.insert(keys.end(), set.file.begin(), set.file.end());
+  const std::vector<ConfigWarning> warnings = ineffective_config_keys(config, keys);
+  if (warnings.empty()) return Status::ok();
+  if (!args.strict) {
+    for (const ConfigWarning& w : warnings)
+      std::fprintf(stderr, "moe: warning: %s\n", w.message().c_str());
+    return Status::ok();
+  }
+  std::string messages;
+  for (const ConfigWarning& w : warnings) messages += (messages.empty() ? "" : "; ") + w.message();
+  return Status::error("{}: --strict: {} key{} with no effect: {}", config_path, warnings.size(),
+                       warnings.size() == 1 ? "" : "s", messages);
+}
+
 int run_train(const TrainArgs& args) {
   const std::string config_path = args.config.empty() ? args.resume + "/config.json" : args.config;
   if (!args.resume.empty() && !std::filesystem::is_directory(args.resume))
     return fail(Status::error("{}: no such run directory to resume", args.resume));
-  Result<Config> config = load_config(config_path, args.overrides);
+  ExplicitKeys set;
+  Result<Config> config = load_config(config_path, args.overrides, &set);
   if (!config) return fail(config.status());
+  const Status keys = check_config_keys(*config, config_path, args, set);
+  if (!keys.is_ok()) return fail(keys);
   if (!args.out.empty()) config->output.dir = args.out;
   if (!args.resume.empty()) config->output.dir = args.resume;
   if (args.checkpoint_every >= 0) config->output.checkpoint_every = args.checkpoint_every;
@@ -154,6 +182,9 @@ void add_train_command(CLI::App& app, Run* run) {
                 "Replace the run already in the output directory (its checkpoints, metrics and "
                 "summary); without it such a directory is refused")
       ->excludes("--resume");
+  cmd->add_flag("--strict", args->strict,
+                "Refuse a config that sets a key with no effect in it (a Gumbel option on a "
+                "top-k gate, a text option on tabular data, ...) instead of warning");
   cmd->add_flag("--report", args->report,
                 "Also write the run's HTML report, <out>/report.html (moe report)");
   cmd->callback([args, run] {

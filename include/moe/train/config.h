@@ -235,7 +235,42 @@ Result<nlohmann::json> read_json_file(const std::string& path);
 // "model.moe.1.k"); missing objects on the way are created.
 Status apply_override(nlohmann::json* j, const std::string& assignment);
 
-// read_json_file + every override in order + parse_config.
-Result<Config> load_config(const std::string& path, const std::vector<std::string>& overrides);
+// The keys a configuration sets explicitly, as full dotted paths: the leaves of the JSON as
+// written (objects are walked; an array of objects by index, "model.moe.1.k"; any other value,
+// an array of strings or of widths included, is one key: "data.label", "model.trunk.hidden").
+// `prefix` is the path of `written` itself ("" for the whole configuration).
+std::vector<std::string> config_keys_set(const nlohmann::json& written,
+                                         const std::string& prefix = "");
+
+// What load_config read explicitly, apart from the defaults: the keys of the file and those of
+// the --set overrides (an override's key, or the leaves of its value when that is an object).
+struct ExplicitKeys {
+  std::vector<std::string> file;
+  std::vector<std::string> overrides;
+};
+
+// read_json_file + every override in order + parse_config. `explicit_keys`, when given,
+// receives the keys the file and the overrides set.
+Result<Config> load_config(const std::string& path, const std::vector<std::string>& overrides,
+                           ExplicitKeys* explicit_keys = nullptr);
+
+// ---------------------------------------------------------------------------------------------
+// keys that do nothing
+
+// A key that was set but has no effect in the configuration it belongs to: no value of it would
+// change the run (a Gumbel option on a top-k gate, bf16 precision on MLP experts, a text option
+// on tabular data, a gate option under model.dense, ...). docs/config.md lists the rules.
+struct ConfigWarning {
+  std::string key;     // full dotted path, as --set names it: "model.moe.gate.hard"
+  std::string reason;  // why it does nothing: "only the gumbel_softmax gate uses it (...)"
+  // "<key>: has no effect: <reason>"
+  std::string message() const;
+};
+
+// Every key of `explicit_keys` (or with a key below it there, "data.label.0") that has no effect
+// in `c`, once each, in the order of the configuration's sections. Keys left at their defaults
+// are never named, so a resolved configuration (every key explicit) is for the caller to avoid.
+std::vector<ConfigWarning> ineffective_config_keys(const Config& c,
+                                                   const std::vector<std::string>& explicit_keys);
 
 }  // namespace moe
