@@ -62,7 +62,7 @@ void parse_data(Section s, DataConfig* d) {
   text.integer("min_count", &d->text.min_count, 1, INT64_MAX, "a positive integer");
   text.integer("max_vocab", &d->text.max_vocab, 0, int64_t{1} << 30, "an integer ≥ 0");
   text.boolean("bigrams", &d->text.bigrams);
-  text.integer("bigram_buckets", &d->text.bigram_buckets, 0, int64_t{1} << 30, "an integer ≥ 0");
+  text.integer("bigram_buckets", &d->text.bigram_buckets, 0, int64_t{1} << 26, "an integer ≥ 0");
   text.boolean("sublinear_tf", &d->text.sublinear_tf);
   text.finish();
 
