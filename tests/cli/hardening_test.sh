@@ -170,6 +170,8 @@ expect 1 'run/best/model.json: not a checkpoint directory \(it is a file' -- \
   eval "$run/best/model.json" "$work/reviews.tsv"
 expect 2 "must be an integer ≥ 1, got '0'" -- eval "$run/best" "$work/reviews.tsv" --batch-size 0
 grep -qE '[0-9]{20}' "$work/err" && fail "--batch-size 0: a long number in: $(cat "$work/err")"
+expect 2 "must be an integer ≥ 0, got '-1'" -- train "$work/run.json" --checkpoint-every -1
+grep -qE '[0-9]{20}' "$work/err" && fail "--checkpoint-every -1: a long number in: $(cat "$work/err")"
 if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
   # As an unprivileged user (root reads any directory).
   cp -r "$run/best" "$work/locked"

@@ -37,17 +37,26 @@ Status finish_stdout() {
                        reason != 0 ? fmt::format(": {}", std::strerror(reason)) : "");
 }
 
-CLI::Validator positive_integer() {
+namespace {
+
+// An integer ≥ `least`, said in those words.
+CLI::Validator integer_at_least(int64_t least) {
   return CLI::Validator(
-      [](std::string& s) -> std::string {
+      [least](std::string& s) -> std::string {
         int64_t v = 0;
         const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-        if (ec != std::errc() || end != s.data() + s.size() || v < 1)
-          return fmt::format("must be an integer ≥ 1, got '{}'", s);
+        if (ec != std::errc() || end != s.data() + s.size() || v < least)
+          return fmt::format("must be an integer ≥ {}, got '{}'", least, s);
         return "";
       },
-      "INT ≥ 1");
+      fmt::format("INT ≥ {}", least));
 }
+
+}  // namespace
+
+CLI::Validator positive_integer() { return integer_at_least(1); }
+
+CLI::Validator non_negative_integer() { return integer_at_least(0); }
 
 const std::vector<std::string>& output_names(const DataSchema& schema) {
   return schema.labels.task == TaskKind::kClassification ? schema.labels.class_names

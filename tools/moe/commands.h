@@ -44,6 +44,8 @@ Status finish_stdout();
 // The check of a count option (--batch-size, --top): an integer ≥ 1, said in those words (CLI11's
 // PositiveNumber names its bound as a 300-digit number).
 CLI::Validator positive_integer();
+// The same for a count that may be 0 (--checkpoint-every): an integer ≥ 0.
+CLI::Validator non_negative_integer();
 
 // Loads a checkpoint directory and encodes `data` (with `labels_path` for IDX images) with its
 // schema; *report receives what encoding did quietly (unknown categories, imputed values).
