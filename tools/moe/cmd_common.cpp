@@ -54,9 +54,13 @@ CLI::Validator integer_at_least(int64_t least) {
 
 }  // namespace
 
-CLI::Validator positive_integer() { return integer_at_least(1); }
+CLI::Validator positive_integer() {
+  return integer_at_least(1);
+}
 
-CLI::Validator non_negative_integer() { return integer_at_least(0); }
+CLI::Validator non_negative_integer() {
+  return integer_at_least(0);
+}
 
 const std::vector<std::string>& output_names(const DataSchema& schema) {
   return schema.labels.task == TaskKind::kClassification ? schema.labels.class_names
