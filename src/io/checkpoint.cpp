@@ -5,8 +5,8 @@
 #include "moe/io/checkpoint.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -24,8 +24,8 @@
 #include <vector>
 
 #include "checkpoint_internal.h"
-#include "moe/core/file_io.h"
 #include "core/json_read.h"
+#include "moe/core/file_io.h"
 #include "moe/io/safetensors.h"
 #include "moe/train/config_budget.h"
 
@@ -286,16 +286,15 @@ Result<DirIdentity> checkpoint_dir_identity(const std::string& dir) {
   if (::stat(dir.c_str(), &st) != 0) {
     if (errno == ENOENT || errno == ENOTDIR)
       return Status::error("{}: no such checkpoint directory", dir);
-    return Status::error("{}: cannot read the checkpoint directory: {}", dir,
-                         std::strerror(errno));
+    return Status::error("{}: cannot read the checkpoint directory: {}", dir, std::strerror(errno));
   }
   if (!S_ISDIR(st.st_mode))
-    return Status::error("{}: not a checkpoint directory (it is a file; a checkpoint is a "
-                         "directory holding {} and {})",
-                         dir, kCheckpointJsonFile, kCheckpointWeightsFile);
+    return Status::error(
+        "{}: not a checkpoint directory (it is a file; a checkpoint is a "
+        "directory holding {} and {})",
+        dir, kCheckpointJsonFile, kCheckpointWeightsFile);
   if (::access(dir.c_str(), R_OK | X_OK) != 0)
-    return Status::error("{}: cannot read the checkpoint directory: {}", dir,
-                         std::strerror(errno));
+    return Status::error("{}: cannot read the checkpoint directory: {}", dir, std::strerror(errno));
   return DirIdentity{st.st_dev, st.st_ino, st.st_mtim};
 }
 
@@ -397,7 +396,9 @@ Status remove_directory(const std::string& dir) {
 Status rotate_directories(const std::string& parent, const std::string& name, int64_t keep) {
   namespace fs = std::filesystem;
   if (keep <= 1) return Status::ok();
-  const auto numbered = [&](int64_t i) { return (fs::path(parent) / fmt::format("{}.{}", name, i)).string(); };
+  const auto numbered = [&](int64_t i) {
+    return (fs::path(parent) / fmt::format("{}.{}", name, i)).string();
+  };
   MOE_TRY(remove_directory(numbered(keep - 1)));
   std::error_code ec;
   for (int64_t i = keep - 2; i >= 1; --i) {
@@ -416,7 +417,8 @@ Status repair_run_directory(const std::string& run_dir) {
   std::vector<fs::path> leftovers;
   for (const fs::directory_entry& e : fs::directory_iterator(run_dir, ec)) {
     const std::string n = e.path().filename().string();
-    if (n.rfind(kTrashPrefix, 0) == 0 || (n.size() > 8 && n.compare(n.size() - 8, 8, ".staging") == 0))
+    if (n.rfind(kTrashPrefix, 0) == 0 ||
+        (n.size() > 8 && n.compare(n.size() - 8, 8, ".staging") == 0))
       leftovers.push_back(e.path());
   }
   if (ec) return Status::error("{}: cannot list the directory: {}", run_dir, ec.message());

@@ -332,9 +332,8 @@ Status Trainer::resume(const std::string& dir) {
             from.numel(), to.numel());
   std::memcpy(to.f32(), from.f32(), static_cast<size_t>(to.numel()) * sizeof(float));
   MOE_TRY(model_->set_gate_states(ck.model->gate_states()));
-  MOE_ASSIGN_OR_RETURN(TrainState at,
-                       load_train_state(dir, *model_, ck.weights_fnv1a64, *s.optimizer,
-                                        ck.config.training));
+  MOE_ASSIGN_OR_RETURN(TrainState at, load_train_state(dir, *model_, ck.weights_fnv1a64,
+                                                       *s.optimizer, ck.config.training));
   const std::string where = dir + "/" + kTrainStateJsonFile;
   const int64_t n_batches = s.iterator.n_batches();
   if (at.seed != config_.training.seed)

@@ -40,8 +40,8 @@ struct TrainArgs {
   int64_t checkpoint_every = -1;  // -1: as the config says
   bool quiet = false;
   bool overwrite = false;  // --overwrite: replace a run already in --out
-  bool strict = false;  // --strict: a key that has no effect is an error
-  bool report = false;  // --report: write <out>/report.html at the end (moe report)
+  bool strict = false;     // --strict: a key that has no effect is an error
+  bool report = false;     // --report: write <out>/report.html at the end (moe report)
 };
 
 std::string describe_data(const LoadedData& d) {
