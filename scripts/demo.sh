@@ -41,10 +41,12 @@ mkdir -p "$out"
 start=$(date +%s)
 echo
 echo "== MoE text classifier: moe train examples/$(basename "$config") =="
-train "$config" --out "$out/moe"
+# --overwrite: each `make demo` replaces the previous demo's runs (moe train refuses a directory
+# that holds a run unless told).
+train "$config" --out "$out/moe" --overwrite
 echo
 echo "== Dense model with the same active parameters: ... --set model.dense=true =="
-train "$config" --set model.dense=true --out "$out/dense"
+train "$config" --set model.dense=true --out "$out/dense" --overwrite
 
 # One top-level number from `moe eval --json` (the scalars sit at two spaces of indent, before
 # the per-class objects).
