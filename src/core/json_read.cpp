@@ -71,11 +71,11 @@ Result<J> parse_checked(std::string_view text, const std::string& source,
                         const JsonReadOptions& options) {
   MOE_TRY(scan_structure(text, source, options));
   // The keys seen so far in the open object at each depth: nlohmann keeps the last of two equal
-  // keys, and a duplicate is a mistake worth naming.
+  // keys, and a repeated key is a mistake worth naming.
   std::vector<std::unordered_set<std::string>> keys_at_depth;
-  std::string duplicate;
-  bool has_duplicate = false;
-  const typename J::parser_callback_t check_duplicates =
+  std::string repeated;
+  bool has_repeated = false;
+  const typename J::parser_callback_t check_repeated_keys =
       [&](int depth, typename J::parse_event_t event, J& parsed) {
         const auto d = static_cast<size_t>(depth);
         if (event == J::parse_event_t::object_start) {
@@ -83,18 +83,18 @@ Result<J> parse_checked(std::string_view text, const std::string& source,
           keys_at_depth[d].clear();
         } else if (event == J::parse_event_t::key && d >= 1 && keys_at_depth.size() >= d) {
           std::string key = parsed.template get<std::string>();
-          if (!keys_at_depth[d - 1].insert(key).second && !has_duplicate) {
-            has_duplicate = true;
-            duplicate = std::move(key);
+          if (!keys_at_depth[d - 1].insert(key).second && !has_repeated) {
+            has_repeated = true;
+            repeated = std::move(key);
           }
         }
         return true;
       };
   try {
-    J j = J::parse(text.begin(), text.end(), check_duplicates);
-    if (has_duplicate)
+    J j = J::parse(text.begin(), text.end(), check_repeated_keys);
+    if (has_repeated)
       return Status::error("{}: the key {} appears twice in one object", source,
-                           json_excerpt(J(duplicate)));
+                           json_excerpt(J(repeated)));
     return j;
   } catch (const nlohmann::json::parse_error& e) {
     std::string what = e.what();
