@@ -1,5 +1,7 @@
 // bf16 kernels against their references: conversion bit for bit (special values, random bit
-// patterns, tails of the 16-lane loop, the threaded split), the bf16 GEMM at MoE edge sizes.
+// patterns, tails of the 16-lane loop, the threaded split), the bf16 GEMM at MoE edge sizes on
+// both of its paths: oneDNN's bf16 matmul where the CPU has bf16 instructions, and the widened
+// fp32 GEMM, forced here so that it is tested on every machine.
 //
 // Dims: op(A) [m, k] · op(B) [k, n] = C [m, n].
 #include <gtest/gtest.h>
@@ -76,6 +78,25 @@ TEST(Bf16, ConversionMatchesReferenceBitForBit) {
 
 using Case = testing::GemmCase;
 
+enum class Bf16Path { kNative, kWidened };
+
+// Every Bf16Gemm test runs on each path; the native one is skipped on a CPU without it.
+class Bf16Gemm : public ::testing::TestWithParam<Bf16Path> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == Bf16Path::kNative && !bf16_is_native())
+      GTEST_SKIP() << "this CPU has no bf16 matrix instructions (AVX512-BF16 or AMX)";
+    force_bf16_widened_for_testing(GetParam() == Bf16Path::kWidened);
+    ASSERT_EQ(bf16_gemm_widens(), GetParam() == Bf16Path::kWidened);
+  }
+  void TearDown() override { force_bf16_widened_for_testing(false); }
+};
+
+INSTANTIATE_TEST_SUITE_P(Paths, Bf16Gemm, ::testing::Values(Bf16Path::kNative, Bf16Path::kWidened),
+                         [](const ::testing::TestParamInfo<Bf16Path>& info) {
+                           return info.param == Bf16Path::kNative ? "Native" : "Widened";
+                         });
+
 // Both sides see the same bf16 operands. A product of two bf16 values is exact in fp32 (8 + 8
 // significant bits ≤ 24), so the two differ only by fp32 against double accumulation: the same
 // tolerance as the fp32 GEMM's test.
@@ -86,7 +107,7 @@ void check_against_reference(const Case& c) {
   testing::expect_product_close(c.label("gemm_bf16"), o.fast, o.want, c.k);
 }
 
-TEST(Bf16Gemm, SmallShapesEveryLayout) {
+TEST_P(Bf16Gemm, SmallShapesEveryLayout) {
   for (int64_t m : {1, 15, 17})
     for (int64_t n : {1, 16, 33})
       for (int64_t k : {1, 16, 31})
@@ -98,7 +119,7 @@ TEST(Bf16Gemm, SmallShapesEveryLayout) {
 // weight gradients (A transposed), on each side of the 32-row quantum and the 512-row block with
 // small operands, and with operands large enough (B or C of 32768 values) for one exact last
 // block (dnnl_matmul.h).
-TEST(Bf16Gemm, RowBlocksAtMoeEdgeSizes) {
+TEST_P(Bf16Gemm, RowBlocksAtMoeEdgeSizes) {
   for (int64_t rows : {0, 1, 31, 32, 33, 511, 512, 513, 1061}) {
     for (float beta : {0.0f, 1.0f}) {
       check_against_reference({rows, 48, 64, false, true, 1.0f, beta});   // h = x·W1ᵀ
@@ -115,7 +136,7 @@ TEST(Bf16Gemm, RowBlocksAtMoeEdgeSizes) {
   }
 }
 
-TEST(Bf16Gemm, BetaZeroIgnoresNaNInOutput) {
+TEST_P(Bf16Gemm, BetaZeroIgnoresNaNInOutput) {
   TensorBuffer a(Shape{2, 64}, DType::kBF16), b(Shape{8, 64}, DType::kBF16), c(Shape{2, 8});
   std::vector<bf16> one(64 * 8, f32_to_bf16(1.0f));
   std::memcpy(a.view().raw(), one.data(), 2 * 64 * sizeof(bf16));
@@ -125,7 +146,7 @@ TEST(Bf16Gemm, BetaZeroIgnoresNaNInOutput) {
   for (int64_t i = 0; i < c.numel(); ++i) ASSERT_EQ(c.f32()[i], 64.0f);
 }
 
-TEST(Bf16Gemm, StridedOperands) {
+TEST_P(Bf16Gemm, StridedOperands) {
   // The packed expert segments are row slices with the full stride.
   testing::StridedProduct p = testing::strided_operands(70, 24, 40, 7, DType::kBF16);
   const bf16* a = p.a.view().data<bf16>();
@@ -135,7 +156,7 @@ TEST(Bf16Gemm, StridedOperands) {
   testing::expect_strided_close("strided bf16 A.Bt", p);
 }
 
-TEST(Bf16Gemm, CloseToTheFp32ProductWithinBf16Rounding) {
+TEST_P(Bf16Gemm, CloseToTheFp32ProductWithinBf16Rounding) {
   // What the MoE layer relies on: rounding each operand to bf16 (2^-9 relative each) moves a
   // dot product of k terms by about 2^-8 · sqrt(k) · rms(a)·rms(b) for random signs.
   const int64_t m = 64, n = 32, k = 256;
@@ -153,7 +174,7 @@ TEST(Bf16Gemm, CloseToTheFp32ProductWithinBf16Rounding) {
   testing::expect_close("bf16 vs fp32 product", c16, c32, 0.0, 4.0 * typical);
 }
 
-TEST(Bf16Gemm, RepeatedCallsAreBitIdentical) {
+TEST_P(Bf16Gemm, RepeatedCallsAreBitIdentical) {
   TensorBuffer a(Shape{300, 64}, DType::kBF16), b(Shape{96, 64}, DType::kBF16);
   TensorBuffer a32(a.shape()), b32(b.shape()), c1(Shape{300, 96}), c2(Shape{300, 96});
   Rng rng(9);

@@ -12,6 +12,7 @@
 // --resume DIR continues the run in DIR from DIR/last: the config is DIR/config.json (or CONFIG
 // when given) with the overrides applied, the output stays DIR, and only the keys
 // check_resume_config allows may differ from the checkpoint's (trainer.h).
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -21,6 +22,7 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "moe/kernels/bf16.h"
 #include "moe/train/config.h"
 #include "moe/train/data_source.h"
 #include "moe/train/progress.h"
@@ -83,6 +85,20 @@ Status check_config_keys(const Config& config, const std::string& config_path,
                        warnings.size() == 1 ? "" : "s", messages);
 }
 
+// bf16 still runs without bf16 matrix instructions, on widened fp32 copies (moe/kernels/bf16.h),
+// but slower than fp32: one note says so.
+void note_bf16_without_native(const Config& config) {
+  const std::vector<MoeBlockConfig>& blocks = config.model.moe;
+  const bool bf16 = std::any_of(blocks.begin(), blocks.end(), [](const MoeBlockConfig& b) {
+    return b.precision == Precision::kBF16;
+  });
+  if (bf16 && !bf16_is_native())
+    std::fprintf(stderr,
+                 "moe: note: model.moe.precision = \"bf16\": this CPU has no bf16 matrix "
+                 "instructions (AVX512-BF16 or AMX); bf16 products run as fp32 on widened copies, "
+                 "slower than fp32\n");
+}
+
 int run_train(const TrainArgs& args) {
   const std::string config_path = args.config.empty() ? args.resume + "/config.json" : args.config;
   if (!args.resume.empty() && !std::filesystem::is_directory(args.resume))
@@ -92,6 +108,7 @@ int run_train(const TrainArgs& args) {
   if (!config) return fail(config.status());
   const Status keys = check_config_keys(*config, config_path, args, set);
   if (!keys.is_ok()) return fail(keys);
+  note_bf16_without_native(*config);
   if (!args.out.empty()) config->output.dir = args.out;
   if (!args.resume.empty()) config->output.dir = args.resume;
   if (args.checkpoint_every >= 0) config->output.checkpoint_every = args.checkpoint_every;

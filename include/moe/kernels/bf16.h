@@ -7,7 +7,9 @@
 // large for bf16 rounds to ±Inf as it does in IEEE arithmetic.
 //
 // gemm_bf16: C (fp32) = alpha · op(A) · op(B) + beta · C with A and B in bf16, the products
-// accumulated in fp32 (oneDNN's matmul, AVX512-BF16 dot products). Mixed-precision training
+// accumulated in fp32 (oneDNN's matmul, AVX512-BF16 or AMX dot products; on a CPU without them,
+// the fp32 GEMM on exact fp32 copies of A and B: the same arithmetic, slower than fp32 alone).
+// Mixed-precision training
 // (Micikevicius et al. 2018; Kalamkar et al. 2019) runs these GEMMs on bf16 copies of fp32
 // master weights and keeps every sum and update in fp32. gemm_bf16_ref, the specification,
 // widens both operands to fp32 and runs gemm_ref (double accumulation).
@@ -52,6 +54,15 @@ void convert_to_bf16(Tensor src, Tensor dst);
 void convert_to_f32(Tensor src, Tensor dst);
 
 void gemm_bf16(const GemmShape& s, GemmScale scale, const bf16* a, const bf16* b, float* c);
+
+// True when this CPU has bf16 matrix instructions (AVX512-BF16 or AMX) and gemm_bf16 runs on
+// them; false when gemm_bf16 widens its operands to fp32 instead. Decided once per process.
+bool bf16_is_native();
+// gemm_bf16 takes the widened path on every CPU while `on` (tests run both paths on one
+// machine); off, it follows bf16_is_native(). Not for use while GEMMs run on other threads.
+void force_bf16_widened_for_testing(bool on);
+// Whether gemm_bf16 widens its operands now: forced, or no native bf16.
+bool bf16_gemm_widens();
 void gemm_bf16_ref(const GemmShape& s, GemmScale scale, const bf16* a, const bf16* b, float* c);
 
 // Tensor form: a and b are BF16 matrices, c F32; shapes are checked as for gemm().

@@ -17,11 +17,21 @@
 // gradients dW += dYᵀ·X): that dimension is cut into blocks of 512 rows and the rest, in one
 // block of the exact count when the operand each block re-reads is large (dnnl_matmul.h).
 //
+// Without bf16 matrix instructions (no AVX512-BF16 or AMX, e.g. AVX2-only CPUs, where oneDNN 2.6
+// creates no bf16 matmul at all) gemm_bf16 widens op(A) and op(B) to fp32 in per-thread buffers
+// that only grow, then runs the fp32 gemm(). Widening is exact and a product of two bf16 values
+// is exact in fp32 (8 + 8 significant bits ≤ 24), so this is the same arithmetic as the bf16
+// matmul, exact products summed in fp32, in another order; it costs the fp32 GEMM plus one pass
+// over both operands. The choice is made once per process (bf16_is_native).
+//
 // Dims: op(A) [m, k] · op(B) [k, n] = C [m, n], rows stored with strides lda, ldb, ldc.
 #include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
+#include <dnnl.hpp>
+#include <memory>
 
 #include "dnnl_matmul.h"
 #include "moe/kernels/bf16.h"
@@ -31,6 +41,7 @@ namespace moe {
 namespace {
 
 constexpr int64_t kConvertBlock = 1 << 16;  // elements per thread task; below it one thread
+constexpr int64_t kWidenedBlockCols = 64;   // columns of C per single-threaded sgemm (widened path)
 
 #if defined(__AVX512F__)
 // Masked forms with every lane set: the unmasked intrinsics pass GCC 12 an "undefined" source
@@ -73,6 +84,98 @@ void convert_block(int64_t n, const float* src, bf16* dst) {
   for (; i < n; ++i) dst[i] = f32_to_bf16(src[i]);
 }
 
+// True when this CPU has bf16 dot-product instructions (oneDNN's ISA avx512_core_bf16 and every
+// level above it, AMX included, carry all of its bits) and oneDNN creates a bf16 matmul for it.
+bool probe_native_bf16() {
+  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  const auto bf16_isa = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);
+  if ((isa & bf16_isa) != bf16_isa) return false;
+  try {
+    using dims = dnnl::memory::dims;
+    using dt = dnnl::memory::data_type;
+    const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+    const dnnl::memory::desc a(dims{16, 32}, dt::bf16, dims{32, 1});
+    const dnnl::memory::desc b(dims{32, 16}, dt::bf16, dims{16, 1});
+    const dnnl::memory::desc c(dims{16, 16}, dt::f32, dims{16, 1});
+    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, b, c), engine);
+    return true;
+  } catch (const dnnl::error&) {
+    return false;
+  }
+}
+
+std::atomic<bool> g_force_widened{false};
+
+struct FreeFloats {
+  void operator()(float* p) const { aligned_free(p); }
+};
+
+// A thread's fp32 copy of one operand: grows to the largest size asked for and is kept, so a
+// steady-state step allocates nothing.
+class WidenedOperand {
+ public:
+  float* reserve(int64_t n) {
+    if (n > capacity_) {
+      data_.reset(static_cast<float*>(aligned_alloc_bytes(static_cast<size_t>(n) * sizeof(float))));
+      capacity_ = n;
+    }
+    return data_.get();
+  }
+
+ private:
+  std::unique_ptr<float, FreeFloats> data_;
+  int64_t capacity_ = 0;
+};
+
+// The stored matrix [rows, cols] of row stride ld, widened into dst [rows, cols] (stride cols).
+void widen(int64_t rows, int64_t cols, int64_t ld, const bf16* src, float* dst) {
+  const bool split = rows * cols >= 2 * kConvertBlock && rows > 1 && !omp_in_parallel();
+#pragma omp parallel for schedule(static) if (split)
+  for (int64_t i = 0; i < rows; ++i) convert_to_f32(cols, src + i * ld, dst + i * cols);
+}
+
+// One block of C's columns [j0, j0 + n) on widened operands, single-threaded (dnnl_sgemm runs on
+// one thread inside a parallel region).
+void sgemm_columns(const GemmShape& w, GemmScale scale, const float* a, const float* b, float* c,
+                   int64_t j0, int64_t n) {
+  const float* bj =
+      b + (w.trans_b ? j0 * w.ldb : j0);  // op(B)'s columns j0.. of B [k, n] or [n, k]
+  const dnnl_status_t st = dnnl_sgemm(w.trans_a ? 'T' : 'N', w.trans_b ? 'T' : 'N', w.m, n, w.k,
+                                      scale.alpha, a, w.lda, bj, w.ldb, scale.beta, c + j0, w.ldc);
+  MOE_CHECK(st == dnnl_success, "dnnl_sgemm failed with status {} (m={} n={} k={})",
+            static_cast<int>(st), w.m, n, w.k);
+}
+
+// gemm_bf16 without bf16 instructions: both operands widened (exactly), then the fp32 product.
+// Operands keep their stored layout; only the strides become dense. C is cut into fixed blocks
+// of kWidenedBlockCols columns, each computed by one single-threaded sgemm: oneDNN's threaded
+// sgemm on AVX2 splits the k sum over threads, which would make the bits depend on the thread
+// count and on whether the experts run concurrently; fixed blocks give the same bits however
+// the blocks are shared out.
+void gemm_widened(const GemmShape& s, GemmScale scale, const bf16* a, const bf16* b, float* c) {
+  thread_local WidenedOperand a32, b32;
+  const int64_t a_rows = s.trans_a ? s.k : s.m, a_cols = s.trans_a ? s.m : s.k;
+  const int64_t b_rows = s.trans_b ? s.n : s.k, b_cols = s.trans_b ? s.k : s.n;
+  float* wa = a32.reserve(a_rows * a_cols);  // op(A)'s storage [a_rows, a_cols]
+  float* wb = b32.reserve(b_rows * b_cols);  // op(B)'s storage [b_rows, b_cols]
+  widen(a_rows, a_cols, s.lda, a, wa);
+  widen(b_rows, b_cols, s.ldb, b, wb);
+  GemmShape w = s;
+  w.lda = a_cols;
+  w.ldb = b_cols;
+  const int64_t blocks = (s.n + kWidenedBlockCols - 1) / kWidenedBlockCols;
+  auto run_block = [&](int64_t i) {
+    const int64_t j0 = i * kWidenedBlockCols;
+    sgemm_columns(w, scale, wa, wb, c, j0, std::min(kWidenedBlockCols, s.n - j0));
+  };
+  if (omp_in_parallel()) {
+    for (int64_t i = 0; i < blocks; ++i) run_block(i);
+    return;
+  }
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t i = 0; i < blocks; ++i) run_block(i);
+}
+
 GemmShape shape_of(Tensor a, bool trans_a, Tensor b, bool trans_b, Tensor c) {
   MOE_CHECK(a.dtype() == DType::kBF16 && b.dtype() == DType::kBF16 && c.dtype() == DType::kF32,
             "gemm_bf16: A {} B {} C {} (want BF16, BF16, F32)", dtype_name(a.dtype()),
@@ -111,9 +214,23 @@ void convert_to_f32(Tensor src, Tensor dst) {
   convert_to_f32(src.numel(), src.data<bf16>(), dst.f32());
 }
 
+bool bf16_is_native() {
+  static const bool native = probe_native_bf16();
+  return native;
+}
+
+void force_bf16_widened_for_testing(bool on) {
+  g_force_widened = on;
+}
+
+bool bf16_gemm_widens() {
+  return g_force_widened.load(std::memory_order_relaxed) || !bf16_is_native();
+}
+
 void gemm_bf16(const GemmShape& s, GemmScale scale, const bf16* a, const bf16* b, float* c) {
   if (s.m == 0 || s.n == 0) return;
   if (s.k == 0) return scale_output(s, scale.beta, c);
+  if (bf16_gemm_widens()) return gemm_widened(s, scale, a, b, c);
   matmul_blocked(s, scale, a, b, c);
 }
 
