@@ -33,7 +33,10 @@ int run_eval(const EvalArgs& args) {
   options.batch_size = args.batch_size;
   options.regression_loss = ck.config.training.loss;
   options.huber_delta = ck.config.training.huber_delta;
-  Result<EvalMetrics> m = evaluate(*ck.model, in->data, ck.schema.labels, options);
+  // Predictions are asked for so that evaluate refuses a NaN or infinite output, naming its row,
+  // rather than printing metrics computed from it.
+  Predictions predictions;
+  Result<EvalMetrics> m = evaluate(*ck.model, in->data, ck.schema.labels, options, &predictions);
   if (!m) return fail(m.status());
   const std::vector<std::string>& names = output_names(ck.schema);
   if (args.json) {
