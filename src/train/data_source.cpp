@@ -32,7 +32,10 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 // The delimiter for reading `path`: its extension when it says (.csv, .tsv, .tab, optionally
 // .gz after them), else the one training used, else comma.
 char delimiter_for(const std::string& path, char trained) {
+  // Extensions compare with ASCII letters lower-cased, as "auto" does when training.
   std::string p = path;
+  for (char& ch : p)
+    if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
   if (ends_with(p, ".gz")) p.resize(p.size() - 3);
   if (ends_with(p, ".tsv") || ends_with(p, ".tab")) return '\t';
   if (ends_with(p, ".csv")) return ',';
