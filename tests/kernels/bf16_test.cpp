@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <ostream>
 #include <vector>
 
 #include "kernel_testing.h"
@@ -79,6 +80,10 @@ TEST(Bf16, ConversionMatchesReferenceBitForBit) {
 using Case = testing::GemmCase;
 
 enum class Bf16Path { kNative, kWidened };
+
+void PrintTo(Bf16Path p, std::ostream* os) {
+  *os << (p == Bf16Path::kNative ? "native" : "widened");
+}
 
 // Every Bf16Gemm test runs on each path; the native one is skipped on a CPU without it.
 class Bf16Gemm : public ::testing::TestWithParam<Bf16Path> {
