@@ -41,7 +41,6 @@ namespace moe {
 namespace {
 
 constexpr int64_t kConvertBlock = 1 << 16;  // elements per thread task; below it one thread
-constexpr int64_t kWidenedBlockCols = 64;   // columns of C per single-threaded sgemm (widened path)
 
 #if defined(__AVX512F__)
 // Masked forms with every lane set: the unmasked intrinsics pass GCC 12 an "undefined" source
@@ -134,21 +133,9 @@ void widen(int64_t rows, int64_t cols, int64_t ld, const bf16* src, float* dst) 
   for (int64_t i = 0; i < rows; ++i) convert_to_f32(cols, src + i * ld, dst + i * cols);
 }
 
-// One block of C's columns [j0, j0 + n) on widened operands, single-threaded (dnnl_sgemm runs on
-// one thread inside a parallel region).
-void sgemm_columns(const GemmShape& w, GemmScale scale, const float* a, const float* b, float* c,
-                   int64_t j0, int64_t n) {
-  const float* bj =
-      b + (w.trans_b ? j0 * w.ldb : j0);  // op(B)'s columns j0.. of B [k, n] or [n, k]
-  const dnnl_status_t st = dnnl_sgemm(w.trans_a ? 'T' : 'N', w.trans_b ? 'T' : 'N', w.m, n, w.k,
-                                      scale.alpha, a, w.lda, bj, w.ldb, scale.beta, c + j0, w.ldc);
-  MOE_CHECK(st == dnnl_success, "dnnl_sgemm failed with status {} (m={} n={} k={})",
-            static_cast<int>(st), w.m, n, w.k);
-}
-
 // gemm_bf16 without bf16 instructions: both operands widened (exactly), then the fp32 product.
 // Operands keep their stored layout; only the strides become dense. C is cut into fixed blocks
-// of kWidenedBlockCols columns, each computed by one single-threaded sgemm: oneDNN's threaded
+// of kFixedBlock columns or rows, each computed by one single-threaded sgemm: oneDNN's threaded
 // sgemm on AVX2 splits the k sum over threads, which would make the bits depend on the thread
 // count and on whether the experts run concurrently; fixed blocks give the same bits however
 // the blocks are shared out.
@@ -163,17 +150,7 @@ void gemm_widened(const GemmShape& s, GemmScale scale, const bf16* a, const bf16
   GemmShape w = s;
   w.lda = a_cols;
   w.ldb = b_cols;
-  const int64_t blocks = (s.n + kWidenedBlockCols - 1) / kWidenedBlockCols;
-  auto run_block = [&](int64_t i) {
-    const int64_t j0 = i * kWidenedBlockCols;
-    sgemm_columns(w, scale, wa, wb, c, j0, std::min(kWidenedBlockCols, s.n - j0));
-  };
-  if (omp_in_parallel()) {
-    for (int64_t i = 0; i < blocks; ++i) run_block(i);
-    return;
-  }
-#pragma omp parallel for schedule(dynamic)
-  for (int64_t i = 0; i < blocks; ++i) run_block(i);
+  sgemm_fixed_blocks(w, scale, wa, wb, c);
 }
 
 GemmShape shape_of(Tensor a, bool trans_a, Tensor b, bool trans_b, Tensor c) {

@@ -41,6 +41,21 @@ GemmShape gemm_shape_of(Tensor a, bool trans_a, Tensor b, bool trans_b, Tensor c
 // over NaN.
 void scale_output(const GemmShape& s, float beta, float* c);
 
+// True on CPUs without AVX-512 (oneDNN's effective ISA below avx512_core). There oneDNN's fp32
+// sgemm and matmul run its gemm:jit kernels, which split a product's k sum over the threads, so
+// the bits of C would depend on the thread count and on whether the experts run concurrently.
+// gemm() and the widened gemm_bf16 then compute C with sgemm_fixed_blocks. Decided once.
+bool fp32_splits_k_over_threads();
+
+// C = alpha · op(A) · op(B) + beta · C cut into fixed blocks of kFixedBlock columns of C (or
+// rows, when m > n), each computed by one dnnl_sgemm on one thread (oneDNN runs single-threaded
+// inside a parallel region). Every block sums its k terms in the same order however the blocks
+// are shared out, so the result is the same on any number of threads. Threads share the blocks
+// when called outside a parallel region; inside one, the caller's thread runs them all.
+inline constexpr int64_t kFixedBlock = 64;
+void sgemm_fixed_blocks(const GemmShape& s, GemmScale scale, const float* a, const float* b,
+                        float* c);
+
 // One primitive for exactly `s` (no blocking): A and B of type `src` (kF32 or kBF16), C fp32.
 // Primitives are cached per thread (see dnnl_matmul.cpp); the first call of a shape compiles it.
 void matmul_exact(const GemmShape& s, GemmScale scale, DType src, const void* a, const void* b,

@@ -11,9 +11,14 @@
 //   - everything else (the backward products dy·W and dyᵀ·x, small products): dnnl_sgemm, equal
 //     or faster there, and with nothing to compile.
 // The matmul primitives, their per-thread cache and the row blocking live in dnnl_matmul.cpp,
-// shared with gemm_bf16.
+// shared with gemm_bf16. On CPUs without AVX-512 both paths give way to fixed blocks of
+// single-threaded sgemm calls (sgemm_fixed_blocks, dnnl_matmul.h), so that the bits of C do not
+// depend on the thread count there either.
 //
 // Dims: op(A) [m, k] · op(B) [k, n] = C [m, n], rows stored with strides lda, ldb, ldc.
+#include <omp.h>
+
+#include <algorithm>
 #include <dnnl.hpp>
 
 #include "dnnl_matmul.h"
@@ -32,16 +37,57 @@ bool use_matmul(const GemmShape& s) {
          (s.m < kMatmulMaxWideM || s.n < s.k);
 }
 
-}  // namespace
-
-void gemm(const GemmShape& s, GemmScale scale, const float* a, const float* b, float* c) {
-  if (s.m == 0 || s.n == 0) return;
-  if (s.k == 0) return scale_output(s, scale.beta, c);
-  if (use_matmul(s)) return matmul_blocked(s, scale, a, b, c);
+void sgemm(const GemmShape& s, GemmScale scale, const float* a, const float* b, float* c) {
   const dnnl_status_t st = dnnl_sgemm(s.trans_a ? 'T' : 'N', s.trans_b ? 'T' : 'N', s.m, s.n, s.k,
                                       scale.alpha, a, s.lda, b, s.ldb, scale.beta, c, s.ldc);
   MOE_CHECK(st == dnnl_success, "dnnl_sgemm failed with status {} (m={} n={} k={})",
             static_cast<int>(st), s.m, s.n, s.k);
+}
+
+}  // namespace
+
+bool fp32_splits_k_over_threads() {
+  static const bool splits = [] {
+    const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+    const auto avx512 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
+    return (isa & avx512) != avx512;  // the ISA values are nested bit masks
+  }();
+  return splits;
+}
+
+void sgemm_fixed_blocks(const GemmShape& s, GemmScale scale, const float* a, const float* b,
+                        float* c) {
+  const bool by_rows = s.m > s.n;
+  const int64_t length = by_rows ? s.m : s.n;
+  const int64_t blocks = (length + kFixedBlock - 1) / kFixedBlock;
+  auto run_block = [&](int64_t i) {
+    const int64_t start = i * kFixedBlock;
+    GemmShape part = s;
+    if (by_rows) {  // rows start.. of op(A) (A [m, k], or Aᵀ stored [k, m]) and of C
+      part.m = std::min(kFixedBlock, s.m - start);
+      sgemm(part, scale, a + (s.trans_a ? start : start * s.lda), b, c + start * s.ldc);
+    } else {  // columns start.. of op(B) (B [k, n], or Bᵀ stored [n, k]) and of C
+      part.n = std::min(kFixedBlock, s.n - start);
+      sgemm(part, scale, a, b + (s.trans_b ? start * s.ldb : start), c + start);
+    }
+  };
+  // A single block still runs inside a parallel region when other threads are free: called
+  // outside one, oneDNN would give that sgemm every thread and split its k sum again. On one
+  // thread no region is opened (even an inactive one costs libgomp an allocation).
+  if (omp_in_parallel() || omp_get_max_threads() == 1) {
+    for (int64_t i = 0; i < blocks; ++i) run_block(i);
+    return;
+  }
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t i = 0; i < blocks; ++i) run_block(i);
+}
+
+void gemm(const GemmShape& s, GemmScale scale, const float* a, const float* b, float* c) {
+  if (s.m == 0 || s.n == 0) return;
+  if (s.k == 0) return scale_output(s, scale.beta, c);
+  if (fp32_splits_k_over_threads()) return sgemm_fixed_blocks(s, scale, a, b, c);
+  if (use_matmul(s)) return matmul_blocked(s, scale, a, b, c);
+  sgemm(s, scale, a, b, c);
 }
 
 void gemm(Tensor a, bool trans_a, Tensor b, bool trans_b, Tensor c, GemmScale scale) {
