@@ -9,57 +9,16 @@
 # Usage: tests/cli/hardening_test.sh PATH/TO/moe
 set -uo pipefail
 
-moe=${1:?usage: hardening_test.sh PATH/TO/moe}
-work=$(mktemp -d)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
+cli_setup "${1:?usage: hardening_test.sh PATH/TO/moe}"
+# A train left running in the background by a check is stopped on any exit.
 background=""
 cleanup() {
   if [ -n "$background" ]; then kill "$background" 2>/dev/null && wait "$background" 2>/dev/null; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
-failures=0
-checks=0
-
-fail() {
-  echo "FAIL: $*" >&2
-  failures=$((failures + 1))
-}
-
-# expect CODE PATTERN -- ARGS...: moe ARGS exits CODE and PATTERN (grep -E; empty: none) occurs
-# in its stdout + stderr ($work/out, $work/err). Exit 1 must come with one 'moe: error:' line.
-expect() {
-  local code=$1 pattern=$2
-  shift 3
-  checks=$((checks + 1))
-  "$moe" "$@" >"$work/out" 2>"$work/err"
-  check_result "$code" "$pattern" "moe $*" $?
-}
-
-# check_result CODE PATTERN WHAT GOT: the checks of expect for a command run some other way.
-check_result() {
-  local code=$1 pattern=$2 what=$3 got=$4
-  if [ "$got" -ne "$code" ]; then
-    fail "$what exited $got, expected $code; stderr: $(head -c 500 "$work/err")"
-    return
-  fi
-  if [ -n "$pattern" ] && ! cat "$work/out" "$work/err" | grep -qE -- "$pattern"; then
-    fail "$what: no match for /$pattern/ in: $(head -c 500 "$work/out" "$work/err")"
-  fi
-  if [ "$code" -eq 1 ]; then
-    [ "$(wc -l <"$work/err")" -eq 1 ] || fail "$what: expected one line on stderr: $(cat "$work/err")"
-    grep -q '^moe: error: ' "$work/err" || fail "$what: stderr lacks 'moe: error:'"
-  fi
-}
-
-# with_stdout FILE CODE PATTERN -- ARGS...: expect, with moe's standard output sent to FILE.
-with_stdout() {
-  local file=$1 code=$2 pattern=$3
-  shift 4
-  checks=$((checks + 1))
-  : >"$work/out"
-  "$moe" "$@" >"$file" 2>"$work/err"
-  check_result "$code" "$pattern" "moe $* >$file" $?
-}
 
 # --- data: reviews whose words 'zulu' and 'yankee' occur in one row each --------------------
 # Swapping those two words between their rows keeps every word's document frequency, so the

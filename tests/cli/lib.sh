@@ -27,19 +27,35 @@ expect() {
   shift 3
   checks=$((checks + 1))
   "$moe" "$@" >"$work/out" 2>"$work/err"
-  local got=$?
+  check_result "$code" "$pattern" "moe $*" $?
+}
+
+# with_stdout FILE CODE PATTERN -- ARGS...: expect, with moe's standard output sent to FILE.
+with_stdout() {
+  local file=$1 code=$2 pattern=$3
+  shift 4
+  checks=$((checks + 1))
+  : >"$work/out"
+  "$moe" "$@" >"$file" 2>"$work/err"
+  check_result "$code" "$pattern" "moe $* >$file" $?
+}
+
+# check_result CODE PATTERN WHAT GOT: the checks of expect for a command run some other way
+# (its output in $work/out and $work/err, its exit code GOT).
+check_result() {
+  local code=$1 pattern=$2 what=$3 got=$4
   if [ "$got" -ne "$code" ]; then
-    fail "moe $* exited $got, expected $code; stderr: $(head -c 500 "$work/err")"
+    fail "$what exited $got, expected $code; stderr: $(head -c 500 "$work/err")"
     return
   fi
   if [ -n "$pattern" ] && ! cat "$work/out" "$work/err" | grep -qE -- "$pattern"; then
-    fail "moe $*: no match for /$pattern/ in: $(head -c 500 "$work/out" "$work/err")"
+    fail "$what: no match for /$pattern/ in: $(head -c 500 "$work/out" "$work/err")"
   fi
   if [ "$code" -eq 1 ]; then
     local lines
     lines=$(wc -l <"$work/err")
-    [ "$lines" -eq 1 ] || fail "moe $*: $lines lines on stderr, expected one: $(cat "$work/err")"
-    grep -q '^moe: error: ' "$work/err" || fail "moe $*: stderr lacks 'moe: error:'"
+    [ "$lines" -eq 1 ] || fail "$what: $lines lines on stderr, expected one: $(cat "$work/err")"
+    grep -q '^moe: error: ' "$work/err" || fail "$what: stderr lacks 'moe: error:'"
   fi
 }
 
