@@ -8,6 +8,7 @@
 #   make test-interop  checkpoints rebuilt in PyTorch (installs python3-torch)
 #   make test-slow   the slow label
 #   make test-fuzz   the libFuzzer targets (clang, build/fuzz): corpus replay + 20 s per target
+#   make test-fuzz-long  each fuzzer for 10 million executions (hours)
 #   make test-fresh  both README commands on a fresh Debian 12 root (scripts/test_fresh.sh;
 #                    root, debootstrap): what CI runs after make test
 #   make demo        review sentiment, MoE vs dense of equal active size (scripts/demo.sh)
@@ -21,7 +22,7 @@ FUZZ := build/fuzz
 CMAKE_FLAGS ?=
 
 .PHONY: deps build build-asan build-fuzz deps-fuzz test test-fast test-asan test-slow test-fuzz \
-	test-fresh test-docs test-interop deps-interop deps-test demo bench \
+	test-fresh test-docs test-interop deps-interop deps-test test-fuzz-long demo bench \
 	format tidy clean
 
 deps:
@@ -74,6 +75,10 @@ build-fuzz: deps-fuzz $(FUZZ)/CMakeCache.txt
 
 test-fuzz: build-fuzz
 	cd $(FUZZ) && ctest -L fuzz --output-on-failure -j $(JOBS)
+
+# Each fuzzer for 10 million executions (MOE_FUZZ_LONG_RUNS), corpus replay first: hours.
+test-fuzz-long: build-fuzz
+	cd $(FUZZ) && ctest -L slow --output-on-failure
 
 test-slow: build
 	cd $(RELEASE) && ctest -L slow --output-on-failure

@@ -9,6 +9,7 @@ if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
 endif()
 
 set(MOE_FUZZ_SECONDS 20 CACHE STRING "Seconds each fuzzer runs under ctest -L fuzz")
+set(MOE_FUZZ_LONG_RUNS 10000000 CACHE STRING "Executions of each fuzzer in its long run (label slow in the fuzz build)")
 
 # The library gets the instrumentation without libFuzzer's main(); the fuzz executables link it.
 # -Wno-pass-failed: the sanitizers keep clang from vectorising the `omp simd` loops, which it
