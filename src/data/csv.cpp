@@ -37,6 +37,20 @@ std::string show_byte(char c) {
 
 }  // namespace
 
+const char* csv_quoting_name(CsvQuoting q) {
+  return q == CsvQuoting::kNone ? "none" : "rfc4180";
+}
+
+bool parse_csv_quoting(std::string_view s, CsvQuoting* out) {
+  for (const CsvQuoting q : {CsvQuoting::kNone, CsvQuoting::kRfc4180})
+    if (s == csv_quoting_name(q)) return *out = q, true;
+  return false;
+}
+
+CsvQuoting default_quoting(char delimiter) {
+  return delimiter == '\t' ? CsvQuoting::kNone : CsvQuoting::kRfc4180;
+}
+
 char delimiter_for_path(const std::string& path) {
   std::string p = lower_ascii(path);
   if (ends_with(p, ".gz")) p.resize(p.size() - 3);
@@ -64,15 +78,24 @@ Result<CsvTable> CsvTable::read(const std::string& path, const CsvOptions& optio
   MOE_ASSIGN_OR_RETURN(std::string bytes,
                        data_detail::read_file_bytes(path, options.max_file_bytes));
   const char delimiter = options.delimiter != '\0' ? options.delimiter : delimiter_for_path(path);
-  return parse(std::move(bytes), path, delimiter);
+  return parse(std::move(bytes), path, delimiter,
+               options.quoting.value_or(default_quoting(delimiter)));
 }
 
-Result<CsvTable> CsvTable::parse(std::string bytes, const std::string& source, char delimiter) {
-  if (delimiter == '"' || delimiter == '\n' || delimiter == '\r' || delimiter == '\0')
+Result<CsvTable> CsvTable::parse(std::string bytes, const std::string& source, char delimiter,
+                                 CsvQuoting quoting) {
+  if (delimiter == '\n' || delimiter == '\r' || delimiter == '\0' ||
+      (delimiter == '"' && quoting == CsvQuoting::kRfc4180))
     return Status::error("{}: {} cannot be a field delimiter", source, show_byte(delimiter));
+  const bool rfc4180 = quoting == CsvQuoting::kRfc4180;
+  // Under RFC 4180 a quote that is text is the usual reason a file is refused; say how to read
+  // such a file instead.
+  constexpr const char* kQuotesAsText =
+      "; if quotes in this file are text, not quoting, set data.quoting = \"none\"";
   CsvTable t;
   t.source_ = source;
   t.delimiter_ = delimiter;
+  t.quoting_ = quoting;
   t.bytes_ = std::move(bytes);
   char* const data = t.bytes_.data();
   const size_t n = t.bytes_.size();
@@ -106,7 +129,7 @@ Result<CsvTable> CsvTable::parse(std::string bytes, const std::string& source, c
       record.clear();
       for (;;) {
         const int64_t field = static_cast<int64_t>(record.size()) + 1;
-        if (pos < n && data[pos] == '"') {
+        if (rfc4180 && pos < n && data[pos] == '"') {
           const int64_t open_line = line;
           ++pos;
           const size_t begin = pos;
@@ -122,10 +145,10 @@ Result<CsvTable> CsvTable::parse(std::string bytes, const std::string& source, c
             if (q == nullptr)
               return Status::error(
                   "{} line {}: field {} opens a quote that is never closed (the file ends "
-                  "inside it)",
-                  source, open_line, field);
+                  "inside it){}",
+                  source, open_line, field, kQuotesAsText);
             pos = stop + 1;
-            if (pos < n && data[pos] == '"') {  // "" is one quote
+            if (rfc4180 && pos < n && data[pos] == '"') {  // "" is one quote
               data[out++] = '"';
               ++pos;
               continue;
@@ -136,8 +159,8 @@ Result<CsvTable> CsvTable::parse(std::string bytes, const std::string& source, c
           if (pos < n && data[pos] != delimiter && data[pos] != '\n' && data[pos] != '\r')
             return Status::error(
                 "{} line {}: field {}: {} after a closing quote (a quote inside a quoted field "
-                "is written \"\")",
-                source, line, field, show_byte(data[pos]));
+                "is written \"\"){}",
+                source, line, field, show_byte(data[pos]), kQuotesAsText);
         } else {
           const size_t begin = pos;
           while (pos < n && data[pos] != delimiter && data[pos] != '\n' && data[pos] != '\r') ++pos;

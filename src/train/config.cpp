@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -37,6 +38,15 @@ void parse_data(Section s, DataConfig* d) {
       d->delimiter = str[0];
     } else {
       s.fail("delimiter", "\"auto\", \"tab\" or one character", *v);
+    }
+  }
+  std::optional<CsvQuoting> quoting;
+  if (const json* v = s.take("quoting")) {
+    CsvQuoting q;
+    if (v->is_string() && parse_csv_quoting(v->get<std::string>(), &q)) {
+      quoting = q;
+    } else {
+      s.fail("quoting", "one of \"none\", \"rfc4180\"", *v);
     }
   }
   Section split = s.object("split");
@@ -78,6 +88,14 @@ void parse_data(Section s, DataConfig* d) {
   s.finish();
   if (!s.ok()) return;
 
+  // Unset, quoting follows the delimiter the training file is read with: none for a tab, RFC 4180
+  // otherwise. Resolved here, so config_to_json gives what training used.
+  const char delimiter = d->format == DataFormat::kTsv    ? '\t'
+                         : d->format != DataFormat::kText ? ','
+                         : d->delimiter != '\0'           ? d->delimiter
+                                                          : delimiter_for_path(d->train);
+  d->quoting = quoting.value_or(default_quoting(delimiter));
+
   // Rules that tie keys together.
   if (d->split.validation + d->split.test >= 1.0)
     return s.fail_msg("data.split", "validation + test must be below 1");
@@ -116,6 +134,7 @@ json data_to_json(const DataConfig& d) {
   j["delimiter"] = d.delimiter == '\0'   ? std::string("auto")
                    : d.delimiter == '\t' ? std::string("tab")
                                          : std::string(1, d.delimiter);
+  j["quoting"] = csv_quoting_name(d.quoting);
   j["split"] = {{"validation", d.split.validation},
                 {"test", d.split.test},
                 {"seed", d.split.seed},

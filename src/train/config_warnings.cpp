@@ -63,6 +63,9 @@ void check_data(Checker& ck, const DataConfig& d) {
            fmt::format("only format text reads it; csv always uses a comma and tsv a tab (the "
                        "format is {})",
                        format));
+  ck.check("data.quoting", idx,
+           "format idx reads binary files; only CSV and TSV files (formats csv, tsv and text) "
+           "have quoting");
   if (idx) {
     ck.check("data.label", true,
              "format idx reads its labels from data.idx.train_labels (and the other label files)");

@@ -53,9 +53,10 @@ char format_delimiter(const DataConfig& c) {
   }
 }
 
-Result<CsvTable> read_table(const std::string& path, char delimiter) {
+Result<CsvTable> read_table(const std::string& path, char delimiter, CsvQuoting quoting) {
   CsvOptions options;
   options.delimiter = delimiter;
+  options.quoting = quoting;
   return CsvTable::read(path, options);
 }
 
@@ -99,13 +100,13 @@ SplitOptions split_options(const DataConfig& c, bool validation_from_split, bool
 Result<LoadedData> load_table_data(const DataConfig& c) {
   const char delimiter = format_delimiter(c);
   const bool text = c.format == DataFormat::kText;
-  MOE_ASSIGN_OR_RETURN(CsvTable train, read_table(c.train, delimiter));
+  MOE_ASSIGN_OR_RETURN(CsvTable train, read_table(c.train, delimiter, c.quoting));
   std::optional<CsvTable> validation, test;
   if (!c.validation.empty()) {
-    MOE_ASSIGN_OR_RETURN(validation, read_table(c.validation, delimiter));
+    MOE_ASSIGN_OR_RETURN(validation, read_table(c.validation, delimiter, c.quoting));
   }
   if (!c.test.empty()) {
-    MOE_ASSIGN_OR_RETURN(test, read_table(c.test, delimiter));
+    MOE_ASSIGN_OR_RETURN(test, read_table(c.test, delimiter, c.quoting));
   }
 
   // Parts without a file of their own come from the training file by ratio. When neither has a
@@ -113,6 +114,7 @@ Result<LoadedData> load_table_data(const DataConfig& c) {
   LoadedData out;
   out.schema.format = c.format;
   out.schema.delimiter = delimiter;
+  out.schema.quoting = c.quoting;
   const bool split_validation = !validation && c.split.validation > 0;
   const bool split_test = !test && c.split.test > 0;
   if (text) {
@@ -220,6 +222,7 @@ json DataSchema::to_json() const {
   json j;
   j["format"] = data_format_name(format);
   j["delimiter"] = delimiter_name(delimiter);
+  if (format != DataFormat::kIdx) j["quoting"] = csv_quoting_name(quoting);
   j["labels"] = labels.to_json();
   if (features) j["features"] = features->to_json();
   if (text) {
@@ -255,6 +258,14 @@ Result<DataSchema> DataSchema::from_json(const json& j, const std::string& sourc
     return Status::error("{}: delimiter \"{}\" is not \"auto\", \"tab\" or one character", source,
                          d);
   }
+  // A schema written before the field existed was read with RFC 4180 quoting, whatever the
+  // delimiter: it is read so still.
+  s.quoting = CsvQuoting::kRfc4180;
+  if (const auto it = j.find("quoting"); it != j.end()) {
+    if (!it->is_string() || !parse_csv_quoting(it->get<std::string>(), &s.quoting))
+      return Status::error("{}: quoting must be \"none\" or \"rfc4180\", got {}", source,
+                           json_excerpt(*it));
+  }
   if (!j.contains("labels")) return Status::error("{}: missing field 'labels'", source);
   MOE_ASSIGN_OR_RETURN(s.labels, LabelSpec::from_json(j["labels"], source));
 
@@ -264,7 +275,7 @@ Result<DataSchema> DataSchema::from_json(const json& j, const std::string& sourc
   const bool idx = s.format == DataFormat::kIdx;
   for (const auto& [key, value] : j.items()) {
     const bool known = key == "format" || key == "delimiter" || key == "labels" ||
-                       (tabular && key == "features") ||
+                       ((tabular || text) && key == "quoting") || (tabular && key == "features") ||
                        (text && (key == "text" || key == "idf")) || (idx && key == "image_size");
     if (!known)
       return Status::error("{}: unexpected field '{}' for format \"{}\"", source, key,
@@ -328,7 +339,8 @@ Result<Dataset> load_with_schema(const DataSchema& schema, const std::string& pa
   }
   if (!labels_path.empty())
     return Status::error("{}: a separate labels file is for IDX images only", labels_path);
-  MOE_ASSIGN_OR_RETURN(CsvTable table, read_table(path, delimiter_for(path, schema.delimiter)));
+  MOE_ASSIGN_OR_RETURN(CsvTable table,
+                       read_table(path, delimiter_for(path, schema.delimiter), schema.quoting));
   if (schema.text) return encode_text(table, *schema.text, schema.labels, labels);
   if (!schema.features)
     return Status::error("{}: the schema has neither feature statistics nor a vocabulary", path);

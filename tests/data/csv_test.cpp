@@ -74,15 +74,82 @@ TEST(Csv, DelimiterByExtensionOrGiven) {
   EXPECT_EQ(delimiter_for_path("x.txt"), ',');
 
   const std::string semi = dir.write("d.txt", "a;b\n1;2\n");
-  Result<CsvTable> s = CsvTable::read(semi, CsvOptions{';'});
+  CsvOptions semicolon;
+  semicolon.delimiter = ';';
+  Result<CsvTable> s = CsvTable::read(semi, semicolon);
   ASSERT_TRUE(s.is_ok()) << s.status().message();
   EXPECT_EQ(s->cell(0, 1), "2");
+}
+
+TEST(Csv, TsvReadsQuotesAsTextByDefault) {
+  // A TSV of raw text, the first field starting with a quote: RFC 4180 refused it ("'(' after a
+  // closing quote"); quoting none, the default for a tab, keeps every byte.
+  TempDir dir;
+  const std::string bytes =
+      "text\tlabel\n"
+      "\"Quoted\" (he said)\tgood\n"
+      "\"open and never closed\tbad\n"
+      "a \"\"doubled\"\"\t\"\"\n";
+  const std::string path = dir.write("raw.tsv", bytes);
+  Result<CsvTable> t = CsvTable::read(path);
+  ASSERT_TRUE(t.is_ok()) << t.status().message();
+  EXPECT_EQ(t->quoting(), CsvQuoting::kNone);
+  ASSERT_EQ(t->n_rows(), 3);
+  EXPECT_EQ(t->cell(0, 0), "\"Quoted\" (he said)");
+  EXPECT_EQ(t->cell(1, 0), "\"open and never closed");
+  EXPECT_EQ(t->cell(1, 1), "bad");
+  EXPECT_EQ(t->cell(2, 0), "a \"\"doubled\"\"");
+  EXPECT_EQ(t->cell(2, 1), "\"\"");
+  EXPECT_EQ(t->line(2), 4);
+
+  // Asked for, RFC 4180 reads the same file as before, and its message names the option.
+  CsvOptions rfc4180;
+  rfc4180.quoting = CsvQuoting::kRfc4180;
+  EXPECT_EQ(read_error(path, rfc4180),
+            path +
+                " line 2: field 1: ' ' after a closing quote (a quote inside a quoted field is "
+                "written \"\"); if quotes in this file are text, not quoting, set data.quoting = "
+                "\"none\"");
+  const std::string open = dir.write("open.tsv", "a\tb\n1\t\"2\n");
+  EXPECT_EQ(read_error(open, rfc4180),
+            open +
+                " line 2: field 2 opens a quote that is never closed (the file ends inside it); "
+                "if quotes in this file are text, not quoting, set data.quoting = \"none\"");
+
+  // A comma keeps RFC 4180 by default; quoting none makes a CSV's quotes text too, so a comma
+  // inside quotes splits the field.
+  const std::string csv = dir.write("q.csv", "a,b\n\"x,y\",z\n");
+  Result<CsvTable> c = CsvTable::read(csv);
+  ASSERT_TRUE(c.is_ok()) << c.status().message();
+  EXPECT_EQ(c->quoting(), CsvQuoting::kRfc4180);
+  EXPECT_EQ(c->cell(0, 0), "x,y");
+  CsvOptions none;
+  none.quoting = CsvQuoting::kNone;
+  EXPECT_NE(read_error(csv, none).find("q.csv line 2: 3 fields, header has 2"), std::string::npos);
+  Result<CsvTable> p = CsvTable::parse("a,b\n\"x\",\"\n", "p.csv", ',', CsvQuoting::kNone);
+  ASSERT_TRUE(p.is_ok()) << p.status().message();
+  EXPECT_EQ(p->cell(0, 0), "\"x\"");
+  EXPECT_EQ(p->cell(0, 1), "\"");
+
+  // The names, and the default for each delimiter.
+  EXPECT_EQ(default_quoting('\t'), CsvQuoting::kNone);
+  EXPECT_EQ(default_quoting(','), CsvQuoting::kRfc4180);
+  EXPECT_EQ(default_quoting(';'), CsvQuoting::kRfc4180);
+  for (const CsvQuoting q : {CsvQuoting::kNone, CsvQuoting::kRfc4180}) {
+    CsvQuoting back = q == CsvQuoting::kNone ? CsvQuoting::kRfc4180 : CsvQuoting::kNone;
+    EXPECT_TRUE(parse_csv_quoting(csv_quoting_name(q), &back));
+    EXPECT_EQ(back, q);
+  }
+  CsvQuoting unused;
+  EXPECT_FALSE(parse_csv_quoting("auto", &unused));
 }
 
 TEST(Csv, GzippedFileIsDecompressed) {
   TempDir dir;
   const std::string path = dir.write_gzip("z.tsv.gz", "text\tlabel\n\"good, tasty\"\tgreat\n");
-  Result<CsvTable> t = CsvTable::read(path);
+  CsvOptions rfc4180;
+  rfc4180.quoting = CsvQuoting::kRfc4180;
+  Result<CsvTable> t = CsvTable::read(path, rfc4180);
   ASSERT_TRUE(t.is_ok()) << t.status().message();
   EXPECT_EQ(t->cell(0, 0), "good, tasty");
   EXPECT_EQ(t->cell(0, 1), "great");
@@ -158,7 +225,9 @@ TEST(Csv, EachMalformedFileHasItsOwnMessage) {
       {"unterminated.csv", "a,b\n1,2\n3,\"never closed\n4,5\n",
        "unterminated.csv line 3: field 2 opens a quote that is never closed"},
       {"after_quote.csv", "a,b\n\"x\"y,2\n",
-       "after_quote.csv line 2: field 1: 'y' after a closing quote"},
+       "after_quote.csv line 2: field 1: 'y' after a closing quote (a quote inside a quoted "
+       "field is written \"\"); if quotes in this file are text, not quoting, set "
+       "data.quoting = \"none\""},
       {"empty.csv", "", "empty.csv: empty file"},
       {"bom_only.csv", "\xEF\xBB\xBF\n\n", "bom_only.csv: empty file"},
       {"header_only.csv", "a,b\r\n", "header_only.csv: a header and no data rows"},
@@ -195,7 +264,7 @@ TEST(Csv, HundredThousandRowsParseQuickly) {
              ",city" + std::to_string(i % 7) + ",\"some text, with a comma\"," +
              (i % 3 ? "yes" : "no") + "\n";
   const auto start = std::chrono::steady_clock::now();
-  Result<CsvTable> t = CsvTable::parse(bytes, "big.csv", ',');
+  Result<CsvTable> t = CsvTable::parse(bytes, "big.csv", ',', CsvQuoting::kRfc4180);
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   ASSERT_TRUE(t.is_ok()) << t.status().message();

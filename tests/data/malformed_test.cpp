@@ -55,7 +55,9 @@ TEST(Malformed, DamagedCsvTablesNeverCrashTheReaders) {
   for (int i = 0; i < 3000; ++i) {
     std::string s = good;
     mutate(&s, rng);
-    Result<CsvTable> t = CsvTable::parse(s, "fuzz.csv", ',');
+    // Every third input is read with quotes as ordinary bytes.
+    const CsvQuoting quoting = i % 3 == 0 ? CsvQuoting::kNone : CsvQuoting::kRfc4180;
+    Result<CsvTable> t = CsvTable::parse(s, "fuzz.csv", ',', quoting);
     if (!t.is_ok()) {
       EXPECT_EQ(t.status().message().rfind("fuzz.csv", 0), 0u) << t.status().message();
       continue;
@@ -123,7 +125,7 @@ TEST(Malformed, DamagedIdxFilesNeverCrashTheReader) {
 
 TEST(Malformed, WrongJsonValuesAreErrorsNotExceptions) {
   const std::string csv = "x,city,label\n1,Paris,a\n2,Lyon,b\n3,Paris,a\n";
-  Result<CsvTable> t = CsvTable::parse(csv, "t.csv", ',');
+  Result<CsvTable> t = CsvTable::parse(csv, "t.csv", ',', CsvQuoting::kRfc4180);
   ASSERT_TRUE(t.is_ok());
   TabularOptions o;
   o.label_columns = {"label"};
@@ -156,7 +158,7 @@ TEST(Malformed, WrongJsonValuesAreErrorsNotExceptions) {
 // What the probe of hostile tables found: each is refused with the file, line and column.
 TEST(Malformed, HugeNumbersAndContradictoryColumnsAreRefusedNamingTheirPlace) {
   const auto csv = [](const std::string& bytes, const char* name = "data.csv") {
-    Result<CsvTable> t = CsvTable::parse(bytes, name, ',');
+    Result<CsvTable> t = CsvTable::parse(bytes, name, ',', CsvQuoting::kRfc4180);
     EXPECT_TRUE(t.is_ok()) << t.status().message();
     return std::move(t.value());
   };

@@ -14,7 +14,7 @@ namespace {
 using testing::TempDir;
 
 CsvTable table(const std::string& bytes, const std::string& name = "data.csv") {
-  Result<CsvTable> t = CsvTable::parse(bytes, name, ',');
+  Result<CsvTable> t = CsvTable::parse(bytes, name, ',', CsvQuoting::kRfc4180);
   EXPECT_TRUE(t.is_ok()) << t.status().message();
   return std::move(t).value();
 }

@@ -304,7 +304,7 @@ TEST(TextData, OneFileStratifiedSplitBuildsVocabularyOnTrainingOnly) {
   std::string bytes = "text,label\n";
   for (int i = 0; i < 40; ++i)
     bytes += "word" + std::to_string(i) + (i % 4 == 0 ? " bad,other\n" : " good,great\n");
-  Result<CsvTable> t = CsvTable::parse(bytes, "reviews.csv", ',');
+  Result<CsvTable> t = CsvTable::parse(bytes, "reviews.csv", ',', CsvQuoting::kRfc4180);
   ASSERT_TRUE(t.is_ok());
   SplitOptions split;
   split.validation = 0.2;

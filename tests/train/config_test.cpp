@@ -56,6 +56,8 @@ TEST(ConfigTest, ErrorsNameTheKeyPathAndWhatWasExpected) {
       {R"({"data": {"train": "t.csv", "format": "xls"}})",
        R"(c.json: data.format: expected one of "csv", "tsv", "text", "idx", got "xls")"},
       {R"({"data": {"train": 3}})", "c.json: data.train: expected a string, got 3"},
+      {R"({"data": {"train": "t.tsv", "quoting": "auto"}})",
+       R"(c.json: data.quoting: expected one of "none", "rfc4180", got "auto")"},
       {R"({"data": {"train": "t.csv"}, "training": {"lr": -1}})",
        "c.json: training.lr: expected a number > 0, got -1"},
       {R"({"data": {"train": "t.csv"}, "training": {"batch_size": 2.5}})",
@@ -137,6 +139,40 @@ TEST(ConfigTest, ResolvedFormParsesBackToItself) {
   Result<Config> single = parse_config(minimal(), "c.json");
   ASSERT_TRUE(single.is_ok());
   EXPECT_TRUE(config_to_json(*single)["model"]["moe"].is_object());
+}
+
+// data.quoting, when not given, is the default of the training file's delimiter (none for a
+// tab, rfc4180 otherwise); the resolved form says which, and parses back to it.
+TEST(ConfigTest, QuotingDefaultsByDelimiterAndRoundTrips) {
+  struct Case {
+    const char* data;
+    CsvQuoting quoting;
+  };
+  const Case cases[] = {
+      {R"({"train": "t.csv"})", CsvQuoting::kRfc4180},
+      {R"({"format": "tsv", "train": "t.csv"})", CsvQuoting::kNone},
+      {R"({"format": "text", "train": "t.tsv"})", CsvQuoting::kNone},
+      {R"({"format": "text", "train": "T.TAB.gz"})", CsvQuoting::kNone},
+      {R"({"format": "text", "train": "t.csv"})", CsvQuoting::kRfc4180},
+      {R"({"format": "text", "train": "t.txt", "delimiter": "tab"})", CsvQuoting::kNone},
+      {R"({"format": "text", "train": "t.tsv", "delimiter": ";"})", CsvQuoting::kRfc4180},
+      {R"({"format": "tsv", "train": "t.tsv", "quoting": "rfc4180"})", CsvQuoting::kRfc4180},
+      {R"({"train": "t.csv", "quoting": "none"})", CsvQuoting::kNone},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.data);
+    json in = json::object();
+    in["data"] = json::parse(c.data);
+    Result<Config> a = parse_config(in, "c.json");
+    ASSERT_TRUE(a.is_ok()) << a.status().message();
+    EXPECT_EQ(a->data.quoting, c.quoting);
+    const json resolved = config_to_json(*a);
+    EXPECT_EQ(resolved["data"]["quoting"], csv_quoting_name(c.quoting));
+    Result<Config> b = parse_config(resolved, "resolved");
+    ASSERT_TRUE(b.is_ok()) << b.status().message();
+    EXPECT_EQ(b->data.quoting, c.quoting);
+    EXPECT_EQ(config_to_json(*b), resolved);
+  }
 }
 
 // The early-stopping metric "roc_auc" (the name reports use) is canonical; "auc" is its alias

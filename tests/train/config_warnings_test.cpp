@@ -57,6 +57,9 @@ const Case kIneffective[] = {
     {R"({"data": {"format": "idx", "label": "y",
                   "idx": {"train_images": "i", "train_labels": "l"}}})",
      "data.label", "format idx reads its labels"},
+    {R"({"data": {"format": "idx", "quoting": "none",
+                  "idx": {"train_images": "i", "train_labels": "l"}}})",
+     "data.quoting", "format idx reads binary files"},
     {R"({"data": {"train": "t.csv", "validation": "v.csv", "split": {"validation": 0.2}}})",
      "data.split.validation", "data.validation gives the validation set"},
     {R"({"data": {"train": "t.csv", "validation": "v.csv", "split": {"seed": 3}}})",
@@ -192,7 +195,7 @@ TEST(ConfigWarnings, MessageNamesKeyAndWhy) {
 // The same keys in a set-up that reads them.
 TEST(ConfigWarnings, EffectiveKeysDoNotWarn) {
   const char* effective[] = {
-      R"({"data": {"format": "text", "train": "t.tsv", "delimiter": "tab",
+      R"({"data": {"format": "text", "train": "t.tsv", "delimiter": "tab", "quoting": "rfc4180",
                    "text": {"bigrams": true, "column": "body"}},
           "model": {"word_dropout": 0.5, "bag": "mean"}})",
       R"({"data": {"train": "t.csv", "task": "regression", "label": ["a", "b"],

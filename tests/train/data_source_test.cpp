@@ -120,6 +120,64 @@ TEST(DataSourceTest, TextWithSeparateTestFile) {
   EXPECT_FALSE(ok->has_labels);
 }
 
+// A TSV of raw text whose texts start with quotes trains with the default quoting (none for a
+// tab); the schema saves it, so evaluation reads its files the same way. A schema written
+// before the field existed reads with RFC 4180.
+TEST(DataSourceTest, QuotingIsSavedInTheSchemaAndUsedToEncode) {
+  TempDir dir;
+  const std::string train =
+      dir.write("train.tsv",
+                "text\tlabel\n\"great\" tea, he said\tgreat\n\"awful\" tea\tother\n"
+                "great coffee\tgreat\n\"stale coffee\tother\n");
+  Config c = config_from(fmt::format(
+      R"({{"data": {{"format": "text", "train": "{}", "split": {{"validation": 0}},
+          "text": {{"min_count": 1}}}}}})",
+      train));
+  ASSERT_EQ(c.data.quoting, CsvQuoting::kNone);
+  Result<LoadedData> d = load_data(c.data);
+  ASSERT_TRUE(d.is_ok()) << d.status().message();
+  EXPECT_EQ(d->train.n_rows, 4);
+  EXPECT_EQ(d->schema.quoting, CsvQuoting::kNone);
+  const json saved = d->schema.to_json();
+  EXPECT_EQ(saved["quoting"], "none");
+  Result<DataSchema> back = DataSchema::from_json(saved, "m");
+  ASSERT_TRUE(back.is_ok()) << back.status().message();
+  EXPECT_EQ(back->quoting, CsvQuoting::kNone);
+  Result<Dataset> again = load_with_schema(*back, train, "", LabelUse::kRequired, nullptr);
+  ASSERT_TRUE(again.is_ok()) << again.status().message();
+  EXPECT_EQ(again->n_rows, 4);
+
+  // Asked for, RFC 4180 refuses the file, and the message says what to set.
+  c.data.quoting = CsvQuoting::kRfc4180;
+  Result<LoadedData> refused = load_data(c.data);
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_NE(refused.status().message().find("line 2: field 1: ' ' after a closing quote"),
+            std::string::npos)
+      << refused.status().message();
+  EXPECT_NE(refused.status().message().find("set data.quoting = \"none\""), std::string::npos);
+
+  // Without the field (an older checkpoint), a tab-separated file is read with RFC 4180 as it
+  // was when that model trained: the quotes around a field are removed.
+  json older = saved;
+  older.erase("quoting");
+  Result<DataSchema> old = DataSchema::from_json(older, "m");
+  ASSERT_TRUE(old.is_ok()) << old.status().message();
+  EXPECT_EQ(old->quoting, CsvQuoting::kRfc4180);
+  const std::string quoted = dir.write("quoted.tsv", "text\tlabel\n\"great\ttea\"\tgreat\n");
+  Result<Dataset> q = load_with_schema(*old, quoted, "", LabelUse::kRequired, nullptr);
+  ASSERT_TRUE(q.is_ok()) << q.status().message();
+  EXPECT_EQ(q->row_ids(0), 2);  // great, tea: one field
+  Result<Dataset> ragged = load_with_schema(*back, quoted, "", LabelUse::kRequired, nullptr);
+  ASSERT_FALSE(ragged.is_ok());
+  EXPECT_NE(ragged.status().message().find("3 fields, header has 2"), std::string::npos)
+      << ragged.status().message();
+
+  json bad = saved;
+  bad["quoting"] = "csv";
+  EXPECT_EQ(DataSchema::from_json(bad, "m").status().message(),
+            "m: quoting must be \"none\" or \"rfc4180\", got \"csv\"");
+}
+
 TEST(DataSourceTest, IdxImagesSplitAndChecked) {
   TempDir dir;
   IdxArray images{{12, 2, 3}, std::vector<uint8_t>(72)}, labels{{12}, std::vector<uint8_t>(12)};

@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "moe/core/status.h"
+#include "moe/data/csv.h"
 #include "moe/data/dataset.h"
 #include "moe/kernels/ops.h"
 #include "moe/moe/experts.h"
@@ -79,6 +80,10 @@ struct DataConfig {
   // ratios carve them out of `train`.
   std::string train, validation, test;
   char delimiter = '\0';  // format text: '\0' picks by extension (.tsv: tab, else comma)
+  // How quotes in those files are read. When the key is not given, parsing sets the default of
+  // the training file's delimiter: none for a tab (format tsv, or text reading a tab), RFC 4180
+  // otherwise.
+  CsvQuoting quoting = CsvQuoting::kRfc4180;
   SplitConfig split;
   TaskKind task = TaskKind::kClassification;
   // One column for classification, one or more for regression.

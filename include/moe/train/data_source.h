@@ -39,6 +39,9 @@ struct DataSchema {
   std::optional<FeatureStats> features;  // csv, tsv
   std::optional<TextVectorizer> text;    // text
   int64_t image_size = 0;                // idx: pixels per image (H·W)
+  // csv, tsv, text: how the training files' quotes were read; every file given to the schema is
+  // read the same way, whatever its delimiter.
+  CsvQuoting quoting = CsvQuoting::kRfc4180;
 
   DataShape shape() const;
   nlohmann::json to_json() const;
