@@ -113,7 +113,7 @@ void training_section(Out out, const RunData& run) {
     loss.series.push_back({"validation", x, val_loss, true});
   svg_into(out, line_chart_svg(loss));
 
-  // Metrics on a 0..1 scale share one chart; others (MSE, MAE, R² that can go negative) get
+  // Metrics on a 0..1 scale share one chart; others (MSE, RMSE, MAE, R² that can go negative) get
   // their own so no scale squashes another.
   LineChart unit{{"Metrics per epoch", "epoch", "value", kHalf, 300}, {}, true};
   std::vector<LineChart> own;

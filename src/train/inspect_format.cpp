@@ -114,10 +114,10 @@ std::string level_text(const InspectReport& report, const LevelStats& s) {
   const std::string title = s.level.empty() ? s.layer : s.layer + " [" + s.level + "]";
   out += fmt::format("{}  {}, {} experts, k {}, {} rows\n", title, s.gate, e_n,
                      s.k > 0 ? std::to_string(s.k) : "variable", s.n_rows);
+  // A list of experts in brackets, so one expert reads as a list ("dead [2]"), not a count.
   const auto list = [](const std::vector<int64_t>& experts) {
-    std::string text;
-    for (int64_t e : experts) text += fmt::format("{}{}", text.empty() ? "" : " ", e);
-    return text.empty() ? std::string("none") : text;
+    if (experts.empty()) return std::string("none");
+    return fmt::format("[{}]", fmt::join(experts, " "));
   };
   const bool outputs = !s.output_ratio.empty();
   out += fmt::format(

@@ -30,7 +30,7 @@ std::string label_name(const std::vector<std::string>& names, size_t i) {
 
 constexpr const char* kClassificationMetrics[] = {"loss",   "accuracy", "precision",
                                                   "recall", "f1",       "roc_auc"};
-constexpr const char* kRegressionMetrics[] = {"loss", "mse", "mae", "r2"};
+constexpr const char* kRegressionMetrics[] = {"loss", "mse", "rmse", "mae", "r2"};
 
 // Four decimals, or six significant digits for large values (an MSE in squared dollars).
 std::string format_metric(double v) {
@@ -155,6 +155,7 @@ RegressionMetrics regression_metrics(std::span<const float> targets,
   m.n_rows = static_cast<int64_t>(n);
   m.n_targets = n_targets;
   m.mse.assign(y, 0.0);
+  m.rmse.assign(y, 0.0);
   m.mae.assign(y, 0.0);
   m.r2.assign(y, 0.0);
   if (n == 0) return m;
@@ -171,13 +172,16 @@ RegressionMetrics regression_metrics(std::span<const float> targets,
       total += (truth - mean) * (truth - mean);
     }
     m.mse[j] = sq / static_cast<double>(n);
+    m.rmse[j] = std::sqrt(m.mse[j]);
     m.mae[j] = abs / static_cast<double>(n);
     m.r2[j] = total > 0.0 ? 1.0 - sq / total : (sq == 0.0 ? 1.0 : 0.0);
     m.mean_mse += m.mse[j];
+    m.mean_rmse += m.rmse[j];
     m.mean_mae += m.mae[j];
     m.mean_r2 += m.r2[j];
   }
   m.mean_mse /= static_cast<double>(y);
+  m.mean_rmse /= static_cast<double>(y);
   m.mean_mae /= static_cast<double>(y);
   m.mean_r2 /= static_cast<double>(y);
   return m;
@@ -212,6 +216,7 @@ Result<double> EvalMetrics::value(std::string_view name) const {
   } else {
     const RegressionMetrics& r = regression;
     if (name == "mse") return r.mean_mse;
+    if (name == "rmse") return r.mean_rmse;
     if (name == "mae") return r.mean_mae;
     if (name == "r2") return r.mean_r2;
   }
@@ -249,7 +254,8 @@ nlohmann::ordered_json EvalMetrics::to_json(const std::vector<std::string>& labe
     const RegressionMetrics& r = regression;
     nlohmann::ordered_json per_target = nlohmann::ordered_json::object();
     for (size_t t = 0; t < static_cast<size_t>(r.n_targets); ++t) {
-      per_target[label_name(labels, t)] = {{"mse", r.mse[t]}, {"mae", r.mae[t]}, {"r2", r.r2[t]}};
+      per_target[label_name(labels, t)] = {
+          {"mse", r.mse[t]}, {"rmse", r.rmse[t]}, {"mae", r.mae[t]}, {"r2", r.r2[t]}};
     }
     j["per_target"] = per_target;
   }
@@ -271,14 +277,22 @@ std::string EvalMetrics::to_text(const std::vector<std::string>& labels) const {
                          c.precision[k], c.recall[k], c.f1[k], c.support[k]);
     }
     if (c.n_classes <= 20) {
+      // Column p is as wide as its name or its largest count, at least 8.
+      std::vector<size_t> column(static_cast<size_t>(c.n_classes), 8);
+      for (int64_t p = 0; p < c.n_classes; ++p) {
+        size_t& w = column[static_cast<size_t>(p)];
+        w = std::max(w, label_name(labels, static_cast<size_t>(p)).size());
+        for (int64_t t = 0; t < c.n_classes; ++t)
+          w = std::max(w, fmt::format("{}", c.confusion_at(t, p)).size());
+      }
       out += fmt::format("\nconfusion (rows: true class, columns: predicted)\n{:<{}}", "", width);
       for (size_t p = 0; p < static_cast<size_t>(c.n_classes); ++p)
-        out += fmt::format("  {:>8}", label_name(labels, p).substr(0, 8));
+        out += fmt::format("  {:>{}}", label_name(labels, p), column[p]);
       out += "\n";
       for (int64_t t = 0; t < c.n_classes; ++t) {
         out += fmt::format("{:<{}}", label_name(labels, static_cast<size_t>(t)), width);
         for (int64_t p = 0; p < c.n_classes; ++p)
-          out += fmt::format("  {:8}", c.confusion_at(t, p));
+          out += fmt::format("  {:>{}}", c.confusion_at(t, p), column[static_cast<size_t>(p)]);
         out += "\n";
       }
     }
@@ -287,10 +301,11 @@ std::string EvalMetrics::to_text(const std::vector<std::string>& labels) const {
     size_t width = 6;
     for (size_t t = 0; t < static_cast<size_t>(r.n_targets); ++t)
       width = std::max(width, label_name(labels, t).size());
-    out += fmt::format("\n{:<{}}  {:>10}  {:>10}  {:>8}\n", "target", width, "mse", "mae", "r2");
+    out += fmt::format("\n{:<{}}  {:>10}  {:>10}  {:>10}  {:>8}\n", "target", width, "mse", "rmse",
+                       "mae", "r2");
     for (size_t t = 0; t < static_cast<size_t>(r.n_targets); ++t) {
-      out += fmt::format("{:<{}}  {:10.4g}  {:10.4g}  {:8.4f}\n", label_name(labels, t), width,
-                         r.mse[t], r.mae[t], r.r2[t]);
+      out += fmt::format("{:<{}}  {:10.4g}  {:10.4g}  {:10.4g}  {:8.4f}\n", label_name(labels, t),
+                         width, r.mse[t], r.rmse[t], r.mae[t], r.r2[t]);
     }
   }
   return out;

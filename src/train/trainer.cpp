@@ -147,12 +147,12 @@ Status claim_run_directory(const fs::path& out, bool resuming, bool overwrite, R
   return Status::ok();
 }
 
-// The validation figures of an epoch line: loss and the headline metrics (precision and recall
-// are in metrics.jsonl).
+// The validation figures of an epoch line: loss and the headline metrics (precision, recall and
+// RMSE are in metrics.jsonl).
 std::string metric_summary(const EvalMetrics& m) {
   std::string s;
   for (const std::string& name : m.names()) {
-    if (name == "precision" || name == "recall") continue;
+    if (name == "precision" || name == "recall" || name == "rmse") continue;
     const double v = m.value(name).value();
     s += fmt::format(" {} {:.4f}", name == "roc_auc" ? "auc" : name, v);
   }

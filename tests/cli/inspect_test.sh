@@ -42,6 +42,9 @@ expect 0 '' -- inspect "$r/best" "$work/test.csv"
 grep -qE 'blocks\.0\.moe +topk_softmax, 3 experts, k 1, 60 rows' "$work/out" ||
   fail "inspect text: no layer line: $(head -c 400 "$work/out")"
 grep -qE 'mutual information' "$work/out" || fail "inspect text: no mutual information"
+# Lists of experts are bracketed, so one expert is not read as a count: "dead [2]", or "none".
+grep -qE 'dead (none|\[[0-9]+( [0-9]+)*\])  silent (none|\[[0-9]+( [0-9]+)*\])  collapsed' \
+  "$work/out" || fail "inspect text: dead/silent not written as lists: $(head -c 400 "$work/out")"
 
 for flag in "--format json" "--json"; do
   # shellcheck disable=SC2086

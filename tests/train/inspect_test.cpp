@@ -400,7 +400,7 @@ TEST(InspectModel, ExpertWithZeroWeightsIsSilent) {
   EXPECT_TRUE(s.dead.empty());
   EXPECT_EQ(s.silent, (std::vector<int64_t>{2}));
   const std::string text = inspect_to_text(*r);
-  EXPECT_NE(text.find("silent 2"), std::string::npos) << text;
+  EXPECT_NE(text.find("dead none  silent [2]  collapsed no"), std::string::npos) << text;
   EXPECT_NE(text.find("note: 1 of 4 experts are silent"), std::string::npos) << text;
   EXPECT_EQ(inspect_to_json(*r)["layers"][0]["silent"], nlohmann::json::array({2}));
 }

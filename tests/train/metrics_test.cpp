@@ -129,6 +129,10 @@ TEST(Regression, TwoTargetsByHand) {
   EXPECT_DOUBLE_EQ(m.mean_mse, 0.28125);
   EXPECT_DOUBLE_EQ(m.mean_mae, 0.3125);
   EXPECT_DOUBLE_EQ(m.mean_r2, 0.775);
+  // RMSE per target is √MSE; its mean is the mean of the roots, (.75 + 0) / 2, not √.28125.
+  EXPECT_DOUBLE_EQ(m.rmse[0], 0.75);
+  EXPECT_DOUBLE_EQ(m.rmse[1], 0.0);
+  EXPECT_DOUBLE_EQ(m.mean_rmse, 0.375);
   // A constant target predicted wrongly: R² 0, not −inf.
   p[1] = 3;
   const RegressionMetrics w = regression_metrics(y, p, 2);
@@ -181,7 +185,34 @@ TEST(EvalMetrics, JsonAndTextReports) {
   r.n_rows = 2;
   const nlohmann::ordered_json rj = r.to_json({"price"});
   EXPECT_DOUBLE_EQ(rj["mse"].get<double>(), 0.5);
+  EXPECT_DOUBLE_EQ(rj["rmse"].get<double>(), std::sqrt(0.5));
   EXPECT_DOUBLE_EQ(rj["per_target"]["price"]["mae"].get<double>(), 0.5);
+  EXPECT_DOUBLE_EQ(rj["per_target"]["price"]["rmse"].get<double>(), std::sqrt(0.5));
+  EXPECT_EQ(r.names(), (std::vector<std::string>{"mse", "rmse", "mae", "r2"}));
+  const std::string rtext = r.to_text({"price"});
+  EXPECT_NE(rtext.find("rmse      0.7071\n"), std::string::npos) << rtext;
+  EXPECT_NE(rtext.find("target         mse        rmse         mae        r2\n"
+                       "price          0.5      0.7071         0.5   -1.0000\n"),
+            std::string::npos)
+      << rtext;
+}
+
+// Class names longer than 8 characters are printed whole in the confusion matrix, each column
+// as wide as its name.
+TEST(EvalMetrics, ConfusionMatrixKeepsLongClassNames) {
+  EvalMetrics e;
+  e.task = TaskKind::kClassification;
+  const std::vector<int32_t> y = {0, 1, 1, 2};
+  e.classification = classification_metrics(y, scores_for({0, 1, 0, 2}, 3), 3);
+  e.n_rows = 4;
+  const std::string text = e.to_text({"cat", "hippopotamus", "owl"});
+  const std::string confusion = text.substr(text.find("confusion"));
+  EXPECT_EQ(confusion,
+            "confusion (rows: true class, columns: predicted)\n"
+            "                   cat  hippopotamus       owl\n"
+            "cat                  1             0         0\n"
+            "hippopotamus         1             1         0\n"
+            "owl                  0             0         1\n");
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 // Evaluation metrics: accuracy, precision, recall, F1, ROC AUC and the confusion matrix for
-// classification; MSE, MAE and R² for regression. The definitions are scikit-learn's (1.2), so a
-// number printed here can be checked against sklearn.metrics on the same predictions.
+// classification; MSE, RMSE, MAE and R² for regression. The definitions are scikit-learn's (1.2),
+// so a number printed here can be checked against sklearn.metrics on the same predictions.
 //
 // Dims: N rows · C classes · Y regression targets.
 //
@@ -19,9 +19,11 @@
 // class is missing from the labels.
 //
 // Regression, per target j over N rows, ȳ_j the mean of the true values:
-//   MSE_j = Σ (ŷ − y)² / N,  MAE_j = Σ |ŷ − y| / N,
+//   MSE_j = Σ (ŷ − y)² / N,  RMSE_j = √MSE_j,  MAE_j = Σ |ŷ − y| / N,
 //   R²_j = 1 − Σ (ŷ − y)² / Σ (y − ȳ_j)²,  and when Σ (y − ȳ_j)² = 0: 1 for a perfect fit, else 0
-//   (sklearn's force_finite). The "mean" values are the unweighted means over targets.
+//   (sklearn's force_finite). The "mean" values are the unweighted means over targets; for RMSE
+//   that is the mean of the per-target roots, not the root of the mean MSE (sklearn's
+//   root_mean_squared_error with multioutput="uniform_average").
 //
 // Everything is summed in double, in row order: the same inputs give the same bits.
 #pragma once
@@ -62,11 +64,13 @@ struct ClassificationMetrics {
 
 struct RegressionMetrics {
   int64_t n_rows = 0;
-  int64_t n_targets = 0;    // Y
-  std::vector<double> mse;  // [Y]
-  std::vector<double> mae;  // [Y]
-  std::vector<double> r2;   // [Y]
+  int64_t n_targets = 0;     // Y
+  std::vector<double> mse;   // [Y]
+  std::vector<double> rmse;  // [Y] √mse
+  std::vector<double> mae;   // [Y]
+  std::vector<double> r2;    // [Y]
   double mean_mse = 0.0;
+  double mean_rmse = 0.0;  // the mean of rmse, not √mean_mse
   double mean_mae = 0.0;
   double mean_r2 = 0.0;
 };
@@ -96,8 +100,8 @@ struct EvalMetrics {
   RegressionMetrics regression;          // when task is kRegression
 
   // The scalar metric `name` names: "loss"; "accuracy", "precision", "recall", "f1" (the macro
-  // averages), "roc_auc" (binary only); "mse", "mae", "r2" (means over targets). An error names
-  // the metric and lists what this task offers.
+  // averages), "roc_auc" (binary only); "mse", "rmse", "mae", "r2" (means over targets). An
+  // error names the metric and lists what this task offers.
   Result<double> value(std::string_view name) const;
   // The metric a training config names (MetricKind::kRocAuc is "roc_auc" here).
   Result<double> value(MetricKind kind) const;
@@ -106,10 +110,11 @@ struct EvalMetrics {
 
   // Keys in report order: {"rows", "loss"?, then the scalars, then "per_class" {name: {precision,
   // recall, f1, support}} and "confusion" [[...]] for classification, or "per_target" {name: {mse,
-  // mae, r2}} for regression}. `names` label the classes or targets (indices when empty).
+  // rmse, mae, r2}} for regression}. `names` label the classes or targets (indices when empty).
   nlohmann::ordered_json to_json(const std::vector<std::string>& names = {}) const;
   // A human-readable report: the scalars, a per-class or per-target table and, for
-  // classification with at most 20 classes, the confusion matrix.
+  // classification with at most 20 classes, the confusion matrix (each column as wide as the
+  // longer of its class name and its largest count, at least 8: names are never cut).
   std::string to_text(const std::vector<std::string>& names = {}) const;
 };
 
