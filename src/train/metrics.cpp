@@ -138,8 +138,25 @@ ClassificationMetrics classification_metrics(std::span<const int32_t> labels,
     std::vector<float> positive(labels.size());  // [N] p_{i,1}
     for (size_t i = 0; i < labels.size(); ++i) positive[i] = scores[2 * i + 1];
     m.roc_auc = roc_auc(labels, positive);
-    m.has_roc_auc = !std::isnan(m.roc_auc);
+  } else {
+    // One-vs-rest macro average over the classes with both positive and negative rows.
+    std::vector<int32_t> is_k(labels.size());   // [N] 1[y_i = k]
+    std::vector<float> score_k(labels.size());  // [N] p_{i,k}
+    double sum = 0.0;
+    int64_t n_defined = 0;
+    for (size_t k = 0; k < c; ++k) {
+      for (size_t i = 0; i < labels.size(); ++i) {
+        is_k[i] = labels[i] == static_cast<int32_t>(k) ? 1 : 0;
+        score_k[i] = scores[i * c + k];
+      }
+      const double auc_k = roc_auc(is_k, score_k);
+      if (std::isnan(auc_k)) continue;
+      sum += auc_k;
+      ++n_defined;
+    }
+    if (n_defined > 0) m.roc_auc = sum / static_cast<double>(n_defined);
   }
+  m.has_roc_auc = !std::isnan(m.roc_auc);
   return m;
 }
 
@@ -192,7 +209,6 @@ std::vector<std::string> EvalMetrics::names() const {
   if (task == TaskKind::kClassification) {
     for (std::string_view m : kClassificationMetrics) {
       if (m == "loss" && !has_loss) continue;
-      if (m == "roc_auc" && classification.n_classes != 2) continue;
       out.emplace_back(m);
     }
   } else {
@@ -212,7 +228,7 @@ Result<double> EvalMetrics::value(std::string_view name) const {
     if (name == "precision") return c.macro_precision;
     if (name == "recall") return c.macro_recall;
     if (name == "f1") return c.macro_f1;
-    if (name == "roc_auc" && c.n_classes == 2) return c.roc_auc;
+    if (name == "roc_auc") return c.roc_auc;
   } else {
     const RegressionMetrics& r = regression;
     if (name == "mse") return r.mean_mse;

@@ -50,16 +50,8 @@ Status check_metric(MetricKind metric, const DataShape& shape) {
       return Status::ok();
     case MetricKind::kAccuracy:
     case MetricKind::kF1:
+    case MetricKind::kRocAuc:  // binary, or one-vs-rest macro with more classes
       if (classify) return Status::ok();
-      break;
-    case MetricKind::kRocAuc:
-      if (classify && shape.n_outputs == 2) return Status::ok();
-      if (classify) {
-        return Status::error(
-            "training.early_stopping.metric: '{}' needs a binary task, this one has {} classes "
-            "(use accuracy or f1)",
-            name, shape.n_outputs);
-      }
       break;
     case MetricKind::kMse:
     case MetricKind::kMae:

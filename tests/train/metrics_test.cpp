@@ -41,8 +41,10 @@ TEST(Classification, ThreeClassesByHand) {
   EXPECT_NEAR(m.macro_precision, 7.0 / 9.0, 1e-15);
   EXPECT_NEAR(m.macro_recall, 7.0 / 9.0, 1e-15);
   EXPECT_NEAR(m.macro_f1, 34.0 / 45.0, 1e-15);
-  EXPECT_FALSE(m.has_roc_auc);  // not a binary task
-  EXPECT_TRUE(std::isnan(m.roc_auc));
+  // One-vs-rest AUCs with scores .7 (predicted) and .1, ties counting one half: class 0, 11 of
+  // 15 pairs; class 1, 11 of 12; class 2, 12.5 of 15.
+  EXPECT_TRUE(m.has_roc_auc);
+  EXPECT_NEAR(m.roc_auc, (11.0 / 15 + 11.0 / 12 + 12.5 / 15) / 3, 1e-15);
 }
 
 TEST(Classification, MacroSkipsClassesAbsentFromLabelsAndPredictionsAndZeroDivisionIsZero) {
@@ -113,6 +115,40 @@ TEST(Classification, BinaryUsesClassOneProbabilityForAuc) {
   EXPECT_DOUBLE_EQ(m.accuracy, 0.5);  // predictions 0, 1, 0, 1
 }
 
+TEST(Classification, MultiClassAucIsTheOneVsRestMacroMean) {
+  // Three classes, four rows: y = 0, 1, 2, 2.
+  const std::vector<int32_t> y = {0, 1, 2, 2};
+  const std::vector<float> p = {0.6f, 0.3f, 0.1f,   // [4, 3]
+                                0.5f, 0.2f, 0.3f,   //
+                                0.2f, 0.3f, 0.5f,   //
+                                0.1f, 0.7f, 0.2f};  //
+  // Class 0: positive .6 against .5 .2 .1: 1. Class 1: positive .2 against .3 .3 .7: 0.
+  // Class 2: positives .5 .2 against negatives .1 .3: .5 beats both, .2 beats .1: 3 of 4.
+  const ClassificationMetrics m = classification_metrics(y, p, 3);
+  EXPECT_TRUE(m.has_roc_auc);
+  EXPECT_DOUBLE_EQ(m.roc_auc, (1.0 + 0.0 + 0.75) / 3);
+  // A class absent from the labels has no AUC of its own and is left out of the mean.
+  const std::vector<int32_t> y2 = {0, 0, 2, 2};
+  const ClassificationMetrics m2 = classification_metrics(y2, p, 3);
+  // Class 0: .6 .5 against .2 .1: 1. Class 2: .5 .2 against .1 .3: .75.
+  EXPECT_DOUBLE_EQ(m2.roc_auc, (1.0 + 0.75) / 2);
+  // One class only: nothing is defined.
+  const std::vector<int32_t> one = {1, 1, 1, 1};
+  const ClassificationMetrics m3 = classification_metrics(one, p, 3);
+  EXPECT_FALSE(m3.has_roc_auc);
+  EXPECT_TRUE(std::isnan(m3.roc_auc));
+  // With two classes the one-vs-rest mean is the binary AUC: p_0 = 1 − p_1 orders in reverse.
+  const std::vector<int32_t> yb = {0, 1, 1, 0};
+  const std::vector<float> pb = {0.8f, 0.2f, 0.3f, 0.7f, 0.6f, 0.4f, 0.45f, 0.55f};
+  std::vector<int32_t> not_one(yb.size());
+  std::vector<float> p0(yb.size());
+  for (size_t i = 0; i < yb.size(); ++i) {
+    not_one[i] = 1 - yb[i];
+    p0[i] = pb[2 * i];
+  }
+  EXPECT_DOUBLE_EQ(roc_auc(not_one, p0), classification_metrics(yb, pb, 2).roc_auc);
+}
+
 TEST(Regression, TwoTargetsByHand) {
   // Target 0: y = 1, 2, 3, 4; ŷ = 1.5, 2, 2, 5: errors .5, 0, −1, 1; Σd² = 2.25, Σ|d| = 2.5,
   // Σ(y − ȳ)² = 5, so MSE .5625, MAE .625, R² = 1 − 2.25/5 = .55.
@@ -171,7 +207,7 @@ TEST(EvalMetrics, JsonAndTextReports) {
   const nlohmann::ordered_json j = e.to_json({"cat", "dog", "owl"});
   EXPECT_EQ(j.begin().key(), "rows");
   EXPECT_FALSE(j.contains("loss"));
-  EXPECT_FALSE(j.contains("roc_auc"));
+  EXPECT_TRUE(j.contains("roc_auc"));  // one-vs-rest macro with three classes
   EXPECT_DOUBLE_EQ(j["accuracy"].get<double>(), 0.75);
   EXPECT_EQ(j["per_class"]["dog"]["support"].get<int64_t>(), 2);
   EXPECT_EQ(j["confusion"][2][0].get<int64_t>(), 1);

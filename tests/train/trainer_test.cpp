@@ -260,14 +260,18 @@ TEST(Trainer, RegressionReportsRawUnitMetrics) {
 TEST(Trainer, MetricTheTaskLacksIsAnErrorNamingTheKey) {
   const LoadedData data = make_data(3, false, 64, 32);
   Config config = make_config(temp_dir("metric"));
-  config.training.metric = MetricKind::kRocAuc;
+  config.training.metric = MetricKind::kMse;
   Result<std::unique_ptr<Trainer>> t = Trainer::create(config, data, quiet());
   ASSERT_FALSE(t.is_ok());
-  EXPECT_EQ(t.status().message().rfind("training.early_stopping.metric: 'roc_auc' needs a binary "
-                                       "task, this one has 3 classes",
+  EXPECT_EQ(t.status().message().rfind("training.early_stopping.metric: 'mse' is not a "
+                                       "classification metric",
                                        0),
             0u)
       << t.status().message();
+  // ROC AUC is one-vs-rest with more than two classes: three classes may stop on it.
+  config.training.metric = MetricKind::kRocAuc;
+  Result<std::unique_ptr<Trainer>> auc = Trainer::create(config, data, quiet());
+  EXPECT_TRUE(auc.is_ok()) << auc.status().message();
 }
 
 }  // namespace

@@ -18,6 +18,14 @@
 // diagonal segments, sklearn's roc_auc_score. Undefined (NaN, has_roc_auc false) when either
 // class is missing from the labels.
 //
+// ROC AUC with more than two classes: one-vs-rest, macro-averaged. For each class c, AUC_c is the
+// binary AUC above of the labels 1[y = c] against the scores p_{i,c}; the reported value is the
+// unweighted mean of AUC_c over the classes whose AUC_c is defined (those with rows both of c and
+// of other classes), NaN when there is none. With every class present in the labels this is
+// sklearn's roc_auc_score(y, p, multi_class="ovr", average="macro"), which refuses labels that
+// miss a class. With two classes the one-vs-rest mean equals the binary AUC (p_{i,0} = 1 − p_{i,1}
+// orders the rows in reverse), so one definition covers both.
+//
 // Regression, per target j over N rows, ȳ_j the mean of the true values:
 //   MSE_j = Σ (ŷ − y)² / N,  RMSE_j = √MSE_j,  MAE_j = Σ |ŷ − y| / N,
 //   R²_j = 1 − Σ (ŷ − y)² / Σ (y − ȳ_j)²,  and when Σ (y − ȳ_j)² = 0: 1 for a perfect fit, else 0
@@ -100,7 +108,8 @@ struct EvalMetrics {
   RegressionMetrics regression;          // when task is kRegression
 
   // The scalar metric `name` names: "loss"; "accuracy", "precision", "recall", "f1" (the macro
-  // averages), "roc_auc" (binary only); "mse", "rmse", "mae", "r2" (means over targets). An
+  // averages), "roc_auc" (binary, or
+  // one-vs-rest macro with more classes); "mse", "rmse", "mae", "r2" (means over targets). An
   // error names the metric and lists what this task offers.
   Result<double> value(std::string_view name) const;
   // The metric a training config names (MetricKind::kRocAuc is "roc_auc" here).
