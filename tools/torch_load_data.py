@@ -36,10 +36,12 @@ def trim(s):
     return s.strip(" \t")
 
 
-def read_table(path, delimiter):
+def read_table(path, delimiter, quoting="rfc4180"):
+    # quoting "none" (moe's default for tab-separated files): a quote is an ordinary character.
     opener = gzip.open if path.endswith(".gz") else open
+    mode = csv.QUOTE_NONE if quoting == "none" else csv.QUOTE_MINIMAL
     with opener(path, "rt", encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f, delimiter=delimiter))
+        rows = list(csv.reader(f, delimiter=delimiter, quoting=mode))
     rows = [r for r in rows if r != []]
     if not rows:
         raise Failure(f"{path}: no header row")
@@ -53,7 +55,8 @@ def delimiter_for(schema, path):
         return "\t"
     if d != "auto":
         return d
-    p = path[:-3] if path.endswith(".gz") else path
+    p = path.lower()
+    p = p[:-3] if p.endswith(".gz") else p
     return "\t" if p.endswith((".tsv", ".tab")) else ","
 
 
@@ -66,7 +69,7 @@ def column(header, name, path):
 def encode_tabular(schema, path):
     """[N, D] float64: numeric (x − mean) / std, one-hot categories (tabular.h)."""
     feats = schema["features"]
-    header, rows = read_table(path, delimiter_for(schema, path))
+    header, rows = read_table(path, delimiter_for(schema, path), schema.get("quoting", "rfc4180"))
     x = torch.zeros(len(rows), feats["n_features"], dtype=torch.float64)
     offset = 0
     for c in feats["columns"]:
@@ -187,7 +190,7 @@ def bigram_bucket(a, b, n_buckets):
 def encode_text(schema, path):
     """Bags of ids with L2-normalised TF-IDF weights (text.h)."""
     v, idf = schema["text"], schema["idf"]
-    header, rows = read_table(path, delimiter_for(schema, path))
+    header, rows = read_table(path, delimiter_for(schema, path), schema.get("quoting", "rfc4180"))
     col = column(header, v["text_column"], path)
     index = {w.encode("utf-8"): i for i, w in enumerate(v["words"])}
     stop = {w.encode("utf-8") for w in v["stop_words"]}
