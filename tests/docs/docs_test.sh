@@ -57,12 +57,14 @@ while IFS=$'\t' read -r where cmd; do
   where=${where#"$repo/"}
   echo "== $where: $cmd"
   t0=$SECONDS
-  if (eval "$cmd") </dev/null >"$work/out" 2>&1; then
+  status=0
+  (eval "$cmd") </dev/null >"$work/out" 2>&1 || status=$?
+  if [ "$status" -eq 0 ]; then
     passed=$((passed + 1))
     echo "   ok ($((SECONDS - t0)) s)"
   else
     failures=$((failures + 1))
-    echo "FAIL: $where: exit $?: $cmd" >&2
+    echo "FAIL: $where: exit $status: $cmd" >&2
     tail -n 15 "$work/out" | sed 's/^/   | /' >&2
   fi
 done <"$work/commands.tsv"
