@@ -30,6 +30,11 @@ constexpr uint64_t kSharedStreamBase = 2 << 20;
 // one per call and, at a few hundred rows, runs below its large-M speed (bench/bench_moe.cpp
 // --threading across|inside measures both; docs/benchmarks.md, "MoE layer").
 constexpr int64_t kSegmentsPerThread = 2;
+// ...and when the experts' forward products hold at least this many multiply-adds per thread
+// (rows · F · D summed over segments, about 0.1 ms of one core): below it a parallel region's
+// barrier costs more than it saves, and far more when another process holds a core and the
+// waiting thread spins for it (a small layer then ran hundreds of times slower).
+constexpr int64_t kAcrossExpertsMinWorkPerThread = int64_t{1} << 22;
 
 double now() {
   return omp_get_wtime();
@@ -183,7 +188,8 @@ bool MoeLayer::across_experts() const {
     total += work;
     largest = std::max(largest, work);
   }
-  return largest * threads <= total;
+  return largest * threads <= total &&
+         total * config_.d_model >= kAcrossExpertsMinWorkPerThread * threads;
 }
 
 void MoeLayer::experts_forward(Tensor xs, Arena& arena) {

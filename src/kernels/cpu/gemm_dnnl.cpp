@@ -31,6 +31,9 @@ namespace {
 constexpr int64_t kMatmulMinK = 512;  // below it dnnl_sgemm's A·Bᵀ is as fast (measured)
 constexpr int64_t kMatmulMinN = 64;
 constexpr int64_t kMatmulMaxWideM = 1024;  // from here dnnl_sgemm wins when n ≥ k
+// Multiply-adds from which sgemm_fixed_blocks shares its blocks over threads: about 20 µs of
+// one core's work, several times a parallel region's cost when the cores are free.
+constexpr int64_t kShareBlocksMinWork = int64_t{1} << 20;
 
 bool use_matmul(const GemmShape& s) {
   return !s.trans_a && s.trans_b && s.k >= kMatmulMinK && s.n >= kMatmulMinN &&
@@ -71,11 +74,19 @@ void sgemm_fixed_blocks(const GemmShape& s, GemmScale scale, const float* a, con
       sgemm(part, scale, a, b + (s.trans_b ? start * s.ldb : start), c + start);
     }
   };
-  // A single block still runs inside a parallel region when other threads are free: called
-  // outside one, oneDNN would give that sgemm every thread and split its k sum again. On one
-  // thread no region is opened (even an inactive one costs libgomp an allocation).
-  if (omp_in_parallel() || omp_get_max_threads() == 1) {
+  // Threads share the blocks only when there are several and enough work to pay for a parallel
+  // region: small products (the gradient checks', a router's on a small batch) would spend more
+  // on the region's barrier than on the product, and far more when another process holds the
+  // cores and the waiting threads spin. Run in the calling thread, each sgemm is told it has one
+  // thread (oneDNN would otherwise give it every thread and split its k sum again); inside a
+  // parallel region oneDNN runs single-threaded by itself.
+  const bool share = blocks > 1 && s.m * s.n * s.k >= kShareBlocksMinWork && !omp_in_parallel() &&
+                     omp_get_max_threads() > 1;
+  if (!share) {
+    const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+    if (threads > 1) omp_set_num_threads(1);
     for (int64_t i = 0; i < blocks; ++i) run_block(i);
+    if (threads > 1) omp_set_num_threads(threads);
     return;
   }
 #pragma omp parallel for schedule(dynamic)
