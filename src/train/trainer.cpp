@@ -30,6 +30,7 @@
 #include "moe/train/evaluate.h"
 #include "moe/train/inspect.h"
 #include "moe/train/progress.h"
+#include "moe/train/threads.h"
 
 namespace moe {
 
@@ -361,7 +362,8 @@ Result<TrainResult> Trainer::run() {
   State& s = *state_;
   Model& model = *model_;
   ParamStore& store = model.params();
-  if (tc.threads > 0) omp_set_num_threads(tc.threads);
+  const ThreadChoice threads = choose_threads_now(tc.threads);
+  omp_set_num_threads(threads.threads);
 
   const fs::path out = config_.output.dir;
   std::optional<MetricsLog> log;
@@ -391,6 +393,8 @@ Result<TrainResult> Trainer::run() {
   TrainResult result;
   result.n_params = model.n_params();
   result.n_active_params = model.n_active_params();
+  result.threads = threads.threads;
+  result.threads_reason = threads.reason;
   result.has_validation = has_validation;
   result.metric = has_validation ? std::string(metric_kind_name(tc.metric)) : "loss";
   result.metric += has_validation ? " (validation)" : " (training)";
@@ -675,6 +679,8 @@ nlohmann::ordered_json TrainResult::to_json(const DataSchema& schema) const {
   j["rows_per_second"] = rows_per_second;
   j["params"] = n_params;
   j["active_params"] = n_active_params;
+  j["threads"] = threads;
+  j["threads_reason"] = threads_reason;
   return j;
 }
 

@@ -155,9 +155,10 @@ int run_train(const TrainArgs& args) {
   const std::vector<std::string>& names = output_names(data->schema);
   const TrainResult& r = *result;
   if (log) std::printf("\n");
-  std::printf("trained %lld epochs (%lld steps) in %.1f s, %.0f rows/s%s\n",
+  std::printf("trained %lld epochs (%lld steps) in %.1f s, %.0f rows/s on %d thread%s (%s)%s\n",
               static_cast<long long>(r.epochs), static_cast<long long>(r.steps), r.seconds,
-              r.rows_per_second, r.stopped_early ? ", stopped early" : "");
+              r.rows_per_second, r.threads, r.threads == 1 ? "" : "s", r.threads_reason.c_str(),
+              r.stopped_early ? ", stopped early" : "");
   std::printf("best epoch %lld by %s: %.4f\n", static_cast<long long>(r.best_epoch),
               r.metric.c_str(), r.best_value);
   if (r.has_validation)

@@ -95,6 +95,8 @@ struct TrainResult {
   double rows_per_second = 0.0;  // training rows over training time (validation excluded)
   int64_t n_params = 0;
   int64_t n_active_params = 0;
+  int threads = 1;             // OpenMP threads the run used (threads.h)
+  std::string threads_reason;  // "training.threads", or how auto chose
 
   nlohmann::ordered_json to_json(const DataSchema& schema) const;
 };
