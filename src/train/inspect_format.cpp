@@ -250,11 +250,13 @@ std::string inspect_to_text(const InspectReport& report) {
   return out;
 }
 
-Status write_inspect_json(const std::string& path, Model& model, const LoadedData& data) {
-  if (model.n_moe_layers() == 0) return Status::ok();
+Result<InspectReport> inspect_run(Model& model, const LoadedData& data) {
   const Dataset& rows = data.validation.n_rows > 0 ? data.validation : data.train;
   const InspectContext context = InspectContext::from_schema(data.schema, rows, rows.source);
-  MOE_ASSIGN_OR_RETURN(InspectReport report, inspect_model(model, context, InspectOptions()));
+  return inspect_model(model, context, InspectOptions());
+}
+
+Status write_inspect_json(const std::string& path, const InspectReport& report) {
   const std::string text = inspect_to_json(report).dump(2) + "\n";
   return write_file_atomic(path, text.data(), text.size());
 }

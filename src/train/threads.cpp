@@ -60,8 +60,7 @@ int own_running_threads() {
     std::string line;
     if (!std::getline(in, line)) continue;
     const size_t close = line.rfind(')');  // the name may hold spaces and parentheses
-    if (close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'R')
-      ++running;
+    if (close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'R') ++running;
   }
   return std::max(running - 1, 0);
 }

@@ -30,6 +30,7 @@
 #include "moe/train/evaluate.h"
 #include "moe/train/inspect.h"
 #include "moe/train/progress.h"
+#include "moe/train/run_warnings.h"
 #include "moe/train/threads.h"
 
 namespace moe {
@@ -603,7 +604,9 @@ Result<TrainResult> Trainer::run() {
         MOE_TRY(save_checkpoint(staged.string(), model, config_, data_.schema, info));
         MOE_TRY(commit_directory(staged.string(), (out / "best").string(), ""));
       }
-    } else {
+    } else if (s.optimizer->step_count() > tc.warmup_steps) {
+      // An epoch that ends inside the learning-rate warm-up does not count towards patience:
+      // the schedule has not yet reached the rate it was set to.
       ++at.since_best;
     }
     result.stopped_early = tc.patience > 0 && at.since_best >= tc.patience;
@@ -653,12 +656,21 @@ Result<TrainResult> Trainer::run() {
                          evaluate(model, data_.test, data_.schema.labels, eval_options));
     result.has_test = true;
   }
+  // What the best model's experts do on the validation rows: inspect.json and the warnings.
+  if (model.n_moe_layers() > 0) {
+    MOE_ASSIGN_OR_RETURN(const InspectReport routing, inspect_run(model, data_));
+    if (options_.write_files) MOE_TRY(write_inspect_json((out / "inspect.json").string(), routing));
+    result.warnings =
+        routing_warnings(routing, config_, has_validation ? "validation" : "training");
+  }
+  if (classify && result.has_validation) {
+    std::string w = single_class_warning(result.validation, data_.schema.labels.class_names);
+    if (!w.empty()) result.warnings.push_back(std::move(w));
+  }
   result.seconds = seconds_since(t_start);
-  if (options_.write_files) {
+  if (options_.write_files)
     MOE_TRY(write_file_atomic((out / "summary.json").string(),
                               result.to_json(data_.schema).dump(2) + "\n"));
-    MOE_TRY(write_inspect_json((out / "inspect.json").string(), model, data_));
-  }
   return result;
 }
 
@@ -681,6 +693,7 @@ nlohmann::ordered_json TrainResult::to_json(const DataSchema& schema) const {
   j["active_params"] = n_active_params;
   j["threads"] = threads;
   j["threads_reason"] = threads_reason;
+  j["warnings"] = warnings;
   return j;
 }
 

@@ -132,6 +132,12 @@ TEST(Trainer, LearnsAndWritesItsRunFiles) {
   ASSERT_TRUE(back.is_ok()) << back.status().message();
   EXPECT_EQ(config_to_json(*back), config_to_json(config));
   EXPECT_TRUE(fs::exists(fs::path(out) / "summary.json"));
+  std::ifstream summary_file(fs::path(out) / "summary.json");
+  const json summary = json::parse(summary_file);
+  EXPECT_TRUE(summary["warnings"].is_array()) << summary.dump();
+  EXPECT_EQ(summary["warnings"].size(), r->warnings.size());
+  EXPECT_GE(summary["threads"].get<int>(), 1);
+  EXPECT_EQ(summary["threads_reason"].get<std::string>().rfind("auto: ", 0), 0u);
 
   // The best checkpoint reproduces the best epoch's validation accuracy.
   Result<Checkpoint> best = load_checkpoint((fs::path(out) / "best").string());
@@ -170,6 +176,22 @@ TEST(Trainer, StopsEarlyWhenTheMetricStopsImproving) {
   ASSERT_TRUE(r.is_ok()) << r.status().message();
   EXPECT_TRUE(r->stopped_early);
   EXPECT_EQ(r->epochs, 3);
+  EXPECT_EQ(r->best_epoch, 1);
+}
+
+TEST(Trainer, EpochsInsideTheWarmUpDoNotCountTowardsPatience) {
+  // 4 steps per epoch and a warm-up of 10 steps: epochs 1 and 2 end inside it (steps 4 and 8)
+  // and do not count; epochs 3 and 4 do, so patience 2 ends the run after epoch 4.
+  const LoadedData data = make_data(2, false, 128, 64);
+  TrainOptions o = quiet();
+  o.write_files = false;
+  Result<TrainResult> r = train(make_config(temp_dir("warmup"), R"({"lr": 1e-12, "epochs": 10,
+                          "warmup_steps": 10,
+                          "early_stopping": {"metric": "accuracy", "patience": 2}})"),
+                                data, o);
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  EXPECT_TRUE(r->stopped_early);
+  EXPECT_EQ(r->epochs, 4);
   EXPECT_EQ(r->best_epoch, 1);
 }
 

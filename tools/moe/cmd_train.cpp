@@ -164,6 +164,8 @@ int run_train(const TrainArgs& args) {
   if (r.has_validation)
     std::printf("\nvalidation (best epoch)\n%s", r.validation.to_text(names).c_str());
   if (r.has_test) std::printf("\ntest (best model)\n%s", r.test.to_text(names).c_str());
+  std::fflush(stdout);
+  for (const std::string& w : r.warnings) std::fprintf(stderr, "moe: warning: %s\n", w.c_str());
   std::printf("\noutput: %s (best/, last/, metrics.jsonl, summary.json)\n",
               config->output.dir.c_str());
   if (args.report) return write_run_report(config->output.dir);

@@ -59,7 +59,7 @@ struct TextConfig {  // data.text (format "text")
   std::string stop_words_file;  // added to the built-in list when both are set
   int64_t min_count = 2;
   int64_t max_vocab = 20000;  // 0: no limit
-  bool bigrams = false;  // word bigrams in the vocabulary
+  bool bigrams = false;       // word bigrams in the vocabulary
   int64_t bigram_buckets = 0;
   bool sublinear_tf = true;
 };

@@ -193,10 +193,13 @@ Result<InspectReport> inspect_model(Model& model, const InspectContext& context,
 nlohmann::ordered_json inspect_to_json(const InspectReport& report);
 std::string inspect_to_text(const InspectReport& report);
 
-// What a training run leaves in <out>/inspect.json (atomically): inspect_model with default
-// options over the validation rows, or the training rows when there are none, as JSON. A dense
-// model (no MoE layer) writes nothing.
-Status write_inspect_json(const std::string& path, Model& model, const LoadedData& data);
+// What a training run inspects at its end (the best model): inspect_model with default options
+// over the validation rows, or the training rows when there are none. A dense model (no MoE
+// layer) is an error, as for inspect_model.
+Result<InspectReport> inspect_run(Model& model, const LoadedData& data);
+
+// <out>/inspect.json: the report as JSON, written atomically.
+Status write_inspect_json(const std::string& path, const InspectReport& report);
 
 // Writes report.trace per row: the experts each layer kept for it and their weights, as CSV
 // (path not ending in .jsonl) or JSON lines (.jsonl).

@@ -108,9 +108,9 @@ struct EpochRecord {
   nlohmann::ordered_json validation;  // EvalMetrics::to_json, or null without validation data
   std::vector<ExpertLoad> expert_load;
   std::vector<GateEntropy> gate_entropy;  // written as "gate_entropy" when not empty
-  double learning_rate = 0.0;    // at the epoch's last step
-  double seconds = 0.0;          // the epoch's wall time, validation included
-  double rows_per_second = 0.0;  // training rows over the training part of the epoch
+  double learning_rate = 0.0;             // at the epoch's last step
+  double seconds = 0.0;                   // the epoch's wall time, validation included
+  double rows_per_second = 0.0;           // training rows over the training part of the epoch
 
   // {"epoch", "steps", "train_loss", "aux_losses" {...}, "validation" {...} | null,
   //  "expert_load" {layer: [...]}, "learning_rate", "seconds", "rows_per_second"}

@@ -53,6 +53,7 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -97,6 +98,9 @@ struct TrainResult {
   int64_t n_active_params = 0;
   int threads = 1;             // OpenMP threads the run used (threads.h)
   std::string threads_reason;  // "training.threads", or how auto chose
+  // What the run warns about at its end (run_warnings.h): unused experts, a router that does
+  // not choose, a classifier predicting one class.
+  std::vector<std::string> warnings;
 
   nlohmann::ordered_json to_json(const DataSchema& schema) const;
 };
