@@ -373,19 +373,19 @@ void check_training(Checker& ck, const TrainingConfig& t, TaskKind task) {
 
 std::vector<std::string> config_keys_set(const json& written, const std::string& prefix) {
   std::vector<std::string> keys;
-  std::vector<std::pair<const json*, std::string>> todo = {{&written, prefix}};
-  while (!todo.empty()) {  // a loop, not recursion: the depth of a --set value is unbounded
-    auto [j, at] = todo.back();
-    todo.pop_back();
+  std::vector<std::pair<const json*, std::string>> pending = {{&written, prefix}};
+  while (!pending.empty()) {  // a loop, not recursion: the depth of a --set value is unbounded
+    auto [j, at] = pending.back();
+    pending.pop_back();
     const bool objects =
         j->is_array() && !j->empty() &&
         std::all_of(j->begin(), j->end(), [](const json& e) { return e.is_object(); });
     if (j->is_object()) {
       for (auto it = j->begin(); it != j->end(); ++it)
-        todo.emplace_back(&it.value(), join_path(at, it.key()));
+        pending.emplace_back(&it.value(), join_path(at, it.key()));
     } else if (objects) {
       for (size_t i = 0; i < j->size(); ++i)
-        todo.emplace_back(&(*j)[i], join_path(at, std::to_string(i)));
+        pending.emplace_back(&(*j)[i], join_path(at, std::to_string(i)));
     } else if (!at.empty()) {
       keys.push_back(at);
     }

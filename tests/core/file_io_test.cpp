@@ -3,6 +3,7 @@
 // they were), keeps a replaced file's permissions, and leaves no temporary behind when a write
 // fails.
 #include "moe/core/file_io.h"
+#include "testing/temp_dir.h"
 
 #include <gtest/gtest.h>
 
@@ -25,28 +26,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
+// A scratch directory per test (moe_file_io_<test>_<pid>).
+class TempDir : public testing::TempDir {
  public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() / fmt::format("moe_file_io_{}_{}", info->name(), ::getpid());
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string file(const char* name) const { return (path_ / name).string(); }
-  // Names in the directory other than `keep`: what a writer left behind.
-  std::vector<std::string> others(const std::vector<std::string>& keep) const {
-    std::vector<std::string> out;
-    for (const auto& e : fs::directory_iterator(path_)) {
-      const std::string n = e.path().filename().string();
-      if (std::find(keep.begin(), keep.end(), n) == keep.end()) out.push_back(n);
-    }
-    return out;
-  }
-
- private:
-  fs::path path_;
+  TempDir() : testing::TempDir("file_io") {}
 };
 
 std::string read_all(const std::string& path) {

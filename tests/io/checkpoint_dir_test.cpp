@@ -18,6 +18,7 @@
 
 #include "moe/io/checkpoint.h"
 #include "moe/io/run_lock.h"
+#include "testing/temp_dir.h"
 #include "train/train_testing.h"
 
 namespace moe {
@@ -26,19 +27,10 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-class TempDir {
+// A scratch directory per test (moe_ckdir_<test>_<pid>).
+class TempDir : public testing::TempDir {
  public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() / fmt::format("moe_ckdir_{}_{}", info->name(), ::getpid());
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  fs::path path() const { return path_; }
-
- private:
-  fs::path path_;
+  TempDir() : testing::TempDir("ckdir") {}
 };
 
 // A directory holding one file `f` with `content`.

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "moe/data/idx.h"
+#include "testing/temp_dir.h"
 
 namespace moe {
 namespace {
@@ -21,24 +22,10 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-class TempDir {
+// A scratch directory per test (moe_data_source_<test>_<pid>).
+class TempDir : public testing::TempDir {
  public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ =
-        fs::temp_directory_path() / fmt::format("moe_data_source_{}_{}", info->name(), ::getpid());
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string write(const std::string& name, const std::string& text) const {
-    std::ofstream(path_ / name, std::ios::binary) << text;
-    return (path_ / name).string();
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
+  TempDir() : testing::TempDir("data_source") {}
 };
 
 Config config_from(const std::string& text) {
