@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "fuzz/harness.h"
-#include "moe/io/checkpoint.h"
+#include "moe/train/checkpoint.h"
 #include "moe/io/safetensors.h"
 #include "moe/train/config.h"
 

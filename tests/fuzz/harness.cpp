@@ -19,9 +19,9 @@
 
 #include "core/json_read.h"
 #include "moe/data/text.h"
-#include "moe/io/checkpoint.h"
+#include "moe/train/checkpoint.h"
 #include "moe/io/safetensors.h"
-#include "moe/io/train_state.h"
+#include "moe/train/train_state.h"
 #include "moe/optim/optimizer.h"
 #include "moe/train/config.h"
 #include "moe/train/evaluate.h"

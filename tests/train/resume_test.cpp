@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "moe/io/checkpoint.h"
-#include "moe/io/train_state.h"
+#include "moe/train/checkpoint.h"
+#include "moe/train/train_state.h"
 #include "moe/train/trainer.h"
 #include "train/train_testing.h"
 

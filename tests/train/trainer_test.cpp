@@ -10,7 +10,7 @@
 #include <fstream>
 #include <string>
 
-#include "moe/io/checkpoint.h"
+#include "moe/train/checkpoint.h"
 #include "moe/train/evaluate.h"
 #include "train/train_testing.h"
 

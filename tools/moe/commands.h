@@ -13,7 +13,7 @@
 
 #include "moe/core/status.h"
 #include "moe/data/dataset.h"
-#include "moe/io/checkpoint.h"
+#include "moe/train/checkpoint.h"
 
 namespace moe::cli {
 

@@ -128,4 +128,10 @@ void aligned_free(void* p);
 void fill(Tensor t, float value);
 void copy(Tensor dst, Tensor src);  // same shape and dtype
 
+// A tensor with the name it is saved and loaded under (a parameter, an optimizer moment).
+struct NamedTensor {
+  std::string name;
+  Tensor tensor;
+};
+
 }  // namespace moe

@@ -68,11 +68,6 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
-struct NamedTensor {
-  std::string name;
-  Tensor tensor;
-};
-
 // Serialises tensors (written in the given order, 8-byte aligned data) and metadata. Names must be
 // unique and not "__metadata__": write_safetensors returns an error otherwise, and
 // encode_safetensors treats it as a programmer error (MOE_CHECK).

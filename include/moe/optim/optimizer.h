@@ -28,7 +28,6 @@
 #include "moe/core/params.h"
 #include "moe/core/status.h"
 #include "moe/core/tensor.h"
-#include "moe/io/safetensors.h"
 
 namespace moe {
 

@@ -1,8 +1,8 @@
 // Model checkpoints: model.safetensors + model.json in a directory, written atomically and
-// validated fully on load. See include/moe/io/checkpoint.h and docs/formats.md.
+// validated fully on load. See include/moe/train/checkpoint.h and docs/formats.md.
 //
 // Dims: E experts (a gate's bias has E values).
-#include "moe/io/checkpoint.h"
+#include "moe/train/checkpoint.h"
 
 #include <fcntl.h>
 #include <stdio.h>

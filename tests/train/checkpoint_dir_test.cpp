@@ -16,7 +16,7 @@
 
 #include <fmt/format.h>
 
-#include "moe/io/checkpoint.h"
+#include "moe/train/checkpoint.h"
 #include "moe/io/run_lock.h"
 #include "testing/temp_dir.h"
 #include "train/train_testing.h"

@@ -3,7 +3,7 @@
 // naming the file and the tensor or field.
 //
 // Dims: T documents · V text ids · D = 8 model width · C = 2 classes · E = 4 experts.
-#include "moe/io/checkpoint.h"
+#include "moe/train/checkpoint.h"
 
 #include <gtest/gtest.h>
 
@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "moe/io/safetensors.h"
-#include "moe/io/train_state.h"
+#include "moe/train/train_state.h"
 #include "moe/layers/loss.h"
 #include "moe/optim/optimizer.h"
 #include "moe/train/evaluate.h"

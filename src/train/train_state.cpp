@@ -1,8 +1,8 @@
-// The training state beside a model checkpoint (see include/moe/io/train_state.h and
+// The training state beside a model checkpoint (see include/moe/train/train_state.h and
 // docs/formats.md).
 //
 // Dims: P = the ParamStore's arena length.
-#include "moe/io/train_state.h"
+#include "moe/train/train_state.h"
 
 #include <cmath>
 #include <cstdint>
@@ -13,7 +13,7 @@
 
 #include "checkpoint_internal.h"
 #include "core/json_read.h"
-#include "moe/io/checkpoint.h"
+#include "moe/train/checkpoint.h"
 #include "moe/io/safetensors.h"
 
 namespace moe {
