@@ -7,7 +7,8 @@
 # data/cache/quality/results.md; per-set results stay in data/cache/quality/results/.
 #
 # Not part of `make test`: it takes minutes, and its figures are measurements, not pass/fail.
-# Usage: scripts/quality.sh [MOE_BINARY] [SET...]
+# Usage: scripts/quality.sh [--table] [MOE_BINARY] [SET...]
+#   --table     only rebuild the tables from the results already in data/cache/quality
 #   MOE_BINARY  default build/release/tools/moe/moe
 #   SET         any of austen digits letter satellite glass spam credit diabetes chicago (all)
 # Uses one thread throughout (training.threads=1, OMP_NUM_THREADS=1).
@@ -15,6 +16,11 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
+table_only=false
+if [ "${1:-}" = --table ]; then
+  table_only=true
+  shift
+fi
 moe="${1:-build/release/tools/moe/moe}"
 shift || true
 all_sets=(austen digits letter satellite glass spam credit diabetes chicago)
@@ -29,11 +35,11 @@ die() {
   echo "quality: $*" >&2
   exit 1
 }
-[ -x "$moe" ] || die "no moe binary at '$moe' (build it with 'make build', or pass its path)"
+$table_only || [ -x "$moe" ] || die "no moe binary at '$moe' (build it with 'make build', or pass its path)"
 command -v jq >/dev/null 2>&1 || die "jq is needed (apt-get install jq)"
 [ -x "$python" ] || die "$python is needed (apt-get install python3-sklearn)"
 
-scripts/fetch_quality_data.sh "$dir"
+$table_only || scripts/fetch_quality_data.sh "$dir"
 mkdir -p "$dir/configs" "$dir/runs" "$dir/results"
 
 # Which example each set's config starts from, and what kind of set it is.
@@ -79,6 +85,7 @@ make_config() {
 
 for name in "${sets[@]}"; do
   case " ${all_sets[*]} " in *" $name "*) ;; *) die "unknown set '$name' (sets: ${all_sets[*]})" ;; esac
+  $table_only && continue
   echo "== $name"
   if [ ! -s "$dir/${name}_test.csv" ]; then
     "$python" tools/quality_baselines.py split "$dir" "$name"
@@ -134,6 +141,22 @@ table="$dir/results.md"
          (if $l.mutual_information == null then "—"
           else ($l.mutual_information / $l.mutual_information_max * 100 | round | tostring) end),
          "\($m[0].warnings | length) / \($d[0].warnings | length)"]
+      | "| " + join(" | ") + " |"'
+  done
+  echo
+  echo "Seconds to train (moe: the whole run, with its early stopping; scikit-learn: fit and predict):"
+  echo
+  echo "| set | MoE | dense | LR / Ridge | MLP | HGB | MoE epochs (best) | dense epochs (best) |"
+  echo "|---|---|---|---|---|---|---|---|"
+  for name in "${sets[@]}"; do
+    jq -r -n --arg name "$name" --slurpfile b "$dir/results/$name.baselines.json" \
+      --slurpfile m "$dir/runs/$name/moe/summary.json" \
+      --slurpfile d "$dir/runs/$name/dense/summary.json" '
+      def s1: (. * 10 | round) as $n | "\($n / 10 | floor).\($n % 10)";
+      [$name, ($m[0].seconds | s1), ($d[0].seconds | s1),
+       ($b[0].models.linear.seconds | s1), ($b[0].models.mlp.seconds | s1),
+       ($b[0].models.hgb.seconds | s1),
+       "\($m[0].epochs) (\($m[0].best_epoch))", "\($d[0].epochs) (\($d[0].best_epoch))"]
       | "| " + join(" | ") + " |"'
   done
 } >"$table.tmp"
