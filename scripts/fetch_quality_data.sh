@@ -19,8 +19,8 @@
 # Classification sets have the column `label`, regression sets the column `target`; missing
 # cells are empty. Each file is written once: when it exists it is left alone. Files are written
 # to a temporary name and renamed, so an interrupted run never leaves a file that looks complete.
-# Installs r-base-core, the R data packages and python3-sklearn with apt-get (root or sudo) when
-# they are missing.
+# Installs r-base-core, the R data packages, python3-sklearn and jq (for scripts/quality.sh) with
+# apt-get (root or sudo) when they are missing.
 # Usage: scripts/fetch_quality_data.sh [OUT_DIR]   (default: data/cache/quality)
 set -euo pipefail
 
@@ -37,6 +37,7 @@ command -v Rscript >/dev/null 2>&1 || need+=(r-base-core)
 [ -e "$site/modeldata/data/Rdata.rdb" ] || need+=(r-cran-modeldata)
 [ -e "$site/janeaustenr/data/Rdata.rdb" ] || need+=(r-cran-janeaustenr)
 [ -e "$sklearn_data/digits.csv.gz" ] || need+=(python3-sklearn)
+command -v jq >/dev/null 2>&1 || need+=(jq)  # scripts/quality.sh reads the results with it
 if [ ${#need[@]} -gt 0 ]; then
   echo "fetch_quality_data: installing ${need[*]}"
   sudo=()

@@ -36,10 +36,9 @@ die() {
   exit 1
 }
 $table_only || [ -x "$moe" ] || die "no moe binary at '$moe' (build it with 'make build', or pass its path)"
+$table_only || scripts/fetch_quality_data.sh "$dir"
 command -v jq >/dev/null 2>&1 || die "jq is needed (apt-get install jq)"
 [ -x "$python" ] || die "$python is needed (apt-get install python3-sklearn)"
-
-$table_only || scripts/fetch_quality_data.sh "$dir"
 mkdir -p "$dir/configs" "$dir/runs" "$dir/results"
 
 # Which example each set's config starts from, and what kind of set it is.

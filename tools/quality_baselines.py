@@ -7,7 +7,7 @@
 
 A file with a column `label` is a classification set, one with `target` a regression set, and
 one with a column `text` a text set. The split holds out 20% for testing, stratified by class for
-classification, with a fixed seed; rows are written back as read (same cells, same quoting rules).
+classification, with a fixed seed; every cell is written back as it was read.
 
 Baselines, with the preprocessing moe itself uses: numeric columns standardised with the training
 rows' mean and standard deviation (missing cells: the training mean), categorical columns one-hot
@@ -116,9 +116,11 @@ def load(data_dir, name):
     return task, header, features, numeric, x_of(train), y_of(train), x_of(test), y_of(test)
 
 
-def as_matrix(cols, features, header, numeric):
-    # numeric columns as floats, categorical ones as strings, in one object array for
-    # ColumnTransformer
+def as_matrix(cols, features, numeric):
+    # All-numeric tables as one float array; with categorical columns, one object array (floats
+    # and strings) for ColumnTransformer to pick the columns from.
+    if len(numeric) == len(features):
+        return np.column_stack([cols[i] for i in features])
     n = len(next(iter(cols.values())))
     m = np.empty((n, len(features)), dtype=object)
     for j, i in enumerate(features):
@@ -143,11 +145,8 @@ def fit(data_dir, name, out):
     if text:
         xtr_raw, xte_raw = xtr[features[0]], xte[features[0]]
     else:
-        xtr_raw = as_matrix(xtr, features, header, numeric)
-        xte_raw = as_matrix(xte, features, header, numeric)
-        xtr_raw_f = xtr_raw.astype(float) if len(numeric) == len(features) else xtr_raw
-        xte_raw_f = xte_raw.astype(float) if len(numeric) == len(features) else xte_raw
-        xtr_raw, xte_raw = xtr_raw_f, xte_raw_f
+        xtr_raw = as_matrix(xtr, features, numeric)
+        xte_raw = as_matrix(xte, features, numeric)
 
     def pre():
         if text:
