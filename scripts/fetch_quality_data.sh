@@ -40,18 +40,7 @@ command -v Rscript >/dev/null 2>&1 || need+=(r-base-core)
 command -v jq >/dev/null 2>&1 || need+=(jq)  # scripts/quality.sh reads the results with it
 if [ ${#need[@]} -gt 0 ]; then
   echo "fetch_quality_data: installing ${need[*]}"
-  sudo=()
-  if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then
-      sudo=(sudo)
-    else
-      echo "fetch_quality_data: need root or sudo to install ${need[*]}" >&2
-      exit 1
-    fi
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  "${sudo[@]}" apt-get update -qq
-  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}"
+  "$repo/scripts/install_deps.sh" --only "${need[@]}"
 fi
 
 mkdir -p "$out_dir"

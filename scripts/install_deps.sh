@@ -3,11 +3,17 @@
 # ocl-icd-opencl-dev: Debian's oneDNN CMake config looks for OpenCL (only a Recommends of
 # libdnnl-dev, which --no-install-recommends leaves out). jq: the shell tests read JSON with it.
 # Usage: scripts/install_deps.sh [extra packages...]
+#        scripts/install_deps.sh --only PACKAGE...   (just those: the data fetchers use it)
 set -euo pipefail
 
-packages=(cmake make g++ pkg-config libdnnl-dev nlohmann-json3-dev libcli11-dev libfmt-dev
-          libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev
-          ocl-icd-opencl-dev jq "$@")
+if [ "${1:-}" = "--only" ]; then
+  shift
+  packages=("$@")
+else
+  packages=(cmake make g++ pkg-config libdnnl-dev nlohmann-json3-dev libcli11-dev libfmt-dev
+            libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev
+            ocl-icd-opencl-dev jq "$@")
+fi
 
 missing=()
 for p in "${packages[@]}"; do

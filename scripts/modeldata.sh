@@ -4,22 +4,12 @@
 rdata_dir=/usr/lib/R/site-library/modeldata/data
 
 ensure_modeldata() {
-  local name="$1" need=() sudo=()
+  local name="$1" need=()
   command -v Rscript >/dev/null 2>&1 || need+=(r-base-core)
   [ -e "$rdata_dir/Rdata.rdb" ] || need+=(r-cran-modeldata)
   if [ ${#need[@]} -gt 0 ]; then
     echo "$name: installing ${need[*]}"
-    if [ "$(id -u)" -ne 0 ]; then
-      if command -v sudo >/dev/null 2>&1; then
-        sudo=(sudo)
-      else
-        echo "$name: need root or sudo to install ${need[*]}" >&2
-        exit 1
-      fi
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    "${sudo[@]}" apt-get update -qq
-    "${sudo[@]}" apt-get install -y -qq --no-install-recommends r-base-core r-cran-modeldata
+    "$(dirname "${BASH_SOURCE[0]}")/install_deps.sh" --only "${need[@]}"
   fi
   if [ ! -e "$rdata_dir/Rdata.rdb" ]; then
     echo "$name: $rdata_dir/Rdata.rdb not found after installing r-cran-modeldata" >&2
