@@ -46,6 +46,11 @@ mirror="${mirror:-http://deb.debian.org/debian}"
 work="$(mktemp -d /var/tmp/moe-fresh.XXXXXX)"
 root="$work/root"
 
+# True while anything is mounted at or below $root (awk's own exit status: a pipe into grep -q
+# could fail under pipefail when grep stops reading first).
+mounted_under_root() {
+  awk -v r="$root" 'index($2, r) == 1 {found = 1} END {exit !found}' /proc/mounts
+}
 # Unmounts everything under the root, deepest first, and removes it only when nothing is
 # mounted there any more (a bind mount of /dev must never be deleted through).
 cleanup() {
@@ -55,10 +60,10 @@ cleanup() {
     while read -r m; do
       umount -l "$m" 2>/dev/null || true
     done < <(awk -v r="$root" 'index($2, r) == 1 {print $2}' /proc/mounts | sort -r)
-    awk -v r="$root" 'index($2, r) == 1' /proc/mounts | grep -q . || break
+    mounted_under_root || break
     sleep 1
   done
-  if awk -v r="$root" 'index($2, r) == 1' /proc/mounts | grep -q .; then
+  if mounted_under_root; then
     echo "test-fresh: mounts remain under $root; not removing it" >&2
   else
     rm -rf --one-file-system "$work"

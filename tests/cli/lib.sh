@@ -48,7 +48,9 @@ check_result() {
     fail "$what exited $got, expected $code; stderr: $(head -c 500 "$work/err")"
     return
   fi
-  if [ -n "$pattern" ] && ! cat "$work/out" "$work/err" | grep -qE -- "$pattern"; then
+  # grep reads the files itself: `cat ... | grep -q` under pipefail failed whenever grep matched
+  # and exited before cat had written stderr's part (cat then dies of SIGPIPE).
+  if [ -n "$pattern" ] && ! grep -qE -- "$pattern" "$work/out" "$work/err"; then
     fail "$what: no match for /$pattern/ in: $(head -c 500 "$work/out" "$work/err")"
   fi
   if [ "$code" -eq 1 ]; then
