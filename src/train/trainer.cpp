@@ -20,18 +20,18 @@
 #include "moe/core/arena.h"
 #include "moe/core/file_io.h"
 #include "moe/core/rng.h"
-#include "moe/train/checkpoint.h"
 #include "moe/io/run_lock.h"
-#include "moe/train/train_state.h"
 #include "moe/layers/loss.h"
 #include "moe/optim/clip.h"
 #include "moe/optim/optimizer.h"
+#include "moe/train/checkpoint.h"
 #include "moe/train/config_budget.h"
 #include "moe/train/evaluate.h"
 #include "moe/train/inspect.h"
 #include "moe/train/progress.h"
 #include "moe/train/run_warnings.h"
 #include "moe/train/threads.h"
+#include "moe/train/train_state.h"
 
 namespace moe {
 
@@ -245,6 +245,62 @@ class RoutingTally {
   std::vector<AuxLosses> aux_;              // [L]
   std::vector<std::vector<int64_t>> load_;  // [L][E] kept slots per expert
 };
+
+// What one training step needs besides the model and the batch.
+struct StepInputs {
+  bool classify = true;
+  const TrainingConfig* training = nullptr;  // loss kind, Huber δ, clip_norm
+  CrossEntropyOptions cross_entropy;         // class weights, label smoothing
+  Tensor dlogits;                            // [T_max, C] buffer for the loss gradient
+  Arena* arena = nullptr;                    // reset here, before the forward
+  Optimizer* optimizer = nullptr;
+};
+
+// What a step reports: the mean task loss of the batch, the gates' weighted auxiliary losses, the
+// global gradient norm (before clipping), or what went non-finite (the update is then skipped).
+struct StepOutcome {
+  double loss = 0.0;
+  double aux = 0.0;
+  double norm = 0.0;
+  const char* non_finite = nullptr;  // "loss" or "gradient norm"
+  double non_finite_value = 0.0;
+};
+
+// One optimizer step, in llm.c's order: forward, loss, backward, clip, update.
+StepOutcome train_step(Model& model, const Batch& batch, const Rng& noise, double lr,
+                       const StepInputs& in) {
+  const TrainingConfig& tc = *in.training;
+  ParamStore& store = model.params();
+  in.arena->reset();
+  store.clear_grads();  // = zero_grads(), the SwiGLU experts' zeros deferred (params.h)
+  const Tensor logits = model.forward(batch, /*training=*/true, noise, *in.arena);  // [T, C]
+  const Tensor dlogits = in.dlogits.slice(0, batch.n_rows);                         // [T, C]
+  StepOutcome out;
+  if (in.classify) {
+    out.loss = cross_entropy_loss(logits, batch.labels, dlogits, in.cross_entropy);
+  } else if (tc.loss == RegressionLoss::kHuber) {
+    out.loss = huber_loss(logits, batch.targets, dlogits, tc.huber_delta);
+  } else {
+    out.loss = mse_loss(logits, batch.targets, dlogits);
+  }
+  out.aux = model.aux_loss();
+  if (!std::isfinite(out.loss + out.aux)) {
+    out.non_finite = "loss";
+    out.non_finite_value = out.loss + out.aux;
+    return out;
+  }
+  model.backward(dlogits, *in.arena);
+  store.settle_grads();
+  out.norm = tc.clip_norm > 0 ? clip_grad_norm(store, tc.clip_norm) : grad_norm(store);
+  if (!std::isfinite(out.norm)) {
+    out.non_finite = "gradient norm";
+    out.non_finite_value = out.norm;
+    return out;
+  }
+  in.optimizer->step(lr);
+  model.after_step();
+  return out;
+}
 
 }  // namespace
 
@@ -483,6 +539,14 @@ Result<TrainResult> Trainer::run() {
         where.empty() ? "" : fmt::format(" (first non-finite: {})", where), kept);
   };
 
+  StepInputs step_inputs;
+  step_inputs.classify = classify;
+  step_inputs.training = &tc;
+  step_inputs.cross_entropy = ce;
+  step_inputs.dlogits = s.dlogits.view();
+  step_inputs.arena = &s.arena;
+  step_inputs.optimizer = s.optimizer.get();
+
   // A run that had already stopped early stays stopped unless the patience is raised.
   result.stopped_early = tc.patience > 0 && at.since_best >= tc.patience;
   int64_t epochs_run = at.epochs_done;
@@ -514,31 +578,13 @@ Result<TrainResult> Trainer::run() {
     }
     while (s.iterator.next(s.buffers, &batch)) {
       ++step;
-      s.arena.reset();
-      store.clear_grads();  // = zero_grads(), the SwiGLU experts' zeros deferred (params.h)
       const int64_t global = s.optimizer->step_count();
-      const Tensor logits =
-          model.forward(batch, /*training=*/true, step_noise.fork(static_cast<uint64_t>(global)),
-                        s.arena);                                      // [T, C]
-      const Tensor dlogits = s.dlogits.view().slice(0, batch.n_rows);  // [T, C]
-      double loss = 0.0;
-      if (classify) {
-        loss = cross_entropy_loss(logits, batch.labels, dlogits, ce);
-      } else if (tc.loss == RegressionLoss::kHuber) {
-        loss = huber_loss(logits, batch.targets, dlogits, tc.huber_delta);
-      } else {
-        loss = mse_loss(logits, batch.targets, dlogits);
-      }
-      const double aux = model.aux_loss();
-      if (!std::isfinite(loss + aux)) return stop_non_finite("loss", loss + aux, epoch, step);
-      model.backward(dlogits, s.arena);
-      store.settle_grads();
-      const double norm = tc.clip_norm > 0 ? clip_grad_norm(store, tc.clip_norm) : grad_norm(store);
-      if (!std::isfinite(norm)) return stop_non_finite("gradient norm", norm, epoch, step);
-      s.optimizer->step(schedule.lr_at(global));
-      model.after_step();
-
-      loss_sum += loss;
+      const StepOutcome done =
+          train_step(model, batch, step_noise.fork(static_cast<uint64_t>(global)),
+                     schedule.lr_at(global), step_inputs);
+      if (done.non_finite != nullptr)
+        return stop_non_finite(done.non_finite, done.non_finite_value, epoch, step);
+      loss_sum += done.loss;
       tally.add(model);
       entropy.add(model);
       rows += batch.n_rows;
