@@ -23,7 +23,7 @@ CMAKE_FLAGS ?=
 
 .PHONY: deps build build-asan build-fuzz deps-fuzz test test-fast test-asan test-slow test-fuzz \
 	test-fresh test-docs test-interop deps-interop deps-test test-fuzz-long demo bench \
-	format tidy clean
+	format format-check tidy clean
 
 deps:
 	@scripts/install_deps.sh
@@ -94,6 +94,11 @@ bench: build
 
 format:
 	clang-format -i $$(git ls-files '*.h' '*.cpp')
+
+# Fails when a source file differs from what `make format` would write (CI runs it).
+format-check:
+	@scripts/install_deps.sh --only clang-format
+	clang-format --dry-run -Werror $$(git ls-files '*.h' '*.cpp')
 
 tidy: $(RELEASE)/CMakeCache.txt
 	clang-tidy -p $(RELEASE) $$(git ls-files 'src/*.cpp')

@@ -30,8 +30,8 @@ constexpr int kEpochs = 12;
 // Row i belongs to cluster i % 4: x = centre_c + noise, label = argmax(A_c · x) with a random
 // map A_c per cluster, so no single linear rule fits all clusters.
 struct Data {
-  TensorBuffer x;       // [N, D]
-  TensorBuffer label;   // [N] int32
+  TensorBuffer x;      // [N, D]
+  TensorBuffer label;  // [N] int32
   std::vector<int> cluster;
 };
 
@@ -168,7 +168,8 @@ double train_and_report(const char* name, bool use_moe, const Data& train, const
       opt->step(schedule.lr_at(opt->step_count()));
       if (model.moe()) model.moe()->after_step();
     }
-    std::printf("  epoch %2d  train loss %.4f\n", epoch, sum / static_cast<double>(steps_per_epoch));
+    std::printf("  epoch %2d  train loss %.4f\n", epoch,
+                sum / static_cast<double>(steps_per_epoch));
   }
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

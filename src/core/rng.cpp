@@ -30,9 +30,13 @@ Rng Rng::fork(uint64_t stream) const {
   return Rng(seed_, (static_cast<uint64_t>(b[0]) << 32 | b[1]) ^ stream);
 }
 
-uint32_t Rng::next_u32() { return block(offset_++)[0]; }
+uint32_t Rng::next_u32() {
+  return block(offset_++)[0];
+}
 
-float Rng::uniform() { return static_cast<float>(next_u32() >> 8) * (1.0f / 16777216.0f); }
+float Rng::uniform() {
+  return static_cast<float>(next_u32() >> 8) * (1.0f / 16777216.0f);
+}
 
 float Rng::normal() {
   const auto b = block(offset_++);

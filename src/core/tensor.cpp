@@ -13,26 +13,40 @@ namespace moe {
 
 size_t dtype_size(DType t) {
   switch (t) {
-    case DType::kF32: return 4;
-    case DType::kBF16: return 2;
-    case DType::kF64: return 8;
-    case DType::kI64: return 8;
-    case DType::kI32: return 4;
-    case DType::kI8: return 1;
-    case DType::kU8: return 1;
+    case DType::kF32:
+      return 4;
+    case DType::kBF16:
+      return 2;
+    case DType::kF64:
+      return 8;
+    case DType::kI64:
+      return 8;
+    case DType::kI32:
+      return 4;
+    case DType::kI8:
+      return 1;
+    case DType::kU8:
+      return 1;
   }
   return 0;
 }
 
 const char* dtype_name(DType t) {
   switch (t) {
-    case DType::kF32: return "F32";
-    case DType::kBF16: return "BF16";
-    case DType::kF64: return "F64";
-    case DType::kI64: return "I64";
-    case DType::kI32: return "I32";
-    case DType::kI8: return "I8";
-    case DType::kU8: return "U8";
+    case DType::kF32:
+      return "F32";
+    case DType::kBF16:
+      return "BF16";
+    case DType::kF64:
+      return "F64";
+    case DType::kI64:
+      return "I64";
+    case DType::kI32:
+      return "I32";
+    case DType::kI8:
+      return "I8";
+    case DType::kU8:
+      return "U8";
   }
   return "?";
 }
@@ -60,7 +74,8 @@ bool Shape::operator==(const Shape& o) const {
 
 std::string Shape::str() const {
   std::string s = "[";
-  for (int i = 0; i < rank; ++i) s += fmt::format("{}{}", i ? ", " : "", dims[static_cast<size_t>(i)]);
+  for (int i = 0; i < rank; ++i)
+    s += fmt::format("{}{}", i ? ", " : "", dims[static_cast<size_t>(i)]);
   return s + "]";
 }
 
@@ -84,9 +99,9 @@ Tensor Tensor::operator[](int64_t i) const {
   Shape s;
   s.rank = shape_.rank - 1;
   for (int d = 1; d < shape_.rank; ++d) s.dims[static_cast<size_t>(d - 1)] = shape_[d];
-  return Tensor(static_cast<char*>(data_) +
-                    i * s.numel() * static_cast<int64_t>(dtype_size(dtype_)),
-                s, dtype_);
+  return Tensor(
+      static_cast<char*>(data_) + i * s.numel() * static_cast<int64_t>(dtype_size(dtype_)), s,
+      dtype_);
 }
 
 namespace {
@@ -104,9 +119,13 @@ void* aligned_alloc_bytes(size_t bytes) {
   return p;
 }
 
-void aligned_free(void* p) { std::free(p); }
+void aligned_free(void* p) {
+  std::free(p);
+}
 
-void TensorBuffer::Free::operator()(void* p) const { aligned_free(p); }
+void TensorBuffer::Free::operator()(void* p) const {
+  aligned_free(p);
+}
 
 TensorBuffer::TensorBuffer(Shape shape, DType dtype) {
   const size_t bytes = static_cast<size_t>(shape.numel()) * dtype_size(dtype);

@@ -114,8 +114,8 @@ Result<std::string> read_file_bytes(const std::string& path, uint64_t max_bytes)
   // a terminal waits for typing.
   if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode))
     return Status::error("{}: is a {}, not a file (give a regular file or a pipe)", path,
-                         S_ISCHR(st.st_mode)   ? "character device"
-                         : S_ISBLK(st.st_mode) ? "block device"
+                         S_ISCHR(st.st_mode)    ? "character device"
+                         : S_ISBLK(st.st_mode)  ? "block device"
                          : S_ISSOCK(st.st_mode) ? "socket"
                                                 : "special file");
   const uint64_t declared = S_ISREG(st.st_mode) ? static_cast<uint64_t>(st.st_size) : 0;

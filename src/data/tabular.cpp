@@ -169,9 +169,8 @@ Result<FeatureColumn> fit_column(const CsvTable& t, std::span<const int64_t> row
     if (first_nonfinite >= 0) {
       const std::string_view v = trim_blanks(t.cell(first_nonfinite, col));
       double x = 0;
-      return Status::error("{} line {}, column '{}': '{}' {}", t.source(),
-                           t.line(first_nonfinite), fc.name, v,
-                           data_detail::number_problem(parse_number(v, &x)));
+      return Status::error("{} line {}, column '{}': '{}' {}", t.source(), t.line(first_nonfinite),
+                           fc.name, v, data_detail::number_problem(parse_number(v, &x)));
     }
     fc.kind = ColumnKind::kNumeric;
     mean_std(values, &fc.mean, &fc.stddev);

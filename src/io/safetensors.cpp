@@ -126,8 +126,8 @@ Result<SafetensorsFile> SafetensorsFile::open(const std::string& path, Safetenso
     } catch (const std::bad_alloc&) {
       return Status::error("{}: cannot allocate {} bytes to read it", path, have + n);
     }
-    if (n > 0 && !in.read(reinterpret_cast<char*>(bytes->data() + have),
-                          static_cast<std::streamsize>(n)))
+    if (n > 0 &&
+        !in.read(reinterpret_cast<char*>(bytes->data() + have), static_cast<std::streamsize>(n)))
       return Status::error("{}: read failed after {} of {} bytes", path, have + in.gcount(), size);
     return Status::ok();
   };
@@ -156,8 +156,7 @@ Result<SafetensorsFile> SafetensorsFile::parse(std::vector<uint8_t> bytes,
 }
 
 Result<SafetensorsFile> SafetensorsFile::parse_layout(const std::vector<uint8_t>& bytes,
-                                                      uint64_t file_size,
-                                                      const std::string& source,
+                                                      uint64_t file_size, const std::string& source,
                                                       SafetensorsLimits limits) {
   if (file_size < 8)
     return Status::error(

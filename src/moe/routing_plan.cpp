@@ -73,7 +73,8 @@ bool validate_plan(const RoutingPlan& p, std::string* why) {
     if (p.token_offsets[t + 1] < p.token_offsets[t])
       return fail(fmt::format("token_offsets decrease at token {}", t));
   if (static_cast<int64_t>(p.weights.size()) != s || static_cast<int64_t>(p.dropped.size()) != s ||
-      static_cast<int64_t>(p.inv_perm.size()) != s || static_cast<int64_t>(p.slot_token.size()) != s)
+      static_cast<int64_t>(p.inv_perm.size()) != s ||
+      static_cast<int64_t>(p.slot_token.size()) != s)
     return fail("per-slot arrays differ in length");
   if (static_cast<int64_t>(p.expert_offsets.size()) != p.n_experts + 1)
     return fail("expert_offsets must have E+1 entries");
@@ -91,7 +92,8 @@ bool validate_plan(const RoutingPlan& p, std::string* why) {
       if (p.expert_ids[static_cast<size_t>(slot)] != e)
         return fail(fmt::format("sorted position {} holds a slot of expert {}, not {}", pos,
                                 p.expert_ids[static_cast<size_t>(slot)], e));
-      if (p.inv_perm[static_cast<size_t>(slot)] != pos) return fail("inv_perm is not perm's inverse");
+      if (p.inv_perm[static_cast<size_t>(slot)] != pos)
+        return fail("inv_perm is not perm's inverse");
       if (pos > p.expert_offsets[e] && p.perm[static_cast<size_t>(pos - 1)] >= slot)
         return fail(fmt::format("expert {}'s segment is not in slot order (unstable sort)", e));
     }

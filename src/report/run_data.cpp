@@ -341,8 +341,8 @@ Result<std::vector<EpochPoint>> parse_metrics_jsonl(std::string_view text,
     at = end + 1;
     ++line_no;
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-    MOE_ASSIGN_OR_RETURN(
-        json doc, parse_json(line, source, {.first_line = static_cast<int64_t>(line_no)}));
+    MOE_ASSIGN_OR_RETURN(json doc,
+                         parse_json(line, source, {.first_line = static_cast<int64_t>(line_no)}));
     try {
       epochs.push_back(parse_epoch(doc));
     } catch (const FieldError& e) {

@@ -34,7 +34,9 @@ inline json real(float v) {
 }
 
 // A JSON value for a message, cut short when long (core/json_read.h).
-inline std::string show(const json& v) { return json_excerpt(v, 60); }
+inline std::string show(const json& v) {
+  return json_excerpt(v, 60);
+}
 
 inline std::string join_path(const std::string& path, const std::string& key) {
   return path.empty() ? key : path + "." + key;

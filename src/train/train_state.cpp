@@ -13,8 +13,8 @@
 
 #include "checkpoint_internal.h"
 #include "core/json_read.h"
-#include "moe/train/checkpoint.h"
 #include "moe/io/safetensors.h"
+#include "moe/train/checkpoint.h"
 
 namespace moe {
 
@@ -64,9 +64,9 @@ Status save_train_state(const std::string& dir, const TrainState& state, const M
   MOE_ASSIGN_OR_RETURN(std::vector<uint8_t> model_bytes, read_bytes(model_json, kMaxJsonBytes));
   MOE_ASSIGN_OR_RETURN(
       const json model_j,
-      parse_json(std::string_view(reinterpret_cast<const char*>(model_bytes.data()),
-                                  model_bytes.size()),
-                 model_json));
+      parse_json(
+          std::string_view(reinterpret_cast<const char*>(model_bytes.data()), model_bytes.size()),
+          model_json));
   if (!model_j.is_object() || !model_j.contains("weights") || !model_j["weights"].is_object())
     return Status::error("{}: not a model checkpoint's JSON", model_json);
 
@@ -187,11 +187,11 @@ Result<TrainState> load_train_state(const std::string& dir, const Model& model,
   // The run that wrote this state wrote model.json's config beside it: its schedule is the one
   // that config builds (epochs × batches per epoch steps).
   if (out.schedule != schedule_kind_name(run.schedule))
-    return Status::error("{}: kind \"{}\", but the config's training.schedule is \"{}\"",
-                         sched_at, out.schedule, schedule_kind_name(run.schedule));
+    return Status::error("{}: kind \"{}\", but the config's training.schedule is \"{}\"", sched_at,
+                         out.schedule, schedule_kind_name(run.schedule));
   if (out.epochs_done > run.epochs)
-    return Status::error("{}: epochs_done {} is more than the config's training.epochs {}",
-                         pos_at, out.epochs_done, run.epochs);
+    return Status::error("{}: epochs_done {} is more than the config's training.epochs {}", pos_at,
+                         out.epochs_done, run.epochs);
   if (out.schedule_total_steps != run.epochs * out.batches_per_epoch)
     return Status::error(
         "{}: total_steps {} is not the config's training.epochs × position.batches_per_epoch = "

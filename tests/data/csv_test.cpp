@@ -196,8 +196,7 @@ TEST(Csv, Utf8IsKeptAndInvalidUtf8IsRefusedNamingLineFieldAndColumn) {
   // Overlong forms, surrogates, values above U+10FFFF and cut sequences are not UTF-8 either.
   for (const char* bad :
        {"\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82"}) {
-    const std::string msg =
-        read_error(dir.write("bad.csv", std::string("a\nok\n") + bad + "\n"));
+    const std::string msg = read_error(dir.write("bad.csv", std::string("a\nok\n") + bad + "\n"));
     EXPECT_NE(msg.find("bad.csv line 3, field 1 (column 'a'): not valid UTF-8 (byte 0x"),
               std::string::npos)
         << msg;

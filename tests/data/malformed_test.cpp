@@ -196,8 +196,8 @@ TEST(Malformed, HugeNumbersAndContradictoryColumnsAreRefusedNamingTheirPlace) {
                                    nullptr)),
             "predict.csv line 3, column 'x': '1e300' is beyond ±3.4e38, the range of the 32-bit "
             "floats moe computes in (the column is numeric in the training data)");
-  const std::string far = message(
-      encode_tabular(csv("x\n3e38\n", "predict.csv"), *s, LabelUse::kIfPresent, nullptr));
+  const std::string far =
+      message(encode_tabular(csv("x\n3e38\n", "predict.csv"), *s, LabelUse::kIfPresent, nullptr));
   EXPECT_EQ(far.rfind("predict.csv line 2, column 'x': '3e38' is ", 0), 0u) << far;
   EXPECT_NE(far.find("standard deviations from the training mean"), std::string::npos) << far;
 

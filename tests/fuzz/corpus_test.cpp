@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "fuzz/harness.h"
-#include "moe/train/checkpoint.h"
 #include "moe/io/safetensors.h"
+#include "moe/train/checkpoint.h"
 #include "moe/train/config.h"
 
 namespace moe::fuzz {
@@ -92,8 +92,7 @@ TEST(FuzzCorpus, TrainStateSeedsGetTheirVerdicts) {
       {"regress_since_best_1e9",
        "train_state.json: best: since_best 1000000000 is more than the 0 epochs done"},
       {"regress_negative_rows", "train_state.json: epoch_sums: field 'rows' must be an integer"},
-      {"regress_duplicate_key",
-       "train_state.json: the key \"seed\" appears twice in one object"},
+      {"regress_duplicate_key", "train_state.json: the key \"seed\" appears twice in one object"},
       {"regress_deep_epoch_sums", "arrays and objects nested more than 64 deep"},
       {"bad_syntax", "invalid JSON"},
   };
@@ -238,8 +237,8 @@ TEST(FuzzCorpus, NulInAHeaderAndRepeatedKeysAreRefused) {
                 "model.json: the key \"format_version\" appears twice in one object"),
             std::string::npos)
       << ck.status().message();
-  Result<Config> c = load_config_seed(std::filesystem::path(MOE_FUZZ_CORPUS) / "config" /
-                                      "regress_huge_numbers");
+  Result<Config> c =
+      load_config_seed(std::filesystem::path(MOE_FUZZ_CORPUS) / "config" / "regress_huge_numbers");
   ASSERT_FALSE(c.is_ok());
   EXPECT_NE(c.status().message().find("model.width"), std::string::npos) << c.status().message();
 }

@@ -19,12 +19,12 @@
 
 #include "core/json_read.h"
 #include "moe/data/text.h"
-#include "moe/train/checkpoint.h"
 #include "moe/io/safetensors.h"
-#include "moe/train/train_state.h"
 #include "moe/optim/optimizer.h"
+#include "moe/train/checkpoint.h"
 #include "moe/train/config.h"
 #include "moe/train/evaluate.h"
+#include "moe/train/train_state.h"
 
 namespace moe::fuzz {
 

@@ -122,8 +122,8 @@ int check_png(const char* path) {
   const size_t stride = size_t{width} * bpp;
   std::vector<uint8_t> raw((stride + 1) * height);
   uLongf raw_size = raw.size();
-  if (uncompress(raw.data(), &raw_size, reinterpret_cast<const Bytef*>(idat.data()),
-                 idat.size()) != Z_OK ||
+  if (uncompress(raw.data(), &raw_size, reinterpret_cast<const Bytef*>(idat.data()), idat.size()) !=
+          Z_OK ||
       raw_size != raw.size())
     return fail_png(path, "bad image data");
 
@@ -161,7 +161,8 @@ int check_png(const char* path) {
   }
   std::printf("%ux%u screenshot: %zu colours, %.1f%% not white\n", width, height, colours.size(),
               100.0 * static_cast<double>(ink) / static_cast<double>(sampled));
-  if (colours.size() < 16 || ink * 20 < sampled) return fail_png(path, "the screenshot looks blank");
+  if (colours.size() < 16 || ink * 20 < sampled)
+    return fail_png(path, "the screenshot looks blank");
   return 0;
 }
 

@@ -250,7 +250,8 @@ TEST_F(ReportDir, MalformedFilesAreNamed) {
   for (int i = 0; i < 2; ++i) at = bad_line3.find('\n', at) + 1;
   bad_line3.insert(at, "{\"epoch\": 3, \"expert_load\": {\"blocks.0.moe\": [0.5, \"x\"]}}\n");
   const Case cases[] = {
-      {"inspect.json", "{\"format\": \"moe.inspect\", ", "inspect.json line 1 column 27: invalid JSON"},
+      {"inspect.json", "{\"format\": \"moe.inspect\", ",
+       "inspect.json line 1 column 27: invalid JSON"},
       {"inspect.json", "{\"format\": \"other\", \"version\": 1, \"layers\": []}",
        "inspect.json: field 'format'"},
       {"inspect.json",
@@ -267,7 +268,8 @@ TEST_F(ReportDir, MalformedFilesAreNamed) {
        "\"width\": 100000, \"pixels\": []}}]}",
        "field 'layers[0].mean_images': height and width"},
       {"metrics.jsonl", bad_line3, "metrics.jsonl line 3: field 'expert_load.blocks.0.moe[1]'"},
-      {"metrics.jsonl", "{\"epoch\": 1}\nnot json\n", "metrics.jsonl line 2 column 2: invalid JSON"},
+      {"metrics.jsonl", "{\"epoch\": 1}\nnot json\n",
+       "metrics.jsonl line 2 column 2: invalid JSON"},
       {"config.json", "[1, 2]", "config.json: expected a JSON object"},
       {"summary.json", "{", "summary.json line 1 column 2: invalid JSON"},
   };
@@ -309,8 +311,8 @@ TEST_F(ReportDir, DeepNestingIsBounded) {
   EXPECT_NE(read(out).find("model.deep</td><td>(nested more than 16 levels deep: not shown)"),
             std::string::npos);
   // Beyond it, the file is refused by name: 100,000 levels overflowed the stack when printed.
-  write(dir_ / "config.json", "{\"model\": {\"deep\": " + std::string(100000, '[') +
-                                  std::string(100000, ']') + "}}");
+  write(dir_ / "config.json",
+        "{\"model\": {\"deep\": " + std::string(100000, '[') + std::string(100000, ']') + "}}");
   const Status refused = write_report(dir_.string(), out.string());
   ASSERT_FALSE(refused);
   EXPECT_NE(refused.message().find("config.json line 1 column 82: arrays and objects nested more "

@@ -51,9 +51,9 @@ void expect_close(const std::string& label, Tensor actual, Tensor expected, doub
   }
   std::printf("  %-28s max abs diff %.3g, max rel diff %.3g (%lld elements)\n", label.c_str(),
               max_abs, max_rel, static_cast<long long>(actual.numel()));
-  EXPECT_EQ(bad, 0) << label << ": " << bad << " elements outside rtol " << rtol << " atol "
-                    << atol << "; first at " << worst << ": got " << actual.f32()[worst]
-                    << ", expected " << expected.f32()[worst];
+  EXPECT_EQ(bad, 0) << label << ": " << bad << " elements outside rtol " << rtol << " atol " << atol
+                    << "; first at " << worst << ": got " << actual.f32()[worst] << ", expected "
+                    << expected.f32()[worst];
 }
 
 }  // namespace moe::testing

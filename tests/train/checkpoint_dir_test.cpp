@@ -16,8 +16,8 @@
 
 #include <fmt/format.h>
 
-#include "moe/train/checkpoint.h"
 #include "moe/io/run_lock.h"
+#include "moe/train/checkpoint.h"
 #include "testing/temp_dir.h"
 #include "train/train_testing.h"
 

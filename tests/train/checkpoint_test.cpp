@@ -21,10 +21,10 @@
 #include <vector>
 
 #include "moe/io/safetensors.h"
-#include "moe/train/train_state.h"
 #include "moe/layers/loss.h"
 #include "moe/optim/optimizer.h"
 #include "moe/train/evaluate.h"
+#include "moe/train/train_state.h"
 
 namespace moe {
 namespace {
@@ -525,8 +525,7 @@ TEST(CheckpointTest, CorruptionsAreRejectedWithTheirOwnMessages) {
   EXPECT_EQ(messages.size(), cases.size());  // each corruption has its own message
   Result<Checkpoint> none = load_checkpoint("/nonexistent/moe/checkpoint");
   ASSERT_FALSE(none.is_ok());
-  EXPECT_EQ(none.status().message(),
-            "/nonexistent/moe/checkpoint: no such checkpoint directory");
+  EXPECT_EQ(none.status().message(), "/nonexistent/moe/checkpoint: no such checkpoint directory");
 }
 
 TEST(CheckpointTest, PredictionsThatOverflowAreAnErrorNotNaN) {
@@ -562,7 +561,8 @@ TEST(CheckpointTest, WeightsOfTheWrongSizeAreRefusedBeforeBeingRead) {
   const std::string weights = dir.file("model.safetensors");
   const uint64_t size = fs::file_size(weights), grown = size + (uint64_t{1} << 30);
   fs::resize_file(weights, grown);
-  struct rusage before {}, after {};
+  struct rusage before {
+  }, after{};
   ::getrusage(RUSAGE_SELF, &before);
   Result<Checkpoint> ck = load_checkpoint(dir.path());
   ::getrusage(RUSAGE_SELF, &after);
@@ -624,8 +624,7 @@ struct TrainStateFixture {
   Result<TrainState> load(const TempDir& dir, std::unique_ptr<Optimizer>* fresh) const {
     MOE_ASSIGN_OR_RETURN(Checkpoint ck, load_checkpoint(dir.path()));
     *fresh = make_optimizer(f.model->params(), OptimizerConfig{});
-    return load_train_state(dir.path(), *f.model, ck.weights_fnv1a64, **fresh,
-                            ck.config.training);
+    return load_train_state(dir.path(), *f.model, ck.weights_fnv1a64, **fresh, ck.config.training);
   }
 };
 

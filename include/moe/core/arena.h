@@ -21,7 +21,7 @@ class Arena {
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;
 
-  void reserve(size_t bytes);                    // grow the main block to at least bytes
+  void reserve(size_t bytes);                            // grow the main block to at least bytes
   Tensor alloc(Shape shape, DType dtype = DType::kF32);  // uninitialised, 64-byte aligned
   Tensor zeros(Shape shape, DType dtype = DType::kF32);
   template <typename T>

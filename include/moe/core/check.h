@@ -5,11 +5,12 @@
 #include <fmt/format.h>
 
 namespace moe::detail {
-[[noreturn]] void check_failed(const char* file, int line, const char* cond, const std::string& msg);
+[[noreturn]] void check_failed(const char* file, int line, const char* cond,
+                               const std::string& msg);
 }  // namespace moe::detail
 
-#define MOE_CHECK(cond, ...)                                                          \
-  do {                                                                                \
-    if (__builtin_expect(!(cond), 0))                                                 \
+#define MOE_CHECK(cond, ...)                                                              \
+  do {                                                                                    \
+    if (__builtin_expect(!(cond), 0))                                                     \
       ::moe::detail::check_failed(__FILE__, __LINE__, #cond, ::fmt::format(__VA_ARGS__)); \
   } while (0)

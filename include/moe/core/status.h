@@ -44,7 +44,7 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : value_(std::move(value)) {}         // NOLINT(google-explicit-constructor)
   Result(Status status) : status_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     if (status_.is_ok()) status_ = Status::error("internal: Result built from an ok Status");
   }
@@ -66,17 +66,17 @@ class [[nodiscard]] Result {
 }  // namespace moe
 
 // Returns the Status from the enclosing function when expr fails.
-#define MOE_TRY(expr)                          \
-  do {                                         \
-    ::moe::Status moe_try_status_ = (expr);    \
+#define MOE_TRY(expr)                                     \
+  do {                                                    \
+    ::moe::Status moe_try_status_ = (expr);               \
     if (!moe_try_status_.is_ok()) return moe_try_status_; \
   } while (0)
 
 #define MOE_CONCAT_INNER_(a, b) a##b
 #define MOE_CONCAT_(a, b) MOE_CONCAT_INNER_(a, b)
 // `MOE_ASSIGN_OR_RETURN(auto x, make_x());` unwraps a Result or returns its Status.
-#define MOE_ASSIGN_OR_RETURN(lhs, expr)                                  \
-  auto MOE_CONCAT_(moe_result_, __LINE__) = (expr);                      \
-  if (!MOE_CONCAT_(moe_result_, __LINE__).is_ok())                       \
-    return MOE_CONCAT_(moe_result_, __LINE__).status();                  \
+#define MOE_ASSIGN_OR_RETURN(lhs, expr)                 \
+  auto MOE_CONCAT_(moe_result_, __LINE__) = (expr);     \
+  if (!MOE_CONCAT_(moe_result_, __LINE__).is_ok())      \
+    return MOE_CONCAT_(moe_result_, __LINE__).status(); \
   lhs = std::move(MOE_CONCAT_(moe_result_, __LINE__)).value()

@@ -11,7 +11,7 @@
 namespace moe {
 
 struct GemmShape {
-  int64_t m = 0, n = 0, k = 0;    // op(A) is [m, k], op(B) is [k, n], C is [m, n]
+  int64_t m = 0, n = 0, k = 0;  // op(A) is [m, k], op(B) is [k, n], C is [m, n]
   bool trans_a = false, trans_b = false;
   int64_t lda = 0, ldb = 0, ldc = 0;  // leading dimensions (row strides) as stored
 };

@@ -16,32 +16,32 @@ const char* activation_name(Activation a);
 // Parses "identity", "relu", "gelu", "gelu_tanh", "silu", "sigmoid", "tanh"; false if unknown.
 bool parse_activation(const std::string& name, Activation* out);
 
-#define MOE_DECLARE_OPS                                                                       \
-  /* y = f(x); y may alias x */                                                               \
-  void activation_forward(Activation act, Tensor x, Tensor y);                                \
-  /* dx = dy · f'(x); dx may alias dy */                                                      \
-  void activation_backward(Activation act, Tensor x, Tensor dy, Tensor dx);                   \
-  /* y = a + b; y = a * b; y += alpha · x; x *= alpha */                                      \
-  void add(Tensor a, Tensor b, Tensor y);                                                     \
-  void mul(Tensor a, Tensor b, Tensor y);                                                     \
-  void axpy(float alpha, Tensor x, Tensor y);                                                 \
-  void scale(Tensor x, float alpha);                                                          \
-  /* y[r, :] += bias; dbias += Σ_r dy[r, :] (accumulates) */                                  \
-  void add_bias_rows(Tensor y, Tensor bias);                                                  \
-  void sum_rows_accumulate(Tensor dy, Tensor dbias);                                          \
-  /* Row-wise softmax and log-softmax [R, C]; y may alias x */                                \
-  void softmax_rows(Tensor x, Tensor y);                                                      \
-  void log_softmax_rows(Tensor x, Tensor y);                                                  \
-  /* dx = y ⊙ (dy − Σ dy⊙y) for softmax; dx = dy − softmax · Σ dy for log-softmax (y is the  \
-     forward output) */                                                                       \
-  void softmax_rows_backward(Tensor y, Tensor dy, Tensor dx);                                 \
-  void log_softmax_rows_backward(Tensor y, Tensor dy, Tensor dx);                             \
-  /* Row reductions [R, C] -> [R] */                                                          \
-  void row_sum(Tensor x, Tensor out);                                                         \
-  void row_max(Tensor x, Tensor out);                                                         \
-  void row_logsumexp(Tensor x, Tensor out);                                                   \
-  /* Σ of all elements and Σ of squares, accumulated in double */                             \
-  double sum(Tensor x);                                                                       \
+#define MOE_DECLARE_OPS                                                                                \
+  /* y = f(x); y may alias x */                                                                        \
+  void activation_forward(Activation act, Tensor x, Tensor y);                                         \
+  /* dx = dy · f'(x); dx may alias dy */                                                              \
+  void activation_backward(Activation act, Tensor x, Tensor dy, Tensor dx);                            \
+  /* y = a + b; y = a * b; y += alpha · x; x *= alpha */                                              \
+  void add(Tensor a, Tensor b, Tensor y);                                                              \
+  void mul(Tensor a, Tensor b, Tensor y);                                                              \
+  void axpy(float alpha, Tensor x, Tensor y);                                                          \
+  void scale(Tensor x, float alpha);                                                                   \
+  /* y[r, :] += bias; dbias += Σ_r dy[r, :] (accumulates) */                                          \
+  void add_bias_rows(Tensor y, Tensor bias);                                                           \
+  void sum_rows_accumulate(Tensor dy, Tensor dbias);                                                   \
+  /* Row-wise softmax and log-softmax [R, C]; y may alias x */                                         \
+  void softmax_rows(Tensor x, Tensor y);                                                               \
+  void log_softmax_rows(Tensor x, Tensor y);                                                           \
+  /* dx = y ⊙ (dy − Σ dy⊙y) for softmax; dx = dy − softmax · Σ dy for log-softmax (y is the \
+     forward output) */                                                                                \
+  void softmax_rows_backward(Tensor y, Tensor dy, Tensor dx);                                          \
+  void log_softmax_rows_backward(Tensor y, Tensor dy, Tensor dx);                                      \
+  /* Row reductions [R, C] -> [R] */                                                                   \
+  void row_sum(Tensor x, Tensor out);                                                                  \
+  void row_max(Tensor x, Tensor out);                                                                  \
+  void row_logsumexp(Tensor x, Tensor out);                                                            \
+  /* Σ of all elements and Σ of squares, accumulated in double */                                    \
+  double sum(Tensor x);                                                                                \
   double sum_squares(Tensor x);
 
 MOE_DECLARE_OPS

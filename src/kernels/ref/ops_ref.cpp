@@ -18,22 +18,30 @@ constexpr double kInvSqrt2Pi = 0.3989422804014327;
 
 double act(Activation a, double x) {
   switch (a) {
-    case Activation::kIdentity: return x;
-    case Activation::kRelu: return x > 0 ? x : 0;
-    case Activation::kGelu: return 0.5 * x * (1 + std::erf(x * kInvSqrt2));
+    case Activation::kIdentity:
+      return x;
+    case Activation::kRelu:
+      return x > 0 ? x : 0;
+    case Activation::kGelu:
+      return 0.5 * x * (1 + std::erf(x * kInvSqrt2));
     case Activation::kGeluTanh:
       return 0.5 * x * (1 + std::tanh(kSqrt2OverPi * (x + 0.044715 * x * x * x)));
-    case Activation::kSilu: return x / (1 + std::exp(-x));
-    case Activation::kSigmoid: return 1 / (1 + std::exp(-x));
-    case Activation::kTanh: return std::tanh(x);
+    case Activation::kSilu:
+      return x / (1 + std::exp(-x));
+    case Activation::kSigmoid:
+      return 1 / (1 + std::exp(-x));
+    case Activation::kTanh:
+      return std::tanh(x);
   }
   return 0;
 }
 
 double act_grad(Activation a, double x) {
   switch (a) {
-    case Activation::kIdentity: return 1;
-    case Activation::kRelu: return x > 0 ? 1 : 0;
+    case Activation::kIdentity:
+      return 1;
+    case Activation::kRelu:
+      return x > 0 ? 1 : 0;
     case Activation::kGelu:
       return 0.5 * (1 + std::erf(x * kInvSqrt2)) + x * kInvSqrt2Pi * std::exp(-0.5 * x * x);
     case Activation::kGeluTanh: {
