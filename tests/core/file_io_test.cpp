@@ -26,11 +26,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A scratch directory per test (moe_file_io_<test>_<pid>).
-class TempDir : public testing::TempDir {
- public:
-  TempDir() : testing::TempDir("file_io") {}
-};
+using testing::TempDir;
 
 std::string read_all(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -1,5 +1,5 @@
-// A scratch directory for one test: <tmp>/moe_<prefix>_<test name>_<pid>, created empty (whatever
-// a killed earlier run left there is removed first) and removed with everything in it when the
+// A scratch directory for one test: <tmp>/moe_<suite>_<test>_<pid>, created empty (whatever a
+// killed earlier run left there is removed first) and removed with everything in it when the
 // test ends.
 #pragma once
 
@@ -18,11 +18,11 @@ namespace moe::testing {
 
 class TempDir {
  public:
-  explicit TempDir(const std::string& prefix) {
+  TempDir() {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ =
-        std::filesystem::temp_directory_path() /
-        fmt::format("moe_{}_{}_{}", prefix, info != nullptr ? info->name() : "none", ::getpid());
+    path_ = std::filesystem::temp_directory_path() /
+            fmt::format("moe_{}_{}_{}", info != nullptr ? info->test_suite_name() : "none",
+                        info != nullptr ? info->name() : "none", ::getpid());
     std::filesystem::remove_all(path_);
     std::filesystem::create_directories(path_);
   }

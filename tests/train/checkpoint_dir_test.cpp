@@ -27,11 +27,7 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-// A scratch directory per test (moe_ckdir_<test>_<pid>).
-class TempDir : public testing::TempDir {
- public:
-  TempDir() : testing::TempDir("ckdir") {}
-};
+using testing::TempDir;
 
 // A directory holding one file `f` with `content`.
 void make_dir(const fs::path& dir, const std::string& content) {

@@ -22,11 +22,7 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-// A scratch directory per test (moe_data_source_<test>_<pid>).
-class TempDir : public testing::TempDir {
- public:
-  TempDir() : testing::TempDir("data_source") {}
-};
+using testing::TempDir;
 
 Config config_from(const std::string& text) {
   Result<Config> c = parse_config(json::parse(text), "test");
