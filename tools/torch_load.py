@@ -135,7 +135,7 @@ def load_checkpoint(directory):
 
 
 # ------------------------------------------------------------------------------------------------
-# the model (train/model.h, moe/experts.h, moe/gate.h)
+# the model (model/row_model.h, moe/experts.h, moe/gate.h)
 
 ACTIVATIONS = {
     "relu": torch.relu,
@@ -339,7 +339,7 @@ class Block(nn.Module):
 
 
 class MoeModel(nn.Module):
-    """moe's Model (train/model.h) in evaluation; state_dict names are the checkpoint's."""
+    """moe's RowModel (model/row_model.h) in evaluation; state_dict names are the checkpoint's."""
 
     def __init__(self, meta):
         super().__init__()

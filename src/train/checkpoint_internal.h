@@ -13,7 +13,7 @@
 #include "moe/core/status.h"
 #include "moe/core/tensor.h"
 #include "moe/io/safetensors.h"
-#include "moe/train/model.h"
+#include "moe/model/model.h"
 
 namespace moe::checkpoint_detail {
 

@@ -248,9 +248,8 @@ class RoutingTally {
 
 // What one training step needs besides the model and the batch.
 struct StepInputs {
-  bool classify = true;
-  const TrainingConfig* training = nullptr;  // loss kind, Huber δ, clip_norm
-  CrossEntropyOptions cross_entropy;         // class weights, label smoothing
+  const TrainingConfig* training = nullptr;  // clip_norm
+  TaskLossOptions loss;                      // class weights, label smoothing, Huber δ
   Tensor dlogits;                            // [T_max, C] buffer for the loss gradient
   Arena* arena = nullptr;                    // reset here, before the forward
   Optimizer* optimizer = nullptr;
@@ -276,13 +275,7 @@ StepOutcome train_step(Model& model, const Batch& batch, const Rng& noise, doubl
   const Tensor logits = model.forward(batch, /*training=*/true, noise, *in.arena);  // [T, C]
   const Tensor dlogits = in.dlogits.slice(0, batch.n_rows);                         // [T, C]
   StepOutcome out;
-  if (in.classify) {
-    out.loss = cross_entropy_loss(logits, batch.labels, dlogits, in.cross_entropy);
-  } else if (tc.loss == RegressionLoss::kHuber) {
-    out.loss = huber_loss(logits, batch.targets, dlogits, tc.huber_delta);
-  } else {
-    out.loss = mse_loss(logits, batch.targets, dlogits);
-  }
+  out.loss = model.task_loss(batch, logits, dlogits, in.loss);
   out.aux = model.aux_loss();
   if (!std::isfinite(out.loss + out.aux)) {
     out.non_finite = "loss";
@@ -304,16 +297,34 @@ StepOutcome train_step(Model& model, const Batch& batch, const Rng& noise, doubl
 
 }  // namespace
 
+// A model's parameters and gate states at one moment: the best epoch's, or the current ones while
+// the best are evaluated.
+struct ParamSnapshot {
+  std::vector<float> values;  // [P] the parameter arena
+  std::vector<GateState> gates;
+
+  static ParamSnapshot of(const Model& model) {
+    const Tensor v = model.params().values();  // [P]
+    return {std::vector<float>(v.f32(), v.f32() + v.numel()), model.gate_states()};
+  }
+  Status restore(Model& model) const {
+    const Tensor v = model.params().values();  // [P]
+    MOE_CHECK(static_cast<int64_t>(values.size()) == v.numel(),
+              "parameter snapshot of {} values for an arena of {}", values.size(), v.numel());
+    std::memcpy(v.f32(), values.data(), values.size() * sizeof(float));
+    return model.set_gate_states(gates);
+  }
+};
+
 // Everything a run keeps between steps: sized once in create().
 struct Trainer::State {
   std::unique_ptr<Optimizer> optimizer;
   BatchIterator iterator;
   BatchBuffers buffers;
   Arena arena;
-  TensorBuffer class_weights;      // [C] or empty
-  TensorBuffer dlogits;            // [T, C]
-  std::vector<float> best_values;  // [P] the best epoch's parameters
-  std::vector<GateState> best_gates;
+  TensorBuffer class_weights;  // [C] or empty
+  TensorBuffer dlogits;        // [T, C]
+  ParamSnapshot best;          // the best epoch's parameters and gate states
   std::unique_ptr<Progress> progress;
   std::optional<TrainState> resumed;  // set by resume(): where run() starts
   RunLock lock;                       // <out>/.lock while resume() and run() write <out>
@@ -376,12 +387,7 @@ Status Trainer::resume(const std::string& dir) {
         "{}/{}: the data schema differs from the one fitted on the data now (the data files "
         "changed since the run started); resume needs the same data",
         dir, kCheckpointJsonFile);
-  const Tensor from = ck.model->params().values();  // [P]
-  const Tensor to = model_->params().values();      // [P]
-  MOE_CHECK(from.numel() == to.numel(), "resume: arenas of {} and {} values for one config",
-            from.numel(), to.numel());
-  std::memcpy(to.f32(), from.f32(), static_cast<size_t>(to.numel()) * sizeof(float));
-  MOE_TRY(model_->set_gate_states(ck.model->gate_states()));
+  MOE_TRY(ParamSnapshot::of(*ck.model).restore(*model_));
   MOE_ASSIGN_OR_RETURN(TrainState at, load_train_state(dir, *model_, ck.weights_fnv1a64,
                                                        *s.optimizer, ck.config.training));
   const std::string where = dir + "/" + kTrainStateJsonFile;
@@ -410,314 +416,389 @@ Status Trainer::resume(const std::string& dir) {
   return Status::ok();
 }
 
+// Everything one call of run() carries from epoch to epoch.
+struct Trainer::Run {
+  fs::path out;                   // config.output.dir
+  std::optional<MetricsLog> log;  // <out>/metrics.jsonl when writing files
+  int64_t n_batches = 0;          // per epoch
+  LrSchedule schedule;            // over epochs · n_batches steps
+  Rng step_noise;                 // forked per optimizer step
+  bool has_validation = false;
+  bool higher = false;  // the metric improves upwards
+  EvalOptions eval_options;
+  StepInputs step;
+  TrainState at;  // where the run stands (the position last/ records)
+  TrainResult result;
+  double best = 0.0;           // the best value of the metric so far
+  double train_seconds = 0.0;  // training time and rows so far, resumed runs included
+  int64_t train_rows = 0;
+  bool saved_last = false;  // a last/ checkpoint exists
+  std::string data_hash;    // data_fingerprint, recorded in checkpoints
+};
+
+// An epoch's training: its running sums, from the first batch or from a checkpoint inside it.
+struct Trainer::EpochSums {
+  double loss_sum = 0.0;  // Σ over batches of the mean task loss
+  int64_t step = 0;       // batches taken
+  int64_t rows = 0;       // rows taken (after a resume inside the epoch, those before it too)
+  int64_t rows_here = 0;  // rows trained by this process, in `seconds`
+  double seconds = 0.0;
+  RoutingTally tally;
+  GateEntropyTally entropy;
+
+  explicit EpochSums(const Model& model) : tally(model), entropy(model) {}
+  nlohmann::json to_json() const {
+    return {{"loss_sum", loss_sum},
+            {"rows", rows},
+            {"tally", tally.to_json()},
+            {"gate_entropy", entropy.to_json()}};
+  }
+  bool from_json(const nlohmann::json& sums) {
+    if (!sums.contains("loss_sum") || !sums["loss_sum"].is_number() || !sums.contains("rows") ||
+        !sums["rows"].is_number_integer() || !sums.contains("tally") ||
+        !tally.from_json(sums["tally"]) || !sums.contains("gate_entropy") ||
+        !entropy.from_json(sums["gate_entropy"]))
+      return false;
+    loss_sum = sums["loss_sum"].get<double>();
+    rows = sums["rows"].get<int64_t>();
+    return true;
+  }
+};
+
 Result<TrainResult> Trainer::run() {
   const auto t_start = std::chrono::steady_clock::now();
-  const TrainingConfig& tc = config_.training;
-  const DataShape shape = data_.schema.shape();
-  const bool classify = shape.task == TaskKind::kClassification;
-  const bool has_validation = data_.validation.n_rows > 0;
-  State& s = *state_;
-  Model& model = *model_;
-  ParamStore& store = model.params();
-  const ThreadChoice threads = choose_threads_now(tc.threads);
+  const ThreadChoice threads = choose_threads_now(config_.training.threads);
   omp_set_num_threads(threads.threads);
+  MOE_ASSIGN_OR_RETURN(std::unique_ptr<Run> r, begin_run(threads));
+  for (int64_t epoch = r->at.epochs_done + 1;
+       epoch <= config_.training.epochs && !r->result.stopped_early; ++epoch)
+    MOE_TRY(run_epoch(*r, epoch));
+  MOE_TRY(finish_run(*r));
+  r->result.seconds = seconds_since(t_start);
+  if (options_.write_files)
+    MOE_TRY(write_file_atomic((r->out / "summary.json").string(),
+                              r->result.to_json(data_.schema).dump(2) + "\n"));
+  return std::move(r->result);
+}
 
-  const fs::path out = config_.output.dir;
-  std::optional<MetricsLog> log;
+// The run's files opened, its settings fixed, and the position it starts from.
+Result<std::unique_ptr<Trainer::Run>> Trainer::begin_run(const ThreadChoice& threads) {
+  const TrainingConfig& tc = config_.training;
+  State& s = *state_;
+  auto r = std::make_unique<Run>();
+  r->out = config_.output.dir;
   if (options_.write_files) {
-    // The lock first (it creates the directory): nothing is written into another run's files.
-    if (!s.lock.held())
-      MOE_TRY(claim_run_directory(out, s.resumed.has_value(), options_.overwrite, &s.lock));
-    MOE_TRY(
-        write_file_atomic((out / "config.json").string(), config_to_json(config_).dump(2) + "\n"));
-    // A resumed run keeps the lines of the epochs its checkpoint covers; the epochs after it
-    // are run again and their old lines go.
-    const fs::path metrics = out / "metrics.jsonl";
-    if (s.resumed) MOE_TRY(truncate_metrics(metrics, s.resumed->epochs_done));
-    MOE_ASSIGN_OR_RETURN(MetricsLog opened,
-                         MetricsLog::open(metrics.string(), /*append=*/s.resumed.has_value()));
-    log.emplace(std::move(opened));
+    MOE_ASSIGN_OR_RETURN(MetricsLog log, open_run_files(r->out));
+    r->log.emplace(std::move(log));
   }
+  r->n_batches = s.iterator.n_batches();
+  r->schedule = tc.make_schedule(tc.epochs * r->n_batches);
+  MOE_TRY(r->schedule.validate().with_context("training schedule"));
+  r->step_noise = Rng(tc.seed, kStepStream);
+  r->has_validation = data_.validation.n_rows > 0;
+  r->higher = r->has_validation && metric_higher_is_better(tc.metric);
+  r->eval_options.batch_size = std::max<int64_t>(tc.batch_size, 256);
+  r->eval_options.regression_loss = tc.loss;
+  r->eval_options.huber_delta = tc.huber_delta;
+  r->step.training = &tc;
+  r->step.loss.cross_entropy.class_weights = s.class_weights.view();
+  r->step.loss.cross_entropy.label_smoothing = tc.label_smoothing;
+  r->step.loss.huber = tc.loss == RegressionLoss::kHuber;
+  r->step.loss.huber_delta = tc.huber_delta;
+  r->step.dlogits = s.dlogits.view();
+  r->step.arena = &s.arena;
+  r->step.optimizer = s.optimizer.get();
 
-  const int64_t n_batches = s.iterator.n_batches();
-  const LrSchedule schedule = tc.make_schedule(tc.epochs * n_batches);
-  MOE_TRY(schedule.validate().with_context("training schedule"));
-  const Rng step_noise(tc.seed, kStepStream);
-  CrossEntropyOptions ce;
-  ce.class_weights = s.class_weights.view();
-  ce.label_smoothing = tc.label_smoothing;
-
-  TrainResult result;
-  result.n_params = model.n_params();
-  result.n_active_params = model.n_active_params();
+  TrainResult& result = r->result;
+  result.n_params = model_->n_params();
+  result.n_active_params = model_->n_active_params();
   result.threads = threads.threads;
   result.threads_reason = threads.reason;
-  result.has_validation = has_validation;
-  result.metric = has_validation ? std::string(metric_kind_name(tc.metric)) : "loss";
-  result.metric += has_validation ? " (validation)" : " (training)";
-  const bool higher = has_validation && metric_higher_is_better(tc.metric);
-  EvalOptions eval_options;
-  eval_options.batch_size = std::max<int64_t>(tc.batch_size, 256);
-  eval_options.regression_loss = tc.loss;
-  eval_options.huber_delta = tc.huber_delta;
+  result.has_validation = r->has_validation;
+  result.metric = r->has_validation ? std::string(metric_kind_name(tc.metric)) : "loss";
+  result.metric += r->has_validation ? " (validation)" : " (training)";
+  r->data_hash = options_.write_files ? data_fingerprint(data_) : "";
+  MOE_TRY(start_position(*r));
+  return r;
+}
 
-  // Where the run stands: fresh, or as resume() found it.
-  TrainState at;
+// Takes <out>, writes config.json and opens metrics.jsonl: a resumed run keeps the lines of the
+// epochs its checkpoint covers; the epochs after it are run again and their old lines go.
+Result<MetricsLog> Trainer::open_run_files(const fs::path& out) {
+  State& s = *state_;
+  // The lock first (it creates the directory): nothing is written into another run's files.
+  if (!s.lock.held())
+    MOE_TRY(claim_run_directory(out, s.resumed.has_value(), options_.overwrite, &s.lock));
+  MOE_TRY(
+      write_file_atomic((out / "config.json").string(), config_to_json(config_).dump(2) + "\n"));
+  const fs::path metrics = out / "metrics.jsonl";
+  if (s.resumed) MOE_TRY(truncate_metrics(metrics, s.resumed->epochs_done));
+  return MetricsLog::open(metrics.string(), /*append=*/s.resumed.has_value());
+}
+
+// Where the run starts: fresh, or as resume() found it, with the best epoch so far.
+Status Trainer::start_position(Run& r) {
+  const TrainingConfig& tc = config_.training;
+  State& s = *state_;
+  TrainState& at = r.at;
   if (s.resumed) {
     at = std::move(*s.resumed);
     s.resumed.reset();
-    if (at.metric != result.metric)
+    if (at.metric != r.result.metric)
       return Status::error("resume: the checkpoint judged \"best\" by {}, this run by {}",
-                           at.metric, result.metric);
+                           at.metric, r.result.metric);
   }
-  at.batches_per_epoch = n_batches;
+  at.batches_per_epoch = r.n_batches;
   at.seed = tc.seed;
   at.optimizer = optimizer_kind_name(tc.optimizer.kind);
-  at.schedule = schedule_kind_name(schedule.kind);
-  at.schedule_total_steps = tc.epochs * n_batches;
-  at.metric = result.metric;
-  double best = at.best_epoch > 0 ? at.best_value : (higher ? -INFINITY : INFINITY);
+  at.schedule = schedule_kind_name(r.schedule.kind);
+  at.schedule_total_steps = tc.epochs * r.n_batches;
+  at.metric = r.result.metric;
+  r.best = at.best_epoch > 0 ? at.best_value : (r.higher ? -INFINITY : INFINITY);
   if (at.best_epoch > 0) {
-    result.best_epoch = at.best_epoch;
-    result.best_value = at.best_value;
-    s.best_values = at.best_values;
-    s.best_gates = at.best_gates;
-    if (has_validation) {
+    r.result.best_epoch = at.best_epoch;
+    r.result.best_value = at.best_value;
+    s.best.values = std::move(at.best_values);
+    s.best.gates = std::move(at.best_gates);
+    if (r.has_validation) {
       // The best epoch's validation metrics, for the summary: evaluation is deterministic, so
       // evaluating the best parameters again gives them exactly.
-      const Tensor values = store.values();
-      const std::vector<float> current(values.f32(), values.f32() + values.numel());
-      const std::vector<GateState> current_gates = model.gate_states();
-      std::memcpy(values.f32(), s.best_values.data(), s.best_values.size() * sizeof(float));
-      MOE_TRY(model.set_gate_states(s.best_gates));
-      MOE_ASSIGN_OR_RETURN(result.validation,
-                           evaluate(model, data_.validation, data_.schema.labels, eval_options));
-      std::memcpy(values.f32(), current.data(), current.size() * sizeof(float));
-      MOE_TRY(model.set_gate_states(current_gates));
+      const ParamSnapshot current = ParamSnapshot::of(*model_);
+      MOE_TRY(s.best.restore(*model_));
+      MOE_ASSIGN_OR_RETURN(r.result.validation, evaluate(*model_, data_.validation,
+                                                         data_.schema.labels, r.eval_options));
+      MOE_TRY(current.restore(*model_));
     }
   }
   at.best_values.clear();
   at.best_gates.clear();
-  double train_seconds = at.train_seconds;
-  int64_t train_rows = at.train_rows;
-  bool saved_last = at.step > 0;
-
-  const int64_t n_moe = model.n_moe_layers();
-  const std::string data_hash = options_.write_files ? data_fingerprint(data_) : "";
-  // Writes <out>/last as a training checkpoint at `position` (epochs done, batches done in the
-  // next one): staged whole, then swapped in.
-  auto save_last = [&](int64_t info_epoch, const TrainState& position) -> Status {
-    if (!options_.write_files) return Status::ok();
-    const fs::path staged = out / ".last.staging";
-    std::error_code ec;
-    fs::remove_all(staged, ec);
-    TrainState state = position;
-    state.train_seconds = train_seconds;
-    state.train_rows = train_rows;
-    state.best_values = s.best_values;
-    state.best_gates = s.best_gates;
-    const nlohmann::json info = {
-        {"epoch", info_epoch}, {"step", s.optimizer->step_count()}, {"data_fnv1a64", data_hash}};
-    MOE_TRY(save_checkpoint(staged.string(), model, config_, data_.schema, info));
-    MOE_TRY(save_train_state(staged.string(), state, model, *s.optimizer));
-    MOE_TRY(rotate_directories(out.string(), "last", config_.output.keep_last));
-    MOE_TRY(commit_directory(staged.string(), (out / "last").string(),
-                             config_.output.keep_last > 1 ? (out / "last.1").string() : ""));
-    saved_last = true;
-    return Status::ok();
-  };
-  auto stop_non_finite = [&](const char* what, double value, int64_t epoch, int64_t step) {
-    std::string where = first_non_finite(store, /*gradients=*/true);
-    if (where.empty()) where = first_non_finite(store, /*gradients=*/false);
-    const std::string kept =
-        saved_last ? fmt::format("; the checkpoints in {} are from before it", out.string())
-                   : "; no checkpoint had been written yet";
-    return Status::error(
-        "training stopped: the {} is {} at epoch {}, step {} of {} (optimizer step {}){}{}; try "
-        "a lower training.lr or set training.clip_norm",
-        what, value, epoch, step, n_batches, s.optimizer->step_count() + 1,
-        where.empty() ? "" : fmt::format(" (first non-finite: {})", where), kept);
-  };
-
-  StepInputs step_inputs;
-  step_inputs.classify = classify;
-  step_inputs.training = &tc;
-  step_inputs.cross_entropy = ce;
-  step_inputs.dlogits = s.dlogits.view();
-  step_inputs.arena = &s.arena;
-  step_inputs.optimizer = s.optimizer.get();
-
+  r.train_seconds = at.train_seconds;
+  r.train_rows = at.train_rows;
+  r.saved_last = at.step > 0;
   // A run that had already stopped early stays stopped unless the patience is raised.
-  result.stopped_early = tc.patience > 0 && at.since_best >= tc.patience;
-  int64_t epochs_run = at.epochs_done;
-  for (int64_t epoch = at.epochs_done + 1; epoch <= tc.epochs && !result.stopped_early; ++epoch) {
-    const auto t_epoch = std::chrono::steady_clock::now();
-    if (s.progress) s.progress->start_epoch(epoch, tc.epochs, n_batches);
-    s.iterator.start_epoch(epoch - 1);
-    double loss_sum = 0.0;  // Σ over batches of the mean task loss
-    RoutingTally tally(model);
-    GateEntropyTally entropy(model);
-    int64_t step = 0, rows = 0;
-    // Rows trained by this process in this epoch: after a resume inside the epoch `rows` also
-    // counts the ones before the checkpoint, trained in time this process did not measure.
-    int64_t rows_here = 0;
-    Batch batch;
-    if (at.batches_done > 0) {
-      // Inside an epoch: its running sums, and the iterator past the batches already taken (the
-      // order is a function of the seed and the epoch, so skipping gives the same batches).
-      const nlohmann::json& sums = at.epoch_sums;
-      if (!sums.contains("loss_sum") || !sums["loss_sum"].is_number() || !sums.contains("rows") ||
-          !sums["rows"].is_number_integer() || !sums.contains("tally") ||
-          !tally.from_json(sums["tally"]) || !sums.contains("gate_entropy") ||
-          !entropy.from_json(sums["gate_entropy"]))
-        return Status::error("resume: train_state.json: epoch_sums do not fit this model");
-      loss_sum = sums["loss_sum"].get<double>();
-      rows = sums["rows"].get<int64_t>();
-      for (; step < at.batches_done; ++step) s.iterator.next(s.buffers, &batch);
-      at.batches_done = 0;
-    }
-    while (s.iterator.next(s.buffers, &batch)) {
-      ++step;
-      const int64_t global = s.optimizer->step_count();
-      const StepOutcome done =
-          train_step(model, batch, step_noise.fork(static_cast<uint64_t>(global)),
-                     schedule.lr_at(global), step_inputs);
-      if (done.non_finite != nullptr)
-        return stop_non_finite(done.non_finite, done.non_finite_value, epoch, step);
-      loss_sum += done.loss;
-      tally.add(model);
-      entropy.add(model);
-      rows += batch.n_rows;
-      rows_here += batch.n_rows;
-      if (s.progress) s.progress->update(step, loss_sum / static_cast<double>(step), rows_here);
-      // A checkpoint inside the epoch (the one at its end follows validation).
-      if (config_.output.checkpoint_every > 0 && step < n_batches &&
-          s.optimizer->step_count() % config_.output.checkpoint_every == 0) {
-        TrainState inside = at;
-        inside.epochs_done = epoch - 1;
-        inside.batches_done = step;
-        inside.step = s.optimizer->step_count();
-        inside.epoch_sums = {{"loss_sum", loss_sum},
-                             {"rows", rows},
-                             {"tally", tally.to_json()},
-                             {"gate_entropy", entropy.to_json()}};
-        MOE_TRY(save_last(epoch, inside));
-      }
-    }
-    const double epoch_train_seconds = seconds_since(t_epoch);
-    train_seconds += epoch_train_seconds;
-    train_rows += rows_here;
-    epochs_run = epoch;
+  r.result.stopped_early = tc.patience > 0 && at.since_best >= tc.patience;
+  return Status::ok();
+}
 
-    EpochRecord record;
-    record.epoch = epoch;
-    record.steps = s.optimizer->step_count();
-    record.train_loss = loss_sum / static_cast<double>(std::max<int64_t>(step, 1));
-    record.learning_rate = schedule.lr_at(std::max<int64_t>(record.steps - 1, 0));
-    tally.fill(model, &record);
-    record.gate_entropy = entropy.result(model);
+// One epoch: its batches, validation, the best and last checkpoints, its metrics line.
+Status Trainer::run_epoch(Run& r, int64_t epoch) {
+  const TrainingConfig& tc = config_.training;
+  State& s = *state_;
+  const auto t_epoch = std::chrono::steady_clock::now();
+  EpochSums sums(*model_);
+  MOE_TRY(train_epoch(r, epoch, &sums));
+  r.train_seconds += sums.seconds;
+  r.train_rows += sums.rows_here;
 
-    EvalMetrics validation;
-    double value = record.train_loss;
-    if (has_validation) {
-      MOE_ASSIGN_OR_RETURN(validation,
-                           evaluate(model, data_.validation, data_.schema.labels, eval_options));
-      value = validation.value(tc.metric).value();
-      record.validation = validation.to_json(classify ? data_.schema.labels.class_names
-                                                      : data_.schema.labels.columns);
-    }
-    const bool improved = !std::isnan(value) && (higher ? value > best : value < best);
-    if (improved) {
-      best = value;
-      at.since_best = 0;
-      at.best_epoch = epoch;
-      at.best_value = value;
-      result.best_epoch = epoch;
-      result.best_value = value;
-      result.validation = validation;
-      const Tensor values = store.values();
-      s.best_values.assign(values.f32(), values.f32() + values.numel());
-      s.best_gates = model.gate_states();
-      if (options_.write_files && config_.output.save_best) {
-        nlohmann::json info = {{"epoch", epoch},
-                               {"step", s.optimizer->step_count()},
-                               {"metric", result.metric},
-                               {"value", value}};
-        if (has_validation) info["validation"] = nlohmann::json::parse(record.validation.dump());
-        const fs::path staged = out / ".best.staging";
-        std::error_code ec;
-        fs::remove_all(staged, ec);
-        MOE_TRY(save_checkpoint(staged.string(), model, config_, data_.schema, info));
-        MOE_TRY(commit_directory(staged.string(), (out / "best").string(), ""));
-      }
-    } else if (s.optimizer->step_count() > tc.warmup_steps) {
-      // An epoch that ends inside the learning-rate warm-up does not count towards patience:
-      // the schedule has not yet reached the rate it was set to.
-      ++at.since_best;
-    }
-    result.stopped_early = tc.patience > 0 && at.since_best >= tc.patience;
-    record.seconds = seconds_since(t_epoch);
-    record.rows_per_second =
-        epoch_train_seconds > 0 ? static_cast<double>(rows_here) / epoch_train_seconds : 0.0;
-    // The metrics line before the checkpoint: a run killed between the two is resumed from the
-    // previous checkpoint, which drops this line and writes it again.
-    if (log) MOE_TRY(log->append(record));
-    at.epochs_done = epoch;
-    at.batches_done = 0;
-    at.step = s.optimizer->step_count();
-    at.stopped_early = result.stopped_early;
-    at.epoch_sums = nlohmann::json::object();
-    MOE_TRY(save_last(epoch, at));
-    if (s.progress) {
-      std::string line =
-          fmt::format("epoch {}/{}  loss {:.4f}", epoch, tc.epochs, record.train_loss);
-      // Auxiliary losses unweighted, by kind ("switch 1.0213"); layer names only when several.
-      for (const auto& [name, v] : record.aux_losses) {
-        const std::string shown = n_moe == 1 ? name.substr(name.rfind('.') + 1) : name;
-        line += fmt::format("  {} {:.4f}", shown, v);
-      }
-      if (has_validation) line += "  val" + metric_summary(validation);
-      line += fmt::format("  lr {:.2e}  {:.1f} s  {:.0f} rows/s{}", record.learning_rate,
-                          record.seconds, record.rows_per_second, improved ? "  *" : "");
-      s.progress->end_epoch(line);
-    }
-    if (result.stopped_early && s.progress) {
-      s.progress->note(fmt::format("early stop: no better {} for {} epochs; best epoch {}",
-                                   result.metric, tc.patience, result.best_epoch));
+  EpochRecord record;
+  record.epoch = epoch;
+  record.steps = s.optimizer->step_count();
+  record.train_loss = sums.loss_sum / static_cast<double>(std::max<int64_t>(sums.step, 1));
+  record.learning_rate = r.schedule.lr_at(std::max<int64_t>(record.steps - 1, 0));
+  sums.tally.fill(*model_, &record);
+  record.gate_entropy = sums.entropy.result(*model_);
+  EvalMetrics validation;
+  MOE_ASSIGN_OR_RETURN(const bool improved, judge_epoch(r, epoch, &record, &validation));
+  r.result.stopped_early = tc.patience > 0 && r.at.since_best >= tc.patience;
+  record.seconds = seconds_since(t_epoch);
+  record.rows_per_second =
+      sums.seconds > 0 ? static_cast<double>(sums.rows_here) / sums.seconds : 0.0;
+  // The metrics line before the checkpoint: a run killed between the two is resumed from the
+  // previous checkpoint, which drops this line and writes it again.
+  if (r.log) MOE_TRY(r.log->append(record));
+  r.at.epochs_done = epoch;
+  r.at.batches_done = 0;
+  r.at.step = s.optimizer->step_count();
+  r.at.stopped_early = r.result.stopped_early;
+  r.at.epoch_sums = nlohmann::json::object();
+  MOE_TRY(save_last(r, epoch, r.at));
+  if (s.progress) report_epoch(r, record, validation, improved);
+  return Status::ok();
+}
+
+// The batches of an epoch, each one train_step, with a checkpoint every
+// output.checkpoint.every optimizer steps inside it.
+Status Trainer::train_epoch(Run& r, int64_t epoch, EpochSums* sums) {
+  const auto t_epoch = std::chrono::steady_clock::now();
+  State& s = *state_;
+  if (s.progress) s.progress->start_epoch(epoch, config_.training.epochs, r.n_batches);
+  s.iterator.start_epoch(epoch - 1);
+  Batch batch;
+  if (r.at.batches_done > 0) {
+    // Inside an epoch: its running sums, and the iterator past the batches already taken (the
+    // order is a function of the seed and the epoch, so skipping gives the same batches).
+    if (!sums->from_json(r.at.epoch_sums))
+      return Status::error("resume: train_state.json: epoch_sums do not fit this model");
+    for (; sums->step < r.at.batches_done; ++sums->step) s.iterator.next(s.buffers, &batch);
+    r.at.batches_done = 0;
+  }
+  while (s.iterator.next(s.buffers, &batch)) {
+    ++sums->step;
+    const int64_t global = s.optimizer->step_count();
+    const StepOutcome done =
+        train_step(*model_, batch, r.step_noise.fork(static_cast<uint64_t>(global)),
+                   r.schedule.lr_at(global), r.step);
+    if (done.non_finite != nullptr)
+      return stop_non_finite(r, done.non_finite, done.non_finite_value, epoch, sums->step);
+    sums->loss_sum += done.loss;
+    sums->tally.add(*model_);
+    sums->entropy.add(*model_);
+    sums->rows += batch.n_rows;
+    sums->rows_here += batch.n_rows;
+    if (s.progress)
+      s.progress->update(sums->step, sums->loss_sum / static_cast<double>(sums->step),
+                         sums->rows_here);
+    // A checkpoint inside the epoch (the one at its end follows validation).
+    const int64_t every = config_.output.checkpoint_every;
+    if (every > 0 && sums->step < r.n_batches && s.optimizer->step_count() % every == 0) {
+      TrainState inside = r.at;
+      inside.epochs_done = epoch - 1;
+      inside.batches_done = sums->step;
+      inside.step = s.optimizer->step_count();
+      inside.epoch_sums = sums->to_json();
+      MOE_TRY(save_last(r, epoch, inside));
     }
   }
-  result.epochs = epochs_run;
+  sums->seconds = seconds_since(t_epoch);
+  return Status::ok();
+}
+
+// Validation and the early-stopping count after an epoch; best/ when the metric improved.
+// Returns whether it did.
+Result<bool> Trainer::judge_epoch(Run& r, int64_t epoch, EpochRecord* record,
+                                  EvalMetrics* validation) {
+  const TrainingConfig& tc = config_.training;
+  State& s = *state_;
+  double value = record->train_loss;
+  if (r.has_validation) {
+    MOE_ASSIGN_OR_RETURN(*validation,
+                         evaluate(*model_, data_.validation, data_.schema.labels, r.eval_options));
+    value = validation->value(tc.metric).value();
+    const bool classify = data_.schema.labels.task == TaskKind::kClassification;
+    record->validation = validation->to_json(classify ? data_.schema.labels.class_names
+                                                      : data_.schema.labels.columns);
+  }
+  const bool improved = !std::isnan(value) && (r.higher ? value > r.best : value < r.best);
+  if (improved) {
+    r.best = value;
+    r.at.since_best = 0;
+    r.at.best_epoch = epoch;
+    r.at.best_value = value;
+    r.result.best_epoch = epoch;
+    r.result.best_value = value;
+    r.result.validation = *validation;
+    s.best = ParamSnapshot::of(*model_);
+    if (options_.write_files && config_.output.save_best) MOE_TRY(save_best(r, epoch, *record));
+  } else if (s.optimizer->step_count() > tc.warmup_steps) {
+    // An epoch that ends inside the learning-rate warm-up does not count towards patience:
+    // the schedule has not yet reached the rate it was set to.
+    ++r.at.since_best;
+  }
+  return improved;
+}
+
+// <out>/best: the model of the epoch just judged best, staged whole, then swapped in.
+Status Trainer::save_best(const Run& r, int64_t epoch, const EpochRecord& record) {
+  nlohmann::json info = {{"epoch", epoch},
+                         {"step", state_->optimizer->step_count()},
+                         {"metric", r.result.metric},
+                         {"value", r.best}};
+  if (r.has_validation) info["validation"] = nlohmann::json::parse(record.validation.dump());
+  const fs::path staged = r.out / ".best.staging";
+  std::error_code ec;
+  fs::remove_all(staged, ec);
+  MOE_TRY(save_checkpoint(staged.string(), *model_, config_, data_.schema, info));
+  return commit_directory(staged.string(), (r.out / "best").string(), "");
+}
+
+// <out>/last as a training checkpoint at `position` (epochs done, batches done in the next one):
+// staged whole, then swapped in, the older ones rotated (output.checkpoint.keep_last).
+Status Trainer::save_last(Run& r, int64_t info_epoch, const TrainState& position) {
+  if (!options_.write_files) return Status::ok();
+  const State& s = *state_;
+  const fs::path staged = r.out / ".last.staging";
+  std::error_code ec;
+  fs::remove_all(staged, ec);
+  TrainState state = position;
+  state.train_seconds = r.train_seconds;
+  state.train_rows = r.train_rows;
+  state.best_values = s.best.values;
+  state.best_gates = s.best.gates;
+  const nlohmann::json info = {
+      {"epoch", info_epoch}, {"step", s.optimizer->step_count()}, {"data_fnv1a64", r.data_hash}};
+  MOE_TRY(save_checkpoint(staged.string(), *model_, config_, data_.schema, info));
+  MOE_TRY(save_train_state(staged.string(), state, *model_, *s.optimizer));
+  const int64_t keep = config_.output.keep_last;
+  MOE_TRY(rotate_directories(r.out.string(), "last", keep));
+  MOE_TRY(commit_directory(staged.string(), (r.out / "last").string(),
+                           keep > 1 ? (r.out / "last.1").string() : ""));
+  r.saved_last = true;
+  return Status::ok();
+}
+
+// The message a NaN or Inf loss or gradient norm stops the run with.
+Status Trainer::stop_non_finite(const Run& r, const char* what, double value, int64_t epoch,
+                                int64_t step) const {
+  const ParamStore& store = model_->params();
+  std::string where = first_non_finite(store, /*gradients=*/true);
+  if (where.empty()) where = first_non_finite(store, /*gradients=*/false);
+  const std::string kept =
+      r.saved_last ? fmt::format("; the checkpoints in {} are from before it", r.out.string())
+                   : "; no checkpoint had been written yet";
+  return Status::error(
+      "training stopped: the {} is {} at epoch {}, step {} of {} (optimizer step {}){}{}; try "
+      "a lower training.lr or set training.clip_norm",
+      what, value, epoch, step, r.n_batches, state_->optimizer->step_count() + 1,
+      where.empty() ? "" : fmt::format(" (first non-finite: {})", where), kept);
+}
+
+// The epoch's line on the progress stream, and the early-stopping note.
+void Trainer::report_epoch(const Run& r, const EpochRecord& record, const EvalMetrics& validation,
+                           bool improved) const {
+  Progress& progress = *state_->progress;
+  std::string line = fmt::format("epoch {}/{}  loss {:.4f}", record.epoch, config_.training.epochs,
+                                 record.train_loss);
+  // Auxiliary losses unweighted, by kind ("switch 1.0213"); layer names only when several.
+  for (const auto& [name, v] : record.aux_losses) {
+    const std::string shown = model_->n_moe_layers() == 1 ? name.substr(name.rfind('.') + 1) : name;
+    line += fmt::format("  {} {:.4f}", shown, v);
+  }
+  if (r.has_validation) line += "  val" + metric_summary(validation);
+  line += fmt::format("  lr {:.2e}  {:.1f} s  {:.0f} rows/s{}", record.learning_rate,
+                      record.seconds, record.rows_per_second, improved ? "  *" : "");
+  progress.end_epoch(line);
+  if (r.result.stopped_early)
+    progress.note(fmt::format("early stop: no better {} for {} epochs; best epoch {}",
+                              r.result.metric, config_.training.patience, r.result.best_epoch));
+}
+
+// After the last epoch: the best parameters back in place, the test evaluation, and what the
+// best model's experts do on the validation rows (inspect.json and the warnings).
+Status Trainer::finish_run(Run& r) {
+  const State& s = *state_;
+  TrainResult& result = r.result;
+  result.epochs = r.at.epochs_done;
   result.steps = s.optimizer->step_count();
   result.rows_per_second =
-      train_seconds > 0 ? static_cast<double>(train_rows) / train_seconds : 0.0;
-
-  // The best parameters back in place for the test evaluation (and for the caller).
-  if (!s.best_values.empty()) {
-    const Tensor values = store.values();
-    std::memcpy(values.f32(), s.best_values.data(), s.best_values.size() * sizeof(float));
-    MOE_TRY(model.set_gate_states(s.best_gates));
-  }
+      r.train_seconds > 0 ? static_cast<double>(r.train_rows) / r.train_seconds : 0.0;
+  if (!s.best.values.empty()) MOE_TRY(s.best.restore(*model_));
   if (data_.test.n_rows > 0) {
     MOE_ASSIGN_OR_RETURN(result.test,
-                         evaluate(model, data_.test, data_.schema.labels, eval_options));
+                         evaluate(*model_, data_.test, data_.schema.labels, r.eval_options));
     result.has_test = true;
   }
-  // What the best model's experts do on the validation rows: inspect.json and the warnings.
-  if (model.n_moe_layers() > 0) {
-    MOE_ASSIGN_OR_RETURN(const InspectReport routing, inspect_run(model, data_));
-    if (options_.write_files) MOE_TRY(write_inspect_json((out / "inspect.json").string(), routing));
+  if (model_->n_moe_layers() > 0) {
+    MOE_ASSIGN_OR_RETURN(const InspectReport routing, inspect_run(*model_, data_));
+    if (options_.write_files)
+      MOE_TRY(write_inspect_json((r.out / "inspect.json").string(), routing));
     result.warnings =
-        routing_warnings(routing, config_, has_validation ? "validation" : "training");
+        routing_warnings(routing, config_, r.has_validation ? "validation" : "training");
   }
-  if (classify && result.has_validation) {
+  if (data_.schema.labels.task == TaskKind::kClassification && result.has_validation) {
     std::string w = single_class_warning(result.validation, data_.schema.labels.class_names);
     if (!w.empty()) result.warnings.push_back(std::move(w));
   }
-  result.seconds = seconds_since(t_start);
-  if (options_.write_files)
-    MOE_TRY(write_file_atomic((out / "summary.json").string(),
-                              result.to_json(data_.schema).dump(2) + "\n"));
-  return result;
+  return Status::ok();
 }
 
 nlohmann::ordered_json TrainResult::to_json(const DataSchema& schema) const {

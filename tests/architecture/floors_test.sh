@@ -17,8 +17,9 @@ declare -A may=(
   [optim]="core kernels optim"
   [layers]="core kernels layers"
   [moe]="core kernels layers moe"
-  [train]="core kernels io data optim layers moe train"
-  [report]="core io data train report"
+  [model]="core kernels data layers moe model"
+  [train]="core kernels io data optim layers moe model train"
+  [report]="core io data model train report"
 )
 
 failures=0

@@ -38,8 +38,8 @@
 #include "moe/core/params.h"
 #include "moe/core/rng.h"
 #include "moe/kernels/bf16.h"
+#include "moe/model/model.h"
 #include "moe/moe/moe_layer.h"
-#include "moe/train/model.h"
 #include "moe_testing.h"
 
 namespace {

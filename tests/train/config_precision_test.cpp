@@ -9,8 +9,8 @@
 
 #include "moe/core/arena.h"
 #include "moe/core/rng.h"
+#include "moe/model/model.h"
 #include "moe/train/config.h"
-#include "moe/train/model.h"
 
 namespace moe {
 namespace {

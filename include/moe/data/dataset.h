@@ -60,6 +60,14 @@ enum class LabelUse { kRequired, kIfPresent, kIgnore };
 
 enum class FeatureKind { kDense, kSparse };
 
+// What the model needs to know about its input and output.
+struct DataShape {
+  FeatureKind input = FeatureKind::kDense;  // dense features or sparse (text) ids
+  int64_t n_features = 0;                   // D_in (dense) or V (sparse)
+  TaskKind task = TaskKind::kClassification;
+  int64_t n_outputs = 0;  // classes (classification) or targets (regression)
+};
+
 struct Dataset {
   std::string source;  // the file the rows came from, for messages
   FeatureKind kind = FeatureKind::kDense;

@@ -28,9 +28,9 @@
 #include <nlohmann/json.hpp>
 
 #include "moe/core/status.h"
+#include "moe/model/model.h"
 #include "moe/train/config.h"
 #include "moe/train/data_source.h"
-#include "moe/train/model.h"
 
 namespace moe {
 

@@ -24,14 +24,6 @@
 
 namespace moe {
 
-// What the model needs to know about its input and output.
-struct DataShape {
-  FeatureKind input = FeatureKind::kDense;  // dense features or sparse (text) ids
-  int64_t n_features = 0;                   // D_in (dense) or V (sparse)
-  TaskKind task = TaskKind::kClassification;
-  int64_t n_outputs = 0;  // classes (classification) or targets (regression)
-};
-
 struct DataSchema {
   DataFormat format = DataFormat::kCsv;
   LabelSpec labels;

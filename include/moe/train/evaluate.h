@@ -20,9 +20,9 @@
 
 #include "moe/core/status.h"
 #include "moe/data/dataset.h"
+#include "moe/model/model.h"
 #include "moe/train/config.h"
 #include "moe/train/metrics.h"
-#include "moe/train/model.h"
 
 namespace moe {
 

@@ -42,9 +42,9 @@
 
 #include "moe/core/status.h"
 #include "moe/data/dataset.h"
+#include "moe/model/model.h"
 #include "moe/train/data_source.h"
 #include "moe/train/evaluate.h"
-#include "moe/train/model.h"
 #include "moe/train/progress.h"
 
 namespace moe {

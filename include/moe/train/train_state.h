@@ -27,9 +27,9 @@
 #include <nlohmann/json.hpp>
 
 #include "moe/core/status.h"
+#include "moe/model/model.h"
 #include "moe/optim/optimizer.h"
 #include "moe/train/config.h"
-#include "moe/train/model.h"
 
 namespace moe {
 

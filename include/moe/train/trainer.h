@@ -51,6 +51,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -58,10 +59,13 @@
 #include <nlohmann/json.hpp>
 
 #include "moe/core/status.h"
+#include "moe/model/model.h"
 #include "moe/train/config.h"
 #include "moe/train/data_source.h"
 #include "moe/train/metrics.h"
-#include "moe/train/model.h"
+#include "moe/train/progress.h"
+#include "moe/train/threads.h"
+#include "moe/train/train_state.h"
 
 namespace moe {
 
@@ -130,7 +134,23 @@ class Trainer {
 
  private:
   struct State;
+  struct Run;
+  struct EpochSums;
   Trainer(const Config& config, const LoadedData& data, const TrainOptions& options);
+  // run() in its pieces (trainer.cpp), in the order they run.
+  Result<std::unique_ptr<Run>> begin_run(const ThreadChoice& threads);
+  Result<MetricsLog> open_run_files(const std::filesystem::path& out);
+  Status start_position(Run& r);
+  Status run_epoch(Run& r, int64_t epoch);
+  Status train_epoch(Run& r, int64_t epoch, EpochSums* sums);
+  Result<bool> judge_epoch(Run& r, int64_t epoch, EpochRecord* record, EvalMetrics* validation);
+  Status save_best(const Run& r, int64_t epoch, const EpochRecord& record);
+  Status save_last(Run& r, int64_t info_epoch, const TrainState& position);
+  Status stop_non_finite(const Run& r, const char* what, double value, int64_t epoch,
+                         int64_t step) const;
+  void report_epoch(const Run& r, const EpochRecord& record, const EvalMetrics& validation,
+                    bool improved) const;
+  Status finish_run(Run& r);
 
   const Config config_;
   const LoadedData& data_;

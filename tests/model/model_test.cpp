@@ -3,7 +3,8 @@
 // steady-state step without arena growth, and a short training run that lowers the loss.
 //
 // Dims: T rows · D_in input width · V text ids · D model width · C classes.
-#include "moe/train/model.h"
+#include "moe/model/model.h"
+#include "moe/train/config.h"
 
 #include <gtest/gtest.h>
 

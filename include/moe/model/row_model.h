@@ -1,4 +1,5 @@
-// Model: the network `moe train` builds from a ModelConfig and the data's shape.
+// RowModel: the Model (model.h) over rows: a classifier or regressor of tabular, text and image
+// rows, built from a ModelConfig and the data's shape.
 //
 // Dims: T rows in a batch · D_in dense input width · V text id range · N ids in a batch ·
 // D model width · C classes or regression targets · L blocks.
@@ -38,84 +39,38 @@
 #include <string>
 #include <vector>
 
-#include "moe/core/arena.h"
-#include "moe/core/params.h"
-#include "moe/core/rng.h"
-#include "moe/core/status.h"
-#include "moe/core/tensor.h"
-#include "moe/data/dataset.h"
-#include "moe/io/safetensors.h"
 #include "moe/layers/embedding.h"
-#include "moe/moe/moe_layer.h"
-#include "moe/train/config.h"
-#include "moe/train/data_source.h"
+#include "moe/model/model.h"
 
 namespace moe {
 
-// A gate's persistent state (not a parameter): what checkpoints save beside the weights.
-struct GateState {
-  std::string name;         // the gate's parameter prefix: "blocks.2.moe.router",
-                            // "blocks.2.moe.groups.1.router"
-  int64_t step = 0;         // after_step calls so far (the Gumbel temperature's position)
-  std::vector<float> bias;  // [E] the sigmoid gate's selection bias; empty for other kinds
-};
-
-class Model {
+class RowModel final : public Model {
  public:
   // Checks the config against the data's shape (widths, expert counts, every gate option) and
   // builds the parameters, zero-filled; call init() or load values into params().
-  static Result<std::unique_ptr<Model>> create(const ModelConfig& config, const DataShape& shape);
-  ~Model();
-  Model(const Model&) = delete;
-  Model& operator=(const Model&) = delete;
-
-  const ModelConfig& config() const { return config_; }
-  const DataShape& shape() const { return shape_; }
-  ParamStore& params() { return store_; }
-  const ParamStore& params() const { return store_; }
+  static Result<std::unique_ptr<RowModel>> create(const ModelConfig& config,
+                                                  const DataShape& shape);
+  ~RowModel() override;
 
   // Every parameter from its own stream of Rng(seed): linear layers PyTorch's default, the
   // embedding table N(0, 1/D) (so that a TF-IDF bag, unit norm, starts at unit scale), norms
   // at gain 1 and bias 0.
-  void init(uint64_t seed);
+  void init(uint64_t seed) override;
 
-  // One batch -> logits [T, C] (regression: predictions of the standardised targets), memory
-  // from `arena`. Uses batch.features [T, D_in] (dense input) or batch.ids / offsets / weights
-  // (text), and batch.rows (the hash gate's token ids) when set. `rng` is this step's noise
-  // source (dropout, Gumbel and noisy gates); the caller forks it per step.
-  Tensor forward(const Batch& batch, bool training, const Rng& rng, Arena& arena);
-  // dlogits [T, C] -> every parameter gradient (+=), the MoE layers' weighted auxiliary losses
-  // included. Call after a training forward, with the same arena.
-  void backward(Tensor dlogits, Arena& arena);
-  // Once per optimizer step: the gates' bias balancing and temperature schedules.
-  void after_step();
-
-  int64_t n_blocks() const;
-  // The MoE layers in block order (none when config.dense).
-  int64_t n_moe_layers() const;
-  const MoeLayer& moe_layer(int64_t i) const;
-  const std::string& moe_layer_name(int64_t i) const;  // "blocks.2.moe"
-  int64_t moe_layer_block(int64_t i) const;            // its block index l
-  // Σ over MoE layers of the weighted auxiliary losses of the last forward (the term the
-  // training loss adds, whose gradient backward applies).
-  double aux_loss() const;
-
-  int64_t n_params() const;  // every parameter element
-  // Parameters one row uses: everything but the routed experts, plus for each MoE layer its
-  // slots per token (K; expert choice: its capacity factor) times the mean routed expert's size.
-  // Embedding tables count whole.
-  int64_t n_active_params() const;
-
-  // Every parameter by name, in store order (views into params()).
-  std::vector<NamedTensor> named_parameters() const;
-
-  std::vector<GateState> gate_states() const;
-  // Restores states saved by gate_states(); every gate must appear once with a bias of its size.
-  Status set_gate_states(const std::vector<GateState>& states);
+  // One batch -> logits [T, C] (regression: predictions of the standardised targets). Uses
+  // batch.features [T, D_in] (dense input) or batch.ids / offsets / weights (text), and
+  // batch.rows (the hash gate's token ids) when set.
+  Tensor forward(const Batch& batch, bool training, const Rng& rng, Arena& arena) override;
+  void backward(Tensor dlogits, Arena& arena) override;
+  // Classification: cross-entropy against batch.labels; regression: MSE or Huber against
+  // batch.targets (standardised).
+  double task_loss(const Batch& batch, Tensor logits, Tensor dlogits,
+                   const TaskLossOptions& options) const override;
+  int64_t n_blocks() const override;
 
  private:
   struct Block;
-  Model(ModelConfig config, DataShape shape);
+  RowModel(ModelConfig config, DataShape shape);
   void build();
   void drop_words(const Rng& rng, Arena& arena);
   bool final_norm() const {
@@ -125,15 +80,10 @@ class Model {
   void norm_backward(ParamId gain, ParamId bias, Tensor x, Tensor dy, Tensor dx, Tensor rstd,
                      Tensor mean);
 
-  ModelConfig config_;
-  DataShape shape_;
-  ParamStore store_;
   ParamId input_w_ = -1, input_b_ = -1;
   ParamId final_gain_ = -1, final_bias_ = -1;
   ParamId head_w_ = -1, head_b_ = -1;
   std::vector<std::unique_ptr<Block>> blocks_;
-  std::vector<int64_t> moe_blocks_;  // block index of each MoE layer
-  std::vector<std::string> moe_names_;
 
   // The last forward's cache (arena memory).
   Batch batch_;

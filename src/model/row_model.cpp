@@ -1,17 +1,19 @@
-// Model: input stage, pre-norm residual blocks (dense FFN or MoE layer), final norm and head.
-// See include/moe/train/model.h for the architecture and the parameter names.
+// RowModel: input stage, pre-norm residual blocks (dense FFN or MoE layer), final norm and head.
+// See include/moe/model/row_model.h for the architecture and the parameter names.
 //
 // Dims: T rows in a batch · D_in dense input width · V text id range · D model width ·
 // C classes or regression targets · L blocks.
-#include "moe/train/model.h"
+#include "moe/model/row_model.h"
 
 #include <cmath>
 #include <string>
 #include <utility>
 
+#include "moe/kernels/ops.h"
 #include "moe/layers/dropout.h"
 #include "moe/layers/embedding.h"
 #include "moe/layers/linear.h"
+#include "moe/layers/loss.h"
 #include "moe/layers/norm.h"
 #include "moe/moe/experts.h"
 
@@ -40,11 +42,12 @@ BagMode bag_mode(InputBag b) {
 
 }  // namespace
 
-struct Model::Block {
+struct RowModel::Block {
   std::string prefix;  // "blocks.<l>"
   ParamId norm_gain = -1, norm_bias = -1;
   std::unique_ptr<Expert> ffn;    // a dense block
   std::unique_ptr<MoeLayer> moe;  // an MoE block
+  double slots_per_token = 0.0;   // an MoE block's routed slots per row
 
   // The last forward's cache (arena memory).
   Tensor x_norm;      // [T, D] the FFN's input (the block input itself when there is no norm)
@@ -52,10 +55,11 @@ struct Model::Block {
   Tensor mask;        // [T, D] uint8 dropout mask (training with dropout only)
 };
 
-Model::Model(ModelConfig config, DataShape shape) : config_(std::move(config)), shape_(shape) {}
-Model::~Model() = default;
+RowModel::RowModel(ModelConfig config, DataShape shape) : Model(std::move(config), shape) {}
+RowModel::~RowModel() = default;
 
-Result<std::unique_ptr<Model>> Model::create(const ModelConfig& config, const DataShape& shape) {
+Result<std::unique_ptr<RowModel>> RowModel::create(const ModelConfig& config,
+                                                   const DataShape& shape) {
   if (shape.n_features < 1 || shape.n_features > kMaxInputFeatures)
     return Status::error("model: the data has {} input features; need 1 to 2^31", shape.n_features);
   if (shape.task == TaskKind::kClassification && shape.n_outputs < 2)
@@ -86,12 +90,12 @@ Result<std::unique_ptr<Model>> Model::create(const ModelConfig& config, const Da
       if (!st.is_ok()) return st.with_context(fmt::format("model.moe.{} (dense)", i));
     }
   }
-  std::unique_ptr<Model> model(new Model(config, shape));
+  std::unique_ptr<RowModel> model(new RowModel(config, shape));
   model->build();
   return model;
 }
 
-void Model::build() {
+void RowModel::build() {
   const int64_t d = config_.width;
   if (shape_.input == FeatureKind::kSparse) {
     input_w_ = store_.add("input.w", Shape{shape_.n_features, d});  // [V, D]
@@ -108,9 +112,9 @@ void Model::build() {
       b->norm_bias = store_.add(b->prefix + ".norm.bias", Shape{d}, /*decay=*/false);
     if (b->ffn) b->ffn->declare(store_, b->prefix + ".ffn");
     if (b->moe) {
-      moe_blocks_.push_back(static_cast<int64_t>(blocks_.size()));
-      moe_names_.push_back(b->prefix + ".moe");
-      b->moe->declare(store_, moe_names_.back());
+      b->moe->declare(store_, b->prefix + ".moe");
+      add_moe_layer(b->prefix + ".moe", static_cast<int64_t>(blocks_.size()), b->moe.get(),
+                    b->slots_per_token);
     }
     blocks_.push_back(std::move(b));
   };
@@ -127,6 +131,7 @@ void Model::build() {
       b->ffn->set_precision(m.precision);
     } else {
       b->moe = std::make_unique<MoeLayer>(moe_layer_config(m, d));
+      b->slots_per_token = moe_slots_per_token(m);
     }
     add_block(std::move(b));
   }
@@ -143,7 +148,7 @@ void Model::build() {
   h_.resize(blocks_.size() + 1);
 }
 
-void Model::init(uint64_t seed) {
+void RowModel::init(uint64_t seed) {
   const Rng root(seed);
   Rng input_rng = root.fork(kInitInput);
   if (shape_.input == FeatureKind::kSparse) {
@@ -169,7 +174,8 @@ void Model::init(uint64_t seed) {
   linear_init({store_.value(head_w_), store_.value(head_b_)}, head_rng);
 }
 
-void Model::norm_forward(ParamId gain, ParamId bias, Tensor x, Tensor y, Tensor rstd, Tensor mean) {
+void RowModel::norm_forward(ParamId gain, ParamId bias, Tensor x, Tensor y, Tensor rstd,
+                            Tensor mean) {
   const float eps = config_.trunk.norm_eps;
   if (config_.trunk.norm == NormChoice::kRms) {
     rms_norm_forward({store_.value(gain)}, eps, x, y, {rstd});
@@ -178,8 +184,8 @@ void Model::norm_forward(ParamId gain, ParamId bias, Tensor x, Tensor y, Tensor 
   }
 }
 
-void Model::norm_backward(ParamId gain, ParamId bias, Tensor x, Tensor dy, Tensor dx, Tensor rstd,
-                          Tensor mean) {
+void RowModel::norm_backward(ParamId gain, ParamId bias, Tensor x, Tensor dy, Tensor dx,
+                             Tensor rstd, Tensor mean) {
   if (config_.trunk.norm == NormChoice::kRms) {
     rms_norm_backward({store_.value(gain)}, {store_.grad(gain)}, {rstd}, x, dy, dx);
   } else {
@@ -190,7 +196,7 @@ void Model::norm_backward(ParamId gain, ParamId bias, Tensor x, Tensor dy, Tenso
 
 // Word dropout as per-id weights: w'_n = base_n · m_n / (1 − p), base_n the id's weight in the
 // configured pooling (TF-IDF weight, 1 for a sum, 1/|bag| for a mean); pooled as a weighted sum.
-void Model::drop_words(const Rng& rng, Arena& arena) {
+void RowModel::drop_words(const Rng& rng, Arena& arena) {
   const int64_t n = bag_in_.ids.numel();
   const float p = config_.word_dropout, scale = 1.0f / (1.0f - p);
   Tensor u = arena.alloc(Shape{n});        // [N] uniform draws
@@ -210,7 +216,7 @@ void Model::drop_words(const Rng& rng, Arena& arena) {
   bag_mode_ = BagMode::kWeightedSum;
 }
 
-Tensor Model::forward(const Batch& batch, bool training, const Rng& rng, Arena& arena) {
+Tensor RowModel::forward(const Batch& batch, bool training, const Rng& rng, Arena& arena) {
   const int64_t t = batch.n_rows, d = config_.width;
   const bool norm = config_.trunk.norm != NormChoice::kNone;
   batch_ = batch;
@@ -226,10 +232,7 @@ Tensor Model::forward(const Batch& batch, bool training, const Rng& rng, Arena& 
                bag_mode_ == BagMode::kWeightedSum ? batch.weights : Tensor()};
     if (training && config_.word_dropout > 0.0f) drop_words(rng, arena);
     embedding_bag_forward({store_.value(input_w_)}, bag_mode_, bag_in_, h);
-    const float* b = store_.value(input_b_).f32();
-    float* hp = h.f32();
-    for (int64_t i = 0; i < t; ++i)
-      for (int64_t j = 0; j < d; ++j) hp[i * d + j] += b[j];
+    add_bias_rows(h, store_.value(input_b_));
   } else {
     MOE_CHECK(batch.features.rows() == t && batch.features.cols() == shape_.n_features,
               "model: features {} for {} rows of {} features", batch.features.shape().str(), t,
@@ -288,7 +291,7 @@ Tensor Model::forward(const Batch& batch, bool training, const Rng& rng, Arena& 
   return logits;
 }
 
-void Model::backward(Tensor dlogits, Arena& arena) {
+void RowModel::backward(Tensor dlogits, Arena& arena) {
   MOE_CHECK(training_, "model: backward after an evaluation forward");
   const int64_t t = batch_.n_rows, d = config_.width;
   MOE_CHECK(dlogits.rows() == t && dlogits.cols() == shape_.n_outputs,
@@ -332,7 +335,8 @@ void Model::backward(Tensor dlogits, Arena& arena) {
   if (shape_.input == FeatureKind::kSparse) {
     embedding_bag_backward({store_.value(input_w_)}, {store_.grad(input_w_)}, bag_mode_, bag_in_,
                            dh, Tensor());
-    // db = Σ_t dh[t], rows in order so the sum does not depend on threads.
+    // db = Σ_t dh[t], rows in order so the sum does not depend on threads. In fp32, as trained
+    // checkpoints were: kernels/ops.h's sum_rows_accumulate sums in double and would change them.
     float* db = store_.grad(input_b_).f32();
     const float* g = dh.f32();
     for (int64_t r = 0; r < t; ++r)
@@ -346,122 +350,16 @@ void Model::backward(Tensor dlogits, Arena& arena) {
     axpy(config_.input_l2, store_.value(input_w_), store_.grad(input_w_));
 }
 
-void Model::after_step() {
-  for (auto& b : blocks_)
-    if (b->moe) b->moe->after_step();
-}
-
-int64_t Model::n_blocks() const {
+int64_t RowModel::n_blocks() const {
   return static_cast<int64_t>(blocks_.size());
 }
-int64_t Model::n_moe_layers() const {
-  return static_cast<int64_t>(moe_blocks_.size());
-}
 
-const MoeLayer& Model::moe_layer(int64_t i) const {
-  MOE_CHECK(i >= 0 && i < n_moe_layers(), "MoE layer {} of {}", i, n_moe_layers());
-  return *blocks_[static_cast<size_t>(moe_blocks_[static_cast<size_t>(i)])]->moe;
-}
-
-const std::string& Model::moe_layer_name(int64_t i) const {
-  MOE_CHECK(i >= 0 && i < n_moe_layers(), "MoE layer {} of {}", i, n_moe_layers());
-  return moe_names_[static_cast<size_t>(i)];
-}
-
-int64_t Model::moe_layer_block(int64_t i) const {
-  MOE_CHECK(i >= 0 && i < n_moe_layers(), "MoE layer {} of {}", i, n_moe_layers());
-  return moe_blocks_[static_cast<size_t>(i)];
-}
-
-double Model::aux_loss() const {
-  double total = 0.0;
-  for (int64_t b : moe_blocks_) total += blocks_[static_cast<size_t>(b)]->moe->aux_loss();
-  return total;
-}
-
-int64_t Model::n_params() const {
-  return store_.n_elements();
-}
-
-int64_t Model::n_active_params() const {
-  double active = static_cast<double>(store_.n_elements());
-  for (size_t i = 0; i < moe_blocks_.size(); ++i) {
-    MoeLayer& m = *blocks_[static_cast<size_t>(moe_blocks_[i])]->moe;
-    double routed = 0.0;
-    for (int64_t e = 0; e < m.n_experts(); ++e)
-      routed += static_cast<double>(m.expert(e).n_params());
-    const double mean = routed / static_cast<double>(m.n_experts());
-    active += moe_slots_per_token(config_.moe[i]) * mean - routed;
-  }
-  return std::llround(active);
-}
-
-std::vector<NamedTensor> Model::named_parameters() const {
-  std::vector<NamedTensor> out;
-  out.reserve(static_cast<size_t>(store_.size()));
-  for (ParamId id = 0; id < store_.size(); ++id)
-    out.push_back({store_.info(id).name, store_.value(id)});
-  return out;
-}
-
-std::vector<GateState> Model::gate_states() const {
-  std::vector<GateState> out;
-  const auto record = [&](const Gate& g, std::string name) {
-    GateState s;
-    s.name = std::move(name);
-    s.step = g.step();
-    const Tensor bias = g.bias();
-    if (!bias.empty()) s.bias.assign(bias.f32(), bias.f32() + bias.numel());
-    out.push_back(std::move(s));
-  };
-  for (size_t i = 0; i < moe_blocks_.size(); ++i) {
-    MoeLayer& m = *blocks_[static_cast<size_t>(moe_blocks_[i])]->moe;
-    record(m.gate(), moe_names_[i] + ".router");
-    for (int64_t g = 0; g < m.n_groups(); ++g)
-      record(m.group_gate(g), fmt::format("{}.groups.{}.router", moe_names_[i], g));
-  }
-  return out;
-}
-
-Status Model::set_gate_states(const std::vector<GateState>& states) {
-  // Every gate exactly once, by name; validate everything before changing anything.
-  std::vector<std::pair<Gate*, const GateState*>> plan;
-  const auto match = [&](Gate& g, const std::string& name) -> Status {
-    const GateState* found = nullptr;
-    for (const GateState& s : states) {
-      if (s.name != name) continue;
-      if (found != nullptr) return Status::error("gate state {}: given twice", name);
-      found = &s;
-    }
-    if (found == nullptr) return Status::error("gate state {}: missing", name);
-    if (found->step < 0) return Status::error("gate state {}: step {} < 0", name, found->step);
-    const int64_t n_bias = g.bias().empty() ? 0 : g.bias().numel();
-    if (static_cast<int64_t>(found->bias.size()) != n_bias)
-      return Status::error("gate state {}: bias of {} values, the gate has {}", name,
-                           found->bias.size(), n_bias);
-    for (float v : found->bias)
-      if (!std::isfinite(v)) return Status::error("gate state {}: bias not finite", name);
-    plan.emplace_back(&g, found);
-    return Status::ok();
-  };
-  for (size_t i = 0; i < moe_blocks_.size(); ++i) {
-    MoeLayer& m = *blocks_[static_cast<size_t>(moe_blocks_[i])]->moe;
-    MOE_TRY(match(m.gate(), moe_names_[i] + ".router"));
-    for (int64_t g = 0; g < m.n_groups(); ++g)
-      MOE_TRY(match(m.group_gate(g), fmt::format("{}.groups.{}.router", moe_names_[i], g)));
-  }
-  if (plan.size() != states.size()) {
-    for (const GateState& s : states) {
-      bool used = false;
-      for (const auto& [g, st] : plan) used = used || st == &s;
-      if (!used) return Status::error("gate state {}: the model has no such gate", s.name);
-    }
-  }
-  for (const auto& [g, s] : plan) {
-    g->set_state(s->step);
-    if (!s->bias.empty()) std::copy(s->bias.begin(), s->bias.end(), g->bias().f32());
-  }
-  return Status::ok();
+double RowModel::task_loss(const Batch& batch, Tensor logits, Tensor dlogits,
+                           const TaskLossOptions& options) const {
+  if (shape_.task == TaskKind::kClassification)
+    return cross_entropy_loss(logits, batch.labels, dlogits, options.cross_entropy);
+  if (options.huber) return huber_loss(logits, batch.targets, dlogits, options.huber_delta);
+  return mse_loss(logits, batch.targets, dlogits);
 }
 
 }  // namespace moe

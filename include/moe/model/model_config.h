@@ -1,0 +1,88 @@
+// ModelConfig: the model as the config's `model` section describes it, as plain structs (read,
+// validated and written by train/config.h; docs/config.md lists every key).
+//
+// Dims: D model width · F expert hidden width · E experts · K experts per token · G groups.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "moe/moe/experts.h"
+#include "moe/moe/gate.h"
+#include "moe/moe/moe_layer.h"
+
+namespace moe {
+
+enum class NormChoice { kRms, kLayer, kNone };
+
+
+// One MoE layer as the user writes it. The model fills in d_model when it builds the layer.
+struct MoeBlockConfig {
+  int64_t n_experts = 8;                  // E
+  ExpertConfig expert;                    // every routed expert, unless expert_list is given
+  std::vector<ExpertConfig> expert_list;  // heterogeneous experts: one per expert (size E)
+  int64_t n_shared = 0;                   // always-on experts with the config `shared`
+  ExpertConfig shared;
+  // The gate: kind, K, capacity, balancing coefficients and every kind's options. Its d_model
+  // and n_experts are filled in by the model (n_experts = E, or E / G in a hierarchy).
+  GateConfig gate;
+  // Hierarchy (G groups of E / G experts each, routed by a top gate over groups); 0 = flat.
+  int64_t n_groups = 0;
+  GateConfig top_gate;
+  // Compute precision of the SwiGLU experts (and of the dense FFN replacing the layer under
+  // model.dense): fp32, or bf16 GEMMs with fp32 accumulation and fp32 master weights. The
+  // checkpoint stays fp32 either way.
+  Precision precision = Precision::kF32;
+
+  // The experts each routed slot can go to, resolved: expert_list, or E copies of `expert`.
+  std::vector<ExpertConfig> routed_experts() const;
+};
+
+// The layer as moe/moe_layer.h builds it, at model width D (gate sizes filled in).
+MoeConfig moe_layer_config(const MoeBlockConfig& c, int64_t width);
+
+// Routed slots per token of the layer: the gate's K (E for dense softmax and soft Gumbel, 1 for
+// hash and hard Gumbel), for expert choice its capacity factor (1 when 0), and in a hierarchy
+// the top gate's slots times the group gate's.
+double moe_slots_per_token(const MoeBlockConfig& c);
+
+// The dense FFN that replaces an MoE layer when model.dense is set: the kind of the layer's
+// first expert with hidden width round(K · mean routed F) + Σ shared F_s, K the slots per token
+// above, so it has the MoE layer's active width per row.
+ExpertConfig dense_equivalent(const MoeBlockConfig& c);
+
+struct TrunkConfig {
+  std::vector<int64_t> hidden;  // widths of the dense residual FFN blocks before the MoE blocks
+  Activation activation = Activation::kGelu;  // their MLP activation
+  NormChoice norm = NormChoice::kRms;         // pre-norm of every block (and the final norm)
+  // A norm before the head too. Without it the logits keep the residual stream's magnitude,
+  // which for TF-IDF bags carries how much evidence a document holds.
+  bool final_norm = true;
+  float norm_eps = 1e-5f;
+  float dropout = 0.0f;  // on every block's output before the residual add
+};
+
+enum class InputBag { kWeightedSum, kSum, kMean };  // text input: how a document's ids pool
+
+struct ModelConfig {
+  int64_t width = 64;          // D, the residual stream width
+  float input_dropout = 0.0f;  // after the input stage
+  // Text input, training only: each id of a document is dropped with this probability and the
+  // kept ones scaled by 1/(1 − p) (word dropout, Iyyer et al. 2015), so the model cannot lean
+  // on a few memorised words.
+  float word_dropout = 0.0f;
+  InputBag bag = InputBag::kWeightedSum;  // text input only
+  // λ of an L2 penalty (λ/2)·‖W_in‖² on the input weights (the text embedding table), added to
+  // the gradient: coupled, so Adam scales it per coordinate like the data gradient, which pulls
+  // the rows of rare words harder than decoupled training.weight_decay does.
+  float input_l2 = 0.0f;
+  TrunkConfig trunk;
+  std::vector<MoeBlockConfig> moe;  // the MoE blocks, in order (may be empty: a dense model)
+  bool dense = false;               // replace each MoE block by dense_equivalent()
+  // model.moe was written as a JSON array (kept so the resolved config has the same form and
+  // `--set model.moe.0.k=...` keeps working); one layer written as an object stays an object.
+  bool moe_list = false;
+};
+
+}  // namespace moe
