@@ -16,7 +16,6 @@ namespace moe {
 
 enum class NormChoice { kRms, kLayer, kNone };
 
-
 // One MoE layer as the user writes it. The model fills in d_model when it builds the layer.
 struct MoeBlockConfig {
   int64_t n_experts = 8;                  // E
