@@ -14,14 +14,14 @@
 #include "moe/kernels/bf16.h"
 #include "moe/kernels/gemm.h"
 #include "testing/fixtures.h"
+#include "testing/tensors.h"
 
 namespace moe::testing {
 
 // Uniform(-1, 1) values drawn from `rng`, stored in `dtype`: F32, or BF16 rounded from those
 // fp32 values (so both precisions of one seed see the same draws).
 inline TensorBuffer random_matrix(Rng& rng, Shape shape, DType dtype) {
-  TensorBuffer x(shape);
-  rng.fill_uniform(x, -1, 1);
+  TensorBuffer x = random_uniform(shape, rng);
   if (dtype == DType::kF32) return x;
   TensorBuffer rounded(shape, DType::kBF16);
   convert_to_bf16(x, rounded);

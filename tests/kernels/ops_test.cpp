@@ -28,9 +28,13 @@
 #include "moe/core/rng.h"
 #include "moe/kernels/ops.h"
 #include "testing/fixtures.h"
+#include "testing/tensors.h"
 
 namespace moe {
 namespace {
+
+using testing::clone;
+using testing::random_uniform;
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr int64_t kSizes[] = {1, 15, 16, 17, 63, 64, 65};
@@ -39,18 +43,6 @@ constexpr int64_t kLargeRows = 1000, kLargeCols = 1031;
 constexpr Activation kActivations[] = {
     Activation::kIdentity, Activation::kRelu,    Activation::kGelu, Activation::kGeluTanh,
     Activation::kSilu,     Activation::kSigmoid, Activation::kTanh};
-
-TensorBuffer random_tensor(Shape shape, float lo, float hi, uint64_t seed) {
-  TensorBuffer t(shape);
-  Rng(seed).fill_uniform(t, lo, hi);
-  return t;
-}
-
-TensorBuffer clone(Tensor t) {
-  TensorBuffer c(t.shape());
-  copy(c, t);
-  return c;
-}
 
 bool same_bits(Tensor a, Tensor b) {
   return a.nbytes() == b.nbytes() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
@@ -104,9 +96,9 @@ Tol backward_tolerance(Activation a) {
 }
 
 void check_activation(Activation act, int64_t n, float range, uint64_t seed) {
-  TensorBuffer x = random_tensor(Shape{n}, -range, range, seed);  // [N]
+  TensorBuffer x = random_uniform(Shape{n}, seed, -range, range);  // [N]
   put_edge_values(x);
-  TensorBuffer dy = random_tensor(Shape{n}, -1.0f, 1.0f, seed + 1);  // [N]
+  TensorBuffer dy = random_uniform(Shape{n}, seed + 1, -1.0f, 1.0f);  // [N]
   TensorBuffer y(Shape{n}), y_ref(Shape{n}), dx(Shape{n}), dx_ref(Shape{n});
   activation_forward(act, x, y);
   ref::activation_forward(act, x, y_ref);
@@ -141,8 +133,8 @@ TEST(Ops, ActivationsInPlace) {
   // y == x for the forward, dx == dy for the backward (ops.h allows both).
   for (Activation act : kActivations) {
     for (int64_t n : {int64_t{17}, kLargeN}) {
-      TensorBuffer x = random_tensor(Shape{n}, -6.0f, 6.0f, 5);
-      TensorBuffer dy = random_tensor(Shape{n}, -1.0f, 1.0f, 6);
+      TensorBuffer x = random_uniform(Shape{n}, 5, -6.0f, 6.0f);
+      TensorBuffer dy = random_uniform(Shape{n}, 6, -1.0f, 1.0f);
       TensorBuffer y(Shape{n}), dx(Shape{n});
       activation_forward(act, x, y);
       activation_backward(act, x, dy, dx);
@@ -159,8 +151,8 @@ TEST(Ops, ElementwiseArithmetic) {
   std::vector<int64_t> sizes(std::begin(kSizes), std::end(kSizes));
   sizes.push_back(kLargeN);
   for (int64_t n : sizes) {
-    TensorBuffer a = random_tensor(Shape{n}, -1.0f, 1.0f, 11);  // [N]
-    TensorBuffer b = random_tensor(Shape{n}, -1.0f, 1.0f, 12);  // [N]
+    TensorBuffer a = random_uniform(Shape{n}, 11, -1.0f, 1.0f);  // [N]
+    TensorBuffer b = random_uniform(Shape{n}, 12, -1.0f, 1.0f);  // [N]
     TensorBuffer y(Shape{n}), y_ref(Shape{n});
     add(a, b, y);
     ref::add(a, b, y_ref);
@@ -195,14 +187,14 @@ std::vector<RowShape> row_shapes() {
 
 TEST(Ops, BiasRowsAndTheirGradient) {
   for (auto [rows, cols] : row_shapes()) {
-    TensorBuffer y = random_tensor(Shape{rows, cols}, -1.0f, 1.0f, 21);  // [R, C]
-    TensorBuffer bias = random_tensor(Shape{cols}, -1.0f, 1.0f, 22);     // [C]
+    TensorBuffer y = random_uniform(Shape{rows, cols}, 21, -1.0f, 1.0f);  // [R, C]
+    TensorBuffer bias = random_uniform(Shape{cols}, 22, -1.0f, 1.0f);     // [C]
     TensorBuffer y_ref = clone(y);
     add_bias_rows(y, bias);
     ref::add_bias_rows(y_ref, bias);
     testing::expect_close(fmt::format("add_bias_rows {}x{}", rows, cols), y, y_ref, 1e-6, 0.0);
     // The gradient accumulates into what dbias already holds.
-    TensorBuffer dbias = random_tensor(Shape{cols}, -1.0f, 1.0f, 23);  // [C]
+    TensorBuffer dbias = random_uniform(Shape{cols}, 23, -1.0f, 1.0f);  // [C]
     TensorBuffer dbias_ref = clone(dbias);
     sum_rows_accumulate(y, dbias);
     ref::sum_rows_accumulate(y, dbias_ref);
@@ -270,8 +262,8 @@ void check_row_ops(const std::string& what, Tensor x) {
 void check_row_backward(const std::string& what, Tensor x, uint64_t seed) {
   const Shape shape = x.shape();
   const int64_t rows = x.rows(), cols = x.cols();
-  TensorBuffer y(shape), dx(shape), dx_ref(shape);            // [R, C]
-  TensorBuffer dy = random_tensor(shape, -1.0f, 1.0f, seed);  // [R, C]
+  TensorBuffer y(shape), dx(shape), dx_ref(shape);             // [R, C]
+  TensorBuffer dy = random_uniform(shape, seed, -1.0f, 1.0f);  // [R, C]
   ref::softmax_rows(x, y);
   softmax_rows_backward(y, dy, dx);
   ref::softmax_rows_backward(y, dy, dx_ref);
@@ -296,7 +288,7 @@ void check_row_backward(const std::string& what, Tensor x, uint64_t seed) {
 
 TEST(Ops, RowOpsMatchReference) {
   for (auto [rows, cols] : row_shapes()) {
-    TensorBuffer x = random_tensor(Shape{rows, cols}, -8.0f, 8.0f, static_cast<uint64_t>(cols));
+    TensorBuffer x = random_uniform(Shape{rows, cols}, static_cast<uint64_t>(cols), -8.0f, 8.0f);
     check_row_ops(fmt::format("{}x{}", rows, cols), x);
     check_row_backward(fmt::format("{}x{}", rows, cols), x, 31);
   }
@@ -304,7 +296,7 @@ TEST(Ops, RowOpsMatchReference) {
 
 TEST(Ops, RowOpsOnRank3Tensors) {
   // [2, 3, C] is seen as 6 rows of C.
-  TensorBuffer x = random_tensor(Shape{2, 3, 65}, -4.0f, 4.0f, 41);
+  TensorBuffer x = random_uniform(Shape{2, 3, 65}, 41, -4.0f, 4.0f);
   check_row_ops("2x3x65", x);
   check_row_backward("2x3x65", x, 42);
 }
@@ -314,7 +306,7 @@ TEST(Ops, SoftmaxWithLargeLogits) {
   // log-softmax of −Σ_other e^{x − max}, tiny, where an inexact log Σ would show.
   for (int64_t cols : {2, 17, 64, 1031}) {
     const int64_t rows = 9;
-    TensorBuffer x = random_tensor(Shape{rows, cols}, -80.0f, 80.0f, 51);  // [R, C]
+    TensorBuffer x = random_uniform(Shape{rows, cols}, 51, -80.0f, 80.0f);  // [R, C]
     for (int64_t r = 0; r < rows; ++r) x.f32()[r * cols + (r % cols)] = r % 2 == 0 ? 80.0f : -80.0f;
     fill(x.view()[3], -80.0f);  // row 3: one class at 80, the rest at −80 (e^-160 underflows)
     x.f32()[3 * cols] = 80.0f;
@@ -329,7 +321,7 @@ TEST(Ops, SoftmaxWithMinusInfinity) {
   // Masked logits: −inf entries with at least one finite entry per row get probability 0 and
   // log-probability −inf; the finite entries share the mass as if the −inf ones were absent.
   const int64_t rows = 4, cols = 33;
-  TensorBuffer x = random_tensor(Shape{rows, cols}, -3.0f, 3.0f, 61);  // [R, C]
+  TensorBuffer x = random_uniform(Shape{rows, cols}, 61, -3.0f, 3.0f);  // [R, C]
   for (int64_t c = 0; c < cols; ++c) {
     if (c != 5) x.f32()[c] = -kInf;                    // row 0: one finite entry
     if (c % 3 != 0) x.f32()[cols + c] = -kInf;         // row 1: every third entry finite
@@ -361,7 +353,7 @@ TEST(Ops, SoftmaxWithTies) {
     EXPECT_NEAR(y.f32()[0], -std::log(static_cast<double>(cols)), 1e-6);
   }
   // Two tied maxima among smaller entries.
-  TensorBuffer x = random_tensor(Shape{5, 40}, -2.0f, 2.0f, 71);
+  TensorBuffer x = random_uniform(Shape{5, 40}, 71, -2.0f, 2.0f);
   for (int64_t r = 0; r < 5; ++r) x.f32()[r * 40 + 3] = x.f32()[r * 40 + 30] = 7.0f;
   check_row_ops("two maxima 5x40", x);
   check_row_backward("two maxima 5x40", x, 72);
@@ -369,7 +361,7 @@ TEST(Ops, SoftmaxWithTies) {
 
 TEST(Ops, SoftmaxInPlace) {
   for (auto [rows, cols] : {RowShape{3, 17}, RowShape{kLargeRows, kLargeCols}}) {
-    TensorBuffer x = random_tensor(Shape{rows, cols}, -8.0f, 8.0f, 81);
+    TensorBuffer x = random_uniform(Shape{rows, cols}, 81, -8.0f, 8.0f);
     TensorBuffer y(Shape{rows, cols});
     softmax_rows(x, y);
     TensorBuffer inplace = clone(x);
@@ -387,7 +379,7 @@ TEST(Ops, SumAndSumSquares) {
   sizes.push_back(kLargeN);
   sizes.push_back(3 * kLargeN + 5);  // several chunk groups and a ragged end
   for (int64_t n : sizes) {
-    TensorBuffer x = random_tensor(Shape{n}, -1.0f, 1.0f, 91);  // [N]
+    TensorBuffer x = random_uniform(Shape{n}, 91, -1.0f, 1.0f);  // [N]
     double abs_sum = 0.0;
     for (int64_t i = 0; i < n; ++i) abs_sum += std::fabs(x.f32()[i]);
     // Both accumulate in double in different orders; a sum of n terms is within (n − 1)·2^-53·
@@ -422,11 +414,11 @@ void expect_deterministic(const std::string& what, Tensor out, Op op) {
 
 TEST(Ops, DeterministicAcrossRunsAndThreadCounts) {
   const int64_t rows = kLargeRows, cols = kLargeCols;
-  TensorBuffer x = random_tensor(Shape{rows, cols}, -8.0f, 8.0f, 101);   // [R, C]
-  TensorBuffer dy = random_tensor(Shape{rows, cols}, -1.0f, 1.0f, 102);  // [R, C]
-  TensorBuffer p(Shape{rows, cols}), y(Shape{rows, cols});               // [R, C]
-  TensorBuffer out(Shape{rows});                                         // [R]
-  TensorBuffer dbias(Shape{cols});                                       // [C]
+  TensorBuffer x = random_uniform(Shape{rows, cols}, 101, -8.0f, 8.0f);   // [R, C]
+  TensorBuffer dy = random_uniform(Shape{rows, cols}, 102, -1.0f, 1.0f);  // [R, C]
+  TensorBuffer p(Shape{rows, cols}), y(Shape{rows, cols});                // [R, C]
+  TensorBuffer out(Shape{rows});                                          // [R]
+  TensorBuffer dbias(Shape{cols});                                        // [C]
   ref::softmax_rows(x, p);
   for (Activation act : kActivations) {
     expect_deterministic(fmt::format("{} forward", activation_name(act)), y,

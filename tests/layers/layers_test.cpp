@@ -19,29 +19,15 @@
 #include "moe/layers/norm.h"
 #include "moe/layers/swiglu.h"
 #include "testing/fixtures.h"
+#include "testing/tensors.h"
 
 namespace moe {
 namespace {
 
 using testing::expect_close;
-
-TensorBuffer uniform(Shape s, Rng& rng, float lo = -1.0f, float hi = 1.0f) {
-  TensorBuffer t(s);
-  rng.fill_uniform(t, lo, hi);
-  return t;
-}
-
-TensorBuffer ids_buffer(const std::vector<int32_t>& values) {
-  TensorBuffer t(Shape{static_cast<int64_t>(values.size())}, DType::kI32);
-  for (size_t i = 0; i < values.size(); ++i) t.view().data<int32_t>()[i] = values[i];
-  return t;
-}
-
-TensorBuffer offsets_buffer(const std::vector<int64_t>& values) {
-  TensorBuffer t(Shape{static_cast<int64_t>(values.size())}, DType::kI64);
-  for (size_t i = 0; i < values.size(); ++i) t.view().data<int64_t>()[i] = values[i];
-  return t;
-}
+using testing::i32_tensor;
+using testing::i64_tensor;
+using testing::random_uniform;
 
 bool bitwise_equal(Tensor a, Tensor b) {
   return a.nbytes() == b.nbytes() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
@@ -78,8 +64,10 @@ TEST(Linear, ForwardBackwardWithAndWithoutBiasMatchNaiveLoops) {
       SCOPED_TRACE(fmt::format("bias={} T={}", bias, t));
       const int64_t in = 9, out = 5;
       Rng rng(21);
-      TensorBuffer x = uniform({t, in}, rng), w = uniform({out, in}, rng), b = uniform({out}, rng);
-      TensorBuffer dy = uniform({t, out}, rng), y({t, out}), dx({t, in}), dw({out, in}), db({out});
+      TensorBuffer x = random_uniform({t, in}, rng), w = random_uniform({out, in}, rng),
+                   b = random_uniform({out}, rng);
+      TensorBuffer dy = random_uniform({t, out}, rng), y({t, out}), dx({t, in}), dw({out, in}),
+                   db({out});
       const LinearParams p{w, bias ? b.view() : Tensor()};
       linear_forward(p, x, y);
       expect_close("linear y", y, naive_linear(x, w, p.b), 1e-5, 1e-5);
@@ -116,7 +104,7 @@ TEST(Linear, MismatchedShapesAreProgrammerErrors) {
 
 TEST(Activation, LayerMatchesKernelsAndCachesInput) {
   Rng rng(22);
-  TensorBuffer x = uniform({3, 17}, rng, -4.0f, 4.0f), dy = uniform({3, 17}, rng);
+  TensorBuffer x = random_uniform({3, 17}, rng, -4.0f, 4.0f), dy = random_uniform({3, 17}, rng);
   for (Activation act :
        {Activation::kIdentity, Activation::kRelu, Activation::kGelu, Activation::kGeluTanh,
         Activation::kSilu, Activation::kSigmoid, Activation::kTanh}) {
@@ -189,8 +177,8 @@ TEST(Swiglu, ForwardMatchesNaiveLoopsAndCachesProjections) {
     SCOPED_TRACE(fmt::format("T={}", t));
     const int64_t d = 8, f = 19;
     Rng rng(23);
-    TensorBuffer x = uniform({t, d}, rng), w1 = uniform({f, d}, rng), w2 = uniform({d, f}, rng),
-                 w3 = uniform({f, d}, rng), y({t, d});
+    TensorBuffer x = random_uniform({t, d}, rng), w1 = random_uniform({f, d}, rng),
+                 w2 = random_uniform({d, f}, rng), w3 = random_uniform({f, d}, rng), y({t, d});
     Arena arena;
     const SwigluCache cache = SwigluCache::allocate(arena, t, f);
     swiglu_forward(SwigluParams{w1, w2, w3}, x, y, cache, arena);
@@ -205,8 +193,9 @@ TEST(Swiglu, ForwardMatchesNaiveLoopsAndCachesProjections) {
 TEST(Swiglu, BackwardAccumulatesParamsAndWritesDx) {
   const int64_t t = 4, d = 6, f = 10;
   Rng rng(24);
-  TensorBuffer x = uniform({t, d}, rng), w1 = uniform({f, d}, rng), w2 = uniform({d, f}, rng),
-               w3 = uniform({f, d}, rng), dy = uniform({t, d}, rng), y({t, d});
+  TensorBuffer x = random_uniform({t, d}, rng), w1 = random_uniform({f, d}, rng),
+               w2 = random_uniform({d, f}, rng), w3 = random_uniform({f, d}, rng),
+               dy = random_uniform({t, d}, rng), y({t, d});
   Arena arena;
   const SwigluCache cache = SwigluCache::allocate(arena, t, f);
   const SwigluParams p{w1, w2, w3};
@@ -228,9 +217,9 @@ TEST(Swiglu, BackwardAccumulatesParamsAndWritesDx) {
 TEST(Swiglu, SteadyStateStepAllocatesNothingAndReturnsScratch) {
   const int64_t t = 5, d = 8, f = 12;
   Rng rng(31);
-  TensorBuffer x = uniform({t, d}, rng), w1 = uniform({f, d}, rng), w2 = uniform({d, f}, rng),
-               w3 = uniform({f, d}, rng), y({t, d}), dx({t, d}), dw1({f, d}), dw2({d, f}),
-               dw3({f, d});
+  TensorBuffer x = random_uniform({t, d}, rng), w1 = random_uniform({f, d}, rng),
+               w2 = random_uniform({d, f}, rng), w3 = random_uniform({f, d}, rng), y({t, d}),
+               dx({t, d}), dw1({f, d}), dw2({d, f}), dw3({f, d});
   const SwigluParams p{w1, w2, w3};
   Arena arena;
   int overflow_after_first_step = 0;
@@ -251,7 +240,8 @@ TEST(Swiglu, SteadyStateStepAllocatesNothingAndReturnsScratch) {
 TEST(Swiglu, ZeroRowsIsANoOp) {
   const int64_t d = 4, f = 6;
   Rng rng(25);
-  TensorBuffer w1 = uniform({f, d}, rng), w2 = uniform({d, f}, rng), w3 = uniform({f, d}, rng);
+  TensorBuffer w1 = random_uniform({f, d}, rng), w2 = random_uniform({d, f}, rng),
+               w3 = random_uniform({f, d}, rng);
   TensorBuffer x({0, d}), y({0, d}), dx({0, d}), dw1({f, d}), dw2({d, f}), dw3({f, d});
   Arena arena;
   const SwigluCache cache = SwigluCache::allocate(arena, 0, f);
@@ -262,8 +252,8 @@ TEST(Swiglu, ZeroRowsIsANoOp) {
 
 TEST(Swiglu, GateBackwardMayOverwriteItsUpstreamGradient) {
   Rng rng(26);
-  TensorBuffer h1 = uniform({3, 5}, rng, -3.0f, 3.0f), h3 = uniform({3, 5}, rng),
-               da = uniform({3, 5}, rng);
+  TensorBuffer h1 = random_uniform({3, 5}, rng, -3.0f, 3.0f), h3 = random_uniform({3, 5}, rng),
+               da = random_uniform({3, 5}, rng);
   TensorBuffer dh1({3, 5}), dh3({3, 5}), dh1_inplace({3, 5}), da_copy({3, 5});
   copy(da_copy, da);
   swiglu_gate_backward(h1, h3, da, dh1, dh3);
@@ -302,7 +292,7 @@ TEST(Embedding, LooksUpRowsAndAccumulatesRepeatedIds) {
   const int64_t v = 5, d = 3;
   TensorBuffer w({v, d}), dw({v, d});
   for (int64_t i = 0; i < v * d; ++i) w.f32()[i] = static_cast<float>(i);
-  TensorBuffer ids = ids_buffer({4, 1, 4});
+  TensorBuffer ids = i32_tensor({4, 1, 4});
   TensorBuffer y({3, d}), dy({3, d});
   embedding_forward(EmbeddingParams{w}, ids, y);
   EXPECT_EQ(y.view().at(0, 0), 12.0f);
@@ -318,8 +308,8 @@ TEST(Embedding, LooksUpRowsAndAccumulatesRepeatedIds) {
 
 TEST(Embedding, OutOfRangeIdIsAProgrammerError) {
   TensorBuffer w({4, 2}), y({2, 2});
-  EXPECT_DEATH(embedding_forward(EmbeddingParams{w}, ids_buffer({1, 4}), y), "outside \\[0, 4\\)");
-  EXPECT_DEATH(embedding_forward(EmbeddingParams{w}, ids_buffer({-1, 0}), y), "position 0");
+  EXPECT_DEATH(embedding_forward(EmbeddingParams{w}, i32_tensor({1, 4}), y), "outside \\[0, 4\\)");
+  EXPECT_DEATH(embedding_forward(EmbeddingParams{w}, i32_tensor({-1, 0}), y), "position 0");
 }
 
 TEST(Embedding, BackwardIsIdenticalOnOneAndTwoThreads) {
@@ -328,7 +318,7 @@ TEST(Embedding, BackwardIsIdenticalOnOneAndTwoThreads) {
   Rng rng(28);
   std::vector<int32_t> id_values(static_cast<size_t>(t));
   for (auto& id : id_values) id = static_cast<int32_t>(rng.below(v));
-  TensorBuffer ids = ids_buffer(id_values), dy = uniform({t, d}, rng);
+  TensorBuffer ids = i32_tensor(id_values), dy = random_uniform({t, d}, rng);
   TensorBuffer dw1({v, d}), dw2({v, d});
   with_threads(1, [&] { embedding_backward(EmbeddingGrads{dw1}, ids, dy); });
   with_threads(2, [&] { embedding_backward(EmbeddingGrads{dw2}, ids, dy); });
@@ -352,8 +342,8 @@ TEST(EmbeddingBag, ModesPoolAsDocumentedAndEmptyBagsGiveZeros) {
   TensorBuffer w({v, d});
   for (int64_t i = 0; i < v * d; ++i)
     w.f32()[i] = static_cast<float>(i + 1);  // row r = (2r+1, 2r+2)
-  TensorBuffer ids = ids_buffer({0, 3, 3, 1});
-  TensorBuffer offsets = offsets_buffer({0, 0, 3, 3, 4});  // bags: {}, {0, 3, 3}, {}, {1}
+  TensorBuffer ids = i32_tensor({0, 3, 3, 1});
+  TensorBuffer offsets = i64_tensor({0, 0, 3, 3, 4});  // bags: {}, {0, 3, 3}, {}, {1}
   TensorBuffer weights({4});
   const float wv[] = {2.0f, 0.5f, -1.0f, 3.0f};
   std::memcpy(weights.f32(), wv, sizeof(wv));
@@ -378,12 +368,12 @@ TEST(EmbeddingBag, NoBagsAndAllEmptyBags) {
   fill(w, 1.0f);
   TensorBuffer no_ids(Shape{0}, DType::kI32);
   TensorBuffer y0({0, 2});
-  embedding_bag_forward(EmbeddingParams{w}, BagMode::kMean, {no_ids, offsets_buffer({0}), Tensor()},
+  embedding_bag_forward(EmbeddingParams{w}, BagMode::kMean, {no_ids, i64_tensor({0}), Tensor()},
                         y0);
   TensorBuffer y({3, 2}), dy({3, 2});
   fill(y, 9.0f);
   fill(dy, 1.0f);
-  TensorBuffer zero_offsets = offsets_buffer({0, 0, 0, 0});
+  TensorBuffer zero_offsets = i64_tensor({0, 0, 0, 0});
   const EmbeddingBagInput empty_bags{no_ids, zero_offsets, Tensor()};
   embedding_bag_forward(EmbeddingParams{w}, BagMode::kMean, empty_bags, y);
   EXPECT_EQ(sum_squares(y), 0.0);
@@ -395,8 +385,8 @@ TEST(EmbeddingBag, NoBagsAndAllEmptyBags) {
 TEST(EmbeddingBag, BackwardScalesPerMode) {
   TensorBuffer w({3, 2});
   fill(w, 2.0f);
-  TensorBuffer ids = ids_buffer({1, 1, 2});
-  TensorBuffer offsets = offsets_buffer({0, 2, 3});  // bags {1, 1}, {2}
+  TensorBuffer ids = i32_tensor({1, 1, 2});
+  TensorBuffer offsets = i64_tensor({0, 2, 3});  // bags {1, 1}, {2}
   TensorBuffer weights({3});
   const float wv[] = {0.5f, 0.25f, 4.0f};
   std::memcpy(weights.f32(), wv, sizeof(wv));
@@ -432,9 +422,9 @@ TEST(EmbeddingBag, BackwardIsIdenticalOnOneAndTwoThreads) {
     for (int64_t k = 0; k < len; ++k) id_values.push_back(static_cast<int32_t>(rng.below(v)));
     off.push_back(static_cast<int64_t>(id_values.size()));
   }
-  TensorBuffer ids = ids_buffer(id_values), offsets = offsets_buffer(off);
-  TensorBuffer w = uniform({v, d}, rng), weights = uniform({ids.numel()}, rng);
-  TensorBuffer dy = uniform({b, d}, rng);
+  TensorBuffer ids = i32_tensor(id_values), offsets = i64_tensor(off);
+  TensorBuffer w = random_uniform({v, d}, rng), weights = random_uniform({ids.numel()}, rng);
+  TensorBuffer dy = random_uniform({b, d}, rng);
   TensorBuffer dw1({v, d}), dw2({v, d}), dt1({ids.numel()}), dt2({ids.numel()});
   const EmbeddingBagInput in{ids, offsets, weights};
   with_threads(1, [&] {
@@ -451,15 +441,15 @@ TEST(EmbeddingBag, BackwardIsIdenticalOnOneAndTwoThreads) {
 
 TEST(EmbeddingBag, MalformedInputsAreProgrammerErrors) {
   TensorBuffer w({4, 2}), y({2, 2});
-  TensorBuffer ids = ids_buffer({0, 1, 2});
+  TensorBuffer ids = i32_tensor({0, 1, 2});
   EXPECT_DEATH(embedding_bag_forward(EmbeddingParams{w}, BagMode::kSum,
-                                     {ids, offsets_buffer({0, 2, 1}), Tensor()}, y),
+                                     {ids, i64_tensor({0, 2, 1}), Tensor()}, y),
                "offsets");
   EXPECT_DEATH(embedding_bag_forward(EmbeddingParams{w}, BagMode::kSum,
-                                     {ids, offsets_buffer({0, 1, 2}), Tensor()}, y),
+                                     {ids, i64_tensor({0, 1, 2}), Tensor()}, y),
                "offsets run 0 .. 2 for 3 ids");
   EXPECT_DEATH(embedding_bag_forward(EmbeddingParams{w}, BagMode::kWeightedSum,
-                                     {ids, offsets_buffer({0, 1, 3}), Tensor()}, y),
+                                     {ids, i64_tensor({0, 1, 3}), Tensor()}, y),
                "needs weights");
 }
 
@@ -479,7 +469,7 @@ TEST(EmbeddingBag, ModeNamesRoundTrip) {
 TEST(LayerNorm, UnitGainRowsHaveZeroMeanAndUnitVariance) {
   const int64_t t = 5, d = 33;
   Rng rng(31);
-  TensorBuffer x = uniform({t, d}, rng, -3.0f, 5.0f), y({t, d}), gain({d}), bias({d});
+  TensorBuffer x = random_uniform({t, d}, rng, -3.0f, 5.0f), y({t, d}), gain({d}), bias({d});
   layer_norm_init(LayerNormParams{gain, bias});
   Arena arena;
   const LayerNormCache cache = LayerNormCache::allocate(arena, t);
@@ -501,7 +491,8 @@ TEST(LayerNorm, LargeOffsetDoesNotLoseTheSignal) {
   // |μ| ≫ σ: a one-pass E[x²] − μ² in float would cancel to noise here.
   const int64_t d = 64;
   Rng rng(32);
-  TensorBuffer x = uniform({1, d}, rng, -1.0f, 1.0f), shifted({1, d}), y1({1, d}), y2({1, d});
+  TensorBuffer x = random_uniform({1, d}, rng, -1.0f, 1.0f), shifted({1, d}), y1({1, d}),
+               y2({1, d});
   for (int64_t c = 0; c < d; ++c) shifted.f32()[c] = x.f32()[c] + 1000.0f;
   TensorBuffer gain({d});
   layer_norm_init(LayerNormParams{gain, Tensor()});
@@ -537,8 +528,8 @@ TEST(LayerNorm, ConstantRowGivesBiasAndFiniteGradients) {
 TEST(LayerNorm, ParameterGradientsIdenticalOnOneAndTwoThreads) {
   const int64_t t = 700, d = 96;
   Rng rng(33);
-  TensorBuffer x = uniform({t, d}, rng), dy = uniform({t, d}, rng), gain = uniform({d}, rng),
-               bias = uniform({d}, rng), y({t, d});
+  TensorBuffer x = random_uniform({t, d}, rng), dy = random_uniform({t, d}, rng),
+               gain = random_uniform({d}, rng), bias = random_uniform({d}, rng), y({t, d});
   Arena arena;
   const LayerNormCache cache = LayerNormCache::allocate(arena, t);
   const LayerNormParams p{gain, bias};
@@ -555,7 +546,7 @@ TEST(RmsNorm, UnitGainRowsHaveUnitRms) {
   for (int64_t t : {1, 4}) {
     const int64_t d = 20;
     Rng rng(34);
-    TensorBuffer x = uniform({t, d}, rng, -2.0f, 6.0f), y({t, d}), gain({d});
+    TensorBuffer x = random_uniform({t, d}, rng, -2.0f, 6.0f), y({t, d}), gain({d});
     rms_norm_init(RmsNormParams{gain});
     Arena arena;
     const RmsNormCache cache = RmsNormCache::allocate(arena, t);
@@ -575,8 +566,9 @@ TEST(RmsNorm, UnitGainRowsHaveUnitRms) {
 TEST(RmsNorm, BackwardWritesDxAndAccumulatesGain) {
   const int64_t t = 3, d = 7;
   Rng rng(35);
-  TensorBuffer x = uniform({t, d}, rng), dy = uniform({t, d}, rng), gain = uniform({d}, rng),
-               y({t, d}), dx1({t, d}), dx2({t, d}), dgain1({d}), dgain2({d});
+  TensorBuffer x = random_uniform({t, d}, rng), dy = random_uniform({t, d}, rng),
+               gain = random_uniform({d}, rng), y({t, d}), dx1({t, d}), dx2({t, d}), dgain1({d}),
+               dgain2({d});
   Arena arena;
   const RmsNormCache cache = RmsNormCache::allocate(arena, t);
   rms_norm_forward(RmsNormParams{gain}, 1e-6f, x, y, cache);
@@ -654,7 +646,8 @@ TEST(Dropout, MaskDoesNotDependOnThreadCount) {
 TEST(Dropout, BackwardAppliesTheForwardMask) {
   const int64_t t = 3, d = 10;
   Rng rng(44);
-  TensorBuffer x = uniform({t, d}, rng), dy = uniform({t, d}, rng), y({t, d}), dx({t, d});
+  TensorBuffer x = random_uniform({t, d}, rng), dy = random_uniform({t, d}, rng), y({t, d}),
+               dx({t, d});
   TensorBuffer mask(Shape{t, d}, DType::kU8);
   const DropoutCache cache{mask};
   Rng mask_rng(45);
@@ -670,7 +663,7 @@ TEST(Dropout, BackwardAppliesTheForwardMask) {
 TEST(Dropout, EvaluationAndExtremeProbabilities) {
   const int64_t n = 64;
   Rng rng(46);
-  TensorBuffer x = uniform({n}, rng), y({n}), mask(Shape{n}, DType::kU8);
+  TensorBuffer x = random_uniform({n}, rng), y({n}), mask(Shape{n}, DType::kU8);
   dropout_forward_eval(x, y);
   EXPECT_TRUE(bitwise_equal(x, y));
   dropout_forward(0.0f, rng, x, y, DropoutCache{mask});

@@ -11,23 +11,13 @@
 
 #include "moe/core/rng.h"
 #include "moe/layers/loss.h"
+#include "testing/tensors.h"
 
 namespace moe {
 namespace {
 
-TensorBuffer make(Shape shape, const std::vector<float>& values) {
-  TensorBuffer t(shape);
-  MOE_CHECK(static_cast<int64_t>(values.size()) == t.numel(), "make: {} values for {}",
-            values.size(), shape.str());
-  std::memcpy(t.f32(), values.data(), values.size() * sizeof(float));
-  return t;
-}
-
-TensorBuffer make_targets(const std::vector<int32_t>& ids) {
-  TensorBuffer t(Shape{static_cast<int64_t>(ids.size())}, DType::kI32);
-  std::memcpy(t.view().data<int32_t>(), ids.data(), ids.size() * sizeof(int32_t));
-  return t;
-}
+using testing::f32_tensor;
+using testing::i32_tensor;
 
 // Σ_j dz_{i,j} for every row: a softmax-based gradient sums to 0 per row.
 void expect_rows_sum_to_zero(Tensor dz) {
@@ -39,8 +29,8 @@ void expect_rows_sum_to_zero(Tensor dz) {
 }
 
 TEST(CrossEntropy, HandComputedValuesAndGradient) {
-  TensorBuffer z = make(Shape{2, 3}, {1, 2, 3, 1, 1, 1});  // [T, C]
-  TensorBuffer y = make_targets({2, 0});
+  TensorBuffer z = f32_tensor(Shape{2, 3}, {1, 2, 3, 1, 1, 1});  // [T, C]
+  TensorBuffer y = i32_tensor({2, 0});
   TensorBuffer dz(Shape{2, 3});
   const double lse0 = std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0));
   const double want = ((lse0 - 3.0) + std::log(3.0)) / 2.0;
@@ -55,8 +45,8 @@ TEST(CrossEntropy, HandComputedValuesAndGradient) {
 }
 
 TEST(CrossEntropy, TwoTiedLogitsCostLogTwo) {
-  TensorBuffer z = make(Shape{1, 2}, {0.5f, 0.5f});
-  TensorBuffer y = make_targets({1});
+  TensorBuffer z = f32_tensor(Shape{1, 2}, {0.5f, 0.5f});
+  TensorBuffer y = i32_tensor({1});
   TensorBuffer dz(Shape{1, 2});
   EXPECT_NEAR(cross_entropy_loss(z, y, dz), std::log(2.0), 1e-12);
   EXPECT_FLOAT_EQ(dz.view().at(0, 0), 0.5f);
@@ -64,8 +54,8 @@ TEST(CrossEntropy, TwoTiedLogitsCostLogTwo) {
 }
 
 TEST(CrossEntropy, PerfectPredictionsCostNothing) {
-  TensorBuffer z = make(Shape{3, 4}, {60, 0, 0, 0, 0, 0, 60, 0, 0, 60, 0, 0});
-  TensorBuffer y = make_targets({0, 2, 1});
+  TensorBuffer z = f32_tensor(Shape{3, 4}, {60, 0, 0, 0, 0, 0, 60, 0, 0, 60, 0, 0});
+  TensorBuffer y = i32_tensor({0, 2, 1});
   TensorBuffer dz(Shape{3, 4});
   EXPECT_LT(cross_entropy_loss(z, y, dz), 1e-20);
   for (int64_t i = 0; i < 12; ++i) EXPECT_LT(std::fabs(dz.f32()[i]), 1e-20f);
@@ -80,8 +70,8 @@ TEST(CrossEntropy, SmoothedTargetIsTheOptimum) {
   std::vector<float> logits(2 * C, static_cast<float>(std::log(miss)));
   logits[1] = static_cast<float>(std::log(hit));
   logits[C + 3] = static_cast<float>(std::log(hit));
-  TensorBuffer z = make(Shape{2, C}, logits);
-  TensorBuffer y = make_targets({1, 3});
+  TensorBuffer z = f32_tensor(Shape{2, C}, logits);
+  TensorBuffer y = i32_tensor({1, 3});
   TensorBuffer dz(Shape{2, C});
   CrossEntropyOptions opts;
   opts.label_smoothing = eps;
@@ -94,8 +84,8 @@ TEST(CrossEntropy, ClassWeightsNormaliseBySumOfTargetWeights) {
   Rng rng(3);
   TensorBuffer z(Shape{5, 3});
   rng.fill_normal(z, 0.0f, 1.5f);
-  TensorBuffer y = make_targets({0, 2, 2, 1, 0});
-  TensorBuffer w = make(Shape{3}, {0.5f, 2.0f, 1.25f});
+  TensorBuffer y = i32_tensor({0, 2, 2, 1, 0});
+  TensorBuffer w = f32_tensor(Shape{3}, {0.5f, 2.0f, 1.25f});
   CrossEntropyOptions opts;
   opts.class_weights = w;
   TensorBuffer dz(Shape{5, 3});
@@ -113,7 +103,7 @@ TEST(CrossEntropy, ClassWeightsNormaliseBySumOfTargetWeights) {
   expect_rows_sum_to_zero(dz);
 
   // Uniform weights of any value give the unweighted loss: the normaliser cancels them.
-  TensorBuffer w3 = make(Shape{3}, {3, 3, 3});
+  TensorBuffer w3 = f32_tensor(Shape{3}, {3, 3, 3});
   opts.class_weights = w3;
   opts.label_smoothing = 0.3;
   TensorBuffer dz_uniform(Shape{5, 3}), dz_plain(Shape{5, 3});
@@ -128,7 +118,7 @@ TEST(CrossEntropy, IgnoredRowsContributeNothing) {
   Rng rng(4);
   TensorBuffer z(Shape{4, 5});
   rng.fill_normal(z, 0.0f, 1.0f);
-  TensorBuffer y = make_targets({3, -100, 1, -100});
+  TensorBuffer y = i32_tensor({3, -100, 1, -100});
   TensorBuffer dz(Shape{4, 5});
   fill(dz, 7.0f);  // stale values must be overwritten
   CrossEntropyOptions opts;
@@ -138,7 +128,7 @@ TEST(CrossEntropy, IgnoredRowsContributeNothing) {
   TensorBuffer z2(Shape{2, 5});
   copy(Tensor(z2)[0], Tensor(z)[0]);
   copy(Tensor(z2)[1], Tensor(z)[2]);
-  TensorBuffer y2 = make_targets({3, 1});
+  TensorBuffer y2 = i32_tensor({3, 1});
   TensorBuffer dz2(Shape{2, 5});
   EXPECT_NEAR(got, cross_entropy_loss(z2, y2, dz2, opts), 1e-12);
   for (int64_t j = 0; j < 5; ++j) {
@@ -148,14 +138,14 @@ TEST(CrossEntropy, IgnoredRowsContributeNothing) {
     EXPECT_FLOAT_EQ(dz.view().at(2, j), dz2.view().at(1, j));
   }
   // A custom ignore index.
-  TensorBuffer y3 = make_targets({3, 4, 1, 4});
+  TensorBuffer y3 = i32_tensor({3, 4, 1, 4});
   opts.ignore_index = 4;
   EXPECT_NEAR(cross_entropy_loss(z, y3, Tensor(), opts), got, 1e-12);
 }
 
 TEST(CrossEntropy, AllRowsIgnoredGivesZeroLossAndGradient) {
-  TensorBuffer z = make(Shape{2, 2}, {1, 2, 3, 4});
-  TensorBuffer y = make_targets({-100, -100});
+  TensorBuffer z = f32_tensor(Shape{2, 2}, {1, 2, 3, 4});
+  TensorBuffer y = i32_tensor({-100, -100});
   TensorBuffer dz(Shape{2, 2});
   fill(dz, 1.0f);
   EXPECT_EQ(cross_entropy_loss(z, y, dz), 0.0);
@@ -166,8 +156,8 @@ TEST(CrossEntropy, GradScaleScalesOnlyTheGradient) {
   Rng rng(5);
   TensorBuffer z(Shape{3, 4});
   rng.fill_normal(z, 0.0f, 1.0f);
-  TensorBuffer y = make_targets({0, 3, 2});
-  TensorBuffer w = make(Shape{4}, {1, 2, 3, 4});
+  TensorBuffer y = i32_tensor({0, 3, 2});
+  TensorBuffer w = f32_tensor(Shape{4}, {1, 2, 3, 4});
   CrossEntropyOptions opts;
   opts.class_weights = w;
   opts.label_smoothing = 0.1;
@@ -181,8 +171,8 @@ TEST(CrossEntropy, GradScaleScalesOnlyTheGradient) {
 }
 
 TEST(CrossEntropy, ExtremeLogitsStayFinite) {
-  TensorBuffer z = make(Shape{2, 3}, {1e4f, -1e4f, 0, -3e4f, 3e4f, 3e4f});
-  TensorBuffer y = make_targets({1, 0});
+  TensorBuffer z = f32_tensor(Shape{2, 3}, {1e4f, -1e4f, 0, -3e4f, 3e4f, 3e4f});
+  TensorBuffer y = i32_tensor({1, 0});
   TensorBuffer dz(Shape{2, 3});
   CrossEntropyOptions opts;
   opts.label_smoothing = 0.1;
@@ -220,21 +210,21 @@ TEST(CrossEntropy, IdenticalForAnyThreadCount) {
 TEST(CrossEntropy, TargetOutOfRangeIsAProgrammerError) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");  // OpenMP threads exist by now
   TensorBuffer z(Shape{2, 3});
-  TensorBuffer y = make_targets({0, 3});
+  TensorBuffer y = i32_tensor({0, 3});
   EXPECT_DEATH((void)cross_entropy_loss(z, y, Tensor()), "target 3 of row 1 outside");
-  TensorBuffer y_neg = make_targets({-1, 0});
+  TensorBuffer y_neg = i32_tensor({-1, 0});
   EXPECT_DEATH((void)cross_entropy_loss(z, y_neg, Tensor()), "target -1 of row 0");
   TensorBuffer w(Shape{4});
   CrossEntropyOptions opts;
   opts.class_weights = w;
-  TensorBuffer y_ok = make_targets({0, 1});
+  TensorBuffer y_ok = i32_tensor({0, 1});
   EXPECT_DEATH((void)cross_entropy_loss(z, y_ok, Tensor(), opts), "class_weights");
 }
 
 TEST(BceWithLogits, HandComputedValues) {
   // x = 0: log 2 whatever y; x = 2, y = 1: log(1 + e^{−2}); x = −1, y = 0: log(1 + e^{−1}).
-  TensorBuffer x = make(Shape{4}, {0, 0, 2, -1});
-  TensorBuffer y = make(Shape{4}, {1, 0, 1, 0});
+  TensorBuffer x = f32_tensor(Shape{4}, {0, 0, 2, -1});
+  TensorBuffer y = f32_tensor(Shape{4}, {1, 0, 1, 0});
   TensorBuffer dx(Shape{4});
   const double want =
       (2 * std::log(2.0) + std::log1p(std::exp(-2.0)) + std::log1p(std::exp(-1.0))) / 4;
@@ -246,9 +236,9 @@ TEST(BceWithLogits, HandComputedValues) {
 }
 
 TEST(BceWithLogits, PosWeightScalesPositiveTermsOnly) {
-  TensorBuffer x = make(Shape{2, 2}, {0.3f, -0.7f, 1.1f, 0.2f});
-  TensorBuffer y = make(Shape{2, 2}, {1, 0, 0, 1});
-  TensorBuffer pw = make(Shape{2}, {3.0f, 5.0f});
+  TensorBuffer x = f32_tensor(Shape{2, 2}, {0.3f, -0.7f, 1.1f, 0.2f});
+  TensorBuffer y = f32_tensor(Shape{2, 2}, {1, 0, 0, 1});
+  TensorBuffer pw = f32_tensor(Shape{2}, {3.0f, 5.0f});
   BceOptions opts;
   opts.pos_weight = pw;
   const double got = bce_with_logits_loss(x, y, Tensor(), opts);
@@ -260,8 +250,8 @@ TEST(BceWithLogits, PosWeightScalesPositiveTermsOnly) {
 }
 
 TEST(BceWithLogits, ExtremeLogitsAreStable) {
-  TensorBuffer x = make(Shape{4}, {100, -100, 100, -100});
-  TensorBuffer y = make(Shape{4}, {0, 1, 1, 0});
+  TensorBuffer x = f32_tensor(Shape{4}, {100, -100, 100, -100});
+  TensorBuffer y = f32_tensor(Shape{4}, {0, 1, 1, 0});
   TensorBuffer dx(Shape{4});
   // Two confident misses cost |x| each, two confident hits cost ~e^{−100}.
   EXPECT_NEAR(bce_with_logits_loss(x, y, dx), 200.0 / 4, 1e-9);
@@ -273,7 +263,7 @@ TEST(BceWithLogits, ExtremeLogitsAreStable) {
 
 TEST(BceWithLogits, SoftTargetIsTheOptimum) {
   // With y = σ(x) the gradient σ(x) − y vanishes, up to the float rounding of y (/ N).
-  TensorBuffer x = make(Shape{3}, {-2.0f, 0.0f, 1.5f});
+  TensorBuffer x = f32_tensor(Shape{3}, {-2.0f, 0.0f, 1.5f});
   TensorBuffer y(Shape{3});
   for (int i = 0; i < 3; ++i) y.f32()[i] = 1.0f / (1.0f + std::exp(-x.f32()[i]));
   TensorBuffer dx(Shape{3});
@@ -282,8 +272,8 @@ TEST(BceWithLogits, SoftTargetIsTheOptimum) {
 }
 
 TEST(Mse, HandComputedValuesAndPerfectPrediction) {
-  TensorBuffer x = make(Shape{2, 2}, {1, 2, 0, -1});
-  TensorBuffer y = make(Shape{2, 2}, {0, 0, 0, 1});
+  TensorBuffer x = f32_tensor(Shape{2, 2}, {1, 2, 0, -1});
+  TensorBuffer y = f32_tensor(Shape{2, 2}, {0, 0, 0, 1});
   TensorBuffer dx(Shape{2, 2});
   EXPECT_DOUBLE_EQ(mse_loss(x, y, dx), (1.0 + 4.0 + 0.0 + 4.0) / 4.0);
   const float want[] = {0.5f, 1.0f, 0.0f, -1.0f};  // 2 (x − y) / 4
@@ -293,7 +283,7 @@ TEST(Mse, HandComputedValuesAndPerfectPrediction) {
 }
 
 TEST(Huber, QuadraticInsideDeltaLinearOutside) {
-  TensorBuffer x = make(Shape{1, 4}, {0.5f, -2.0f, 3.0f, 0.0f});
+  TensorBuffer x = f32_tensor(Shape{1, 4}, {0.5f, -2.0f, 3.0f, 0.0f});
   TensorBuffer y(Shape{1, 4});
   TensorBuffer dx(Shape{1, 4});
   // δ = 1: ½·0.25, 1·(2 − ½), 1·(3 − ½), 0

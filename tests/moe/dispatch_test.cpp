@@ -11,6 +11,7 @@
 #include "moe/moe/experts.h"
 #include "moe_layer_testing.h"
 #include "testing/fixtures.h"
+#include "testing/tensors.h"
 
 namespace moe {
 namespace {
@@ -31,12 +32,6 @@ RoutingPlan random_plan(int64_t t, int64_t e, int64_t k, float drop_rate, uint64
     }
   }
   return make_plan(e, tokens);
-}
-
-TensorBuffer random_tensor(Shape s, uint64_t seed) {
-  TensorBuffer b(s);
-  Rng(seed).fill_uniform(b, -1.0f, 1.0f);
-  return b;
 }
 
 double dot(Tensor a, Tensor b) {
@@ -64,7 +59,7 @@ TEST(Dispatch, GathersRowsInExpertOrder) {
 
 TEST(Dispatch, CombineIsTheWeightedSumOfEachTokensRows) {
   const RoutingPlan p = random_plan(9, 4, 2, 0.0f, 1);
-  TensorBuffer ys = random_tensor(Shape{p.n_kept(), 5}, 2);
+  TensorBuffer ys = testing::random_uniform(Shape{p.n_kept(), 5}, 2);
   TensorBuffer y(Shape{9, 5});
   combine_forward(p, ys, y);
   for (int64_t t = 0; t < 9; ++t) {
@@ -81,7 +76,8 @@ TEST(Dispatch, CombineAndDispatchAreAdjoints) {
   for (float drop : {0.0f, 0.3f}) {
     const RoutingPlan p = random_plan(13, 5, 3, drop, 3);
     const int64_t d = 7, sk = p.n_kept();
-    TensorBuffer ys = random_tensor(Shape{sk, d}, 4), dy = random_tensor(Shape{13, d}, 5);
+    TensorBuffer ys = testing::random_uniform(Shape{sk, d}, 4),
+                 dy = testing::random_uniform(Shape{13, d}, 5);
     TensorBuffer y(Shape{13, d}), dys(Shape{sk, d});
     std::vector<float> dweights(static_cast<size_t>(p.n_slots()));
     combine_forward(p, ys, y);
@@ -94,7 +90,8 @@ TEST(Dispatch, CombineAndDispatchAreAdjoints) {
     EXPECT_NEAR(dot(y, dy), by_weights, 1e-5);
 
     // <dispatch(x), dxs> = <x, dispatch_backward(dxs)>
-    TensorBuffer x = random_tensor(Shape{13, d}, 6), dxs = random_tensor(Shape{sk, d}, 7);
+    TensorBuffer x = testing::random_uniform(Shape{13, d}, 6),
+                 dxs = testing::random_uniform(Shape{sk, d}, 7);
     TensorBuffer xs(Shape{sk, d}), dx(Shape{13, d});
     dispatch_forward(p, x, xs);
     dispatch_backward(p, dxs, dx);
@@ -108,14 +105,14 @@ TEST(Dispatch, DroppedSlotsContributeNothing) {
       2,
       {{{0, 0.5f}, {1, 0.5f}}, {{1, 0.9f}, {0, 0.1f, true}}, {{0, 0.6f, true}, {1, 0.4f, true}}});
   ASSERT_EQ(p.n_kept(), 3);
-  TensorBuffer ys = random_tensor(Shape{3, 4}, 8), y(Shape{3, 4});
+  TensorBuffer ys = testing::random_uniform(Shape{3, 4}, 8), y(Shape{3, 4});
   fill(y, 99.0f);
   combine_forward(p, ys, y);
   for (int64_t j = 0; j < 4; ++j) {
     EXPECT_FLOAT_EQ(y.view().at(1, j), 0.9f * ys.view().at(p.inv_perm[2], j));
     EXPECT_EQ(y.view().at(2, j), 0.0f);
   }
-  TensorBuffer dy = random_tensor(Shape{3, 4}, 9), dys(Shape{3, 4});
+  TensorBuffer dy = testing::random_uniform(Shape{3, 4}, 9), dys(Shape{3, 4});
   std::vector<float> dweights(6, 99.0f);
   combine_backward(p, ys, dy, dys, dweights.data());
   EXPECT_EQ(dweights[3], 0.0f);
@@ -130,7 +127,7 @@ TEST(Dispatch, DroppedSlotsContributeNothing) {
 TEST(Dispatch, VariableSlotsPerToken) {
   // Expert-choice shaped: token 0 has none, token 1 three, token 2 one.
   const RoutingPlan p = make_plan(3, {{}, {{2, 0.2f}, {0, 0.3f}, {1, 0.5f}}, {{2, 1.0f}}});
-  TensorBuffer x = random_tensor(Shape{3, 3}, 10), xs(Shape{4, 3}), y(Shape{3, 3});
+  TensorBuffer x = testing::random_uniform(Shape{3, 3}, 10), xs(Shape{4, 3}), y(Shape{3, 3});
   dispatch_forward(p, x, xs);
   combine_forward(p, xs, y);  // identity experts: y[t] = (Σ weights) · x[t]
   for (int64_t j = 0; j < 3; ++j) {
@@ -185,7 +182,8 @@ TEST(Dispatch, ExpertWithNoRowsCostsNothingAndGetsNoGradient) {
   // Nobody goes to expert 1.
   const RoutingPlan p = make_plan(3, {{{0, 0.5f}, {2, 0.5f}}, {{2, 1.0f}}, {{0, 0.25f}}});
   ASSERT_EQ(p.expert_rows(1), 0);
-  TensorBuffer x = random_tensor(Shape{3, 4}, 12), dy = random_tensor(Shape{3, 4}, 13);
+  TensorBuffer x = testing::random_uniform(Shape{3, 4}, 12),
+               dy = testing::random_uniform(Shape{3, 4}, 13);
   TensorBuffer y(Shape{3, 4}), dx(Shape{3, 4});
   pipe.run(p, x, y, dy, dx);
   for (int32_t id = 0; id < pipe.store.size(); ++id) {
@@ -209,7 +207,8 @@ TEST(Dispatch, AllRowsOnOneExpertMatchesRunningItDensely) {
   std::vector<std::vector<HandSlot>> tokens(t, std::vector<HandSlot>{{2, 1.0f}});
   const RoutingPlan p = make_plan(3, tokens);
   EXPECT_EQ(p.expert_rows(2), t);
-  TensorBuffer x = random_tensor(Shape{t, 4}, 14), dy = random_tensor(Shape{t, 4}, 15);
+  TensorBuffer x = testing::random_uniform(Shape{t, 4}, 14),
+               dy = testing::random_uniform(Shape{t, 4}, 15);
   TensorBuffer y(Shape{t, 4}), dx(Shape{t, 4});
   pipe.run(p, x, y, dy, dx);
   // Weight 1 and one slot per token: the MoE is exactly expert 2 applied to x.
@@ -223,7 +222,8 @@ TEST(Dispatch, BitIdenticalAcrossRunsAndThreadCounts) {
   // Big enough that every stage runs threaded (T·K·D above the parallel threshold).
   const RoutingPlan p = random_plan(700, 8, 2, 0.1f, 16);
   const int64_t d = 48, sk = p.n_kept();
-  TensorBuffer x = random_tensor(Shape{700, d}, 17), dy = random_tensor(Shape{700, d}, 18);
+  TensorBuffer x = testing::random_uniform(Shape{700, d}, 17),
+               dy = testing::random_uniform(Shape{700, d}, 18);
   struct Out {
     TensorBuffer xs, y, dys, dx;
     std::vector<float> dweights;

@@ -16,15 +16,10 @@
 #include "moe/kernels/swiglu_act.h"
 #include "moe/moe/experts.h"
 #include "testing/fixtures.h"
+#include "testing/tensors.h"
 
 namespace moe {
 namespace {
-
-TensorBuffer random_buffer(Shape s, uint64_t seed) {
-  TensorBuffer t(s);
-  Rng(seed).fill_normal(t.view(), 0.0f, 1.0f);
-  return t;
-}
 
 // Every parameter's gradient = v (the padding after each group stays as it is, zero).
 void fill_grads(const ParamStore& store, float v) {
@@ -84,8 +79,8 @@ Reference reference_step(const ExpertHarness& h, Tensor x, Tensor dy) {
 TEST(ExpertGrad, SwigluMatchesTheReference) {
   ExpertHarness h;
   for (const int64_t n : {1, 7, 33}) {
-    const TensorBuffer x = random_buffer(Shape{n, ExpertHarness::kD}, 30 + n);
-    const TensorBuffer dy = random_buffer(Shape{n, ExpertHarness::kD}, 40 + n);
+    const TensorBuffer x = testing::random_normal(Shape{n, ExpertHarness::kD}, 30 + n);
+    const TensorBuffer dy = testing::random_normal(Shape{n, ExpertHarness::kD}, 40 + n);
     TensorBuffer y(Shape{n, ExpertHarness::kD}), dx(Shape{n, ExpertHarness::kD});
     h.store.zero_grads();
     h.step(x, y, dy, dx);
@@ -104,8 +99,10 @@ void check_deferred_zeroing(Precision p) {
   ExpertHarness h;
   h.expert.set_precision(p);
   const int64_t n = 9, d = ExpertHarness::kD;
-  const TensorBuffer x = random_buffer(Shape{n, d}, 1), dy = random_buffer(Shape{n, d}, 2);
-  const TensorBuffer x2 = random_buffer(Shape{n, d}, 3), dy2 = random_buffer(Shape{n, d}, 4);
+  const TensorBuffer x = testing::random_normal(Shape{n, d}, 1),
+                     dy = testing::random_normal(Shape{n, d}, 2);
+  const TensorBuffer x2 = testing::random_normal(Shape{n, d}, 3),
+                     dy2 = testing::random_normal(Shape{n, d}, 4);
   TensorBuffer y(Shape{n, d}), dx(Shape{n, d});
   const Tensor grads(h.store.grad(0).f32(), Shape{h.store.values().numel()});  // the arena
 
@@ -147,7 +144,8 @@ TEST(ExpertGrad, Bf16StaysWithinRoundingOfTheReference) {
   ExpertHarness h;
   h.expert.set_precision(Precision::kBF16);
   const int64_t n = 17, d = ExpertHarness::kD;
-  const TensorBuffer x = random_buffer(Shape{n, d}, 7), dy = random_buffer(Shape{n, d}, 8);
+  const TensorBuffer x = testing::random_normal(Shape{n, d}, 7),
+                     dy = testing::random_normal(Shape{n, d}, 8);
   TensorBuffer y(Shape{n, d}), dx(Shape{n, d});
   h.store.zero_grads();
   h.step(x, y, dy, dx);

@@ -16,6 +16,7 @@
 #include "moe/core/rng.h"
 #include "moe/moe/balance.h"
 #include "moe/moe/gate.h"
+#include "testing/tensors.h"
 
 namespace moe {
 namespace {
@@ -45,7 +46,7 @@ TEST(GumbelGate, SoftWeightsUseTheGivenNoiseAndTemperature) {
   GateConfig c = config(GateKind::kGumbelSoftmax, 3, 4, 1);
   c.tau_start = 0.5f;
   auto g = make_gate(c);
-  TensorBuffer x = random_x(5, 3, 24), noise(Shape{5, 4});
+  TensorBuffer x = testing::random_normal(Shape{5, 3}, 24), noise(Shape{5, 4});
   Rng(3).fill_gumbel(noise);
   GateInput in;
   in.x = x;
@@ -67,7 +68,7 @@ TEST(GumbelGate, HardIsOneHotAndNoiseOnlyInTraining) {
   GateConfig c = config(GateKind::kGumbelSoftmax, 3, 5, 1);
   c.hard = true;
   auto g = make_gate(c);
-  TensorBuffer x = random_x(64, 3, 25);
+  TensorBuffer x = testing::random_normal(Shape{64, 3}, 25);
   const auto l = logits_of(*g, x);
   GateInput in;
   in.x = x;
@@ -103,7 +104,7 @@ TEST(NoisyGate, EvaluationIsPlainTopKThenSoftmax) {
   GateConfig tc = config(GateKind::kTopKSoftmax, 4, 6, 2);
   tc.softmax_after_topk = true;
   auto topk = make_gate(tc, 4);
-  TensorBuffer x = random_x(20, 4, 26);
+  TensorBuffer x = testing::random_normal(Shape{20, 4}, 26);
   AuxLosses aux;
   RoutingPlan a = route(*noisy, x, false, nullptr, &aux), b = route(*topk, x);
   EXPECT_EQ(a.expert_ids, b.expert_ids);
@@ -120,7 +121,7 @@ TEST(NoisyGate, NoiseScaleFollowsSoftplus) {
   GateConfig c = config(GateKind::kNoisyTopK, 2, 3, 1);
   auto g = make_gate(c);
   fill(g->w(), 0.0f);  // l = 0: the noise alone decides
-  TensorBuffer x = random_x(4, 2, 27), noise(Shape{4, 3});
+  TensorBuffer x = testing::random_normal(Shape{4, 2}, 27), noise(Shape{4, 3});
   const float n[12] = {0, 1, 2, 3, 2, 1, -1, -2, -3, 0.5f, 0.5f, 0.1f};
   for (int i = 0; i < 12; ++i) noise.f32()[i] = n[i];
   GateInput in;
@@ -141,7 +142,7 @@ TEST(NoisyGate, AllExpertsChosenMeansNoLoadLoss) {
   GateConfig c = config(GateKind::kNoisyTopK, 3, 3, 3);
   c.load_loss = 1.0f;
   auto g = make_gate(c);
-  TensorBuffer x = random_x(7, 3, 28);
+  TensorBuffer x = testing::random_normal(Shape{7, 3}, 28);
   AuxLosses aux;
   route(*g, x, true, nullptr, &aux);
   EXPECT_EQ(aux.load_loss, 0.0);
@@ -197,7 +198,7 @@ TEST(SigmoidGate, BiasBalancesASkewedRouter) {
   c.bias_update_rate = 0.02f;
   auto g = make_gate(c);
   for (int e = 0; e < 4; ++e) g->w().at(e, 2) = e == 0 ? 2.0f : 0.0f;
-  TensorBuffer x = random_x(64, 3, 29);
+  TensorBuffer x = testing::random_normal(Shape{64, 3}, 29);
   for (int64_t t = 0; t < 64; ++t) x.view().at(t, 2) = 2.0f;
   RoutingPlan plan = route(*g, x);
   EXPECT_EQ(plan.expert_rows(0), 64);
@@ -222,7 +223,7 @@ TEST(ExpertChoiceGate, EachExpertTakesItsTopCTokens) {
   GateConfig c = config(GateKind::kExpertChoice, 4, 3, 1);
   c.capacity_factor = 1.0f;
   auto g = make_gate(c);
-  TensorBuffer x = random_x(10, 4, 30);
+  TensorBuffer x = testing::random_normal(Shape{10, 4}, 30);
   RoutingPlan plan = route(*g, x);
   const int64_t cap = gate_capacity(c, 10);  // ceil(10 / 3) = 4
   ASSERT_EQ(cap, 4);
@@ -280,7 +281,7 @@ TEST(HashGate, FixedDeterministicAndBalancedWithoutParameters) {
   GateConfig c = config(GateKind::kHash, 3, 8, 1);
   auto g = make_gate(c);
   EXPECT_EQ(g->store.size(), 0);  // nothing to learn
-  TensorBuffer x = random_x(1000, 3, 31);
+  TensorBuffer x = testing::random_normal(Shape{1000, 3}, 31);
   RoutingPlan a = route(*g, x);
   std::vector<int64_t> ids(1000);
   for (int64_t t = 0; t < 1000; ++t) ids[static_cast<size_t>(t)] = 5000 + t;
@@ -299,7 +300,7 @@ TEST(HashGate, FixedDeterministicAndBalancedWithoutParameters) {
   // The same id always lands on the same expert, whatever its position in the batch.
   std::vector<int64_t> same(4, 42);
   in.token_ids = same.data();
-  TensorBuffer x4 = random_x(4, 3, 32);
+  TensorBuffer x4 = testing::random_normal(Shape{4, 3}, 32);
   in.x = x4;
   RoutingPlan s;
   g->gate->forward(in, arena, &s, &aux);
@@ -328,7 +329,7 @@ TEST(SinkhornGate, BalanceImprovesOnASkewedRouter) {
   auto g = make_gate(c);
   // Expert 0's row dominates for most tokens: greedy routing collapses onto it.
   for (int i = 0; i < 4; ++i) g->w().at(0, i) += 0.8f;
-  TensorBuffer x = random_x(64, 4, 33);
+  TensorBuffer x = testing::random_normal(Shape{64, 4}, 33);
   for (int64_t t = 0; t < 64; ++t)
     for (int i = 0; i < 4; ++i) x.view().at(t, i) = 0.5f + 0.5f * x.view().at(t, i);
   RoutingPlan greedy = route(*g, x, false), balanced = route(*g, x, true);
@@ -346,7 +347,7 @@ TEST(SinkhornGate, BalanceImprovesOnASkewedRouter) {
 TEST(SinkhornGate, EvaluationIsGreedyTopK) {
   auto s = make_gate(config(GateKind::kSinkhorn, 4, 5, 2), 6);
   auto t = make_gate(config(GateKind::kTopKSoftmax, 4, 5, 2), 6);
-  TensorBuffer x = random_x(16, 4, 34);
+  TensorBuffer x = testing::random_normal(Shape{16, 4}, 34);
   RoutingPlan a = route(*s, x, false), b = route(*t, x, false);
   EXPECT_EQ(a.expert_ids, b.expert_ids);
   EXPECT_EQ(a.weights, b.weights);

@@ -20,6 +20,7 @@
 #include "moe/core/params.h"
 #include "moe/core/rng.h"
 #include "moe/moe/gate.h"
+#include "testing/tensors.h"
 
 namespace moe {
 namespace {
@@ -87,7 +88,7 @@ TEST(GateConfig, CapacityFormula) {
 
 TEST(DenseGate, EveryExpertWithSoftmaxWeights) {
   auto g = make_gate(config(GateKind::kDenseSoftmax, 5, 4, 2));
-  TensorBuffer x = random_x(6, 5, 11);
+  TensorBuffer x = testing::random_normal(Shape{6, 5}, 11);
   RoutingPlan plan = route(*g, x);
   ASSERT_EQ(plan.n_slots(), 24);
   const auto p = softmax_of(logits_of(*g, x), 4);
@@ -104,7 +105,7 @@ TEST(DenseGate, EveryExpertWithSoftmaxWeights) {
 TEST(DenseGate, EqualsTopKWithKEqualE) {
   auto dense = make_gate(config(GateKind::kDenseSoftmax, 5, 4, 1), 3);
   auto topk = make_gate(config(GateKind::kTopKSoftmax, 5, 4, 4), 3);
-  TensorBuffer x = random_x(7, 5, 12);
+  TensorBuffer x = testing::random_normal(Shape{7, 5}, 12);
   RoutingPlan a = route(*dense, x), b = route(*topk, x);
   ASSERT_EQ(a.n_slots(), b.n_slots());
   for (int64_t t = 0; t < 7; ++t)
@@ -124,7 +125,7 @@ TEST(TopKGate, ChoosesTheLargestBestFirst) {
       c.renormalize = renorm;
       c.softmax_after_topk = after;
       auto g = make_gate(c, 5);
-      TensorBuffer x = random_x(9, 6, 13);
+      TensorBuffer x = testing::random_normal(Shape{9, 6}, 13);
       RoutingPlan plan = route(*g, x);
       const auto l = logits_of(*g, x);
       const auto p = softmax_of(l, 5);
@@ -186,14 +187,14 @@ TEST(TopKGate, AllRowsOnOneExpertLeavesOthersEmpty) {
 
 TEST(TopKGate, SingleExpertAndSingleToken) {
   auto g = make_gate(config(GateKind::kTopKSoftmax, 3, 1, 1));
-  TensorBuffer x = random_x(4, 3, 14);
+  TensorBuffer x = testing::random_normal(Shape{4, 3}, 14);
   RoutingPlan plan = route(*g, x);
   for (int64_t s = 0; s < plan.n_slots(); ++s) {
     EXPECT_EQ(plan.expert_ids[static_cast<size_t>(s)], 0);
     EXPECT_EQ(plan.weights[static_cast<size_t>(s)], 1.0f);
   }
   auto g2 = make_gate(config(GateKind::kTopKSoftmax, 3, 5, 2));
-  TensorBuffer x1 = random_x(1, 3, 15);
+  TensorBuffer x1 = testing::random_normal(Shape{1, 3}, 15);
   RoutingPlan one = route(*g2, x1);
   EXPECT_EQ(one.n_slots(), 2);
   EXPECT_NEAR(one.weights[0] + one.weights[1], 1.0f, 1e-6);
@@ -272,7 +273,7 @@ void exercise(GateKind kind, int64_t t_n, int64_t e_n, int64_t k, bool hard = fa
   if (kind != GateKind::kHash) c.switch_loss = c.importance_loss = c.z_loss = 0.01f;
   if (kind == GateKind::kNoisyTopK) c.load_loss = 0.01f;
   auto g = make_gate(c);
-  TensorBuffer x = random_x(t_n, 3, 21);
+  TensorBuffer x = testing::random_normal(Shape{t_n, 3}, 21);
   for (bool training : {false, true}) {
     Arena arena;
     RoutingPlan plan = route(*g, x, training, &arena);
@@ -320,7 +321,7 @@ TEST(AllGates, SameSeedSamePlanBitForBit) {
       if (kind != GateKind::kHash) c.switch_loss = c.z_loss = 0.01f;
       if (kind == GateKind::kNoisyTopK) c.load_loss = 0.01f;
       auto g1 = make_gate(c, 9), g2 = make_gate(c, 9);
-      TensorBuffer x = random_x(t_n, 4, 22);
+      TensorBuffer x = testing::random_normal(Shape{t_n, 4}, 22);
       Arena arena1, arena2;
       RoutingPlan a = route(*g1, x, true, &arena1), b = route(*g2, x, true, &arena2);
       EXPECT_EQ(a.expert_ids, b.expert_ids);
@@ -348,7 +349,7 @@ TEST(AllGates, EvaluationIgnoresTheRng) {
   for (GateKind kind : kAllKinds) {
     SCOPED_TRACE(gate_kind_name(kind));
     auto g = make_gate(config(kind, 4, 6, 2));
-    TensorBuffer x = random_x(40, 4, 35);
+    TensorBuffer x = testing::random_normal(Shape{40, 4}, 35);
     Arena arena;
     RoutingPlan a, b;
     AuxLosses aux;
@@ -372,7 +373,7 @@ TEST(AllGates, SteadyStateAllocatesNothing) {
     if (kind != GateKind::kHash) c.switch_loss = c.importance_loss = c.z_loss = 0.01f;
     if (kind == GateKind::kNoisyTopK) c.load_loss = 0.01f;
     auto g = make_gate(c);
-    TensorBuffer x = random_x(40, 4, 23), dx(Shape{40, 4});
+    TensorBuffer x = testing::random_normal(Shape{40, 4}, 23), dx(Shape{40, 4});
     Arena arena;
     RoutingPlan plan;
     std::vector<float> dweights(40 * 6, 1.0f);

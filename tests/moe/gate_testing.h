@@ -16,6 +16,7 @@
 #include "moe/core/params.h"
 #include "moe/core/rng.h"
 #include "moe/moe/gate.h"
+#include "testing/tensors.h"
 
 namespace moe::gate_testing {
 
@@ -67,13 +68,6 @@ inline RoutingPlan route(TestGate& g, Tensor x, bool training = false, Arena* ar
   expect_valid(plan);
   if (aux_out) *aux_out = aux;
   return plan;
-}
-
-inline TensorBuffer random_x(int64_t t, int64_t d, uint64_t seed) {
-  TensorBuffer x(Shape{t, d});
-  Rng rng(seed);
-  rng.fill_normal(x, 0.0f, 1.0f);
-  return x;
 }
 
 // Router logits of the test gate, computed here in double: x·Wᵀ.

@@ -15,6 +15,7 @@
 #include "moe/kernels/ops.h"
 #include "moe/moe/moe_layer.h"
 #include "moe_testing.h"
+#include "testing/tensors.h"
 
 namespace moe {
 namespace {
@@ -22,7 +23,7 @@ namespace {
 using testing::expert_config;
 using testing::LayerHarness;
 using testing::LayerStep;
-using testing::random_rows;
+using testing::random_normal;
 using testing::swiglu_top_k_config;
 
 MoeConfig bf16_case(Precision p, int64_t n_shared = 0) {
@@ -56,7 +57,8 @@ TEST(MoeLayerBf16, ForwardAndBackwardCloseToFp32) {
     LayerHarness h32(bf16_case(Precision::kF32, n_shared), 5);
     LayerHarness h16(bf16_case(Precision::kBF16, n_shared), 5);
     const int64_t t = 150;  // segments of ~75 rows, not a multiple of any SIMD width
-    const TensorBuffer x = random_rows(t, 64, 1), dy = random_rows(t, 64, 2);
+    const TensorBuffer x = testing::random_normal(Shape{t, 64}, 1),
+                       dy = testing::random_normal(Shape{t, 64}, 2);
     const LayerStep a = testing::forward_backward(h32, x, dy, /*training=*/true);
     const LayerStep b = testing::forward_backward(h16, x, dy, /*training=*/true);
     for (int64_t e = 0; e < 4; ++e)  // the router is fp32: the same plan
@@ -79,7 +81,8 @@ TEST(MoeLayerBf16, ForwardAndBackwardCloseToFp32) {
 
 TEST(MoeLayerBf16, RerunsAreBitIdenticalForEitherThreading) {
   LayerHarness h(bf16_case(Precision::kBF16, 1), 5);
-  const TensorBuffer x = random_rows(200, 64, 1), dy = random_rows(200, 64, 2);
+  const TensorBuffer x = testing::random_normal(Shape{200, 64}, 1),
+                     dy = testing::random_normal(Shape{200, 64}, 2);
   h.layer.set_expert_threading(ExpertThreading::kAcrossExperts);
   const LayerStep a = testing::forward_backward(h, x, dy, /*training=*/true);
   const LayerStep b = testing::forward_backward(h, x, dy, /*training=*/true);
@@ -114,7 +117,7 @@ struct Losses {
 Losses train_tiny(Precision p) {
   LayerHarness h(bf16_case(p), 11);
   const int64_t t = 128, d = 64;
-  const TensorBuffer x = random_rows(t, d, 3);
+  const TensorBuffer x = testing::random_normal(Shape{t, d}, 3);
   TensorBuffer target(Shape{t, d}), a(Shape{d, d}), y(Shape{t, d});
   TensorBuffer dy(Shape{t, d}), dx(Shape{t, d});
   Rng(4).fill_normal(a, 0.0f, 0.5f / std::sqrt(static_cast<float>(d)));

@@ -17,6 +17,7 @@
 #include "moe/optim/optimizer.h"
 #include "moe_testing.h"
 #include "testing/fixtures.h"
+#include "testing/tensors.h"
 
 namespace moe {
 namespace {
@@ -26,12 +27,12 @@ using testing::gate_config;
 using testing::LayerHarness;
 using testing::LayerStep;
 using testing::moe_config;
-using testing::random_rows;
+using testing::random_normal;
 using testing::swiglu_top_k_config;
 
 // Forward (inference mode) and backward with dy ~ N(0, 1).
 LayerStep run(LayerHarness& h, Tensor x, uint64_t seed = 99) {
-  return testing::forward_backward(h, x, random_rows(x.rows(), x.cols(), seed),
+  return testing::forward_backward(h, x, testing::random_normal(Shape{x.rows(), x.cols()}, seed),
                                    /*training=*/false);
 }
 
@@ -42,7 +43,7 @@ TEST(MoeLayer, MatchesPerTokenReferenceForEveryExpertKind) {
         expert_config(ExpertKind::kMlp, 6, 3, Activation::kRelu, false),
         expert_config(ExpertKind::kSwiglu, 16)}) {
     LayerHarness h(moe_config(d, 4, ec, gate_config(GateKind::kTopKSoftmax, d, 4, 2)), 1);
-    TensorBuffer x = random_rows(t, d, 2);
+    TensorBuffer x = testing::random_normal(Shape{t, d}, 2);
     const LayerStep r = run(h, x);
     testing::expect_close(fmt::format("{} expert y", expert_kind_name(ec.kind)), r.y,
                           testing::reference_output(h.layer, x), 1e-5, 1e-6);
@@ -81,7 +82,7 @@ TEST(MoeLayer, DenseSoftmaxEqualsTopKWithKEqualsE) {
   LayerHarness dense(moe_config(d, e, ec, gate_config(GateKind::kDenseSoftmax, d, e, e)), 3);
   LayerHarness topk(moe_config(d, e, ec, gate_config(GateKind::kTopKSoftmax, d, e, e)), 4);
   topk.copy_params_from(dense.store);
-  TensorBuffer x = random_rows(t, d, 5);
+  TensorBuffer x = testing::random_normal(Shape{t, d}, 5);
   const LayerStep a = run(dense, x), b = run(topk, x);
   testing::expect_close("y", b.y, a.y, 1e-5, 1e-6);
   testing::expect_close("dx", b.dx, a.dx, 1e-5, 1e-6);
@@ -97,7 +98,7 @@ TEST(MoeLayer, SingleExpertIsThatExpert) {
   LayerHarness h(moe_config(d, 1, expert_config(ExpertKind::kMlp, 12, 2),
                             gate_config(GateKind::kTopKSoftmax, d, 1, 1)),
                  6);
-  TensorBuffer x = random_rows(t, d, 7);
+  TensorBuffer x = testing::random_normal(Shape{t, d}, 7);
   const LayerStep r = run(h, x);
   TensorBuffer want(Shape{t, d});
   Arena arena;
@@ -110,7 +111,7 @@ TEST(MoeLayer, SingleExpertIsThatExpert) {
 TEST(MoeLayer, SingleToken) {
   const int64_t d = 8;
   LayerHarness h(swiglu_top_k_config(d, 4, 2, 16), 8);
-  TensorBuffer x = random_rows(1, d, 9);
+  TensorBuffer x = testing::random_normal(Shape{1, d}, 9);
   const LayerStep r = run(h, x);
   EXPECT_EQ(h.layer.plan().n_kept(), 2);
   int busy = 0;
@@ -127,7 +128,7 @@ TEST(MoeLayer, SharedExpertsAddTheirOutputToEveryToken) {
                         expert_config(ExpertKind::kMlp, 8, 1, Activation::kSilu)};
   LayerHarness a(routed, 10), b(with_shared, 11);
   b.copy_params_from(a.store);
-  TensorBuffer x = random_rows(t, d, 12);
+  TensorBuffer x = testing::random_normal(Shape{t, d}, 12);
   const LayerStep ra = run(a, x), rb = run(b, x);
   // y_shared − y_routed = S_0(x) + S_1(x), every token.
   TensorBuffer s0(Shape{t, d}), s1(Shape{t, d}), want(Shape{t, d});
@@ -154,7 +155,7 @@ TEST(MoeLayer, HeterogeneousExpertsInOneLayer) {
                expert_config(ExpertKind::kMlp, 4, 3, Activation::kTanh),
                expert_config(ExpertKind::kSwiglu, 32)};
   LayerHarness h(c, 13);
-  TensorBuffer x = random_rows(t, d, 14);
+  TensorBuffer x = testing::random_normal(Shape{t, d}, 14);
   const LayerStep r = run(h, x);
   for (int64_t e = 0; e < 4; ++e) EXPECT_GT(h.layer.plan().expert_rows(e), 0) << "expert " << e;
   testing::expect_close("heterogeneous y", r.y, testing::reference_output(h.layer, x), 1e-5, 1e-6);
@@ -167,7 +168,7 @@ TEST(MoeLayer, FineGrainedExpertsSpendTheSameComputePerToken) {
   LayerHarness coarse(swiglu_top_k_config(d, 4, 1, 32), 15);
   LayerHarness fine(swiglu_top_k_config(d, 16, 4, 8), 15);
   EXPECT_EQ(coarse.layer.expert(0).flops_per_row() * 1, fine.layer.expert(0).flops_per_row() * 4);
-  TensorBuffer x = random_rows(t, d, 16);
+  TensorBuffer x = testing::random_normal(Shape{t, d}, 16);
   const LayerStep r = run(fine, x);
   EXPECT_EQ(fine.layer.plan().n_kept(), 4 * t);
   for (int64_t tok = 0; tok < t; ++tok) {  // four distinct experts per token
@@ -186,7 +187,7 @@ TEST(MoeLayer, FineGrainedExpertsSpendTheSameComputePerToken) {
 TEST(MoeLayer, BitIdenticalReruns) {
   const int64_t d = 8, t = 64;
   LayerHarness h(swiglu_top_k_config(d, 4, 2, 16), 17);
-  TensorBuffer x = random_rows(t, d, 18);
+  TensorBuffer x = testing::random_normal(Shape{t, d}, 18);
   const LayerStep a = run(h, x);
   const LayerStep b = run(h, x);
   EXPECT_EQ(std::memcmp(a.y.f32(), b.y.f32(), a.y.view().nbytes()), 0);
@@ -199,7 +200,7 @@ TEST(MoeLayer, ArenaStopsGrowingAfterTheFirstStep) {
   LayerHarness h(moe_config(d, 4, expert_config(ExpertKind::kMlp, 16, 2),
                             gate_config(GateKind::kTopKSoftmax, d, 4, 2)),
                  19);
-  TensorBuffer x = random_rows(t, d, 20);
+  TensorBuffer x = testing::random_normal(Shape{t, d}, 20);
   run(h, x);
   run(h, x);  // the arena folds its overflow into one block at this reset
   const int overflows = h.arena.overflow_allocations();
@@ -286,7 +287,7 @@ TEST(Hierarchy, SparseTreeMatchesPerTokenReference) {
   LayerHarness h(two_level(top, gate_config(GateKind::kTopKSoftmax, d, 4, 2),
                            expert_config(ExpertKind::kSwiglu, 16)),
                  30);
-  TensorBuffer x = random_rows(t, d, 31);
+  TensorBuffer x = testing::random_normal(Shape{t, d}, 31);
   const LayerStep r = run(h, x);
   EXPECT_EQ(h.layer.plan().n_experts, 12);
   EXPECT_EQ(h.layer.plan().n_kept(), 4 * t);  // 2 groups × 2 experts per token
@@ -309,7 +310,7 @@ TEST(Hierarchy, GroupThatReceivesNoTokenIsSkipped) {
   LayerHarness h(two_level(top, gate_config(GateKind::kTopKSoftmax, d, 3, 2),
                            expert_config(ExpertKind::kLinear, 0)),
                  32);
-  TensorBuffer x = random_rows(1, d, 33);
+  TensorBuffer x = testing::random_normal(Shape{1, d}, 33);
   const LayerStep r = run(h, x);
   const int64_t chosen = h.layer.top_plan().expert_ids[0];
   EXPECT_EQ(h.layer.plan().n_kept(), 2);
@@ -340,8 +341,8 @@ TEST(MoeStack, ResidualPreNormBlocks) {
   stack.init(rng);
   EXPECT_GE(store.find("blocks.1.moe.experts.3.w2"), 0);
   EXPECT_GE(store.find("blocks.0.norm.gain"), 0);
-  TensorBuffer x = random_rows(t, d, 35), y(Shape{t, d}), dy = random_rows(t, d, 36),
-               dx(Shape{t, d});
+  TensorBuffer x = testing::random_normal(Shape{t, d}, 35), y(Shape{t, d}),
+               dy = testing::random_normal(Shape{t, d}, 36), dx(Shape{t, d});
   Arena arena;
   stack.forward(x, y, false, Rng(1), arena);
   stack.backward(dy, dx, arena);

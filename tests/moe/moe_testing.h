@@ -1,5 +1,5 @@
 // Shared set-up of the MoE layer tests (moe_layer_test.cpp, moe_bf16_test.cpp,
-// moe_threading_test.cpp, moe_alloc_test.cpp): the usual SwiGLU top-k layer, random rows, and one
+// moe_threading_test.cpp, moe_alloc_test.cpp): the usual SwiGLU top-k layer and one
 // forward and backward pass of a LayerHarness with everything it produced kept.
 //
 // Dims: T tokens · D model width · F expert hidden width · E experts · K experts per token.
@@ -7,15 +7,9 @@
 
 #include "moe/core/rng.h"
 #include "moe_layer_testing.h"
+#include "testing/tensors.h"
 
 namespace moe::testing {
-
-// [T, D] rows of N(0, 1) values.
-inline TensorBuffer random_rows(int64_t t, int64_t d, uint64_t seed) {
-  TensorBuffer x(Shape{t, d});
-  Rng(seed).fill_normal(x, 0.0f, 1.0f);
-  return x;
-}
 
 // The layer most tests build: E SwiGLU experts of hidden width F under a top-k softmax gate.
 inline MoeConfig swiglu_top_k_config(int64_t d, int64_t e, int64_t k, int64_t f) {

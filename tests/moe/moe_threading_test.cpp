@@ -13,13 +13,14 @@
 #include "moe/core/rng.h"
 #include "moe_testing.h"
 #include "testing/fixtures.h"
+#include "testing/tensors.h"
 
 namespace moe {
 namespace {
 
 using testing::LayerHarness;
 using testing::LayerStep;
-using testing::random_rows;
+using testing::random_normal;
 using testing::swiglu_top_k_config;
 
 struct Outcome {
@@ -32,8 +33,9 @@ Outcome run(ExpertThreading threading, int threads, bool check_reference) {
   omp_set_num_threads(threads);
   LayerHarness h(swiglu_top_k_config(d, e, k, f), 5);
   h.layer.set_expert_threading(threading);
-  const TensorBuffer x = random_rows(t, d, 6);
-  const LayerStep r = testing::forward_backward(h, x, random_rows(t, d, 7), /*training=*/true);
+  const TensorBuffer x = testing::random_normal(Shape{t, d}, 6);
+  const LayerStep r =
+      testing::forward_backward(h, x, testing::random_normal(Shape{t, d}, 7), /*training=*/true);
   // Uneven segments, several experts with many rows and some with few: both schedules matter.
   EXPECT_GT(h.layer.plan().n_kept(), 0);
   if (check_reference)

@@ -26,19 +26,13 @@ struct Tolerance {
   double atol;
 };
 
-double meta_double(const Fixture& fx, const std::string& key) {
-  const std::string v = fx.meta(key);
-  EXPECT_FALSE(v.empty()) << "fixture metadata '" << key << "' missing";
-  return v.empty() ? 0.0 : std::stod(v);
-}
-
 // Replays the fixture's steps with `config` and `schedule` and checks
 // the learning rate, the parameters after every step and the final state.
 void replay(const std::string& fixture, const OptimizerConfig& config, const LrSchedule& schedule,
             Tolerance params_tol) {
   Fixture fx(fixture);
   ASSERT_TRUE(fx.ok());
-  const auto n_steps = static_cast<int64_t>(meta_double(fx, "steps"));
+  const auto n_steps = static_cast<int64_t>(fx.meta_double("steps"));
   TensorBuffer w0 = fx.get("w0"), b0 = fx.get("b0");                  // [O, I], [O]
   TensorBuffer grad_w = fx.get("grad_w"), grad_b = fx.get("grad_b");  // [S, O, I], [S, O]
   TensorBuffer want_w = fx.get("w"), want_b = fx.get("b");            // [S, O, I], [S, O]
@@ -82,19 +76,19 @@ void replay(const std::string& fixture, const OptimizerConfig& config, const LrS
 OptimizerConfig adam_config(const Fixture& fx, OptimizerKind kind) {
   OptimizerConfig c;
   c.kind = kind;
-  c.weight_decay = meta_double(fx, "weight_decay");
-  c.beta1 = meta_double(fx, "beta1");
-  c.beta2 = meta_double(fx, "beta2");
-  c.eps = meta_double(fx, "eps");
+  c.weight_decay = fx.meta_double("weight_decay");
+  c.beta1 = fx.meta_double("beta1");
+  c.beta2 = fx.meta_double("beta2");
+  c.eps = fx.meta_double("eps");
   return c;
 }
 
 TEST(OptimGolden, AdamWFiveStepsWithWarmupCosine) {
   Fixture fx("optim_adamw_cosine");
   ASSERT_TRUE(fx.ok());
-  const LrSchedule sched = LrSchedule::cosine(
-      meta_double(fx, "lr"), static_cast<int64_t>(meta_double(fx, "total")),
-      static_cast<int64_t>(meta_double(fx, "warmup")), meta_double(fx, "min_lr"));
+  const LrSchedule sched =
+      LrSchedule::cosine(fx.meta_double("lr"), static_cast<int64_t>(fx.meta_double("total")),
+                         static_cast<int64_t>(fx.meta_double("warmup")), fx.meta_double("min_lr"));
   replay("optim_adamw_cosine", adam_config(fx, OptimizerKind::kAdamW), sched, {1e-5, 1e-6});
 }
 
@@ -104,18 +98,18 @@ TEST(OptimGolden, AdamWFiveStepsWithWarmupCosine) {
 TEST(OptimGolden, AdamWTwentyStepTrajectoryWithin1e6Absolute) {
   Fixture fx("optim_adamw_trajectory");
   ASSERT_TRUE(fx.ok());
-  const LrSchedule sched = LrSchedule::cosine(
-      meta_double(fx, "lr"), static_cast<int64_t>(meta_double(fx, "total")),
-      static_cast<int64_t>(meta_double(fx, "warmup")), meta_double(fx, "min_lr"));
+  const LrSchedule sched =
+      LrSchedule::cosine(fx.meta_double("lr"), static_cast<int64_t>(fx.meta_double("total")),
+                         static_cast<int64_t>(fx.meta_double("warmup")), fx.meta_double("min_lr"));
   replay("optim_adamw_trajectory", adam_config(fx, OptimizerKind::kAdamW), sched, {0.0, 1e-6});
 }
 
 TEST(OptimGolden, AdamL2FiveStepsWithStepDecay) {
   Fixture fx("optim_adam_step");
   ASSERT_TRUE(fx.ok());
-  const LrSchedule sched = LrSchedule::step_decay(
-      meta_double(fx, "lr"), static_cast<int64_t>(meta_double(fx, "step_size")),
-      meta_double(fx, "gamma"));
+  const LrSchedule sched = LrSchedule::step_decay(fx.meta_double("lr"),
+                                                  static_cast<int64_t>(fx.meta_double("step_size")),
+                                                  fx.meta_double("gamma"));
   replay("optim_adam_step", adam_config(fx, OptimizerKind::kAdam), sched, {1e-5, 1e-6});
 }
 
@@ -124,11 +118,11 @@ TEST(OptimGolden, SgdNesterovFiveSteps) {
   ASSERT_TRUE(fx.ok());
   OptimizerConfig c;
   c.kind = OptimizerKind::kSgd;
-  c.weight_decay = meta_double(fx, "weight_decay");
-  c.momentum = meta_double(fx, "momentum");
+  c.weight_decay = fx.meta_double("weight_decay");
+  c.momentum = fx.meta_double("momentum");
   c.nesterov = true;
   const LrSchedule sched =
-      LrSchedule::constant(meta_double(fx, "lr"), static_cast<int64_t>(meta_double(fx, "warmup")));
+      LrSchedule::constant(fx.meta_double("lr"), static_cast<int64_t>(fx.meta_double("warmup")));
   replay("optim_sgd_nesterov", c, sched, {1e-5, 1e-6});
 }
 

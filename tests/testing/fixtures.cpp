@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 namespace moe::testing {
 
@@ -30,6 +31,28 @@ std::string Fixture::meta(const std::string& key) const {
   if (!file_) return "";
   auto it = file_->metadata().find(key);
   return it == file_->metadata().end() ? "" : it->second;
+}
+
+double Fixture::meta_double(const std::string& key) const {
+  const std::string text = meta(key);
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0') {
+    ADD_FAILURE() << path_ << ": metadata '" << key << "' is '" << text << "', not a number";
+    return 0.0;
+  }
+  return v;
+}
+
+int64_t Fixture::meta_int(const std::string& key) const {
+  const std::string text = meta(key);
+  char* end = nullptr;
+  const long long v = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0') {
+    ADD_FAILURE() << path_ << ": metadata '" << key << "' is '" << text << "', not an integer";
+    return 0;
+  }
+  return v;
 }
 
 void expect_close(const std::string& label, Tensor actual, Tensor expected, double rtol,

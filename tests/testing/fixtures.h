@@ -2,6 +2,7 @@
 // validating reader checkpoints use. expect_close prints a labelled max difference per tensor.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -18,6 +19,11 @@ class Fixture {
   // A copy of tensor `name` (float32); fails the test and returns an empty buffer if absent.
   TensorBuffer get(const std::string& name) const;
   std::string meta(const std::string& key) const;  // "" if absent
+  // A number from the metadata; fails the test and returns 0 if absent or not a number.
+  double meta_double(const std::string& key) const;
+  float meta_float(const std::string& key) const { return static_cast<float>(meta_double(key)); }
+  int64_t meta_int(const std::string& key) const;
+  bool contains(const std::string& name) const { return file_ && file_->contains(name); }
   const SafetensorsFile& file() const { return *file_; }
 
  private:
