@@ -1,4 +1,5 @@
-# moe_add_test(NAME <name> SOURCES <files...> LABELS <labels...> [TIMEOUT <seconds>])
+# moe_add_test(NAME <name> SOURCES <files...> LABELS <labels...> [LIBRARIES <targets...>]
+#              [TIMEOUT <seconds>])
 #
 # One GoogleTest executable per area; each test case becomes a CTest test carrying the labels
 # (unit, gradcheck, golden, slow), so `ctest -L unit` runs exactly the fast set. Tests run
@@ -6,13 +7,14 @@
 include(GoogleTest)
 
 function(moe_add_test)
-  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LABELS" ${ARGN})
+  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LABELS;LIBRARIES" ${ARGN})
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 120)
   endif()
   set(target moe_test_${T_NAME})
   add_executable(${target} ${T_SOURCES})
-  target_link_libraries(${target} PRIVATE moe moe_testing moe_options GTest::gtest GTest::gtest_main)
+  target_link_libraries(${target} PRIVATE ${T_LIBRARIES} moe moe_testing moe_options GTest::gtest
+                                          GTest::gtest_main)
   gtest_discover_tests(${target}
     WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}/tests
     PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT}
