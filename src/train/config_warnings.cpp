@@ -139,6 +139,103 @@ std::string kind_names(const std::vector<ExpertKind>& kinds) {
   return s;
 }
 
+// What check_experts' pieces share: the layer, and what model.dense makes of it.
+struct ExpertsAt {
+  const std::string& at;  // "model.moe.0"
+  const MoeBlockConfig& b;
+  bool dense;
+  bool listed;
+  ExpertKind dense_kind;  // the kind of the dense FFN under model.dense
+  std::string dense_is;   // "model.dense makes this layer one swiglu FFN"
+};
+
+// expert.<field>: the experts that inherit it.
+void check_default_field(Checker& ck, const ExpertsAt& x, const std::string& field) {
+  const std::string& at = x.at;
+  const MoeBlockConfig& b = x.b;
+  const bool dense = x.dense, listed = x.listed, hidden = field == "hidden";
+  const ExpertKind dense_kind = x.dense_kind;
+  const std::string& dense_is = x.dense_is;
+
+  std::vector<ExpertKind> users;
+  const auto inherits = [&](const std::string& own) { return !ck.set(own); };
+  if (!dense) {
+    if (!listed) users.push_back(b.expert.kind);
+    for (size_t i = 0; i < b.expert_list.size(); ++i)
+      if (inherits(fmt::format("{}.expert_list.{}.{}", at, i, field)))
+        users.push_back(b.expert_list[i].kind);
+    if (b.n_shared > 0 && inherits(fmt::format("{}.shared_expert.{}", at, field)))
+      users.push_back(b.shared.kind);
+  } else if (hidden) {  // every hidden width adds up into the dense FFN's
+    bool any = !listed || (b.n_shared > 0 && inherits(at + ".shared_expert.hidden"));
+    for (size_t i = 0; i < b.expert_list.size() && !any; ++i)
+      any = inherits(fmt::format("{}.expert_list.{}.hidden", at, i));
+    if (any) users.push_back(dense_kind);
+  } else if (!listed || inherits(fmt::format("{}.expert_list.0.{}", at, field))) {
+    users.push_back(dense_kind);
+  }
+  const std::string key = fmt::format("{}.expert.{}", at, field);
+  if (!ck.check(key, users.empty(),
+                dense ? "model.dense builds the dense FFN from the first expert of expert_list, "
+                        "which sets its own"
+                      : "every expert it would apply to (in expert_list or shared_expert) sets "
+                        "its own")) {
+    const bool used = std::any_of(users.begin(), users.end(),
+                                  [&](ExpertKind k) { return expert_uses(k, field); });
+    ck.check(key, !used,
+             dense ? fmt::format("only {} use it ({})", field_users(field), dense_is)
+                   : fmt::format("only {} use it (the experts it applies to are {})",
+                                 field_users(field), kind_names(users)));
+  }
+}
+
+// expert_list.<i>.<field>
+void check_list_field(Checker& ck, const ExpertsAt& x, const std::string& field) {
+  const std::string& at = x.at;
+  const MoeBlockConfig& b = x.b;
+  const bool dense = x.dense, hidden = field == "hidden";
+  const ExpertKind dense_kind = x.dense_kind;
+  const std::string& dense_is = x.dense_is;
+  for (size_t i = 0; i < b.expert_list.size(); ++i) {
+    const std::string entry = fmt::format("{}.expert_list.{}.{}", at, i, field);
+    if (!dense) {
+      const ExpertKind kind = b.expert_list[i].kind;
+      ck.check(entry, !expert_uses(kind, field),
+               fmt::format("only {} use it (this expert is {})", field_users(field),
+                           choice_name(kExpertKinds, kind)));
+    } else if (hidden || i == 0) {
+      ck.check(entry, !expert_uses(dense_kind, field),
+               fmt::format("only {} use it ({})", field_users(field), dense_is));
+    } else {
+      ck.check(entry, true,
+               "model.dense builds the dense FFN from the first expert's kind and options");
+    }
+  }
+}
+
+// shared_expert.<field>
+void check_shared_field(Checker& ck, const ExpertsAt& x, const std::string& field) {
+  const std::string& at = x.at;
+  const MoeBlockConfig& b = x.b;
+  const bool dense = x.dense, hidden = field == "hidden";
+  const ExpertKind dense_kind = x.dense_kind;
+  const std::string& dense_is = x.dense_is;
+  const std::string no_shared = fmt::format("the layer has no shared experts ({}.shared is 0)", at);
+  const std::string shared = fmt::format("{}.shared_expert.{}", at, field);
+  if (ck.check(shared, b.n_shared == 0, no_shared)) return;
+  if (!dense) {
+    ck.check(shared, !expert_uses(b.shared.kind, field),
+             fmt::format("only {} use it (the shared experts are {})", field_users(field),
+                         choice_name(kExpertKinds, b.shared.kind)));
+  } else if (hidden) {
+    ck.check(shared, !expert_uses(dense_kind, field),
+             fmt::format("only {} use it ({})", field_users(field), dense_is));
+  } else {
+    ck.check(shared, true,
+             "model.dense builds the dense FFN from the first routed expert's kind and options");
+  }
+}
+
 // The layer's experts: `expert` (a default for expert_list entries and shared_expert: each
 // inherits a field it does not set), each expert_list entry, and shared_expert. Under
 // model.dense the layer is one FFN of the first routed expert's kind and options whose hidden
@@ -148,75 +245,11 @@ void check_experts(Checker& ck, const std::string& at, const MoeBlockConfig& b, 
   const ExpertKind dense_kind = listed ? b.expert_list.front().kind : b.expert.kind;
   const std::string dense_is =
       fmt::format("model.dense makes this layer one {} FFN", choice_name(kExpertKinds, dense_kind));
-  const std::string no_shared = fmt::format("the layer has no shared experts ({}.shared is 0)", at);
-
+  const ExpertsAt x{at, b, dense, listed, dense_kind, dense_is};
   for (const char* f : kExpertFields) {
-    const std::string field = f;
-    const bool hidden = field == "hidden";
-
-    // expert.<field>: the experts that inherit it.
-    std::vector<ExpertKind> users;
-    const auto inherits = [&](const std::string& own) { return !ck.set(own); };
-    if (!dense) {
-      if (!listed) users.push_back(b.expert.kind);
-      for (size_t i = 0; i < b.expert_list.size(); ++i)
-        if (inherits(fmt::format("{}.expert_list.{}.{}", at, i, field)))
-          users.push_back(b.expert_list[i].kind);
-      if (b.n_shared > 0 && inherits(fmt::format("{}.shared_expert.{}", at, field)))
-        users.push_back(b.shared.kind);
-    } else if (hidden) {  // every hidden width adds up into the dense FFN's
-      bool any = !listed || (b.n_shared > 0 && inherits(at + ".shared_expert.hidden"));
-      for (size_t i = 0; i < b.expert_list.size() && !any; ++i)
-        any = inherits(fmt::format("{}.expert_list.{}.hidden", at, i));
-      if (any) users.push_back(dense_kind);
-    } else if (!listed || inherits(fmt::format("{}.expert_list.0.{}", at, field))) {
-      users.push_back(dense_kind);
-    }
-    const std::string key = fmt::format("{}.expert.{}", at, field);
-    if (!ck.check(key, users.empty(),
-                  dense ? "model.dense builds the dense FFN from the first expert of expert_list, "
-                          "which sets its own"
-                        : "every expert it would apply to (in expert_list or shared_expert) sets "
-                          "its own")) {
-      const bool used = std::any_of(users.begin(), users.end(),
-                                    [&](ExpertKind k) { return expert_uses(k, field); });
-      ck.check(key, !used,
-               dense ? fmt::format("only {} use it ({})", field_users(field), dense_is)
-                     : fmt::format("only {} use it (the experts it applies to are {})",
-                                   field_users(field), kind_names(users)));
-    }
-
-    // expert_list.<i>.<field>
-    for (size_t i = 0; i < b.expert_list.size(); ++i) {
-      const std::string entry = fmt::format("{}.expert_list.{}.{}", at, i, field);
-      if (!dense) {
-        const ExpertKind kind = b.expert_list[i].kind;
-        ck.check(entry, !expert_uses(kind, field),
-                 fmt::format("only {} use it (this expert is {})", field_users(field),
-                             choice_name(kExpertKinds, kind)));
-      } else if (hidden || i == 0) {
-        ck.check(entry, !expert_uses(dense_kind, field),
-                 fmt::format("only {} use it ({})", field_users(field), dense_is));
-      } else {
-        ck.check(entry, true,
-                 "model.dense builds the dense FFN from the first expert's kind and options");
-      }
-    }
-
-    // shared_expert.<field>
-    const std::string shared = fmt::format("{}.shared_expert.{}", at, field);
-    if (ck.check(shared, b.n_shared == 0, no_shared)) continue;
-    if (!dense) {
-      ck.check(shared, !expert_uses(b.shared.kind, field),
-               fmt::format("only {} use it (the shared experts are {})", field_users(field),
-                           choice_name(kExpertKinds, b.shared.kind)));
-    } else if (hidden) {
-      ck.check(shared, !expert_uses(dense_kind, field),
-               fmt::format("only {} use it ({})", field_users(field), dense_is));
-    } else {
-      ck.check(shared, true,
-               "model.dense builds the dense FFN from the first routed expert's kind and options");
-    }
+    check_default_field(ck, x, f);
+    check_list_field(ck, x, f);
+    check_shared_field(ck, x, f);
   }
 
   // Precision: the SwiGLU experts' GEMMs (moe/experts.h); Linear and MLP always compute in fp32.

@@ -56,33 +56,13 @@ void append_routing(const RoutingPlan& plan, LayerRouting* r) {
   }
 }
 
-}  // namespace
-
-Result<EvalMetrics> evaluate(Model& model, const Dataset& data, const LabelSpec& labels,
-                             const EvalOptions& options, Predictions* predictions) {
-  MOE_TRY(check_matches(model, data, labels));
-  if (options.batch_size <= 0)
-    return Status::error("evaluation batch size {}: expected a positive integer",
-                         options.batch_size);
-  const DataShape& shape = model.shape();
-  const int64_t n = data.n_rows;
-  const int64_t c = shape.n_outputs;
-  const bool classify = shape.task == TaskKind::kClassification;
-
-  std::vector<float> outputs(static_cast<size_t>(n * c));  // [N, C]
-  if (predictions) {
-    predictions->routing.clear();
-    if (options.keep_routing) {
-      for (int64_t l = 0; l < model.n_moe_layers(); ++l) {
-        LayerRouting r;
-        r.layer = model.moe_layer_name(l);
-        r.n_experts = model.moe_layer(l).n_experts();
-        r.offsets.push_back(0);
-        predictions->routing.push_back(std::move(r));
-      }
-    }
-  }
-
+// The model's outputs for every row [N, C] (probabilities, or predictions in raw units), and
+// Σ over batches of (mean batch loss · rows) when the data has labels.
+double predict_rows(Model& model, const Dataset& data, const LabelSpec& labels,
+                    const EvalOptions& options, std::vector<float>* outputs,
+                    Predictions* predictions) {
+  const int64_t n = data.n_rows, c = model.shape().n_outputs;
+  const bool classify = model.shape().task == TaskKind::kClassification;
   const int64_t batch_size = std::max<int64_t>(1, std::min(options.batch_size, n));
   BatchOptions bo;
   bo.batch_size = batch_size;
@@ -90,8 +70,11 @@ Result<EvalMetrics> evaluate(Model& model, const Dataset& data, const LabelSpec&
   BatchIterator it(data, bo);
   const BatchBuffers buffers = BatchBuffers::for_dataset(data, batch_size);
   Arena arena;
-  const Rng no_noise(0);  // inference draws nothing, but forward takes a source
-  double loss_sum = 0.0;  // Σ over batches of (mean batch loss · rows)
+  const Rng no_noise(0);         // inference draws nothing, but forward takes a source
+  TaskLossOptions loss_options;  // unweighted, unsmoothed: the loss as reported
+  loss_options.huber = options.regression_loss == RegressionLoss::kHuber;
+  loss_options.huber_delta = options.huber_delta;
+  double loss_sum = 0.0;
   it.start_epoch(0);
   Batch batch;
   int64_t done = 0;
@@ -99,18 +82,9 @@ Result<EvalMetrics> evaluate(Model& model, const Dataset& data, const LabelSpec&
     arena.reset();
     const Tensor logits = model.forward(batch, /*training=*/false, no_noise, arena);  // [T, C]
     const int64_t t = batch.n_rows;
-    Tensor out(outputs.data() + done * c, Shape{t, c});  // [T, C]
-    if (data.has_labels) {
-      double loss = 0.0;
-      if (classify) {
-        loss = cross_entropy_loss(logits, batch.labels, Tensor());
-      } else if (options.regression_loss == RegressionLoss::kHuber) {
-        loss = huber_loss(logits, batch.targets, Tensor(), options.huber_delta);
-      } else {
-        loss = mse_loss(logits, batch.targets, Tensor());
-      }
-      loss_sum += loss * static_cast<double>(t);
-    }
+    Tensor out(outputs->data() + done * c, Shape{t, c});  // [T, C]
+    if (data.has_labels)
+      loss_sum += model.task_loss(batch, logits, Tensor(), loss_options) * static_cast<double>(t);
     if (classify) {
       softmax_rows(logits, out);
     } else {
@@ -124,6 +98,54 @@ Result<EvalMetrics> evaluate(Model& model, const Dataset& data, const LabelSpec&
     if (options.after_batch) options.after_batch(model, batch);
     done += t;
   }
+  return loss_sum;
+}
+
+// Predictions are printed or written for someone to use: a NaN or an infinity among them (inputs
+// finite but far outside the training data can overflow the network) is an error naming the
+// row, never a silent "-nan" in the output.
+Status check_finite(const Dataset& data, const std::vector<float>& outputs, int64_t c) {
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const float v = outputs[i];
+    if (std::isfinite(v)) continue;
+    const int64_t row = static_cast<int64_t>(i) / c;
+    const int64_t line =
+        row < static_cast<int64_t>(data.source_rows.size()) ? data.source_rows[row] : row + 1;
+    return Status::error(
+        "row {} of the data (line or record {}): the model's output {} is {}; its inputs are "
+        "likely far outside the training data, and no predictions are given",
+        row + 1, line, static_cast<int64_t>(i) % c, std::isnan(v) ? "NaN" : "infinite");
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Result<EvalMetrics> evaluate(Model& model, const Dataset& data, const LabelSpec& labels,
+                             const EvalOptions& options, Predictions* predictions) {
+  MOE_TRY(check_matches(model, data, labels));
+  if (options.batch_size <= 0)
+    return Status::error("evaluation batch size {}: expected a positive integer",
+                         options.batch_size);
+  const DataShape& shape = model.shape();
+  const int64_t n = data.n_rows;
+  const int64_t c = shape.n_outputs;
+  const bool classify = shape.task == TaskKind::kClassification;
+
+  if (predictions) {
+    predictions->routing.clear();
+    if (options.keep_routing) {
+      for (int64_t l = 0; l < model.n_moe_layers(); ++l) {
+        LayerRouting r;
+        r.layer = model.moe_layer_name(l);
+        r.n_experts = model.moe_layer(l).n_experts();
+        r.offsets.push_back(0);
+        predictions->routing.push_back(std::move(r));
+      }
+    }
+  }
+  std::vector<float> outputs(static_cast<size_t>(n * c));  // [N, C]
+  const double loss_sum = predict_rows(model, data, labels, options, &outputs, predictions);
 
   EvalMetrics m;
   m.task = shape.task;
@@ -140,20 +162,7 @@ Result<EvalMetrics> evaluate(Model& model, const Dataset& data, const LabelSpec&
     }
   }
   if (predictions) {
-    // Predictions are printed or written for someone to use: a NaN or an infinity among them
-    // (inputs finite but far outside the training data can overflow the network) is an error
-    // naming the row, never a silent "-nan" in the output.
-    for (int64_t i = 0; i < n * c; ++i) {
-      const float v = outputs[static_cast<size_t>(i)];
-      if (std::isfinite(v)) continue;
-      const int64_t row = i / c;
-      const int64_t line =
-          row < static_cast<int64_t>(data.source_rows.size()) ? data.source_rows[row] : row + 1;
-      return Status::error(
-          "row {} of the data (line or record {}): the model's output {} is {}; its inputs are "
-          "likely far outside the training data, and no predictions are given",
-          row + 1, line, i % c, std::isnan(v) ? "NaN" : "infinite");
-    }
+    MOE_TRY(check_finite(data, outputs, c));
     predictions->n_rows = n;
     predictions->n_outputs = c;
     predictions->predicted = classify ? argmax_rows(outputs, c) : std::vector<int32_t>();

@@ -435,31 +435,30 @@ InspectContext InspectContext::from_schema(const DataSchema& schema, const Datas
   return c;
 }
 
-LevelStats inspect_level(const LevelRouting& lr, const InspectContext& ctx,
-                         const InspectOptions& options) {
-  MOE_CHECK(lr.offsets.size() == lr.rows.size() + 1 && lr.experts.size() == lr.weights.size() &&
-                lr.experts.size() == lr.dropped.size(),
-            "level routing {} {}: inconsistent sizes", lr.layer, lr.level);
-  const int64_t e_n = lr.n_experts, r_n = lr.n_rows();
-  LevelStats st;
-  st.layer = lr.layer;
-  st.level = lr.level;
-  st.gate = lr.gate;
-  st.n_experts = e_n;
-  st.k = lr.k;
-  st.n_rows = r_n;
-  st.entropy_max = e_n > 0 ? std::log(static_cast<double>(e_n)) : 0.0;
+namespace {
 
-  MOE_CHECK(lr.output_ratio.empty() || lr.output_ratio.size() == lr.experts.size(),
-            "level routing {} {}: {} output ratios for {} slots", lr.layer, lr.level,
-            lr.output_ratio.size(), lr.experts.size());
-  std::vector<double> load(sz(e_n), 0.0), weight(sz(e_n), 0.0);        // [E] kept slots, Σ weights
-  std::vector<double> ratio_sum(sz(e_n), 0.0), ratio_n(sz(e_n), 0.0);  // [E]
-  std::vector<int64_t> coact(sz(e_n * e_n), 0);                        // [E, E] rows
-  std::vector<std::vector<int64_t>> expert_rows(sz(e_n));              // [E][rows]
-  std::vector<double> row_dist(sz(e_n)), dist_sum(sz(e_n), 0.0);
-  double entropy_sum = 0.0;
+// One pass over a level's slots: per-expert sums and the rows each expert keeps.
+struct LevelTally {
+  std::vector<double> load, weight;               // [E] kept slots, Σ weights
+  std::vector<double> ratio_sum, ratio_n;         // [E] Σ and count of output ratios
+  std::vector<int64_t> coact;                     // [E, E] rows keeping both experts
+  std::vector<std::vector<int64_t>> expert_rows;  // [E][rows]
+  std::vector<double> dist_sum;                   // [E] Σ over rows of the normalised kept weights
+  double entropy_sum = 0.0;                       // Σ over rows of their entropy
   int64_t n_dropped = 0;
+};
+
+LevelTally tally_level(const LevelRouting& lr, const InspectContext& ctx) {
+  const int64_t e_n = lr.n_experts, r_n = lr.n_rows();
+  LevelTally t;
+  t.load.assign(sz(e_n), 0.0);
+  t.weight.assign(sz(e_n), 0.0);
+  t.ratio_sum.assign(sz(e_n), 0.0);
+  t.ratio_n.assign(sz(e_n), 0.0);
+  t.coact.assign(sz(e_n * e_n), 0);
+  t.expert_rows.resize(sz(e_n));
+  t.dist_sum.assign(sz(e_n), 0.0);
+  std::vector<double> row_dist(sz(e_n));  // [E]
   std::vector<int32_t> kept;
   for (int64_t r = 0; r < r_n; ++r) {
     MOE_CHECK(ctx.data == nullptr || (lr.rows[sz(r)] >= 0 && lr.rows[sz(r)] < ctx.data->n_rows),
@@ -470,90 +469,127 @@ LevelStats inspect_level(const LevelRouting& lr, const InspectContext& ctx,
       const int32_t e = lr.experts[sz(s)];
       MOE_CHECK(e >= 0 && e < e_n, "level {} {}: expert {} of {}", lr.layer, lr.level, e, e_n);
       if (lr.dropped[sz(s)]) {
-        ++n_dropped;
+        ++t.n_dropped;
         continue;
       }
-      load[sz(e)] += 1.0;
-      weight[sz(e)] += lr.weights[sz(s)];
+      t.load[sz(e)] += 1.0;
+      t.weight[sz(e)] += lr.weights[sz(s)];
       if (!lr.output_ratio.empty() && lr.output_ratio[sz(s)] >= 0.0f) {
-        ratio_sum[sz(e)] += lr.output_ratio[sz(s)];
-        ratio_n[sz(e)] += 1.0;
+        t.ratio_sum[sz(e)] += lr.output_ratio[sz(s)];
+        t.ratio_n[sz(e)] += 1.0;
       }
       row_dist[sz(e)] += std::max(0.0f, lr.weights[sz(s)]);
     }
     kept_experts(lr, r, &kept);
     for (int32_t i : kept) {
-      expert_rows[sz(i)].push_back(lr.rows[sz(r)]);
-      for (int32_t j : kept) ++coact[sz(i * e_n + j)];
+      t.expert_rows[sz(i)].push_back(lr.rows[sz(r)]);
+      for (int32_t j : kept) ++t.coact[sz(i * e_n + j)];
     }
     if (!lr.has_probs) {  // entropy of the kept weights, normalised per row
       const std::vector<double> q = normalized(row_dist);
-      entropy_sum += entropy(q);
-      for (int64_t e = 0; e < e_n; ++e) dist_sum[sz(e)] += q[sz(e)];
+      t.entropy_sum += entropy(q);
+      for (int64_t e = 0; e < e_n; ++e) t.dist_sum[sz(e)] += q[sz(e)];
     }
   }
-  const double kept_total = std::accumulate(load.begin(), load.end(), 0.0);
-  const double slots_total = kept_total + static_cast<double>(n_dropped);
-  const double rows = std::max<double>(1.0, static_cast<double>(r_n));
-  st.load = normalized(load);
-  st.importance.resize(sz(e_n));
-  for (int64_t e = 0; e < e_n; ++e) st.importance[sz(e)] = weight[sz(e)] / rows;
-  st.cv_load = coefficient_of_variation(st.load);
-  st.cv_importance = coefficient_of_variation(st.importance);
-  const double max_load = st.load.empty() ? 0.0 : *std::max_element(st.load.begin(), st.load.end());
-  st.max_over_mean_load = kept_total > 0 ? max_load * static_cast<double>(e_n) : 0.0;
-  st.dropped_rate = slots_total > 0 ? static_cast<double>(n_dropped) / slots_total : 0.0;
-  st.entropy_from_router = lr.has_probs;
-  if (lr.has_probs) {
-    entropy_sum = lr.entropy_sum;
-    dist_sum = lr.prob_sum;
-  }
-  st.entropy_mean = r_n > 0 ? entropy_sum / rows : 0.0;
-  st.entropy_of_mean = entropy(normalized(dist_sum));
-  for (int64_t e = 0; e < e_n; ++e)
-    if (st.load[sz(e)] < 1.0 / (10.0 * static_cast<double>(e_n))) st.dead.push_back(e);
-  if (!lr.output_ratio.empty()) {
-    st.output_ratio.resize(sz(e_n));
-    for (int64_t e = 0; e < e_n; ++e)
-      st.output_ratio[sz(e)] = ratio_n[sz(e)] > 0 ? ratio_sum[sz(e)] / ratio_n[sz(e)] : 0.0;
-    const double largest = *std::max_element(st.output_ratio.begin(), st.output_ratio.end());
-    for (int64_t e = 0; e < e_n; ++e)
-      if (!std::binary_search(st.dead.begin(), st.dead.end(), e) &&
-          st.output_ratio[sz(e)] < kSilentRatio * largest)
-        st.silent.push_back(e);
-  }
+  return t;
+}
 
-  // Collapse (inspect.h): the shares' largest entry, or their effective number of experts
-  // exp(H), against the slots a row keeps.
+// Load, importance, their balance, drops, the router's entropy, dead and silent experts.
+void level_balance(const LevelRouting& lr, const LevelTally& t, LevelStats* st) {
+  const int64_t e_n = lr.n_experts, r_n = lr.n_rows();
+  const double kept_total = std::accumulate(t.load.begin(), t.load.end(), 0.0);
+  const double slots_total = kept_total + static_cast<double>(t.n_dropped);
+  const double rows = std::max<double>(1.0, static_cast<double>(r_n));
+  st->load = normalized(t.load);
+  st->importance.resize(sz(e_n));
+  for (int64_t e = 0; e < e_n; ++e) st->importance[sz(e)] = t.weight[sz(e)] / rows;
+  st->cv_load = coefficient_of_variation(st->load);
+  st->cv_importance = coefficient_of_variation(st->importance);
+  const double max_load =
+      st->load.empty() ? 0.0 : *std::max_element(st->load.begin(), st->load.end());
+  st->max_over_mean_load = kept_total > 0 ? max_load * static_cast<double>(e_n) : 0.0;
+  st->dropped_rate = slots_total > 0 ? static_cast<double>(t.n_dropped) / slots_total : 0.0;
+  st->entropy_from_router = lr.has_probs;
+  const double entropy_sum = lr.has_probs ? lr.entropy_sum : t.entropy_sum;
+  const std::vector<double>& dist_sum = lr.has_probs ? lr.prob_sum : t.dist_sum;
+  st->entropy_mean = r_n > 0 ? entropy_sum / rows : 0.0;
+  st->entropy_of_mean = entropy(normalized(dist_sum));
+  for (int64_t e = 0; e < e_n; ++e)
+    if (st->load[sz(e)] < 1.0 / (10.0 * static_cast<double>(e_n))) st->dead.push_back(e);
+  if (!lr.output_ratio.empty()) {
+    st->output_ratio.resize(sz(e_n));
+    for (int64_t e = 0; e < e_n; ++e)
+      st->output_ratio[sz(e)] = t.ratio_n[sz(e)] > 0 ? t.ratio_sum[sz(e)] / t.ratio_n[sz(e)] : 0.0;
+    const double largest = *std::max_element(st->output_ratio.begin(), st->output_ratio.end());
+    for (int64_t e = 0; e < e_n; ++e)
+      if (!std::binary_search(st->dead.begin(), st->dead.end(), e) &&
+          st->output_ratio[sz(e)] < kSilentRatio * largest)
+        st->silent.push_back(e);
+  }
+}
+
+// Collapse (inspect.h): the shares' largest entry, or their effective number of experts exp(H),
+// against the slots a row keeps; and the co-activation matrix.
+void level_collapse(const LevelRouting& lr, const LevelTally& t, LevelStats* st) {
+  const int64_t e_n = lr.n_experts;
+  const double kept_total = std::accumulate(t.load.begin(), t.load.end(), 0.0);
+  const double rows = std::max<double>(1.0, static_cast<double>(lr.n_rows()));
   const double mean_kept = kept_total / rows;
   const bool every_expert = mean_kept >= static_cast<double>(e_n) - 0.5;
-  const std::vector<double> shares = every_expert ? normalized(st.importance) : st.load;
+  const std::vector<double> shares = every_expert ? normalized(st->importance) : st->load;
   const double reference = every_expert ? 1.0 : mean_kept;
   const double max_share = shares.empty() ? 0.0 : *std::max_element(shares.begin(), shares.end());
-  st.collapsed =
+  st->collapsed =
       e_n >= 2 && kept_total > 0 &&
       (max_share >= kCollapseShare || std::exp(entropy(shares)) < reference + kCollapseSlack);
+  st->coactivation.resize(sz(e_n * e_n));
+  for (size_t i = 0; i < t.coact.size(); ++i)
+    st->coactivation[i] = static_cast<double>(t.coact[i]) / rows;
+}
 
-  st.coactivation.resize(sz(e_n * e_n));
-  for (size_t i = 0; i < coact.size(); ++i)
-    st.coactivation[i] = static_cast<double>(coact[i]) / rows;
-
+// What the experts' rows hold: classes or targets, characteristic words, pixels or features.
+void level_data(const LevelRouting& lr, const LevelTally& t, const InspectContext& ctx,
+                const InspectOptions& options, LevelStats* st) {
   const Dataset* data = ctx.data;
-  if (data == nullptr) return st;
+  if (data == nullptr) return;
   if (data->has_labels && data->task == TaskKind::kClassification) {
     const int64_t c_n = std::max<int64_t>(ctx.labels.n_classes(), data->n_classes);
-    class_statistics(lr, *data, c_n, &st);
+    class_statistics(lr, *data, c_n, st);
   } else if (data->has_labels && data->task == TaskKind::kRegression) {
-    regression_statistics(expert_rows, *data, ctx.labels, &st);
+    regression_statistics(t.expert_rows, *data, ctx.labels, st);
   }
   if (ctx.input == InputKind::kText && data->kind == FeatureKind::kSparse) {
-    st.tokens = characteristic_words(*data, lr.rows, expert_rows, ctx.words, options.top_tokens,
-                                     options.min_count);
+    st->tokens = characteristic_words(*data, lr.rows, t.expert_rows, ctx.words, options.top_tokens,
+                                      options.min_count);
   } else if (ctx.input == InputKind::kImage && data->kind == FeatureKind::kDense) {
-    image_statistics(expert_rows, *data, &st);
+    image_statistics(t.expert_rows, *data, st);
   } else if (data->kind == FeatureKind::kDense && !ctx.feature_names.empty()) {
-    feature_statistics(lr, expert_rows, ctx, options.top_features, &st);
+    feature_statistics(lr, t.expert_rows, ctx, options.top_features, st);
   }
+}
+
+}  // namespace
+
+LevelStats inspect_level(const LevelRouting& lr, const InspectContext& ctx,
+                         const InspectOptions& options) {
+  MOE_CHECK(lr.offsets.size() == lr.rows.size() + 1 && lr.experts.size() == lr.weights.size() &&
+                lr.experts.size() == lr.dropped.size(),
+            "level routing {} {}: inconsistent sizes", lr.layer, lr.level);
+  MOE_CHECK(lr.output_ratio.empty() || lr.output_ratio.size() == lr.experts.size(),
+            "level routing {} {}: {} output ratios for {} slots", lr.layer, lr.level,
+            lr.output_ratio.size(), lr.experts.size());
+  LevelStats st;
+  st.layer = lr.layer;
+  st.level = lr.level;
+  st.gate = lr.gate;
+  st.n_experts = lr.n_experts;
+  st.k = lr.k;
+  st.n_rows = lr.n_rows();
+  st.entropy_max = lr.n_experts > 0 ? std::log(static_cast<double>(lr.n_experts)) : 0.0;
+  const LevelTally t = tally_level(lr, ctx);
+  level_balance(lr, t, &st);
+  level_collapse(lr, t, &st);
+  level_data(lr, t, ctx, options, &st);
   return st;
 }
 

@@ -108,6 +108,73 @@ std::string num(double v, int digits = 3) {
   return std::isnan(v) ? std::string("-") : fmt::format("{:.{}f}", v, digits);
 }
 
+// One expert's row of the level table: load, importance, output ratio, the largest classes of
+// its rows or its targets' mean ± std, then its characteristic words or features.
+std::string expert_row(const LevelStats& s, int64_t e, const std::vector<std::string>& names) {
+  const int64_t e_n = s.n_experts;
+  const int64_t c_n = static_cast<int64_t>(s.class_counts.size()) / std::max<int64_t>(e_n, 1);
+  const int64_t y_n = static_cast<int64_t>(s.target_mean.size()) / std::max<int64_t>(e_n, 1);
+  std::string out =
+      fmt::format("  {:>6}  {:5.1f}%  {:10.3f}", e, 100 * s.load[sz(e)], s.importance[sz(e)]);
+  if (!s.output_ratio.empty()) out += fmt::format("  {:6.3f}", s.output_ratio[sz(e)]);
+  if (c_n > 0) {
+    std::vector<std::pair<int64_t, int64_t>> by_count;  // (rows, class)
+    int64_t rows = 0;
+    for (int64_t c = 0; c < c_n; ++c) {
+      by_count.emplace_back(s.class_counts[sz(c * e_n + e)], c);
+      rows += s.class_counts[sz(c * e_n + e)];
+    }
+    std::stable_sort(by_count.begin(), by_count.end(),
+                     [](const auto& a, const auto& b) { return a.first > b.first; });
+    for (size_t i = 0; i < std::min<size_t>(3, by_count.size()) && rows > 0; ++i) {
+      if (by_count[i].first == 0) break;
+      const auto c = sz(by_count[i].second);
+      out += fmt::format("  {} {:.0f}%", c < names.size() ? names[c] : std::to_string(c),
+                         100.0 * static_cast<double>(by_count[i].first) / double(rows));
+    }
+  }
+  for (int64_t y = 0; y < y_n; ++y) {
+    const auto i = sz(e * y_n + y);
+    // Six significant digits: targets come in any unit (a sale price, a temperature).
+    const auto g6 = [](double v) {
+      return std::isnan(v) ? std::string("-") : fmt::format("{:.6g}", v);
+    };
+    out += fmt::format("  {}{} ± {}", y_n > 1 ? names[sz(y)] + " " : "", g6(s.target_mean[i]),
+                       g6(s.target_std[i]));
+  }
+  out += "\n";
+  if (sz(e) < s.tokens.size()) {
+    std::string line;
+    for (const ExpertWord& w : s.tokens[sz(e)])
+      line += fmt::format("{}{} ({:.1f}×)", line.empty() ? "" : ", ", w.word, w.lift);
+    out += "          " +
+           (line.empty() ? std::string("(no token reaches the minimum count)") : line) + "\n";
+  }
+  if (sz(e) < s.features.size() && !s.features[sz(e)].empty()) {
+    std::string line;
+    for (const FeatureDelta& f : s.features[sz(e)])
+      line += fmt::format("{}{} {:+.2f}", line.empty() ? "" : ", ", f.feature, f.delta);
+    out += "          " + line + "\n";
+  }
+  return out;
+}
+
+// The co-activation matrix, for layers of up to 16 experts.
+std::string coactivation_text(const LevelStats& s) {
+  const int64_t e_n = s.n_experts;
+  if (e_n > 16) return "";
+  std::string out = "  co-activation (% of rows choosing both):\n       ";
+  for (int64_t j = 0; j < e_n; ++j) out += fmt::format("{:>5}", j);
+  out += "\n";
+  for (int64_t i = 0; i < e_n; ++i) {
+    out += fmt::format("  {:>5}", i);
+    for (int64_t j = 0; j < e_n; ++j)
+      out += fmt::format("{:>5.0f}", 100 * s.coactivation[sz(i * e_n + j)]);
+    out += "\n";
+  }
+  return out;
+}
+
 std::string level_text(const InspectReport& report, const LevelStats& s) {
   const int64_t e_n = s.n_experts;
   std::string out;
@@ -143,60 +210,8 @@ std::string level_text(const InspectReport& report, const LevelStats& s) {
   if (c_n > 0) out += "  rows by class (largest shares of the expert's rows)";
   if (y_n > 0) out += "  target mean ± std";
   out += "\n";
-  for (int64_t e = 0; e < e_n; ++e) {
-    out += fmt::format("  {:>6}  {:5.1f}%  {:10.3f}", e, 100 * s.load[sz(e)], s.importance[sz(e)]);
-    if (outputs) out += fmt::format("  {:6.3f}", s.output_ratio[sz(e)]);
-    if (c_n > 0) {
-      std::vector<std::pair<int64_t, int64_t>> by_count;  // (rows, class)
-      int64_t rows = 0;
-      for (int64_t c = 0; c < c_n; ++c) {
-        by_count.emplace_back(s.class_counts[sz(c * e_n + e)], c);
-        rows += s.class_counts[sz(c * e_n + e)];
-      }
-      std::stable_sort(by_count.begin(), by_count.end(),
-                       [](const auto& a, const auto& b) { return a.first > b.first; });
-      for (size_t i = 0; i < std::min<size_t>(3, by_count.size()) && rows > 0; ++i) {
-        if (by_count[i].first == 0) break;
-        const auto c = sz(by_count[i].second);
-        out += fmt::format("  {} {:.0f}%", c < names.size() ? names[c] : std::to_string(c),
-                           100.0 * static_cast<double>(by_count[i].first) / double(rows));
-      }
-    }
-    for (int64_t y = 0; y < y_n; ++y) {
-      const auto i = sz(e * y_n + y);
-      // Six significant digits: targets come in any unit (a sale price, a temperature).
-      const auto g6 = [](double v) {
-        return std::isnan(v) ? std::string("-") : fmt::format("{:.6g}", v);
-      };
-      out += fmt::format("  {}{} ± {}", y_n > 1 ? names[sz(y)] + " " : "", g6(s.target_mean[i]),
-                         g6(s.target_std[i]));
-    }
-    out += "\n";
-    if (sz(e) < s.tokens.size()) {
-      std::string line;
-      for (const ExpertWord& w : s.tokens[sz(e)])
-        line += fmt::format("{}{} ({:.1f}×)", line.empty() ? "" : ", ", w.word, w.lift);
-      out += "          " +
-             (line.empty() ? std::string("(no token reaches the minimum count)") : line) + "\n";
-    }
-    if (sz(e) < s.features.size() && !s.features[sz(e)].empty()) {
-      std::string line;
-      for (const FeatureDelta& f : s.features[sz(e)])
-        line += fmt::format("{}{} {:+.2f}", line.empty() ? "" : ", ", f.feature, f.delta);
-      out += "          " + line + "\n";
-    }
-  }
-  if (e_n <= 16) {
-    out += "  co-activation (% of rows choosing both):\n       ";
-    for (int64_t j = 0; j < e_n; ++j) out += fmt::format("{:>5}", j);
-    out += "\n";
-    for (int64_t i = 0; i < e_n; ++i) {
-      out += fmt::format("  {:>5}", i);
-      for (int64_t j = 0; j < e_n; ++j)
-        out += fmt::format("{:>5.0f}", 100 * s.coactivation[sz(i * e_n + j)]);
-      out += "\n";
-    }
-  }
+  for (int64_t e = 0; e < e_n; ++e) out += expert_row(s, e, names);
+  out += coactivation_text(s);
   if (!s.mean_images.empty()) out += "  (the mean input image per expert is in --format json)\n";
   return out;
 }
