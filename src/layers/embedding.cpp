@@ -1,7 +1,5 @@
 #include "moe/layers/embedding.h"
 
-#include <cstring>
-
 namespace moe {
 
 namespace {
@@ -51,40 +49,6 @@ void for_column_blocks(int64_t rows, int64_t cols, F body) {
 
 }  // namespace
 
-void embedding_forward(const EmbeddingParams& p, Tensor ids, Tensor y) {
-  const int64_t t = ids.numel(), d = p.w.dim(1);
-  MOE_CHECK(y.rows() == t && y.cols() == d, "embedding: ids {} W {} y {}", ids.shape().str(),
-            p.w.shape().str(), y.shape().str());
-  check_ids(ids, p.w.dim(0), "embedding");
-  const int32_t* id = ids.data<int32_t>();
-  const float* w = p.w.f32();
-  float* out = y.f32();
-#pragma omp parallel for schedule(static) if (t * d >= kParallelMin)
-  for (int64_t i = 0; i < t; ++i)
-    std::memcpy(out + i * d, w + static_cast<int64_t>(id[i]) * d, static_cast<size_t>(d) * 4);
-}
-
-void embedding_backward(const EmbeddingGrads& g, Tensor ids, Tensor dy) {
-  const int64_t t = ids.numel(), d = g.w.dim(1);
-  MOE_CHECK(dy.rows() == t && dy.cols() == d, "embedding backward: ids {} dW {} dy {}",
-            ids.shape().str(), g.w.shape().str(), dy.shape().str());
-  check_ids(ids, g.w.dim(0), "embedding backward");
-  const int32_t* id = ids.data<int32_t>();
-  const float* grad_out = dy.f32();
-  float* dw = g.w.f32();
-  for_column_blocks(t, d, [&](int64_t c0, int64_t c1) {
-    for (int64_t i = 0; i < t; ++i) {
-      float* row = dw + static_cast<int64_t>(id[i]) * d;
-      const float* src = grad_out + i * d;
-      for (int64_t c = c0; c < c1; ++c) row[c] += src[c];
-    }
-  });
-}
-
-void embedding_init(const EmbeddingParams& p, Rng& rng) {
-  rng.fill_normal(p.w, 0.0f, 1.0f);
-}
-
 const char* bag_mode_name(BagMode m) {
   switch (m) {
     case BagMode::kSum:
@@ -95,16 +59,6 @@ const char* bag_mode_name(BagMode m) {
       return "weighted_sum";
   }
   return "?";
-}
-
-bool parse_bag_mode(const std::string& name, BagMode* out) {
-  for (BagMode m : {BagMode::kSum, BagMode::kMean, BagMode::kWeightedSum}) {
-    if (name == bag_mode_name(m)) {
-      *out = m;
-      return true;
-    }
-  }
-  return false;
 }
 
 void embedding_bag_forward(const EmbeddingParams& p, BagMode mode, const EmbeddingBagInput& in,

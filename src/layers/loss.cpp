@@ -1,4 +1,4 @@
-// Losses: cross-entropy, BCE with logits, MSE, Huber (formulas in include/moe/layers/loss.h).
+// Losses: cross-entropy, MSE, Huber (formulas in include/moe/layers/loss.h).
 //
 // Dims: T rows/tokens · C classes (or output columns) · N = T·C elements.
 // Sums run in double over fixed blocks whose boundaries depend only on the shape, and the block
@@ -144,45 +144,6 @@ double cross_entropy_loss(Tensor logits, Tensor targets, Tensor dlogits,
   const double total =
       blocked_sum(n_rows, block_rows, n_rows * n_classes >= kParallelMin, rows_loss);
   return total * inv_norm;
-}
-
-double bce_with_logits_loss(Tensor logits, Tensor targets, Tensor dlogits, const BceOptions& opts,
-                            double grad_scale) {
-  MOE_CHECK(logits.rank() == 1 || logits.rank() == 2,
-            "bce_with_logits: logits must be [T] or [T, C], got {}", logits.shape().str());
-  check_like(logits, targets, "targets", "bce_with_logits");
-  MOE_CHECK(!targets.empty(), "bce_with_logits: targets missing");
-  check_like(logits, dlogits, "dlogits", "bce_with_logits");
-  const int64_t n = logits.numel();
-  const int64_t n_cols = logits.rank() == 1 ? 1 : logits.dim(1);
-  const bool has_pw = !opts.pos_weight.empty();
-  MOE_CHECK(!has_pw || opts.pos_weight.numel() == n_cols,
-            "bce_with_logits: pos_weight {} for {} columns", opts.pos_weight.shape().str(), n_cols);
-  if (n == 0) return 0.0;
-
-  const float* x = logits.f32();                               // [T, C]
-  const float* yt = targets.f32();                             // [T, C]
-  const float* pw = has_pw ? opts.pos_weight.f32() : nullptr;  // [C]
-  float* dx = dlogits.empty() ? nullptr : dlogits.f32();       // [T, C]
-  const double g_coef = grad_scale / static_cast<double>(n);
-
-  auto elements_loss = [&](int64_t begin, int64_t end) {
-    double total = 0.0;
-    for (int64_t i = begin; i < end; ++i) {
-      const double xi = x[i], yi = yt[i];
-      const double p = has_pw ? pw[i % n_cols] : 1.0;
-      const double e = std::exp(-std::fabs(xi));
-      const double softplus_neg = std::log1p(e) + std::max(-xi, 0.0);  // log(1 + e^{−x})
-      const double pos_coef = 1.0 + (p - 1.0) * yi;
-      total += (1.0 - yi) * xi + pos_coef * softplus_neg;
-      if (dx) {
-        const double sigmoid_neg = xi >= 0.0 ? e / (1.0 + e) : 1.0 / (1.0 + e);  // σ(−x)
-        dx[i] = static_cast<float>(g_coef * ((1.0 - yi) - pos_coef * sigmoid_neg));
-      }
-    }
-    return total;
-  };
-  return blocked_sum(n, kBlockElements, n >= kParallelMin, elements_loss) / static_cast<double>(n);
 }
 
 double mse_loss(Tensor pred, Tensor target, Tensor dpred, double grad_scale) {

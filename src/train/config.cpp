@@ -493,16 +493,8 @@ bool parse_data_format(const std::string& s, DataFormat* out) {
     if (s == c.name) return *out = c.value, true;
   return false;
 }
-const char* missing_policy_name(MissingPolicy m) {
-  return choice_name(kMissing, m);
-}
 const char* norm_choice_name(NormChoice n) {
   return choice_name(kNorms, n);
-}
-bool parse_norm_choice(const std::string& s, NormChoice* out) {
-  for (const auto& c : kNorms)
-    if (s == c.name) return *out = c.value, true;
-  return false;
 }
 const char* metric_kind_name(MetricKind m) {
   return choice_name(kMetrics, m);

@@ -1,9 +1,10 @@
-"""Golden fixtures for the layers: Linear, activations, SwiGLU, Embedding, EmbeddingBag,
-LayerNorm, RMSNorm and dropout (tests/layers/layers_golden.cpp reads them).
+"""Golden fixtures for the layers: Linear, EmbeddingBag, LayerNorm, RMSNorm and dropout
+(tests/layers/layers_golden.cpp reads them), and for the activation kernels
+(tests/ops/layer_ops.cpp).
 
 Every fixture holds the float32 inputs and parameters, a random upstream gradient dy, and the
 forward output, input gradient and every parameter gradient, computed by autograd in float64
-from the float32 values. Dims: T rows, D/I/O features, F hidden, V vocabulary, N ids, B bags.
+from the float32 values. Dims: T rows, D/I/O features, V vocabulary, N ids, B bags.
 """
 import os
 
@@ -72,33 +73,7 @@ def activations(out_dir):
         backward(y, dy)
         tensors[f"y_{name}"] = out(y)
         tensors[f"dx_{name}"] = out(xd.grad)
-    safetensors_io.write(os.path.join(out_dir, "layers_activation.safetensors"), tensors)
-
-
-def swiglu(out_dir):
-    torch.manual_seed(3)
-    t, d, f = 5, 8, 12
-    x, dy = f32(t, d), f32(t, d)
-    w1, w2, w3 = f32(f, d, scale=0.35), f32(d, f, scale=0.3), f32(f, d, scale=0.35)
-    xd, w1d, w2d, w3d = leaf(x), leaf(w1), leaf(w2), leaf(w3)
-    y = F.linear(F.silu(F.linear(xd, w1d)) * F.linear(xd, w3d), w2d)
-    backward(y, dy)
-    safetensors_io.write(os.path.join(out_dir, "layers_swiglu.safetensors"), {
-        "x": x, "w1": w1, "w2": w2, "w3": w3, "dy": dy, "y": out(y), "dx": out(xd.grad),
-        "dw1": out(w1d.grad), "dw2": out(w2d.grad), "dw3": out(w3d.grad)})
-
-
-def embedding(out_dir):
-    torch.manual_seed(4)
-    v, d = 10, 6
-    w = f32(v, d)
-    ids = torch.tensor([3, 0, 9, 3, 7, 3, 1], dtype=torch.int64)  # repeats accumulate in dW
-    dy = f32(len(ids), d)
-    wd = leaf(w)
-    y = F.embedding(ids, wd)
-    backward(y, dy)
-    safetensors_io.write(os.path.join(out_dir, "layers_embedding.safetensors"), {
-        "w": w, "ids": ids.int(), "dy": dy, "y": out(y), "dw": out(wd.grad)})
+    safetensors_io.write(os.path.join(out_dir, "kernels_activation.safetensors"), tensors)
 
 
 def embedding_bag(out_dir):
@@ -161,8 +136,6 @@ def dropout(out_dir):
 def generate(out_dir):
     linear(out_dir)
     activations(out_dir)
-    swiglu(out_dir)
-    embedding(out_dir)
     embedding_bag(out_dir)
     norms(out_dir)
     dropout(out_dir)

@@ -129,6 +129,22 @@ TEST(Ops, ActivationNamesRoundTrip) {
   EXPECT_FALSE(parse_activation("swish", &unused));
 }
 
+TEST(Ops, ActivationKnownValues) {
+  TensorBuffer x({1, 3}), y({1, 3});
+  x.f32()[0] = -1.0f;
+  x.f32()[1] = 0.0f;
+  x.f32()[2] = 2.0f;
+  activation_forward(Activation::kRelu, x, y);
+  EXPECT_EQ(y.f32()[0], 0.0f);
+  EXPECT_EQ(y.f32()[2], 2.0f);
+  activation_forward(Activation::kSigmoid, x, y);
+  EXPECT_FLOAT_EQ(y.f32()[1], 0.5f);
+  activation_forward(Activation::kGelu, x, y);
+  EXPECT_NEAR(y.f32()[2], 1.9544997f, 1e-6);  // 2 · Φ(2)
+  activation_forward(Activation::kSilu, x, y);
+  EXPECT_NEAR(y.f32()[0], -0.26894142f, 1e-6);  // −σ(−1)
+}
+
 TEST(Ops, ActivationsInPlace) {
   // y == x for the forward, dx == dy for the backward (ops.h allows both).
   for (Activation act : kActivations) {

@@ -12,7 +12,7 @@
 
 #include "moe/core/arena.h"
 #include "moe/core/rng.h"
-#include "moe/layers/activation.h"
+#include "moe/kernels/ops.h"
 #include "moe/layers/dropout.h"
 #include "moe/layers/embedding.h"
 #include "moe/layers/linear.h"
@@ -100,167 +100,7 @@ TEST(Linear, MismatchedShapesAreProgrammerErrors) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Activation
-
-TEST(Activation, LayerMatchesKernelsAndCachesInput) {
-  Rng rng(22);
-  TensorBuffer x = random_uniform({3, 17}, rng, -4.0f, 4.0f), dy = random_uniform({3, 17}, rng);
-  for (Activation act :
-       {Activation::kIdentity, Activation::kRelu, Activation::kGelu, Activation::kGeluTanh,
-        Activation::kSilu, Activation::kSigmoid, Activation::kTanh}) {
-    SCOPED_TRACE(activation_name(act));
-    TensorBuffer y({3, 17}), want_y({3, 17}), dx({3, 17}), want_dx({3, 17});
-    ActivationCache cache;
-    activation_layer_forward(act, x, y, &cache);
-    EXPECT_EQ(cache.x.raw(), x.view().raw());
-    activation_forward(act, x, want_y);
-    activation_layer_backward(act, cache, dy, dx);
-    activation_backward(act, x, dy, want_dx);
-    EXPECT_TRUE(bitwise_equal(y, want_y));
-    EXPECT_TRUE(bitwise_equal(dx, want_dx));
-  }
-}
-
-TEST(Activation, KnownValues) {
-  TensorBuffer x({1, 3}), y({1, 3});
-  x.f32()[0] = -1.0f;
-  x.f32()[1] = 0.0f;
-  x.f32()[2] = 2.0f;
-  ActivationCache cache;
-  activation_layer_forward(Activation::kRelu, x, y, &cache);
-  EXPECT_EQ(y.f32()[0], 0.0f);
-  EXPECT_EQ(y.f32()[2], 2.0f);
-  activation_layer_forward(Activation::kSigmoid, x, y, &cache);
-  EXPECT_FLOAT_EQ(y.f32()[1], 0.5f);
-  activation_layer_forward(Activation::kGelu, x, y, &cache);
-  EXPECT_NEAR(y.f32()[2], 1.9544997f, 1e-6);  // 2 · Φ(2)
-  activation_layer_forward(Activation::kSilu, x, y, &cache);
-  EXPECT_NEAR(y.f32()[0], -0.26894142f, 1e-6);  // −σ(−1)
-}
-
-TEST(Activation, OutputAliasingInputIsRejected) {
-  TensorBuffer x({2, 4});
-  ActivationCache cache;
-  EXPECT_DEATH(activation_layer_forward(Activation::kRelu, x, x, &cache), "aliases");
-  TensorBuffer y({4, 2});
-  EXPECT_DEATH(activation_layer_forward(Activation::kRelu, x, y, &cache), "activation relu");
-}
-
-// ---------------------------------------------------------------------------------------------
-// SwiGLU
-
-// y = W2 (silu(W1 x) ⊙ W3 x) in double
-TensorBuffer naive_swiglu(Tensor x, Tensor w1, Tensor w2, Tensor w3) {
-  const int64_t t = x.rows(), d = x.cols(), f = w1.dim(0);
-  TensorBuffer y(Shape{t, d});
-  std::vector<double> a(static_cast<size_t>(f));
-  for (int64_t i = 0; i < t; ++i) {
-    for (int64_t j = 0; j < f; ++j) {
-      double h1 = 0.0, h3 = 0.0;
-      for (int64_t k = 0; k < d; ++k) {
-        h1 += static_cast<double>(x.at(i, k)) * w1.at(j, k);
-        h3 += static_cast<double>(x.at(i, k)) * w3.at(j, k);
-      }
-      a[static_cast<size_t>(j)] = h1 / (1.0 + std::exp(-h1)) * h3;
-    }
-    for (int64_t k = 0; k < d; ++k) {
-      double s = 0.0;
-      for (int64_t j = 0; j < f; ++j) s += a[static_cast<size_t>(j)] * w2.at(k, j);
-      y.view().at(i, k) = static_cast<float>(s);
-    }
-  }
-  return y;
-}
-
-TEST(Swiglu, ForwardMatchesNaiveLoopsAndCachesProjections) {
-  for (int64_t t : {1, 6}) {
-    SCOPED_TRACE(fmt::format("T={}", t));
-    const int64_t d = 8, f = 19;
-    Rng rng(23);
-    TensorBuffer x = random_uniform({t, d}, rng), w1 = random_uniform({f, d}, rng),
-                 w2 = random_uniform({d, f}, rng), w3 = random_uniform({f, d}, rng), y({t, d});
-    Arena arena;
-    const SwigluCache cache = SwigluCache::allocate(arena, t, f);
-    swiglu_forward(SwigluParams{w1, w2, w3}, x, y, cache, arena);
-    expect_close("swiglu y", y, naive_swiglu(x, w1, w2, w3), 1e-5, 1e-5);
-    double h1 = 0.0;
-    for (int64_t k = 0; k < d; ++k)
-      h1 += static_cast<double>(x.view().at(t - 1, k)) * w1.view().at(2, k);
-    EXPECT_NEAR(cache.h1.at(t - 1, 2), h1, 1e-5);
-  }
-}
-
-TEST(Swiglu, BackwardAccumulatesParamsAndWritesDx) {
-  const int64_t t = 4, d = 6, f = 10;
-  Rng rng(24);
-  TensorBuffer x = random_uniform({t, d}, rng), w1 = random_uniform({f, d}, rng),
-               w2 = random_uniform({d, f}, rng), w3 = random_uniform({f, d}, rng),
-               dy = random_uniform({t, d}, rng), y({t, d});
-  Arena arena;
-  const SwigluCache cache = SwigluCache::allocate(arena, t, f);
-  const SwigluParams p{w1, w2, w3};
-  swiglu_forward(p, x, y, cache, arena);
-  TensorBuffer dx1({t, d}), dx2({t, d}), dw1({f, d}), dw2({d, f}), dw3({f, d});
-  TensorBuffer once1({f, d}), once2({d, f}), once3({f, d});
-  const SwigluGrads g{dw1, dw2, dw3};
-  swiglu_backward(p, SwigluGrads{once1, once2, once3}, cache, x, dy, dx1, arena);
-  swiglu_backward(p, g, cache, x, dy, dx2, arena);
-  swiglu_backward(p, g, cache, x, dy, Tensor(), arena);  // no dx: parameters only
-  EXPECT_TRUE(bitwise_equal(dx1, dx2));
-  for (int64_t i = 0; i < f * d; ++i) {
-    EXPECT_FLOAT_EQ(dw1.f32()[i], 2.0f * once1.f32()[i]);
-    EXPECT_FLOAT_EQ(dw2.f32()[i], 2.0f * once2.f32()[i]);
-    EXPECT_FLOAT_EQ(dw3.f32()[i], 2.0f * once3.f32()[i]);
-  }
-}
-
-TEST(Swiglu, SteadyStateStepAllocatesNothingAndReturnsScratch) {
-  const int64_t t = 5, d = 8, f = 12;
-  Rng rng(31);
-  TensorBuffer x = random_uniform({t, d}, rng), w1 = random_uniform({f, d}, rng),
-               w2 = random_uniform({d, f}, rng), w3 = random_uniform({f, d}, rng), y({t, d}),
-               dx({t, d}), dw1({f, d}), dw2({d, f}), dw3({f, d});
-  const SwigluParams p{w1, w2, w3};
-  Arena arena;
-  int overflow_after_first_step = 0;
-  for (int step = 0; step < 3; ++step) {
-    arena.reset();  // the first reset after a step folds its overflow into one block
-    const SwigluCache cache = SwigluCache::allocate(arena, t, f);
-    const size_t mark = arena.mark();
-    swiglu_forward(p, x, y, cache, arena);
-    swiglu_backward(p, SwigluGrads{dw1, dw2, dw3}, cache, x, y, dx, arena);
-    if (step == 0) overflow_after_first_step = arena.overflow_allocations();
-    if (step > 0) {
-      EXPECT_EQ(arena.mark(), mark);  // scratch is handed back
-    }
-  }
-  EXPECT_EQ(arena.overflow_allocations(), overflow_after_first_step);
-}
-
-TEST(Swiglu, ZeroRowsIsANoOp) {
-  const int64_t d = 4, f = 6;
-  Rng rng(25);
-  TensorBuffer w1 = random_uniform({f, d}, rng), w2 = random_uniform({d, f}, rng),
-               w3 = random_uniform({f, d}, rng);
-  TensorBuffer x({0, d}), y({0, d}), dx({0, d}), dw1({f, d}), dw2({d, f}), dw3({f, d});
-  Arena arena;
-  const SwigluCache cache = SwigluCache::allocate(arena, 0, f);
-  swiglu_forward(SwigluParams{w1, w2, w3}, x, y, cache, arena);
-  swiglu_backward(SwigluParams{w1, w2, w3}, SwigluGrads{dw1, dw2, dw3}, cache, x, y, dx, arena);
-  EXPECT_EQ(sum_squares(dw1) + sum_squares(dw2) + sum_squares(dw3), 0.0);
-}
-
-TEST(Swiglu, GateBackwardMayOverwriteItsUpstreamGradient) {
-  Rng rng(26);
-  TensorBuffer h1 = random_uniform({3, 5}, rng, -3.0f, 3.0f), h3 = random_uniform({3, 5}, rng),
-               da = random_uniform({3, 5}, rng);
-  TensorBuffer dh1({3, 5}), dh3({3, 5}), dh1_inplace({3, 5}), da_copy({3, 5});
-  copy(da_copy, da);
-  swiglu_gate_backward(h1, h3, da, dh1, dh3);
-  swiglu_gate_backward(h1, h3, da_copy, dh1_inplace, da_copy);
-  EXPECT_TRUE(bitwise_equal(dh1, dh1_inplace));
-  EXPECT_TRUE(bitwise_equal(dh3, da_copy));
-}
+// SwiGLU parameters
 
 TEST(Swiglu, InitBoundsFollowFanIn) {
   const int64_t d = 16, f = 64;
@@ -276,62 +116,6 @@ TEST(Swiglu, InitBoundsFollowFanIn) {
   EXPECT_GT(max_abs(w1), 0.2f);
   EXPECT_LE(max_abs(w2), 0.125f);  // 1/√F
   EXPECT_GT(max_abs(w2), 0.1f);
-}
-
-TEST(Swiglu, MismatchedWeightsAreProgrammerErrors) {
-  TensorBuffer w1({6, 4}), w2({4, 5}), w3({6, 4}), x({2, 4}), y({2, 4});
-  Arena arena;
-  const SwigluCache cache = SwigluCache::allocate(arena, 2, 6);
-  EXPECT_DEATH(swiglu_forward(SwigluParams{w1, w2, w3}, x, y, cache, arena), "swiglu: W1");
-}
-
-// ---------------------------------------------------------------------------------------------
-// Embedding
-
-TEST(Embedding, LooksUpRowsAndAccumulatesRepeatedIds) {
-  const int64_t v = 5, d = 3;
-  TensorBuffer w({v, d}), dw({v, d});
-  for (int64_t i = 0; i < v * d; ++i) w.f32()[i] = static_cast<float>(i);
-  TensorBuffer ids = i32_tensor({4, 1, 4});
-  TensorBuffer y({3, d}), dy({3, d});
-  embedding_forward(EmbeddingParams{w}, ids, y);
-  EXPECT_EQ(y.view().at(0, 0), 12.0f);
-  EXPECT_EQ(y.view().at(1, 2), 5.0f);
-  EXPECT_EQ(y.view().at(2, 1), 13.0f);
-  for (int64_t i = 0; i < 3 * d; ++i) dy.f32()[i] = static_cast<float>(i + 1);
-  fill(dw, 0.5f);
-  embedding_backward(EmbeddingGrads{dw}, ids, dy);
-  EXPECT_EQ(dw.view().at(4, 0), 0.5f + 1.0f + 7.0f);
-  EXPECT_EQ(dw.view().at(1, 2), 0.5f + 6.0f);
-  EXPECT_EQ(dw.view().at(0, 0), 0.5f);  // untouched rows keep what they had
-}
-
-TEST(Embedding, OutOfRangeIdIsAProgrammerError) {
-  TensorBuffer w({4, 2}), y({2, 2});
-  EXPECT_DEATH(embedding_forward(EmbeddingParams{w}, i32_tensor({1, 4}), y), "outside \\[0, 4\\)");
-  EXPECT_DEATH(embedding_forward(EmbeddingParams{w}, i32_tensor({-1, 0}), y), "position 0");
-}
-
-TEST(Embedding, BackwardIsIdenticalOnOneAndTwoThreads) {
-  // Large enough to be threaded; ids collide heavily so the order of accumulation matters.
-  const int64_t v = 50, d = 100, t = 2000;
-  Rng rng(28);
-  std::vector<int32_t> id_values(static_cast<size_t>(t));
-  for (auto& id : id_values) id = static_cast<int32_t>(rng.below(v));
-  TensorBuffer ids = i32_tensor(id_values), dy = random_uniform({t, d}, rng);
-  TensorBuffer dw1({v, d}), dw2({v, d});
-  with_threads(1, [&] { embedding_backward(EmbeddingGrads{dw1}, ids, dy); });
-  with_threads(2, [&] { embedding_backward(EmbeddingGrads{dw2}, ids, dy); });
-  EXPECT_TRUE(bitwise_equal(dw1, dw2));
-}
-
-TEST(Embedding, InitIsStandardNormal) {
-  TensorBuffer w({100, 50});
-  Rng rng(29);
-  embedding_init(EmbeddingParams{w}, rng);
-  const double mean = sum(w) / 5000.0, var = sum_squares(w) / 5000.0 - mean * mean;
-  EXPECT_NEAR(mean, 0.0, 0.06);
-  EXPECT_NEAR(var, 1.0, 0.06);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -453,14 +237,14 @@ TEST(EmbeddingBag, MalformedInputsAreProgrammerErrors) {
                "needs weights");
 }
 
-TEST(EmbeddingBag, ModeNamesRoundTrip) {
-  for (BagMode m : {BagMode::kSum, BagMode::kMean, BagMode::kWeightedSum}) {
-    BagMode parsed = BagMode::kSum;
-    ASSERT_TRUE(parse_bag_mode(bag_mode_name(m), &parsed));
-    EXPECT_EQ(parsed, m);
-  }
-  BagMode unused;
-  EXPECT_FALSE(parse_bag_mode("max", &unused));
+TEST(EmbeddingBag, OutOfRangeIdIsAProgrammerError) {
+  TensorBuffer w({4, 2}), y({1, 2});
+  EXPECT_DEATH(embedding_bag_forward(EmbeddingParams{w}, BagMode::kSum,
+                                     {ids_buffer({1, 4}), offsets_buffer({0, 2}), Tensor()}, y),
+               "outside \\[0, 4\\)");
+  EXPECT_DEATH(embedding_bag_forward(EmbeddingParams{w}, BagMode::kSum,
+                                     {ids_buffer({-1, 0}), offsets_buffer({0, 2}), Tensor()}, y),
+               "position 0");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -221,56 +221,6 @@ TEST(CrossEntropy, TargetOutOfRangeIsAProgrammerError) {
   EXPECT_DEATH((void)cross_entropy_loss(z, y_ok, Tensor(), opts), "class_weights");
 }
 
-TEST(BceWithLogits, HandComputedValues) {
-  // x = 0: log 2 whatever y; x = 2, y = 1: log(1 + e^{−2}); x = −1, y = 0: log(1 + e^{−1}).
-  TensorBuffer x = f32_tensor(Shape{4}, {0, 0, 2, -1});
-  TensorBuffer y = f32_tensor(Shape{4}, {1, 0, 1, 0});
-  TensorBuffer dx(Shape{4});
-  const double want =
-      (2 * std::log(2.0) + std::log1p(std::exp(-2.0)) + std::log1p(std::exp(-1.0))) / 4;
-  EXPECT_NEAR(bce_with_logits_loss(x, y, dx), want, 1e-12);
-  // dx = (σ(x) − y) / N
-  const auto sig = [](double v) { return 1.0 / (1.0 + std::exp(-v)); };
-  const double want_dx[] = {-0.5 / 4, 0.5 / 4, (sig(2) - 1) / 4, sig(-1) / 4};
-  for (int i = 0; i < 4; ++i) EXPECT_NEAR(dx.f32()[i], want_dx[i], 1e-8) << i;
-}
-
-TEST(BceWithLogits, PosWeightScalesPositiveTermsOnly) {
-  TensorBuffer x = f32_tensor(Shape{2, 2}, {0.3f, -0.7f, 1.1f, 0.2f});
-  TensorBuffer y = f32_tensor(Shape{2, 2}, {1, 0, 0, 1});
-  TensorBuffer pw = f32_tensor(Shape{2}, {3.0f, 5.0f});
-  BceOptions opts;
-  opts.pos_weight = pw;
-  const double got = bce_with_logits_loss(x, y, Tensor(), opts);
-  const auto softplus = [](double v) { return std::log1p(std::exp(v)); };
-  // y = 1: p·softplus(−x); y = 0: softplus(x)
-  const double want =
-      (3.0 * softplus(-0.3) + softplus(-0.7) + softplus(1.1) + 5.0 * softplus(-0.2)) / 4;
-  EXPECT_NEAR(got, want, 1e-7);
-}
-
-TEST(BceWithLogits, ExtremeLogitsAreStable) {
-  TensorBuffer x = f32_tensor(Shape{4}, {100, -100, 100, -100});
-  TensorBuffer y = f32_tensor(Shape{4}, {0, 1, 1, 0});
-  TensorBuffer dx(Shape{4});
-  // Two confident misses cost |x| each, two confident hits cost ~e^{−100}.
-  EXPECT_NEAR(bce_with_logits_loss(x, y, dx), 200.0 / 4, 1e-9);
-  EXPECT_FLOAT_EQ(dx.f32()[0], 0.25f);
-  EXPECT_FLOAT_EQ(dx.f32()[1], -0.25f);
-  EXPECT_NEAR(dx.f32()[2], 0.0f, 1e-30);
-  EXPECT_NEAR(dx.f32()[3], 0.0f, 1e-30);
-}
-
-TEST(BceWithLogits, SoftTargetIsTheOptimum) {
-  // With y = σ(x) the gradient σ(x) − y vanishes, up to the float rounding of y (/ N).
-  TensorBuffer x = f32_tensor(Shape{3}, {-2.0f, 0.0f, 1.5f});
-  TensorBuffer y(Shape{3});
-  for (int i = 0; i < 3; ++i) y.f32()[i] = 1.0f / (1.0f + std::exp(-x.f32()[i]));
-  TensorBuffer dx(Shape{3});
-  (void)bce_with_logits_loss(x, y, dx);
-  for (int i = 0; i < 3; ++i) EXPECT_NEAR(dx.f32()[i], 0.0f, 3e-8);
-}
-
 TEST(Mse, HandComputedValuesAndPerfectPrediction) {
   TensorBuffer x = f32_tensor(Shape{2, 2}, {1, 2, 0, -1});
   TensorBuffer y = f32_tensor(Shape{2, 2}, {0, 0, 0, 1});

@@ -13,7 +13,6 @@
 #include "moe/kernels/ops.h"
 #include "moe/moe/hierarchical.h"
 #include "moe/moe/moe_layer.h"
-#include "moe/moe/moe_stack.h"
 #include "moe/optim/optimizer.h"
 #include "moe_testing.h"
 #include "testing/fixtures.h"
@@ -324,44 +323,6 @@ TEST(Hierarchy, GroupThatReceivesNoTokenIsSkipped) {
   }
   EXPECT_GT(sum_squares(r.dx), 0.0);
   testing::expect_close("y", r.y, testing::reference_output(h.layer, x), 1e-5, 1e-6);
-}
-
-TEST(MoeStack, ResidualPreNormBlocks) {
-  // One block: y = x + MoE(RMSNorm(x)); with the gain at 1, RMSNorm(x) = x / rms(x).
-  const int64_t d = 8, t = 6;
-  MoeStackConfig c;
-  c.layers = {swiglu_top_k_config(d, 4, 2, 16)};
-  c.layers.push_back(c.layers[0]);
-  MoeStack stack(c);
-  ParamStore store;
-  stack.declare(store, "blocks");
-  store.finalize();
-  stack.bind(store);
-  Rng rng(34);
-  stack.init(rng);
-  EXPECT_GE(store.find("blocks.1.moe.experts.3.w2"), 0);
-  EXPECT_GE(store.find("blocks.0.norm.gain"), 0);
-  TensorBuffer x = testing::random_normal(Shape{t, d}, 35), y(Shape{t, d}),
-               dy = testing::random_normal(Shape{t, d}, 36), dx(Shape{t, d});
-  Arena arena;
-  stack.forward(x, y, false, Rng(1), arena);
-  stack.backward(dy, dx, arena);
-  // Rebuild the two blocks by hand from the layers' own forward.
-  TensorBuffer h(Shape{t, d}), normed(Shape{t, d}), branch(Shape{t, d});
-  copy(h, x);
-  Arena scratch;
-  for (int64_t l = 0; l < 2; ++l) {
-    for (int64_t i = 0; i < t; ++i) {
-      double ms = 0.0;
-      for (int64_t j = 0; j < d; ++j) ms += h.view().at(i, j) * h.view().at(i, j);
-      const double inv = 1.0 / std::sqrt(ms / d + c.norm_eps);
-      for (int64_t j = 0; j < d; ++j)
-        normed.view().at(i, j) = static_cast<float>(h.view().at(i, j) * inv);
-    }
-    stack.layer(l).forward(normed, branch, false, Rng(1).fork(l), scratch);
-    add(h, branch, h);
-  }
-  testing::expect_close("stack y", y, h, 1e-5, 1e-6);
 }
 
 // The learning task: 4 clusters in D = 8, cluster c around 4·e_c (N(0, 0.5²) spread), each with its

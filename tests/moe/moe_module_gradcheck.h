@@ -1,6 +1,5 @@
-// Gradient checking of whole MoE modules (a MoeLayer, a stack of them): the routing guard and
-// the search for an input point where the check is valid. Used by the MoE layer's op cases
-// (tests/ops/moe_layer_ops.cpp) and the stack's check (moe_stack_gradcheck.cpp).
+// Gradient checking of whole MoE modules: the routing guard and the search for an input point
+// where the check is valid. Used by the MoE layer's op cases (tests/ops/moe_layer_ops.cpp).
 //
 // L = Σ r ⊙ y + the module's weighted auxiliary losses, so backward with dy = r gives the
 // analytic gradient. A perturbation must not change the routing (a different choice of experts
@@ -36,7 +35,7 @@ inline std::vector<int32_t> routing_signature(const std::vector<const RoutingPla
   return sig;
 }
 
-// What a checked module offers: MoeLayer and MoeStack both fit.
+// What a checked module offers (a MoeLayer fits).
 struct Module {
   std::function<void(Tensor x, Tensor y, Arena& arena)> forward;
   std::function<void(Tensor dy, Tensor dx, Arena& arena)> backward;

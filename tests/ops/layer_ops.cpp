@@ -1,6 +1,6 @@
-// The layers as op cases: linear, every activation, SwiGLU, embedding and embedding bags, layer
-// and RMS norm, dropout. Each op is bound once (`<op>_op`); its gradient check draws the inputs
-// with the seeds and ranges the layers have always been checked with, its golden reads
+// The layers as op cases: linear, every activation (the kernels of kernels/ops.h), embedding
+// bags, layer and RMS norm, dropout. Each op is bound once (`<op>_op`); its gradient check draws
+// the inputs with the seeds and ranges the layers have always been checked with, its golden reads
 // tests/golden/gen_layers.py's fixture (float64 autograd on the stored float32 inputs).
 //
 // Dims: T rows · D/I/O features · F hidden · V vocabulary · N ids · B bags.
@@ -10,12 +10,11 @@
 
 #include "moe/core/arena.h"
 #include "moe/core/rng.h"
-#include "moe/layers/activation.h"
+#include "moe/kernels/ops.h"
 #include "moe/layers/dropout.h"
 #include "moe/layers/embedding.h"
 #include "moe/layers/linear.h"
 #include "moe/layers/norm.h"
-#include "moe/layers/swiglu.h"
 #include "op_cases.h"
 #include "testing/tensors.h"
 
@@ -91,11 +90,9 @@ OpCase linear_case(bool bias) {
 OpRun activation_op(OpTensors t, Activation act) {
   OpRun run;
   const Tensor x = t["x"], y = t.zeros_like("y", "x"), dx = t.zeros_like("dx", "x");
-  auto cache = std::make_shared<ActivationCache>();
-  run.forward = [act, x, y, cache] { activation_layer_forward(act, x, y, cache.get()); };
-  run.backward = [act, dx, cache](Tensor dy) { activation_layer_backward(act, *cache, dy, dx); };
+  run.forward = [act, x, y] { activation_forward(act, x, y); };
+  run.backward = [act, x, dx](Tensor dy) { activation_backward(act, x, dy, dx); };
   run.targets = {"x"};
-  run.state = cache;
   run.t = std::move(t);
   return run;
 }
@@ -115,7 +112,7 @@ OpCase activation_case(Activation act) {
   c.gradcheck =
       GradcheckSpec{.make = [act] { return activation_drawn(act); }, .projection_seed = 2};
   if (act != Activation::kIdentity) {  // PyTorch's fixture has no identity
-    c.golden = GoldenSpec{.fixture = "layers_activation",
+    c.golden = GoldenSpec{.fixture = "kernels_activation",
                           .make =
                               [act](const Fixture& f) {
                                 OpTensors t;
@@ -125,92 +122,6 @@ OpCase activation_case(Activation act) {
                           .compare = {{"y", "y_" + name}, {"dx", "dx_" + name}}};
   }
   return c;
-}
-
-// ---- SwiGLU FFN: y = W2 (silu(W1 x) ⊙ W3 x); x [T, D], W1 [F, D], W2 [D, F], W3 [F, D] ----------
-
-OpRun swiglu_op(OpTensors t) {
-  OpRun run;
-  const Tensor x = t["x"], w1 = t["W1"], w2 = t["W2"], w3 = t["W3"];
-  const Tensor y = t.zeros_like("y", "x"), dx = t.zeros_like("dx", "x"),
-               dw1 = t.zeros_like("dW1", "W1"), dw2 = t.zeros_like("dW2", "W2"),
-               dw3 = t.zeros_like("dW3", "W3");
-  auto arena = std::make_shared<Arena>();
-  const SwigluCache cache = SwigluCache::allocate(*arena, x.dim(0), w1.dim(0));
-  const SwigluParams p{w1, w2, w3};
-  run.forward = [p, x, y, cache, arena] { swiglu_forward(p, x, y, cache, *arena); };
-  run.backward = [p, x, dx, dw1, dw2, dw3, cache, arena](Tensor dy) {
-    swiglu_backward(p, SwigluGrads{dw1, dw2, dw3}, cache, x, dy, dx, *arena);
-  };
-  run.targets = {"x", "W1", "W2", "W3"};
-  run.state = arena;
-  run.t = std::move(t);
-  return run;
-}
-
-OpRun swiglu_drawn() {
-  const int64_t t_n = 3, d = 5, f = 7;
-  Rng rng(13);
-  OpTensors t;
-  t.add("x", random_uniform({t_n, d}, rng));
-  t.add("W1", random_uniform({f, d}, rng));
-  t.add("W2", random_uniform({d, f}, rng));
-  t.add("W3", random_uniform({f, d}, rng));
-  return swiglu_op(std::move(t));
-}
-
-OpRun swiglu_from(const Fixture& f) {
-  OpTensors t;
-  t.load(f, "x");
-  t.load(f, "W1", "w1");
-  t.load(f, "W2", "w2");
-  t.load(f, "W3", "w3");
-  return swiglu_op(std::move(t));
-}
-
-OpCase swiglu_case() {
-  return OpCase{.name = "swiglu",
-                .gradcheck = GradcheckSpec{.make = swiglu_drawn, .projection_seed = 3},
-                .golden = GoldenSpec{
-                    .fixture = "layers_swiglu",
-                    .make = swiglu_from,
-                    .compare = {{"y"}, {"dx"}, {"dW1", "dw1"}, {"dW2", "dw2"}, {"dW3", "dw3"}}}};
-}
-
-// ---- embedding: y[n] = W[ids[n]]; W [V, D], ids [N] int32
-// ----------------------------------------
-
-OpRun embedding_op(OpTensors t) {
-  OpRun run;
-  const Tensor w = t["W"], ids = t["ids"];
-  const Tensor y = t.zeros("y", Shape{ids.numel(), w.dim(1)}), dw = t.zeros_like("dW", "W");
-  run.forward = [w, ids, y] { embedding_forward(EmbeddingParams{w}, ids, y); };
-  run.backward = [ids, dw](Tensor dy) { embedding_backward(EmbeddingGrads{dw}, ids, dy); };
-  run.targets = {"W"};
-  run.t = std::move(t);
-  return run;
-}
-
-OpRun embedding_drawn() {
-  OpTensors t;
-  t.add("W", random_uniform({6, 4}, 14));
-  t.add("ids", i32_tensor({2, 0, 2, 5, 2}));  // repeated ids accumulate
-  return embedding_op(std::move(t));
-}
-
-OpRun embedding_from(const Fixture& f) {
-  OpTensors t;
-  t.load(f, "W", "w");
-  t.load(f, "ids");
-  return embedding_op(std::move(t));
-}
-
-OpCase embedding_case() {
-  return OpCase{
-      .name = "embedding_repeated_ids",
-      .gradcheck = GradcheckSpec{.make = embedding_drawn, .projection_seed = 4},
-      .golden = GoldenSpec{
-          .fixture = "layers_embedding", .make = embedding_from, .compare = {{"y"}, {"dW", "dw"}}}};
 }
 
 // ---- embedding bags: y[b] = Σ, mean or Σ weight · W[ids[n]] over bag b --------------------------
@@ -412,8 +323,6 @@ std::vector<OpCase> layer_op_cases() {
        {Activation::kIdentity, Activation::kRelu, Activation::kGelu, Activation::kGeluTanh,
         Activation::kSilu, Activation::kSigmoid, Activation::kTanh})
     cases.push_back(activation_case(act));
-  cases.push_back(swiglu_case());
-  cases.push_back(embedding_case());
   for (BagMode mode : {BagMode::kSum, BagMode::kMean, BagMode::kWeightedSum})
     cases.push_back(embedding_bag_case(mode));
   cases.push_back(layer_norm_case(true));

@@ -1,4 +1,4 @@
-// The losses as scalar op cases: cross-entropy, BCE with logits, MSE and Huber, each option
+// The losses as scalar op cases: cross-entropy, MSE and Huber, each option
 // checked against central differences of the loss itself (a loss is already a scalar, so no
 // projection) and against torch.nn.functional (fixtures from tests/golden/gen_losses_optim.py).
 //
@@ -43,12 +43,6 @@ OpRun loss_op(OpTensors t, const std::string& pred, const LossFn& fn, double gra
 LossFn cross_entropy(CrossEntropyOptions opts) {
   return [opts](Tensor z, Tensor y, Tensor dz, double scale) {
     return cross_entropy_loss(z, y, dz, opts, scale);
-  };
-}
-
-LossFn bce(BceOptions opts) {
-  return [opts](Tensor x, Tensor y, Tensor dx, double scale) {
-    return bce_with_logits_loss(x, y, dx, opts, scale);
   };
 }
 
@@ -109,50 +103,6 @@ OpCase cross_entropy_case(const std::string& name, std::optional<CeOption> check
       if (f.contains(p + "weights")) opts.class_weights = t.add("weights", f.get(p + "weights"));
       opts.label_smoothing = f.meta_double(p + "label_smoothing");
       return loss_op(std::move(t), "logits", cross_entropy(opts));
-    });
-  }
-  return c;
-}
-
-struct BceOption {
-  Shape shape;
-  bool pos_weight = false;
-  bool soft = false;
-  double grad_scale = 1.0;
-};
-
-OpCase bce_case(const std::string& name, std::optional<BceOption> check,
-                const char* fixture_variant) {
-  OpCase c{.name = "bce_" + name};
-  if (check) {
-    c.gradcheck = GradcheckSpec{
-        .make =
-            [o = *check] {
-              Rng rng(12);
-              OpTensors t;
-              t.add("logits", random_normal(o.shape, rng, 0.0f, 2.0f));
-              const Tensor y = t.add("target", random_uniform(o.shape, rng, 0.0f, 1.0f));
-              if (!o.soft)
-                for (int64_t i = 0; i < y.numel(); ++i)
-                  y.f32()[i] = y.f32()[i] < 0.5f ? 0.0f : 1.0f;
-              const int64_t cols = o.shape.rank == 1 ? 1 : o.shape[1];
-              const Tensor pw = t.add("pos_weight", random_uniform({cols}, rng, 0.2f, 4.0f));
-              BceOptions opts;
-              if (o.pos_weight) opts.pos_weight = pw;
-              return loss_op(std::move(t), "logits", bce(opts), o.grad_scale);
-            },
-        .tolerance = kTight};
-  }
-  if (fixture_variant != nullptr) {
-    const std::string p = std::string(fixture_variant) + ".";
-    c.golden = loss_golden("loss_bce", p, "logits", [p](const Fixture& f) {
-      OpTensors t;
-      t.add("logits", f.get(p + "logits"));   // [T] or [T, C]
-      t.add("target", f.get(p + "targets"));  // like logits
-      BceOptions opts;
-      if (f.contains(p + "pos_weight"))
-        opts.pos_weight = t.add("pos_weight", f.get(p + "pos_weight"));
-      return loss_op(std::move(t), "logits", bce(opts));
     });
   }
   return c;
@@ -227,15 +177,6 @@ std::vector<OpCase> loss_op_cases() {
       // The gradient check adds a grad_scale; the fixture has none.
       cross_entropy_case("ignore", CeOption{.ignore_some = true, .grad_scale = 2.5}, "ignore"),
       cross_entropy_case("large_logits", std::nullopt, "large_logits"),
-      bce_case("vector", BceOption{.shape = Shape{7}}, "vector"),
-      bce_case("vector_pos_weight", BceOption{.shape = Shape{7}, .pos_weight = true},
-               "vector_pos_weight"),
-      bce_case("matrix_soft", BceOption{.shape = Shape{4, 3}, .soft = true}, "matrix_soft"),
-      // The gradient check's targets are soft and it adds a grad_scale; the fixture's are not.
-      bce_case("matrix_pos_weight",
-               BceOption{.shape = Shape{4, 3}, .pos_weight = true, .soft = true, .grad_scale = 0.5},
-               "matrix_pos_weight"),
-      bce_case("matrix_large", std::nullopt, "matrix_large"),
       mse_case(),
       huber_case("0p5", {0.5}, "huber_0p5"),
       huber_case("1", {0.5, 1.0}, "huber_1"),

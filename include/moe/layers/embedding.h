@@ -1,20 +1,17 @@
-// Embedding: a table lookup y[t] = W[ids[t]], and EmbeddingBag: one pooled vector per bag of
-// ids, the bags given in CSR form (ids [N] with offsets [B+1]; bag b is ids[offsets[b] ..
-// offsets[b+1])). Bags pool by sum, mean, or a per-token weighted sum (how TF-IDF or
-// bag-of-words features with counts are fed to a model). PyTorch layout: W [V, D].
+// EmbeddingBag: one pooled vector per bag of ids, the bags given in CSR form (ids [N] with
+// offsets [B+1]; bag b is ids[offsets[b] .. offsets[b+1])). Bags pool by sum, mean, or a per-token
+// weighted sum (how TF-IDF or bag-of-words features with counts are fed to a model). PyTorch
+// layout: W [V, D].
 //
-// Dims: T tokens · N ids in all bags · B bags · V vocabulary · D embedding width.
+// Dims: N ids in all bags · B bags · V vocabulary · D embedding width.
 // Ids are validated by the data layer; an id outside [0, V) reaching these functions is a
 // programmer error (MOE_CHECK), as are malformed offsets.
 //
-// Backward accumulates into dW without atomics and in a fixed order (token by token, or bag by
-// bag and within a bag id by id), so a run is bit-identical whatever the thread count: threads
-// split the embedding dimension D, never the tokens.
+// Backward accumulates into dW without atomics and in a fixed order (bag by bag, and within a bag
+// id by id), so a run is bit-identical whatever the thread count: threads split the embedding
+// dimension D, never the bags.
 #pragma once
 
-#include <string>
-
-#include "moe/core/rng.h"
 #include "moe/core/tensor.h"
 
 namespace moe {
@@ -24,18 +21,9 @@ struct EmbeddingParams {
 };
 using EmbeddingGrads = EmbeddingParams;
 
-// ids [T] int32 -> y [T, D]
-void embedding_forward(const EmbeddingParams& p, Tensor ids, Tensor y);
-// g.w[ids[t]] += dy[t] for t = 0 .. T−1 in that order. dy [T, D].
-void embedding_backward(const EmbeddingGrads& g, Tensor ids, Tensor dy);
-// PyTorch's default: W ~ N(0, 1).
-void embedding_init(const EmbeddingParams& p, Rng& rng);
-
 enum class BagMode { kSum, kMean, kWeightedSum };
 
-const char* bag_mode_name(BagMode m);
-// Parses "sum", "mean", "weighted_sum"; false if unknown.
-bool parse_bag_mode(const std::string& name, BagMode* out);
+const char* bag_mode_name(BagMode m);  // "sum", "mean", "weighted_sum"
 
 struct EmbeddingBagInput {
   Tensor ids;      // [N] int32

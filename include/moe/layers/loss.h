@@ -1,4 +1,4 @@
-// Training losses: softmax cross-entropy, binary cross-entropy with logits, MSE and Huber.
+// Training losses: softmax cross-entropy, MSE and Huber.
 //
 // Dims: T rows/tokens · C classes (or output columns).
 // Each loss is one call that returns the mean loss (a double, reduced in a fixed order so a run
@@ -37,20 +37,6 @@ struct CrossEntropyOptions {
 // logits [T, C], targets [T] int32, dlogits [T, C] or empty
 double cross_entropy_loss(Tensor logits, Tensor targets, Tensor dlogits,
                           const CrossEntropyOptions& opts = {}, double grad_scale = 1.0);
-
-struct BceOptions {
-  Tensor pos_weight;  // [C] p_c (a [1] tensor for logits [T]), empty for none
-};
-
-// Binary cross-entropy on logits, torch.nn.functional.binary_cross_entropy_with_logits, mean
-// over all T·C elements. Per element, in the overflow-free form softplus(−x) = log(1 + e^{−|x|})
-// + max(−x, 0):
-//   l = (1 − y)·x + (1 + (p − 1)·y)·softplus(−x)
-//   dl/dx = (1 − y) − (1 + (p − 1)·y)·σ(−x)        (= σ(x) − y when p = 1)
-// Targets y are probabilities in [0, 1] (soft labels allowed).
-// logits [T] or [T, C], targets like logits, dlogits like logits or empty
-double bce_with_logits_loss(Tensor logits, Tensor targets, Tensor dlogits,
-                            const BceOptions& opts = {}, double grad_scale = 1.0);
 
 // Mean squared error: loss = mean (x − y)²,  dloss/dx = 2 (x − y) / N with N = numel.
 // pred [T, C], target like pred, dpred like pred or empty

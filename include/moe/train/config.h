@@ -73,7 +73,6 @@ struct IdxConfig {  // data.idx (format "idx"); empty validation/test paths mean
 };
 
 enum class MissingPolicy { kError, kImpute };
-const char* missing_policy_name(MissingPolicy m);  // "error", "impute"
 
 struct DataConfig {
   DataFormat format = DataFormat::kCsv;
@@ -102,7 +101,6 @@ struct DataConfig {
 // model (the structs are in model/model_config.h)
 
 const char* norm_choice_name(NormChoice n);  // "rms", "layer", "none"
-bool parse_norm_choice(const std::string& s, NormChoice* out);
 
 // ---------------------------------------------------------------------------------------------
 // training
