@@ -240,10 +240,10 @@ TEST(EmbeddingBag, MalformedInputsAreProgrammerErrors) {
 TEST(EmbeddingBag, OutOfRangeIdIsAProgrammerError) {
   TensorBuffer w({4, 2}), y({1, 2});
   EXPECT_DEATH(embedding_bag_forward(EmbeddingParams{w}, BagMode::kSum,
-                                     {ids_buffer({1, 4}), offsets_buffer({0, 2}), Tensor()}, y),
+                                     {i32_tensor({1, 4}), i64_tensor({0, 2}), Tensor()}, y),
                "outside \\[0, 4\\)");
   EXPECT_DEATH(embedding_bag_forward(EmbeddingParams{w}, BagMode::kSum,
-                                     {ids_buffer({-1, 0}), offsets_buffer({0, 2}), Tensor()}, y),
+                                     {i32_tensor({-1, 0}), i64_tensor({0, 2}), Tensor()}, y),
                "position 0");
 }
 
