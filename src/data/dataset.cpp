@@ -37,18 +37,11 @@ std::string_view trim_blanks(std::string_view s) {
 }  // namespace
 
 const char* task_kind_name(TaskKind t) {
-  return t == TaskKind::kClassification ? "classification" : "regression";
+  return enum_name(kTaskKindNames, t);
 }
 
 bool parse_task_kind(std::string_view name, TaskKind* out) {
-  if (name == "classification") {
-    *out = TaskKind::kClassification;
-  } else if (name == "regression") {
-    *out = TaskKind::kRegression;
-  } else {
-    return false;
-  }
-  return true;
+  return parse_enum_name(kTaskKindNames, name, out);
 }
 
 int32_t LabelSpec::class_id(std::string_view name) const {

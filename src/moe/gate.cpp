@@ -23,21 +23,6 @@ struct Gate::Impl : GateState {};
 
 namespace {
 
-struct KindName {
-  GateKind kind;
-  const char* name;
-};
-constexpr KindName kKindNames[] = {
-    {GateKind::kDenseSoftmax, "dense_softmax"},
-    {GateKind::kGumbelSoftmax, "gumbel_softmax"},
-    {GateKind::kTopKSoftmax, "topk_softmax"},
-    {GateKind::kNoisyTopK, "noisy_topk"},
-    {GateKind::kSigmoidBias, "sigmoid_bias"},
-    {GateKind::kExpertChoice, "expert_choice"},
-    {GateKind::kHash, "hash"},
-    {GateKind::kSinkhorn, "sinkhorn"},
-};
-
 bool has_router(GateKind k) {
   return k != GateKind::kHash;
 }
@@ -103,19 +88,11 @@ int64_t capacity_for_slots(const GateConfig& c, int64_t n_slots) {
 }  // namespace
 
 const char* gate_kind_name(GateKind k) {
-  for (const KindName& kn : kKindNames)
-    if (kn.kind == k) return kn.name;
-  return "unknown";
+  return enum_name(kGateKindNames, k);
 }
 
 bool parse_gate_kind(const std::string& s, GateKind* out) {
-  for (const KindName& kn : kKindNames) {
-    if (s == kn.name) {
-      *out = kn.kind;
-      return true;
-    }
-  }
-  return false;
+  return parse_enum_name(kGateKindNames, s, out);
 }
 
 Status validate_gate_config(const GateConfig& c) {

@@ -17,25 +17,11 @@ constexpr int64_t kParallelMin = 1 << 15;  // elements below which threading cos
 }  // namespace
 
 const char* optimizer_kind_name(OptimizerKind k) {
-  switch (k) {
-    case OptimizerKind::kSgd:
-      return "sgd";
-    case OptimizerKind::kAdam:
-      return "adam";
-    case OptimizerKind::kAdamW:
-      return "adamw";
-  }
-  return "?";
+  return enum_name(kOptimizerKindNames, k);
 }
 
 bool parse_optimizer_kind(const std::string& name, OptimizerKind* out) {
-  for (OptimizerKind k : {OptimizerKind::kSgd, OptimizerKind::kAdam, OptimizerKind::kAdamW}) {
-    if (name == optimizer_kind_name(k)) {
-      *out = k;
-      return true;
-    }
-  }
-  return false;
+  return parse_enum_name(kOptimizerKindNames, name, out);
 }
 
 Status OptimizerConfig::validate() const {

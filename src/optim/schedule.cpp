@@ -10,25 +10,11 @@
 namespace moe {
 
 const char* schedule_kind_name(ScheduleKind k) {
-  switch (k) {
-    case ScheduleKind::kConstant:
-      return "constant";
-    case ScheduleKind::kCosine:
-      return "cosine";
-    case ScheduleKind::kStep:
-      return "step";
-  }
-  return "?";
+  return enum_name(kScheduleKindNames, k);
 }
 
 bool parse_schedule_kind(const std::string& name, ScheduleKind* out) {
-  for (ScheduleKind k : {ScheduleKind::kConstant, ScheduleKind::kCosine, ScheduleKind::kStep}) {
-    if (name == schedule_kind_name(k)) {
-      *out = k;
-      return true;
-    }
-  }
-  return false;
+  return parse_enum_name(kScheduleKindNames, name, out);
 }
 
 LrSchedule LrSchedule::constant(double lr, int64_t warmup_steps) {

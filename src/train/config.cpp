@@ -55,7 +55,7 @@ void parse_data(Section s, DataConfig* d) {
   split.seed("seed", &d->split.seed);
   split.boolean("stratify", &d->split.stratify);
   split.finish();
-  s.choice("task", &d->task, kTasks);
+  s.choice("task", &d->task, kTaskKindNames);
   s.strings("label", &d->label, true);
   s.strings("ignore_columns", &d->ignore_columns, false);
   s.strings("categorical_columns", &d->categorical_columns, false);
@@ -127,7 +127,7 @@ void parse_data(Section s, DataConfig* d) {
 
 json data_to_json(const DataConfig& d) {
   json j;
-  j["format"] = choice_name(kFormats, d.format);
+  j["format"] = enum_name(kFormats, d.format);
   j["train"] = d.train;
   j["validation"] = d.validation;
   j["test"] = d.test;
@@ -139,7 +139,7 @@ json data_to_json(const DataConfig& d) {
                 {"test", d.split.test},
                 {"seed", d.split.seed},
                 {"stratify", d.split.stratify}};
-  j["task"] = choice_name(kTasks, d.task);
+  j["task"] = enum_name(kTaskKindNames, d.task);
   if (d.label.size() == 1) {
     j["label"] = d.label[0];
   } else {
@@ -147,7 +147,7 @@ json data_to_json(const DataConfig& d) {
   }
   j["ignore_columns"] = d.ignore_columns;
   j["categorical_columns"] = d.categorical_columns;
-  j["missing"] = choice_name(kMissing, d.missing);
+  j["missing"] = enum_name(kMissing, d.missing);
   j["standardize_targets"] = d.standardize_targets;
   j["max_categories"] = d.max_categories;
   j["text"] = {{"column", d.text.column},
@@ -177,22 +177,22 @@ void parse_expert(Section s, ExpertConfig* e) {
   s.choice("kind", &e->kind, kExpertKinds);
   s.integer("hidden", &e->hidden, 1, kMaxWidth, "an integer in [1, 1048576]");
   s.integer("depth", &e->depth, 1, 64, "an integer in [1, 64]");
-  s.choice("activation", &e->activation, kActivations);
+  s.choice("activation", &e->activation, kActivationNames, &kNoActivation);
   s.boolean("bias", &e->bias);
   s.finish();
 }
 
 json expert_to_json(const ExpertConfig& e) {
-  return {{"kind", choice_name(kExpertKinds, e.kind)},
+  return {{"kind", enum_name(kExpertKinds, e.kind)},
           {"hidden", e.hidden},
           {"depth", e.depth},
-          {"activation", choice_name(kActivations, e.activation)},
+          {"activation", enum_name(kActivationNames, e.activation)},
           {"bias", e.bias}};
 }
 
 // The gate's kind and options ("gate": {...}); K, capacity and balancing sit beside it.
 void parse_gate_options(Section s, GateConfig* g) {
-  s.choice("kind", &g->kind, kGateKinds);
+  s.choice("kind", &g->kind, kGateKindNames);
   s.boolean("renormalize", &g->renormalize);
   s.boolean("softmax_after_topk", &g->softmax_after_topk);
   s.number("tau_start", &g->tau_start, 0, 1e6, true, false, "a number > 0");
@@ -223,7 +223,7 @@ void parse_gate(Section& s, GateConfig* g) {
 
 void gate_to_json(const GateConfig& g, json* j) {
   (*j)["k"] = g.k;
-  (*j)["gate"] = {{"kind", choice_name(kGateKinds, g.kind)},
+  (*j)["gate"] = {{"kind", enum_name(kGateKindNames, g.kind)},
                   {"renormalize", g.renormalize},
                   {"softmax_after_topk", g.softmax_after_topk},
                   {"tau_start", real(g.tau_start)},
@@ -310,7 +310,7 @@ json moe_block_to_json(const MoeBlockConfig& b) {
   h["groups"] = b.n_groups;
   gate_to_json(b.top_gate, &h);
   j["hierarchy"] = h;
-  j["precision"] = choice_name(kPrecisions, b.precision);
+  j["precision"] = enum_name(kPrecisions, b.precision);
   return j;
 }
 
@@ -331,7 +331,7 @@ void parse_model(Section s, ModelConfig* m) {
       m->trunk.hidden.push_back(e.get<int64_t>());
     }
   }
-  t.choice("activation", &m->trunk.activation, kActivations);
+  t.choice("activation", &m->trunk.activation, kActivationNames, &kNoActivation);
   t.choice("norm", &m->trunk.norm, kNorms);
   t.boolean("final_norm", &m->trunk.final_norm);
   t.number("norm_eps", &m->trunk.norm_eps, 0, 1, true, false, "a number in (0, 1]");
@@ -366,11 +366,11 @@ json model_to_json(const ModelConfig& m) {
   j["width"] = m.width;
   j["input_dropout"] = real(m.input_dropout);
   j["word_dropout"] = real(m.word_dropout);
-  j["bag"] = choice_name(kBags, m.bag);
+  j["bag"] = enum_name(kBags, m.bag);
   j["input_l2"] = real(m.input_l2);
   j["trunk"] = {{"hidden", m.trunk.hidden},
-                {"activation", choice_name(kActivations, m.trunk.activation)},
-                {"norm", choice_name(kNorms, m.trunk.norm)},
+                {"activation", enum_name(kActivationNames, m.trunk.activation)},
+                {"norm", enum_name(kNorms, m.trunk.norm)},
                 {"final_norm", m.trunk.final_norm},
                 {"norm_eps", real(m.trunk.norm_eps)},
                 {"dropout", real(m.trunk.dropout)}};
@@ -388,7 +388,7 @@ json model_to_json(const ModelConfig& m) {
 // training, output
 
 void parse_training(Section s, TaskKind task, TrainingConfig* t) {
-  s.choice("optimizer", &t->optimizer.kind, kOptimizers);
+  s.choice("optimizer", &t->optimizer.kind, kOptimizerKindNames);
   s.number("lr", &t->lr, 0, 1e6, true, false, "a number > 0");
   s.number("weight_decay", &t->optimizer.weight_decay, 0, 1e6, false, false, "a number ≥ 0");
   s.number("momentum", &t->optimizer.momentum, 0, 1, false, true, "a number in [0, 1)");
@@ -396,7 +396,7 @@ void parse_training(Section s, TaskKind task, TrainingConfig* t) {
   s.number("beta1", &t->optimizer.beta1, 0, 1, false, true, "a number in [0, 1)");
   s.number("beta2", &t->optimizer.beta2, 0, 1, false, true, "a number in [0, 1)");
   s.number("eps", &t->optimizer.eps, 0, 1, true, false, "a number in (0, 1]");
-  s.choice("schedule", &t->schedule, kSchedules);
+  s.choice("schedule", &t->schedule, kScheduleKindNames);
   s.integer("warmup_steps", &t->warmup_steps, 0, INT64_MAX, "an integer ≥ 0");
   s.number("min_lr", &t->min_lr, 0, 1e6, false, false, "a number ≥ 0");
   s.integer("step_size", &t->step_size, 1, INT64_MAX, "a positive integer");
@@ -437,30 +437,29 @@ void parse_training(Section s, TaskKind task, TrainingConfig* t) {
 }
 
 json training_to_json(const TrainingConfig& t) {
-  return {
-      {"optimizer", choice_name(kOptimizers, t.optimizer.kind)},
-      {"lr", t.lr},
-      {"weight_decay", t.optimizer.weight_decay},
-      {"momentum", t.optimizer.momentum},
-      {"nesterov", t.optimizer.nesterov},
-      {"beta1", t.optimizer.beta1},
-      {"beta2", t.optimizer.beta2},
-      {"eps", t.optimizer.eps},
-      {"schedule", choice_name(kSchedules, t.schedule)},
-      {"warmup_steps", t.warmup_steps},
-      {"min_lr", t.min_lr},
-      {"step_size", t.step_size},
-      {"gamma", t.gamma},
-      {"batch_size", t.batch_size},
-      {"epochs", t.epochs},
-      {"seed", t.seed},
-      {"threads", t.threads},
-      {"early_stopping", {{"patience", t.patience}, {"metric", choice_name(kMetrics, t.metric)}}},
-      {"clip_norm", t.clip_norm},
-      {"label_smoothing", t.label_smoothing},
-      {"class_weights", choice_name(kClassWeights, t.class_weights)},
-      {"loss", choice_name(kLosses, t.loss)},
-      {"huber_delta", t.huber_delta}};
+  return {{"optimizer", enum_name(kOptimizerKindNames, t.optimizer.kind)},
+          {"lr", t.lr},
+          {"weight_decay", t.optimizer.weight_decay},
+          {"momentum", t.optimizer.momentum},
+          {"nesterov", t.optimizer.nesterov},
+          {"beta1", t.optimizer.beta1},
+          {"beta2", t.optimizer.beta2},
+          {"eps", t.optimizer.eps},
+          {"schedule", enum_name(kScheduleKindNames, t.schedule)},
+          {"warmup_steps", t.warmup_steps},
+          {"min_lr", t.min_lr},
+          {"step_size", t.step_size},
+          {"gamma", t.gamma},
+          {"batch_size", t.batch_size},
+          {"epochs", t.epochs},
+          {"seed", t.seed},
+          {"threads", t.threads},
+          {"early_stopping", {{"patience", t.patience}, {"metric", enum_name(kMetrics, t.metric)}}},
+          {"clip_norm", t.clip_norm},
+          {"label_smoothing", t.label_smoothing},
+          {"class_weights", enum_name(kClassWeights, t.class_weights)},
+          {"loss", enum_name(kLosses, t.loss)},
+          {"huber_delta", t.huber_delta}};
 }
 
 void parse_output(Section s, OutputConfig* o) {
@@ -486,23 +485,19 @@ json output_to_json(const OutputConfig& o) {
 // public
 
 const char* data_format_name(DataFormat f) {
-  return choice_name(kFormats, f);
+  return enum_name(kFormats, f);
 }
 bool parse_data_format(const std::string& s, DataFormat* out) {
-  for (const auto& c : kFormats)
-    if (s == c.name) return *out = c.value, true;
-  return false;
+  return parse_enum_name(kFormats, s, out);
 }
 const char* norm_choice_name(NormChoice n) {
-  return choice_name(kNorms, n);
+  return enum_name(kNorms, n);
 }
 const char* metric_kind_name(MetricKind m) {
-  return choice_name(kMetrics, m);
+  return enum_name(kMetrics, m);
 }
 bool parse_metric_kind(const std::string& s, MetricKind* out) {
-  for (const auto& c : kMetrics)
-    if (s == c.name) return *out = c.value, true;
-  return false;
+  return parse_enum_name(kMetrics, s, out);
 }
 bool metric_higher_is_better(MetricKind m) {
   return m == MetricKind::kAccuracy || m == MetricKind::kF1 || m == MetricKind::kRocAuc ||

@@ -54,7 +54,7 @@ class Checker {
 // data
 
 void check_data(Checker& ck, const DataConfig& d) {
-  const char* format = choice_name(kFormats, d.format);
+  const char* format = enum_name(kFormats, d.format);
   const bool text = d.format == DataFormat::kText, idx = d.format == DataFormat::kIdx;
   const bool tabular = !text && !idx;
   const bool regression = d.task == TaskKind::kRegression;
@@ -130,7 +130,7 @@ const char* field_users(const std::string& field) {
 std::string kind_names(const std::vector<ExpertKind>& kinds) {
   std::vector<std::string> names;
   for (ExpertKind k : kinds) {
-    std::string name = choice_name(kExpertKinds, k);
+    std::string name = enum_name(kExpertKinds, k);
     if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
   }
   std::sort(names.begin(), names.end());
@@ -202,7 +202,7 @@ void check_list_field(Checker& ck, const ExpertsAt& x, const std::string& field)
       const ExpertKind kind = b.expert_list[i].kind;
       ck.check(entry, !expert_uses(kind, field),
                fmt::format("only {} use it (this expert is {})", field_users(field),
-                           choice_name(kExpertKinds, kind)));
+                           enum_name(kExpertKinds, kind)));
     } else if (hidden || i == 0) {
       ck.check(entry, !expert_uses(dense_kind, field),
                fmt::format("only {} use it ({})", field_users(field), dense_is));
@@ -226,7 +226,7 @@ void check_shared_field(Checker& ck, const ExpertsAt& x, const std::string& fiel
   if (!dense) {
     ck.check(shared, !expert_uses(b.shared.kind, field),
              fmt::format("only {} use it (the shared experts are {})", field_users(field),
-                         choice_name(kExpertKinds, b.shared.kind)));
+                         enum_name(kExpertKinds, b.shared.kind)));
   } else if (hidden) {
     ck.check(shared, !expert_uses(dense_kind, field),
              fmt::format("only {} use it ({})", field_users(field), dense_is));
@@ -244,7 +244,7 @@ void check_experts(Checker& ck, const std::string& at, const MoeBlockConfig& b, 
   const bool listed = !b.expert_list.empty();
   const ExpertKind dense_kind = listed ? b.expert_list.front().kind : b.expert.kind;
   const std::string dense_is =
-      fmt::format("model.dense makes this layer one {} FFN", choice_name(kExpertKinds, dense_kind));
+      fmt::format("model.dense makes this layer one {} FFN", enum_name(kExpertKinds, dense_kind));
   const ExpertsAt x{at, b, dense, listed, dense_kind, dense_is};
   for (const char* f : kExpertFields) {
     check_default_field(ck, x, f);
@@ -297,7 +297,7 @@ constexpr const char* kGateKeys[] = {"k",
 // expert choice's capacity factor) still counts.
 void check_gate(Checker& ck, const std::string& at, const GateConfig& g, bool dense) {
   const GateKind kind = g.kind;
-  const std::string this_gate = fmt::format("(this gate is {})", choice_name(kGateKinds, kind));
+  const std::string this_gate = fmt::format("(this gate is {})", enum_name(kGateKindNames, kind));
   const std::string dense_reason = "model.dense replaces this MoE layer by a dense FFN";
   const bool topk = kind == GateKind::kTopKSoftmax, gumbel = kind == GateKind::kGumbelSoftmax;
   const bool sigmoid = kind == GateKind::kSigmoidBias, sinkhorn = kind == GateKind::kSinkhorn;
@@ -353,7 +353,7 @@ void check_moe_block(Checker& ck, const std::string& at, const MoeBlockConfig& b
 
 void check_model(Checker& ck, const Config& c) {
   const ModelConfig& m = c.model;
-  const char* format = choice_name(kFormats, c.data.format);
+  const char* format = enum_name(kFormats, c.data.format);
   const bool text = c.data.format == DataFormat::kText;
   for (const char* key : {"word_dropout", "bag"})
     ck.check(fmt::format("model.{}", key), !text,
@@ -377,7 +377,7 @@ void check_model(Checker& ck, const Config& c) {
 void check_training(Checker& ck, const TrainingConfig& t, TaskKind task) {
   const OptimizerKind opt = t.optimizer.kind;
   const std::string this_optimizer =
-      fmt::format("(the optimizer is {})", choice_name(kOptimizers, opt));
+      fmt::format("(the optimizer is {})", enum_name(kOptimizerKindNames, opt));
   for (const char* key : {"momentum", "nesterov"})
     ck.check(fmt::format("training.{}", key), opt != OptimizerKind::kSgd,
              fmt::format("only sgd uses it {}", this_optimizer));
@@ -385,7 +385,7 @@ void check_training(Checker& ck, const TrainingConfig& t, TaskKind task) {
     ck.check(fmt::format("training.{}", key), opt == OptimizerKind::kSgd,
              fmt::format("only adam and adamw use it {}", this_optimizer));
   const std::string this_schedule =
-      fmt::format("(the schedule is {})", choice_name(kSchedules, t.schedule));
+      fmt::format("(the schedule is {})", enum_name(kScheduleKindNames, t.schedule));
   ck.check("training.min_lr", t.schedule != ScheduleKind::kCosine,
            fmt::format("only the cosine schedule uses it {}", this_schedule));
   for (const char* key : {"step_size", "gamma"})

@@ -22,12 +22,16 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "moe/core/enum_names.h"
 #include "moe/core/status.h"
 #include "moe/core/tensor.h"
 
 namespace moe {
 
 enum class TaskKind { kClassification, kRegression };
+
+inline constexpr EnumName<TaskKind> kTaskKindNames[] = {
+    {"classification", TaskKind::kClassification}, {"regression", TaskKind::kRegression}};
 
 const char* task_kind_name(TaskKind t);  // "classification", "regression"
 bool parse_task_kind(std::string_view name, TaskKind* out);

@@ -6,14 +6,21 @@
 // [rows, cols] with cols the last dimension. Output may alias input where noted.
 #pragma once
 
+#include "moe/core/enum_names.h"
 #include "moe/core/tensor.h"
 
 namespace moe {
 
 enum class Activation { kIdentity, kRelu, kGelu, kGeluTanh, kSilu, kSigmoid, kTanh };
 
+inline constexpr EnumName<Activation> kActivationNames[] = {
+    {"identity", Activation::kIdentity}, {"relu", Activation::kRelu},
+    {"gelu", Activation::kGelu},         {"gelu_tanh", Activation::kGeluTanh},
+    {"silu", Activation::kSilu},         {"sigmoid", Activation::kSigmoid},
+    {"tanh", Activation::kTanh}};
+
 const char* activation_name(Activation a);
-// Parses "identity", "relu", "gelu", "gelu_tanh", "silu", "sigmoid", "tanh"; false if unknown.
+// Parses the names above; false if unknown.
 bool parse_activation(const std::string& name, Activation* out);
 
 #define MOE_DECLARE_OPS                                                                                \

@@ -51,6 +51,7 @@
 #include <string>
 
 #include "moe/core/arena.h"
+#include "moe/core/enum_names.h"
 #include "moe/core/params.h"
 #include "moe/core/rng.h"
 #include "moe/core/status.h"
@@ -69,6 +70,16 @@ enum class GateKind {
   kHash,           // Roller et al. 2021: expert = hash(token id or row id), no parameters
   kSinkhorn,       // balanced assignment (Clark et al. 2022) in training, greedy top-k in eval
 };
+
+inline constexpr EnumName<GateKind> kGateKindNames[] = {
+    {"dense_softmax", GateKind::kDenseSoftmax},
+    {"gumbel_softmax", GateKind::kGumbelSoftmax},
+    {"topk_softmax", GateKind::kTopKSoftmax},
+    {"noisy_topk", GateKind::kNoisyTopK},
+    {"sigmoid_bias", GateKind::kSigmoidBias},
+    {"expert_choice", GateKind::kExpertChoice},
+    {"hash", GateKind::kHash},
+    {"sinkhorn", GateKind::kSinkhorn}};
 
 const char* gate_kind_name(GateKind k);                     // "topk_softmax", ...
 bool parse_gate_kind(const std::string& s, GateKind* out);  // false if unknown

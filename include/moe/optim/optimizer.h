@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "moe/core/enum_names.h"
 #include "moe/core/params.h"
 #include "moe/core/status.h"
 #include "moe/core/tensor.h"
@@ -33,8 +34,11 @@ namespace moe {
 
 enum class OptimizerKind { kSgd, kAdam, kAdamW };
 
+inline constexpr EnumName<OptimizerKind> kOptimizerKindNames[] = {
+    {"sgd", OptimizerKind::kSgd}, {"adam", OptimizerKind::kAdam}, {"adamw", OptimizerKind::kAdamW}};
+
 const char* optimizer_kind_name(OptimizerKind k);
-// Parses "sgd", "adam", "adamw"; false if unknown.
+// Parses the names above; false if unknown.
 bool parse_optimizer_kind(const std::string& name, OptimizerKind* out);
 
 struct OptimizerConfig {

@@ -17,14 +17,20 @@
 #include <cstdint>
 #include <string>
 
+#include "moe/core/enum_names.h"
 #include "moe/core/status.h"
 
 namespace moe {
 
 enum class ScheduleKind { kConstant, kCosine, kStep };
 
+inline constexpr EnumName<ScheduleKind> kScheduleKindNames[] = {
+    {"constant", ScheduleKind::kConstant},
+    {"cosine", ScheduleKind::kCosine},
+    {"step", ScheduleKind::kStep}};
+
 const char* schedule_kind_name(ScheduleKind k);
-// Parses "constant", "cosine", "step"; false if unknown.
+// Parses the names above; false if unknown.
 bool parse_schedule_kind(const std::string& name, ScheduleKind* out);
 
 struct LrSchedule {

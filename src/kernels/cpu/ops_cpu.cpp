@@ -73,35 +73,11 @@ inline float gelu_tanh_arg(float v) {
 }  // namespace
 
 const char* activation_name(Activation a) {
-  switch (a) {
-    case Activation::kIdentity:
-      return "identity";
-    case Activation::kRelu:
-      return "relu";
-    case Activation::kGelu:
-      return "gelu";
-    case Activation::kGeluTanh:
-      return "gelu_tanh";
-    case Activation::kSilu:
-      return "silu";
-    case Activation::kSigmoid:
-      return "sigmoid";
-    case Activation::kTanh:
-      return "tanh";
-  }
-  return "?";
+  return enum_name(kActivationNames, a);
 }
 
 bool parse_activation(const std::string& name, Activation* out) {
-  for (Activation a :
-       {Activation::kIdentity, Activation::kRelu, Activation::kGelu, Activation::kGeluTanh,
-        Activation::kSilu, Activation::kSigmoid, Activation::kTanh}) {
-    if (name == activation_name(a)) {
-      *out = a;
-      return true;
-    }
-  }
-  return false;
+  return parse_enum_name(kActivationNames, name, out);
 }
 
 void activation_forward(Activation a, Tensor x, Tensor y) {
