@@ -92,7 +92,7 @@ void topk_weights_backward(const float* probs_row, const int32_t* chosen, const 
                            float* dlogits_row);
 
 // Per-kind forward (fills the plan's token-major slots) and backward (dweights [S] with dropped
-// slots already zeroed -> grads). One family per file: gate_softmax.cpp (dense, top-k),
+// slots already zeroed -> grads). One family per file: gate_topk.cpp (dense softmax, top-k),
 // gate_gumbel.cpp, gate_noisy.cpp, gate_sigmoid.cpp, gate_expert_choice.cpp, gate_hash.cpp,
 // gate_sinkhorn.cpp.
 void dense_forward(GateState& g, RoutingPlan* plan);

@@ -1,5 +1,5 @@
-// Softmax gates: the dense softmax mixture (Jacobs et al. 1991) and top-k softmax (Shazeer et al.
-// 2017 without noise; GShard, Switch with K = 1), plus the row helpers every gate kind shares.
+// Top-k softmax gates (Shazeer et al. 2017 without noise; GShard, Switch with K = 1) and the
+// dense softmax mixture (Jacobs et al. 1991), plus the row helpers every gate kind shares.
 //
 // Dims: T tokens · E experts · K experts per token · S slots.
 //
