@@ -5,16 +5,15 @@
 #include <cstring>
 #include <numeric>
 
+#include "core/json_fields.h"
 #include "data/file_bytes.h"
-#include "data/json_fields.h"
 #include "moe/core/rng.h"
 
 namespace moe {
 
 namespace {
 
-using data_detail::json;
-using data_detail::json_field;
+using json = nlohmann::json;
 
 // Rng streams of the data layer, so its draws never coincide with a model's.
 constexpr uint64_t kSplitStream = 0x5350'4c49'5400'0000ull;  // "SPLIT"

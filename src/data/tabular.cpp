@@ -6,9 +6,9 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "core/json_fields.h"
 #include "data/cells.h"
 #include "data/file_bytes.h"
-#include "data/json_fields.h"
 
 namespace moe {
 
@@ -16,8 +16,7 @@ namespace {
 
 using data_detail::all_rows;
 using data_detail::is_missing;
-using data_detail::json;
-using data_detail::json_field;
+using json = nlohmann::json;
 using data_detail::NumberKind;
 using data_detail::parse_number;
 using data_detail::quoted_list;

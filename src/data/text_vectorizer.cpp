@@ -4,16 +4,15 @@
 #include <new>
 #include <unordered_set>
 
+#include "core/json_fields.h"
 #include "data/cells.h"
-#include "data/json_fields.h"
 #include "moe/data/text.h"
 
 namespace moe {
 
 namespace {
 
-using data_detail::json;
-using data_detail::json_field;
+using json = nlohmann::json;
 
 // Ids are int32 (the EmbeddingBag's id type); a bound far below that keeps tables sane.
 constexpr int64_t kMaxBigramBuckets = int64_t{1} << 26;

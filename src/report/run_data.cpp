@@ -2,10 +2,11 @@
 //
 // Dims: N epochs, E experts, C classes, P targets, H x W image pixels.
 //
-// The checks walk the parsed JSON with small accessors that throw FieldError naming the field's
-// path ("layers[0].coactivation[2]"); each parse_* entry point catches it and returns a Status
-// naming the file, so no exception leaves this file. Fields the report does not know are
-// ignored, so the inspect.json and metrics.jsonl writers may add fields freely.
+// The checks walk the parsed JSON with small accessors (over core/json_fields.h) that throw
+// FieldError naming the field's path ("layers[0].coactivation[2]"); each parse_* entry point
+// catches it and returns a Status naming the file, so no exception leaves this file. Fields the
+// report does not know are ignored, so the inspect.json and metrics.jsonl writers may add fields
+// freely.
 #include "moe/report/run_data.h"
 
 #include <cmath>
@@ -16,6 +17,7 @@
 
 #include <fmt/format.h>
 
+#include "core/json_fields.h"
 #include "core/json_read.h"
 
 namespace moe::report {
@@ -45,42 +47,44 @@ std::string index_path(const std::string& path, size_t i) {
 // A number, or NaN for null (JSON has no NaN, so a writer may spell a missing value as null).
 double as_number(const json& v, const std::string& path) {
   if (v.is_null()) return kNaN;
-  if (!v.is_number()) bad(path, "expected a number");
-  return v.get<double>();
+  double x = 0.0;
+  if (!json_value_as(v, &x)) bad(path, "expected a number");
+  return x;
 }
 
 double number_field(const json& obj, const char* key, const std::string& path) {
-  const auto it = obj.find(key);
-  return it == obj.end() ? kNaN : as_number(*it, join_path(path, key));
+  const json* v = json_find(obj, key);
+  return v == nullptr ? kNaN : as_number(*v, join_path(path, key));
 }
 
 int64_t count_field(const json& obj, const char* key, const std::string& path) {
-  const auto it = obj.find(key);
-  if (it == obj.end()) return 0;
-  if (!it->is_number_integer() || it->get<int64_t>() < 0)
-    bad(join_path(path, key), "expected a non-negative integer");
-  return it->get<int64_t>();
+  const json* v = json_find(obj, key);
+  if (v == nullptr) return 0;
+  int64_t n = 0;
+  if (!json_value_as(*v, &n) || n < 0) bad(join_path(path, key), "expected a non-negative integer");
+  return n;
 }
 
 std::string string_field(const json& obj, const char* key, const std::string& path) {
-  const auto it = obj.find(key);
-  if (it == obj.end() || it->is_null()) return "";
-  if (!it->is_string()) bad(join_path(path, key), "expected a string");
-  return it->get<std::string>();
+  const json* v = json_find(obj, key);
+  if (v == nullptr || v->is_null()) return "";
+  std::string text;
+  if (!json_value_as(*v, &text)) bad(join_path(path, key), "expected a string");
+  return text;
 }
 
 const json* object_field(const json& obj, const char* key, const std::string& path) {
-  const auto it = obj.find(key);
-  if (it == obj.end() || it->is_null()) return nullptr;
-  if (!it->is_object()) bad(join_path(path, key), "expected an object");
-  return &*it;
+  const json* v = json_find(obj, key);
+  if (v == nullptr || v->is_null()) return nullptr;
+  if (!v->is_object()) bad(join_path(path, key), "expected an object");
+  return v;
 }
 
 const json* array_field(const json& obj, const char* key, const std::string& path) {
-  const auto it = obj.find(key);
-  if (it == obj.end() || it->is_null()) return nullptr;
-  if (!it->is_array()) bad(join_path(path, key), "expected an array");
-  return &*it;
+  const json* v = json_find(obj, key);
+  if (v == nullptr || v->is_null()) return nullptr;
+  if (!v->is_array()) bad(join_path(path, key), "expected an array");
+  return v;
 }
 
 std::vector<double> as_vector(const json& v, const std::string& path) {
@@ -119,10 +123,10 @@ std::vector<std::string> strings_field(const json& obj, const char* key, const s
   const json* v = array_field(obj, key, path);
   std::vector<std::string> out;
   if (!v) return out;
-  for (size_t i = 0; i < v->size(); ++i) {
-    if (!(*v)[i].is_string()) bad(index_path(join_path(path, key), i), "expected a string");
-    out.push_back((*v)[i].get<std::string>());
-  }
+  out.resize(v->size());
+  for (size_t i = 0; i < v->size(); ++i)
+    if (!json_value_as((*v)[i], &out[i]))
+      bad(index_path(join_path(path, key), i), "expected a string");
   return out;
 }
 
@@ -208,15 +212,16 @@ InspectLayer parse_layer(const json& l, const std::string& path, const InspectDa
     const json* list = array_field(l, key, path);
     if (list == nullptr) continue;
     for (size_t i = 0; i < list->size(); ++i) {
-      const json& d = (*list)[i];
-      if (!d.is_number_integer() || d.get<int64_t>() < 0 || d.get<int64_t>() >= e)
+      int64_t id = 0;
+      if (!json_value_as((*list)[i], &id) || id < 0 || id >= e)
         bad(index_path(join_path(path, key), i), "expected an expert id");
-      ids->push_back(d.get<int64_t>());
+      ids->push_back(id);
     }
   }
-  if (const auto it = l.find("collapsed"); it != l.end() && !it->is_null()) {
-    if (!it->is_boolean()) bad(join_path(path, "collapsed"), "expected true or false");
-    layer.collapsed = it->get<bool>();
+  if (const json* c = json_find(l, "collapsed"); c != nullptr && !c->is_null()) {
+    bool collapsed = false;
+    if (!json_value_as(*c, &collapsed)) bad(join_path(path, "collapsed"), "expected true or false");
+    layer.collapsed = collapsed;
   }
   layer.coactivation = matrix_field(l, "coactivation", path, e, e);
   const int64_t n_classes = static_cast<int64_t>(doc.classes.size());

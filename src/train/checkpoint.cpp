@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "checkpoint_internal.h"
+#include "core/json_fields.h"
 #include "core/json_read.h"
 #include "moe/core/file_io.h"
 #include "moe/io/safetensors.h"
@@ -97,25 +98,11 @@ Result<json> parse_json_object(const std::vector<uint8_t>& bytes, const std::str
   return j;
 }
 
-const json* field(const json& obj, const char* key, const std::string& where, Status* st) {
-  if (!st->is_ok()) return nullptr;
-  const auto it = obj.find(key);
-  if (it == obj.end()) {
-    *st = Status::error("{}: missing field '{}'", where, key);
-    return nullptr;
-  }
-  return &*it;
-}
-
-Status expect(bool ok, const std::string& where, const char* key, const char* what) {
-  return ok ? Status::ok() : Status::error("{}: field '{}' must be {}", where, key, what);
-}
-
 Status check_format(const json& format, const json& format_version, const std::string& where,
                     const char* name, int64_t version) {
   if (!format.is_string() || format.get<std::string>() != name)
     return Status::error("{}: field 'format' must be \"{}\"", where, name);
-  MOE_TRY(expect(format_version.is_number_integer(), where, "format_version", "an integer"));
+  MOE_TRY(json_expect(format_version.is_number_integer(), where, "format_version", "an integer"));
   if (format_version.get<int64_t>() != version)
     return Status::error("{}: format_version {} is not supported (this moe reads version {})",
                          where, format_version.get<int64_t>(), version);
@@ -127,16 +114,16 @@ Result<std::vector<uint8_t>> read_bound_file(const json& binding, const std::str
                                              const char* key, uint64_t max_bytes) {
   const std::string where = fmt::format("{}: {}", json_path, key);
   const std::string path = dir + "/" + file_name;
-  MOE_TRY(expect(binding.is_object(), json_path, key, "an object"));
+  MOE_TRY(json_expect(binding.is_object(), json_path, key, "an object"));
   Status st;
-  const json* file = field(binding, "file", where, &st);
-  const json* bytes = field(binding, "bytes", where, &st);
-  const json* hash = field(binding, "fnv1a64", where, &st);
+  const json* file = json_require(binding, "file", where, &st);
+  const json* bytes = json_require(binding, "bytes", where, &st);
+  const json* hash = json_require(binding, "fnv1a64", where, &st);
   MOE_TRY(st);
   if (!file->is_string() || file->get<std::string>() != file_name)
     return Status::error("{}: field 'file' must be \"{}\"", where, file_name);
-  MOE_TRY(expect(bytes->is_number_unsigned(), where, "bytes", "an integer ≥ 0"));
-  MOE_TRY(expect(hash->is_string(), where, "fnv1a64", "a string of 16 hex digits"));
+  MOE_TRY(json_expect(bytes->is_number_unsigned(), where, "bytes", "an integer ≥ 0"));
+  MOE_TRY(json_expect(hash->is_string(), where, "fnv1a64", "a string of 16 hex digits"));
   // The size first, from the directory entry: a file of the wrong size is refused before it is
   // read (a multi-gigabyte one would otherwise be read whole just to be found wrong).
   std::error_code ec;
@@ -174,21 +161,21 @@ Result<std::vector<GateState>> parse_gates(const json& j, const std::string& whe
       if (k != "name" && k != "step" && k != "bias")
         return Status::error("{}: unexpected field '{}'", at, k);
     Status st;
-    const json* name = field(g, "name", at, &st);
-    const json* step = field(g, "step", at, &st);
-    const json* bias = field(g, "bias", at, &st);
+    const json* name = json_require(g, "name", at, &st);
+    const json* step = json_require(g, "step", at, &st);
+    const json* bias = json_require(g, "bias", at, &st);
     MOE_TRY(st);
-    MOE_TRY(expect(name->is_string(), at, "name", "a string"));
-    MOE_TRY(expect(step->is_number_integer() && step->get<int64_t>() >= 0, at, "step",
-                   "an integer ≥ 0"));
-    MOE_TRY(expect(bias->is_array(), at, "bias", "an array of finite numbers"));
+    MOE_TRY(json_expect(name->is_string(), at, "name", "a string"));
+    MOE_TRY(json_expect(step->is_number_integer() && step->get<int64_t>() >= 0, at, "step",
+                        "an integer ≥ 0"));
+    MOE_TRY(json_expect(bias->is_array(), at, "bias", "an array of finite numbers"));
     GateState s;
     s.name = name->get<std::string>();
     s.step = step->get<int64_t>();
     for (const json& v : *bias) {
       const bool finite =
           v.is_number() && std::isfinite(v.get<double>()) && std::fabs(v.get<double>()) <= 3.4e38;
-      MOE_TRY(expect(finite, at, "bias", "an array of finite numbers"));
+      MOE_TRY(json_expect(finite, at, "bias", "an array of finite numbers"));
       s.bias.push_back(static_cast<float>(v.get<double>()));
     }
     out.push_back(std::move(s));
@@ -307,12 +294,12 @@ Result<Checkpoint> load_checkpoint_once(const std::string& dir) {
                                 {"format", "format_version", "moe_version", "weights", "config",
                                  "data", "params", "gates", "info"}));
   Status st;
-  const json* format = field(j, "format", json_path, &st);
-  const json* version = field(j, "format_version", json_path, &st);
-  const json* weights = field(j, "weights", json_path, &st);
-  const json* config_j = field(j, "config", json_path, &st);
-  const json* data_j = field(j, "data", json_path, &st);
-  const json* gates_j = field(j, "gates", json_path, &st);
+  const json* format = json_require(j, "format", json_path, &st);
+  const json* version = json_require(j, "format_version", json_path, &st);
+  const json* weights = json_require(j, "weights", json_path, &st);
+  const json* config_j = json_require(j, "config", json_path, &st);
+  const json* data_j = json_require(j, "data", json_path, &st);
+  const json* gates_j = json_require(j, "gates", json_path, &st);
   MOE_TRY(st);
   MOE_TRY(check_format(*format, *version, json_path, kFormatName, kCheckpointFormatVersion));
   if (j.contains("info") && !j["info"].is_object())

@@ -1,7 +1,7 @@
 // Helpers the model checkpoint (checkpoint.cpp) and the training state (train_state.cpp) share:
-// bounded file reads, typed JSON fields with messages naming the file and field, the format /
-// format_version check, gate states,
-// and strict loading of a named F32 tensor.
+// bounded file reads, the format / format_version check, companion files bound by size and hash,
+// gate states, and strict loading of a named F32 tensor. Typed fields are read with
+// core/json_fields.h.
 #pragma once
 
 #include <cstdint>
@@ -24,12 +24,6 @@ Result<std::vector<uint8_t>> read_bytes(const std::string& path, uint64_t max_by
 Result<nlohmann::json> parse_json_object(const std::vector<uint8_t>& bytes,
                                          const std::string& where,
                                          const std::vector<std::string>& known);
-
-// obj[key], or null with *st set to "<where>: missing field '<key>'" (no-op once *st failed).
-const nlohmann::json* field(const nlohmann::json& obj, const char* key, const std::string& where,
-                            Status* st);
-// "<where>: field '<key>' must be <what>" unless ok.
-Status expect(bool ok, const std::string& where, const char* key, const char* what);
 
 // The `format` / `format_version` pair each of moe's JSON files opens with: `format` must be the
 // string `name` and `format_version` the integer `version` (no other version is read).

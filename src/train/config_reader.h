@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/json_fields.h"
 #include "core/json_read.h"
 #include "moe/core/enum_names.h"
 #include "moe/train/config.h"
@@ -113,9 +114,8 @@ class Section {
   // The value of `key`, or null when absent or after an error.
   const json* take(const char* key) {
     know(key);
-    if (!ok() || j_ == nullptr || !j_->is_object()) return nullptr;
-    const auto it = j_->find(key);
-    return it == j_->end() ? nullptr : &*it;
+    if (!ok() || j_ == nullptr) return nullptr;
+    return json_find(*j_, key);
   }
 
   void fail(const char* key, const std::string& expected, const json& got) {
@@ -129,15 +129,8 @@ class Section {
     const json* v = take(key);
     if (v == nullptr) return;
     int64_t x = 0;
-    bool good = false;
-    if (v->is_number_unsigned()) {
-      const uint64_t u = v->get<uint64_t>();
-      good = u <= static_cast<uint64_t>(INT64_MAX);
-      x = good ? static_cast<int64_t>(u) : 0;
-    } else if (v->is_number_integer()) {
-      x = v->get<int64_t>();
-      good = true;
-    } else if (v->is_number_float()) {  // 1e5 is a float in JSON; accept it when integral
+    bool good = json_value_as(*v, &x);
+    if (!good && v->is_number_float()) {  // 1e5 is a float in JSON; accept it when integral
       const double d = v->get<double>();
       good = std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9.0e15;
       x = good ? static_cast<int64_t>(d) : 0;
@@ -166,9 +159,9 @@ class Section {
               const char* expected) {
     const json* v = take(key);
     if (v == nullptr) return;
-    const double x = v->is_number() ? v->get<double>() : std::nan("");
+    double x = 0.0;
     const bool good =
-        std::isfinite(x) && (lo_open ? x > lo : x >= lo) && (hi_open ? x < hi : x <= hi);
+        json_value_as(*v, &x) && (lo_open ? x > lo : x >= lo) && (hi_open ? x < hi : x <= hi);
     if (!good) return fail(key, expected, *v);
     *out = x;
   }
@@ -181,31 +174,29 @@ class Section {
   void boolean(const char* key, bool* out) {
     const json* v = take(key);
     if (v == nullptr) return;
-    if (!v->is_boolean()) return fail(key, "true or false", *v);
-    *out = v->get<bool>();
+    if (!json_value_as(*v, out)) return fail(key, json_type_name<bool>(), *v);
   }
   void string(const char* key, std::string* out) {
     const json* v = take(key);
     if (v == nullptr) return;
-    if (!v->is_string()) return fail(key, "a string", *v);
-    *out = v->get<std::string>();
+    if (!json_value_as(*v, out)) return fail(key, json_type_name<std::string>(), *v);
   }
   // A string, or an array of strings.
   void strings(const char* key, std::vector<std::string>* out, bool allow_single) {
     const json* v = take(key);
     if (v == nullptr) return;
     const char* expected = allow_single ? "a string or an array of strings" : "an array of strings";
-    if (allow_single && v->is_string()) {
-      *out = {v->get<std::string>()};
+    if (std::string one; allow_single && json_value_as(*v, &one)) {
+      *out = {std::move(one)};
       return;
     }
     if (!v->is_array()) return fail(key, expected, *v);
-    std::vector<std::string> r;
+    std::vector<std::string> r(v->size());
     for (size_t i = 0; i < v->size(); ++i) {
-      if (!(*v)[i].is_string())
-        return fail_msg(at(key) + "." + std::to_string(i),
-                        fmt::format("expected a string, got {}", show((*v)[i])));
-      r.push_back((*v)[i].get<std::string>());
+      if (!json_value_as((*v)[i], &r[i]))
+        return fail_msg(
+            at(key) + "." + std::to_string(i),
+            fmt::format("expected {}, got {}", json_type_name<std::string>(), show((*v)[i])));
     }
     *out = std::move(r);
   }
@@ -215,10 +206,10 @@ class Section {
   void choice(const char* key, E* out, const EnumName<E> (&options)[N], const E* except = nullptr) {
     const json* v = take(key);
     if (v == nullptr) return;
-    if (v->is_string()) {
+    if (std::string name; json_value_as(*v, &name)) {
       for (const EnumName<E>& c : options) {
         if (except != nullptr && c.value == *except) continue;
-        if (v->get<std::string>() == c.name) {
+        if (name == c.name) {
           *out = c.value;
           return;
         }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "checkpoint_internal.h"
+#include "core/json_fields.h"
 #include "core/json_read.h"
 #include "moe/io/safetensors.h"
 #include "moe/train/checkpoint.h"
@@ -115,20 +116,20 @@ Result<TrainState> load_train_state(const std::string& dir, const Model& model,
                   {"format", "format_version", "moe_version", "model_weights_fnv1a64", "tensors",
                    "position", "seed", "optimizer", "schedule", "best", "epoch_sums", "timing"}));
   Status st;
-  const json* format = field(j, "format", json_path, &st);
-  const json* version = field(j, "format_version", json_path, &st);
-  const json* model_hash = field(j, "model_weights_fnv1a64", json_path, &st);
-  const json* tensors_j = field(j, "tensors", json_path, &st);
-  const json* position = field(j, "position", json_path, &st);
-  const json* seed = field(j, "seed", json_path, &st);
-  const json* opt = field(j, "optimizer", json_path, &st);
-  const json* schedule = field(j, "schedule", json_path, &st);
-  const json* best = field(j, "best", json_path, &st);
-  const json* sums = field(j, "epoch_sums", json_path, &st);
-  const json* timing = field(j, "timing", json_path, &st);
+  const json* format = json_require(j, "format", json_path, &st);
+  const json* version = json_require(j, "format_version", json_path, &st);
+  const json* model_hash = json_require(j, "model_weights_fnv1a64", json_path, &st);
+  const json* tensors_j = json_require(j, "tensors", json_path, &st);
+  const json* position = json_require(j, "position", json_path, &st);
+  const json* seed = json_require(j, "seed", json_path, &st);
+  const json* opt = json_require(j, "optimizer", json_path, &st);
+  const json* schedule = json_require(j, "schedule", json_path, &st);
+  const json* best = json_require(j, "best", json_path, &st);
+  const json* sums = json_require(j, "epoch_sums", json_path, &st);
+  const json* timing = json_require(j, "timing", json_path, &st);
   MOE_TRY(st);
   MOE_TRY(check_format(*format, *version, json_path, kFormatName, kTrainStateFormatVersion));
-  MOE_TRY(expect(model_hash->is_string(), json_path, "model_weights_fnv1a64", "a string"));
+  MOE_TRY(json_expect(model_hash->is_string(), json_path, "model_weights_fnv1a64", "a string"));
   if (model_hash->get<std::string>() != weights_fnv1a64)
     return Status::error(
         "{}: written for model weights with hash {}, but {}/{} records {} (the files are from "
@@ -138,23 +139,24 @@ Result<TrainState> load_train_state(const std::string& dir, const Model& model,
   TrainState out;
   const auto count = [&](const json& obj, const char* key, const std::string& where,
                          int64_t* dst) -> Status {
-    const json* v = field(obj, key, where, &st);
+    const json* v = json_require(obj, key, where, &st);
     MOE_TRY(st);
-    MOE_TRY(expect(v->is_number_integer() && v->get<int64_t>() >= 0, where, key, "an integer ≥ 0"));
+    MOE_TRY(json_expect(v->is_number_integer() && v->get<int64_t>() >= 0, where, key,
+                        "an integer ≥ 0"));
     *dst = v->get<int64_t>();
     return Status::ok();
   };
   const auto text = [&](const json& obj, const char* key, const std::string& where,
                         std::string* dst) -> Status {
-    const json* v = field(obj, key, where, &st);
+    const json* v = json_require(obj, key, where, &st);
     MOE_TRY(st);
-    MOE_TRY(expect(v->is_string(), where, key, "a string"));
+    MOE_TRY(json_expect(v->is_string(), where, key, "a string"));
     *dst = v->get<std::string>();
     return Status::ok();
   };
 
   const std::string pos_at = json_path + ": position";
-  MOE_TRY(expect(position->is_object(), json_path, "position", "an object"));
+  MOE_TRY(json_expect(position->is_object(), json_path, "position", "an object"));
   MOE_TRY(count(*position, "epochs_done", pos_at, &out.epochs_done));
   MOE_TRY(count(*position, "batches_done", pos_at, &out.batches_done));
   MOE_TRY(count(*position, "batches_per_epoch", pos_at, &out.batches_per_epoch));
@@ -166,11 +168,11 @@ Result<TrainState> load_train_state(const std::string& dir, const Model& model,
     return Status::error("{}: step {} is not epochs_done × batches_per_epoch + batches_done = {}",
                          pos_at, out.step,
                          out.epochs_done * out.batches_per_epoch + out.batches_done);
-  MOE_TRY(expect(seed->is_number_unsigned(), json_path, "seed", "an integer ≥ 0"));
+  MOE_TRY(json_expect(seed->is_number_unsigned(), json_path, "seed", "an integer ≥ 0"));
   out.seed = seed->get<uint64_t>();
 
   const std::string opt_at = json_path + ": optimizer";
-  MOE_TRY(expect(opt->is_object(), json_path, "optimizer", "an object"));
+  MOE_TRY(json_expect(opt->is_object(), json_path, "optimizer", "an object"));
   MOE_TRY(text(*opt, "kind", opt_at, &out.optimizer));
   int64_t opt_step = 0;
   MOE_TRY(count(*opt, "step", opt_at, &opt_step));
@@ -181,7 +183,7 @@ Result<TrainState> load_train_state(const std::string& dir, const Model& model,
     return Status::error("{}: step {} differs from position.step {}", opt_at, opt_step, out.step);
 
   const std::string sched_at = json_path + ": schedule";
-  MOE_TRY(expect(schedule->is_object(), json_path, "schedule", "an object"));
+  MOE_TRY(json_expect(schedule->is_object(), json_path, "schedule", "an object"));
   MOE_TRY(text(*schedule, "kind", sched_at, &out.schedule));
   MOE_TRY(count(*schedule, "total_steps", sched_at, &out.schedule_total_steps));
   // The run that wrote this state wrote model.json's config beside it: its schedule is the one
@@ -199,13 +201,13 @@ Result<TrainState> load_train_state(const std::string& dir, const Model& model,
         sched_at, out.schedule_total_steps, run.epochs, out.batches_per_epoch);
 
   const std::string best_at = json_path + ": best";
-  MOE_TRY(expect(best->is_object(), json_path, "best", "an object"));
+  MOE_TRY(json_expect(best->is_object(), json_path, "best", "an object"));
   MOE_TRY(text(*best, "metric", best_at, &out.metric));
   MOE_TRY(count(*best, "epoch", best_at, &out.best_epoch));
   MOE_TRY(count(*best, "since_best", best_at, &out.since_best));
-  const json* value = field(*best, "value", best_at, &st);
-  const json* stopped = field(*best, "stopped_early", best_at, &st);
-  const json* gates = field(*best, "gates", best_at, &st);
+  const json* value = json_require(*best, "value", best_at, &st);
+  const json* stopped = json_require(*best, "stopped_early", best_at, &st);
+  const json* gates = json_require(*best, "gates", best_at, &st);
   MOE_TRY(st);
   if (out.best_epoch > out.epochs_done)
     return Status::error("{}: epoch {} is after the epochs done ({})", best_at, out.best_epoch,
@@ -216,15 +218,15 @@ Result<TrainState> load_train_state(const std::string& dir, const Model& model,
     return Status::error("{}: since_best {} is more than the {} epochs done since epoch {}",
                          best_at, out.since_best, since_limit, out.best_epoch);
   if (out.best_epoch > 0) {
-    MOE_TRY(expect(finite_number(*value), best_at, "value", "a finite number"));
+    MOE_TRY(json_expect(finite_number(*value), best_at, "value", "a finite number"));
     out.best_value = value->get<double>();
   } else {
-    MOE_TRY(expect(value->is_null(), best_at, "value", "null while epoch is 0"));
+    MOE_TRY(json_expect(value->is_null(), best_at, "value", "null while epoch is 0"));
   }
-  MOE_TRY(expect(stopped->is_boolean(), best_at, "stopped_early", "true or false"));
+  MOE_TRY(json_expect(stopped->is_boolean(), best_at, "stopped_early", "true or false"));
   out.stopped_early = stopped->get<bool>();
   MOE_ASSIGN_OR_RETURN(out.best_gates, parse_gates(*gates, best_at, "gates"));
-  MOE_TRY(expect(sums->is_object(), json_path, "epoch_sums", "an object"));
+  MOE_TRY(json_expect(sums->is_object(), json_path, "epoch_sums", "an object"));
   // The trainer reads the rest of epoch_sums (its tallies); the counts and sums it adds to are
   // checked here.
   const std::string sums_at = json_path + ": epoch_sums";
@@ -233,17 +235,18 @@ Result<TrainState> load_train_state(const std::string& dir, const Model& model,
     MOE_TRY(count(*sums, "rows", sums_at, &rows));
   }
   if (sums->contains("loss_sum"))
-    MOE_TRY(expect(finite_number((*sums)["loss_sum"]) && (*sums)["loss_sum"].get<double>() >= 0,
-                   sums_at, "loss_sum", "a finite number ≥ 0"));
+    MOE_TRY(
+        json_expect(finite_number((*sums)["loss_sum"]) && (*sums)["loss_sum"].get<double>() >= 0,
+                    sums_at, "loss_sum", "a finite number ≥ 0"));
   out.epoch_sums = *sums;
 
   const std::string time_at = json_path + ": timing";
-  MOE_TRY(expect(timing->is_object(), json_path, "timing", "an object"));
+  MOE_TRY(json_expect(timing->is_object(), json_path, "timing", "an object"));
   MOE_TRY(count(*timing, "train_rows", time_at, &out.train_rows));
-  const json* secs = field(*timing, "train_seconds", time_at, &st);
+  const json* secs = json_require(*timing, "train_seconds", time_at, &st);
   MOE_TRY(st);
-  MOE_TRY(expect(finite_number(*secs) && secs->get<double>() >= 0, time_at, "train_seconds",
-                 "a finite number ≥ 0"));
+  MOE_TRY(json_expect(finite_number(*secs) && secs->get<double>() >= 0, time_at, "train_seconds",
+                      "a finite number ≥ 0"));
   out.train_seconds = secs->get<double>();
 
   // The tensors: exactly the optimizer's per-parameter state, plus the best parameters once an
