@@ -76,7 +76,7 @@ std::string CsvTable::column_list() const {
 
 Result<CsvTable> CsvTable::read(const std::string& path, const CsvOptions& options) {
   MOE_ASSIGN_OR_RETURN(std::string bytes,
-                       data_detail::read_file_bytes(path, options.max_file_bytes));
+                       data_detail::read_data_file(path, options.max_file_bytes));
   const char delimiter = options.delimiter != '\0' ? options.delimiter : delimiter_for_path(path);
   return parse(std::move(bytes), path, delimiter,
                options.quoting.value_or(default_quoting(delimiter)));
@@ -216,8 +216,7 @@ Result<CsvTable> CsvTable::parse(std::string bytes, const std::string& source, c
     if (!have_header) return Status::error("{}: empty file (a header row is required)", source);
     if (t.n_rows_ == 0) return Status::error("{}: a header and no data rows", source);
   } catch (const std::bad_alloc&) {
-    return Status::error("{}: out of memory while parsing the file ({})", source,
-                         data_detail::human_bytes(n));
+    return Status::error("{}: out of memory while parsing the file ({})", source, human_bytes(n));
   }
   return t;
 }

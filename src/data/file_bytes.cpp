@@ -1,8 +1,6 @@
 #include "data/file_bytes.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -32,22 +30,7 @@ class Fd {
   int fd_;
 };
 
-Status too_large(const std::string& path, uint64_t size, uint64_t max_bytes, const char* what) {
-  return Status::error("{}: {}{} is more than the {} limit for a data file", path, what,
-                       human_bytes(size), human_bytes(max_bytes));
-}
-
 }  // namespace
-
-void advise_huge_pages(const void* p, size_t bytes) {
-  constexpr size_t kHugePage = size_t{2} << 20;
-  constexpr size_t kPage = 4096;
-  if (p == nullptr || bytes < kHugePage) return;
-  const auto begin = reinterpret_cast<uintptr_t>(p) & ~(kPage - 1);
-  const auto end = reinterpret_cast<uintptr_t>(p) + bytes;
-  // Advice only: a kernel without transparent huge pages refuses it, which changes nothing.
-  (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-}
 
 size_t invalid_utf8_at(std::string_view s) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
@@ -91,70 +74,9 @@ bool is_ascii(std::string_view s) {
   return any < 0x80;
 }
 
-std::string human_bytes(uint64_t n) {
-  if (n < 1024) return fmt::format("{} bytes", n);
-  const char* units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
-  double v = static_cast<double>(n) / 1024.0;
-  int u = 0;
-  while (v >= 1024.0 && u < 5) {
-    v /= 1024.0;
-    ++u;
-  }
-  return fmt::format("{:.1f} {}", v, units[u]);
-}
-
-Result<std::string> read_file_bytes(const std::string& path, uint64_t max_bytes) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) return Status::error("{}: cannot open ({})", path, std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0)
-    return Status::error("{}: cannot stat ({})", path, std::strerror(errno));
-  if (S_ISDIR(st.st_mode)) return Status::error("{}: is a directory, not a file", path);
-  // Pipes are read to their end (within the cap); devices are refused: /dev/zero never ends and
-  // a terminal waits for typing.
-  if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode))
-    return Status::error("{}: is a {}, not a file (give a regular file or a pipe)", path,
-                         S_ISCHR(st.st_mode)    ? "character device"
-                         : S_ISBLK(st.st_mode)  ? "block device"
-                         : S_ISSOCK(st.st_mode) ? "socket"
-                                                : "special file");
-  const uint64_t declared = S_ISREG(st.st_mode) ? static_cast<uint64_t>(st.st_size) : 0;
-  if (declared > max_bytes) return too_large(path, declared, max_bytes, "");
-
-  std::string bytes;
-  size_t have = 0;
-  try {
-    reserve_huge(bytes, static_cast<size_t>(declared));
-    bytes.resize(static_cast<size_t>(declared));
-    for (;;) {
-      if (have == bytes.size()) {
-        // Regular files end here; pipes and files that grew keep going, within the cap.
-        if (have >= max_bytes) {
-          char probe;
-          const ssize_t r = ::read(fd.get(), &probe, 1);
-          if (r == 0) break;
-          if (r > 0) return too_large(path, have + 1, max_bytes, "more than ");
-          if (errno == EINTR) continue;
-          return Status::error("{}: read failed ({})", path, std::strerror(errno));
-        }
-        const size_t grow = std::max<size_t>(size_t{1} << 16, bytes.size());
-        bytes.resize(static_cast<size_t>(std::min<uint64_t>(bytes.size() + grow, max_bytes)));
-      }
-      const ssize_t r = ::read(fd.get(), bytes.data() + have, bytes.size() - have);
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        return Status::error("{}: read failed ({})", path, std::strerror(errno));
-      }
-      if (r == 0) break;
-      have += static_cast<size_t>(r);
-    }
-    bytes.resize(have);
-  } catch (const std::bad_alloc&) {
-    return Status::error("{}: out of memory reading the file ({} of {} read)", path,
-                         human_bytes(have),
-                         declared > 0 ? human_bytes(declared) : std::string("an unknown size"));
-  }
-  if (is_gzip(bytes)) return gunzip(bytes, path, max_bytes);
+Result<std::string> read_data_file(const std::string& path, uint64_t max_bytes) {
+  Result<std::string> bytes = read_file_bytes<std::string>(path, max_bytes, FileSource::kUser);
+  if (bytes && is_gzip(bytes.value())) return gunzip(bytes.value(), path, max_bytes);
   return bytes;
 }
 

@@ -1,6 +1,6 @@
-// Whole-file reading for the data readers, with a size cap checked before anything is allocated
-// and transparent gzip (RFC 1952) decompression when a file starts with the gzip magic 1f 8b.
-// Internal to src/data.
+// Whole-file reading for the data readers: core/file_io's reader (a size cap checked before
+// anything is allocated) with transparent gzip (RFC 1952) decompression when a file starts with
+// the gzip magic 1f 8b. Internal to src/data.
 #pragma once
 
 #include <cstddef>
@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "moe/core/file_io.h"
 #include "moe/core/status.h"
 
 namespace moe::data_detail {
@@ -17,10 +18,11 @@ inline bool is_gzip(std::string_view bytes) {
          static_cast<uint8_t>(bytes[1]) == 0x8b;
 }
 
-// Reads `path` whole. Files above `max_bytes` (compressed size, or decompressed size for gzip)
-// are rejected with a message naming the file, its size and the limit. Missing files,
-// directories and read errors get their own messages.
-Result<std::string> read_file_bytes(const std::string& path, uint64_t max_bytes);
+// Reads the data file `path` whole (a regular file or a pipe), decompressed when it is gzip.
+// Files above `max_bytes` (compressed size, or decompressed size for gzip) are rejected with a
+// message naming the file, its size and the limit. Missing files, directories and read errors
+// get their own messages.
+Result<std::string> read_data_file(const std::string& path, uint64_t max_bytes);
 
 // Decompresses one or more concatenated gzip members; `source` names the data in messages.
 Result<std::string> gunzip(std::string_view compressed, const std::string& source,
@@ -31,11 +33,6 @@ Result<std::string> gzip(std::string_view raw);
 
 // Writes bytes to `path` (truncating), reporting failures with the path.
 Status write_file_bytes(const std::string& path, std::string_view bytes);
-
-// Asks the kernel to back [p, p + bytes) with transparent huge pages when the range is large
-// (a first touch of a 4 KiB page costs ~11 us on this machine, ~0.23 us per 4 KiB with huge
-// pages). Call it on freshly reserved memory before writing to it; small ranges are left alone.
-void advise_huge_pages(const void* p, size_t bytes);
 
 // Reserves room for n elements in a vector and advises huge pages for it.
 template <typename Vector>
@@ -51,8 +48,5 @@ size_t invalid_utf8_at(std::string_view s);
 
 // True when no byte of `s` is above 0x7f (then it is UTF-8, and per-field checks can be skipped).
 bool is_ascii(std::string_view s);
-
-// "1.5 GiB", "12 KiB", "87 bytes": sizes in messages.
-std::string human_bytes(uint64_t n);
 
 }  // namespace moe::data_detail

@@ -94,15 +94,13 @@ Result<IdxArray> parse_idx(std::string_view bytes, const std::string& source) {
     data_detail::reserve_huge(a.data, count);
     a.data.assign(p + header, p + size);
   } catch (const std::bad_alloc&) {
-    return Status::error("{}: cannot allocate {} for the data", source,
-                         data_detail::human_bytes(count));
+    return Status::error("{}: cannot allocate {} for the data", source, human_bytes(count));
   }
   return a;
 }
 
 Result<IdxArray> read_idx(const std::string& path, const IdxLimits& limits) {
-  MOE_ASSIGN_OR_RETURN(std::string bytes,
-                       data_detail::read_file_bytes(path, limits.max_file_bytes));
+  MOE_ASSIGN_OR_RETURN(std::string bytes, data_detail::read_data_file(path, limits.max_file_bytes));
   return parse_idx(bytes, path);
 }
 
@@ -164,7 +162,7 @@ Result<Dataset> load_idx_images(const std::string& images_path, const std::strin
     out.dense.resize(images.data.size());
   } catch (const std::bad_alloc&) {
     return Status::error("{}: cannot allocate {} for the pixels", images_path,
-                         data_detail::human_bytes(images.data.size() * sizeof(float)));
+                         human_bytes(images.data.size() * sizeof(float)));
   }
   for (size_t i = 0; i < images.data.size(); ++i)
     out.dense[i] = static_cast<float>(images.data[i]) * (1.0f / 255.0f);

@@ -214,7 +214,7 @@ const std::vector<std::string>& builtin_english_stop_words() {
 }
 
 Result<std::vector<std::string>> read_stop_words(const std::string& path, bool lowercase) {
-  MOE_ASSIGN_OR_RETURN(std::string bytes, data_detail::read_file_bytes(path, uint64_t{64} << 20));
+  MOE_ASSIGN_OR_RETURN(std::string bytes, data_detail::read_data_file(path, uint64_t{64} << 20));
   std::vector<std::string> words;
   size_t pos = 0;
   int64_t line_no = 0;

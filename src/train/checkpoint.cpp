@@ -62,27 +62,6 @@ Status load_weights(const SafetensorsFile& file, Model& model) {
 
 namespace checkpoint_detail {
 
-Result<std::vector<uint8_t>> read_bytes(const std::string& path, uint64_t max_bytes) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return Status::error("{}: missing (no such file)", path);
-    return Status::error("{}: cannot read the file: {}", path, std::strerror(errno));
-  }
-  if (!S_ISREG(st.st_mode)) return Status::error("{}: not a regular file", path);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::error("{}: cannot open the file: {}", path, std::strerror(errno));
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  if (size < 0) return Status::error("{}: cannot read the file", path);
-  if (static_cast<uint64_t>(size) > max_bytes)
-    return Status::error("{}: {} bytes, more than the limit of {}", path, size, max_bytes);
-  in.seekg(0);
-  std::vector<uint8_t> bytes(static_cast<size_t>(size));
-  if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), size))
-    return Status::error("{}: cannot read the file", path);
-  return bytes;
-}
-
 Result<json> parse_json_object(const std::vector<uint8_t>& bytes, const std::string& where,
                                const std::vector<std::string>& known) {
   MOE_ASSIGN_OR_RETURN(
@@ -131,7 +110,8 @@ Result<std::vector<uint8_t>> read_bound_file(const json& binding, const std::str
   if (!ec && on_disk != bytes->get<uint64_t>())
     return Status::error("{}: {} bytes, but {} says {} (the two files are from different saves)",
                          path, on_disk, json_path, bytes->get<uint64_t>());
-  MOE_ASSIGN_OR_RETURN(std::vector<uint8_t> data, read_bytes(path, max_bytes));
+  MOE_ASSIGN_OR_RETURN(std::vector<uint8_t> data,
+                       read_file_bytes<std::vector<uint8_t>>(path, max_bytes, FileSource::kSaved));
   if (data.size() != bytes->get<uint64_t>())
     return Status::error("{}: {} bytes, but {} says {} (the two files are from different saves)",
                          path, data.size(), json_path, bytes->get<uint64_t>());
@@ -288,7 +268,9 @@ Result<DirIdentity> checkpoint_dir_identity(const std::string& dir) {
 Result<Checkpoint> load_checkpoint_once(const std::string& dir) {
   const std::string json_path = dir + "/" + kCheckpointJsonFile;
 
-  MOE_ASSIGN_OR_RETURN(std::vector<uint8_t> json_bytes, read_bytes(json_path, kMaxJsonBytes));
+  MOE_ASSIGN_OR_RETURN(
+      std::vector<uint8_t> json_bytes,
+      read_file_bytes<std::vector<uint8_t>>(json_path, kMaxJsonBytes, FileSource::kSaved));
   MOE_ASSIGN_OR_RETURN(
       json j, parse_json_object(json_bytes, json_path,
                                 {"format", "format_version", "moe_version", "weights", "config",

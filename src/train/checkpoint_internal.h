@@ -1,7 +1,6 @@
 // Helpers the model checkpoint (checkpoint.cpp) and the training state (train_state.cpp) share:
-// bounded file reads, the format / format_version check, companion files bound by size and hash,
-// gate states, and strict loading of a named F32 tensor. Typed fields are read with
-// core/json_fields.h.
+// the format / format_version check, companion files bound by size and hash, gate states, and
+// strict loading of a named F32 tensor. Typed fields are read with core/json_fields.h.
 #pragma once
 
 #include <cstdint>
@@ -16,9 +15,6 @@
 #include "moe/model/model.h"
 
 namespace moe::checkpoint_detail {
-
-// The whole file, refused when missing, unreadable or larger than max_bytes.
-Result<std::vector<uint8_t>> read_bytes(const std::string& path, uint64_t max_bytes);
 
 // Parses JSON bytes; refuses anything but a well-formed object whose keys are all in `known`.
 Result<nlohmann::json> parse_json_object(const std::vector<uint8_t>& bytes,

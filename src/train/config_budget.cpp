@@ -15,7 +15,7 @@
 
 #include <fmt/format.h>
 
-#include "data/file_bytes.h"
+#include "moe/core/file_io.h"
 
 namespace moe {
 
@@ -176,15 +176,15 @@ MemoryLimit training_memory_limit() {
   const long pages = ::sysconf(_SC_PHYS_PAGES), page_size = ::sysconf(_SC_PAGE_SIZE);
   if (pages > 0 && page_size > 0) {
     limit.bytes = mul(pages, page_size);
-    limit.what = fmt::format("this machine's {} of memory",
-                             data_detail::human_bytes(static_cast<uint64_t>(limit.bytes)));
+    limit.what =
+        fmt::format("this machine's {} of memory", human_bytes(static_cast<uint64_t>(limit.bytes)));
   }
   rlimit as{};
   if (::getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY &&
       as.rlim_cur < static_cast<rlim_t>(limit.bytes)) {
     limit.bytes = static_cast<int64_t>(as.rlim_cur);
     limit.what = fmt::format("this process's address-space limit of {} (ulimit -v)",
-                             data_detail::human_bytes(static_cast<uint64_t>(limit.bytes)));
+                             human_bytes(static_cast<uint64_t>(limit.bytes)));
   }
   return limit;
 }
@@ -219,7 +219,7 @@ Status check_training_memory(const ModelConfig& config, const OptimizerConfig& o
     }
   }
   const std::string size =
-      need == INT64_MAX ? "more than 8 EiB" : data_detail::human_bytes(static_cast<uint64_t>(need));
+      need == INT64_MAX ? "more than 8 EiB" : human_bytes(static_cast<uint64_t>(need));
   const double weights = static_cast<double>(model_matrix_elements(config, n_features, n_outputs));
   const std::string count = weights >= 1e9   ? fmt::format("{:.1f} billion", weights / 1e9)
                             : weights >= 1e6 ? fmt::format("{:.1f} million", weights / 1e6)
@@ -285,7 +285,7 @@ int64_t layer_json_bytes(const ExpertLevels& x, int64_t n_outputs) {
 }
 
 std::string show_bytes(int64_t n) {
-  return n == INT64_MAX ? "more than 8 EiB" : data_detail::human_bytes(static_cast<uint64_t>(n));
+  return n == INT64_MAX ? "more than 8 EiB" : human_bytes(static_cast<uint64_t>(n));
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include "checkpoint_internal.h"
 #include "core/json_fields.h"
 #include "core/json_read.h"
+#include "moe/core/file_io.h"
 #include "moe/io/safetensors.h"
 #include "moe/train/checkpoint.h"
 
@@ -62,7 +63,9 @@ Status save_train_state(const std::string& dir, const TrainState& state, const M
             store.values().numel());
   MOE_CHECK(state.epoch_sums.is_object(), "save_train_state: epoch_sums must be an object");
   const std::string model_json = dir + "/" + kCheckpointJsonFile;
-  MOE_ASSIGN_OR_RETURN(std::vector<uint8_t> model_bytes, read_bytes(model_json, kMaxJsonBytes));
+  MOE_ASSIGN_OR_RETURN(
+      std::vector<uint8_t> model_bytes,
+      read_file_bytes<std::vector<uint8_t>>(model_json, kMaxJsonBytes, FileSource::kSaved));
   MOE_ASSIGN_OR_RETURN(
       const json model_j,
       parse_json(
@@ -109,7 +112,9 @@ Result<TrainState> load_train_state(const std::string& dir, const Model& model,
                                     const std::string& weights_fnv1a64, Optimizer& optimizer,
                                     const TrainingConfig& run) {
   const std::string json_path = dir + "/" + kTrainStateJsonFile;
-  MOE_ASSIGN_OR_RETURN(std::vector<uint8_t> json_bytes, read_bytes(json_path, kMaxJsonBytes));
+  MOE_ASSIGN_OR_RETURN(
+      std::vector<uint8_t> json_bytes,
+      read_file_bytes<std::vector<uint8_t>>(json_path, kMaxJsonBytes, FileSource::kSaved));
   MOE_ASSIGN_OR_RETURN(
       json j, parse_json_object(
                   json_bytes, json_path,
