@@ -5,7 +5,6 @@
 
 #include <algorithm>
 
-#include "moe/kernels/bf16.h"
 #include "moe/kernels/ops.h"
 #include "moe/moe/dispatch.h"
 
@@ -30,14 +29,20 @@ constexpr uint64_t kSharedStreamBase = 2 << 20;
 // one per call and, at a few hundred rows, runs below its large-M speed (bench/bench_moe.cpp
 // --threading across|inside measures both; docs/benchmarks.md, "MoE layer").
 constexpr int64_t kSegmentsPerThread = 2;
-// ...and when the experts' forward products hold at least this many multiply-adds per thread
-// (rows · F · D summed over segments, about 0.1 ms of one core): below it a parallel region's
-// barrier costs more than it saves, and far more when another process holds a core and the
-// waiting thread spins for it (a small layer then ran hundreds of times slower).
-constexpr int64_t kAcrossExpertsMinWorkPerThread = int64_t{1} << 22;
+// ...and when the experts' forward holds at least this many FLOPs per thread (rows ·
+// flops_per_row summed over segments; 6 · 2²² is 2²² of a SwiGLU expert's rows · F · D, about
+// 0.1 ms of one core): below it a parallel region's barrier costs more than it saves, and far
+// more when another process holds a core and the waiting thread spins for it (a small layer then
+// ran hundreds of times slower).
+constexpr int64_t kAcrossExpertsMinFlopsPerThread = int64_t{6} << 22;
 
 double now() {
   return omp_get_wtime();
+}
+
+template <typename T>
+T* alloc_or_null(Arena& arena, int64_t n) {
+  return n > 0 ? arena.alloc_array<T>(n) : nullptr;
 }
 
 }  // namespace
@@ -84,7 +89,7 @@ MoeLayer::MoeLayer(MoeConfig config) : config_(std::move(config)) {
   for (const ExpertConfig& e : config_.shared) shared_.emplace_back(config_.d_model, e);
   set_precision(config_.precision);
   gate_inputs_.resize(gates_.size());
-  hidden_offsets_.resize(experts_.size());
+  memory_offsets_.resize(experts_.size());
   expert_order_.resize(experts_.size());
   expert_worker_.resize(experts_.size());
   group_plans_.resize(static_cast<size_t>(g));
@@ -184,34 +189,39 @@ bool MoeLayer::across_experts() const {
   int64_t total = 0, largest = 0;
   for (int64_t i = 0; i < n_ordered_; ++i) {
     const auto e = static_cast<size_t>(expert_order_[static_cast<size_t>(i)]);
-    const int64_t work = plan_.expert_rows(static_cast<int64_t>(e)) * experts_[e].config().hidden;
+    const int64_t work = segment_flops(e);
     total += work;
     largest = std::max(largest, work);
   }
-  return largest * threads <= total &&
-         total * config_.d_model >= kAcrossExpertsMinWorkPerThread * threads;
+  return largest * threads <= total && total >= kAcrossExpertsMinFlopsPerThread * threads;
+}
+
+int64_t MoeLayer::segment_flops(size_t e) const {
+  return plan_.expert_rows(static_cast<int64_t>(e)) * experts_[e].flops_per_row();
 }
 
 void MoeLayer::experts_forward(Tensor xs, Arena& arena) {
-  // Segments of SwiGLU experts go to the packed hidden buffers; other kinds run in order on the
-  // arena (they are not the fast path).
-  int64_t hidden = 0;
+  // Every expert's cache is a slice of one packed buffer per type (fp32, bf16), its backward's
+  // scratch likewise: expert e owns rows_e · its footprint at the offsets laid out here.
+  ExpertFootprint total;
   n_ordered_ = 0;
   for (size_t e = 0; e < experts_.size(); ++e) {
-    const int64_t begin = plan_.expert_offsets[e], end = plan_.expert_offsets[e + 1];
-    if (experts_[e].config().kind != ExpertKind::kSwiglu) {
-      experts_[e].forward(xs.slice(begin, end), ys_.slice(begin, end), arena);
-      continue;
-    }
-    hidden_offsets_[e] = hidden;
-    hidden += (end - begin) * experts_[e].config().hidden;
-    if (end > begin) {
+    const int64_t rows = plan_.expert_rows(static_cast<int64_t>(e));
+    const ExpertFootprint fp = experts_[e].footprint();
+    ExpertFootprint& at = memory_offsets_[e];
+    at = total;
+    total.cache += rows * fp.cache;
+    total.cache_bf16 += rows * fp.cache_bf16;
+    total.scratch += rows * fp.scratch;
+    total.scratch_bf16 += rows * fp.scratch_bf16;
+    if (rows > 0) {
       expert_order_[static_cast<size_t>(n_ordered_++)] = static_cast<int32_t>(e);
     } else {  // no rows: the expert only records its empty input
-      const Tensor none(static_cast<float*>(nullptr), Shape{0, experts_[e].config().hidden});
-      experts_[e].forward_into(xs.slice(begin, end), ys_.slice(begin, end), none, none, none);
+      const int64_t begin = plan_.expert_offsets[e];
+      experts_[e].forward_into(xs.slice(begin, begin), ys_.slice(begin, begin), {});
     }
   }
+  memory_total_ = total;
   // Largest segment first (the order the threads' assignment below is made in).
   const int64_t* offsets = plan_.expert_offsets.data();
   std::sort(expert_order_.begin(), expert_order_.begin() + n_ordered_,
@@ -219,25 +229,14 @@ void MoeLayer::experts_forward(Tensor xs, Arena& arena) {
               const int64_t ra = offsets[a + 1] - offsets[a], rb = offsets[b + 1] - offsets[b];
               return ra > rb || (ra == rb && a < b);
             });
-  hidden_h1_ = arena.alloc(Shape{hidden});  // [H]
-  hidden_h3_ = arena.alloc(Shape{hidden});  // [H]
-  hidden_a_ = arena.alloc(Shape{hidden});   // [H]
-  const bool use_bf16 = config_.precision == Precision::kBF16;
-  if (use_bf16) {
-    xs_bf16_ = arena.alloc(xs.shape(), DType::kBF16);        // [S_kept, D]
-    hidden_a16_ = arena.alloc(Shape{hidden}, DType::kBF16);  // [H]
-  }
+  float* cache = alloc_or_null<float>(arena, total.cache);       // [Σ rows_e · cache_e]
+  bf16* cache16 = alloc_or_null<bf16>(arena, total.cache_bf16);  // [Σ rows_e · cache_bf16_e]
   assign_segments();
   run_segments([&](size_t e) {
     const int64_t begin = plan_.expert_offsets[e], end = plan_.expert_offsets[e + 1];
-    const Shape hs{end - begin, experts_[e].config().hidden};
-    const int64_t off = hidden_offsets_[e];
-    Expert::Bf16Forward bf;
-    if (use_bf16)
-      bf = {xs_bf16_.slice(begin, end), Tensor(hidden_a16_.data<bf16>() + off, hs, DType::kBF16)};
+    const ExpertFootprint& at = memory_offsets_[e];
     experts_[e].forward_into(xs.slice(begin, end), ys_.slice(begin, end),
-                             Tensor(hidden_h1_.f32() + off, hs), Tensor(hidden_h3_.f32() + off, hs),
-                             Tensor(hidden_a_.f32() + off, hs), bf);
+                             {cache + at.cache, cache16 + at.cache_bf16});
   });
 }
 
@@ -253,7 +252,7 @@ void MoeLayer::assign_segments() {
     const auto e = static_cast<size_t>(expert_order_[static_cast<size_t>(i)]);
     const auto least = static_cast<size_t>(
         std::min_element(worker_load_.begin(), worker_load_.end()) - worker_load_.begin());
-    worker_load_[least] += plan_.expert_rows(static_cast<int64_t>(e)) * experts_[e].config().hidden;
+    worker_load_[least] += segment_flops(e);
     expert_worker_[e] = static_cast<int32_t>(least);
   }
 }
@@ -277,27 +276,13 @@ void MoeLayer::run_segments(F&& run_expert) {
 }
 
 void MoeLayer::experts_backward(Tensor dys, Tensor dxs, Arena& arena) {
-  for (size_t e = 0; e < experts_.size(); ++e) {
-    if (experts_[e].config().kind == ExpertKind::kSwiglu) continue;
-    const int64_t begin = plan_.expert_offsets[e], end = plan_.expert_offsets[e + 1];
-    experts_[e].backward(dys.slice(begin, end), dxs.slice(begin, end), arena);
-  }
-  Tensor hidden_da = arena.alloc(hidden_h1_.shape());  // [H]
-  const bool use_bf16 = config_.precision == Precision::kBF16;
-  Tensor dys16, hidden_dh3_16;
-  if (use_bf16) {
-    dys16 = arena.alloc(dys.shape(), DType::kBF16);                 // [S_kept, D]
-    hidden_dh3_16 = arena.alloc(hidden_h1_.shape(), DType::kBF16);  // [H]
-  }
+  float* scratch = alloc_or_null<float>(arena, memory_total_.scratch);  // [Σ rows_e · scratch_e]
+  bf16* scratch16 = alloc_or_null<bf16>(arena, memory_total_.scratch_bf16);  // likewise, bf16
   run_segments([&](size_t e) {  // the forward's assignment of segments to threads
     const int64_t begin = plan_.expert_offsets[e], end = plan_.expert_offsets[e + 1];
-    const Shape hs{end - begin, experts_[e].config().hidden};
-    Expert::Bf16Backward bf;
-    if (use_bf16)
-      bf = {dys16.slice(begin, end),
-            Tensor(hidden_dh3_16.data<bf16>() + hidden_offsets_[e], hs, DType::kBF16)};
+    const ExpertFootprint& at = memory_offsets_[e];
     experts_[e].backward_into(dys.slice(begin, end), dxs.slice(begin, end),
-                              Tensor(hidden_da.f32() + hidden_offsets_[e], hs), bf);
+                              {scratch + at.scratch, scratch16 + at.scratch_bf16});
   });
 }
 

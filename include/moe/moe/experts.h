@@ -16,26 +16,45 @@
 // Parameter gradients accumulate (+=). A SwiGLU expert declares its matrices defer_zero_grad: in
 // a training step (ParamStore::clear_grads) its first contribution to each weight gradient
 // writes it (GEMM β = 0) instead of adding to zeros, which spares zeroing and re-reading them
-// (core/params.h); later contributions in the step add as usual.
+// (core/params.h); later contributions in the step add as usual. Linear and MLP experts add to
+// gradients the step zeroed, as layers/linear.h does.
 //
-// An Expert keeps views of its parameters (bind) and, between forward and backward, a cache of
-// its input and hidden activations in memory from the caller's Arena. A SwiGLU expert can also
-// run on buffers the caller hands it (forward_into / backward_into): nothing is taken from an
-// Arena, so the MoE layer can run several experts at once on different threads, each in its own
-// slice of one packed hidden buffer per step. Its gate is the fused kernels/swiglu_act.h pass,
-// and a = silu(h1) ⊙ h3 is kept from forward, so backward does not recompute it.
+// One interface over the kinds: an Expert holds one implementation of its kind
+// (src/moe/expert_<kind>.cpp, behind src/moe/expert_kind.h), and each kind brings its own fused
+// forward and backward, in fp32 and in bf16. The MoE layer and the dense FFN call every kind
+// through the same few calls, so every precision and every schedule applies to every kind.
 //
-// Precision (SwiGLU experts): fp32, or bf16 compute with fp32 master weights (mixed precision,
-// Micikevicius et al. 2018). In bf16 each forward that has rows rounds W1, W2, W3 to bf16 once,
-// into copies the expert allocated when the precision was set (3·D·F · 2 bytes), and runs every
-// GEMM on bf16 operands with fp32 accumulation and fp32 outputs (kernels/bf16.h): forward rounds
-// x and a to bf16 (kept for backward, which consumes them as GEMM operands), backward rounds dy,
-// dh1 and dh3. h1, h3, the silu gate and its derivative stay fp32, and the weight gradients
-// accumulate in fp32 into the fp32 gradients the optimizer reads. Linear and MLP experts always
-// compute in fp32.
+// Memory: an Expert keeps views of its parameters (bind). Between a forward and its backward it
+// keeps a view of its input x and a cache of activations in caller memory; backward works in
+// scratch memory the caller gives too. footprint() says how many fp32 and bf16 values per row
+// each needs, so a caller can lay out one packed buffer for many experts:
+//   - forward / backward take it from an Arena (both must stay alive until backward returns);
+//   - forward_into / backward_into run on memory the caller hands them and allocate nothing, so
+//     the MoE layer runs several experts at once on different threads, each in its own slice of
+//     one packed buffer per step.
+// A backward consumes its forward's cache (SwiGLU turns a into dh1, MLP in bf16 its rounded
+// hidden activations into rounded gradients): one backward per forward, as in a training step.
+//
+// Per-kind caches (per row; F hidden width, L hidden layers):
+//   Linear  fp32: none (x is the cache);      bf16: x rounded [D]; backward dy rounded [D]
+//   MLP     fp32: pre- and post-activation of each hidden layer [2·L·F]; backward 2 [F] scratch
+//           bf16: + x and each post-activation rounded [D + L·F]; backward dy rounded [D]
+//   SwiGLU  fp32: h1, h3, a = silu(h1) ⊙ h3 [3·F] (the fused kernels/swiglu_act.h pass; a is kept
+//           so backward does not recompute it); backward da [F]
+//           bf16: + x and a rounded [D + F]; backward dy and dh3 rounded [D + F]
+//
+// Precision: fp32, or bf16 compute with fp32 master weights (mixed precision, Micikevicius et al.
+// 2018), for every kind. In bf16 each forward that has rows rounds the expert's weight matrices
+// to bf16 once, into copies allocated when the precision was set (2 bytes per weight), and runs
+// every GEMM on bf16 operands with fp32 accumulation and fp32 outputs (kernels/bf16.h): the
+// GEMMs' activation operands are rounded on the way in (x and the hidden activations in forward,
+// kept for backward; dy and the hidden gradients in backward). Biases, activations, the SwiGLU
+// gate and its derivative stay fp32, and every gradient accumulates in fp32 into the fp32
+// gradients the optimizer reads.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -44,10 +63,8 @@
 #include "moe/core/rng.h"
 #include "moe/core/status.h"
 #include "moe/core/tensor.h"
-#include "moe/kernels/gemm.h"
+#include "moe/kernels/bf16.h"
 #include "moe/kernels/ops.h"
-#include "moe/layers/linear.h"
-#include "moe/layers/swiglu.h"
 
 namespace moe {
 
@@ -72,9 +89,30 @@ struct ExpertConfig {
 // User-facing check of one expert's configuration (kind, widths, depth); names the field.
 Status validate_expert_config(const ExpertConfig& c);
 
+// Per-row sizes, in values, of the memory an expert's forward and backward work in (at its
+// current precision; the bf16 sizes are 0 in fp32).
+struct ExpertFootprint {
+  int64_t cache = 0;         // fp32, written by forward, kept until backward returns
+  int64_t cache_bf16 = 0;    // bf16, likewise
+  int64_t scratch = 0;       // fp32, backward's scratch
+  int64_t scratch_bf16 = 0;  // bf16, backward's scratch
+};
+
+// Caller memory of one forward_into (its cache) or backward_into (its scratch): N rows times the
+// footprint's values of each type. A pointer may be null where its size is 0.
+struct ExpertMemory {
+  float* f32 = nullptr;
+  bf16* b16 = nullptr;
+};
+
+class ExpertKindImpl;  // one per kind: src/moe/expert_kind.h
+
 class Expert {
  public:
   Expert(int64_t d_model, ExpertConfig config);
+  ~Expert();
+  Expert(Expert&&) noexcept;
+  Expert& operator=(Expert&&) noexcept;
 
   const ExpertConfig& config() const { return config_; }
   int64_t d_model() const { return d_model_; }
@@ -85,69 +123,33 @@ class Expert {
   void bind(const ParamStore& store);  // after store.finalize(); the store must outlive *this
   void init(Rng& rng);                 // PyTorch's nn.Linear default for every matrix
 
-  // x [N, D] -> y [N, D] (=). Keeps a view of x and takes its hidden activations from `arena`;
-  // both must stay alive until backward returns.
+  // x [N, D] -> y [N, D] (=). Keeps a view of x and takes its cache from `arena`; both must stay
+  // alive until backward returns.
   void forward(Tensor x, Tensor y, Arena& arena);
   // dy [N, D] -> dx [N, D] (=; skipped when dx is empty); parameter gradients (+=).
   void backward(Tensor dy, Tensor dx, Arena& arena);
 
-  // SwiGLU experts in bf16 allocate their bf16 weight copies here, once (kept if the precision
-  // goes back to fp32; the fp32 weights stay the parameters). Other kinds keep fp32.
+  // The same on caller memory: cache holds N · footprint().cache fp32 and N ·
+  // footprint().cache_bf16 bf16 values and is kept until backward_into returns; scratch holds
+  // N · footprint().scratch(_bf16). Neither allocates, and two experts may run them concurrently.
+  ExpertFootprint footprint() const;
+  void forward_into(Tensor x, Tensor y, ExpertMemory cache);
+  void backward_into(Tensor dy, Tensor dx, ExpertMemory scratch);
+
+  // In bf16 the expert allocates its bf16 weight copies here, once (kept if the precision goes
+  // back to fp32; the fp32 weights stay the parameters).
   void set_precision(Precision p);
   Precision precision() const { return precision_; }
   int64_t bf16_weight_bytes() const;  // the bf16 copies held (0 until bf16 is set)
 
-  // bf16 operands of the SwiGLU GEMMs, in the caller's memory (BF16 tensors; empty in fp32).
-  struct Bf16Forward {
-    Tensor x;  // [N, D] x rounded; kept until backward returns
-    Tensor a;  // [N, F] a rounded; kept until backward, which reuses it for dh1
-  };
-  struct Bf16Backward {
-    Tensor dy;   // [N, D] scratch
-    Tensor dh3;  // [N, F] scratch
-  };
-
-  // SwiGLU experts only. forward_into: x [N, D] -> y [N, D] with the cache in the caller's
-  // h1, h3, a [N, F] (kept until backward returns). backward_into: da [N, F] is scratch.
-  // Neither allocates, and two experts may run them concurrently. backward_into consumes the
-  // cached a (it becomes dh1): one backward per forward, as in a training step. In bf16 the
-  // Bf16Forward / Bf16Backward buffers are required (for N > 0).
-  void forward_into(Tensor x, Tensor y, Tensor h1, Tensor h3, Tensor a, Bf16Forward bf = {});
-  void backward_into(Tensor dy, Tensor dx, Tensor da, Bf16Backward bf = {});
-
  private:
-  void mlp_forward(Tensor x, Tensor y, Arena& arena);
-  void mlp_backward(Tensor dy, Tensor dx, Arena& arena);
-  void swiglu_forward_bf16(Tensor x, Tensor y, Tensor h1, Tensor h3, Tensor a, Bf16Forward bf);
-  void swiglu_backward_bf16(Tensor dy, Tensor dx, Tensor da, Bf16Backward bf);
-  // The scales of the three weight-gradient products dW1, dW2, dW3 (+=): β = 0 for a gradient
-  // the store says is clear (ParamStore::claim_grad), else 1.
-  struct SwigluGradScales {
-    GemmScale w1, w2, w3;
-  };
-  SwigluGradScales swiglu_grad_scales() const;
-
   int64_t d_model_;
   ExpertConfig config_;
-  // Linear: one layer; MLP: depth + 1 layers, layer i named w{i+1}, b{i+1}.
-  std::vector<ParamId> weight_ids_, bias_ids_;
-  std::vector<LinearParams> layers_;
-  std::vector<LinearGrads> layer_grads_;
-  const ParamStore* store_ = nullptr;
-  SwigluParams swiglu_;
-  SwigluGrads swiglu_grads_;
-
-  // Cache of the last forward.
-  Tensor x_;                  // [N, D]
-  std::vector<Tensor> pre_;   // MLP: [N, F] per hidden layer, before the activation
-  std::vector<Tensor> post_;  // MLP: [N, F] per hidden layer, after it
-  SwigluCache swiglu_cache_;  // SwiGLU: h1, h3 [N, F]
-  Tensor swiglu_act_;         // SwiGLU: a = silu(h1) ⊙ h3 [N, F]
-  Bf16Forward swiglu_bf16_;   // SwiGLU in bf16: x, a rounded
-
   Precision precision_ = Precision::kF32;
-  TensorBuffer weights_bf16_;           // [3·F·D] bf16 copies of W1, W2, W3 (bf16 SwiGLU only)
-  Tensor w1_bf16_, w2_bf16_, w3_bf16_;  // views: [F, D], [D, F], [F, D]
+  std::unique_ptr<ExpertKindImpl> impl_;
+  // The last forward: its input [N, D] and its cache.
+  Tensor x_;
+  ExpertMemory cache_;
 };
 
 }  // namespace moe

@@ -24,16 +24,17 @@
 //
 // Memory: everything a step needs comes from the caller's Arena (forward's cache must stay
 // alive until backward returns); the plans' vectors keep their capacity across steps. Working
-// memory is O(S_kept · (D + F)): the dispatched rows and expert outputs [S_kept, D] and, for
-// SwiGLU experts, one packed hidden buffer per quantity (h1, h3, a in forward, da in backward)
-// in which expert e owns rows · F_e floats; never [T, E, C] or [T, E, D].
+// memory is O(S_kept · (D + F)): the dispatched rows and expert outputs [S_kept, D] and one
+// packed buffer per type for the experts' caches (fp32 and, in bf16, bf16) and one for their
+// backward's scratch, in which expert e owns rows_e times its footprint (experts.h: for SwiGLU
+// h1, h3, a and da, F_e floats each); never [T, E, C] or [T, E, D].
 //
-// Threads: SwiGLU experts run on caller-given slices of the packed buffers, so they can run
-// concurrently. With small segments (many experts, few rows each) the threads split across
-// experts (a fixed assignment, largest segment first to the least-loaded thread), each expert's
-// GEMMs on one thread; with large segments the
-// experts run one after another and oneDNN threads each GEMM. Every expert writes only its own
-// rows and gradients, so the choice does not change a bit of the result.
+// Threads: every kind of expert runs on caller-given slices of the packed buffers, so experts
+// can run concurrently. With small segments (many experts, few rows each) the threads split
+// across experts (a fixed assignment, largest segment first to the least-loaded thread, by
+// FLOPs), each expert's GEMMs on one thread; with large segments the experts run one after
+// another and oneDNN threads each GEMM. Every expert writes only its own rows and gradients, so
+// the choice does not change a bit of the result.
 #pragma once
 
 #include <cstdint>
@@ -63,9 +64,10 @@ struct MoeConfig {
   std::vector<ExpertConfig> experts;  // E routed experts, each with its own kind and width
   std::vector<ExpertConfig> shared;   // always-on experts, added to the routed output
   HierarchyConfig hierarchy;
-  // Compute precision of the SwiGLU experts' GEMMs (routed and shared; experts.h): bf16 adds
-  // the experts' bf16 weight copies (bf16_weight_bytes()) and, per step, the bf16 operands
-  // S_kept · (D + F) · 2 bytes in forward and as much again in backward. The router stays fp32.
+  // Compute precision of the experts' GEMMs (routed and shared, every kind; experts.h): bf16
+  // adds the experts' bf16 weight copies (bf16_weight_bytes()) and, per step, their rounded
+  // operands (for SwiGLU S_kept · (D + F) · 2 bytes in forward and as much again in backward).
+  // The router stays fp32.
   Precision precision = Precision::kF32;
 };
 
@@ -152,7 +154,8 @@ class MoeLayer {
   void experts_forward(Tensor xs, Arena& arena);
   void experts_backward(Tensor dys, Tensor dxs, Arena& arena);
   bool across_experts() const;
-  void assign_segments();  // expert_worker_ for this plan
+  int64_t segment_flops(size_t e) const;  // expert e's forward FLOPs on this plan's rows
+  void assign_segments();                 // expert_worker_ for this plan
   template <typename F>
   void run_segments(F&& run_expert);  // run_expert(e) for every ordered segment
 
@@ -173,17 +176,15 @@ class MoeLayer {
   Tensor ys_;                           // [S_kept, D] expert outputs, sorted by expert
   Tensor group_ids_;  // [S0_kept] int64 token ids of xs_top_'s rows (hierarchical)
   const int64_t* token_ids_ = nullptr;
-  // Packed SwiGLU hidden buffers [H] with H = Σ_e rows_e · F_e; expert e owns
-  // [hidden_offsets_[e], hidden_offsets_[e] + rows_e · F_e).
-  Tensor hidden_h1_, hidden_h3_, hidden_a_;
-  Tensor xs_bf16_;     // [S_kept, D] bf16: the dispatched rows rounded (bf16 only)
-  Tensor hidden_a16_;  // [H] bf16: a rounded (bf16 only)
-  std::vector<int64_t> hidden_offsets_;  // [E] sized once
-  std::vector<int32_t> expert_order_;    // [E] SwiGLU experts with rows, largest segment first
+  // Where expert e's cache and scratch start in the packed buffers (values of each type), and
+  // their totals: Σ_e rows_e · footprint_e.
+  std::vector<ExpertFootprint> memory_offsets_;  // [E] sized once
+  ExpertFootprint memory_total_;
+  std::vector<int32_t> expert_order_;  // [E] experts with rows, largest segment first
   int64_t n_ordered_ = 0;
   int n_workers_ = 1;                   // threads the segments are split across (1: in order)
   std::vector<int32_t> expert_worker_;  // [E] thread of each segment
-  std::vector<int64_t> worker_load_;    // [threads] hidden floats assigned, while assigning
+  std::vector<int64_t> worker_load_;    // [threads] FLOPs assigned, while assigning
   ExpertThreading threading_ = ExpertThreading::kAuto;
   MoeStageTimes times_;
   AuxLosses aux_;
