@@ -20,6 +20,7 @@
 #include "moe/moe/experts.h"
 #include "moe_testing.h"
 #include "testing/fixtures.h"
+#include "testing/tensors.h"
 
 namespace moe {
 namespace {
@@ -300,7 +301,8 @@ MoeConfig mixed_layer(Precision p) {
 TEST(ExpertKinds, LayerOfEveryKindInBf16StaysCloseToFp32) {
   testing::LayerHarness h32(mixed_layer(Precision::kF32), 5);
   testing::LayerHarness h16(mixed_layer(Precision::kBF16), 5);
-  const TensorBuffer x = testing::random_rows(150, 64, 1), dy = testing::random_rows(150, 64, 2);
+  const TensorBuffer x = testing::random_normal({150, 64}, 1),
+                     dy = testing::random_normal({150, 64}, 2);
   const testing::LayerStep a = testing::forward_backward(h32, x, dy, /*training=*/true);
   const testing::LayerStep b = testing::forward_backward(h16, x, dy, /*training=*/true);
   for (int64_t e = 0; e < 4; ++e) ASSERT_GT(h32.layer.plan().expert_rows(e), 0);
@@ -325,7 +327,8 @@ TEST(ExpertKinds, LayerOfEveryKindGivesTheSameBitsOnEitherSchedule) {
   for (const Precision p : {Precision::kF32, Precision::kBF16}) {
     SCOPED_TRACE(precision_name(p));
     testing::LayerHarness h(mixed_layer(p), 5);
-    const TensorBuffer x = testing::random_rows(200, 64, 3), dy = testing::random_rows(200, 64, 4);
+    const TensorBuffer x = testing::random_normal({200, 64}, 3),
+                       dy = testing::random_normal({200, 64}, 4);
     h.layer.set_expert_threading(ExpertThreading::kAcrossExperts);
     const testing::LayerStep a = testing::forward_backward(h, x, dy, /*training=*/true);
     h.layer.set_expert_threading(ExpertThreading::kInsideGemm);
