@@ -19,7 +19,6 @@ using data_detail::is_missing;
 using json = nlohmann::json;
 using data_detail::NumberKind;
 using data_detail::parse_number;
-using data_detail::quoted_list;
 using data_detail::trim_blanks;
 
 constexpr double kNumericShare = 0.9;  // a column this numeric but not wholly is a typo

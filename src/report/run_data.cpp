@@ -134,7 +134,7 @@ std::vector<std::string> strings_field(const json& obj, const char* key, const s
 // so is nesting past 8 levels (the recursion stays bounded whatever the file holds).
 void flatten_numbers(const json& obj, const std::string& prefix, NamedValues* out, int depth = 0) {
   for (const auto& [key, value] : obj.items()) {
-    const std::string name = prefix.empty() ? key : prefix + "." + key;
+    const std::string name = join_path(prefix, key);
     if (value.is_number()) {
       out->emplace_back(name, value.get<double>());
     } else if (value.is_object() && depth < 8) {

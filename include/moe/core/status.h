@@ -74,9 +74,10 @@ class [[nodiscard]] Result {
 
 #define MOE_CONCAT_INNER_(a, b) a##b
 #define MOE_CONCAT_(a, b) MOE_CONCAT_INNER_(a, b)
-// `MOE_ASSIGN_OR_RETURN(auto x, make_x());` unwraps a Result or returns its Status.
+// `MOE_ASSIGN_OR_RETURN(auto x, make_x());` unwraps a Result or returns its Status. lhs is a
+// declaration, so it cannot be put in parentheses.
 #define MOE_ASSIGN_OR_RETURN(lhs, expr)                 \
   auto MOE_CONCAT_(moe_result_, __LINE__) = (expr);     \
   if (!MOE_CONCAT_(moe_result_, __LINE__).is_ok())      \
     return MOE_CONCAT_(moe_result_, __LINE__).status(); \
-  lhs = std::move(MOE_CONCAT_(moe_result_, __LINE__)).value()
+  lhs = std::move(MOE_CONCAT_(moe_result_, __LINE__)).value()  // NOLINT(bugprone-macro-parentheses)
