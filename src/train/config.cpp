@@ -23,6 +23,61 @@ using namespace config_detail;  // NOLINT(google-build-using-namespace): this fi
 // ---------------------------------------------------------------------------------------------
 // data
 
+void parse_text(Section text, TextConfig* t) {
+  text.string("column", &t->column);
+  text.boolean("lowercase", &t->lowercase);
+  text.boolean("strip_html", &t->strip_html);
+  text.boolean("stop_words", &t->stop_words);
+  text.string("stop_words_file", &t->stop_words_file);
+  text.integer("min_count", &t->min_count, 1, INT64_MAX, "a positive integer");
+  text.integer("max_vocab", &t->max_vocab, 0, int64_t{1} << 30, "an integer ≥ 0");
+  text.boolean("bigrams", &t->bigrams);
+  text.integer("bigram_buckets", &t->bigram_buckets, 0, int64_t{1} << 26, "an integer ≥ 0");
+  text.boolean("sublinear_tf", &t->sublinear_tf);
+  text.finish();
+}
+
+void parse_idx(Section idx, IdxConfig* x) {
+  idx.string("train_images", &x->train_images);
+  idx.string("train_labels", &x->train_labels);
+  idx.string("validation_images", &x->validation_images);
+  idx.string("validation_labels", &x->validation_labels);
+  idx.string("test_images", &x->test_images);
+  idx.string("test_labels", &x->test_labels);
+  idx.integer("n_classes", &x->n_classes, 2, 256, "an integer in [2, 256]");
+  idx.finish();
+}
+
+// Rules that tie data keys together.
+void check_data_rules(Section& s, DataConfig* d) {
+  if (d->split.validation + d->split.test >= 1.0)
+    return s.fail_msg("data.split", "validation + test must be below 1");
+  if (d->format == DataFormat::kIdx) {
+    if (!d->train.empty() || !d->validation.empty() || !d->test.empty())
+      return s.fail_msg("data.train",
+                        "not used with format \"idx\": give data.idx.train_images and "
+                        "data.idx.train_labels");
+    if (d->idx.train_images.empty() || d->idx.train_labels.empty())
+      return s.fail_msg("data.idx", "format \"idx\" needs train_images and train_labels");
+    if (d->idx.validation_images.empty() != d->idx.validation_labels.empty())
+      return s.fail_msg("data.idx", "validation_images and validation_labels go together");
+    if (d->idx.test_images.empty() != d->idx.test_labels.empty())
+      return s.fail_msg("data.idx", "test_images and test_labels go together");
+    if (d->task != TaskKind::kClassification)
+      return s.fail_msg("data.task", "format \"idx\" is for classification");
+    return;
+  }
+  if (d->train.empty()) return s.fail_msg("data.train", "a training file is needed");
+  if (d->label.empty()) return s.fail_msg("data.label", "at least one label column is needed");
+  if (d->task == TaskKind::kClassification && d->label.size() != 1)
+    return s.fail_msg("data.label", "classification takes exactly one label column");
+  if (d->format == DataFormat::kText) {
+    if (d->task != TaskKind::kClassification)
+      return s.fail_msg("data.task", "format \"text\" is for classification");
+    if (d->text.column.empty()) return s.fail_msg("data.text.column", "must not be empty");
+  }
+}
+
 void parse_data(Section s, DataConfig* d) {
   s.choice("format", &d->format, kFormats);
   s.string("train", &d->train);
@@ -63,28 +118,8 @@ void parse_data(Section s, DataConfig* d) {
   s.boolean("standardize_targets", &d->standardize_targets);
   s.integer("max_categories", &d->max_categories, 1, kMaxWidth, "an integer in [1, 1048576]");
 
-  Section text = s.object("text");
-  text.string("column", &d->text.column);
-  text.boolean("lowercase", &d->text.lowercase);
-  text.boolean("strip_html", &d->text.strip_html);
-  text.boolean("stop_words", &d->text.stop_words);
-  text.string("stop_words_file", &d->text.stop_words_file);
-  text.integer("min_count", &d->text.min_count, 1, INT64_MAX, "a positive integer");
-  text.integer("max_vocab", &d->text.max_vocab, 0, int64_t{1} << 30, "an integer ≥ 0");
-  text.boolean("bigrams", &d->text.bigrams);
-  text.integer("bigram_buckets", &d->text.bigram_buckets, 0, int64_t{1} << 26, "an integer ≥ 0");
-  text.boolean("sublinear_tf", &d->text.sublinear_tf);
-  text.finish();
-
-  Section idx = s.object("idx");
-  idx.string("train_images", &d->idx.train_images);
-  idx.string("train_labels", &d->idx.train_labels);
-  idx.string("validation_images", &d->idx.validation_images);
-  idx.string("validation_labels", &d->idx.validation_labels);
-  idx.string("test_images", &d->idx.test_images);
-  idx.string("test_labels", &d->idx.test_labels);
-  idx.integer("n_classes", &d->idx.n_classes, 2, 256, "an integer in [2, 256]");
-  idx.finish();
+  parse_text(s.object("text"), &d->text);
+  parse_idx(s.object("idx"), &d->idx);
   s.finish();
   if (!s.ok()) return;
 
@@ -96,33 +131,7 @@ void parse_data(Section s, DataConfig* d) {
                                                           : delimiter_for_path(d->train);
   d->quoting = quoting.value_or(default_quoting(delimiter));
 
-  // Rules that tie keys together.
-  if (d->split.validation + d->split.test >= 1.0)
-    return s.fail_msg("data.split", "validation + test must be below 1");
-  if (d->format == DataFormat::kIdx) {
-    if (!d->train.empty() || !d->validation.empty() || !d->test.empty())
-      return s.fail_msg("data.train",
-                        "not used with format \"idx\": give data.idx.train_images and "
-                        "data.idx.train_labels");
-    if (d->idx.train_images.empty() || d->idx.train_labels.empty())
-      return s.fail_msg("data.idx", "format \"idx\" needs train_images and train_labels");
-    if (d->idx.validation_images.empty() != d->idx.validation_labels.empty())
-      return s.fail_msg("data.idx", "validation_images and validation_labels go together");
-    if (d->idx.test_images.empty() != d->idx.test_labels.empty())
-      return s.fail_msg("data.idx", "test_images and test_labels go together");
-    if (d->task != TaskKind::kClassification)
-      return s.fail_msg("data.task", "format \"idx\" is for classification");
-    return;
-  }
-  if (d->train.empty()) return s.fail_msg("data.train", "a training file is needed");
-  if (d->label.empty()) return s.fail_msg("data.label", "at least one label column is needed");
-  if (d->task == TaskKind::kClassification && d->label.size() != 1)
-    return s.fail_msg("data.label", "classification takes exactly one label column");
-  if (d->format == DataFormat::kText) {
-    if (d->task != TaskKind::kClassification)
-      return s.fail_msg("data.task", "format \"text\" is for classification");
-    if (d->text.column.empty()) return s.fail_msg("data.text.column", "must not be empty");
-  }
+  check_data_rules(s, d);
 }
 
 json data_to_json(const DataConfig& d) {

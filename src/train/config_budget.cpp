@@ -88,28 +88,24 @@ ExpertConfig dense_block(const MoeBlockConfig& b) {
   return e;
 }
 
-// The bf16 copies a layer computing in bf16 keeps of its SwiGLU matrices (moe/experts.h: W1, W2,
-// W3 rounded once per step, 2 bytes per value; Linear and MLP experts stay fp32): routed and
-// shared experts, or the dense FFN that replaces the layer under model.dense.
-int64_t swiglu_matrices(const ExpertConfig& e, int64_t d) {
-  return e.kind == ExpertKind::kSwiglu ? expert_matrices(e, d) : 0;
-}
-
+// The bf16 copies a layer computing in bf16 keeps of its experts' weight matrices (moe/experts.h:
+// rounded once per step, 2 bytes per value; biases stay fp32): routed and shared experts, or the
+// dense FFN that replaces the layer under model.dense.
 int64_t bf16_copy_elements(const ModelConfig& c) {
   const int64_t d = c.width;
   int64_t n = 0;
   for (const MoeBlockConfig& b : c.moe) {
     if (b.precision != Precision::kBF16) continue;
     if (c.dense) {
-      n = add(n, swiglu_matrices(dense_block(b), d));
+      n = add(n, expert_matrices(dense_block(b), d));
       continue;
     }
     if (!b.expert_list.empty()) {
-      for (const ExpertConfig& e : b.expert_list) n = add(n, swiglu_matrices(e, d));
+      for (const ExpertConfig& e : b.expert_list) n = add(n, expert_matrices(e, d));
     } else {
-      n = add(n, mul(b.n_experts, swiglu_matrices(b.expert, d)));
+      n = add(n, mul(b.n_experts, expert_matrices(b.expert, d)));
     }
-    n = add(n, mul(b.n_shared, swiglu_matrices(b.shared, d)));
+    n = add(n, mul(b.n_shared, expert_matrices(b.shared, d)));
   }
   return n;
 }

@@ -251,23 +251,6 @@ void check_experts(Checker& ck, const std::string& at, const MoeBlockConfig& b, 
     check_list_field(ck, x, f);
     check_shared_field(ck, x, f);
   }
-
-  // Precision: the SwiGLU experts' GEMMs (moe/experts.h); Linear and MLP always compute in fp32.
-  std::vector<ExpertKind> computing;
-  if (dense) {
-    computing.push_back(dense_kind);
-  } else {
-    if (!listed) computing.push_back(b.expert.kind);
-    for (const ExpertConfig& e : b.expert_list) computing.push_back(e.kind);
-    if (b.n_shared > 0) computing.push_back(b.shared.kind);
-  }
-  const bool swiglu =
-      std::find(computing.begin(), computing.end(), ExpertKind::kSwiglu) != computing.end();
-  ck.check(at + ".precision", !swiglu,
-           dense ? fmt::format("only swiglu experts compute in bf16 ({})", dense_is)
-                 : fmt::format("only swiglu experts compute in bf16; linear and mlp experts "
-                               "always compute in fp32 (this layer's experts are {})",
-                               kind_names(computing)));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -108,6 +108,188 @@ Status save_train_state(const std::string& dir, const TrainState& state, const M
   return write_file_atomic(dir + "/" + kTrainStateJsonFile, text.data(), text.size());
 }
 
+namespace {
+
+// Reads `key` of `obj` as an integer ≥ 0 (`where` names the object in messages).
+Status read_count(const json& obj, const char* key, const std::string& where, int64_t* dst) {
+  Status st;
+  const json* v = json_require(obj, key, where, &st);
+  MOE_TRY(st);
+  MOE_TRY(
+      json_expect(v->is_number_integer() && v->get<int64_t>() >= 0, where, key, "an integer ≥ 0"));
+  *dst = v->get<int64_t>();
+  return Status::ok();
+}
+
+// Reads `key` of `obj` as a string.
+Status read_text(const json& obj, const char* key, const std::string& where, std::string* dst) {
+  Status st;
+  const json* v = json_require(obj, key, where, &st);
+  MOE_TRY(st);
+  MOE_TRY(json_expect(v->is_string(), where, key, "a string"));
+  *dst = v->get<std::string>();
+  return Status::ok();
+}
+
+// "position": epochs and batches done, the optimizer step they add up to.
+Status read_position(const json& position, const std::string& json_path, TrainState* out) {
+  const std::string pos_at = json_path + ": position";
+  MOE_TRY(json_expect(position.is_object(), json_path, "position", "an object"));
+  MOE_TRY(read_count(position, "epochs_done", pos_at, &out->epochs_done));
+  MOE_TRY(read_count(position, "batches_done", pos_at, &out->batches_done));
+  MOE_TRY(read_count(position, "batches_per_epoch", pos_at, &out->batches_per_epoch));
+  MOE_TRY(read_count(position, "step", pos_at, &out->step));
+  if (out->batches_per_epoch == 0 || out->batches_done >= out->batches_per_epoch)
+    return Status::error("{}: batches_done {} must be below batches_per_epoch {} (> 0)", pos_at,
+                         out->batches_done, out->batches_per_epoch);
+  if (out->step != out->epochs_done * out->batches_per_epoch + out->batches_done)
+    return Status::error("{}: step {} is not epochs_done × batches_per_epoch + batches_done = {}",
+                         pos_at, out->step,
+                         out->epochs_done * out->batches_per_epoch + out->batches_done);
+  return Status::ok();
+}
+
+// "optimizer" and "schedule": what the config of the run gives.
+Status read_run_settings(const json& opt, const json& schedule, const std::string& json_path,
+                         const Optimizer& optimizer, const TrainingConfig& run, TrainState* out) {
+  const std::string pos_at = json_path + ": position";
+  const std::string opt_at = json_path + ": optimizer";
+  MOE_TRY(json_expect(opt.is_object(), json_path, "optimizer", "an object"));
+  MOE_TRY(read_text(opt, "kind", opt_at, &out->optimizer));
+  int64_t opt_step = 0;
+  MOE_TRY(read_count(opt, "step", opt_at, &opt_step));
+  if (out->optimizer != optimizer_kind_name(optimizer.config().kind))
+    return Status::error("{}: kind \"{}\", but the config's optimizer is \"{}\"", opt_at,
+                         out->optimizer, optimizer_kind_name(optimizer.config().kind));
+  if (opt_step != out->step)
+    return Status::error("{}: step {} differs from position.step {}", opt_at, opt_step, out->step);
+
+  const std::string sched_at = json_path + ": schedule";
+  MOE_TRY(json_expect(schedule.is_object(), json_path, "schedule", "an object"));
+  MOE_TRY(read_text(schedule, "kind", sched_at, &out->schedule));
+  MOE_TRY(read_count(schedule, "total_steps", sched_at, &out->schedule_total_steps));
+  // The run that wrote this state wrote model.json's config beside it: its schedule is the one
+  // that config builds (epochs × batches per epoch steps).
+  if (out->schedule != schedule_kind_name(run.schedule))
+    return Status::error("{}: kind \"{}\", but the config's training.schedule is \"{}\"", sched_at,
+                         out->schedule, schedule_kind_name(run.schedule));
+  if (out->epochs_done > run.epochs)
+    return Status::error("{}: epochs_done {} is more than the config's training.epochs {}", pos_at,
+                         out->epochs_done, run.epochs);
+  if (out->schedule_total_steps != run.epochs * out->batches_per_epoch)
+    return Status::error(
+        "{}: total_steps {} is not the config's training.epochs × position.batches_per_epoch = "
+        "{} × {}",
+        sched_at, out->schedule_total_steps, run.epochs, out->batches_per_epoch);
+
+  return Status::ok();
+}
+
+// "best": the best epoch so far, its value and gate states, the early-stopping counter.
+Status read_best(const json& best, const std::string& json_path, TrainState* out) {
+  Status st;
+  const std::string best_at = json_path + ": best";
+  MOE_TRY(json_expect(best.is_object(), json_path, "best", "an object"));
+  MOE_TRY(read_text(best, "metric", best_at, &out->metric));
+  MOE_TRY(read_count(best, "epoch", best_at, &out->best_epoch));
+  MOE_TRY(read_count(best, "since_best", best_at, &out->since_best));
+  const json* value = json_require(best, "value", best_at, &st);
+  const json* stopped = json_require(best, "stopped_early", best_at, &st);
+  const json* gates = json_require(best, "gates", best_at, &st);
+  MOE_TRY(st);
+  if (out->best_epoch > out->epochs_done)
+    return Status::error("{}: epoch {} is after the epochs done ({})", best_at, out->best_epoch,
+                         out->epochs_done);
+  // The early-stopping counter grows by one per epoch without improvement since the best one.
+  const int64_t since_limit = out->epochs_done - out->best_epoch;
+  if (out->since_best > since_limit)
+    return Status::error("{}: since_best {} is more than the {} epochs done since epoch {}",
+                         best_at, out->since_best, since_limit, out->best_epoch);
+  if (out->best_epoch > 0) {
+    MOE_TRY(json_expect(finite_number(*value), best_at, "value", "a finite number"));
+    out->best_value = value->get<double>();
+  } else {
+    MOE_TRY(json_expect(value->is_null(), best_at, "value", "null while epoch is 0"));
+  }
+  MOE_TRY(json_expect(stopped->is_boolean(), best_at, "stopped_early", "true or false"));
+  out->stopped_early = stopped->get<bool>();
+  MOE_ASSIGN_OR_RETURN(out->best_gates, parse_gates(*gates, best_at, "gates"));
+  return Status::ok();
+}
+
+// "epoch_sums" and "timing": the partial epoch's sums and the run's training time and rows.
+Status read_progress(const json& sums, const json& timing, const std::string& json_path,
+                     TrainState* out) {
+  Status st;
+  MOE_TRY(json_expect(sums.is_object(), json_path, "epoch_sums", "an object"));
+  // The trainer reads the rest of epoch_sums (its tallies); the counts and sums it adds to are
+  // checked here.
+  const std::string sums_at = json_path + ": epoch_sums";
+  if (sums.contains("rows")) {
+    int64_t rows = 0;
+    MOE_TRY(read_count(sums, "rows", sums_at, &rows));
+  }
+  if (sums.contains("loss_sum"))
+    MOE_TRY(json_expect(finite_number((sums)["loss_sum"]) && (sums)["loss_sum"].get<double>() >= 0,
+                        sums_at, "loss_sum", "a finite number ≥ 0"));
+  out->epoch_sums = sums;
+
+  const std::string time_at = json_path + ": timing";
+  MOE_TRY(json_expect(timing.is_object(), json_path, "timing", "an object"));
+  MOE_TRY(read_count(timing, "train_rows", time_at, &out->train_rows));
+  const json* secs = json_require(timing, "train_seconds", time_at, &st);
+  MOE_TRY(st);
+  MOE_TRY(json_expect(finite_number(*secs) && secs->get<double>() >= 0, time_at, "train_seconds",
+                      "a finite number ≥ 0"));
+  out->train_seconds = secs->get<double>();
+
+  return Status::ok();
+}
+
+// The tensors file bound in "tensors", read into the optimizer's state (and the best values).
+Status read_state_tensors(const json& tensors_j, const std::string& json_path,
+                          const std::string& dir, const Model& model, Optimizer& optimizer,
+                          TrainState* out) {
+  // The tensors: exactly the optimizer's per-parameter state, plus the best parameters once an
+  // epoch has been judged best. Read into place only when all of them check out would need a
+  // second copy; instead a failure leaves the optimizer half filled, and the caller discards it.
+  MOE_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes,
+                       read_bound_file(tensors_j, json_path, dir, kTrainStateTensorsFile, "tensors",
+                                       kMaxTensorsBytes));
+  const std::string tensors_path = dir + "/" + kTrainStateTensorsFile;
+  MOE_ASSIGN_OR_RETURN(SafetensorsFile file,
+                       SafetensorsFile::parse(std::move(bytes), tensors_path));
+  const ParamStore& store = model.params();
+  if (out->best_epoch > 0)
+    out->best_values.assign(static_cast<size_t>(store.values().numel()), 0.0f);
+  std::set<std::string> expected;
+  for (const NamedTensor& t : state_tensors(
+           store, optimizer, out->best_values.empty() ? nullptr : out->best_values.data())) {
+    expected.insert(t.name);
+    MOE_TRY(read_tensor_strict(file, t.name, t.tensor, "the config gives"));
+    // Adam's second moments are running means of squared gradients: a negative one would make
+    // the update's square root NaN.
+    if (t.name.rfind("adam.v.", 0) == 0) {
+      const float* v = t.tensor.f32();
+      for (int64_t i = 0; i < t.tensor.numel(); ++i)
+        if (v[i] < 0.0f)
+          return Status::error(
+              "{}: tensor {} element {} is {}, but a second moment (a mean of squares) is never "
+              "negative",
+              tensors_path, t.name, i, v[i]);
+    }
+  }
+  for (const SafetensorsEntry& e : file.entries())
+    if (expected.count(e.name) == 0)
+      return Status::error(
+          "{}: unexpected tensor {} (neither the optimizer nor the best model "
+          "has it)",
+          tensors_path, e.name);
+  return Status::ok();
+}
+
+}  // namespace
+
 Result<TrainState> load_train_state(const std::string& dir, const Model& model,
                                     const std::string& weights_fnv1a64, Optimizer& optimizer,
                                     const TrainingConfig& run) {
@@ -142,152 +324,13 @@ Result<TrainState> load_train_state(const std::string& dir, const Model& model,
         json_path, model_hash->get<std::string>(), dir, kCheckpointJsonFile, weights_fnv1a64);
 
   TrainState out;
-  const auto count = [&](const json& obj, const char* key, const std::string& where,
-                         int64_t* dst) -> Status {
-    const json* v = json_require(obj, key, where, &st);
-    MOE_TRY(st);
-    MOE_TRY(json_expect(v->is_number_integer() && v->get<int64_t>() >= 0, where, key,
-                        "an integer ≥ 0"));
-    *dst = v->get<int64_t>();
-    return Status::ok();
-  };
-  const auto text = [&](const json& obj, const char* key, const std::string& where,
-                        std::string* dst) -> Status {
-    const json* v = json_require(obj, key, where, &st);
-    MOE_TRY(st);
-    MOE_TRY(json_expect(v->is_string(), where, key, "a string"));
-    *dst = v->get<std::string>();
-    return Status::ok();
-  };
-
-  const std::string pos_at = json_path + ": position";
-  MOE_TRY(json_expect(position->is_object(), json_path, "position", "an object"));
-  MOE_TRY(count(*position, "epochs_done", pos_at, &out.epochs_done));
-  MOE_TRY(count(*position, "batches_done", pos_at, &out.batches_done));
-  MOE_TRY(count(*position, "batches_per_epoch", pos_at, &out.batches_per_epoch));
-  MOE_TRY(count(*position, "step", pos_at, &out.step));
-  if (out.batches_per_epoch == 0 || out.batches_done >= out.batches_per_epoch)
-    return Status::error("{}: batches_done {} must be below batches_per_epoch {} (> 0)", pos_at,
-                         out.batches_done, out.batches_per_epoch);
-  if (out.step != out.epochs_done * out.batches_per_epoch + out.batches_done)
-    return Status::error("{}: step {} is not epochs_done × batches_per_epoch + batches_done = {}",
-                         pos_at, out.step,
-                         out.epochs_done * out.batches_per_epoch + out.batches_done);
+  MOE_TRY(read_position(*position, json_path, &out));
   MOE_TRY(json_expect(seed->is_number_unsigned(), json_path, "seed", "an integer ≥ 0"));
   out.seed = seed->get<uint64_t>();
-
-  const std::string opt_at = json_path + ": optimizer";
-  MOE_TRY(json_expect(opt->is_object(), json_path, "optimizer", "an object"));
-  MOE_TRY(text(*opt, "kind", opt_at, &out.optimizer));
-  int64_t opt_step = 0;
-  MOE_TRY(count(*opt, "step", opt_at, &opt_step));
-  if (out.optimizer != optimizer_kind_name(optimizer.config().kind))
-    return Status::error("{}: kind \"{}\", but the config's optimizer is \"{}\"", opt_at,
-                         out.optimizer, optimizer_kind_name(optimizer.config().kind));
-  if (opt_step != out.step)
-    return Status::error("{}: step {} differs from position.step {}", opt_at, opt_step, out.step);
-
-  const std::string sched_at = json_path + ": schedule";
-  MOE_TRY(json_expect(schedule->is_object(), json_path, "schedule", "an object"));
-  MOE_TRY(text(*schedule, "kind", sched_at, &out.schedule));
-  MOE_TRY(count(*schedule, "total_steps", sched_at, &out.schedule_total_steps));
-  // The run that wrote this state wrote model.json's config beside it: its schedule is the one
-  // that config builds (epochs × batches per epoch steps).
-  if (out.schedule != schedule_kind_name(run.schedule))
-    return Status::error("{}: kind \"{}\", but the config's training.schedule is \"{}\"", sched_at,
-                         out.schedule, schedule_kind_name(run.schedule));
-  if (out.epochs_done > run.epochs)
-    return Status::error("{}: epochs_done {} is more than the config's training.epochs {}", pos_at,
-                         out.epochs_done, run.epochs);
-  if (out.schedule_total_steps != run.epochs * out.batches_per_epoch)
-    return Status::error(
-        "{}: total_steps {} is not the config's training.epochs × position.batches_per_epoch = "
-        "{} × {}",
-        sched_at, out.schedule_total_steps, run.epochs, out.batches_per_epoch);
-
-  const std::string best_at = json_path + ": best";
-  MOE_TRY(json_expect(best->is_object(), json_path, "best", "an object"));
-  MOE_TRY(text(*best, "metric", best_at, &out.metric));
-  MOE_TRY(count(*best, "epoch", best_at, &out.best_epoch));
-  MOE_TRY(count(*best, "since_best", best_at, &out.since_best));
-  const json* value = json_require(*best, "value", best_at, &st);
-  const json* stopped = json_require(*best, "stopped_early", best_at, &st);
-  const json* gates = json_require(*best, "gates", best_at, &st);
-  MOE_TRY(st);
-  if (out.best_epoch > out.epochs_done)
-    return Status::error("{}: epoch {} is after the epochs done ({})", best_at, out.best_epoch,
-                         out.epochs_done);
-  // The early-stopping counter grows by one per epoch without improvement since the best one.
-  const int64_t since_limit = out.epochs_done - out.best_epoch;
-  if (out.since_best > since_limit)
-    return Status::error("{}: since_best {} is more than the {} epochs done since epoch {}",
-                         best_at, out.since_best, since_limit, out.best_epoch);
-  if (out.best_epoch > 0) {
-    MOE_TRY(json_expect(finite_number(*value), best_at, "value", "a finite number"));
-    out.best_value = value->get<double>();
-  } else {
-    MOE_TRY(json_expect(value->is_null(), best_at, "value", "null while epoch is 0"));
-  }
-  MOE_TRY(json_expect(stopped->is_boolean(), best_at, "stopped_early", "true or false"));
-  out.stopped_early = stopped->get<bool>();
-  MOE_ASSIGN_OR_RETURN(out.best_gates, parse_gates(*gates, best_at, "gates"));
-  MOE_TRY(json_expect(sums->is_object(), json_path, "epoch_sums", "an object"));
-  // The trainer reads the rest of epoch_sums (its tallies); the counts and sums it adds to are
-  // checked here.
-  const std::string sums_at = json_path + ": epoch_sums";
-  if (sums->contains("rows")) {
-    int64_t rows = 0;
-    MOE_TRY(count(*sums, "rows", sums_at, &rows));
-  }
-  if (sums->contains("loss_sum"))
-    MOE_TRY(
-        json_expect(finite_number((*sums)["loss_sum"]) && (*sums)["loss_sum"].get<double>() >= 0,
-                    sums_at, "loss_sum", "a finite number ≥ 0"));
-  out.epoch_sums = *sums;
-
-  const std::string time_at = json_path + ": timing";
-  MOE_TRY(json_expect(timing->is_object(), json_path, "timing", "an object"));
-  MOE_TRY(count(*timing, "train_rows", time_at, &out.train_rows));
-  const json* secs = json_require(*timing, "train_seconds", time_at, &st);
-  MOE_TRY(st);
-  MOE_TRY(json_expect(finite_number(*secs) && secs->get<double>() >= 0, time_at, "train_seconds",
-                      "a finite number ≥ 0"));
-  out.train_seconds = secs->get<double>();
-
-  // The tensors: exactly the optimizer's per-parameter state, plus the best parameters once an
-  // epoch has been judged best. Read into place only when all of them check out would need a
-  // second copy; instead a failure leaves the optimizer half filled, and the caller discards it.
-  MOE_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes,
-                       read_bound_file(*tensors_j, json_path, dir, kTrainStateTensorsFile,
-                                       "tensors", kMaxTensorsBytes));
-  const std::string tensors_path = dir + "/" + kTrainStateTensorsFile;
-  MOE_ASSIGN_OR_RETURN(SafetensorsFile file,
-                       SafetensorsFile::parse(std::move(bytes), tensors_path));
-  const ParamStore& store = model.params();
-  if (out.best_epoch > 0) out.best_values.assign(static_cast<size_t>(store.values().numel()), 0.0f);
-  std::set<std::string> expected;
-  for (const NamedTensor& t : state_tensors(
-           store, optimizer, out.best_values.empty() ? nullptr : out.best_values.data())) {
-    expected.insert(t.name);
-    MOE_TRY(read_tensor_strict(file, t.name, t.tensor, "the config gives"));
-    // Adam's second moments are running means of squared gradients: a negative one would make
-    // the update's square root NaN.
-    if (t.name.rfind("adam.v.", 0) == 0) {
-      const float* v = t.tensor.f32();
-      for (int64_t i = 0; i < t.tensor.numel(); ++i)
-        if (v[i] < 0.0f)
-          return Status::error(
-              "{}: tensor {} element {} is {}, but a second moment (a mean of squares) is never "
-              "negative",
-              tensors_path, t.name, i, v[i]);
-    }
-  }
-  for (const SafetensorsEntry& e : file.entries())
-    if (expected.count(e.name) == 0)
-      return Status::error(
-          "{}: unexpected tensor {} (neither the optimizer nor the best model "
-          "has it)",
-          tensors_path, e.name);
+  MOE_TRY(read_run_settings(*opt, *schedule, json_path, optimizer, run, &out));
+  MOE_TRY(read_best(*best, json_path, &out));
+  MOE_TRY(read_progress(*sums, *timing, json_path, &out));
+  MOE_TRY(read_state_tensors(*tensors_j, json_path, dir, model, optimizer, &out));
   optimizer.set_step_count(out.step);
   return out;
 }

@@ -47,7 +47,7 @@ TEST(ConfigBudget, WeightBytesCountTheGradientAndTheOptimizerState) {
   EXPECT_EQ(training_weight_bytes(m, sgd, kInputs, kOutputs), 12 * weights);
 }
 
-TEST(ConfigBudget, Bf16CountsTheSwigluWeightCopies) {
+TEST(ConfigBudget, Bf16CountsTheExpertWeightCopies) {
   // 4 SwiGLU experts of W1, W3 [16, 16] and W2 [16, 16] plus one shared of F = 8: in bf16 each
   // matrix also has a 2-byte copy; MLP experts stay fp32 and have none.
   const std::string swiglu =
@@ -68,9 +68,13 @@ TEST(ConfigBudget, Bf16CountsTheSwigluWeightCopies) {
   dense32.dense = true;
   EXPECT_GT(training_weight_bytes(dense, adam, kInputs, kOutputs),
             training_weight_bytes(dense32, adam, kInputs, kOutputs));
-  ModelConfig mlp = model_config(R"({"moe": {"precision": "bf16"}})");
+  // Every kind of expert computes in bf16 from copies of its weight matrices (not its biases).
+  ModelConfig mlp = model_config(
+      R"({"moe": {"experts": 4, "expert": {"kind": "mlp", "hidden": 16}, "precision": "bf16"}})");
+  ModelConfig mlp32 = mlp;
+  mlp32.moe[0].precision = Precision::kF32;
   EXPECT_EQ(training_weight_bytes(mlp, adam, kInputs, kOutputs),
-            training_weight_bytes(model_config("{}"), adam, kInputs, kOutputs));
+            training_weight_bytes(mlp32, adam, kInputs, kOutputs) + 2 * (4 * 2 * 16 * 16));
 }
 
 TEST(ConfigBudget, AConfigThatFitsPasses) {

@@ -114,12 +114,6 @@ const Case kIneffective[] = {
          "model": {"moe": {"hierarchy": {"groups": 2, "gate": {"hard": true}}}}})",
      "model.moe.hierarchy.gate.hard", "only the gumbel_softmax gate"},
     // experts
-    {R"({"data": {"train": "t.csv"}, "model": {"moe": {"precision": "bf16",
-                                                 "expert": {"kind": "mlp"}}}})",
-     "model.moe.precision", "only swiglu experts compute in bf16"},
-    {R"({"data": {"train": "t.csv"}, "model": {"moe": {"precision": "bf16",
-                                                 "expert": {"kind": "linear"}}}})",
-     "model.moe.precision", "this layer's experts are linear"},
     {R"({"data": {"train": "t.csv"}, "model": {"moe": {"expert": {"depth": 2}}}})",
      "model.moe.expert.depth", "only mlp experts use it (the experts it applies to are swiglu)"},
     {R"({"data": {"train": "t.csv"}, "model": {"moe": {"expert": {"bias": false}}}})",
@@ -266,7 +260,7 @@ TEST(ConfigWarnings, DefaultsDoNotWarn) {
   const std::vector<std::string> all = config_keys_set(config_to_json(*c));
   const std::vector<std::string> named = keys_of(ineffective_config_keys(*c, all));
   for (const char* key : {"data.text.bigrams", "model.moe.gate.hard", "model.moe.expert.depth",
-                          "model.moe.precision", "training.label_smoothing"})
+                          "training.label_smoothing"})
     EXPECT_NE(std::find(named.begin(), named.end(), key), named.end()) << key;
 }
 
