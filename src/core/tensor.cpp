@@ -18,13 +18,11 @@ size_t dtype_size(DType t) {
     case DType::kBF16:
       return 2;
     case DType::kF64:
-      return 8;
     case DType::kI64:
       return 8;
     case DType::kI32:
       return 4;
     case DType::kI8:
-      return 1;
     case DType::kU8:
       return 1;
   }

@@ -35,7 +35,7 @@ void sort_slots_by_expert(RoutingPlan* plan) {
     if (p.dropped[static_cast<size_t>(i)]) continue;
     const int32_t e = p.expert_ids[static_cast<size_t>(i)];
     MOE_CHECK(e >= 0 && e < p.n_experts, "slot {} routed to expert {} of {}", i, e, p.n_experts);
-    ++p.expert_offsets[static_cast<size_t>(e + 1)];
+    ++p.expert_offsets[static_cast<size_t>(e) + 1];
   }
   for (int64_t e = 0; e < p.n_experts; ++e)
     p.expert_offsets[static_cast<size_t>(e + 1)] += p.expert_offsets[static_cast<size_t>(e)];

@@ -101,11 +101,13 @@ void training_section(Out out, const RunData& run) {
   }
   const std::vector<EpochPoint>& epochs = *run.epochs;
   std::vector<double> x;
+  x.reserve(epochs.size());
   for (const EpochPoint& e : epochs) x.push_back(e.epoch);
   fmt::format_to(out, "<div class=\"charts\">\n");
 
   LineChart loss{{"Loss per epoch", "epoch", "loss", kHalf, 300}, {}, false};
   std::vector<double> train_loss;
+  train_loss.reserve(epochs.size());
   for (const EpochPoint& e : epochs) train_loss.push_back(e.train_loss);
   loss.series.push_back({"train", x, train_loss, false});
   const std::vector<double> val_loss = column(epochs, &EpochPoint::validation, "loss");
@@ -200,6 +202,7 @@ void training_section(Out out, const RunData& run) {
                         {{title, "epoch", "share of slots", kHalf, 300}, x, experts, per_expert}));
     } else {
       std::vector<std::string> cols;
+      cols.reserve(x.size());
       for (double e : x) cols.push_back(format_number(e));
       HeatMap map{{title, "epoch", "expert", kHalf, 0},
                   experts,
@@ -423,8 +426,12 @@ bool deeper_than(const json& v, int levels) {
 void flatten(const json& v, const std::string& key, int depth,
              std::vector<std::pair<std::string, std::string>>* out) {
   if (v.is_object() && !v.empty() && depth < kMaxShownDepth) {
-    for (const auto& [k, child] : v.items())
-      flatten(child, key.empty() ? k : key + "." + k, depth + 1, out);
+    for (const auto& [k, child] : v.items()) {
+      std::string path = key;
+      if (!path.empty()) path += '.';
+      path += k;
+      flatten(child, path, depth + 1, out);
+    }
     return;
   }
   std::string text;

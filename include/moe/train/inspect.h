@@ -146,7 +146,7 @@ struct LevelStats {
   std::vector<float> mean_images;                   // [E, P] images
 };
 
-struct InspectReport {
+struct InspectReport {  // NOLINT(bugprone-exception-escape): its members' moves do not throw
   std::string path;
   int64_t n_rows = 0;
   InputKind input = InputKind::kDense;

@@ -167,7 +167,7 @@ int64_t next_block(int64_t left, bool exact_tail) {
 template <typename T>
 void matmul_blocked(const GemmShape& s, GemmScale scale, const T* a, const T* b, float* c) {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, bf16>);
-  constexpr DType src = std::is_same_v<T, float> ? DType::kF32 : DType::kBF16;
+  constexpr DType kSrc = std::is_same_v<T, float> ? DType::kF32 : DType::kBF16;
   // The row dimension is m (A not transposed) or k (A transposed); the other is run whole. Each
   // block re-reads B [k, n] in full when m is cut, C [m, n] (read and written) when k is.
   const int64_t rows = s.trans_a ? s.k : s.m;
@@ -177,11 +177,11 @@ void matmul_blocked(const GemmShape& s, GemmScale scale, const T* a, const T* b,
     const int64_t r = next_block(rows - r0, exact_tail);
     if (s.trans_a) {  // A [k, m] and B's k rows (or columns) from r0; C accumulates after block 0
       blk.k = r;
-      matmul_exact(blk, {scale.alpha, r0 == 0 ? scale.beta : 1.0f}, src, a + r0 * s.lda,
+      matmul_exact(blk, {scale.alpha, r0 == 0 ? scale.beta : 1.0f}, kSrc, a + r0 * s.lda,
                    b + (s.trans_b ? r0 : r0 * s.ldb), c);
     } else {  // rows r0.. of A and C
       blk.m = r;
-      matmul_exact(blk, scale, src, a + r0 * s.lda, b, c + r0 * s.ldc);
+      matmul_exact(blk, scale, kSrc, a + r0 * s.lda, b, c + r0 * s.ldc);
     }
     r0 += r;
   }
