@@ -149,7 +149,7 @@ Options parse_options(int argc, char** argv) {
       Precision p = Precision::kF32;
       if (m == "both") {
         o.precisions = {Precision::kF32, Precision::kBF16};
-      } else if (parse_precision(m, &p)) {
+      } else if (parse_enum_name(kPrecisionNames, m, &p)) {
         o.precisions = {p};
       } else {
         std::fprintf(stderr, "bench_moe: --precision takes fp32, bf16 or both, not %s\n",

@@ -5,42 +5,6 @@
 
 namespace moe {
 
-const char* expert_kind_name(ExpertKind k) {
-  switch (k) {
-    case ExpertKind::kLinear:
-      return "linear";
-    case ExpertKind::kMlp:
-      return "mlp";
-    case ExpertKind::kSwiglu:
-      return "swiglu";
-  }
-  return "?";
-}
-
-bool parse_expert_kind(const std::string& s, ExpertKind* out) {
-  for (ExpertKind k : {ExpertKind::kLinear, ExpertKind::kMlp, ExpertKind::kSwiglu}) {
-    if (s == expert_kind_name(k)) {
-      *out = k;
-      return true;
-    }
-  }
-  return false;
-}
-
-const char* precision_name(Precision p) {
-  return p == Precision::kBF16 ? "bf16" : "fp32";
-}
-
-bool parse_precision(const std::string& s, Precision* out) {
-  for (Precision p : {Precision::kF32, Precision::kBF16}) {
-    if (s == precision_name(p)) {
-      *out = p;
-      return true;
-    }
-  }
-  return false;
-}
-
 Status validate_expert_config(const ExpertConfig& c) {
   if (c.kind != ExpertKind::kLinear && c.hidden <= 0)
     return Status::error("{} expert: hidden width must be positive, got {}",

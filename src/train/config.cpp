@@ -183,7 +183,7 @@ json data_to_json(const DataConfig& d) {
 // model
 
 void parse_expert(Section s, ExpertConfig* e) {
-  s.choice("kind", &e->kind, kExpertKinds);
+  s.choice("kind", &e->kind, kExpertKindNames);
   s.integer("hidden", &e->hidden, 1, kMaxWidth, "an integer in [1, 1048576]");
   s.integer("depth", &e->depth, 1, 64, "an integer in [1, 64]");
   s.choice("activation", &e->activation, kActivationNames, &kNoActivation);
@@ -192,7 +192,7 @@ void parse_expert(Section s, ExpertConfig* e) {
 }
 
 json expert_to_json(const ExpertConfig& e) {
-  return {{"kind", enum_name(kExpertKinds, e.kind)},
+  return {{"kind", enum_name(kExpertKindNames, e.kind)},
           {"hidden", e.hidden},
           {"depth", e.depth},
           {"activation", enum_name(kActivationNames, e.activation)},
@@ -286,7 +286,7 @@ void parse_moe_block(Section s, int64_t width, MoeBlockConfig* b) {
   b->top_gate.k = 1;
   parse_gate(h, &b->top_gate);
   h.finish();
-  s.choice("precision", &b->precision, kPrecisions);
+  s.choice("precision", &b->precision, kPrecisionNames);
   s.finish();
   if (!s.ok()) return;
   if (b->n_groups > 0 && b->n_experts % b->n_groups != 0)
@@ -319,7 +319,7 @@ json moe_block_to_json(const MoeBlockConfig& b) {
   h["groups"] = b.n_groups;
   gate_to_json(b.top_gate, &h);
   j["hierarchy"] = h;
-  j["precision"] = enum_name(kPrecisions, b.precision);
+  j["precision"] = enum_name(kPrecisionNames, b.precision);
   return j;
 }
 

@@ -72,10 +72,6 @@ inline constexpr EnumName<NormChoice> kNorms[] = {
     {"rms", NormChoice::kRms}, {"layer", NormChoice::kLayer}, {"none", NormChoice::kNone}};
 inline constexpr EnumName<InputBag> kBags[] = {
     {"weighted_sum", InputBag::kWeightedSum}, {"sum", InputBag::kSum}, {"mean", InputBag::kMean}};
-inline constexpr EnumName<Precision> kPrecisions[] = {{"fp32", Precision::kF32},
-                                                      {"bf16", Precision::kBF16}};
-inline constexpr EnumName<ExpertKind> kExpertKinds[] = {
-    {"linear", ExpertKind::kLinear}, {"mlp", ExpertKind::kMlp}, {"swiglu", ExpertKind::kSwiglu}};
 // Activations a config may name: kActivationNames but "identity" (an expert or trunk needs a
 // nonlinearity).
 inline constexpr Activation kNoActivation = Activation::kIdentity;

@@ -130,7 +130,7 @@ const char* field_users(const std::string& field) {
 std::string kind_names(const std::vector<ExpertKind>& kinds) {
   std::vector<std::string> names;
   for (ExpertKind k : kinds) {
-    std::string name = enum_name(kExpertKinds, k);
+    std::string name = enum_name(kExpertKindNames, k);
     if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
   }
   std::sort(names.begin(), names.end());
@@ -202,7 +202,7 @@ void check_list_field(Checker& ck, const ExpertsAt& x, const std::string& field)
       const ExpertKind kind = b.expert_list[i].kind;
       ck.check(entry, !expert_uses(kind, field),
                fmt::format("only {} use it (this expert is {})", field_users(field),
-                           enum_name(kExpertKinds, kind)));
+                           enum_name(kExpertKindNames, kind)));
     } else if (hidden || i == 0) {
       ck.check(entry, !expert_uses(dense_kind, field),
                fmt::format("only {} use it ({})", field_users(field), dense_is));
@@ -226,7 +226,7 @@ void check_shared_field(Checker& ck, const ExpertsAt& x, const std::string& fiel
   if (!dense) {
     ck.check(shared, !expert_uses(b.shared.kind, field),
              fmt::format("only {} use it (the shared experts are {})", field_users(field),
-                         enum_name(kExpertKinds, b.shared.kind)));
+                         enum_name(kExpertKindNames, b.shared.kind)));
   } else if (hidden) {
     ck.check(shared, !expert_uses(dense_kind, field),
              fmt::format("only {} use it ({})", field_users(field), dense_is));
@@ -243,8 +243,8 @@ void check_shared_field(Checker& ck, const ExpertsAt& x, const std::string& fiel
 void check_experts(Checker& ck, const std::string& at, const MoeBlockConfig& b, bool dense) {
   const bool listed = !b.expert_list.empty();
   const ExpertKind dense_kind = listed ? b.expert_list.front().kind : b.expert.kind;
-  const std::string dense_is =
-      fmt::format("model.dense makes this layer one {} FFN", enum_name(kExpertKinds, dense_kind));
+  const std::string dense_is = fmt::format("model.dense makes this layer one {} FFN",
+                                           enum_name(kExpertKindNames, dense_kind));
   const ExpertsAt x{at, b, dense, listed, dense_kind, dense_is};
   for (const char* f : kExpertFields) {
     check_default_field(ck, x, f);

@@ -59,6 +59,7 @@
 #include <vector>
 
 #include "moe/core/arena.h"
+#include "moe/core/enum_names.h"
 #include "moe/core/params.h"
 #include "moe/core/rng.h"
 #include "moe/core/status.h"
@@ -69,14 +70,18 @@
 namespace moe {
 
 enum class ExpertKind { kLinear, kMlp, kSwiglu };
-
-const char* expert_kind_name(ExpertKind k);                     // "linear", "mlp", "swiglu"
-bool parse_expert_kind(const std::string& s, ExpertKind* out);  // false if unknown
+inline constexpr EnumName<ExpertKind> kExpertKindNames[] = {
+    {"linear", ExpertKind::kLinear}, {"mlp", ExpertKind::kMlp}, {"swiglu", ExpertKind::kSwiglu}};
+inline const char* expert_kind_name(ExpertKind k) {
+  return enum_name(kExpertKindNames, k);
+}
 
 enum class Precision { kF32, kBF16 };
-
-const char* precision_name(Precision p);                     // "fp32", "bf16"
-bool parse_precision(const std::string& s, Precision* out);  // false if unknown
+inline constexpr EnumName<Precision> kPrecisionNames[] = {{"fp32", Precision::kF32},
+                                                          {"bf16", Precision::kBF16}};
+inline const char* precision_name(Precision p) {
+  return enum_name(kPrecisionNames, p);
+}
 
 struct ExpertConfig {
   ExpertKind kind = ExpertKind::kSwiglu;
