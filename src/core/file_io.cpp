@@ -1,6 +1,8 @@
 // Writing files atomically and reading them whole; see moe/core/file_io.h.
 #include "moe/core/file_io.h"
 
+#include "core/fd.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -60,21 +62,6 @@ Result<std::string> destination(const std::string& path, mode_t* mode) {
     return Status::error("{}: cannot resolve the symbolic link: {}", path, std::strerror(errno));
   return std::string(resolved);
 }
-
-// Closes the descriptor on every way out.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 // Ok when a file of this mode may be read as `source` says.
 Status check_readable(const std::string& path, mode_t mode, FileSource source) {

@@ -1,5 +1,7 @@
 #include "data/file_bytes.h"
 
+#include "core/fd.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -15,20 +17,6 @@ namespace {
 
 // zlib counts in uInt (32 bits): feed and drain it in pieces no larger than this.
 constexpr size_t kZlibChunk = size_t{1} << 30;
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 }  // namespace
 
