@@ -28,6 +28,11 @@ its saved bias), sinkhorn, gumbel_softmax and hash, all as moe evaluates them (n
 Unsupported, rejected with a message: expert_choice gates and capacity_factor > 0 (their routing
 depends on which rows share a batch) and hierarchical layers (hierarchy.groups > 0).
 
+The decoder-only MoE language model has no checkpoint format yet, so no command reads one;
+build_language_model(tensors, dims) rebuilds it as a module (LanguageModel: logits, and the loss
+with the balancing losses) from named tensors and dims such as a tests/golden/gen_lm.py fixture
+holds, and reproduces those fixtures' logits, losses and gradients.
+
 Arithmetic is float64 from the stored float32 weights, so differences from moe are moe's own
 float32 rounding. --compare allows |torch − moe| ≤ 1e-5 · max(1, |moe|) on outputs (the CSV's six
 significant digits limit what a comparison can see), identical expert lists, and combine
@@ -441,6 +446,177 @@ def build_model(meta, tensors):
                           f"{list(own[name].shape)}")
     model.load_state_dict({n: t.to(torch.float64) for n, t in tensors.items()}, strict=False)
     return model.eval()
+
+
+# ------------------------------------------------------------------------------------------------
+# the decoder-only language model (Mixtral's architecture)
+#
+# The same model as tests/golden/gen_lm.py (whose docstring gives every formula), as a module
+# whose state_dict names are the ones there: embed.w, blocks.<l>.{attn_norm,ffn_norm}.gain,
+# blocks.<l>.attn.{wq,wk,wv,wo}, blocks.<l>.ffn.{w1,w2,w3} or blocks.<l>.moe.router.w and
+# blocks.<l>.moe.experts.<e>.{w1,w2,w3}, final_norm.gain, head.w (untied only). The attention,
+# RoPE and balancing losses are written out again here rather than imported: the generator is
+# a golden-fixture script outside tools/, and neither tree imports the other. No language model
+# checkpoint format exists yet, so no command reads one; build_language_model takes the tensors
+# and the dims directly (a gen_lm fixture's metadata will do).
+
+LM_INT_DIMS = ("vocab", "d_model", "n_layers", "n_heads", "n_kv_heads", "n_experts", "top_k",
+               "expert_hidden", "dense_hidden")
+LM_FLOAT_DIMS = {"switch_coef": 0.0, "z_coef": 0.0, "norm_eps": 1e-5, "rope_theta": 10000.0}
+
+
+def lm_dims(dims):
+    """Typed dims from strings or numbers (a gen_lm fixture's metadata, say)."""
+    def flag(v):
+        return v if isinstance(v, bool) else str(v).lower() in ("true", "1")
+
+    out = {k: int(dims[k]) for k in LM_INT_DIMS if k in dims}
+    out.update({k: float(dims.get(k, v)) for k, v in LM_FLOAT_DIMS.items()})
+    blocks = dims.get("moe_blocks", ())
+    if isinstance(blocks, str):
+        blocks = [b for b in blocks.split(",") if b.strip()]
+    out["moe_blocks"] = tuple(int(b) for b in blocks)
+    out["tied_head"] = flag(dims.get("tied_head", True))
+    for k in ("vocab", "d_model", "n_layers", "n_heads", "n_kv_heads"):
+        if k not in out:
+            raise Failure(f"language model: dim '{k}' is missing")
+    if out["d_model"] % out["n_heads"] or out["n_heads"] % out["n_kv_heads"]:
+        raise Failure(f"language model: d_model {out['d_model']}, n_heads {out['n_heads']} and "
+                      f"n_kv_heads {out['n_kv_heads']} do not divide")
+    return out
+
+
+def rope(x, theta):
+    """x [B, n, S, Dh]: pairs (2i, 2i+1) at position s rotated by s · theta^(−2i/Dh)."""
+    s_n, dh = x.shape[2], x.shape[3]
+    inv_freq = theta ** (-torch.arange(0, dh, 2, dtype=torch.float64) / dh)
+    angle = torch.outer(torch.arange(s_n, dtype=torch.float64), inv_freq).to(x.dtype)
+    x_even, x_odd = x[..., 0::2], x[..., 1::2]
+    return torch.stack((x_even * angle.cos() - x_odd * angle.sin(),
+                        x_even * angle.sin() + x_odd * angle.cos()), -1).flatten(-2)
+
+
+class Attention(nn.Module):
+    """Causal grouped-query attention with RoPE, no biases; query head h reads kv head
+    h // (H/G)."""
+
+    def __init__(self, d, n_heads, n_kv_heads, theta):
+        super().__init__()
+        self.h, self.g, self.dh, self.theta = n_heads, n_kv_heads, d // n_heads, theta
+        linear_params(self, ("wq", None), n_heads * self.dh, d, False)
+        linear_params(self, ("wk", None), n_kv_heads * self.dh, d, False)
+        linear_params(self, ("wv", None), n_kv_heads * self.dh, d, False)
+        linear_params(self, ("wo", None), d, n_heads * self.dh, False)
+
+    def forward(self, x):  # [B, S, D]
+        b_n, s_n, _ = x.shape
+        lin = nn.functional.linear
+        q = lin(x, self.wq).view(b_n, s_n, self.h, self.dh).transpose(1, 2)  # [B, H, S, Dh]
+        k = lin(x, self.wk).view(b_n, s_n, self.g, self.dh).transpose(1, 2)  # [B, G, S, Dh]
+        v = lin(x, self.wv).view(b_n, s_n, self.g, self.dh).transpose(1, 2)
+        q, k = rope(q, self.theta), rope(k, self.theta)
+        k = k.repeat_interleave(self.h // self.g, dim=1)
+        v = v.repeat_interleave(self.h // self.g, dim=1)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.dh)  # [B, H, S, S]
+        future = torch.triu(torch.ones(s_n, s_n, dtype=torch.bool), 1)
+        att = scores.masked_fill(future, float("-inf")).softmax(-1)
+        return lin((att @ v).transpose(1, 2).reshape(b_n, s_n, self.h * self.dh), self.wo)
+
+
+def balance_losses(router_logits, ids, n_experts):
+    """The Switch loss E · Σ_e f_e · P_e (f_e the fraction of all T·K slots routed to e, without
+    gradient; P_e the mean softmax probability) and the z-loss mean_t logsumexp(l_t)², as
+    src/moe/balance.cpp."""
+    f = torch.bincount(ids.flatten(), minlength=n_experts).to(router_logits.dtype) / ids.numel()
+    switch = n_experts * (f * router_logits.softmax(-1).mean(0)).sum()
+    z = (torch.logsumexp(router_logits, -1) ** 2).mean()
+    return switch, z
+
+
+class LmBlock(nn.Module):
+    def __init__(self, dims, is_moe):
+        super().__init__()
+        d, eps = dims["d_model"], dims["norm_eps"]
+        self.attn_norm = Norm(d, "rms", eps)
+        self.attn = Attention(d, dims["n_heads"], dims["n_kv_heads"], dims["rope_theta"])
+        self.ffn_norm = Norm(d, "rms", eps)
+        if is_moe:
+            expert = {"kind": "swiglu", "hidden": dims["expert_hidden"], "activation": "silu",
+                      "bias": False}
+            gate = {"kind": "topk_softmax", "renormalize": True, "softmax_after_topk": False}
+            self.moe = MoeLayer(d, {"hierarchy": {"groups": 0}, "gate": gate, "k": dims["top_k"],
+                                    "capacity_factor": 0, "experts": dims["n_experts"],
+                                    "expert_list": [], "expert": expert, "shared": 0}, None)
+        else:
+            self.ffn = Expert(d, {"kind": "swiglu", "hidden": dims["dense_hidden"],
+                                  "activation": "silu", "bias": False})
+
+    def forward(self, x):
+        """x [B, S, D] -> x, and (router logits [T, E], ids [T, K]) of an MoE block."""
+        x = x + self.attn(self.attn_norm(x))
+        h = self.ffn_norm(x).reshape(-1, x.shape[-1])  # [T, D]
+        if hasattr(self, "ffn"):
+            return x + self.ffn(h).view_as(x), None
+        y, (ids, _) = self.moe(h, None)
+        return x + y.view_as(x), (nn.functional.linear(h, self.moe.router.w), ids)
+
+
+class LanguageModel(nn.Module):
+    """The decoder-only MoE language model; forward(tokens [B, S]) gives logits [B·S, V] and
+    loss(tokens, targets) the mean cross-entropy plus Σ_MoE layers (α·switch + w·z)."""
+
+    def __init__(self, dims):
+        super().__init__()
+        self.dims = dims
+        self.embed = nn.Module()
+        self.embed.w = nn.Parameter(torch.randn(dims["vocab"], dims["d_model"],
+                                                dtype=torch.float64) / math.sqrt(dims["d_model"]))
+        self.blocks = nn.ModuleList(LmBlock(dims, layer in dims["moe_blocks"])
+                                    for layer in range(dims["n_layers"]))
+        self.final_norm = Norm(dims["d_model"], "rms", dims["norm_eps"])
+        if not dims["tied_head"]:
+            self.head = nn.Module()
+            linear_params(self.head, ("w", None), dims["vocab"], dims["d_model"], False)
+
+    def run(self, tokens):
+        """Logits [B·S, V] and each MoE block's (router logits, ids)."""
+        x = self.embed.w[tokens.long()]  # [B, S, D]
+        routing = []
+        for block in self.blocks:
+            x, r = block(x)
+            if r is not None:
+                routing.append(r)
+        head = self.embed.w if self.dims["tied_head"] else self.head.w
+        h = self.final_norm(x).reshape(-1, x.shape[-1])
+        return nn.functional.linear(h, head), routing
+
+    def forward(self, tokens):
+        return self.run(tokens)[0]
+
+    def loss(self, tokens, targets):
+        """Total, task and auxiliary loss."""
+        logits, routing = self.run(tokens)
+        task = nn.functional.cross_entropy(logits, targets.reshape(-1).long())
+        aux = torch.zeros((), dtype=logits.dtype)
+        for router_logits, ids in routing:
+            switch, z = balance_losses(router_logits, ids, self.dims["n_experts"])
+            aux = aux + self.dims["switch_coef"] * switch + self.dims["z_coef"] * z
+        return task + aux, task, aux
+
+
+def build_language_model(tensors, dims):
+    """The LanguageModel of these dims (lm_dims keys) holding these named tensors, in float64."""
+    model = LanguageModel(lm_dims(dims))
+    own = model.state_dict()
+    missing = [n for n in own if n not in tensors]
+    if missing:
+        raise Failure(f"language model: tensors missing: {missing[:5]}")
+    for name in own:
+        if tuple(tensors[name].shape) != tuple(own[name].shape):
+            raise Failure(f"language model: tensor {name}: shape {list(tensors[name].shape)}, "
+                          f"the dims give {list(own[name].shape)}")
+    model.load_state_dict({n: tensors[n].to(torch.float64) for n in own})
+    return model
 
 
 # ------------------------------------------------------------------------------------------------
