@@ -12,7 +12,8 @@ namespace moe::testing {
 const std::vector<OpCase>& op_cases() {
   static const std::vector<OpCase> cases = [] {
     std::vector<OpCase> all;
-    for (auto family : {layer_op_cases, loss_op_cases, gate_op_cases, moe_layer_op_cases})
+    for (auto family :
+         {layer_op_cases, loss_op_cases, gate_op_cases, moe_layer_op_cases, attention_op_cases})
       for (OpCase& c : family()) all.push_back(std::move(c));
     return all;
   }();

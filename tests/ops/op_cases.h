@@ -13,6 +13,7 @@ std::vector<OpCase> layer_op_cases();      // layer_ops.cpp
 std::vector<OpCase> loss_op_cases();       // loss_ops.cpp
 std::vector<OpCase> gate_op_cases();       // gate_ops.cpp
 std::vector<OpCase> moe_layer_op_cases();  // moe_layer_ops.cpp
+std::vector<OpCase> attention_op_cases();  // attention_ops.cpp
 
 // Every registered case (tests/ops/op_cases.cpp), in registration order; names are unique.
 const std::vector<OpCase>& op_cases();
