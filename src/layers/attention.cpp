@@ -53,6 +53,19 @@ struct HeadGrads {
   float* dv;          // [n_keys, Dh], row stride ld_kv
 };
 
+// x[j] = exp(x[j] − m) for j < n (exp_diff carries the difference exactly, vec_math.h); returns
+// their sum.
+float exp_shifted(float* x, int64_t n, float m) {
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < n; ++j) {
+    const float e = vec::exp_diff(x[j], m);
+    x[j] = e;
+    sum += e;
+  }
+  return sum;
+}
+
 // Keys k0 .. k0 + nk − 1 of a block that the query at position pos sees: those at or before it
 // when causal (a prefix of the block, possibly empty), all of them otherwise.
 int64_t visible_keys(int64_t pos, int64_t k0, int64_t nk, bool causal) {
@@ -102,12 +115,7 @@ void forward_head(const HeadSlices& hs, int64_t dh, bool causal, float scale, fl
         float mx = k0 == 0 ? sr[0] : row_max[r];
 #pragma omp simd reduction(max : mx)
         for (int64_t j = 0; j < n_vis; ++j) mx = std::max(mx, sr[j]);
-        float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-        for (int64_t j = 0; j < n_vis; ++j) {
-          sr[j] = vec::exp_diff(sr[j], mx);
-          sum += sr[j];
-        }
+        const float sum = exp_shifted(sr, n_vis, mx);
         std::fill(sr + n_vis, sr + nk, 0.0f);
         if (k0 == 0) {
           row_sum[r] = sum;
@@ -174,9 +182,7 @@ void backward_head(const HeadSlices& hs, const HeadGrads& g, const float* lse, i
       for (int64_t r = 0; r < nq; ++r) {
         float* pr = p + r * nk;
         const int64_t n_vis = visible_keys(qpos0 + r, k0, nk, causal);
-        const float l = lse[i0 + r];
-#pragma omp simd
-        for (int64_t j = 0; j < n_vis; ++j) pr[j] = vec::exp_diff(pr[j], l);
+        exp_shifted(pr, n_vis, lse[i0 + r]);
         std::fill(pr + n_vis, pr + nk, 0.0f);
       }
       // dv[k0 ..] [nk, Dh] += Pᵀ [nk, nq] · dO [nq, Dh]
