@@ -33,8 +33,7 @@ Result<std::string> read_text_file(const std::string& path) {
   // A byte order mark says "UTF-8"; it is not text.
   if (text.size() >= 3 && std::memcmp(text.data(), "\xEF\xBB\xBF", 3) == 0) text.erase(0, 3);
   if (text.empty()) return Status::error("{}: empty file (no text)", path);
-  if (const void* nul = std::memchr(text.data(), '\0', text.size()); nul != nullptr) {
-    const auto at = static_cast<size_t>(static_cast<const char*>(nul) - text.data());
+  if (const size_t at = text.find('\0'); at != std::string::npos) {
     return Status::error("{}: NUL byte at byte {} ({}): not a text file", path, at,
                          line_and_column(text, at));
   }
