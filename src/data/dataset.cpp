@@ -107,6 +107,7 @@ Result<LabelSpec> LabelSpec::from_json(const json& j, const std::string& source)
 }
 
 Dataset Dataset::subset(std::span<const int64_t> rows) const {
+  MOE_CHECK(kind != FeatureKind::kTokens, "subset of token windows");
   Dataset out;
   out.source = source;
   out.kind = kind;
@@ -197,6 +198,10 @@ BatchBuffers BatchBuffers::for_dataset(const Dataset& d, int64_t batch_size) {
   BatchBuffers b;
   if (d.kind == FeatureKind::kDense) {
     b.features = TensorBuffer(Shape{batch_size, d.n_features});
+  } else if (d.kind == FeatureKind::kTokens) {
+    b.tokens = TensorBuffer(Shape{batch_size, d.context + 1}, DType::kI32);
+    b.rows = TensorBuffer(Shape{batch_size}, DType::kI64);
+    return b;
   } else {
     const int64_t cap = std::max<int64_t>(1, BatchIterator::max_ids_per_batch(d, batch_size));
     b.ids = TensorBuffer(Shape{cap}, DType::kI32);
@@ -265,6 +270,18 @@ bool BatchIterator::next(const BatchBuffers& buffers, Batch* out) {
       std::memcpy(f + i * dim, d.dense.data() + rows[i] * dim,
                   sizeof(float) * static_cast<size_t>(dim));
     out->features = Tensor(f, Shape{n, dim});
+  } else if (d.kind == FeatureKind::kTokens) {
+    const int64_t w = d.context + 1;
+    MOE_CHECK(buffers.tokens.numel() >= n * w, "token buffer too small for the batch");
+    auto* tok = buffers.tokens.view().data<int32_t>();
+    for (int64_t i = 0; i < n; ++i) {
+      MOE_CHECK((rows[i] + 1) * d.context < static_cast<int64_t>(d.ids.size()),
+                "window {} past the end of a stream of {} tokens", rows[i], d.ids.size());
+      std::memcpy(tok + i * w, d.ids.data() + rows[i] * d.context,
+                  sizeof(int32_t) * static_cast<size_t>(w));
+    }
+    out->tokens = Tensor(tok, Shape{n, w}, DType::kI32);
+    return true;
   } else {
     int32_t* ids = buffers.ids.view().data<int32_t>();
     float* w = buffers.weights.f32();

@@ -11,12 +11,18 @@
 #include <fmt/format.h>
 
 #include "moe/core/check.h"
+#include "moe/model/lm_model.h"
 #include "moe/model/row_model.h"
 
 namespace moe {
 
 Result<std::unique_ptr<Model>> Model::create(const ModelConfig& config, const DataShape& shape) {
-  // Rows (tabular, text bags, images) are the one kind of input today.
+  // Token windows make a language model; rows (tabular, text bags, images) a classifier or
+  // regressor.
+  if (shape.input == FeatureKind::kTokens) {
+    MOE_ASSIGN_OR_RETURN(std::unique_ptr<LmModel> model, LmModel::create(config, shape));
+    return std::unique_ptr<Model>(std::move(model));
+  }
   MOE_ASSIGN_OR_RETURN(std::unique_ptr<RowModel> model, RowModel::create(config, shape));
   return std::unique_ptr<Model>(std::move(model));
 }

@@ -40,6 +40,7 @@ using namespace checkpoint_detail;
 constexpr const char* kFormatName = "moe-checkpoint";
 constexpr uint64_t kMaxJsonBytes = uint64_t{1} << 30;  // a vocabulary can be large
 constexpr uint64_t kMaxWeightsBytes = uint64_t{1} << 40;
+constexpr uint64_t kMaxTokenizerBytes = uint64_t{1} << 30;
 
 // Loads every parameter the model declares from the weights file, exactly: present, F32, the
 // shape the config gives, finite; and no tensor the model does not have.
@@ -215,6 +216,10 @@ Status save_checkpoint(const std::string& dir, const Model& model, const Config&
       model.named_parameters(),
       {{"format", kFormatName}, {"format_version", std::to_string(kCheckpointFormatVersion)}});
   MOE_TRY(write_file_atomic(weights_path, weights.data(), weights.size()));
+  if (schema.tokenizer) {
+    const std::string& model_bytes = schema.tokenizer->to_bytes();
+    MOE_TRY(write_file_atomic(dir + "/" + kTokenizerFile, model_bytes.data(), model_bytes.size()));
+  }
 
   json j;
   j["format"] = kFormatName;
@@ -265,6 +270,29 @@ Result<DirIdentity> checkpoint_dir_identity(const std::string& dir) {
   return DirIdentity{st.st_dev, st.st_ino, st.st_mtim};
 }
 
+// The tokenizer file of a corpus schema: the one model.json names (size and hash), a model
+// SentencePiece loads, of the vocabulary size the schema records.
+Status load_tokenizer(const json& data_j, const std::string& json_path, const std::string& dir,
+                      DataSchema* schema) {
+  const json& binding = data_j["tokenizer"];
+  const json copy = {
+      {"file", binding["file"]}, {"bytes", binding["bytes"]}, {"fnv1a64", binding["fnv1a64"]}};
+  MOE_ASSIGN_OR_RETURN(
+      std::vector<uint8_t> bytes,
+      read_bound_file(copy, json_path, dir, kTokenizerFile, "data.tokenizer", kMaxTokenizerBytes));
+  const std::string path = dir + "/" + kTokenizerFile;
+  MOE_ASSIGN_OR_RETURN(
+      Tokenizer t,
+      Tokenizer::from_bytes(
+          std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), path));
+  const auto v = binding.find("vocab_size");
+  if (v == binding.end() || !v->is_number_integer() || v->get<int64_t>() != t.vocab_size())
+    return Status::error("{}: data.tokenizer.vocab_size must be {}, the pieces {} holds", json_path,
+                         t.vocab_size(), path);
+  schema->tokenizer = std::make_shared<const Tokenizer>(std::move(t));
+  return Status::ok();
+}
+
 Result<Checkpoint> load_checkpoint_once(const std::string& dir) {
   const std::string json_path = dir + "/" + kCheckpointJsonFile;
 
@@ -295,6 +323,8 @@ Result<Checkpoint> load_checkpoint_once(const std::string& dir) {
   Checkpoint out;
   MOE_ASSIGN_OR_RETURN(out.config, parse_config(*config_j, json_path + ": config"));
   MOE_ASSIGN_OR_RETURN(out.schema, DataSchema::from_json(*data_j, json_path + ": data"));
+  if (out.schema.format == DataFormat::kCorpus)
+    MOE_TRY(load_tokenizer(*data_j, json_path, dir, &out.schema));
   MOE_ASSIGN_OR_RETURN(std::vector<GateState> gates, parse_gates(*gates_j, json_path, "gates"));
   if (out.config.data.format != out.schema.format)
     return Status::error("{}: the config's data.format \"{}\" and the data schema's \"{}\" differ",

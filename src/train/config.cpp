@@ -48,6 +48,18 @@ void parse_idx(Section idx, IdxConfig* x) {
   idx.finish();
 }
 
+void parse_corpus(Section corpus, CorpusConfig* c) {
+  SubwordOptions& t = c->tokenizer;
+  corpus.choice("tokenizer", &t.kind, kTokenizerKindNames);
+  corpus.integer("vocab_size", &t.vocab_size, 260, int64_t{1} << 20,
+                 "an integer in [260, 1048576] (3 special and 256 byte pieces come first)");
+  corpus.boolean("byte_fallback", &t.byte_fallback);
+  corpus.number("character_coverage", &t.character_coverage, 0, 1, true, false,
+                "a number in (0, 1]");
+  corpus.integer("max_sentences", &t.max_sentences, 0, INT64_MAX, "an integer ≥ 0 (0: all)");
+  corpus.finish();
+}
+
 // Rules that tie data keys together.
 void check_data_rules(Section& s, DataConfig* d) {
   if (d->split.validation + d->split.test >= 1.0)
@@ -68,6 +80,14 @@ void check_data_rules(Section& s, DataConfig* d) {
     return;
   }
   if (d->train.empty()) return s.fail_msg("data.train", "a training file is needed");
+  if (d->format == DataFormat::kCorpus) {
+    if (d->task != TaskKind::kClassification)
+      return s.fail_msg("data.task",
+                        "format \"corpus\" is language modelling: leave data.task out");
+    if (!d->test.empty() && d->test == d->train)
+      return s.fail_msg("data.test", "is the training file");
+    return;
+  }
   if (d->label.empty()) return s.fail_msg("data.label", "at least one label column is needed");
   if (d->task == TaskKind::kClassification && d->label.size() != 1)
     return s.fail_msg("data.label", "classification takes exactly one label column");
@@ -120,6 +140,7 @@ void parse_data(Section s, DataConfig* d) {
 
   parse_text(s.object("text"), &d->text);
   parse_idx(s.object("idx"), &d->idx);
+  parse_corpus(s.object("corpus"), &d->corpus);
   s.finish();
   if (!s.ok()) return;
 
@@ -176,6 +197,12 @@ json data_to_json(const DataConfig& d) {
               {"test_images", d.idx.test_images},
               {"test_labels", d.idx.test_labels},
               {"n_classes", d.idx.n_classes}};
+  const SubwordOptions& t = d.corpus.tokenizer;
+  j["corpus"] = {{"tokenizer", enum_name(kTokenizerKindNames, t.kind)},
+                 {"vocab_size", t.vocab_size},
+                 {"byte_fallback", t.byte_fallback},
+                 {"character_coverage", t.character_coverage},
+                 {"max_sentences", t.max_sentences}};
   return j;
 }
 
@@ -367,6 +394,18 @@ void parse_model(Section s, ModelConfig* m) {
     s.fail("moe", "an MoE layer object or an array of them", *moe);
   }
   s.boolean("dense", &m->dense);
+  Section lm = s.object("lm");
+  LmConfig& l = m->lm;
+  lm.integer("layers", &l.layers, 1, 1024, "an integer in [1, 1024]");
+  lm.integer("heads", &l.heads, 1, 4096, "an integer in [1, 4096]");
+  lm.integer("kv_heads", &l.kv_heads, 0, 4096, "an integer in [0, 4096] (0: as many as heads)");
+  lm.integer("context", &l.context, 1, 65536, "an integer in [1, 65536]");
+  lm.boolean("tie_embeddings", &l.tie_embeddings);
+  lm.number("rope_theta", &l.rope_theta, 1, 1e12, true, false, "a number > 1");
+  lm.choice("moe_layers", &l.moe_layers, kMoeLayers);
+  lm.integer("ffn_hidden", &l.ffn_hidden, 0, kMaxWidth, "an integer in [0, 1048576] (0: auto)");
+  lm.number("norm_eps", &l.norm_eps, 0, 1, true, false, "a number in (0, 1]");
+  lm.finish();
   s.finish();
 }
 
@@ -390,6 +429,15 @@ json model_to_json(const ModelConfig& m) {
     for (const MoeBlockConfig& b : m.moe) j["moe"].push_back(moe_block_to_json(b));
   }
   j["dense"] = m.dense;
+  j["lm"] = {{"layers", m.lm.layers},
+             {"heads", m.lm.heads},
+             {"kv_heads", m.lm.kv_heads},
+             {"context", m.lm.context},
+             {"tie_embeddings", m.lm.tie_embeddings},
+             {"rope_theta", m.lm.rope_theta},
+             {"moe_layers", enum_name(kMoeLayers, m.lm.moe_layers)},
+             {"ffn_hidden", m.lm.ffn_hidden},
+             {"norm_eps", real(m.lm.norm_eps)}};
   return j;
 }
 
@@ -533,6 +581,7 @@ Result<Config> parse_config(const json& j, const std::string& source) {
     return Status::error("{}: the configuration must be a JSON object, got {}", source, show(j));
   parse_data(root.object("data"), &c.data);
   if (status.is_ok()) parse_model(root.object("model"), &c.model);
+  c.model.language_model = c.data.format == DataFormat::kCorpus;
   if (status.is_ok()) parse_training(root.object("training"), c.data.task, &c.training);
   if (status.is_ok()) parse_output(root.object("output"), &c.output);
   root.finish();

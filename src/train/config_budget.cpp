@@ -157,7 +157,25 @@ std::vector<SizeKey> size_keys(const ModelConfig& c) {
 
 }  // namespace
 
+// The language model's matrices: the embedding (and an untied head), per block the attention's
+// four and the FFN's (an MoE layer or the dense SwiGLU).
+static int64_t lm_matrix_elements(const ModelConfig& c, int64_t vocab) {
+  const int64_t d = c.width, heads = std::max<int64_t>(c.lm.heads, 1);
+  const int64_t kv_width = mul(d / heads, c.lm.n_kv_heads());
+  int64_t n = mul(c.lm.tie_embeddings ? 1 : 2, mul(vocab, d));
+  for (int64_t l = 0; l < c.lm.layers && !c.moe.empty(); ++l) {
+    n = add(n, add(mul(2, mul(d, d)), mul(2, mul(kv_width, d))));
+    const MoeBlockConfig& b = c.moe[0];
+    ExpertConfig dense = dense_block(b);
+    if (c.lm.ffn_hidden > 0) dense.hidden = c.lm.ffn_hidden;
+    n = add(
+        n, c.lm.block_is_moe(l) && !c.dense ? moe_block_matrices(b, d) : expert_matrices(dense, d));
+  }
+  return n;
+}
+
 int64_t model_matrix_elements(const ModelConfig& c, int64_t n_features, int64_t n_outputs) {
+  if (c.language_model) return lm_matrix_elements(c, n_features);
   const int64_t d = c.width;
   int64_t n = add(mul(d, n_features), mul(n_outputs, d));  // input.w, head.w
   for (int64_t hidden : c.trunk.hidden) n = add(n, mul(2, mul(hidden, d)));

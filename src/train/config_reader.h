@@ -65,7 +65,10 @@ std::string choice_list(const EnumName<E> (&options)[N], const E* except = nullp
 inline constexpr EnumName<DataFormat> kFormats[] = {{"csv", DataFormat::kCsv},
                                                     {"tsv", DataFormat::kTsv},
                                                     {"text", DataFormat::kText},
-                                                    {"idx", DataFormat::kIdx}};
+                                                    {"idx", DataFormat::kIdx},
+                                                    {"corpus", DataFormat::kCorpus}};
+inline constexpr EnumName<MoeLayers> kMoeLayers[] = {
+    {"all", MoeLayers::kAll}, {"every_other", MoeLayers::kEveryOther}, {"none", MoeLayers::kNone}};
 inline constexpr EnumName<MissingPolicy> kMissing[] = {{"error", MissingPolicy::kError},
                                                        {"impute", MissingPolicy::kImpute}};
 inline constexpr EnumName<NormChoice> kNorms[] = {

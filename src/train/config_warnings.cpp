@@ -55,6 +55,16 @@ class Checker {
 
 void check_data(Checker& ck, const DataConfig& d) {
   const char* format = enum_name(kFormats, d.format);
+  ck.check("data.corpus", d.format != DataFormat::kCorpus,
+           fmt::format("only data.format corpus uses it (the format is {})", format));
+  if (d.format == DataFormat::kCorpus) {
+    for (const char* key :
+         {"delimiter", "quoting", "label", "ignore_columns", "categorical_columns", "missing",
+          "standardize_targets", "max_categories", "text", "idx", "split.test", "split.stratify"})
+      ck.check(fmt::format("data.{}", key), true,
+               "a corpus is plain text (data.format corpus) and does not use it");
+    return;
+  }
   const bool text = d.format == DataFormat::kText, idx = d.format == DataFormat::kIdx;
   const bool tabular = !text && !idx;
   const bool regression = d.task == TaskKind::kRegression;
@@ -338,6 +348,22 @@ void check_model(Checker& ck, const Config& c) {
   const ModelConfig& m = c.model;
   const char* format = enum_name(kFormats, c.data.format);
   const bool text = c.data.format == DataFormat::kText;
+  const bool lm = m.language_model;
+  ck.check(
+      "model.lm", !lm,
+      fmt::format("only a language model (data.format corpus) uses it (the format is {})", format));
+  if (lm) {
+    // The language model has its own blocks (lm_model.h): the row model's keys do nothing.
+    for (const char* key : {"input_dropout", "word_dropout", "bag", "input_l2", "trunk"})
+      ck.check(fmt::format("model.{}", key), true,
+               "a language model (data.format corpus) does not use it");
+    ck.check("model.dense", m.lm.moe_layers == MoeLayers::kNone,
+             "model.lm.moe_layers is none: the model has no MoE layer");
+    ck.check("model.lm.ffn_hidden", m.lm.moe_layers == MoeLayers::kAll && !m.dense,
+             "every block is an MoE layer (model.lm.moe_layers all), so no dense FFN uses it");
+    for (const MoeBlockConfig& b : m.moe) check_moe_block(ck, "model.moe", b, m.dense);
+    return;
+  }
   for (const char* key : {"word_dropout", "bag"})
     ck.check(fmt::format("model.{}", key), !text,
              fmt::format("only text input (data.format text) uses it (the format is {})", format));

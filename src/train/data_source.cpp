@@ -11,6 +11,7 @@
 #include "core/json_read.h"
 #include "moe/data/csv.h"
 #include "moe/data/idx.h"
+#include "train/corpus_source.h"
 
 namespace moe {
 
@@ -199,10 +200,49 @@ Result<LoadedData> load_idx_data(const DataConfig& c) {
   return out;
 }
 
+// The corpus fields of a schema: the tokenizer file's record and the context.
+Result<DataSchema> corpus_schema_from_json(const json& j, const std::string& source, DataSchema s) {
+  for (const auto& [key, value] : j.items()) {
+    if (key != "format" && key != "delimiter" && key != "quoting" && key != "tokenizer" &&
+        key != "context")
+      return Status::error("{}: unexpected field '{}' for format \"corpus\"", source, key);
+  }
+  const auto tok = j.find("tokenizer");
+  if (tok == j.end() || !tok->is_object())
+    return Status::error("{}: tokenizer must be an object", source);
+  const auto file = tok->find("file");
+  if (file == tok->end() || *file != kTokenizerFile)
+    return Status::error("{}: tokenizer.file must be \"{}\"", source, kTokenizerFile);
+  const auto bytes = tok->find("bytes");
+  if (bytes == tok->end() || !bytes->is_number_integer() || bytes->get<int64_t>() < 1 ||
+      bytes->get<int64_t>() > (int64_t{1} << 30))
+    return Status::error("{}: tokenizer.bytes must be a positive integer", source);
+  s.tokenizer_bytes = bytes->get<int64_t>();
+  const auto hash = tok->find("fnv1a64");
+  if (hash == tok->end() || !hash->is_string() || hash->get<std::string>().size() != 16)
+    return Status::error("{}: tokenizer.fnv1a64 must be 16 hex digits", source);
+  s.tokenizer_fnv1a64 = hash->get<std::string>();
+  const auto ctx = j.find("context");
+  if (ctx == j.end() || !ctx->is_number_integer() || ctx->get<int64_t>() < 1 ||
+      ctx->get<int64_t>() > 65536)
+    return Status::error("{}: context must be an integer in [1, 65536]", source);
+  s.context = ctx->get<int64_t>();
+  s.labels.task = TaskKind::kClassification;  // the next token, one of V
+  return s;
+}
+
 }  // namespace
 
 DataShape DataSchema::shape() const {
   DataShape s;
+  if (format == DataFormat::kCorpus) {
+    // Next-token prediction: a classification over the V token ids.
+    s.input = FeatureKind::kTokens;
+    s.n_features = tokenizer ? tokenizer->vocab_size() : 0;
+    s.task = TaskKind::kClassification;
+    s.n_outputs = s.n_features;
+    return s;
+  }
   s.task = labels.task;
   s.n_outputs = labels.task == TaskKind::kClassification ? labels.n_classes() : labels.n_targets();
   if (text) {
@@ -223,7 +263,7 @@ json DataSchema::to_json() const {
   j["format"] = data_format_name(format);
   j["delimiter"] = delimiter_name(delimiter);
   if (format != DataFormat::kIdx) j["quoting"] = csv_quoting_name(quoting);
-  j["labels"] = labels.to_json();
+  if (format != DataFormat::kCorpus) j["labels"] = labels.to_json();
   if (features) j["features"] = features->to_json();
   if (text) {
     j["text"] = text->to_json();
@@ -234,6 +274,13 @@ json DataSchema::to_json() const {
     j["idf"] = idf;
   }
   if (format == DataFormat::kIdx) j["image_size"] = image_size;
+  if (format == DataFormat::kCorpus) {
+    j["tokenizer"] = {{"file", kTokenizerFile},
+                      {"vocab_size", tokenizer ? tokenizer->vocab_size() : 0},
+                      {"bytes", tokenizer_bytes},
+                      {"fnv1a64", tokenizer_fnv1a64}};
+    j["context"] = context;
+  }
   return j;
 }
 
@@ -266,6 +313,7 @@ Result<DataSchema> DataSchema::from_json(const json& j, const std::string& sourc
       return Status::error("{}: quoting must be \"none\" or \"rfc4180\", got {}", source,
                            json_excerpt(*it));
   }
+  if (s.format == DataFormat::kCorpus) return corpus_schema_from_json(j, source, std::move(s));
   if (!j.contains("labels")) return Status::error("{}: missing field 'labels'", source);
   MOE_ASSIGN_OR_RETURN(s.labels, LabelSpec::from_json(j["labels"], source));
 
@@ -317,14 +365,20 @@ Result<DataSchema> DataSchema::from_json(const json& j, const std::string& sourc
   return s;
 }
 
-Result<LoadedData> load_data(const DataConfig& config) {
+Result<LoadedData> load_data(const DataConfig& config, int64_t context) {
   if (config.format == DataFormat::kIdx) return load_idx_data(config);
+  if (config.format == DataFormat::kCorpus) return corpus_detail::load_corpus_data(config, context);
   return load_table_data(config);
 }
 
 Result<Dataset> load_with_schema(const DataSchema& schema, const std::string& path,
                                  const std::string& labels_path, LabelUse labels,
                                  std::string* report) {
+  if (schema.format == DataFormat::kCorpus) {
+    if (!labels_path.empty())
+      return Status::error("{}: a separate labels file is for IDX images only", labels_path);
+    return corpus_detail::load_corpus_file(schema, path);
+  }
   if (schema.format == DataFormat::kIdx) {
     IdxImageOptions options;
     options.n_classes = schema.labels.n_classes();

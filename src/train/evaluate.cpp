@@ -18,9 +18,11 @@ namespace {
 Status check_matches(const Model& model, const Dataset& data, const LabelSpec& labels) {
   const DataShape& shape = model.shape();
   if (data.kind != shape.input) {
+    const auto kind = [](FeatureKind k) {
+      return k == FeatureKind::kDense ? "dense" : k == FeatureKind::kSparse ? "text" : "token";
+    };
     return Status::error("{}: the model takes {} input, the data is {}", data.source,
-                         shape.input == FeatureKind::kDense ? "dense" : "text",
-                         data.kind == FeatureKind::kDense ? "dense" : "text");
+                         kind(shape.input), kind(data.kind));
   }
   if (data.n_features != shape.n_features) {
     return Status::error("{}: {} features per row, the model takes {}", data.source,
@@ -32,7 +34,7 @@ Status check_matches(const Model& model, const Dataset& data, const LabelSpec& l
   }
   const int64_t outputs =
       shape.task == TaskKind::kClassification ? labels.n_classes() : labels.n_targets();
-  if (outputs != shape.n_outputs) {
+  if (shape.input != FeatureKind::kTokens && outputs != shape.n_outputs) {
     return Status::error("{}: {} outputs in the label spec, the model has {}", data.source, outputs,
                          shape.n_outputs);
   }
@@ -119,6 +121,56 @@ Status check_finite(const Dataset& data, const std::vector<float>& outputs, int6
   return Status::ok();
 }
 
+// A language model over token windows: the mean next-token loss, perplexity, bits per byte and
+// accuracy. Batches hold at most kEvalTokens tokens (the logits [B·S, V] dominate memory).
+constexpr int64_t kEvalTokens = 8192;
+
+Result<EvalMetrics> evaluate_tokens(Model& model, const Dataset& data, const EvalOptions& options) {
+  const int64_t s = data.context, v = model.shape().n_outputs;
+  BatchOptions bo;
+  bo.batch_size = std::max<int64_t>(1, std::min(options.batch_size, kEvalTokens / s));
+  bo.shuffle = false;
+  BatchIterator it(data, bo);
+  const BatchBuffers buffers = BatchBuffers::for_dataset(data, bo.batch_size);
+  Arena arena;
+  const Rng no_noise(0);
+  double loss_sum = 0.0;
+  int64_t tokens = 0, correct = 0;
+  it.start_epoch(0);
+  Batch batch;
+  while (it.next(buffers, &batch)) {
+    arena.reset();
+    const Tensor logits = model.forward(batch, /*training=*/false, no_noise, arena);  // [B·S, V]
+    const int64_t t = logits.rows();
+    loss_sum +=
+        model.task_loss(batch, logits, Tensor(), TaskLossOptions()) * static_cast<double>(t);
+    const int32_t* win = batch.tokens.data<int32_t>();
+    const std::vector<int32_t> best =
+        argmax_rows(std::span<const float>(logits.f32(), static_cast<size_t>(t * v)), v);
+    for (int64_t i = 0; i < t; ++i)
+      correct += best[static_cast<size_t>(i)] == win[(i / s) * (s + 1) + i % s + 1];
+    tokens += t;
+    if (options.after_batch) options.after_batch(model, batch);
+  }
+  EvalMetrics m;
+  m.task = TaskKind::kClassification;
+  m.language_model = true;
+  m.n_rows = data.n_rows;
+  m.language.n_tokens = tokens;
+  m.language.n_bytes = data.n_bytes;
+  if (tokens > 0) {
+    m.has_loss = true;
+    m.loss = loss_sum / static_cast<double>(tokens);
+    m.language.perplexity = std::exp(m.loss);
+    m.language.accuracy = static_cast<double>(correct) / static_cast<double>(tokens);
+    // The windows cover all but the stream's last (n − 1) mod S tokens: their share of the bytes.
+    const double covered = static_cast<double>(tokens) / static_cast<double>(data.ids.size() - 1);
+    const double bytes = static_cast<double>(data.n_bytes) * covered;
+    m.language.bits_per_byte = bytes > 0 ? loss_sum / (bytes * std::log(2.0)) : 0.0;
+  }
+  return m;
+}
+
 }  // namespace
 
 Result<EvalMetrics> evaluate(Model& model, const Dataset& data, const LabelSpec& labels,
@@ -127,6 +179,12 @@ Result<EvalMetrics> evaluate(Model& model, const Dataset& data, const LabelSpec&
   if (options.batch_size <= 0)
     return Status::error("evaluation batch size {}: expected a positive integer",
                          options.batch_size);
+  if (data.kind == FeatureKind::kTokens) {
+    if (predictions != nullptr)
+      return Status::error("{}: a language model gives no per-row predictions; use moe generate",
+                           data.source);
+    return evaluate_tokens(model, data, options);
+  }
   const DataShape& shape = model.shape();
   const int64_t n = data.n_rows;
   const int64_t c = shape.n_outputs;

@@ -206,6 +206,11 @@ RegressionMetrics regression_metrics(std::span<const float> targets,
 
 std::vector<std::string> EvalMetrics::names() const {
   std::vector<std::string> out;
+  if (language_model) {
+    if (has_loss) out = {"loss", "perplexity", "bits_per_byte", "accuracy"};
+    out.emplace_back("tokens");
+    return out;
+  }
   if (task == TaskKind::kClassification) {
     for (std::string_view m : kClassificationMetrics) {
       if (m == "loss" && !has_loss) continue;
@@ -222,6 +227,15 @@ std::vector<std::string> EvalMetrics::names() const {
 
 Result<double> EvalMetrics::value(std::string_view name) const {
   if (name == "loss" && has_loss) return loss;
+  if (language_model) {
+    const LanguageMetrics& l = language;
+    if (name == "tokens") return static_cast<double>(l.n_tokens);
+    if (has_loss && name == "perplexity") return l.perplexity;
+    if (has_loss && name == "bits_per_byte") return l.bits_per_byte;
+    if (has_loss && name == "accuracy") return l.accuracy;
+    return Status::error("metric '{}' is not available for a language model (available: {})", name,
+                         fmt::join(names(), ", "));
+  }
   if (task == TaskKind::kClassification) {
     const ClassificationMetrics& c = classification;
     if (name == "accuracy") return c.accuracy;
@@ -249,7 +263,10 @@ nlohmann::ordered_json EvalMetrics::to_json(const std::vector<std::string>& labe
   nlohmann::ordered_json j;
   j["rows"] = n_rows;
   for (const std::string& name : names()) j[name] = value(name).value();
-  if (task == TaskKind::kClassification) {
+  if (language_model) {
+    j["tokens"] = language.n_tokens;
+    j["bytes"] = language.n_bytes;
+  } else if (task == TaskKind::kClassification) {
     const ClassificationMetrics& c = classification;
     nlohmann::ordered_json per_class = nlohmann::ordered_json::object();
     for (size_t k = 0; k < static_cast<size_t>(c.n_classes); ++k) {
@@ -281,7 +298,9 @@ nlohmann::ordered_json EvalMetrics::to_json(const std::vector<std::string>& labe
 std::string EvalMetrics::to_text(const std::vector<std::string>& labels) const {
   std::string out = fmt::format("rows      {}\n", n_rows);
   for (const std::string& name : names())
-    out += fmt::format("{:<9} {}\n", name, format_metric(value(name).value()));
+    out += name == "tokens" ? fmt::format("{:<9} {}\n", name, language.n_tokens)
+                            : fmt::format("{:<9} {}\n", name, format_metric(value(name).value()));
+  if (language_model) return out;
   if (task == TaskKind::kClassification) {
     const ClassificationMetrics& c = classification;
     size_t width = 5;

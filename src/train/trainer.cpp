@@ -47,6 +47,13 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 Status check_metric(MetricKind metric, const DataShape& shape) {
   const bool classify = shape.task == TaskKind::kClassification;
   const char* name = metric_kind_name(metric);
+  if (shape.input == FeatureKind::kTokens) {
+    if (metric == MetricKind::kLoss || metric == MetricKind::kAccuracy) return Status::ok();
+    return Status::error(
+        "training.early_stopping.metric: '{}' is not a language model metric "
+        "(expected loss or accuracy)",
+        name);
+  }
   switch (metric) {
     case MetricKind::kLoss:
       return Status::ok();
@@ -273,7 +280,7 @@ StepOutcome train_step(Model& model, const Batch& batch, const Rng& noise, doubl
   in.arena->reset();
   store.clear_grads();  // = zero_grads(), the SwiGLU experts' zeros deferred (params.h)
   const Tensor logits = model.forward(batch, /*training=*/true, noise, *in.arena);  // [T, C]
-  const Tensor dlogits = in.dlogits.slice(0, batch.n_rows);                         // [T, C]
+  const Tensor dlogits = in.dlogits.slice(0, logits.rows());                        // [T, C]
   StepOutcome out;
   out.loss = model.task_loss(batch, logits, dlogits, in.loss);
   out.aux = model.aux_loss();
@@ -362,7 +369,9 @@ Result<std::unique_ptr<Trainer>> Trainer::create(const Config& config, const Loa
   t->state_ = std::make_unique<State>(data.train, bo);
   State& s = *t->state_;
   s.optimizer = make_optimizer(t->model_->params(), config.training.optimizer);
-  s.dlogits = TensorBuffer(Shape{bo.batch_size, shape.n_outputs});
+  // A language model's batch of B windows has B·S output rows, one per token.
+  const int64_t outputs_per_row = shape.input == FeatureKind::kTokens ? data.train.context : 1;
+  s.dlogits = TensorBuffer(Shape{bo.batch_size * outputs_per_row, shape.n_outputs});
   if (shape.task == TaskKind::kClassification &&
       config.training.class_weights == ClassWeights::kBalanced) {
     s.class_weights = TensorBuffer(Shape{shape.n_outputs});
@@ -787,7 +796,8 @@ Status Trainer::finish_run(Run& r) {
                          evaluate(*model_, data_.test, data_.schema.labels, r.eval_options));
     result.has_test = true;
   }
-  if (model_->n_moe_layers() > 0) {
+  // Routing inspection reads rows; a language model's per-token inspection is not written yet.
+  if (model_->n_moe_layers() > 0 && model_->shape().input != FeatureKind::kTokens) {
     MOE_ASSIGN_OR_RETURN(const InspectReport routing, inspect_run(*model_, data_));
     if (options_.write_files)
       MOE_TRY(write_inspect_json((r.out / "inspect.json").string(), routing));

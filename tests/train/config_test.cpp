@@ -54,7 +54,7 @@ TEST(ConfigTest, ErrorsNameTheKeyPathAndWhatWasExpected) {
        "c.json: model.moe.kk: unknown key (expected one of: "},
       {R"({"data": {"train": "t.csv"}, "extra": 1})", "c.json: extra: unknown key"},
       {R"({"data": {"train": "t.csv", "format": "xls"}})",
-       R"(c.json: data.format: expected one of "csv", "tsv", "text", "idx", got "xls")"},
+       R"(c.json: data.format: expected one of "csv", "tsv", "text", "idx", "corpus", got "xls")"},
       {R"({"data": {"train": 3}})", "c.json: data.train: expected a string, got 3"},
       {R"({"data": {"train": "t.tsv", "quoting": "auto"}})",
        R"(c.json: data.quoting: expected one of "none", "rfc4180", got "auto")"},

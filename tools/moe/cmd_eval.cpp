@@ -35,8 +35,10 @@ int run_eval(const EvalArgs& args) {
   options.huber_delta = ck.config.training.huber_delta;
   // Predictions are asked for so that evaluate refuses a NaN or infinite output, naming its row,
   // rather than printing metrics computed from it.
+  // A language model's evaluation is over tokens and checks its loss instead.
   Predictions predictions;
-  Result<EvalMetrics> m = evaluate(*ck.model, in->data, ck.schema.labels, options, &predictions);
+  Predictions* rows = in->data.kind == FeatureKind::kTokens ? nullptr : &predictions;
+  Result<EvalMetrics> m = evaluate(*ck.model, in->data, ck.schema.labels, options, rows);
   if (!m) return fail(m.status());
   const std::vector<std::string>& names = output_names(ck.schema);
   if (args.json) {
@@ -60,7 +62,8 @@ void add_eval_command(CLI::App& app, Run* run) {
   CLI::App* cmd = app.add_subcommand("eval", "Evaluate a trained model on a labelled file");
   cmd->add_option("CHECKPOINT", args->checkpoint, "A checkpoint directory (<out>/best)")
       ->required();
-  cmd->add_option("DATA", args->data, "CSV/TSV file, or IDX images")->required();
+  cmd->add_option("DATA", args->data, "CSV/TSV file, IDX images, or a text file (language model)")
+      ->required();
   cmd->add_option("--labels", args->labels, "IDX labels file (image models)")->type_name("FILE");
   cmd->add_flag("--json", args->json, "Print the metrics as JSON");
   cmd->add_option("--batch-size", args->batch_size, "Rows per forward pass")

@@ -46,6 +46,14 @@ struct TrainArgs {
 
 std::string describe_data(const LoadedData& d) {
   const DataShape shape = d.schema.shape();
+  if (shape.input == FeatureKind::kTokens) {
+    std::string s = fmt::format("data: {} training tokens ({} windows of {})", d.train.ids.size(),
+                                d.train.n_rows, d.train.context);
+    if (d.validation.n_rows > 0)
+      s += fmt::format(", {} validation tokens", d.validation.ids.size());
+    if (d.test.n_rows > 0) s += fmt::format(", {} test tokens", d.test.ids.size());
+    return s + fmt::format("; a vocabulary of {} subwords", shape.n_features);
+  }
   std::string s = fmt::format("data: {} training rows", d.train.n_rows);
   if (d.validation.n_rows > 0) s += fmt::format(", {} validation", d.validation.n_rows);
   if (d.test.n_rows > 0) s += fmt::format(", {} test", d.test.n_rows);
@@ -114,7 +122,7 @@ int run_train(const TrainArgs& args) {
   if (args.checkpoint_every >= 0) config->output.checkpoint_every = args.checkpoint_every;
   std::FILE* log = args.quiet ? nullptr : stdout;
 
-  Result<LoadedData> data = load_data(config->data);
+  Result<LoadedData> data = load_data(config->data, config->model.lm.context);
   if (!data) return fail(data.status());
   if (log) {
     std::fprintf(log, "%s\n", describe_data(*data).c_str());

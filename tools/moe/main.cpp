@@ -22,16 +22,18 @@ int main(int argc, char** argv) {
   add_predict_command(app, &run);
   add_inspect_command(app, &run);
   add_report_command(app, &run);
+  add_generate_command(app, &run);
   app.footer("Run `moe COMMAND --help` for a command's options.");  // after: not inherited
   // CLI11 would say only that a subcommand is required; name the word it did not know.
   if (argc > 1 && argv[1][0] != '-') {
     try {
       app.get_subcommand(argv[1]);
     } catch (const CLI::OptionNotFound&) {
-      std::fprintf(stderr,
-                   "moe: unknown command '%s' (commands: train, eval, predict, inspect, report)\n"
-                   "Run `moe --help` for more information.\n",
-                   argv[1]);
+      std::fprintf(
+          stderr,
+          "moe: unknown command '%s' (commands: train, eval, predict, inspect, report, generate)\n"
+          "Run `moe --help` for more information.\n",
+          argv[1]);
       return kExitUsage;
     }
   }

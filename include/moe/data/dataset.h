@@ -7,6 +7,10 @@
 // row i owns ids[offsets[i] .. offsets[i+1]) with one weight each, the form the weighted
 // EmbeddingBag consumes. Labels are class ids [N] int32 for classification or targets [N, C]
 // float for regression.
+// A language model's data are token windows (kTokens): `ids` holds one token stream, and row i is
+// the window ids[i·S .. i·S + S] of S + 1 tokens (the model reads the first S and predicts the
+// last S), so consecutive windows share one token and no target is seen twice. Its labels are
+// the tokens themselves (has_labels, classification over the V token ids).
 //
 // Splitting is by ratio, stratified by class (each class is split in the same proportions),
 // seeded, and deterministic: the same rows, labels, ratios and seed give the same split on any
@@ -62,12 +66,12 @@ struct LabelSpec {
 // Whether encoding a file needs its label column(s): evaluation does, prediction may go without.
 enum class LabelUse { kRequired, kIfPresent, kIgnore };
 
-enum class FeatureKind { kDense, kSparse };
+enum class FeatureKind { kDense, kSparse, kTokens };
 
 // What the model needs to know about its input and output.
 struct DataShape {
   FeatureKind input = FeatureKind::kDense;  // dense features or sparse (text) ids
-  int64_t n_features = 0;                   // D_in (dense) or V (sparse)
+  int64_t n_features = 0;                   // D_in (dense) or V (sparse, tokens)
   TaskKind task = TaskKind::kClassification;
   int64_t n_outputs = 0;  // classes (classification) or targets (regression)
 };
@@ -76,10 +80,10 @@ struct Dataset {
   std::string source;  // the file the rows came from, for messages
   FeatureKind kind = FeatureKind::kDense;
   int64_t n_rows = 0;
-  int64_t n_features = 0;  // D for dense, V for sparse
+  int64_t n_features = 0;  // D for dense, V for sparse and tokens
 
   std::vector<float> dense;      // [N, D]
-  std::vector<int32_t> ids;      // [NNZ], each in [0, V)
+  std::vector<int32_t> ids;      // [NNZ], each in [0, V); tokens: the stream [N·S + 1]
   std::vector<int64_t> offsets;  // [N+1], offsets[0] = 0, non-decreasing, offsets[N] = NNZ
   std::vector<float> weights;    // [NNZ]
 
@@ -93,7 +97,10 @@ struct Dataset {
   // Where each row came from: its line in a CSV file, its record index in an IDX file.
   std::vector<int64_t> source_rows;  // [N]
 
-  // The rows `rows` in that order, as a new data set.
+  int64_t context = 0;  // tokens: S, the tokens a window predicts
+  int64_t n_bytes = 0;  // tokens: UTF-8 bytes of the text the stream encodes (bits per byte)
+
+  // The rows `rows` in that order, as a new data set (not for token windows).
   Dataset subset(std::span<const int64_t> rows) const;
   int64_t row_ids(int64_t row) const { return offsets[row + 1] - offsets[row]; }
 };
@@ -136,6 +143,7 @@ struct BatchBuffers {
   TensorBuffer labels;    // [B] int32 classification
   TensorBuffer targets;   // [B, C] regression
   TensorBuffer rows;      // [B] int64 data set row of each batch row
+  TensorBuffer tokens;    // [B, S+1] int32 token windows
 
   static BatchBuffers for_dataset(const Dataset& d, int64_t batch_size);
 };
@@ -150,6 +158,7 @@ struct Batch {
   Tensor labels;    // [n] int32
   Tensor targets;   // [n, C]
   Tensor rows;      // [n] int64
+  Tensor tokens;    // [n, S+1] int32 token windows: inputs [:, :S], targets [:, 1:]
 };
 
 class BatchIterator {

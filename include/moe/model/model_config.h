@@ -64,6 +64,34 @@ struct TrunkConfig {
 
 enum class InputBag { kWeightedSum, kSum, kMean };  // text input: how a document's ids pool
 
+// Which blocks of a language model have an MoE FFN (the others a dense SwiGLU FFN).
+enum class MoeLayers {
+  kAll,         // every block (Switch, Mixtral)
+  kEveryOther,  // blocks 1, 3, 5, … (GShard)
+  kNone,        // none: a dense Transformer
+};
+
+// The decoder-only language model (model/lm_model.h), for token data (data.format "corpus").
+// Its MoE FFN is model.moe (one object, the same for every MoE block); model.width is D.
+struct LmConfig {
+  int64_t layers = 4;           // L blocks
+  int64_t heads = 4;            // H query heads; D % H == 0, head width D / H even (RoPE)
+  int64_t kv_heads = 0;         // G key/value heads (grouped-query attention); 0: G = H
+  int64_t context = 128;        // S tokens a window predicts
+  bool tie_embeddings = true;   // the head is the token embedding table
+  double rope_theta = 10000.0;  // RoPE base
+  MoeLayers moe_layers = MoeLayers::kAll;
+  // Hidden width of the dense SwiGLU FFNs (blocks without MoE); 0: the MoE layer's active width
+  // (dense_equivalent), so a block costs the same FLOPs whichever FFN it has.
+  int64_t ffn_hidden = 0;
+  float norm_eps = 1e-5f;  // every RMSNorm (Mixtral's value)
+
+  int64_t n_kv_heads() const { return kv_heads > 0 ? kv_heads : heads; }
+  bool block_is_moe(int64_t l) const {
+    return moe_layers == MoeLayers::kAll || (moe_layers == MoeLayers::kEveryOther && l % 2 == 1);
+  }
+};
+
 struct ModelConfig {
   int64_t width = 64;          // D, the residual stream width
   float input_dropout = 0.0f;  // after the input stage
@@ -79,6 +107,10 @@ struct ModelConfig {
   TrunkConfig trunk;
   std::vector<MoeBlockConfig> moe;  // the MoE blocks, in order (may be empty: a dense model)
   bool dense = false;               // replace each MoE block by dense_equivalent()
+  LmConfig lm;                      // token data only
+  // Set from data.format ("corpus") when the config is parsed, not a key of its own: the model
+  // is the language model (model/lm_model.h) rather than the row model.
+  bool language_model = false;
   // model.moe was written as a JSON array (kept so the resolved config has the same form and
   // `--set model.moe.0.k=...` keeps working); one layer written as an object stays an object.
   bool moe_list = false;

@@ -23,6 +23,7 @@
 #include "moe/core/status.h"
 #include "moe/data/csv.h"
 #include "moe/data/dataset.h"
+#include "moe/data/tokenizer.h"
 #include "moe/kernels/ops.h"
 #include "moe/model/model_config.h"
 #include "moe/moe/experts.h"
@@ -37,12 +38,13 @@ namespace moe {
 // data
 
 enum class DataFormat {
-  kCsv,   // tabular, comma-separated
-  kTsv,   // tabular, tab-separated
-  kText,  // text classification: a text column and a label column in a CSV or TSV file
-  kIdx,   // images and labels in IDX files (MNIST, Fashion-MNIST)
+  kCsv,     // tabular, comma-separated
+  kTsv,     // tabular, tab-separated
+  kText,    // text classification: a text column and a label column in a CSV or TSV file
+  kIdx,     // images and labels in IDX files (MNIST, Fashion-MNIST)
+  kCorpus,  // language modelling: plain UTF-8 text files, a subword tokenizer, token windows
 };
-const char* data_format_name(DataFormat f);  // "csv", "tsv", "text", "idx"
+const char* data_format_name(DataFormat f);  // "csv", "tsv", "text", "idx", "corpus"
 bool parse_data_format(const std::string& s, DataFormat* out);
 
 struct SplitConfig {  // data.split: used for the parts that have no file of their own
@@ -72,6 +74,12 @@ struct IdxConfig {  // data.idx (format "idx"); empty validation/test paths mean
   int64_t n_classes = 10;
 };
 
+// data.corpus (format "corpus"): the subword tokenizer trained on data.train, SentencePiece's
+// options (data/tokenizer.h).
+struct CorpusConfig {
+  SubwordOptions tokenizer;
+};
+
 enum class MissingPolicy { kError, kImpute };
 
 struct DataConfig {
@@ -95,6 +103,7 @@ struct DataConfig {
   int64_t max_categories = 1000;
   TextConfig text;
   IdxConfig idx;
+  CorpusConfig corpus;
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -20,9 +21,14 @@
 #include "moe/data/dataset.h"
 #include "moe/data/tabular.h"
 #include "moe/data/text.h"
+#include "moe/data/tokenizer.h"
 #include "moe/train/config.h"
 
 namespace moe {
+
+// The tokenizer's file in a checkpoint directory (format corpus): SentencePiece's serialized
+// model, readable by its own tools (spm_encode --model=…/tokenizer.model).
+inline constexpr const char* kTokenizerFile = "tokenizer.model";
 
 struct DataSchema {
   DataFormat format = DataFormat::kCsv;
@@ -34,6 +40,13 @@ struct DataSchema {
   // csv, tsv, text: how the training files' quotes were read; every file given to the schema is
   // read the same way, whatever its delimiter.
   CsvQuoting quoting = CsvQuoting::kRfc4180;
+  // corpus: the subword tokenizer trained on the training text, and the window length. The
+  // tokenizer's model travels as its own file in a checkpoint (checkpoint.h); to_json records
+  // its size and FNV-1a 64 hash, from_json leaves `tokenizer` empty for the checkpoint to load.
+  std::shared_ptr<const Tokenizer> tokenizer;
+  int64_t tokenizer_bytes = 0;
+  std::string tokenizer_fnv1a64;
+  int64_t context = 0;
 
   DataShape shape() const;
   nlohmann::json to_json() const;
@@ -51,8 +64,9 @@ struct LoadedData {
 };
 
 // Reads the files the config names, splits what has no file of its own, fits the schema on the
-// training part and encodes every part with it.
-Result<LoadedData> load_data(const DataConfig& config);
+// training part and encodes every part with it. A corpus (language modelling) is cut into
+// windows of `context` tokens (model.lm.context), which must then be positive.
+Result<LoadedData> load_data(const DataConfig& config, int64_t context = 0);
 
 // The fingerprint of the data a run trains on: FNV-1a 64 (as 16 hex digits) over every encoded
 // value of the training, validation and test parts (features or token ids and weights, labels
@@ -62,7 +76,8 @@ Result<LoadedData> load_data(const DataConfig& config);
 std::string data_fingerprint(const LoadedData& data);
 
 // Encodes a file with a saved schema (evaluation, prediction). For csv/tsv/text, `path` is a
-// CSV/TSV file and `labels_path` must be empty; for idx, `path` holds the images and
+// CSV/TSV file and `labels_path` must be empty; for corpus a UTF-8 text file (windows of the
+// schema's context); for idx, `path` holds the images and
 // `labels_path` the labels (empty: no labels). `report` may be null.
 Result<Dataset> load_with_schema(const DataSchema& schema, const std::string& path,
                                  const std::string& labels_path, LabelUse labels,

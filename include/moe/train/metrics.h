@@ -98,6 +98,18 @@ double roc_auc(std::span<const int32_t> labels, std::span<const float> scores);
 RegressionMetrics regression_metrics(std::span<const float> targets,
                                      std::span<const float> predictions, int64_t n_targets);
 
+// A language model's next-token metrics over N tokens of text of `n_bytes` UTF-8 bytes:
+//   loss = mean −ln p(token), perplexity = e^loss, bits per byte = N · loss / (n_bytes · ln 2)
+// (comparable across vocabularies: the text's bytes do not depend on the tokenizer), accuracy
+// the share of tokens that are the model's most probable next token.
+struct LanguageMetrics {
+  int64_t n_tokens = 0;
+  int64_t n_bytes = 0;
+  double perplexity = 0.0;
+  double bits_per_byte = 0.0;
+  double accuracy = 0.0;
+};
+
 // The metrics of one evaluation, with the mean loss when it was computed.
 struct EvalMetrics {
   TaskKind task = TaskKind::kClassification;
@@ -106,8 +118,11 @@ struct EvalMetrics {
   double loss = 0.0;
   ClassificationMetrics classification;  // when task is kClassification
   RegressionMetrics regression;          // when task is kRegression
+  bool language_model = false;           // token data: `language` instead of `classification`
+  LanguageMetrics language;
 
-  // The scalar metric `name` names: "loss"; "accuracy", "precision", "recall", "f1" (the macro
+  // The scalar metric `name` names: "loss"; a language model's "perplexity", "bits_per_byte",
+  // "accuracy", "tokens"; "accuracy", "precision", "recall", "f1" (the macro
   // averages), "roc_auc" (binary, or
   // one-vs-rest macro with more classes); "mse", "rmse", "mae", "r2" (means over targets). An
   // error names the metric and lists what this task offers.

@@ -1,0 +1,206 @@
+// Language-model training step: forward, loss, backward and AdamW of the MoE Transformer LM
+// (model/lm_model.h), or with --dense its twin with one SwiGLU FFN of width K·F per block, on
+// random tokens: the same model and the same step ../shared/bench/torch_lm_baseline.py times in
+// PyTorch (bench/compare_torch_lm.sh runs both in one go).
+//
+// Dims: L blocks · D width · H heads · E experts · K experts per token · F expert hidden width ·
+// S context · B batch · V vocabulary.
+//
+// Useful FLOPs per step (torch_lm_baseline.py's formula, so the two compare):
+//   matmuls   6 · B·S · (L · (4·D² + K·3·D·F) + V·D)
+//   attention 6 · B · L · S² · D                      (causal not halved)
+// Prints the median step time over --steps timed steps (after 2 warm-up steps), tokens/s, useful
+// GFLOP/s, the step's working memory (the Arena's high-water mark), and the process's peak RSS.
+//
+// Usage: bench_lm [--layers 8] [--d-model 512] [--heads 8] [--experts 8] [--topk 2] [--ffn 1024]
+//                 [--context 512] [--batch 8] [--vocab 8192] [--steps 5] [--dense]
+//                 [--precision fp32|bf16] [--jsonl FILE]
+#include <omp.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "moe/core/arena.h"
+#include "moe/core/rng.h"
+#include "moe/model/lm_model.h"
+#include "moe/optim/optimizer.h"
+
+namespace moe {
+namespace {
+
+struct Options {
+  int64_t layers = 8, d_model = 512, heads = 8, experts = 8, topk = 2, ffn = 1024;
+  int64_t context = 512, batch = 8, vocab = 8192;
+  int steps = 5;
+  bool dense = false;
+  Precision precision = Precision::kF32;
+  std::string jsonl;
+};
+
+int usage() {
+  std::fprintf(stderr,
+               "usage: bench_lm [--layers N] [--d-model N] [--heads N] [--experts N] [--topk N] "
+               "[--ffn N] [--context N] [--batch N] [--vocab N] [--steps N] [--dense] "
+               "[--precision fp32|bf16] [--jsonl FILE]\n");
+  return 2;
+}
+
+bool parse(int argc, char** argv, Options* o) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    const auto next = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
+    int64_t* field = a == "--layers"    ? &o->layers
+                     : a == "--d-model" ? &o->d_model
+                     : a == "--heads"   ? &o->heads
+                     : a == "--experts" ? &o->experts
+                     : a == "--topk"    ? &o->topk
+                     : a == "--ffn"     ? &o->ffn
+                     : a == "--context" ? &o->context
+                     : a == "--batch"   ? &o->batch
+                     : a == "--vocab"   ? &o->vocab
+                                        : nullptr;
+    if (field != nullptr) {
+      const char* v = next();
+      if (v == nullptr) return false;
+      *field = std::atoll(v);
+    } else if (a == "--steps") {
+      const char* v = next();
+      if (v == nullptr) return false;
+      o->steps = std::atoi(v);
+    } else if (a == "--dense") {
+      o->dense = true;
+    } else if (a == "--precision") {
+      const char* v = next();
+      if (v == nullptr || !parse_enum_name(kPrecisionNames, v, &o->precision)) return false;
+    } else if (a == "--jsonl") {
+      const char* v = next();
+      if (v == nullptr) return false;
+      o->jsonl = v;
+    } else {
+      return false;
+    }
+  }
+  return o->steps > 0;
+}
+
+ModelConfig model_config(const Options& o) {
+  ModelConfig c;
+  c.language_model = true;
+  c.width = o.d_model;
+  c.lm.layers = o.layers;
+  c.lm.heads = o.heads;
+  c.lm.context = o.context;
+  c.lm.tie_embeddings = true;
+  c.dense = o.dense;
+  MoeBlockConfig m;
+  m.n_experts = o.experts;
+  m.expert = {ExpertKind::kSwiglu, o.ffn, 1, Activation::kGelu, false};
+  m.gate.kind = GateKind::kTopKSoftmax;
+  m.gate.k = o.topk;
+  m.gate.switch_loss = 0.0f;  // the peer has no balancing loss
+  m.precision = o.precision;
+  c.moe = {m};
+  return c;
+}
+
+int run(const Options& o) {
+  DataShape shape;
+  shape.input = FeatureKind::kTokens;
+  shape.n_features = o.vocab;
+  shape.n_outputs = o.vocab;
+  Result<std::unique_ptr<Model>> created = Model::create(model_config(o), shape);
+  if (!created.is_ok()) {
+    std::fprintf(stderr, "bench_lm: %s\n", created.status().message().c_str());
+    return 1;
+  }
+  Model& model = *created.value();
+  model.init(1);
+  OptimizerConfig oc;
+  oc.kind = OptimizerKind::kAdamW;
+  oc.weight_decay = 0.1;
+  oc.beta2 = 0.95;
+  std::unique_ptr<Optimizer> opt = make_optimizer(model.params(), oc);
+
+  const int64_t b = o.batch, s = o.context, tokens = b * s;
+  TensorBuffer windows(Shape{b, s + 1}, DType::kI32);
+  TensorBuffer dlogits(Shape{tokens, o.vocab});
+  Rng rng(7);
+  Arena arena;
+  std::vector<double> times;
+  double loss = 0.0;
+  for (int step = 0; step < o.steps + 2; ++step) {
+    int32_t* w = windows.view().data<int32_t>();
+    for (int64_t i = 0; i < b * (s + 1); ++i)
+      w[i] = static_cast<int32_t>(rng.below(static_cast<uint64_t>(o.vocab)));
+    Batch batch;
+    batch.n_rows = b;
+    batch.tokens = windows.view();
+    const auto t0 = std::chrono::steady_clock::now();
+    arena.reset();
+    model.params().clear_grads();
+    Tensor logits = model.forward(batch, true, Rng(3).fork(step), arena);
+    loss = model.task_loss(batch, logits, dlogits.view(), TaskLossOptions());
+    model.backward(dlogits.view(), arena);
+    model.params().settle_grads();
+    opt->step(3e-4);
+    model.after_step();
+    const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (step >= 2) times.push_back(t);
+  }
+  std::sort(times.begin(), times.end());
+  const double t = times[times.size() / 2];
+  const double d = static_cast<double>(o.d_model), l = static_cast<double>(o.layers),
+               f = static_cast<double>(o.ffn), v = static_cast<double>(o.vocab),
+               k = static_cast<double>(o.topk), tk = static_cast<double>(tokens);
+  const double mm = 6 * tk * (l * (4 * d * d + k * 3 * d * f) + v * d);
+  const double attn = 6 * static_cast<double>(b) * l * static_cast<double>(s * s) * d;
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  const char* impl = o.dense ? "moe-dense" : "moe-lm";
+  std::printf("%-10s L=%lld D=%lld E=%lld k=%lld F=%lld S=%lld B=%lld V=%lld %s threads=%d: "
+              "%8.1f ms/step %8.0f tok/s %6.1f useful GFLOP/s  work %.0f MiB  peak RSS %.0f MiB  "
+              "loss %.3f\n",
+              impl, static_cast<long long>(o.layers), static_cast<long long>(o.d_model),
+              static_cast<long long>(o.dense ? 0 : o.experts), static_cast<long long>(o.topk),
+              static_cast<long long>(o.ffn), static_cast<long long>(s),
+              static_cast<long long>(b), static_cast<long long>(o.vocab),
+              enum_name(kPrecisionNames, o.precision), omp_get_max_threads(), t * 1e3, tk / t,
+              (mm + attn) / t / 1e9, static_cast<double>(arena.high_water()) / (1 << 20),
+              static_cast<double>(ru.ru_maxrss) / 1024, loss);
+  if (!o.jsonl.empty()) {
+    std::FILE* fp = std::fopen(o.jsonl.c_str(), "a");
+    if (fp == nullptr) {
+      std::fprintf(stderr, "bench_lm: cannot append to %s\n", o.jsonl.c_str());
+      return 1;
+    }
+    std::fprintf(fp,
+                 "{\"impl\": \"%s\", \"precision\": \"%s\", \"threads\": %d, \"layers\": %lld, "
+                 "\"d_model\": %lld, \"experts\": %lld, \"topk\": %lld, \"ffn\": %lld, "
+                 "\"context\": %lld, \"batch\": %lld, \"vocab\": %lld, \"step_s\": %.6f, "
+                 "\"tokens_per_s\": %.1f, \"gflops\": %.2f}\n",
+                 impl, enum_name(kPrecisionNames, o.precision), omp_get_max_threads(),
+                 static_cast<long long>(o.layers), static_cast<long long>(o.d_model),
+                 static_cast<long long>(o.dense ? 0 : o.experts), static_cast<long long>(o.topk),
+                 static_cast<long long>(o.ffn), static_cast<long long>(s),
+                 static_cast<long long>(b), static_cast<long long>(o.vocab), t, tk / t,
+                 (mm + attn) / t / 1e9);
+    std::fclose(fp);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace moe
+
+int main(int argc, char** argv) {
+  moe::Options o;
+  if (!moe::parse(argc, argv, &o)) return moe::usage();
+  return moe::run(o);
+}

@@ -1,0 +1,95 @@
+// Language-model data: text files to token windows (see train/corpus_source.h).
+//
+// Dims: S context · V vocabulary.
+#include "train/corpus_source.h"
+
+#include <omp.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "moe/data/corpus.h"
+#include "moe/train/checkpoint.h"
+
+namespace moe::corpus_detail {
+
+namespace {
+
+// A data set of the stream's windows: the tokens, the window length and the text's bytes.
+Result<Dataset> windows_of(TokenStream stream, int64_t context, int64_t vocab) {
+  MOE_ASSIGN_OR_RETURN(const TokenWindows w, make_windows(stream, context));
+  Dataset d;
+  d.source = stream.source;
+  d.kind = FeatureKind::kTokens;
+  d.n_rows = w.n_windows;
+  d.n_features = vocab;
+  d.task = TaskKind::kClassification;
+  d.has_labels = true;
+  d.n_classes = vocab;
+  d.context = context;
+  d.n_bytes = stream.n_bytes;
+  d.ids = std::move(stream.tokens);
+  d.source_rows.resize(static_cast<size_t>(d.n_rows));
+  for (int64_t i = 0; i < d.n_rows; ++i) d.source_rows[static_cast<size_t>(i)] = i * context;
+  return d;
+}
+
+Result<TokenStream> read_stream(const Tokenizer& tokenizer, const std::string& path) {
+  MOE_ASSIGN_OR_RETURN(const TextCorpus corpus, read_text_files(std::span(&path, 1)));
+  return tokenize(tokenizer, corpus);
+}
+
+}  // namespace
+
+Result<LoadedData> load_corpus_data(const DataConfig& c, int64_t context) {
+  if (context < 1)
+    return Status::error("model.lm.context: must be positive for a corpus, got {}", context);
+  MOE_ASSIGN_OR_RETURN(const TextCorpus train_text, read_text_files(std::span(&c.train, 1)));
+
+  // The tokenizer learns from the training text alone: validation and test stay unseen.
+  SubwordOptions options = c.corpus.tokenizer;
+  options.seed = c.split.seed;
+  options.threads = omp_get_max_threads();
+  Result<Tokenizer> trained = Tokenizer::train(train_text.documents, options);
+  if (!trained.is_ok()) return trained.status().with_context(c.train);
+  auto tokenizer = std::make_shared<const Tokenizer>(std::move(trained.value()));
+  const int64_t vocab = tokenizer->vocab_size();
+
+  LoadedData out;
+  out.schema.format = DataFormat::kCorpus;
+  out.schema.labels.task = TaskKind::kClassification;
+  out.schema.context = context;
+  const std::string& bytes = tokenizer->to_bytes();
+  out.schema.tokenizer_bytes = static_cast<int64_t>(bytes.size());
+  out.schema.tokenizer_fnv1a64 = fnv1a64_hex(bytes.data(), bytes.size());
+  out.schema.tokenizer = tokenizer;
+
+  TokenStream train = tokenize(*tokenizer, train_text);
+  if (c.validation.empty() && c.split.validation > 0) {
+    MOE_ASSIGN_OR_RETURN(StreamSplit split, split_stream(train, c.split.validation));
+    train = std::move(split.train);
+    MOE_ASSIGN_OR_RETURN(out.validation, windows_of(std::move(split.validation), context, vocab));
+  } else if (!c.validation.empty()) {
+    MOE_ASSIGN_OR_RETURN(TokenStream v, read_stream(*tokenizer, c.validation));
+    MOE_ASSIGN_OR_RETURN(out.validation, windows_of(std::move(v), context, vocab));
+  }
+  MOE_ASSIGN_OR_RETURN(out.train, windows_of(std::move(train), context, vocab));
+  if (!c.test.empty()) {
+    MOE_ASSIGN_OR_RETURN(TokenStream t, read_stream(*tokenizer, c.test));
+    MOE_ASSIGN_OR_RETURN(out.test, windows_of(std::move(t), context, vocab));
+  }
+  out.report = fmt::format("a {} tokenizer of {} pieces trained on {} ({} bytes)",
+                           enum_name(kTokenizerKindNames, options.kind), vocab, c.train,
+                           train_text.n_bytes);
+  return out;
+}
+
+Result<Dataset> load_corpus_file(const DataSchema& schema, const std::string& path) {
+  if (!schema.tokenizer) return Status::error("{}: the model has no tokenizer", path);
+  MOE_ASSIGN_OR_RETURN(TokenStream s, read_stream(*schema.tokenizer, path));
+  return windows_of(std::move(s), schema.context, schema.tokenizer->vocab_size());
+}
+
+}  // namespace moe::corpus_detail

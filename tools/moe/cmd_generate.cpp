@@ -1,0 +1,223 @@
+// moe generate CHECKPOINT [--prompt TEXT | --prompt-file FILE] [--max-tokens N]
+//              [--temperature T] [--top-k K] [--top-p P] [--seed S] [--quiet]
+//
+// Continues a prompt with a language model's checkpoint, streaming the text to stdout as it is
+// sampled, then prints the prefill and decode speeds on stderr. The prompt is encoded with the
+// checkpoint's tokenizer after a <s> (as every training document starts); the model keeps every
+// block's keys and values (LmModel::extend), so each new token costs one position's work. When
+// the context is full, generation goes on from the last half of it (re-encoded at once).
+//
+// Sampling: logits / T, then the K most probable tokens (--top-k, 0: all), then the smallest set
+// of those whose probability reaches P (--top-p, nucleus sampling, Holtzman et al. 2020),
+// renormalised; T = 0 is greedy (the most probable token). The same checkpoint, prompt, options
+// and seed give the same text, whatever the thread count.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "moe/core/arena.h"
+#include "moe/core/file_io.h"
+#include "moe/core/rng.h"
+#include "moe/data/tokenizer.h"
+#include "moe/model/lm_model.h"
+
+namespace moe::cli {
+
+namespace {
+
+constexpr int64_t kMaxTokensLimit = int64_t{1} << 24;
+constexpr uint64_t kMaxPromptBytes = uint64_t{64} << 20;
+
+struct GenerateArgs {
+  std::string checkpoint;
+  std::string prompt;
+  std::string prompt_file;
+  int64_t max_tokens = 200;
+  double temperature = 0.8;
+  int64_t top_k = 50;
+  double top_p = 0.95;
+  uint64_t seed = 0;
+  bool quiet = false;  // no speeds on stderr
+};
+
+struct Sampling {
+  double temperature = 1.0;
+  int64_t top_k = 0;
+  double top_p = 1.0;
+};
+
+// The next token from logits [V] (sampling above), `u` a uniform draw in [0, 1).
+int32_t sample(const float* logits, int64_t v, const Sampling& s, double u,
+               std::vector<int32_t>* order, std::vector<double>* probs) {
+  if (s.temperature <= 0.0)
+    return static_cast<int32_t>(std::max_element(logits, logits + v) - logits);
+  order->resize(static_cast<size_t>(v));
+  std::iota(order->begin(), order->end(), 0);
+  // Most probable first, ties to the lower id, so the draw does not depend on the sort.
+  const auto better = [&](int32_t a, int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  };
+  const int64_t keep = s.top_k > 0 ? std::min(s.top_k, v) : v;
+  std::partial_sort(order->begin(), order->begin() + keep, order->end(), better);
+  probs->resize(static_cast<size_t>(keep));
+  const double top = logits[(*order)[0]];
+  double sum = 0.0;
+  for (int64_t i = 0; i < keep; ++i) {
+    (*probs)[static_cast<size_t>(i)] =
+        std::exp((logits[(*order)[static_cast<size_t>(i)]] - top) / s.temperature);
+    sum += (*probs)[static_cast<size_t>(i)];
+  }
+  // Nucleus: the shortest prefix whose mass reaches top_p.
+  int64_t n = keep;
+  double mass = 0.0;
+  for (int64_t i = 0; i < keep; ++i) {
+    mass += (*probs)[static_cast<size_t>(i)] / sum;
+    if (mass >= s.top_p) {
+      n = i + 1;
+      break;
+    }
+  }
+  double kept = 0.0;
+  for (int64_t i = 0; i < n; ++i) kept += (*probs)[static_cast<size_t>(i)];
+  double acc = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    acc += (*probs)[static_cast<size_t>(i)] / kept;
+    if (u < acc) return (*order)[static_cast<size_t>(i)];
+  }
+  return (*order)[static_cast<size_t>(n - 1)];
+}
+
+// Writes the part of decode(ids) not written yet. Byte pieces of a character not yet complete
+// decode to U+FFFD; those are held back until the character is whole (or the end).
+class TextStream {
+ public:
+  explicit TextStream(const Tokenizer& t) : tok_(t) {}
+  Status push(const std::vector<int32_t>& ids, bool last) {
+    const std::string text = tok_.decode(ids);
+    size_t end = text.size();
+    static const std::string kReplacement = "\xEF\xBF\xBD";
+    if (!last && end >= 3 && text.compare(end - 3, 3, kReplacement) == 0) end -= 3;
+    if (end <= written_ || text.compare(0, written_, written_text_) != 0) return Status::ok();
+    MOE_TRY(write_stdout(std::string_view(text).substr(written_, end - written_)));
+    written_text_ = text.substr(0, end);
+    written_ = end;
+    return Status::ok();
+  }
+
+ private:
+  const Tokenizer& tok_;
+  std::string written_text_;
+  size_t written_ = 0;
+};
+
+Result<std::string> read_prompt(const GenerateArgs& args) {
+  if (!args.prompt_file.empty()) {
+    if (!args.prompt.empty())
+      return Status::error("give the prompt with --prompt or --prompt-file, not both");
+    return read_file_bytes<std::string>(args.prompt_file, kMaxPromptBytes, FileSource::kUser);
+  }
+  return args.prompt;
+}
+
+int run_generate(const GenerateArgs& args) {
+  Result<Checkpoint> ck = load_checkpoint(args.checkpoint);
+  if (!ck) return fail(ck.status());
+  auto* lm = dynamic_cast<LmModel*>(ck->model.get());
+  if (lm == nullptr || !ck->schema.tokenizer)
+    return fail(Status::error("{}: not a language model (data.format is {}); moe generate needs "
+                              "a checkpoint trained on a corpus",
+                              args.checkpoint, data_format_name(ck->config.data.format)));
+  const Tokenizer& tok = *ck->schema.tokenizer;
+  Result<std::string> prompt = read_prompt(args);
+  if (!prompt) return fail(prompt.status());
+  int64_t bad = 0;
+  if (!valid_utf8(*prompt, &bad))
+    return fail(Status::error("{}: the prompt is not valid UTF-8 (byte {})",
+                              args.prompt_file.empty() ? "--prompt" : args.prompt_file, bad));
+  std::vector<int32_t> ids = {tok.bos_id()};
+  tok.encode(*prompt, &ids);
+  const int64_t context = lm->context();
+  if (static_cast<int64_t>(ids.size()) > context)
+    return fail(Status::error("the prompt is {} tokens (with <s>), longer than the model's "
+                              "context of {}; shorten it",
+                              ids.size(), context));
+
+  Sampling sampling{args.temperature, args.top_k, args.top_p};
+  Rng rng(args.seed, 0x47454e);  // "GEN"
+  Arena arena;
+  std::vector<int32_t> order;
+  std::vector<double> probs;
+  const auto t0 = std::chrono::steady_clock::now();
+  lm->start_generation();
+  Tensor logits = lm->extend(ids, arena);
+  const double prefill_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const int64_t prompt_tokens = static_cast<int64_t>(ids.size());
+
+  if (Status s = write_stdout(*prompt); !s) return fail(s);
+  std::vector<int32_t> generated;
+  TextStream stream(tok);
+  const auto t1 = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < args.max_tokens; ++i) {
+    const int32_t next = sample(logits.f32(), lm->vocab(), sampling, rng.uniform(), &order, &probs);
+    generated.push_back(next);
+    ids.push_back(next);
+    if (Status s = stream.push(generated, false); !s) return fail(s);
+    if (i + 1 == args.max_tokens) break;
+    arena.reset();
+    if (lm->cached_positions() == context) {
+      // The context is full: start again from its last half.
+      const std::vector<int32_t> tail(ids.end() - context / 2, ids.end());
+      lm->start_generation();
+      logits = lm->extend(tail, arena);
+    } else {
+      logits = lm->extend(std::span<const int32_t>(&ids.back(), 1), arena);
+    }
+  }
+  if (Status s = stream.push(generated, true); !s) return fail(s);
+  if (Status s = write_stdout("\n"); !s) return fail(s);
+  const double decode_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+  if (!args.quiet)
+    std::fprintf(stderr, "moe: prefill %lld tokens at %.0f tokens/s; decode %zu tokens at %.1f "
+                         "tokens/s\n",
+                 static_cast<long long>(prompt_tokens),
+                 prefill_s > 0 ? static_cast<double>(prompt_tokens) / prefill_s : 0.0,
+                 generated.size(),
+                 decode_s > 0 ? static_cast<double>(generated.size()) / decode_s : 0.0);
+  return kExitOk;
+}
+
+}  // namespace
+
+void add_generate_command(CLI::App& app, Run* run) {
+  auto args = std::make_shared<GenerateArgs>();
+  CLI::App* cmd =
+      app.add_subcommand("generate", "Continue a prompt with a language model's checkpoint");
+  cmd->add_option("CHECKPOINT", args->checkpoint, "A checkpoint directory (<out>/best)")
+      ->required();
+  cmd->add_option("--prompt", args->prompt, "The text to continue (default: none)");
+  cmd->add_option("--prompt-file", args->prompt_file, "Read the prompt from a UTF-8 file")
+      ->type_name("FILE");
+  cmd->add_option("--max-tokens", args->max_tokens, "Tokens to generate (default 200)")
+      ->check(CLI::Range(int64_t{1}, kMaxTokensLimit));
+  cmd->add_option("--temperature", args->temperature, "Sampling temperature; 0: greedy (0.8)")
+      ->check(CLI::Range(0.0, 100.0));
+  cmd->add_option("--top-k", args->top_k, "Sample among the K most probable tokens; 0: all (50)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
+  cmd->add_option("--top-p", args->top_p, "Nucleus sampling mass in (0, 1] (0.95)")
+      ->check(CLI::Range(1e-9, 1.0));
+  cmd->add_option("--seed", args->seed, "Sampling seed (0)");
+  cmd->add_flag("--quiet", args->quiet, "Do not print the speeds on stderr");
+  cmd->callback([args, run] { *run = [args] { return run_generate(*args); }; });
+}
+
+}  // namespace moe::cli
