@@ -460,6 +460,8 @@ void parse_training(Section s, TaskKind task, TrainingConfig* t) {
   s.number("gamma", &t->gamma, 0, 1, true, false, "a number in (0, 1]");
   s.integer("batch_size", &t->batch_size, 1, kMaxWidth, "an integer in [1, 1048576]");
   s.integer("epochs", &t->epochs, 1, 1000000, "a positive integer");
+  s.integer("max_steps", &t->max_steps, 0, INT64_MAX, "an integer ≥ 0 (0: no limit)");
+  s.number("max_minutes", &t->max_minutes, 0, 1e7, false, false, "a number ≥ 0 (0: no limit)");
   s.seed("seed", &t->seed);
   s.integer("threads", &t->threads, 0, 4096, "an integer ≥ 0 (0: every core)");
   Section e = s.object("early_stopping");
@@ -509,6 +511,8 @@ json training_to_json(const TrainingConfig& t) {
           {"gamma", t.gamma},
           {"batch_size", t.batch_size},
           {"epochs", t.epochs},
+          {"max_steps", t.max_steps},
+          {"max_minutes", t.max_minutes},
           {"seed", t.seed},
           {"threads", t.threads},
           {"early_stopping", {{"patience", t.patience}, {"metric", enum_name(kMetrics, t.metric)}}},

@@ -19,6 +19,7 @@ namespace {
 
 constexpr const char* kResumableKeys[] = {
     "training.epochs",         "training.early_stopping.patience", "training.threads",
+    "training.max_minutes",
     "output.checkpoint.every", "output.checkpoint.keep_last",      "output.dir"};
 
 // "/training/early_stopping/patience" -> "training.early_stopping.patience" (JSON pointer

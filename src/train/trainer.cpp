@@ -430,7 +430,8 @@ struct Trainer::Run {
   fs::path out;                   // config.output.dir
   std::optional<MetricsLog> log;  // <out>/metrics.jsonl when writing files
   int64_t n_batches = 0;          // per epoch
-  LrSchedule schedule;            // over epochs · n_batches steps
+  int64_t horizon = 0;            // steps planned: epochs · n_batches, or max_steps when fewer
+  LrSchedule schedule;            // over `horizon` steps
   Rng step_noise;                 // forked per optimizer step
   bool has_validation = false;
   bool higher = false;  // the metric improves upwards
@@ -479,8 +480,9 @@ Result<TrainResult> Trainer::run() {
   const ThreadChoice threads = choose_threads_now(config_.training.threads);
   omp_set_num_threads(threads.threads);
   MOE_ASSIGN_OR_RETURN(std::unique_ptr<Run> r, begin_run(threads));
-  for (int64_t epoch = r->at.epochs_done + 1;
-       epoch <= config_.training.epochs && !r->result.stopped_early; ++epoch)
+  for (int64_t epoch = r->at.epochs_done + 1; epoch <= config_.training.epochs &&
+                                              !r->result.stopped_early && !budget_spent(*r, 0.0);
+       ++epoch)
     MOE_TRY(run_epoch(*r, epoch));
   MOE_TRY(finish_run(*r));
   r->result.seconds = seconds_since(t_start);
@@ -501,7 +503,9 @@ Result<std::unique_ptr<Trainer::Run>> Trainer::begin_run(const ThreadChoice& thr
     r->log.emplace(std::move(log));
   }
   r->n_batches = s.iterator.n_batches();
-  r->schedule = tc.make_schedule(tc.epochs * r->n_batches);
+  r->horizon = tc.epochs * r->n_batches;
+  if (tc.max_steps > 0) r->horizon = std::min(r->horizon, tc.max_steps);
+  r->schedule = tc.make_schedule(r->horizon);
   MOE_TRY(r->schedule.validate().with_context("training schedule"));
   r->step_noise = Rng(tc.seed, kStepStream);
   r->has_validation = data_.validation.n_rows > 0;
@@ -561,7 +565,7 @@ Status Trainer::start_position(Run& r) {
   at.seed = tc.seed;
   at.optimizer = optimizer_kind_name(tc.optimizer.kind);
   at.schedule = schedule_kind_name(r.schedule.kind);
-  at.schedule_total_steps = tc.epochs * r.n_batches;
+  at.schedule_total_steps = r.horizon;
   at.metric = r.result.metric;
   r.best = at.best_epoch > 0 ? at.best_value : (r.higher ? -INFINITY : INFINITY);
   if (at.best_epoch > 0) {
@@ -659,6 +663,7 @@ Status Trainer::train_epoch(Run& r, int64_t epoch, EpochSums* sums) {
                          sums->rows_here);
     // A checkpoint inside the epoch (the one at its end follows validation).
     const int64_t every = config_.output.checkpoint_every;
+    if (budget_spent(r, seconds_since(t_epoch))) break;  // the epoch ends here
     if (every > 0 && sums->step < r.n_batches && s.optimizer->step_count() % every == 0) {
       TrainState inside = r.at;
       inside.epochs_done = epoch - 1;
@@ -670,6 +675,16 @@ Status Trainer::train_epoch(Run& r, int64_t epoch, EpochSums* sums) {
   }
   sums->seconds = seconds_since(t_epoch);
   return Status::ok();
+}
+
+bool Trainer::budget_spent(Run& r, double epoch_seconds) const {
+  const TrainingConfig& tc = config_.training;
+  if (tc.max_steps > 0 && state_->optimizer->step_count() >= tc.max_steps) {
+    r.result.budget = "max_steps";
+  } else if (tc.max_minutes > 0 && r.train_seconds + epoch_seconds >= tc.max_minutes * 60.0) {
+    r.result.budget = "max_minutes";
+  }
+  return !r.result.budget.empty();
 }
 
 // Validation and the early-stopping count after an epoch; best/ when the metric improved.
@@ -776,6 +791,9 @@ void Trainer::report_epoch(const Run& r, const EpochRecord& record, const EvalMe
   line += fmt::format("  lr {:.2e}  {:.1f} s  {:.0f} rows/s{}", record.learning_rate,
                       record.seconds, record.rows_per_second, improved ? "  *" : "");
   progress.end_epoch(line);
+  if (!r.result.budget.empty())
+    progress.note(fmt::format("training.{} reached after {} steps", r.result.budget,
+                              state_->optimizer->step_count()));
   if (r.result.stopped_early)
     progress.note(fmt::format("early stop: no better {} for {} epochs; best epoch {}",
                               r.result.metric, config_.training.patience, r.result.best_epoch));
@@ -819,6 +837,7 @@ nlohmann::ordered_json TrainResult::to_json(const DataSchema& schema) const {
   j["epochs"] = epochs;
   j["steps"] = steps;
   j["stopped_early"] = stopped_early;
+  j["budget"] = budget;
   j["best_epoch"] = best_epoch;
   j["metric"] = metric;
   j["best_value"] = best_value;

@@ -179,6 +179,37 @@ TEST(Trainer, StopsEarlyWhenTheMetricStopsImproving) {
   EXPECT_EQ(r->best_epoch, 1);
 }
 
+// training.max_steps ends training inside an epoch (16 batches each) after exactly that many
+// steps, validates and saves as at an epoch end; the schedule is planned over those steps.
+TEST(Trainer, MaxStepsEndsTrainingInsideAnEpoch) {
+  const std::string out = temp_dir("max_steps");
+  Result<TrainResult> r =
+      train(make_config(out, R"({"epochs": 6, "max_steps": 21, "min_lr": 0.001})"),
+            make_data(2, false));
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  EXPECT_EQ(r->steps, 21);
+  EXPECT_EQ(r->epochs, 2);
+  EXPECT_EQ(r->budget, "max_steps");
+  EXPECT_TRUE(r->has_validation);
+  // The cosine reached its floor at the last step.
+  std::ifstream metrics(out + "/metrics.jsonl");
+  std::string line, last;
+  while (std::getline(metrics, line)) last = line;
+  EXPECT_NEAR(json::parse(last)["learning_rate"].get<double>(), 0.001, 1e-4) << last;
+}
+
+// training.max_minutes ends training once that much training time has passed.
+TEST(Trainer, MaxMinutesEndsTraining) {
+  TrainOptions o = quiet();
+  o.write_files = false;
+  Result<TrainResult> r = train(
+      make_config(temp_dir("max_minutes"), R"({"epochs": 1000, "max_minutes": 1e-6})"),
+      make_data(2, false, 128, 64), o);
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  EXPECT_EQ(r->steps, 1);
+  EXPECT_EQ(r->budget, "max_minutes");
+}
+
 TEST(Trainer, EpochsInsideTheWarmUpDoNotCountTowardsPatience) {
   // 4 steps per epoch and a warm-up of 10 steps: epochs 1 and 2 end inside it (steps 4 and 8)
   // and do not count; epochs 3 and 4 do, so patience 2 ends the run after epoch 4.

@@ -135,6 +135,13 @@ struct TrainingConfig {
   double gamma = 0.1;        // step schedule: γ
   int64_t batch_size = 64;
   int64_t epochs = 10;
+  // Budgets that end training before the last epoch (0: none). max_steps caps the optimizer
+  // steps, and the learning-rate schedule is planned over min(epochs · batches, max_steps), so a
+  // cosine decays fully inside it. max_minutes stops after the step that crosses that much
+  // training time (validation excluded), which gives two models the same wall time; the
+  // schedule is still planned over the steps, so set max_steps or epochs to what fits.
+  int64_t max_steps = 0;
+  double max_minutes = 0.0;
   uint64_t seed = 0;
   int threads = 0;       // 0: every core
   int64_t patience = 0;  // epochs without improvement before stopping; 0: never stop early

@@ -43,7 +43,7 @@
 // with the same seed and thread count a resumed run is bit-identical to one never interrupted.
 // The training data must be the same: last/model.json's info records the fingerprint of the
 // encoded data (data_fingerprint), and data whose content changed is refused.
-// Only training.epochs, training.early_stopping.patience, training.threads,
+// Only training.epochs, training.early_stopping.patience, training.threads, training.max_minutes,
 // output.checkpoint.every, output.checkpoint.keep_last and output.dir may differ from the
 // checkpoint's config (and training.epochs not under a cosine schedule, whose horizon it sets).
 
@@ -89,6 +89,7 @@ struct TrainResult {
   int64_t epochs = 0;  // epochs run
   int64_t steps = 0;   // optimizer steps taken
   bool stopped_early = false;
+  std::string budget;  // "max_steps" or "max_minutes" when a budget ended training, else empty
   int64_t best_epoch = 0;  // 0 when no epoch finished
   std::string metric;      // the metric "best" is judged by, and on which data
   double best_value = 0.0;
@@ -146,6 +147,9 @@ class Trainer {
   Result<bool> judge_epoch(Run& r, int64_t epoch, EpochRecord* record, EvalMetrics* validation);
   Status save_best(const Run& r, int64_t epoch, const EpochRecord& record);
   Status save_last(Run& r, int64_t info_epoch, const TrainState& position);
+  // Whether training.max_steps or training.max_minutes is used up (`epoch_seconds`: the current
+  // epoch's training time so far); records which in the result.
+  bool budget_spent(Run& r, double epoch_seconds) const;
   Status stop_non_finite(const Run& r, const char* what, double value, int64_t epoch,
                          int64_t step) const;
   void report_epoch(const Run& r, const EpochRecord& record, const EvalMetrics& validation,
