@@ -11,7 +11,10 @@
 #   make test-fuzz-long  each fuzzer for 10 million executions (hours)
 #   make test-fresh  both README commands on a fresh Debian 12 root (scripts/test_fresh.sh;
 #                    root, debootstrap): what CI runs after make test
-#   make demo        review sentiment, MoE vs dense of equal active size (scripts/demo.sh)
+#   make demo        an MoE language model on Jane Austen beside its dense twin, the same time
+#                    (scripts/demo.sh)
+#   make demo-sentiment  review sentiment, MoE vs dense of equal active size
+#                    (scripts/demo_sentiment.sh)
 #   make format      clang-format every source file
 #   make tidy        clang-tidy over src/
 #   make tidy-changed  clang-tidy over the src/ and tools/ sources changed since TIDY_BASE
@@ -24,7 +27,7 @@ FUZZ := build/fuzz
 CMAKE_FLAGS ?=
 
 .PHONY: deps build build-asan build-fuzz deps-fuzz test test-fast test-asan test-slow test-fuzz \
-	test-fresh test-docs test-interop deps-interop deps-test test-fuzz-long demo bench \
+	test-fresh test-docs test-interop deps-interop deps-test test-fuzz-long demo demo-sentiment bench \
 	format format-check tidy tidy-changed clean
 
 deps:
@@ -90,6 +93,9 @@ test-fresh:
 
 demo: build
 	scripts/demo.sh $(RELEASE)
+
+demo-sentiment: build
+	scripts/demo_sentiment.sh $(RELEASE)
 
 bench: build
 	$(RELEASE)/bench/bench_moe

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# The demo `make demo` runs: review sentiment on Amazon Fine Foods (4,000 training and 1,000 test
-# reviews, `great` vs `other`), learned by an MoE text classifier and by a dense model with the
-# same active parameters per row, both trained by the same `moe train` command and config.
+# The demo `make demo` runs: a small MoE Transformer language model learns Jane Austen's novels
+# (Debian's r-cran-janeaustenr; Persuasion held out for validation) beside the dense model of
+# equal active size, both trained for the same wall time by the same `moe train` command.
 #
-#   1. scripts/fetch_finefoods.sh caches data/cache/finefoods_{train,test}.tsv (once)
-#   2. moe train examples/finefoods.json                          -> runs/demo/moe
-#      moe train examples/finefoods.json --set model.dense=true   -> runs/demo/dense
-#   3. moe eval on the test file for both, printed side by side
-#   4. moe inspect: the words most characteristic of the reviews each expert receives
+#   1. scripts/fetch_lm_corpus.sh austen caches data/cache/lm/austen/{train,validation}.txt
+#   2. moe train examples/lm_austen.json                          -> runs/demo/moe
+#      moe train examples/lm_austen.json --set model.dense=true   -> runs/demo/dense
+#      at the same time, one thread each, each for DEMO_MINUTES (default 2) of training
+#   3. validation perplexity, bits per byte and tokens/s side by side
+#   4. moe generate: a continuation of the same prompt from each
+#   5. moe inspect: what the MoE's experts receive
+#
+# The sentiment classifier that was the demo before is scripts/demo_sentiment.sh
+# (make demo-sentiment).
 #
 # Usage: scripts/demo.sh [BUILD_DIR]   (default build/release; the moe binary is BUILD_DIR/tools/moe/moe)
 set -euo pipefail
@@ -16,83 +21,83 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${1:-build/release}"
 case "$build" in /*) ;; *) build="$repo/$build" ;; esac
 moe="$build/tools/moe/moe"
-config="$repo/examples/finefoods.json"
-train_tsv="$repo/data/cache/finefoods_train.tsv"
-test_tsv="$repo/data/cache/finefoods_test.tsv"
+config="$repo/examples/lm_austen.json"
+validation="$repo/data/cache/lm/austen/validation.txt"
 out="$repo/runs/demo"
+minutes="${DEMO_MINUTES:-2}"
 cd "$repo"
 
 if [ ! -x "$moe" ]; then
   echo "demo: $moe not found; run \`make build\` first" >&2
   exit 1
 fi
-scripts/fetch_finefoods.sh
+scripts/fetch_lm_corpus.sh austen
 
-# Training prints the data, the model, one line per epoch and then full validation and test
-# reports; the demo shows the lines up to the best epoch and prints the test results side by side
-# below (the full reports are in each run's summary.json).
-train() {
-  local status=0
-  "$moe" train "$@" >"$out/train.log" || status=$?
-  grep -E '^(data|model|epoch|early stop|trained|best epoch)' "$out/train.log" || true
-  return "$status"
-}
 mkdir -p "$out"
 start=$(date +%s)
+# Both models train at once, one thread each, so each sees the same machine: the same wall time
+# is the same budget. The cosine schedule is planned over 3 epochs for both; the time budget
+# (training.max_minutes) ends both before that.
+budget=(--set training.threads=1 --set training.epochs=3 --set "training.max_minutes=$minutes")
 echo
-echo "== MoE text classifier: moe train examples/$(basename "$config") =="
-# --overwrite: each `make demo` replaces the previous demo's runs (moe train refuses a directory
-# that holds a run unless told).
-train "$config" --out "$out/moe" --overwrite
-echo
-echo "== Dense model with the same active parameters: ... --set model.dense=true =="
-train "$config" --set model.dense=true --out "$out/dense" --overwrite
+echo "== Training for ${minutes} minutes each, side by side (one thread each) =="
+echo "   moe train examples/lm_austen.json                          (MoE: 8 experts, top-2)"
+echo "   moe train examples/lm_austen.json --set model.dense=true   (dense, equal active size)"
+"$moe" train "$config" "${budget[@]}" --out "$out/moe" --overwrite >"$out/moe.log" 2>&1 &
+moe_pid=$!
+"$moe" train "$config" "${budget[@]}" --set model.dense=true --out "$out/dense" --overwrite \
+  >"$out/dense.log" 2>&1 &
+dense_pid=$!
+status=0
+wait "$moe_pid" || status=$?
+wait "$dense_pid" || status=$?
+if [ "$status" -ne 0 ]; then
+  echo "demo: training failed; the logs are $out/moe.log and $out/dense.log" >&2
+  tail -n 5 "$out/moe.log" "$out/dense.log" >&2
+  exit "$status"
+fi
+grep -E '^(data|model)' "$out/moe.log"
+grep -E '^model' "$out/dense.log"
 
-# One top-level number from `moe eval --json` (the scalars sit at two spaces of indent, before
-# the per-class objects).
-metric() {
+# One top-level number from a JSON object written with two spaces of indent.
+field() {
   grep -E "^  \"$2\": " "$1" | head -n 1 | sed -E 's/.*: ([-0-9.eE+]+|null),?$/\1/'
 }
-summary_field() {
-  grep -E "^  \"$2\": " "$1" | head -n 1 | sed -E 's/.*: ([-0-9.eE+]+),?$/\1/'
-}
 for model in moe dense; do
-  "$moe" eval "$out/$model/best" "$test_tsv" --json >"$out/$model/test_metrics.json"
+  "$moe" eval "$out/$model/best" "$validation" --json >"$out/$model/validation.json"
 done
 
 echo
-echo "== Test set: $(metric "$out/moe/test_metrics.json" rows) reviews =="
-printf '%-26s %12s %12s\n' "" "MoE" "dense"
+echo "== Validation: Persuasion, $(field "$out/moe/validation.json" tokens) tokens =="
+printf '%-28s %12s %12s\n' "" "MoE" "dense"
 row() {
-  printf '%-26s %12s %12s\n' "$1" "$2" "$3"
+  printf '%-28s %12s %12s\n' "$1" "$2" "$3"
 }
-row "parameters" "$(summary_field "$out/moe/summary.json" params)" \
-  "$(summary_field "$out/dense/summary.json" params)"
-row "active parameters per row" "$(summary_field "$out/moe/summary.json" active_params)" \
-  "$(summary_field "$out/dense/summary.json" active_params)"
-for m in accuracy f1 roc_auc; do
-  label=$m
-  [ "$m" = f1 ] && label="f1 (macro)"
-  [ "$m" = roc_auc ] && label="ROC AUC"
-  row "$label" "$(printf '%.4f' "$(metric "$out/moe/test_metrics.json" "$m")")" \
-    "$(printf '%.4f' "$(metric "$out/dense/test_metrics.json" "$m")")"
+row "parameters" "$(field "$out/moe/summary.json" params)" \
+  "$(field "$out/dense/summary.json" params)"
+row "active parameters per token" "$(field "$out/moe/summary.json" active_params)" \
+  "$(field "$out/dense/summary.json" active_params)"
+row "optimizer steps" "$(field "$out/moe/summary.json" steps)" \
+  "$(field "$out/dense/summary.json" steps)"
+context=$(grep -o '"context": [0-9]*' "$out/moe/config.json" | head -n 1 | grep -o '[0-9]*$')
+row "training tokens/s" \
+  "$(awk -v r="$(field "$out/moe/summary.json" rows_per_second)" -v s="$context" 'BEGIN{printf "%.0f", r*s}')" \
+  "$(awk -v r="$(field "$out/dense/summary.json" rows_per_second)" -v s="$context" 'BEGIN{printf "%.0f", r*s}')"
+for m in perplexity bits_per_byte accuracy; do
+  row "$m" "$(printf '%.4f' "$(field "$out/moe/validation.json" "$m")")" \
+    "$(printf '%.4f' "$(field "$out/dense/validation.json" "$m")")"
 done
-row "training seconds" "$(printf '%.1f' "$(summary_field "$out/moe/summary.json" seconds)")" \
-  "$(printf '%.1f' "$(summary_field "$out/dense/summary.json" seconds)")"
-# Rows per second over the training steps only (validation and checkpoints excluded).
-row "training rows/s" "$(printf '%.0f' "$(summary_field "$out/moe/summary.json" rows_per_second)")" \
-  "$(printf '%.0f' "$(summary_field "$out/dense/summary.json" rows_per_second)")"
+
+prompt="It is a truth universally acknowledged"
+for model in moe dense; do
+  echo
+  echo "== $model: moe generate runs/demo/$model/best --prompt \"$prompt\" --seed 1 =="
+  "$moe" generate "$out/$model/best" --prompt "$prompt" --max-tokens 60 --seed 1
+done
 
 echo
-echo "== What each expert reads: words whose share of an expert's training reviews most"
-echo "   exceeds their share of all reviews (in at least 20 of its reviews) =="
-"$moe" inspect "$out/moe/best" "$train_tsv" --top 12 --min-count 20
+echo "== What the MoE's experts receive: moe inspect runs/demo/moe/best (validation text) =="
+"$moe" inspect "$out/moe/best" "$validation" | head -n 40
 
 echo
-echo "demo finished in $(($(date +%s) - start)) s; runs in $out (metrics.jsonl, best/, last/)"
-echo "try: $moe predict $out/moe/best $test_tsv --out predictions.csv"
-
-echo
-echo "== The MoE run's report: routing verdict, training curves and routing charts in one HTML"
-echo "   file (open it in a browser) =="
-"$moe" report "$out/moe"
+echo "demo: $(($(date +%s) - start)) s; runs in $out (report: moe report $out/moe)"
