@@ -53,7 +53,21 @@ Result<LoadedData> load_corpus_data(const DataConfig& c, int64_t context) {
   options.seed = c.split.seed;
   options.threads = omp_get_max_threads();
   Result<Tokenizer> trained = Tokenizer::train(train_text.documents, options);
-  if (!trained.is_ok()) return trained.status().with_context(c.train);
+  if (!trained.is_ok()) {
+    // SentencePiece: "Vocabulary size too high (V). Please set it to a value <= N." — the key
+    // to change and the limit, in the config's words.
+    const std::string& m = trained.status().message();
+    const size_t at = m.find("Please set it to a value <= ");
+    if (m.find("Vocabulary size too high") != std::string::npos && at != std::string::npos) {
+      std::string limit = m.substr(at + 28);
+      while (!limit.empty() && (limit.back() == '.' || limit.back() == ' ')) limit.pop_back();
+      return Status::error(
+          "data.corpus.vocab_size {} is more pieces than {} supports (at most {}); lower it "
+          "or give more text",
+          options.vocab_size, c.train, limit);
+    }
+    return trained.status().with_context(c.train);
+  }
   auto tokenizer = std::make_shared<const Tokenizer>(std::move(trained.value()));
   const int64_t vocab = tokenizer->vocab_size();
 
@@ -80,9 +94,9 @@ Result<LoadedData> load_corpus_data(const DataConfig& c, int64_t context) {
     MOE_ASSIGN_OR_RETURN(TokenStream t, read_stream(*tokenizer, c.test));
     MOE_ASSIGN_OR_RETURN(out.test, windows_of(std::move(t), context, vocab));
   }
-  out.report = fmt::format("a {} tokenizer of {} pieces trained on {} ({} bytes)",
-                           enum_name(kTokenizerKindNames, options.kind), vocab, c.train,
-                           train_text.n_bytes);
+  out.report =
+      fmt::format("a {} tokenizer of {} pieces trained on {} ({} bytes)",
+                  enum_name(kTokenizerKindNames, options.kind), vocab, c.train, train_text.n_bytes);
   return out;
 }
 

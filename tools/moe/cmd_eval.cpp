@@ -3,9 +3,11 @@
 // Encodes DATA with the checkpoint's schema and prints the model's metrics on it: a table, or
 // with --json one JSON object (EvalMetrics::to_json, then "checkpoint" and "data").
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
@@ -29,6 +31,14 @@ int run_eval(const EvalArgs& args) {
                                                     LabelUse::kRequired, &report);
   if (!in) return fail(in.status());
   const Checkpoint& ck = in->checkpoint;
+  // A language model reads any UTF-8 file as text; a table given to it is most likely a mix-up
+  // of checkpoints, so the metrics say what they were computed on.
+  if (in->data.kind == FeatureKind::kTokens && report.empty()) {
+    const std::string ext = std::filesystem::path(args.data).extension().string();
+    if (ext == ".csv" || ext == ".tsv" || ext == ".CSV" || ext == ".TSV")
+      report = fmt::format("{} is read as plain text: {} is a language model's checkpoint",
+                           args.data, args.checkpoint);
+  }
   EvalOptions options;
   options.batch_size = args.batch_size;
   options.regression_loss = ck.config.training.loss;

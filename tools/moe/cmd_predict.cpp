@@ -77,18 +77,24 @@ int run_predict(const PredictArgs& args) {
   if (!args.out.empty()) {
     if (Status s = check_output_file(args.out); !s) return fail(s);
   }
+  Result<Checkpoint> ck = load_checkpoint(args.checkpoint);
+  if (!ck) return fail(ck.status());
+  // Refused before DATA is read: a language model has no rows to predict, whatever the file.
+  if (ck->schema.format == DataFormat::kCorpus)
+    return fail(
+        Status::error("{}: a language model (data.format corpus) has no per-row "
+                      "predictions; use moe generate for text, moe eval for perplexity",
+                      args.checkpoint));
   std::string report;
-  Result<LoadedInput> in =
-      load_checkpoint_and_data(args.checkpoint, args.data, "", LabelUse::kIgnore, &report);
-  if (!in) return fail(in.status());
-  const Checkpoint& ck = in->checkpoint;
+  Result<Dataset> data = load_with_schema(ck->schema, args.data, "", LabelUse::kIgnore, &report);
+  if (!data) return fail(data.status());
   EvalOptions options;
   options.batch_size = args.batch_size;
   options.keep_routing = true;
   Predictions p;
-  Result<EvalMetrics> m = evaluate(*ck.model, in->data, ck.schema.labels, options, &p);
+  Result<EvalMetrics> m = evaluate(*ck->model, *data, ck->schema.labels, options, &p);
   if (!m) return fail(m.status());
-  const std::string csv = predictions_csv(p, ck.schema);
+  const std::string csv = predictions_csv(p, ck->schema);
   if (!report.empty()) std::fprintf(stderr, "note: %s\n", report.c_str());
   if (args.out.empty()) {
     if (Status s = write_stdout(csv); !s) return fail(s);
