@@ -154,7 +154,20 @@ checks=$((checks + 1))
 # --- generate: bad options and prompts ---------------------------------------------------------
 expect 2 'max-tokens' -- generate "$ck" --max-tokens 0
 expect 2 'max-tokens' -- generate "$ck" --max-tokens -3
+expect 2 'max-tokens' -- generate "$ck" --max-tokens 16777217
 expect 2 'max-tokens' -- generate "$ck" --max-tokens 100000000000
+# The most the command takes, 2^24 tokens, streams in constant memory and linear time (each
+# token decoded a bounded number of times); a reader that stops reading stops it.
+checks=$((checks + 1))
+timeout 60 "$moe" generate "$ck" --max-tokens 16777216 --quiet 2>"$work/err" |
+  head -c 4000 >"$work/head.txt"
+got=${PIPESTATUS[0]}
+[ "$got" -ne 124 ] || fail "generate --max-tokens 16777216 went on after its reader had stopped"
+[ "$(wc -c <"$work/head.txt")" -eq 4000 ] || fail "generate --max-tokens 16777216: short output"
+if [ -w /dev/full ]; then
+  with_stdout /dev/full 1 'standard output: write failed: No space left on device' -- \
+    generate "$ck" --max-tokens 16777216 --quiet
+fi
 expect 2 'top-p' -- generate "$ck" --top-p 0
 expect 2 'top-p' -- generate "$ck" --top-p 1.5
 expect 2 'temperature' -- generate "$ck" --temperature -1

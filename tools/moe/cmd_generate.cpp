@@ -95,27 +95,35 @@ int32_t sample(const float* logits, int64_t v, const Sampling& s, double u,
   return (*order)[static_cast<size_t>(n - 1)];
 }
 
-// Writes the part of decode(ids) not written yet. Byte pieces of a character not yet complete
-// decode to U+FFFD; those are held back until the character is whole (or the end).
+// Writes the text of the sampled tokens as they come. SentencePiece decodes a sequence as the
+// concatenation of its pieces' texts (no normalisation, no dummy prefix: tokenizer.cpp), except
+// that a character spelled as byte pieces decodes to U+FFFD until its last byte is there; so the
+// tokens since the last write are held while their text ends in U+FFFD, up to kMaxHeld of them
+// (a UTF-8 character has at most 4 bytes; a longer run is broken bytes, written as they are).
+// Each token is decoded a bounded number of times, so a long generation stays linear.
 class TextStream {
  public:
   explicit TextStream(const Tokenizer& t) : tok_(t) {}
-  Status push(const std::vector<int32_t>& ids, bool last) {
-    const std::string text = tok_.decode(ids);
-    size_t end = text.size();
+  Status push(int32_t id) {
+    held_.push_back(id);
+    const std::string text = tok_.decode(held_);
     static const std::string kReplacement = "\xEF\xBF\xBD";
-    if (!last && end >= 3 && text.compare(end - 3, 3, kReplacement) == 0) end -= 3;
-    if (end <= written_ || text.compare(0, written_, written_text_) != 0) return Status::ok();
-    MOE_TRY(write_stdout(std::string_view(text).substr(written_, end - written_)));
-    written_text_ = text.substr(0, end);
-    written_ = end;
-    return Status::ok();
+    if (held_.size() < kMaxHeld && text.size() >= 3 &&
+        text.compare(text.size() - 3, 3, kReplacement) == 0)
+      return Status::ok();
+    held_.clear();
+    return write_stdout(text);
+  }
+  Status finish() {
+    const std::string text = held_.empty() ? std::string() : tok_.decode(held_);
+    held_.clear();
+    return write_stdout(text + "\n");
   }
 
  private:
+  static constexpr size_t kMaxHeld = 8;
   const Tokenizer& tok_;
-  std::string written_text_;
-  size_t written_ = 0;
+  std::vector<int32_t> held_;  // sampled, not written yet
 };
 
 Result<std::string> read_prompt(const GenerateArgs& args) {
@@ -132,9 +140,10 @@ int run_generate(const GenerateArgs& args) {
   if (!ck) return fail(ck.status());
   auto* lm = dynamic_cast<LmModel*>(ck->model.get());
   if (lm == nullptr || !ck->schema.tokenizer)
-    return fail(Status::error("{}: not a language model (data.format is {}); moe generate needs "
-                              "a checkpoint trained on a corpus",
-                              args.checkpoint, data_format_name(ck->config.data.format)));
+    return fail(
+        Status::error("{}: not a language model (data.format is {}); moe generate needs "
+                      "a checkpoint trained on a corpus",
+                      args.checkpoint, data_format_name(ck->config.data.format)));
   const Tokenizer& tok = *ck->schema.tokenizer;
   Result<std::string> prompt = read_prompt(args);
   if (!prompt) return fail(prompt.status());
@@ -146,9 +155,10 @@ int run_generate(const GenerateArgs& args) {
   tok.encode(*prompt, &ids);
   const int64_t context = lm->context();
   if (static_cast<int64_t>(ids.size()) > context)
-    return fail(Status::error("the prompt is {} tokens (with <s>), longer than the model's "
-                              "context of {}; shorten it",
-                              ids.size(), context));
+    return fail(
+        Status::error("the prompt is {} tokens (with <s>), longer than the model's "
+                      "context of {}; shorten it",
+                      ids.size(), context));
 
   Sampling sampling{args.temperature, args.top_k, args.top_p};
   Rng rng(args.seed, 0x47454e);  // "GEN"
@@ -163,36 +173,36 @@ int run_generate(const GenerateArgs& args) {
   const int64_t prompt_tokens = static_cast<int64_t>(ids.size());
 
   if (Status s = write_stdout(*prompt); !s) return fail(s);
-  std::vector<int32_t> generated;
+  int64_t n_generated = 0;
   TextStream stream(tok);
   const auto t1 = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < args.max_tokens; ++i) {
     const int32_t next = sample(logits.f32(), lm->vocab(), sampling, rng.uniform(), &order, &probs);
-    generated.push_back(next);
+    ++n_generated;
     ids.push_back(next);
-    if (Status s = stream.push(generated, false); !s) return fail(s);
+    if (Status s = stream.push(next); !s) return fail(s);
     if (i + 1 == args.max_tokens) break;
     arena.reset();
     if (lm->cached_positions() == context) {
       // The context is full: start again from its last half.
-      const std::vector<int32_t> tail(ids.end() - context / 2, ids.end());
+      ids.erase(ids.begin(), ids.end() - context / 2);
       lm->start_generation();
-      logits = lm->extend(tail, arena);
+      logits = lm->extend(ids, arena);
     } else {
       logits = lm->extend(std::span<const int32_t>(&ids.back(), 1), arena);
     }
   }
-  if (Status s = stream.push(generated, true); !s) return fail(s);
-  if (Status s = write_stdout("\n"); !s) return fail(s);
+  if (Status s = stream.finish(); !s) return fail(s);
   const double decode_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
   if (!args.quiet)
-    std::fprintf(stderr, "moe: prefill %lld tokens at %.0f tokens/s; decode %zu tokens at %.1f "
-                         "tokens/s\n",
+    std::fprintf(stderr,
+                 "moe: prefill %lld tokens at %.0f tokens/s; decode %lld tokens at %.1f "
+                 "tokens/s\n",
                  static_cast<long long>(prompt_tokens),
                  prefill_s > 0 ? static_cast<double>(prompt_tokens) / prefill_s : 0.0,
-                 generated.size(),
-                 decode_s > 0 ? static_cast<double>(generated.size()) / decode_s : 0.0);
+                 static_cast<long long>(n_generated),
+                 decode_s > 0 ? static_cast<double>(n_generated) / decode_s : 0.0);
   return kExitOk;
 }
 
