@@ -57,7 +57,7 @@ test-docs: build
 	cd $(RELEASE) && ctest -L docs --output-on-failure
 
 deps-interop: deps
-	@scripts/install_deps.sh python3-torch python3-numpy
+	@scripts/install_deps.sh python3-torch python3-numpy python3-sentencepiece
 
 test-interop: deps-interop build
 	cd $(RELEASE) && ctest -L interop --output-on-failure

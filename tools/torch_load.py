@@ -28,10 +28,19 @@ its saved bias), sinkhorn, gumbel_softmax and hash, all as moe evaluates them (n
 Unsupported, rejected with a message: expert_choice gates and capacity_factor > 0 (their routing
 depends on which rows share a batch) and hierarchical layers (hierarchy.groups > 0).
 
-The decoder-only MoE language model has no checkpoint format yet, so no command reads one;
-build_language_model(tensors, dims) rebuilds it as a module (LanguageModel: logits, and the loss
-with the balancing losses) from named tensors and dims such as a tests/golden/gen_lm.py fixture
-holds, and reproduces those fixtures' logits, losses and gradients.
+A language model's checkpoint (data.format "corpus") is rebuilt as LanguageModel, with its dims
+from model.json (config.model.width, .lm and .moe) and its weights from model.safetensors:
+
+  torch_load.py lm-eval CHECKPOINT TEXT [--compare MOE_EVAL_JSON]
+      Tokenises TEXT with CHECKPOINT/tokenizer.model (python3-sentencepiece, the library moe
+      links) as moe does — <s>, then each line with its newline — cuts the stream into windows
+      of context + 1 tokens and prints the mean next-token loss, the token count and the
+      perplexity as JSON. With --compare it checks them against `moe eval --json` of the same
+      file instead: the token count exactly, the loss within 1e-4 relative (exit 1 otherwise).
+
+build_language_model(tensors, dims) builds the same module from named tensors and dims such as a
+tests/golden/gen_lm.py fixture holds (LanguageModel: logits, and the loss with the balancing
+losses), and reproduces those fixtures' logits, losses and gradients.
 
 Arithmetic is float64 from the stored float32 weights, so differences from moe are moe's own
 float32 rounding. --compare allows |torch − moe| ≤ 1e-5 · max(1, |moe|) on outputs (the CSV's six
@@ -456,9 +465,10 @@ def build_model(meta, tensors):
 # blocks.<l>.attn.{wq,wk,wv,wo}, blocks.<l>.ffn.{w1,w2,w3} or blocks.<l>.moe.router.w and
 # blocks.<l>.moe.experts.<e>.{w1,w2,w3}, final_norm.gain, head.w (untied only). The attention,
 # RoPE and balancing losses are written out again here rather than imported: the generator is
-# a golden-fixture script outside tools/, and neither tree imports the other. No language model
-# checkpoint format exists yet, so no command reads one; build_language_model takes the tensors
-# and the dims directly (a gen_lm fixture's metadata will do).
+# a golden-fixture script outside tools/, and neither tree imports the other.
+# build_language_model takes the tensors and the dims directly (a gen_lm fixture's metadata will
+# do); language_model_of_checkpoint reads them from a checkpoint, whose resolved model.moe block
+# may then use any gate that routes each token on its own and any expert kind.
 
 LM_INT_DIMS = ("vocab", "d_model", "n_layers", "n_heads", "n_kv_heads", "n_experts", "top_k",
                "expert_hidden", "dense_hidden")
@@ -534,22 +544,28 @@ def balance_losses(router_logits, ids, n_experts):
 
 
 class LmBlock(nn.Module):
-    def __init__(self, dims, is_moe):
+    """One block; `block` is a checkpoint's resolved model.moe object (None: gen_lm's top-k
+    softmax over SwiGLU experts) and `bias` its router's saved selection bias."""
+
+    def __init__(self, dims, is_moe, block=None, bias=None):
         super().__init__()
         d, eps = dims["d_model"], dims["norm_eps"]
         self.attn_norm = Norm(d, "rms", eps)
         self.attn = Attention(d, dims["n_heads"], dims["n_kv_heads"], dims["rope_theta"])
         self.ffn_norm = Norm(d, "rms", eps)
-        if is_moe:
-            expert = {"kind": "swiglu", "hidden": dims["expert_hidden"], "activation": "silu",
-                      "bias": False}
+        swiglu = {"kind": "swiglu", "activation": "silu", "bias": False}
+        if block is None:
             gate = {"kind": "topk_softmax", "renormalize": True, "softmax_after_topk": False}
-            self.moe = MoeLayer(d, {"hierarchy": {"groups": 0}, "gate": gate, "k": dims["top_k"],
-                                    "capacity_factor": 0, "experts": dims["n_experts"],
-                                    "expert_list": [], "expert": expert, "shared": 0}, None)
+            block = {"hierarchy": {"groups": 0}, "gate": gate, "k": dims["top_k"],
+                     "capacity_factor": 0, "experts": dims["n_experts"], "expert_list": [],
+                     "expert": dict(swiglu, hidden=dims["expert_hidden"]), "shared": 0}
+            dense = dict(swiglu, hidden=dims["dense_hidden"])
         else:
-            self.ffn = Expert(d, {"kind": "swiglu", "hidden": dims["dense_hidden"],
-                                  "activation": "silu", "bias": False})
+            dense = dict(dense_equivalent(block), hidden=dims["dense_hidden"])
+        if is_moe:
+            self.moe = MoeLayer(d, block, bias)
+        else:
+            self.ffn = Expert(d, dense)
 
     def forward(self, x):
         """x [B, S, D] -> x, and (router logits [T, E], ids [T, K]) of an MoE block."""
@@ -565,14 +581,17 @@ class LanguageModel(nn.Module):
     """The decoder-only MoE language model; forward(tokens [B, S]) gives logits [B·S, V] and
     loss(tokens, targets) the mean cross-entropy plus Σ_MoE layers (α·switch + w·z)."""
 
-    def __init__(self, dims):
+    def __init__(self, dims, block=None, biases=None):
         super().__init__()
         self.dims = dims
         self.embed = nn.Module()
         self.embed.w = nn.Parameter(torch.randn(dims["vocab"], dims["d_model"],
                                                 dtype=torch.float64) / math.sqrt(dims["d_model"]))
-        self.blocks = nn.ModuleList(LmBlock(dims, layer in dims["moe_blocks"])
-                                    for layer in range(dims["n_layers"]))
+        biases = biases or {}
+        self.blocks = nn.ModuleList(
+            LmBlock(dims, layer in dims["moe_blocks"], block,
+                    biases.get(f"blocks.{layer}.moe.router"))
+            for layer in range(dims["n_layers"]))
         self.final_norm = Norm(dims["d_model"], "rms", dims["norm_eps"])
         if not dims["tied_head"]:
             self.head = nn.Module()
@@ -604,9 +623,10 @@ class LanguageModel(nn.Module):
         return task + aux, task, aux
 
 
-def build_language_model(tensors, dims):
-    """The LanguageModel of these dims (lm_dims keys) holding these named tensors, in float64."""
-    model = LanguageModel(lm_dims(dims))
+def build_language_model(tensors, dims, block=None, biases=None):
+    """The LanguageModel of these dims (lm_dims keys) holding these named tensors, in float64;
+    `block` and `biases` as LanguageModel takes them (a checkpoint's)."""
+    model = LanguageModel(lm_dims(dims), block, biases)
     own = model.state_dict()
     missing = [n for n in own if n not in tensors]
     if missing:
@@ -617,6 +637,91 @@ def build_language_model(tensors, dims):
                           f"the dims give {list(own[name].shape)}")
     model.load_state_dict({n: tensors[n].to(torch.float64) for n in own})
     return model
+
+
+def language_model_of_checkpoint(meta, tensors):
+    """The LanguageModel of a checkpoint of data.format "corpus": the dims from config.model
+    (width, lm, moe: model/lm_model.cpp builds the same), the weights from its tensors."""
+    if meta["data"]["format"] != "corpus":
+        raise Failure(f"not a language model (data.format is {meta['data']['format']})")
+    m = meta["config"]["model"]
+    lm, block = m["lm"], m["moe"][0] if isinstance(m["moe"], list) else m["moe"]
+    if block["gate"]["kind"] == "hash":
+        raise Failure("the hash gate is not supported for a language model")
+    if block.get("precision", "fp32") != "fp32":
+        raise Failure(f"model.moe.precision {block['precision']} is not supported (fp32 only)")
+    layers = range(lm["layers"])
+    moe_blocks = [] if m["dense"] or lm["moe_layers"] == "none" else \
+        [b for b in layers if lm["moe_layers"] == "all" or b % 2 == 1]
+    vocab = meta["data"]["tokenizer"]["vocab_size"]
+    dims = {"vocab": vocab, "d_model": m["width"], "n_layers": lm["layers"],
+            "n_heads": lm["heads"], "n_kv_heads": lm["kv_heads"] or lm["heads"],
+            "n_experts": block["experts"], "top_k": block["k"],
+            "dense_hidden": lm["ffn_hidden"] or dense_equivalent(block)["hidden"],
+            "moe_blocks": moe_blocks, "tied_head": lm["tie_embeddings"],
+            "norm_eps": lm["norm_eps"], "rope_theta": lm["rope_theta"]}
+    biases = {g["name"]: g["bias"] for g in meta.get("gates", [])}
+    model = build_language_model(tensors, dims, block, biases)
+    extra = [n for n in tensors if n not in model.state_dict()]
+    if extra:
+        raise Failure(f"the checkpoint's tensors do not match its config: unexpected {extra[:5]}")
+    return model.eval()
+
+
+def corpus_tokens(checkpoint, path):
+    """The token stream moe makes of a text file (data/corpus.cpp): a byte order mark dropped,
+    then <s> and each line with its newline, encoded by the checkpoint's tokenizer.model."""
+    try:
+        import sentencepiece  # Debian: python3-sentencepiece
+    except ImportError:
+        raise Failure("python3-sentencepiece is needed to tokenise text") from None
+    sp = sentencepiece.SentencePieceProcessor()
+    sp.LoadFromSerializedProto(open(os.path.join(checkpoint, "tokenizer.model"), "rb").read())
+    with open(path, "rb") as f:
+        text = f.read()
+    if text.startswith(b"\xef\xbb\xbf"):
+        text = text[3:]
+    ids = [sp.bos_id()]
+    lines = text.decode("utf-8").split("\n")  # at "\n" only, as moe does (not str.splitlines)
+    for i, line in enumerate(lines):
+        piece = line + "\n" if i + 1 < len(lines) else line
+        if piece:
+            ids.extend(sp.EncodeAsIds(piece))
+    return ids
+
+
+def cmd_lm_eval(args):
+    meta, tensors = load_checkpoint(args.checkpoint)
+    model = language_model_of_checkpoint(meta, tensors)
+    context = meta["config"]["model"]["lm"]["context"]
+    ids = corpus_tokens(args.checkpoint, args.text)
+    n_windows = (len(ids) - 1) // context
+    if n_windows < 1:
+        raise Failure(f"{args.text}: {len(ids)} tokens are fewer than one window of "
+                      f"{context + 1}")
+    stream = torch.tensor(ids[:n_windows * context + 1], dtype=torch.int64)
+    inputs = stream[:-1].view(n_windows, context)
+    targets = stream[1:].view(n_windows, context)
+    with torch.no_grad():
+        loss = nn.functional.cross_entropy(model(inputs), targets.reshape(-1)).item()
+    ours = {"loss": loss, "perplexity": math.exp(loss), "tokens": n_windows * context}
+    if not args.compare:
+        print(json.dumps(ours, indent=2))
+        return 0
+    with open(args.compare, encoding="utf-8") as f:
+        theirs = json.load(f)
+    problems = []
+    if theirs.get("tokens") != ours["tokens"]:
+        problems.append(f"tokens: moe {theirs.get('tokens')}, torch {ours['tokens']}")
+    if abs(theirs["loss"] - loss) > 1e-4 * abs(theirs["loss"]):
+        problems.append(f"loss: moe {theirs['loss']!r}, torch {loss!r}")
+    for p in problems:
+        print("mismatch: " + p, file=sys.stderr)
+    if not problems:
+        rel = abs(theirs["loss"] - loss) / max(abs(theirs["loss"]), 1e-300)
+        print(f"loss {loss:.8f} over {ours['tokens']} tokens; moe {theirs['loss']:.8f} "
+              f"(relative difference {rel:.2g})")
+    return 1 if problems else 0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -762,6 +867,13 @@ def main():
     e.add_argument("--reinit", type=int, metavar="SEED",
                    help="draw fresh parameters with PyTorch's initialisers first")
     e.set_defaults(run=cmd_export)
+    lm = sub.add_parser("lm-eval", help="the mean next-token loss of a language model's "
+                                        "checkpoint on a text file, as `moe eval --json`")
+    lm.add_argument("checkpoint")
+    lm.add_argument("text")
+    lm.add_argument("--compare", metavar="MOE_EVAL_JSON",
+                    help="check against `moe eval --json`'s output")
+    lm.set_defaults(run=cmd_lm_eval)
     args = parser.parse_args()
     try:
         return args.run(args)

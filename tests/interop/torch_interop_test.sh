@@ -2,7 +2,8 @@
 # tools/torch_load.py against the moe command: tiny models of several kinds are trained, then
 # PyTorch rebuilds each checkpoint and must reproduce `moe predict` (outputs within 1e-5
 # relative, the same experts, weights within 1e-4); a module PyTorch re-initialises is exported
-# as a checkpoint that `moe predict` loads and agrees with; unsupported layers fail clearly.
+# as a checkpoint that `moe predict` loads and agrees with; unsupported layers fail clearly; a
+# language model's checkpoint gives, rebuilt in PyTorch, the mean loss `moe eval` gives (1e-4).
 # Exits 77 (ctest: skipped) when /usr/bin/python3 cannot import torch.
 #
 # Usage: tests/interop/torch_interop_test.sh PATH/TO/moe PATH/TO/torch_load.py
@@ -138,5 +139,53 @@ for name in class_topk reg_sigmoid text_topk text_bigrams image_topk gates dense
   "$python" "$script" predict "$work/$name.torch" "$data" --compare "$work/$name.torch.csv" ||
     fail "$name: moe and torch disagree on the exported model"
 done
+
+# --- the language model ----------------------------------------------------------------------
+# A tiny corpus model (top-k MoE in the odd block, a dense SwiGLU in the even one, an untied head)
+# trained by moe; PyTorch rebuilds it from model.json and model.safetensors, tokenises the text
+# with the checkpoint's tokenizer.model (python3-sentencepiece, the library moe itself links) and
+# must find the mean next-token loss `moe eval --json` reports, over the same windows.
+if "$python" -c 'import sentencepiece' >/dev/null 2>&1; then
+  awk 'BEGIN {
+    s = 4242
+    split("the a her his one that", det, " ")
+    split("captain lady sister letter house garden morning friend", noun, " ")
+    split("saw found walked wrote kept loved", verb, " ")
+    for (i = 0; i < 160; i++) {
+      s = (s * 1103515245 + 12345) % 2147483648; d = int(s / 2147483648 * 6) + 1
+      s = (s * 1103515245 + 12345) % 2147483648; a = int(s / 2147483648 * 8) + 1
+      s = (s * 1103515245 + 12345) % 2147483648; v = int(s / 2147483648 * 6) + 1
+      s = (s * 1103515245 + 12345) % 2147483648; b = int(s / 2147483648 * 8) + 1
+      printf "%s %s %s %s %s%s\n", det[d], noun[a], verb[v], det[(d % 6) + 1], noun[b],
+        (s % 4 ? "." : ", café au lait — «merci».")
+    }
+  }' >"$work/corpus.txt"
+  head -n 40 "$work/corpus.txt" >"$work/corpus_eval.txt"
+  config_file "$work/lm.json" \
+    '{"format": "corpus", "train": "'$work'/corpus.txt", "corpus": {"vocab_size": 300},
+      "split": {"validation": 0.2}}' \
+    '{"width": 16, "lm": {"layers": 2, "heads": 2, "kv_heads": 1, "context": 16,
+      "tie_embeddings": false, "moe_layers": "every_other", "rope_theta": 500},
+      "moe": {"experts": 4, "k": 2, "expert": {"kind": "swiglu", "hidden": 16}}}' \
+    '{"epochs": 2, "batch_size": 4, "lr": 0.01, "seed": 3, "threads": 1}' \
+    "\"output\": {\"dir\": \"$work/lm\"}"
+  if ! "$moe" train "$work/lm.json" >"$work/train.log" 2>&1; then
+    fail "lm: moe train: $(tail -n 3 "$work/train.log")"
+  else
+    for f in corpus_eval.txt corpus.txt; do
+      "$moe" eval "$work/lm/best" "$work/$f" --json >"$work/lm_eval.json" ||
+        fail "lm: moe eval on $f"
+      "$python" "$script" lm-eval "$work/lm/best" "$work/$f" --compare "$work/lm_eval.json" ||
+        fail "lm: torch does not reproduce moe eval's loss on $f"
+    done
+    # A row model's checkpoint is not a language model.
+    "$python" "$script" lm-eval "$work/class_topk/last" "$work/corpus.txt" >/dev/null 2>"$work/err"
+    [ $? -eq 1 ] && grep -q 'not a language model' "$work/err" ||
+      fail "lm-eval of a classifier: expected a clear refusal, got: $(cat "$work/err")"
+  fi
+else
+  echo "note: $python cannot import sentencepiece (python3-sentencepiece): the language model" \
+    "is not compared"
+fi
 
 cli_finish "torch interop"
