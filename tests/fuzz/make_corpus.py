@@ -5,7 +5,7 @@
 
 safetensors/, config/ and train_state/ are handcrafted here: valid inputs and one of each kind
 of corruption the readers must reject, and the regression inputs of fixed bugs (regress_*). checkpoint/ holds one seed per checkpoint directory given (model.json,
-a NUL, model.safetensors), named after the directory's parent, plus a few damaged ones made from
+a NUL, model.safetensors), named after the directory's parent (lm_<name> for a language model's), plus a few damaged ones made from
 the first, and the regression inputs of fixed bugs (regress_*, named for the bug).
 """
 
@@ -104,7 +104,7 @@ def config_seeds():
         "training": {"optimizer": "adamw", "schedule": "step", "early_stopping":
                      {"patience": 2, "metric": "f1"}},
         "output": {"dir": "runs/x", "checkpoint": {"every": 10, "keep_last": 2}}}))
-    for name in ("finefoods", "fashion_mnist", "ames"):
+    for name in ("finefoods", "fashion_mnist", "ames", "lm_austen"):
         path = os.path.join(HERE, "..", "..", "examples", name + ".json")
         if os.path.exists(path):
             with open(path, "rb") as f:
@@ -140,6 +140,11 @@ def checkpoint_seeds(dirs):
             weights = f.read()
         seed = meta + b"\0" + weights
         name = os.path.basename(os.path.dirname(os.path.abspath(d)))
+        if os.path.exists(os.path.join(d, "tokenizer.model")):
+            # A language model: the harness writes no tokenizer.model, so the loader reads the
+            # config (model.lm) and the corpus schema, then stops at the missing tokenizer.
+            write("checkpoint", "lm_" + name, seed)
+            continue
         write("checkpoint", "valid_" + name, seed)
         first = first or (meta, weights)
     if first is None:
