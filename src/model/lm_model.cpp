@@ -72,8 +72,9 @@ Status check_lm_config(const ModelConfig& c, const DataShape& shape) {
   if (looks_across(m.gate) || (m.n_groups > 0 && looks_across(m.top_gate)))
     return Status::error("model.moe: a language model needs a causal gate, and expert choice, "
                          "Sinkhorn and capacity limits route each token by comparing it with the "
-                         "others in the batch (later tokens included); use topk, noisy_topk, "
-                         "sigmoid, switch, hash, softmax or gumbel without a capacity factor");
+                         "others in the batch (later tokens included); use topk_softmax, noisy_topk, "
+                         "sigmoid_bias, hash, dense_softmax or gumbel_softmax, with "
+                         "capacity_factor 0");
   if (c.dense) {
     st = validate_expert_config(dense_equivalent(m));
     if (!st.is_ok()) return st.with_context("model.moe (dense)");

@@ -139,7 +139,7 @@ expect 1 'head width model.width / heads = 1 must be even' -- \
 expect 1 'model.lm.kv_heads: 3 key/value heads must divide the 2 heads' -- \
   train "$work/lm.json" --out "$work/x" --set model.lm.kv_heads=3
 # Refused with the reason; a warning about a key the gate ignores (k) may come first.
-causal='^moe: error: model.moe: a language model needs a causal gate.*comparing it with the others '
+causal='^moe: error: model.moe: a language model needs a causal gate.*comparing it with the others .*use topk_softmax, noisy_topk, sigmoid_bias, hash, dense_softmax or gumbel_softmax, with capacity_factor 0$'
 for gate in model.moe.gate.kind=expert_choice model.moe.capacity_factor=1.25 \
   model.moe.gate.kind=sinkhorn; do
   checks=$((checks + 1))
@@ -168,11 +168,12 @@ if [ -w /dev/full ]; then
   with_stdout /dev/full 1 'standard output: write failed: No space left on device' -- \
     generate "$ck" --max-tokens 16777216 --quiet
 fi
-expect 2 'top-p' -- generate "$ck" --top-p 0
-expect 2 'top-p' -- generate "$ck" --top-p 1.5
+expect 2 "top-p: must be a number in \\(0, 1\\], got '0'" -- generate "$ck" --top-p 0
+expect 2 "top-p: must be a number in \\(0, 1\\], got '1.5'" -- generate "$ck" --top-p 1.5
+expect 2 "top-p: must be a number in \\(0, 1\\], got 'nan'" -- generate "$ck" --top-p nan
 expect 2 'temperature' -- generate "$ck" --temperature -1
 expect 2 'top-k' -- generate "$ck" --top-k -1
-expect 1 'the prompt is [0-9]+ tokens \(with <s>\), longer than the model.s context of 16' -- \
+expect 1 'valid.txt: the prompt is [0-9]+ tokens \(with <s>\), longer than the model.s context of 16' -- \
   generate "$ck" --prompt-file "$work/valid.txt"
 printf 'The capt\xE2\x28ain\n' >"$work/bad_prompt.txt"
 expect 1 'bad_prompt.txt: the prompt is not valid UTF-8 \(byte 8\)' -- \

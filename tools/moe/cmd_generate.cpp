@@ -12,6 +12,7 @@
 // renormalised; T = 0 is greedy (the most probable token). The same checkpoint, prompt, options
 // and seed give the same text, whatever the thread count.
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -155,10 +156,10 @@ int run_generate(const GenerateArgs& args) {
   tok.encode(*prompt, &ids);
   const int64_t context = lm->context();
   if (static_cast<int64_t>(ids.size()) > context)
-    return fail(
-        Status::error("the prompt is {} tokens (with <s>), longer than the model's "
-                      "context of {}; shorten it",
-                      ids.size(), context));
+    return fail(Status::error(
+        "{}: the prompt is {} tokens (with <s>), longer than the model's "
+        "context of {}; shorten it",
+        args.prompt_file.empty() ? "--prompt" : args.prompt_file, ids.size(), context));
 
   Sampling sampling{args.temperature, args.top_k, args.top_p};
   Rng rng(args.seed, 0x47454e);  // "GEN"
@@ -206,6 +207,19 @@ int run_generate(const GenerateArgs& args) {
   return kExitOk;
 }
 
+// (0, 1]: CLI::Range would print its open lower end as "0.000000" and read like a closed one.
+CLI::Validator probability_mass() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        double v = 0.0;
+        const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+        if (ec != std::errc() || end != s.data() + s.size() || !(v > 0.0 && v <= 1.0))
+          return fmt::format("must be a number in (0, 1], got '{}'", s);
+        return "";
+      },
+      "(0, 1]");
+}
+
 }  // namespace
 
 void add_generate_command(CLI::App& app, Run* run) {
@@ -224,7 +238,7 @@ void add_generate_command(CLI::App& app, Run* run) {
   cmd->add_option("--top-k", args->top_k, "Sample among the K most probable tokens; 0: all (50)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
   cmd->add_option("--top-p", args->top_p, "Nucleus sampling mass in (0, 1] (0.95)")
-      ->check(CLI::Range(1e-9, 1.0));
+      ->check(probability_mass());
   cmd->add_option("--seed", args->seed, "Sampling seed (0)");
   cmd->add_flag("--quiet", args->quiet, "Do not print the speeds on stderr");
   cmd->callback([args, run] { *run = [args] { return run_generate(*args); }; });
