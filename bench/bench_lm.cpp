@@ -164,16 +164,17 @@ int run(const Options& o) {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   const char* impl = o.dense ? "moe-dense" : "moe-lm";
-  std::printf("%-10s L=%lld D=%lld E=%lld k=%lld F=%lld S=%lld B=%lld V=%lld %s threads=%d: "
-              "%8.1f ms/step %8.0f tok/s %6.1f useful GFLOP/s  work %.0f MiB  peak RSS %.0f MiB  "
-              "loss %.3f\n",
-              impl, static_cast<long long>(o.layers), static_cast<long long>(o.d_model),
-              static_cast<long long>(o.dense ? 0 : o.experts), static_cast<long long>(o.topk),
-              static_cast<long long>(o.ffn), static_cast<long long>(s),
-              static_cast<long long>(b), static_cast<long long>(o.vocab),
-              enum_name(kPrecisionNames, o.precision), omp_get_max_threads(), t * 1e3, tk / t,
-              (mm + attn) / t / 1e9, static_cast<double>(arena.high_water()) / (1 << 20),
-              static_cast<double>(ru.ru_maxrss) / 1024, loss);
+  std::printf(
+      "%-10s L=%lld D=%lld E=%lld k=%lld F=%lld S=%lld B=%lld V=%lld %s threads=%d: "
+      "%8.1f ms/step %8.0f tok/s %6.1f useful GFLOP/s  work %.0f MiB  peak RSS %.0f MiB  "
+      "loss %.3f\n",
+      impl, static_cast<long long>(o.layers), static_cast<long long>(o.d_model),
+      static_cast<long long>(o.dense ? 0 : o.experts), static_cast<long long>(o.topk),
+      static_cast<long long>(o.ffn), static_cast<long long>(s), static_cast<long long>(b),
+      static_cast<long long>(o.vocab), enum_name(kPrecisionNames, o.precision),
+      omp_get_max_threads(), t * 1e3, tk / t, (mm + attn) / t / 1e9,
+      static_cast<double>(arena.high_water()) / (1 << 20), static_cast<double>(ru.ru_maxrss) / 1024,
+      loss);
   if (!o.jsonl.empty()) {
     std::FILE* fp = std::fopen(o.jsonl.c_str(), "a");
     if (fp == nullptr) {

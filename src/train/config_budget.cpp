@@ -167,7 +167,7 @@ static int64_t lm_matrix_elements(const ModelConfig& c, int64_t vocab) {
     n = add(n, add(mul(2, mul(d, d)), mul(2, mul(kv_width, d))));
     const MoeBlockConfig& b = c.moe[0];
     ExpertConfig dense = dense_block(b);
-    if (c.lm.ffn_hidden > 0) dense.hidden = c.lm.ffn_hidden;
+    if (c.lm.ffn_hidden > 0 && !c.lm.block_is_moe(l)) dense.hidden = c.lm.ffn_hidden;
     n = add(
         n, c.lm.block_is_moe(l) && !c.dense ? moe_block_matrices(b, d) : expert_matrices(dense, d));
   }

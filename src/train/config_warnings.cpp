@@ -359,8 +359,9 @@ void check_model(Checker& ck, const Config& c) {
                "a language model (data.format corpus) does not use it");
     ck.check("model.dense", m.lm.moe_layers == MoeLayers::kNone,
              "model.lm.moe_layers is none: the model has no MoE layer");
-    ck.check("model.lm.ffn_hidden", m.lm.moe_layers == MoeLayers::kAll && !m.dense,
-             "every block is an MoE layer (model.lm.moe_layers all), so no dense FFN uses it");
+    ck.check("model.lm.ffn_hidden", m.lm.moe_layers == MoeLayers::kAll,
+             "every block is an MoE layer (model.lm.moe_layers all); their dense twins under "
+             "model.dense take the active width");
     for (const MoeBlockConfig& b : m.moe) check_moe_block(ck, "model.moe", b, m.dense);
     return;
   }

@@ -17,10 +17,13 @@ namespace moe {
 
 namespace {
 
-constexpr const char* kResumableKeys[] = {
-    "training.epochs",         "training.early_stopping.patience", "training.threads",
-    "training.max_minutes",
-    "output.checkpoint.every", "output.checkpoint.keep_last",      "output.dir"};
+constexpr const char* kResumableKeys[] = {"training.epochs",
+                                          "training.early_stopping.patience",
+                                          "training.threads",
+                                          "training.max_minutes",
+                                          "output.checkpoint.every",
+                                          "output.checkpoint.keep_last",
+                                          "output.dir"};
 
 // "/training/early_stopping/patience" -> "training.early_stopping.patience" (JSON pointer
 // escapes ~0 and ~1 cannot occur in configuration keys).

@@ -480,8 +480,8 @@ Result<TrainResult> Trainer::run() {
   const ThreadChoice threads = choose_threads_now(config_.training.threads);
   omp_set_num_threads(threads.threads);
   MOE_ASSIGN_OR_RETURN(std::unique_ptr<Run> r, begin_run(threads));
-  for (int64_t epoch = r->at.epochs_done + 1; epoch <= config_.training.epochs &&
-                                              !r->result.stopped_early && !budget_spent(*r, 0.0);
+  for (int64_t epoch = r->at.epochs_done + 1;
+       epoch <= config_.training.epochs && !r->result.stopped_early && !budget_spent(*r, 0.0);
        ++epoch)
     MOE_TRY(run_epoch(*r, epoch));
   MOE_TRY(finish_run(*r));

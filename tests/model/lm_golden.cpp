@@ -109,8 +109,8 @@ void check_fixture(const std::string& name) {
       EXPECT_NEAR(aux, f.get("aux_loss").view().f32()[0], 1e-6) << name;
       for (ParamId id = 0; id < store.size(); ++id) {
         const std::string& p = store.info(id).name;
-        testing::expect_close(name + " grad." + p, store.grad(id), f.get("grad." + p).view(),
-                              1e-3, 2e-6);
+        testing::expect_close(name + " grad." + p, store.grad(id), f.get("grad." + p).view(), 1e-3,
+                              2e-6);
       }
     }
     opt->step(lr);

@@ -68,8 +68,7 @@ struct TokenBatch {
   TokenBatch(int64_t b, int64_t s, uint64_t seed) : tokens(Shape{b, s + 1}, DType::kI32) {
     Rng rng(seed);
     int32_t* t = tokens.view().data<int32_t>();
-    for (int64_t i = 0; i < b * (s + 1); ++i)
-      t[i] = static_cast<int32_t>(rng.below(kVocab));
+    for (int64_t i = 0; i < b * (s + 1); ++i) t[i] = static_cast<int32_t>(rng.below(kVocab));
     batch.n_rows = b;
     batch.tokens = tokens.view();
   }

@@ -183,9 +183,8 @@ TEST(Trainer, StopsEarlyWhenTheMetricStopsImproving) {
 // steps, validates and saves as at an epoch end; the schedule is planned over those steps.
 TEST(Trainer, MaxStepsEndsTrainingInsideAnEpoch) {
   const std::string out = temp_dir("max_steps");
-  Result<TrainResult> r =
-      train(make_config(out, R"({"epochs": 6, "max_steps": 21, "min_lr": 0.001})"),
-            make_data(2, false));
+  Result<TrainResult> r = train(
+      make_config(out, R"({"epochs": 6, "max_steps": 21, "min_lr": 0.001})"), make_data(2, false));
   ASSERT_TRUE(r.is_ok()) << r.status().message();
   EXPECT_EQ(r->steps, 21);
   EXPECT_EQ(r->epochs, 2);
@@ -202,9 +201,9 @@ TEST(Trainer, MaxStepsEndsTrainingInsideAnEpoch) {
 TEST(Trainer, MaxMinutesEndsTraining) {
   TrainOptions o = quiet();
   o.write_files = false;
-  Result<TrainResult> r = train(
-      make_config(temp_dir("max_minutes"), R"({"epochs": 1000, "max_minutes": 1e-6})"),
-      make_data(2, false, 128, 64), o);
+  Result<TrainResult> r =
+      train(make_config(temp_dir("max_minutes"), R"({"epochs": 1000, "max_minutes": 1e-6})"),
+            make_data(2, false, 128, 64), o);
   ASSERT_TRUE(r.is_ok()) << r.status().message();
   EXPECT_EQ(r->steps, 1);
   EXPECT_EQ(r->budget, "max_minutes");

@@ -11,7 +11,8 @@
 //               a = Attention(RoPE(RMSNorm(h)·Wqᵀ), RoPE(RMSNorm(h)·Wkᵀ), RMSNorm(h)·Wvᵀ)
 //               h = h + a·Woᵀ                                causal, GQA when G < H
 //               h = h + FFN_l(RMSNorm(h))                    an MoE layer (model.moe) or a dense
-//                                                            SwiGLU FFN (model.lm.moe_layers)
+//                                                            FFN (model.lm.moe_layers) of the
+//                                                            experts' kind (SwiGLU in Mixtral)
 //   output    logits = RMSNorm(h) · Wᵀ                       [T, V], W = E when tied, else head.w
 //   loss      mean cross-entropy of logits against the next tokens (+ the MoE layers' auxiliary
 //             losses, as for every model)
@@ -47,8 +48,7 @@ class LmModel final : public Model {
  public:
   // Checks the config (widths, heads, context, every MoE block and gate) against the data's shape
   // (shape.n_features = V) and builds the parameters, zero-filled.
-  static Result<std::unique_ptr<LmModel>> create(const ModelConfig& config,
-                                                 const DataShape& shape);
+  static Result<std::unique_ptr<LmModel>> create(const ModelConfig& config, const DataShape& shape);
   ~LmModel() override;
 
   // The token embedding N(0, 0.02²) (GPT-2, Mixtral's initializer_range); every other matrix
@@ -94,13 +94,13 @@ class LmModel final : public Model {
   RopeTable rope_;
 
   // The last forward's state (arena memory).
-  int64_t batch_ = 0;       // B
+  int64_t batch_ = 0;  // B
   bool training_ = false;
-  Tensor tokens_;           // [B, S] int32 inputs
-  Tensor targets_;          // [B·S] int32
-  Tensor final_in_;         // [T, D]
-  Tensor final_out_;        // [T, D]
-  Tensor final_rstd_;       // [T]
+  Tensor tokens_;      // [B, S] int32 inputs
+  Tensor targets_;     // [B·S] int32
+  Tensor final_in_;    // [T, D]
+  Tensor final_out_;   // [T, D]
+  Tensor final_rstd_;  // [T]
 
   // Generation: keys and values of every block and position, [L, S, G·Dh] each.
   TensorBuffer k_cache_, v_cache_;

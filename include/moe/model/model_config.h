@@ -81,8 +81,9 @@ struct LmConfig {
   bool tie_embeddings = true;   // the head is the token embedding table
   double rope_theta = 10000.0;  // RoPE base
   MoeLayers moe_layers = MoeLayers::kAll;
-  // Hidden width of the dense SwiGLU FFNs (blocks without MoE); 0: the MoE layer's active width
-  // (dense_equivalent), so a block costs the same FLOPs whichever FFN it has.
+  // Hidden width of the dense FFNs of blocks without MoE (moe_layers every_other or none); 0: the
+  // MoE layer's active width (dense_equivalent), so a block costs the same FLOPs whichever FFN it
+  // has. MoE blocks replaced under model.dense always take the active width.
   int64_t ffn_hidden = 0;
   float norm_eps = 1e-5f;  // every RMSNorm (Mixtral's value)
 

@@ -89,7 +89,7 @@ struct TrainResult {
   int64_t epochs = 0;  // epochs run
   int64_t steps = 0;   // optimizer steps taken
   bool stopped_early = false;
-  std::string budget;  // "max_steps" or "max_minutes" when a budget ended training, else empty
+  std::string budget;      // "max_steps" or "max_minutes" when a budget ended training, else empty
   int64_t best_epoch = 0;  // 0 when no epoch finished
   std::string metric;      // the metric "best" is judged by, and on which data
   double best_value = 0.0;
