@@ -3,7 +3,10 @@
 // GCC does not vectorise loops that call std::exp/erf/tanh unless -ffast-math lets it use
 // glibc's vector math library, and moe does not build with -ffast-math. These functions are
 // branch-free straight-line code (selects, not branches; no table lookups) that the compiler
-// inlines into `#pragma omp simd` loops and turns into AVX-512 instructions, 16 lanes at a time.
+// inlines into `#pragma omp simd` loops and turns into AVX-512 or AVX2 instructions (16 or 8
+// lanes). Every select is done on the bits (`select` below): GCC 12 if-converts a float `?:` for
+// AVX-512's mask registers but leaves it a branch for AVX2 ("control flow in loop"), which kept
+// every loop calling these functions scalar there.
 // The multiply-adds that the accuracy depends on are explicit std::fma (one rounding), so they do
 // not hinge on the compiler's choice to contract a·b + c.
 //
@@ -22,6 +25,12 @@
 
 namespace moe::vec {
 
+// c ? a : b as bit operations, which GCC vectorises where it would keep a float ?: as a branch.
+inline float select(bool c, float a, float b) {
+  const int32_t m = -static_cast<int32_t>(c);
+  return std::bit_cast<float>((m & std::bit_cast<int32_t>(a)) | (~m & std::bit_cast<int32_t>(b)));
+}
+
 // exp(hi + lo) where lo is a small correction to hi (|lo| ≤ ulp(hi)); exp(x) is exp_parts(x, 0).
 //
 // Cody & Waite range reduction: n = round(x / ln 2), r = x − n·ln2_hi − n·ln2_lo with ln2_hi
@@ -35,8 +44,8 @@ inline float exp_parts(float hi, float lo) {
   constexpr float kLn2Hi = 0.693359375f;
   constexpr float kLn2Lo = -2.12194440e-4f;
   constexpr float kRoundMagic = 12582912.0f;  // 1.5·2^23: adding it rounds to an integer
-  const float x = hi < -104.0f ? -104.0f : (hi > 89.0f ? 89.0f : hi);
-  const float lo_kept = x == hi ? lo : 0.0f;  // a clamped (or infinite) hi makes lo meaningless
+  const float x = select(hi < -104.0f, -104.0f, select(hi > 89.0f, 89.0f, hi));
+  const float lo_kept = select(x == hi, lo, 0.0f);
   const float shifted = std::fma(x, kLog2e, kRoundMagic);
   const float n = shifted - kRoundMagic;
   // The low mantissa bits of `shifted` hold n + 2^22 (n is in [−150, 128]).
@@ -53,7 +62,7 @@ inline float exp_parts(float hi, float lo) {
   const float scale_a = std::bit_cast<float>((half + 127) << 23);       // 2^(n/2)
   const float scale_b = std::bit_cast<float>((ni - half + 127) << 23);  // 2^(n − n/2)
   const float result = er * scale_a * scale_b;
-  return hi != hi ? hi : result;
+  return select(hi != hi, hi, result);
 }
 
 inline float exp(float x) {
@@ -81,7 +90,8 @@ inline SigmoidPair sigmoid_pair(float x) {
   const float a = exp(-std::fabs(x));
   const float big = 1.0f / (1.0f + a);
   const float small = a * big;
-  return x >= 0.0f ? SigmoidPair{big, small} : SigmoidPair{small, big};
+  const bool positive = x >= 0.0f;
+  return {select(positive, big, small), select(positive, small, big)};
 }
 
 inline float sigmoid(float x) {
@@ -103,7 +113,7 @@ inline float tanh(float x) {
   const float near_zero = std::fma(h * s, ax, ax);
   const float a = exp(-2.0f * ax);
   const float far = (1.0f - a) / (1.0f + a);
-  return std::copysign(ax < 0.55f ? near_zero : far, x);
+  return std::copysign(select(ax < 0.55f, near_zero, far), x);
 }
 
 // 1 − tanh²(x) = 4a / (1 + a)², a = e^{−2|x|}: the derivative of tanh without the cancellation
@@ -145,7 +155,7 @@ inline NormalCdfPdf normal_cdf_pdf(float x) {
   e = std::fma(e, s, 1.12837911f);
   const float central = std::fma(0.5f * z, e, 0.5f);
   // Tails.
-  const float t = 2.0f / (2.0f + (az < 10.5f ? az : 10.5f));
+  const float t = 2.0f / (2.0f + select(az < 10.5f, az, 10.5f));
   float q = -0.0773228258f;
   q = std::fma(q, t, 0.363600105f);
   q = std::fma(q, t, -0.63368082f);
@@ -157,8 +167,8 @@ inline NormalCdfPdf normal_cdf_pdf(float x) {
   q = std::fma(q, t, 0.28195256f);
   q = std::fma(q, t, 4.81283405e-06f);
   const float half_erfc = 0.5f * gauss * q;
-  const float tail = x < 0.0f ? half_erfc : 1.0f - half_erfc;
-  return {az < 0.5f ? central : tail, gauss * kInvSqrt2Pi};
+  const float tail = select(x < 0.0f, half_erfc, 1.0f - half_erfc);
+  return {select(az < 0.5f, central, tail), gauss * kInvSqrt2Pi};
 }
 
 }  // namespace moe::vec
