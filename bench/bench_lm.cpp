@@ -11,10 +11,12 @@
 //   attention 6 · B · L · S² · D                      (causal not halved)
 // Prints the median step time over --steps timed steps (after 2 warm-up steps), tokens/s, useful
 // GFLOP/s, the step's working memory (the Arena's high-water mark), and the process's peak RSS.
+// --stages adds where the timed steps' time went, by stage (moe/kernels/stage_timer.h), with each
+// stage's share of the step and, for the GEMM and attention stages, their useful GFLOP/s.
 //
 // Usage: bench_lm [--layers 8] [--d-model 512] [--heads 8] [--experts 8] [--topk 2] [--ffn 1024]
 //                 [--context 512] [--batch 8] [--vocab 8192] [--steps 5] [--dense]
-//                 [--precision fp32|bf16] [--jsonl FILE]
+//                 [--precision fp32|bf16] [--stages] [--jsonl FILE]
 #include <omp.h>
 #include <sys/resource.h>
 
@@ -29,6 +31,7 @@
 
 #include "moe/core/arena.h"
 #include "moe/core/rng.h"
+#include "moe/kernels/stage_timer.h"
 #include "moe/model/lm_model.h"
 #include "moe/optim/optimizer.h"
 
@@ -40,6 +43,7 @@ struct Options {
   int64_t context = 512, batch = 8, vocab = 8192;
   int steps = 5;
   bool dense = false;
+  bool stages = false;
   Precision precision = Precision::kF32;
   std::string jsonl;
 };
@@ -48,7 +52,7 @@ int usage() {
   std::fprintf(stderr,
                "usage: bench_lm [--layers N] [--d-model N] [--heads N] [--experts N] [--topk N] "
                "[--ffn N] [--context N] [--batch N] [--vocab N] [--steps N] [--dense] "
-               "[--precision fp32|bf16] [--jsonl FILE]\n");
+               "[--precision fp32|bf16] [--stages] [--jsonl FILE]\n");
   return 2;
 }
 
@@ -76,6 +80,8 @@ bool parse(int argc, char** argv, Options* o) {
       o->steps = std::atoi(v);
     } else if (a == "--dense") {
       o->dense = true;
+    } else if (a == "--stages") {
+      o->stages = true;
     } else if (a == "--precision") {
       const char* v = next();
       if (v == nullptr || !parse_enum_name(kPrecisionNames, v, &o->precision)) return false;
@@ -110,6 +116,54 @@ ModelConfig model_config(const Options& o) {
   return c;
 }
 
+// Each stage's mean time per timed step, its share of the mean step, and for the stages that
+// are matmuls (or attention) their useful GFLOP/s by the same formula as the step's.
+void print_stages(const Options& o, const std::vector<double>& times) {
+  StageTimes::enable(false);
+  double step = 0.0;
+  for (double t : times) step += t;
+  const double n = static_cast<double>(times.size());
+  step /= n;
+  const double d = static_cast<double>(o.d_model), l = static_cast<double>(o.layers),
+               f = static_cast<double>(o.ffn), v = static_cast<double>(o.vocab),
+               k = static_cast<double>(o.topk), s = static_cast<double>(o.context),
+               tk = static_cast<double>(o.batch) * s;
+  const auto flops = [&](Stage st) {
+    switch (st) {
+      case Stage::kQkvGemm:
+        return 6 * tk * l * 3 * d * d;
+      case Stage::kOutGemm:
+        return 6 * tk * l * d * d;
+      case Stage::kFfn:
+        return 6 * tk * l * k * 3 * d * f;
+      case Stage::kHeadGemm:
+        return 6 * tk * v * d;
+      case Stage::kAttentionForward:
+        return 2 * static_cast<double>(o.batch) * l * s * s * d;
+      case Stage::kAttentionBackward:
+        return 4 * static_cast<double>(o.batch) * l * s * s * d;
+      default:
+        return 0.0;
+    }
+  };
+  double accounted = 0.0;
+  std::printf("  %-14s %9s %6s %8s\n", "stage", "ms/step", "share", "GFLOP/s");
+  for (int i = 0; i < static_cast<int>(Stage::kCount); ++i) {
+    const auto st = static_cast<Stage>(i);
+    const double t = StageTimes::seconds(st) / n;
+    accounted += t;
+    const double fl = flops(st);
+    if (fl > 0)
+      std::printf("  %-14s %9.1f %5.1f%% %8.1f\n", kStageNames[static_cast<size_t>(i)], t * 1e3,
+                  100 * t / step, fl / t / 1e9);
+    else
+      std::printf("  %-14s %9.1f %5.1f%%\n", kStageNames[static_cast<size_t>(i)], t * 1e3,
+                  100 * t / step);
+  }
+  std::printf("  %-14s %9.1f %5.1f%%\n", "other", (step - accounted) * 1e3,
+              100 * (step - accounted) / step);
+}
+
 int run(const Options& o) {
   DataShape shape;
   shape.input = FeatureKind::kTokens;
@@ -136,6 +190,10 @@ int run(const Options& o) {
   std::vector<double> times;
   double loss = 0.0;
   for (int step = 0; step < o.steps + 2; ++step) {
+    if (o.stages && step == 2) {
+      StageTimes::reset();
+      StageTimes::enable(true);
+    }
     int32_t* w = windows.view().data<int32_t>();
     for (int64_t i = 0; i < b * (s + 1); ++i)
       w[i] = static_cast<int32_t>(rng.below(static_cast<uint64_t>(o.vocab)));
@@ -148,9 +206,12 @@ int run(const Options& o) {
     Tensor logits = model.forward(batch, true, Rng(3).fork(step), arena);
     loss = model.task_loss(batch, logits, dlogits.view(), TaskLossOptions());
     model.backward(dlogits.view(), arena);
-    model.params().settle_grads();
-    opt->step(3e-4);
-    model.after_step();
+    {
+      const StageScope timed(Stage::kOptimizer);
+      model.params().settle_grads();
+      opt->step(3e-4);
+      model.after_step();
+    }
     const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (step >= 2) times.push_back(t);
   }
@@ -175,6 +236,7 @@ int run(const Options& o) {
       omp_get_max_threads(), t * 1e3, tk / t, (mm + attn) / t / 1e9,
       static_cast<double>(arena.high_water()) / (1 << 20), static_cast<double>(ru.ru_maxrss) / 1024,
       loss);
+  if (o.stages) print_stages(o, times);
   if (!o.jsonl.empty()) {
     std::FILE* fp = std::fopen(o.jsonl.c_str(), "a");
     if (fp == nullptr) {

@@ -14,6 +14,7 @@
 
 #include "moe/kernels/gemm.h"
 #include "moe/kernels/ops.h"
+#include "moe/kernels/stage_timer.h"
 #include "moe/layers/attention.h"
 #include "moe/layers/linear.h"
 #include "moe/layers/loss.h"
@@ -43,24 +44,23 @@ Status check_lm_config(const ModelConfig& c, const DataShape& shape) {
   if (lm.heads < 1 || c.width % lm.heads != 0)
     return Status::error("model.lm.heads: {} heads must divide model.width {}", lm.heads, c.width);
   if ((c.width / lm.heads) % 2 != 0)
-    return Status::error(
-        "model.lm.heads: the head width model.width / heads = {} must be even "
-        "(RoPE rotates pairs)",
-        c.width / lm.heads);
+    return Status::error("model.lm.heads: the head width model.width / heads = {} must be even "
+                         "(RoPE rotates pairs)",
+                         c.width / lm.heads);
   if (lm.kv_heads < 0 || lm.n_kv_heads() > lm.heads || lm.heads % lm.n_kv_heads() != 0)
     return Status::error("model.lm.kv_heads: {} key/value heads must divide the {} heads",
                          lm.kv_heads, lm.heads);
   if (lm.context < 1 || lm.context > kMaxContext)
     return Status::error("model.lm.context: must be in [1, {}], got {}", kMaxContext, lm.context);
   if (!(lm.rope_theta > 1.0 && std::isfinite(lm.rope_theta)))
-    return Status::error("model.lm.rope_theta: must be a finite number > 1, got {}", lm.rope_theta);
+    return Status::error("model.lm.rope_theta: must be a finite number > 1, got {}",
+                         lm.rope_theta);
   if (lm.ffn_hidden < 0) return Status::error("model.lm.ffn_hidden: must be ≥ 0");
   if (!(lm.norm_eps > 0.0f)) return Status::error("model.lm.norm_eps: must be positive");
   if (c.moe.size() != 1)
-    return Status::error(
-        "model.moe: a language model takes one MoE layer object (used by every "
-        "MoE block), got {}",
-        c.moe.size());
+    return Status::error("model.moe: a language model takes one MoE layer object (used by every "
+                         "MoE block), got {}",
+                         c.moe.size());
   const MoeBlockConfig& m = c.moe[0];
   Status st = validate_moe_config(moe_layer_config(m, c.width));
   if (!st.is_ok()) return st.with_context("model.moe");
@@ -71,12 +71,10 @@ Status check_lm_config(const ModelConfig& c, const DataShape& shape) {
            g.capacity_factor > 0;
   };
   if (looks_across(m.gate) || (m.n_groups > 0 && looks_across(m.top_gate)))
-    return Status::error(
-        "model.moe: a language model needs a causal gate, and expert choice, "
-        "Sinkhorn and capacity limits route each token by comparing it with the "
-        "others in the batch (later tokens included); use topk_softmax, noisy_topk, "
-        "sigmoid_bias, hash, dense_softmax or gumbel_softmax, with "
-        "capacity_factor 0");
+    return Status::error("model.moe: a language model needs a causal gate, and expert choice, "
+                         "Sinkhorn and capacity limits route each token by comparing it with the "
+                         "others in the batch (later tokens included); use topk, noisy_topk, "
+                         "sigmoid, switch, hash, softmax or gumbel without a capacity factor");
   if (c.dense) {
     st = validate_expert_config(dense_equivalent(m));
     if (!st.is_ok()) return st.with_context("model.moe (dense)");
@@ -93,15 +91,15 @@ struct LmModel::Block {
   std::unique_ptr<MoeLayer> moe;  // an MoE block
 
   // The last forward's cache (arena memory).
-  Tensor h_in;       // [T, D] the block's input
-  Tensor x_attn;     // [T, D] RMSNorm(h_in)
-  Tensor rstd_attn;  // [T]
-  Tensor q, k, v;    // [T, H·Dh], [T, G·Dh], [T, G·Dh]; q and k after RoPE
-  Tensor att;        // [T, H·Dh] attention output before Wo
-  Tensor lse;        // [B, H, S]
-  Tensor h_mid;      // [T, D] after the attention residual
-  Tensor x_ffn;      // [T, D] RMSNorm(h_mid)
-  Tensor rstd_ffn;   // [T]
+  Tensor h_in;          // [T, D] the block's input
+  Tensor x_attn;        // [T, D] RMSNorm(h_in)
+  Tensor rstd_attn;     // [T]
+  Tensor q, k, v;       // [T, H·Dh], [T, G·Dh], [T, G·Dh]; q and k after RoPE
+  Tensor att;           // [T, H·Dh] attention output before Wo
+  Tensor lse;           // [B, H, S]
+  Tensor h_mid;         // [T, D] after the attention residual
+  Tensor x_ffn;         // [T, D] RMSNorm(h_mid)
+  Tensor rstd_ffn;      // [T]
 };
 
 LmModel::LmModel(ModelConfig config, DataShape shape) : Model(std::move(config), shape) {}
@@ -121,11 +119,7 @@ void LmModel::build() {
   const int64_t d = config_.width, v = shape_.n_features;
   const int64_t dh = d / lm.heads, hq = lm.heads * dh, hkv = lm.n_kv_heads() * dh;
   const MoeBlockConfig& m = config_.moe[0];
-  // A block without MoE has a dense FFN of model.lm.ffn_hidden (0: the MoE layer's active
-  // width); an MoE block replaced under model.dense always gets the active width, so the dense
-  // twin has the MoE model's active size whatever ffn_hidden says.
-  const ExpertConfig twin_ffn = dense_equivalent(m);
-  ExpertConfig dense_ffn = twin_ffn;
+  ExpertConfig dense_ffn = dense_equivalent(m);
   if (lm.ffn_hidden > 0) dense_ffn.hidden = lm.ffn_hidden;
 
   embed_ = store_.add("embed.w", Shape{v, d});
@@ -143,7 +137,7 @@ void LmModel::build() {
       b->moe->declare(store_, b->prefix + ".moe");
       add_moe_layer(b->prefix + ".moe", l, b->moe.get(), moe_slots_per_token(m));
     } else {
-      b->ffn = std::make_unique<Expert>(d, lm.block_is_moe(l) ? twin_ffn : dense_ffn);
+      b->ffn = std::make_unique<Expert>(d, dense_ffn);
       b->ffn->set_precision(m.precision);
       b->ffn->declare(store_, b->prefix + ".ffn");
     }
@@ -203,25 +197,40 @@ void LmModel::block_forward(Block& b, int64_t l, Tensor h, Tensor out, bool trai
   b.h_in = h;
   b.x_attn = arena.alloc(Shape{t, d});
   b.rstd_attn = arena.alloc(Shape{t});
-  rms_norm_forward({store_.value(b.attn_gain)}, eps, h, b.x_attn, {b.rstd_attn});
+  {
+    const StageScope timed(Stage::kNorm);
+    rms_norm_forward({store_.value(b.attn_gain)}, eps, h, b.x_attn, {b.rstd_attn});
+  }
   b.q = arena.alloc(Shape{t, hq});
   b.k = arena.alloc(Shape{t, hkv});
   b.v = arena.alloc(Shape{t, hkv});
-  gemm(b.x_attn, false, store_.value(b.wq), true, b.q);
-  gemm(b.x_attn, false, store_.value(b.wk), true, b.k);
-  gemm(b.x_attn, false, store_.value(b.wv), true, b.v);
-  rope_forward(rope_, batch_, s, lm.heads, 0, b.q);
-  rope_forward(rope_, batch_, s, lm.n_kv_heads(), 0, b.k);
+  {
+    const StageScope timed(Stage::kQkvGemm);
+    gemm(b.x_attn, false, store_.value(b.wq), true, b.q);
+    gemm(b.x_attn, false, store_.value(b.wk), true, b.k);
+    gemm(b.x_attn, false, store_.value(b.wv), true, b.v);
+  }
+  {
+    const StageScope timed(Stage::kRope);
+    rope_forward(rope_, batch_, s, lm.heads, 0, b.q);
+    rope_forward(rope_, batch_, s, lm.n_kv_heads(), 0, b.k);
+  }
   const AttentionDims dims{batch_, s, lm.heads, lm.n_kv_heads(), dh, true};
   b.att = arena.alloc(Shape{t, hq});
   b.lse = arena.alloc(Shape{batch_, lm.heads, s});
   Tensor ws = arena.alloc(Shape{attention_workspace_floats(dims, omp_get_max_threads())});
-  attention_forward(dims, b.q, b.k, b.v, b.att, {b.lse}, ws);
+  {
+    const StageScope timed(Stage::kAttentionForward);
+    attention_forward(dims, b.q, b.k, b.v, b.att, {b.lse}, ws);
+  }
 
   // h_mid = h + a Woᵀ
   Tensor h_mid = arena.alloc(Shape{t, d});
-  copy(h_mid, h);
-  gemm(b.att, false, store_.value(b.wo), true, h_mid, {1.0f, 1.0f});
+  {
+    const StageScope timed(Stage::kOutGemm);
+    copy(h_mid, h);
+    gemm(b.att, false, store_.value(b.wo), true, h_mid, {1.0f, 1.0f});
+  }
 
   ffn_forward(b, l, h_mid, out, training, rng, arena);
 }
@@ -233,7 +242,11 @@ void LmModel::ffn_forward(Block& b, int64_t l, Tensor h_mid, Tensor out, bool tr
   b.h_mid = h_mid;
   b.x_ffn = arena.alloc(Shape{t, d});
   b.rstd_ffn = arena.alloc(Shape{t});
-  rms_norm_forward({store_.value(b.ffn_gain)}, config_.lm.norm_eps, h_mid, b.x_ffn, {b.rstd_ffn});
+  {
+    const StageScope timed(Stage::kNorm);
+    rms_norm_forward({store_.value(b.ffn_gain)}, config_.lm.norm_eps, h_mid, b.x_ffn, {b.rstd_ffn});
+  }
+  const StageScope timed(Stage::kFfn);
   if (b.ffn) {
     b.ffn->forward(b.x_ffn, out, arena);
   } else {
@@ -247,7 +260,7 @@ void LmModel::ffn_forward(Block& b, int64_t l, Tensor h_mid, Tensor out, bool tr
     b.moe->forward(b.x_ffn, out, training, rng.fork(kNoiseBlockMoe + static_cast<uint64_t>(l)),
                    arena, token_ids);
   }
-  add(out, h_mid, out);
+  add(out, h_mid, out);  // timed with the FFN
 }
 
 Tensor LmModel::forward(const Batch& batch, bool training, const Rng& rng, Arena& arena) {
@@ -269,11 +282,15 @@ Tensor LmModel::forward(const Batch& batch, bool training, const Rng& rng, Arena
 
   // h = E[tokens]
   Tensor h = arena.alloc(Shape{t, d});  // [T, D]
-  const float* e = store_.value(embed_).f32();
-  const int32_t* tok = tokens_.data<int32_t>();
-  for (int64_t i = 0; i < t; ++i) {
-    MOE_CHECK(tok[i] >= 0 && tok[i] < v, "model: token {} outside the vocabulary of {}", tok[i], v);
-    std::memcpy(h.f32() + i * d, e + static_cast<int64_t>(tok[i]) * d, sizeof(float) * d);
+  {
+    const StageScope timed(Stage::kEmbed);
+    const float* e = store_.value(embed_).f32();
+    const int32_t* tok = tokens_.data<int32_t>();
+    for (int64_t i = 0; i < t; ++i) {
+      MOE_CHECK(tok[i] >= 0 && tok[i] < v, "model: token {} outside the vocabulary of {}", tok[i],
+                v);
+      std::memcpy(h.f32() + i * d, e + static_cast<int64_t>(tok[i]) * d, sizeof(float) * d);
+    }
   }
   for (size_t l = 0; l < blocks_.size(); ++l) {
     Tensor next = arena.alloc(Shape{t, d});
@@ -284,10 +301,15 @@ Tensor LmModel::forward(const Batch& batch, bool training, const Rng& rng, Arena
   final_in_ = h;
   final_out_ = arena.alloc(Shape{t, d});
   final_rstd_ = arena.alloc(Shape{t});
-  rms_norm_forward({store_.value(final_gain_)}, config_.lm.norm_eps, h, final_out_, {final_rstd_});
+  {
+    const StageScope timed(Stage::kNorm);
+    rms_norm_forward({store_.value(final_gain_)}, config_.lm.norm_eps, h, final_out_,
+                     {final_rstd_});
+  }
   Tensor logits = arena.alloc(Shape{t, v});  // [T, V]
   gemm(final_out_, false, head_weight(), true, logits);
   return logits;
+  const StageScope timed(Stage::kHeadGemm);
 }
 
 double LmModel::task_loss(const Batch& batch, Tensor logits, Tensor dlogits,
@@ -298,6 +320,7 @@ double LmModel::task_loss(const Batch& batch, Tensor logits, Tensor dlogits,
   ce.label_smoothing = options.cross_entropy.label_smoothing;
   return cross_entropy_loss(logits, targets_, dlogits, ce);
 }
+  const StageScope timed(Stage::kLoss);
 
 void LmModel::block_backward(Block& b, Tensor dh, Arena& arena) {
   const LmConfig& lm = config_.lm;
@@ -308,36 +331,57 @@ void LmModel::block_backward(Block& b, Tensor dh, Arena& arena) {
   Tensor dnorm = arena.alloc(Shape{t, d});  // [T, D] dL/dh through a branch
 
   // FFN branch: dh += RMSNormᵀ(FFNᵀ(dh)).
-  if (b.ffn) {
-    b.ffn->backward(dh, dx, arena);
-  } else {
-    b.moe->backward(dh, dx, arena);
+  {
+    const StageScope timed(Stage::kFfn);
+    if (b.ffn) {
+      b.ffn->backward(dh, dx, arena);
+    } else {
+      b.moe->backward(dh, dx, arena);
+    }
   }
-  rms_norm_backward({store_.value(b.ffn_gain)}, {store_.grad(b.ffn_gain)}, {b.rstd_ffn}, b.h_mid,
-                    dx, dnorm);
-  add(dh, dnorm, dh);
+  {
+    const StageScope timed(Stage::kNorm);
+    rms_norm_backward({store_.value(b.ffn_gain)}, {store_.grad(b.ffn_gain)}, {b.rstd_ffn}, b.h_mid,
+                      dx, dnorm);
+    add(dh, dnorm, dh);
+  }
 
   // Attention branch.
   Tensor datt = arena.alloc(Shape{t, hq});  // [T, H·Dh]
-  gemm(dh, false, store_.value(b.wo), false, datt);
-  gemm(dh, true, b.att, false, store_.grad(b.wo), {1.0f, 1.0f});
+  {
+    const StageScope timed(Stage::kOutGemm);
+    gemm(dh, false, store_.value(b.wo), false, datt);
+    gemm(dh, true, b.att, false, store_.grad(b.wo), {1.0f, 1.0f});
+  }
   Tensor dq = arena.alloc(Shape{t, hq}), dk = arena.alloc(Shape{t, hkv}),
          dv = arena.alloc(Shape{t, hkv});
   const AttentionDims dims{batch_, s, lm.heads, lm.n_kv_heads(), dh_, true};
   Tensor ws = arena.alloc(Shape{attention_workspace_floats(dims, omp_get_max_threads())});
-  attention_backward(dims, b.q, b.k, b.v, b.att, {b.lse}, datt, dq, dk, dv, ws);
-  rope_backward(rope_, batch_, s, lm.heads, 0, dq);
-  rope_backward(rope_, batch_, s, lm.n_kv_heads(), 0, dk);
-  // dx = dq Wq + dk Wk + dv Wv;  dW += dᵀ x
-  gemm(dq, false, store_.value(b.wq), false, dx);
-  gemm(dk, false, store_.value(b.wk), false, dx, {1.0f, 1.0f});
-  gemm(dv, false, store_.value(b.wv), false, dx, {1.0f, 1.0f});
-  gemm(dq, true, b.x_attn, false, store_.grad(b.wq), {1.0f, 1.0f});
-  gemm(dk, true, b.x_attn, false, store_.grad(b.wk), {1.0f, 1.0f});
-  gemm(dv, true, b.x_attn, false, store_.grad(b.wv), {1.0f, 1.0f});
-  rms_norm_backward({store_.value(b.attn_gain)}, {store_.grad(b.attn_gain)}, {b.rstd_attn}, b.h_in,
-                    dx, dnorm);
-  add(dh, dnorm, dh);
+  {
+    const StageScope timed(Stage::kAttentionBackward);
+    attention_backward(dims, b.q, b.k, b.v, b.att, {b.lse}, datt, dq, dk, dv, ws);
+  }
+  {
+    const StageScope timed(Stage::kRope);
+    rope_backward(rope_, batch_, s, lm.heads, 0, dq);
+    rope_backward(rope_, batch_, s, lm.n_kv_heads(), 0, dk);
+  }
+  {
+    // dx = dq Wq + dk Wk + dv Wv;  dW += dᵀ x
+    const StageScope timed(Stage::kQkvGemm);
+    gemm(dq, false, store_.value(b.wq), false, dx);
+    gemm(dk, false, store_.value(b.wk), false, dx, {1.0f, 1.0f});
+    gemm(dv, false, store_.value(b.wv), false, dx, {1.0f, 1.0f});
+    gemm(dq, true, b.x_attn, false, store_.grad(b.wq), {1.0f, 1.0f});
+    gemm(dk, true, b.x_attn, false, store_.grad(b.wk), {1.0f, 1.0f});
+    gemm(dv, true, b.x_attn, false, store_.grad(b.wv), {1.0f, 1.0f});
+  }
+  {
+    const StageScope timed(Stage::kNorm);
+    rms_norm_backward({store_.value(b.attn_gain)}, {store_.grad(b.attn_gain)}, {b.rstd_attn},
+                      b.h_in, dx, dnorm);
+    add(dh, dnorm, dh);
+  }
   (void)eps;
 }
 
@@ -350,17 +394,24 @@ void LmModel::backward(Tensor dlogits, Arena& arena) {
 
   // Head and final norm: dfinal = dlogits W, dW += dlogitsᵀ final_out.
   Tensor dfinal = arena.alloc(Shape{t, d});
-  gemm(dlogits, false, head_weight(), false, dfinal);
-  gemm(dlogits, true, final_out_, false, head_grad(), {1.0f, 1.0f});
+  {
+    const StageScope timed(Stage::kHeadGemm);
+    gemm(dlogits, false, head_weight(), false, dfinal);
+    gemm(dlogits, true, final_out_, false, head_grad(), {1.0f, 1.0f});
+  }
   Tensor dh = arena.alloc(Shape{t, d});  // [T, D] the residual stream's gradient
-  rms_norm_backward({store_.value(final_gain_)}, {store_.grad(final_gain_)}, {final_rstd_},
-                    final_in_, dfinal, dh);
+  {
+    const StageScope timed(Stage::kNorm);
+    rms_norm_backward({store_.value(final_gain_)}, {store_.grad(final_gain_)}, {final_rstd_},
+                      final_in_, dfinal, dh);
+  }
 
   for (size_t i = blocks_.size(); i-- > 0;) block_backward(*blocks_[i], dh, arena);
 
   // dE[token] += dh[t], tokens in order so the sum does not depend on threads; threads split D.
   float* de = store_.grad(embed_).f32();
   const int32_t* tok = tokens_.data<int32_t>();
+  const StageScope timed(Stage::kEmbed);
   const float* g = dh.f32();
 #pragma omp parallel for schedule(static) if (t * d > 65536)
   for (int64_t c0 = 0; c0 < d; c0 += 16) {
