@@ -44,23 +44,24 @@ Status check_lm_config(const ModelConfig& c, const DataShape& shape) {
   if (lm.heads < 1 || c.width % lm.heads != 0)
     return Status::error("model.lm.heads: {} heads must divide model.width {}", lm.heads, c.width);
   if ((c.width / lm.heads) % 2 != 0)
-    return Status::error("model.lm.heads: the head width model.width / heads = {} must be even "
-                         "(RoPE rotates pairs)",
-                         c.width / lm.heads);
+    return Status::error(
+        "model.lm.heads: the head width model.width / heads = {} must be even "
+        "(RoPE rotates pairs)",
+        c.width / lm.heads);
   if (lm.kv_heads < 0 || lm.n_kv_heads() > lm.heads || lm.heads % lm.n_kv_heads() != 0)
     return Status::error("model.lm.kv_heads: {} key/value heads must divide the {} heads",
                          lm.kv_heads, lm.heads);
   if (lm.context < 1 || lm.context > kMaxContext)
     return Status::error("model.lm.context: must be in [1, {}], got {}", kMaxContext, lm.context);
   if (!(lm.rope_theta > 1.0 && std::isfinite(lm.rope_theta)))
-    return Status::error("model.lm.rope_theta: must be a finite number > 1, got {}",
-                         lm.rope_theta);
+    return Status::error("model.lm.rope_theta: must be a finite number > 1, got {}", lm.rope_theta);
   if (lm.ffn_hidden < 0) return Status::error("model.lm.ffn_hidden: must be ≥ 0");
   if (!(lm.norm_eps > 0.0f)) return Status::error("model.lm.norm_eps: must be positive");
   if (c.moe.size() != 1)
-    return Status::error("model.moe: a language model takes one MoE layer object (used by every "
-                         "MoE block), got {}",
-                         c.moe.size());
+    return Status::error(
+        "model.moe: a language model takes one MoE layer object (used by every "
+        "MoE block), got {}",
+        c.moe.size());
   const MoeBlockConfig& m = c.moe[0];
   Status st = validate_moe_config(moe_layer_config(m, c.width));
   if (!st.is_ok()) return st.with_context("model.moe");
@@ -71,10 +72,12 @@ Status check_lm_config(const ModelConfig& c, const DataShape& shape) {
            g.capacity_factor > 0;
   };
   if (looks_across(m.gate) || (m.n_groups > 0 && looks_across(m.top_gate)))
-    return Status::error("model.moe: a language model needs a causal gate, and expert choice, "
-                         "Sinkhorn and capacity limits route each token by comparing it with the "
-                         "others in the batch (later tokens included); use topk, noisy_topk, "
-                         "sigmoid, switch, hash, softmax or gumbel without a capacity factor");
+    return Status::error(
+        "model.moe: a language model needs a causal gate, and expert choice, "
+        "Sinkhorn and capacity limits route each token by comparing it with the "
+        "others in the batch (later tokens included); use topk_softmax, noisy_topk, "
+        "sigmoid_bias, hash, dense_softmax or gumbel_softmax, with "
+        "capacity_factor 0");
   if (c.dense) {
     st = validate_expert_config(dense_equivalent(m));
     if (!st.is_ok()) return st.with_context("model.moe (dense)");
@@ -91,15 +94,15 @@ struct LmModel::Block {
   std::unique_ptr<MoeLayer> moe;  // an MoE block
 
   // The last forward's cache (arena memory).
-  Tensor h_in;          // [T, D] the block's input
-  Tensor x_attn;        // [T, D] RMSNorm(h_in)
-  Tensor rstd_attn;     // [T]
-  Tensor q, k, v;       // [T, H·Dh], [T, G·Dh], [T, G·Dh]; q and k after RoPE
-  Tensor att;           // [T, H·Dh] attention output before Wo
-  Tensor lse;           // [B, H, S]
-  Tensor h_mid;         // [T, D] after the attention residual
-  Tensor x_ffn;         // [T, D] RMSNorm(h_mid)
-  Tensor rstd_ffn;      // [T]
+  Tensor h_in;       // [T, D] the block's input
+  Tensor x_attn;     // [T, D] RMSNorm(h_in)
+  Tensor rstd_attn;  // [T]
+  Tensor q, k, v;    // [T, H·Dh], [T, G·Dh], [T, G·Dh]; q and k after RoPE
+  Tensor att;        // [T, H·Dh] attention output before Wo
+  Tensor lse;        // [B, H, S]
+  Tensor h_mid;      // [T, D] after the attention residual
+  Tensor x_ffn;      // [T, D] RMSNorm(h_mid)
+  Tensor rstd_ffn;   // [T]
 };
 
 LmModel::LmModel(ModelConfig config, DataShape shape) : Model(std::move(config), shape) {}
@@ -119,7 +122,11 @@ void LmModel::build() {
   const int64_t d = config_.width, v = shape_.n_features;
   const int64_t dh = d / lm.heads, hq = lm.heads * dh, hkv = lm.n_kv_heads() * dh;
   const MoeBlockConfig& m = config_.moe[0];
-  ExpertConfig dense_ffn = dense_equivalent(m);
+  // A block without MoE has a dense FFN of model.lm.ffn_hidden (0: the MoE layer's active
+  // width); an MoE block replaced under model.dense always gets the active width, so the dense
+  // twin has the MoE model's active size whatever ffn_hidden says.
+  const ExpertConfig twin_ffn = dense_equivalent(m);
+  ExpertConfig dense_ffn = twin_ffn;
   if (lm.ffn_hidden > 0) dense_ffn.hidden = lm.ffn_hidden;
 
   embed_ = store_.add("embed.w", Shape{v, d});
@@ -137,7 +144,7 @@ void LmModel::build() {
       b->moe->declare(store_, b->prefix + ".moe");
       add_moe_layer(b->prefix + ".moe", l, b->moe.get(), moe_slots_per_token(m));
     } else {
-      b->ffn = std::make_unique<Expert>(d, dense_ffn);
+      b->ffn = std::make_unique<Expert>(d, lm.block_is_moe(l) ? twin_ffn : dense_ffn);
       b->ffn->set_precision(m.precision);
       b->ffn->declare(store_, b->prefix + ".ffn");
     }
@@ -320,7 +327,7 @@ double LmModel::task_loss(const Batch& batch, Tensor logits, Tensor dlogits,
   ce.label_smoothing = options.cross_entropy.label_smoothing;
   return cross_entropy_loss(logits, targets_, dlogits, ce);
 }
-  const StageScope timed(Stage::kLoss);
+const StageScope timed(Stage::kLoss);
 
 void LmModel::block_backward(Block& b, Tensor dh, Arena& arena) {
   const LmConfig& lm = config_.lm;
