@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "inspect_internal.h"
 #include "moe/core/check.h"
 #include "moe/train/config_budget.h"
 
@@ -84,7 +85,8 @@ void add_output_ratios(const MoeLayer& layer, LevelRouting* level) {
 }
 
 // Records every level of every MoE layer of a model, batch after batch, in the evaluation's
-// data order.
+// data order. A language model's plans route the B·L tokens of a batch's windows, token t the
+// window t / L's position t mod L: recorded as token row window·L + position (inspect.h).
 class RoutingRecorder {
  public:
   explicit RoutingRecorder(const Model& model) {
@@ -111,7 +113,7 @@ class RoutingRecorder {
 
   // After a batch's forward: its plans and router probabilities.
   void add(const Model& model, const Batch& batch) {
-    const int64_t* rows = batch.rows.data<int64_t>();  // [T]
+    const int64_t* rows = routed_rows(model, batch);  // [T]
     size_t at = 0;
     for (int64_t l = 0; l < model.n_moe_layers(); ++l) {
       const MoeLayer& layer = model.moe_layer(l);
@@ -138,6 +140,21 @@ class RoutingRecorder {
   std::vector<LevelRouting> take() { return std::move(levels_); }
 
  private:
+  // The data row of each routed row of the batch: its rows, or its windows' token rows.
+  const int64_t* routed_rows(const Model& model, const Batch& batch) {
+    const int64_t* rows = batch.rows.data<int64_t>();  // [B]
+    if (batch.tokens.empty()) return rows;
+    const int64_t l = batch.tokens.cols() - 1;
+    token_rows_.resize(sz(batch.n_rows * l));  // [B·L]
+    for (int64_t b = 0; b < batch.n_rows; ++b)
+      for (int64_t p = 0; p < l; ++p) token_rows_[sz(b * l + p)] = rows[b] * l + p;
+    for (int64_t i = 0; i < model.n_moe_layers(); ++i)
+      MOE_CHECK(model.moe_layer(i).plan().n_tokens == batch.n_rows * l,
+                "{}: routed {} tokens of {} windows of {}", model.moe_layer_name(i),
+                model.moe_layer(i).plan().n_tokens, batch.n_rows, l);
+    return token_rows_.data();
+  }
+
   void add_level(const std::string& layer, const std::string& level, const GateConfig& gate,
                  int64_t n_experts, int64_t k) {
     LevelRouting r;
@@ -164,6 +181,7 @@ class RoutingRecorder {
 
   std::vector<LevelRouting> levels_;
   std::vector<int64_t> group_rows_;
+  std::vector<int64_t> token_rows_;  // [B·L] language models
 };
 
 // Distinct experts with a kept slot in row r of a level, in slot order.
@@ -410,6 +428,8 @@ const char* input_kind_name(InputKind k) {
       return "text";
     case InputKind::kImage:
       return "image";
+    case InputKind::kTokens:
+      return "tokens";
   }
   return "?";
 }
@@ -420,7 +440,14 @@ InspectContext InspectContext::from_schema(const DataSchema& schema, const Datas
   c.data = &data;
   c.path = path;
   c.labels = schema.labels;
-  if (schema.text && data.kind == FeatureKind::kSparse) {
+  if (data.kind == FeatureKind::kTokens) {
+    c.input = InputKind::kTokens;
+    c.context = data.context;
+    if (schema.tokenizer) {
+      const auto v_n = static_cast<int32_t>(schema.tokenizer->vocab_size());
+      for (int32_t v = 0; v < v_n; ++v) c.words.push_back(schema.tokenizer->piece(v));
+    }
+  } else if (schema.text && data.kind == FeatureKind::kSparse) {
     c.input = InputKind::kText;
     c.words = schema.text->words();
   } else if (schema.format == DataFormat::kIdx) {
@@ -450,6 +477,7 @@ struct LevelTally {
 
 LevelTally tally_level(const LevelRouting& lr, const InspectContext& ctx) {
   const int64_t e_n = lr.n_experts, r_n = lr.n_rows();
+  const int64_t data_rows = ctx.data ? inspect_detail::routed_row_count(*ctx.data) : 0;
   LevelTally t;
   t.load.assign(sz(e_n), 0.0);
   t.weight.assign(sz(e_n), 0.0);
@@ -461,9 +489,9 @@ LevelTally tally_level(const LevelRouting& lr, const InspectContext& ctx) {
   std::vector<double> row_dist(sz(e_n));  // [E]
   std::vector<int32_t> kept;
   for (int64_t r = 0; r < r_n; ++r) {
-    MOE_CHECK(ctx.data == nullptr || (lr.rows[sz(r)] >= 0 && lr.rows[sz(r)] < ctx.data->n_rows),
+    MOE_CHECK(ctx.data == nullptr || (lr.rows[sz(r)] >= 0 && lr.rows[sz(r)] < data_rows),
               "level {} {}: row {} of a data set with {} rows", lr.layer, lr.level, lr.rows[sz(r)],
-              ctx.data->n_rows);
+              data_rows);
     std::fill(row_dist.begin(), row_dist.end(), 0.0);
     for (int64_t s = lr.offsets[sz(r)]; s < lr.offsets[sz(r + 1)]; ++s) {
       const int32_t e = lr.experts[sz(s)];
@@ -552,6 +580,10 @@ void level_data(const LevelRouting& lr, const LevelTally& t, const InspectContex
                 const InspectOptions& options, LevelStats* st) {
   const Dataset* data = ctx.data;
   if (data == nullptr) return;
+  if (data->kind == FeatureKind::kTokens) {  // labels are the next tokens: no class table
+    inspect_detail::token_statistics(lr, t.expert_rows, ctx, options, st);
+    return;
+  }
   if (data->has_labels && data->task == TaskKind::kClassification) {
     const int64_t c_n = std::max<int64_t>(ctx.labels.n_classes(), data->n_classes);
     class_statistics(lr, *data, c_n, st);
@@ -598,16 +630,20 @@ Result<InspectReport> inspect_model(Model& model, const InspectContext& ctx,
   MOE_CHECK(ctx.data != nullptr, "inspect_model without data");
   if (model.n_moe_layers() == 0) return Status::error("a dense model has no experts to inspect");
   // The statistics grow as E² per layer: refused by a check naming the key, not by bad_alloc.
-  MOE_TRY(check_expert_budget(model.config(), model.shape().n_outputs, options.batch_size, 0,
-                              training_memory_limit()));
+  // A language model's outputs are its vocabulary, and it has no class × expert table.
+  const bool tokens = ctx.data->kind == FeatureKind::kTokens;
+  MOE_TRY(check_expert_budget(model.config(), tokens ? 0 : model.shape().n_outputs,
+                              options.batch_size, 0, training_memory_limit()));
   RoutingRecorder recorder(model);
   EvalOptions eval;
   eval.batch_size = options.batch_size;
   eval.keep_routing = options.keep_trace;
   eval.after_batch = [&recorder](const Model& m, const Batch& b) { recorder.add(m, b); };
-  Predictions predictions;
-  MOE_ASSIGN_OR_RETURN(EvalMetrics metrics,
-                       evaluate(model, *ctx.data, ctx.labels, eval, &predictions));
+  if (tokens && options.keep_trace)
+    return Status::error("{}: no routing trace for a language model's tokens yet", ctx.path);
+  Predictions predictions;  // a language model gives none (evaluate.h)
+  MOE_ASSIGN_OR_RETURN(EvalMetrics metrics, evaluate(model, *ctx.data, ctx.labels, eval,
+                                                     tokens ? nullptr : &predictions));
   InspectReport report;
   report.path = ctx.path;
   report.n_rows = ctx.data->n_rows;
@@ -616,6 +652,7 @@ Result<InspectReport> inspect_model(Model& model, const InspectContext& ctx,
   report.has_labels = ctx.data->has_labels;
   report.image_height = ctx.image_height;
   report.image_width = ctx.image_width;
+  report.context = tokens ? ctx.data->context : 0;
   if (metrics.has_loss) {
     report.metrics = metrics.to_json(
         ctx.labels.task == TaskKind::kClassification ? ctx.labels.class_names : ctx.labels.columns);

@@ -75,7 +75,7 @@ Json level_json(const InspectReport& report, const LevelStats& s) {
     j["regression"] = {{"mean", matrix(s.target_mean, e_n, y_n)},
                        {"std", matrix(s.target_std, e_n, y_n)}};
   }
-  if (report.input == InputKind::kText) {
+  if (report.input == InputKind::kText || report.input == InputKind::kTokens) {
     Json tokens = Json::array();
     for (const std::vector<ExpertWord>& words : s.tokens) {
       Json list = Json::array();
@@ -84,6 +84,15 @@ Json level_json(const InspectReport& report, const LevelStats& s) {
       tokens.push_back(std::move(list));
     }
     j["tokens"] = std::move(tokens);
+  }
+  if (report.input == InputKind::kTokens) {
+    const auto b_n = static_cast<int64_t>(s.position_starts.size());
+    j["positions"] = {{"starts", s.position_starts},
+                      {"tokens", s.position_tokens},
+                      {"load", matrix(s.position_load, b_n, e_n)}};
+    j["switch_pairs"] = s.switch_pairs;
+    j["switch_rate"] = s.switch_rate;
+    j["switch_rate_independent"] = s.switch_rate_independent;
   }
   if (!s.features.empty()) {
     Json features = Json::array();
@@ -160,10 +169,10 @@ std::string expert_row(const LevelStats& s, int64_t e, const std::vector<std::st
 }
 
 // The co-activation matrix, for layers of up to 16 experts.
-std::string coactivation_text(const LevelStats& s) {
+std::string coactivation_text(const LevelStats& s, const char* unit) {
   const int64_t e_n = s.n_experts;
   if (e_n > 16) return "";
-  std::string out = "  co-activation (% of rows choosing both):\n       ";
+  std::string out = fmt::format("  co-activation (% of {} choosing both):\n       ", unit);
   for (int64_t j = 0; j < e_n; ++j) out += fmt::format("{:>5}", j);
   out += "\n";
   for (int64_t i = 0; i < e_n; ++i) {
@@ -175,12 +184,44 @@ std::string coactivation_text(const LevelStats& s) {
   return out;
 }
 
+// Language models: the load of each bucket of window positions, and routing persistence.
+std::string position_text(const LevelStats& s, int64_t context) {
+  const int64_t e_n = s.n_experts;
+  const auto b_n = static_cast<int64_t>(s.position_starts.size());
+  if (b_n == 0 || e_n > 16) return "";
+  std::string out =
+      "  load by position in the window (% of the positions' slots):\n  positions  tokens";
+  for (int64_t e = 0; e < e_n; ++e) out += fmt::format("{:>5}", e);
+  out += "\n";
+  for (int64_t b = 0; b < b_n; ++b) {
+    const int64_t first = s.position_starts[sz(b)];
+    const int64_t last = b + 1 < b_n ? s.position_starts[sz(b + 1)] - 1 : context - 1;
+    const std::string range =
+        last == first ? std::to_string(first) : fmt::format("{}-{}", first, last);
+    out += fmt::format("  {:>9}  {:>6}", range, s.position_tokens[sz(b)]);
+    for (int64_t e = 0; e < e_n; ++e)
+      out += fmt::format("{:>5.0f}", 100 * s.position_load[sz(b * e_n + e)]);
+    out += "\n";
+  }
+  return out;
+}
+
+std::string switch_text(const LevelStats& s) {
+  if (s.switch_pairs == 0) return "";
+  return fmt::format(
+      "  next token on another first expert: {:.1f}% of {} neighbouring pairs (independent "
+      "routing: {:.1f}%)\n",
+      100 * s.switch_rate, s.switch_pairs, 100 * s.switch_rate_independent);
+}
+
 std::string level_text(const InspectReport& report, const LevelStats& s) {
   const int64_t e_n = s.n_experts;
+  const bool lm = report.input == InputKind::kTokens;
+  const char* unit = lm ? "tokens" : "rows";
   std::string out;
   const std::string title = s.level.empty() ? s.layer : s.layer + " [" + s.level + "]";
-  out += fmt::format("{}  {}, {} experts, k {}, {} rows\n", title, s.gate, e_n,
-                     s.k > 0 ? std::to_string(s.k) : "variable", s.n_rows);
+  out += fmt::format("{}  {}, {} experts, k {}, {} {}\n", title, s.gate, e_n,
+                     s.k > 0 ? std::to_string(s.k) : "variable", s.n_rows, unit);
   // A list of experts in brackets, so one expert reads as a list ("dead [2]"), not a count.
   const auto list = [](const std::vector<int64_t>& experts) {
     if (experts.empty()) return std::string("none");
@@ -193,9 +234,10 @@ std::string level_text(const InspectReport& report, const LevelStats& s) {
       num(s.cv_load, 2), num(s.cv_importance, 2), num(s.max_over_mean_load, 2),
       100 * s.dropped_rate, list(s.dead), outputs ? "  silent " + list(s.silent) : "",
       s.collapsed ? "YES" : "no");
-  out += fmt::format("  gate entropy (nats, max {}): per row {}, of the mean {}{}\n",
-                     num(s.entropy_max), num(s.entropy_mean), num(s.entropy_of_mean),
-                     s.entropy_from_router ? "" : " (from the kept weights)");
+  out +=
+      fmt::format("  gate entropy (nats, max {}): per {} {}, of the mean {}{}\n",
+                  num(s.entropy_max), lm ? "token" : "row", num(s.entropy_mean),
+                  num(s.entropy_of_mean), s.entropy_from_router ? "" : " (from the kept weights)");
   if (!s.class_counts.empty()) {
     const double frac =
         s.mutual_information_max > 0 ? s.mutual_information / s.mutual_information_max : 0.0;
@@ -211,7 +253,8 @@ std::string level_text(const InspectReport& report, const LevelStats& s) {
   if (y_n > 0) out += "  target mean ± std";
   out += "\n";
   for (int64_t e = 0; e < e_n; ++e) out += expert_row(s, e, names);
-  out += coactivation_text(s);
+  out += coactivation_text(s, unit);
+  if (lm) out += position_text(s, report.context) + switch_text(s);
   if (!s.mean_images.empty()) out += "  (the mean input image per expert is in --format json)\n";
   return out;
 }
@@ -225,10 +268,15 @@ nlohmann::ordered_json inspect_to_json(const InspectReport& report) {
   Json data;
   data["path"] = report.path;
   data["rows"] = report.n_rows;
-  data["task"] = task_kind_name(report.labels.task);
-  if (report.labels.task == TaskKind::kClassification) {
+  if (report.input == InputKind::kTokens) {  // W windows of L tokens; the labels are tokens
+    data["task"] = "language_model";
+    data["context"] = report.context;
+    data["tokens"] = report.n_rows * report.context;
+  } else if (report.labels.task == TaskKind::kClassification) {
+    data["task"] = task_kind_name(report.labels.task);
     data["classes"] = report.labels.class_names;
   } else {
+    data["task"] = task_kind_name(report.labels.task);
     data["targets"] = report.labels.columns;
   }
   data["input"] = input_kind_name(report.input);
@@ -242,8 +290,12 @@ nlohmann::ordered_json inspect_to_json(const InspectReport& report) {
 }
 
 std::string inspect_to_text(const InspectReport& report) {
-  std::string out = fmt::format("{}: {} rows, {}, {} input\n", report.path, report.n_rows,
-                                task_kind_name(report.labels.task), input_kind_name(report.input));
+  std::string out =
+      report.input == InputKind::kTokens
+          ? fmt::format("{}: {} windows of {} tokens ({} tokens), language model\n", report.path,
+                        report.n_rows, report.context, report.n_rows * report.context)
+          : fmt::format("{}: {} rows, {}, {} input\n", report.path, report.n_rows,
+                        task_kind_name(report.labels.task), input_kind_name(report.input));
   int64_t collapsed = 0, silent = 0, experts = 0;
   for (const LevelStats& s : report.levels) {
     out += '\n';

@@ -27,9 +27,14 @@ std::vector<std::string> routing_warnings(const InspectReport& routing, const Co
       last_layer = s.layer;
     }
     if (!s.level.empty()) continue;  // a hierarchy's own levels: its combined routing speaks
+    // A language model's one model.moe object configures every MoE layer.
+    const size_t block_index = config.model.language_model ? 0 : layer_index;
     const MoeBlockConfig* block =
-        layer_index < config.model.moe.size() ? &config.model.moe[layer_index] : nullptr;
-    const std::string rows = fmt::format("on the {} {} rows", s.n_rows, rows_name);
+        block_index < config.model.moe.size() ? &config.model.moe[block_index] : nullptr;
+    // A language model routes tokens (inspect.h): its counts are tokens.
+    const bool lm = routing.input == InputKind::kTokens;
+    const std::string rows =
+        fmt::format("on the {} {} {}", s.n_rows, rows_name, lm ? "tokens" : "rows");
     if (!s.dead.empty()) {
       out.push_back(fmt::format(
           "{}: expert{} {} {} dead ({}): under 1/(10·E) of the slots. A larger balancing loss "
@@ -62,10 +67,10 @@ std::vector<std::string> routing_warnings(const InspectReport& routing, const Co
             "model.moe.gate.renormalize = false weights the expert by its gate probability "
             "(the Switch Transformer's top-1)";
       out.push_back(fmt::format(
-          "{}: the router barely chooses ({}): mean per-row gate entropy {:.3f} of at most "
-          "{:.3f} nats ({:.0f}%), so every expert receives nearly the same mixture of rows{}",
-          s.layer, rows, s.entropy_mean, s.entropy_max, 100 * s.entropy_mean / s.entropy_max,
-          hint));
+          "{}: the router barely chooses ({}): mean per-{} gate entropy {:.3f} of at most "
+          "{:.3f} nats ({:.0f}%), so every expert receives nearly the same mixture of {}{}",
+          s.layer, rows, lm ? "token" : "row", s.entropy_mean, s.entropy_max,
+          100 * s.entropy_mean / s.entropy_max, lm ? "tokens" : "rows", hint));
     }
   }
   return out;

@@ -5,7 +5,8 @@
 // How every MoE layer (and every level of a hierarchical gate) routes the rows of DATA: load,
 // importance, gate entropy, dropped slots, dead experts, collapse, co-activation, the class ×
 // expert table with the mutual information between label and expert, target statistics per
-// expert, and what characterises each expert's rows (tokens, features or mean images). The
+// expert, and what characterises each expert's rows (tokens, features or mean images); for a
+// language model, per token: characteristic tokens, load by window position, the switch rate. The
 // analysis is the library's (moe/train/inspect.h); its JSON is documented in docs/inspect.md;
 // --format html draws it with the training report's renderer (moe/report/report.h).
 #include <cstdio>
@@ -106,7 +107,8 @@ void add_inspect_command(CLI::App& app, Run* run) {
       "specialisation per expert (docs/inspect.md)");
   cmd->add_option("CHECKPOINT", args->checkpoint, "A checkpoint directory (<out>/best)")
       ->required();
-  cmd->add_option("DATA", args->data, "CSV/TSV file, or IDX images")->required();
+  cmd->add_option("DATA", args->data, "CSV/TSV file, IDX images, or a text file (language models)")
+      ->required();
   cmd->add_option("--labels", args->labels, "IDX labels file (image models)")->type_name("FILE");
   cmd->add_option("--format", args->format,
                   "Output: text (default), json, or html (the report's routing charts)")
@@ -121,7 +123,7 @@ void add_inspect_command(CLI::App& app, Run* run) {
   cmd->add_option("--top", args->top, "Tokens listed per expert (text models)")
       ->check(positive_integer());
   cmd->add_option("--min-count", args->min_count,
-                  "Rows of an expert a token must occur in to be listed")
+                  "Rows (language models: tokens) of an expert a token must occur in to be listed")
       ->check(positive_integer());
   cmd->add_option("--top-features", args->top_features, "Features listed per expert (tabular)")
       ->check(positive_integer());

@@ -4,7 +4,13 @@
 //
 // Dims: N rows of the data set · R rows a level saw (N, or the rows sent to a group) · E experts
 // of a level · S slots of a level over its R rows (dropped ones included) · C classes · Y
-// regression targets · D_in dense input width · P = H·W pixels of an image.
+// regression targets · D_in dense input width · P = H·W pixels of an image · W token windows of
+// a language model's data, L their length (the context) · B position buckets.
+//
+// A language model routes tokens, not rows: its routed "rows" are the W·L input tokens of the
+// windows, token row w·L + p the window w's position p (the token ids[w·L + p] of the stream).
+// Every statistic below then counts tokens; its own (LevelStats' language-model part) are
+// characteristic tokens by lift, load by position in the window, and routing persistence.
 //
 // A level is one gate's routing: a flat layer has one (level ""), a hierarchical layer has the
 // combined routing over all E experts (level ""), the top gate's over groups ("top") and each
@@ -32,6 +38,14 @@
 //   mutual info     I(label; expert) of the joint p(c, e) = Σ_{rows of class c} (kept slots
 //                   of the row on e) / (kept slots of the row) / R', R' the rows with a kept slot;
 //                   its maximum is min(H(label), H(expert)) of the same joint
+//   token lift      language models: (tokens of id v on e / tokens on e) / (tokens of id v /
+//                   R), each token counted once per expert it keeps
+//   position load   [B, E]: the kept slots of the tokens at positions in bucket b on e / all
+//                   the bucket's kept slots
+//   switch rate     of the pairs of neighbouring tokens in a window (positions p−1, p) both
+//                   routed, the share whose first-ranked kept experts differ; against
+//                   1 − Σ_e q_e², the rate if tokens drew their first expert independently from
+//                   q, the shares of first-ranked experts
 #pragma once
 
 #include <cstdint>
@@ -87,8 +101,8 @@ struct LevelRouting {
                const uint8_t* row_dropped, int64_t n_slots, const float* probs);
 };
 
-enum class InputKind { kDense, kText, kImage };
-const char* input_kind_name(InputKind k);  // "dense", "text", "image"
+enum class InputKind { kDense, kText, kImage, kTokens };
+const char* input_kind_name(InputKind k);  // "dense", "text", "image", "tokens"
 
 // What the statistics read about the data beyond the routing.
 struct InspectContext {
@@ -96,9 +110,10 @@ struct InspectContext {
   std::string path;  // shown in the report
   InputKind input = InputKind::kDense;
   LabelSpec labels;                           // task, class names or target columns
-  std::vector<std::string> words;             // text: vocabulary (id order)
+  std::vector<std::string> words;             // text: vocabulary (id order); tokens: pieces
   std::vector<std::string> feature_names;     // tabular: one per encoded feature
   int64_t image_height = 0, image_width = 0;  // images
+  int64_t context = 0;                        // tokens: L, the positions of a window
 
   // From a checkpoint's (or a run's) schema and a data set it encoded.
   static InspectContext from_schema(const DataSchema& schema, const Dataset& data,
@@ -107,10 +122,11 @@ struct InspectContext {
 
 struct InspectOptions {
   int64_t batch_size = 256;
-  int64_t top_tokens = 10;   // per expert, text models
-  int64_t min_count = 5;     // rows of an expert a token must occur in
-  int64_t top_features = 8;  // per expert, tabular models
-  bool keep_trace = false;   // keep each layer's kept slots per row (InspectReport::trace)
+  int64_t top_tokens = 10;       // per expert, text models
+  int64_t min_count = 5;         // rows of an expert a token must occur in
+  int64_t top_features = 8;      // per expert, tabular models
+  int64_t position_buckets = 8;  // language models: buckets of window positions (at most L)
+  bool keep_trace = false;       // keep each layer's kept slots per row (InspectReport::trace)
 };
 
 struct FeatureDelta {
@@ -144,6 +160,13 @@ struct LevelStats {
   std::vector<std::vector<ExpertWord>> tokens;      // [E][≤ top] text
   std::vector<std::vector<FeatureDelta>> features;  // [E][≤ top] tabular, largest |delta| first
   std::vector<float> mean_images;                   // [E, P] images
+  // Language models (tokens holds the characteristic tokens, pieces as words).
+  std::vector<int64_t> position_starts;  // [B] first position of each bucket, from 0
+  std::vector<int64_t> position_tokens;  // [B] tokens of the level at those positions
+  std::vector<double> position_load;     // [B, E] each bucket's kept slots by expert, rows sum 1
+  int64_t switch_pairs = 0;              // neighbouring pairs in a window, both routed
+  double switch_rate = 0.0;              // share of them whose first-ranked experts differ
+  double switch_rate_independent = 0.0;  // 1 − Σ_e q_e²
 };
 
 struct InspectReport {  // NOLINT(bugprone-exception-escape): its members' moves do not throw
@@ -153,6 +176,7 @@ struct InspectReport {  // NOLINT(bugprone-exception-escape): its members' moves
   LabelSpec labels;
   bool has_labels = false;
   int64_t image_height = 0, image_width = 0;
+  int64_t context = 0;              // language models: L (n_rows windows of L tokens)
   nlohmann::ordered_json metrics;   // EvalMetrics::to_json over the rows (null without labels)
   std::vector<LevelStats> levels;   // layer order, then level order
   std::vector<LayerRouting> trace;  // options.keep_trace: one per MoE layer (combined routing)
