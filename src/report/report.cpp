@@ -254,6 +254,13 @@ void layer_stats(Out out, const InspectLayer& l, const LoadAssessment& a) {
   if (!l.silent.empty())
     stat_row(out, "silent experts", id_list(l.silent),
              "routed to, returning under 1% of the largest expert's output");
+  if (std::isfinite(l.switch_rate)) {
+    stat_row(out, "next token switches expert",
+             fmt::format("{} (independent: {})", format_number(l.switch_rate),
+                         format_number(l.switch_rate_independent)),
+             "share of neighbouring tokens whose first expert differs; against tokens drawing "
+             "their expert independently");
+  }
   if (std::isfinite(l.mutual_information)) {
     stat_row(out, "mutual information",
              fmt::format("{} of {} nats", format_number(l.mutual_information),
@@ -266,6 +273,22 @@ void layer_stats(Out out, const InspectLayer& l, const LoadAssessment& a) {
 std::vector<std::string> expert_names(size_t n) {
   std::vector<std::string> names;
   for (size_t i = 0; i < n; ++i) names.push_back(std::to_string(i));
+  return names;
+}
+
+// "0-15", "16-31", ... for buckets of window positions starting at `starts`, the last ending at
+// context − 1 (or open when the context is unknown).
+std::vector<std::string> position_names(const std::vector<double>& starts, int64_t context) {
+  std::vector<std::string> names;
+  for (size_t b = 0; b < starts.size(); ++b) {
+    const auto first = static_cast<int64_t>(starts[b]);
+    const int64_t last = b + 1 < starts.size() ? static_cast<int64_t>(starts[b + 1]) - 1
+                         : context > 0         ? context - 1
+                                               : -1;
+    names.push_back(last < 0        ? fmt::format("{}-", first)
+                    : last == first ? std::to_string(first)
+                                    : fmt::format("{}-{}", first, last));
+  }
   return names;
 }
 
@@ -371,9 +394,20 @@ void routing_layer(Out out, const RunData& run, const InspectLayer& l) {
                            0.0,
                            l.class_shares.empty() ? "rows" : "share of class"}));
   }
+  if (!l.position_load.empty()) {
+    svg_into(out, heat_map_svg({{"Load by position in the window: " + l.display_name(), "expert",
+                                 "positions", kHalf, 0},
+                                position_names(l.position_starts, doc.context),
+                                expert_names(n),
+                                l.position_load,
+                                0.0,
+                                0.0,
+                                "share of the positions' slots"}));
+  }
   fmt::format_to(out, "</div>\n");
   if (l.coactivation.empty()) note(out, "inspect.json has no co-activation matrix for this layer.");
-  if (shares.empty() && doc.task != "regression")
+  // A language model's labels are its next tokens: it has no class x expert table.
+  if (shares.empty() && doc.task != "regression" && doc.task != "language_model")
     note(out, "inspect.json has no class x expert table for this layer.");
   if (!l.regression_mean.empty()) regression_table(out, l, doc.targets);
   if (!l.tokens.empty()) tokens_table(out, l);
@@ -400,10 +434,17 @@ void routing_section(Out out, const RunData& run) {
     return;
   }
   const InspectData& doc = *run.inspect;
-  fmt::format_to(out,
-                 "<p class=\"sub\">From inspect.json: {} rows of {} ({} task, {} input).</p>\n",
-                 doc.rows, esc(doc.data_path.empty() ? "?" : doc.data_path),
-                 esc(doc.task.empty() ? "?" : doc.task), esc(doc.input.empty() ? "?" : doc.input));
+  if (doc.task == "language_model") {
+    fmt::format_to(out,
+                   "<p class=\"sub\">From inspect.json: {} windows of {} tokens of {} (a language "
+                   "model; every count is of tokens).</p>\n",
+                   doc.rows, doc.context, esc(doc.data_path.empty() ? "?" : doc.data_path));
+  } else {
+    fmt::format_to(
+        out, "<p class=\"sub\">From inspect.json: {} rows of {} ({} task, {} input).</p>\n",
+        doc.rows, esc(doc.data_path.empty() ? "?" : doc.data_path),
+        esc(doc.task.empty() ? "?" : doc.task), esc(doc.input.empty() ? "?" : doc.input));
+  }
   if (doc.layers.empty()) note(out, "inspect.json lists no MoE layer (a dense model).");
   for (const InspectLayer& l : doc.layers) routing_layer(out, run, l);
 }

@@ -270,6 +270,14 @@ InspectLayer parse_layer(const json& l, const std::string& path, const InspectDa
       }
     }
   }
+  if (const json* positions = object_field(l, "positions", path)) {
+    const std::string p = join_path(path, "positions");
+    layer.position_starts = vector_field(*positions, "starts", p);
+    layer.position_load =
+        matrix_field(*positions, "load", p, static_cast<int64_t>(layer.position_starts.size()), e);
+  }
+  layer.switch_rate = number_field(l, "switch_rate", path);
+  layer.switch_rate_independent = number_field(l, "switch_rate_independent", path);
   if (const json* images = object_field(l, "mean_images", path)) {
     const std::string p = join_path(path, "mean_images");
     layer.image_height = count_field(*images, "height", p);
@@ -296,6 +304,7 @@ InspectData parse_inspect(const json& doc) {
     out.rows = count_field(*data, "rows", "data");
     out.task = string_field(*data, "task", "data");
     out.input = string_field(*data, "input", "data");
+    out.context = count_field(*data, "context", "data");
     out.classes = strings_field(*data, "classes", "data");
     out.targets = strings_field(*data, "targets", "data");
   }

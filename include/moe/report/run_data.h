@@ -81,6 +81,12 @@ struct InspectLayer {
   int64_t image_height = 0;                          // H
   int64_t image_width = 0;                           // W
   std::vector<std::vector<double>> mean_images;      // [E][H * W] or empty
+  // Language models: the load of each bucket of window positions, and how often neighbouring
+  // tokens change first expert (against independent routing); NaN / empty when absent.
+  std::vector<double> position_starts;             // [B] first position of each bucket
+  std::vector<std::vector<double>> position_load;  // [B][E] or empty
+  double switch_rate = 0.0;
+  double switch_rate_independent = 0.0;
 
   // "blocks.1.moe" or "blocks.1.moe (top)" for a hierarchy level.
   std::string display_name() const;
@@ -89,8 +95,9 @@ struct InspectLayer {
 struct InspectData {
   std::string data_path;
   int64_t rows = 0;
-  std::string task;                  // "classification" | "regression"
-  std::string input;                 // "dense" | "text" | "image"
+  std::string task;                  // "classification" | "regression" | "language_model"
+  std::string input;                 // "dense" | "text" | "image" | "tokens"
+  int64_t context = 0;               // language models: tokens per window (rows are windows)
   std::vector<std::string> classes;  // [C]
   std::vector<std::string> targets;  // [P]
   std::vector<InspectLayer> layers;
