@@ -53,16 +53,14 @@ void characteristic_tokens(const LevelRouting& lr,
       if (a.count != b.count) return a.count > b.count;
       return a.word < b.word;
     });
-    if (static_cast<int64_t>(best.size()) > options.top_tokens)
-      best.resize(sz(options.top_tokens));
+    if (static_cast<int64_t>(best.size()) > options.top_tokens) best.resize(sz(options.top_tokens));
     st->tokens.push_back(std::move(best));
   }
 }
 
 // Kept slots by expert per bucket of window positions: bucket b holds the positions p with
 // ⌊p·B / L⌋ = b, B = min(buckets, L).
-void position_statistics(const LevelRouting& lr, int64_t context, int64_t buckets,
-                         LevelStats* st) {
+void position_statistics(const LevelRouting& lr, int64_t context, int64_t buckets, LevelStats* st) {
   const int64_t e_n = lr.n_experts;
   const int64_t b_n = std::max<int64_t>(1, std::min(buckets, context));
   const auto bucket_of = [&](int64_t p) { return p * b_n / context; };
