@@ -69,8 +69,13 @@ std::string Progress::status_line() const {
     bar = "  [" + std::string(static_cast<size_t>(filled), '#') +
           std::string(static_cast<size_t>(width - filled), '.') + "]";
   }
-  return fmt::format("epoch {}/{}{}  {}/{}  loss {:.4f}  {:.0f} rows/s  ETA {}", epoch_, n_epochs_,
-                     bar, step_, n_steps_, loss_, rows_per_second(), format_duration(eta));
+  const std::string speed =
+      options_.tokens_per_row > 0
+          ? fmt::format("{:.0f} tokens/s",
+                        rows_per_second() * static_cast<double>(options_.tokens_per_row))
+          : fmt::format("{:.0f} rows/s", rows_per_second());
+  return fmt::format("epoch {}/{}{}  {}/{}  loss {:.4f}  {}  ETA {}", epoch_, n_epochs_, bar, step_,
+                     n_steps_, loss_, speed, format_duration(eta));
 }
 
 void Progress::clear_bar() {
@@ -132,6 +137,7 @@ nlohmann::ordered_json EpochRecord::to_json() const {
   j["learning_rate"] = learning_rate;
   j["seconds"] = seconds;
   j["rows_per_second"] = rows_per_second;
+  if (tokens_per_second) j["tokens_per_second"] = *tokens_per_second;
   return j;
 }
 

@@ -149,11 +149,11 @@ Status claim_run_directory(const fs::path& out, bool resuming, bool overwrite, R
 }
 
 // The validation figures of an epoch line: loss and the headline metrics (precision, recall and
-// RMSE are in metrics.jsonl).
+// RMSE are in metrics.jsonl; a language model's token count is not a metric of the epoch).
 std::string metric_summary(const EvalMetrics& m) {
   std::string s;
   for (const std::string& name : m.names()) {
-    if (name == "precision" || name == "recall" || name == "rmse") continue;
+    if (name == "precision" || name == "recall" || name == "rmse" || name == "tokens") continue;
     const double v = m.value(name).value();
     s += fmt::format(" {} {:.4f}", name == "roc_auc" ? "auc" : name, v);
   }
@@ -380,6 +380,7 @@ Result<std::unique_ptr<Trainer>> Trainer::create(const Config& config, const Loa
   if (options.log) {
     ProgressOptions po;
     po.terminal = options.terminal;
+    if (shape.input == FeatureKind::kTokens) po.tokens_per_row = data.train.context;
     s.progress = std::make_unique<Progress>(options.log, po);
   }
   return t;
@@ -616,6 +617,8 @@ Status Trainer::run_epoch(Run& r, int64_t epoch) {
   record.seconds = seconds_since(t_epoch);
   record.rows_per_second =
       sums.seconds > 0 ? static_cast<double>(sums.rows_here) / sums.seconds : 0.0;
+  if (model_->shape().input == FeatureKind::kTokens)
+    record.tokens_per_second = record.rows_per_second * static_cast<double>(data_.train.context);
   // The metrics line before the checkpoint: a run killed between the two is resumed from the
   // previous checkpoint, which drops this line and writes it again.
   if (r.log) MOE_TRY(r.log->append(record));
@@ -788,8 +791,11 @@ void Trainer::report_epoch(const Run& r, const EpochRecord& record, const EvalMe
     line += fmt::format("  {} {:.4f}", shown, v);
   }
   if (r.has_validation) line += "  val" + metric_summary(validation);
-  line += fmt::format("  lr {:.2e}  {:.1f} s  {:.0f} rows/s{}", record.learning_rate,
-                      record.seconds, record.rows_per_second, improved ? "  *" : "");
+  const std::string speed = record.tokens_per_second
+                                ? fmt::format("{:.0f} tokens/s", *record.tokens_per_second)
+                                : fmt::format("{:.0f} rows/s", record.rows_per_second);
+  line += fmt::format("  lr {:.2e}  {:.1f} s  {}{}", record.learning_rate, record.seconds, speed,
+                      improved ? "  *" : "");
   progress.end_epoch(line);
   if (!r.result.budget.empty())
     progress.note(fmt::format("training.{} reached after {} steps", r.result.budget,
@@ -844,6 +850,9 @@ nlohmann::ordered_json TrainResult::to_json(const DataSchema& schema) const {
   j["test"] = has_test ? test.to_json(names) : nlohmann::ordered_json();
   j["seconds"] = seconds;
   j["rows_per_second"] = rows_per_second;
+  // A language model's row is a window of S tokens.
+  if (schema.format == DataFormat::kCorpus)
+    j["tokens_per_second"] = rows_per_second * static_cast<double>(schema.context);
   j["params"] = n_params;
   j["active_params"] = n_active_params;
   j["threads"] = threads;

@@ -51,8 +51,23 @@ run="$work/run"
 ck="$run/best"
 
 # --- train, eval, generate ---------------------------------------------------------------------
-expect 0 'trained 2 epochs' -- train "$work/lm.json" --out "$run" --quiet
+expect 0 'trained 2 epochs \(.*\) in [0-9.]+ s, [0-9]+ tokens/s' -- train "$work/lm.json" --out "$run"
 [ -s "$ck/tokenizer.model" ] || fail "train: no best/tokenizer.model"
+# Speed in tokens (a row is a window of 16), and no token count shown as a metric on the epoch line.
+checks=$((checks + 1))
+grep -qE '^epoch 2/2  loss .* val loss [0-9.]+ perplexity .* [0-9]+ tokens/s' "$work/out" ||
+  fail "train: no epoch line with tokens/s: $(head -c 800 "$work/out")"
+grep -q 'rows/s' "$work/out" && fail "train: a language model's speed in rows/s: $(cat "$work/out")"
+grep -qE ' tokens [0-9]' "$work/out" && fail "train: the token count shown as a metric: $(cat "$work/out")"
+if command -v jq >/dev/null; then
+  checks=$((checks + 1))
+  jq -se 'length == 2 and all(.[]; .tokens_per_second > 0 and
+      (.tokens_per_second - 16 * .rows_per_second | fabs) < 1e-6 * .tokens_per_second)' \
+    "$run/metrics.jsonl" >/dev/null || fail "metrics.jsonl: no tokens_per_second = 16 rows_per_second"
+  jq -e '.tokens_per_second > 0 and (.tokens_per_second - 16 * .rows_per_second | fabs) <
+      1e-6 * .tokens_per_second' "$run/summary.json" >/dev/null ||
+    fail "summary.json: no tokens_per_second = 16 rows_per_second"
+fi
 expect 0 'perplexity' -- eval "$ck" "$work/valid.txt"
 expect 0 '' -- eval "$ck" "$work/valid.txt" --json
 if command -v jq >/dev/null; then

@@ -89,6 +89,27 @@ TEST(Progress, PlainModePrintsLinesOnlyEveryIntervalAndNoControlCodes) {
       << out;
 }
 
+// Token data: a row is a window of S tokens, so the line gives tokens/s = rows/s · S.
+TEST(Progress, TokenDataShowsTokensPerSecond) {
+  Capture cap;
+  double t = 0.0;
+  ProgressOptions o;
+  o.terminal = false;
+  o.plain_interval_seconds = 10.0;
+  o.tokens_per_row = 16;
+  o.clock = [&] { return t; };
+  Progress p(cap.stream(), o);
+  p.start_epoch(1, 1, 50);
+  for (int64_t s = 1; s <= 50; ++s) {
+    t += 1.0;
+    p.update(s, 1.25, s * 10);  // 10 windows a second
+  }
+  const std::string out = cap.text();
+  EXPECT_NE(out.find("epoch 1/1  10/50  loss 1.2500  160 tokens/s  ETA 0:40\n"), std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("rows/s"), std::string::npos) << out;
+}
+
 TEST(Progress, DurationFormat) {
   EXPECT_EQ(format_duration(0), "0:00");
   EXPECT_EQ(format_duration(59.6), "1:00");
@@ -111,6 +132,8 @@ TEST(MetricsLog, OneParsableLinePerEpochWithNaNAsNull) {
       r.expert_load = {{"blocks.0.moe", {0.25, 0.75}}};
       r.learning_rate = 1e-3;
       r.seconds = 0.5;
+      r.rows_per_second = 100.0;
+      if (e == 2) r.tokens_per_second = 1600.0;  // token data: written beside rows_per_second
       ASSERT_TRUE(log->append(r).is_ok());
     }
   }
@@ -124,6 +147,12 @@ TEST(MetricsLog, OneParsableLinePerEpochWithNaNAsNull) {
     EXPECT_DOUBLE_EQ(j["aux_losses"]["blocks.0.moe.switch"].get<double>(), 1.02);
     EXPECT_TRUE(j["validation"]["roc_auc"].is_null());
     EXPECT_EQ(j["expert_load"]["blocks.0.moe"].size(), 2u);
+    EXPECT_DOUBLE_EQ(j["rows_per_second"].get<double>(), 100.0);
+    if (n == 1) {
+      EXPECT_FALSE(j.contains("tokens_per_second")) << line;
+    } else {
+      EXPECT_DOUBLE_EQ(j["tokens_per_second"].get<double>(), 1600.0);
+    }
   }
   EXPECT_EQ(n, 2);
   std::filesystem::remove(path);

@@ -163,10 +163,14 @@ int run_train(const TrainArgs& args) {
   const std::vector<std::string>& names = output_names(data->schema);
   const TrainResult& r = *result;
   if (log) std::printf("\n");
-  std::printf("trained %lld epochs (%lld steps) in %.1f s, %.0f rows/s on %d thread%s (%s)%s\n",
-              static_cast<long long>(r.epochs), static_cast<long long>(r.steps), r.seconds,
-              r.rows_per_second, r.threads, r.threads == 1 ? "" : "s", r.threads_reason.c_str(),
-              r.stopped_early ? ", stopped early" : "");
+  // A language model's row is a window of S tokens: its speed is in tokens.
+  const bool tokens = data->schema.format == DataFormat::kCorpus;
+  std::printf(
+      "trained %lld epochs (%lld steps) in %.1f s, %.0f %s/s on %d thread%s (%s)%s\n",
+      static_cast<long long>(r.epochs), static_cast<long long>(r.steps), r.seconds,
+      tokens ? r.rows_per_second * static_cast<double>(data->schema.context) : r.rows_per_second,
+      tokens ? "tokens" : "rows", r.threads, r.threads == 1 ? "" : "s", r.threads_reason.c_str(),
+      r.stopped_early ? ", stopped early" : "");
   std::printf("best epoch %lld by %s: %.4f\n", static_cast<long long>(r.best_epoch),
               r.metric.c_str(), r.best_value);
   if (r.has_validation)

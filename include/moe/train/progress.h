@@ -7,6 +7,8 @@
 // most every `min_redraw_seconds` (0.1 s: about ten times a second, so drawing never costs the
 // training loop anything measurable):
 //   epoch 3/20  [########........]  120/250  loss 0.4132  5321 rows/s  ETA 0:04
+// For token data (a language model) the speed is in tokens per second instead: each row is a
+// window of S tokens, so tokens/s = rows/s · S.
 // Off a terminal (a log file, a pipe, CI) nothing is redrawn: a plain line every
 // `plain_interval_seconds` during a long epoch, and always one at the end of each epoch.
 // The ETA covers the rest of this epoch, from its mean step time so far.
@@ -16,6 +18,7 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -31,6 +34,9 @@ struct ProgressOptions {
   double min_redraw_seconds = 0.1;
   double plain_interval_seconds = 30.0;
   int bar_width = 24;
+  // Token data: S, the tokens a row (window) predicts, so the speed is shown in tokens/s;
+  // 0: rows/s.
+  int64_t tokens_per_row = 0;
   // Seconds from any fixed origin; a steady clock by default. Tests pass a fake one.
   std::function<double()> clock;
 };
@@ -111,9 +117,12 @@ struct EpochRecord {
   double learning_rate = 0.0;             // at the epoch's last step
   double seconds = 0.0;                   // the epoch's wall time, validation included
   double rows_per_second = 0.0;           // training rows over the training part of the epoch
+  // Token data: rows_per_second · S (a row is a window of S tokens), written beside it.
+  std::optional<double> tokens_per_second;
 
   // {"epoch", "steps", "train_loss", "aux_losses" {...}, "validation" {...} | null,
-  //  "expert_load" {layer: [...]}, "learning_rate", "seconds", "rows_per_second"}
+  //  "expert_load" {layer: [...]}, "learning_rate", "seconds", "rows_per_second",
+  //  "tokens_per_second" (token data only)}
   nlohmann::ordered_json to_json() const;
 };
 
