@@ -63,6 +63,13 @@ void check_data(Checker& ck, const DataConfig& d) {
           "standardize_targets", "max_categories", "text", "idx", "split.test", "split.stratify"})
       ck.check(fmt::format("data.{}", key), true,
                "a corpus is plain text (data.format corpus) and does not use it");
+    // The tail of the training stream is held out only without a validation file
+    // (corpus_source.cpp); the split is a cut, not a draw: the seed is the tokenizer's.
+    ck.check("data.split.validation", !d.validation.empty(),
+             "data.validation gives the validation set");
+    ck.check("data.split.seed", d.corpus.tokenizer.max_sentences == 0,
+             "a corpus is split at a line or document start, not at random; the seed only "
+             "samples the tokenizer's data.corpus.max_sentences lines, and that is 0 (every line)");
     return;
   }
   const bool text = d.format == DataFormat::kText, idx = d.format == DataFormat::kIdx;
@@ -384,7 +391,7 @@ void check_model(Checker& ck, const Config& c) {
 // ---------------------------------------------------------------------------------------------
 // training
 
-void check_training(Checker& ck, const TrainingConfig& t, TaskKind task) {
+void check_training(Checker& ck, const TrainingConfig& t, TaskKind task, bool language_model) {
   const OptimizerKind opt = t.optimizer.kind;
   const std::string this_optimizer =
       fmt::format("(the optimizer is {})", enum_name(kOptimizerKindNames, opt));
@@ -405,6 +412,10 @@ void check_training(Checker& ck, const TrainingConfig& t, TaskKind task) {
   for (const char* key : {"label_smoothing", "class_weights"})
     ck.check(fmt::format("training.{}", key), regression,
              "only classification uses it (data.task is regression)");
+  // A language model's loss is cross-entropy over its next tokens with label smoothing, and no
+  // class weights (LmModel::task_loss).
+  ck.check("training.class_weights", language_model,
+           "a language model (data.format corpus) weights every token the same");
   ck.check("training.loss", !regression, "only regression uses it (data.task is classification)");
   if (!ck.check("training.huber_delta", !regression,
                 "only regression uses it (data.task is classification)"))
@@ -446,7 +457,7 @@ std::vector<ConfigWarning> ineffective_config_keys(const Config& c,
   Checker ck(explicit_keys);
   check_data(ck, c.data);
   check_model(ck, c);
-  check_training(ck, c.training, c.data.task);
+  check_training(ck, c.training, c.data.task, c.data.format == DataFormat::kCorpus);
   return ck.take();
 }
 

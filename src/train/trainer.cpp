@@ -372,7 +372,9 @@ Result<std::unique_ptr<Trainer>> Trainer::create(const Config& config, const Loa
   // A language model's batch of B windows has B·S output rows, one per token.
   const int64_t outputs_per_row = shape.input == FeatureKind::kTokens ? data.train.context : 1;
   s.dlogits = TensorBuffer(Shape{bo.batch_size * outputs_per_row, shape.n_outputs});
-  if (shape.task == TaskKind::kClassification &&
+  // A language model's loss takes no class weights (LmModel::task_loss; a config warning says
+  // so), and its data have no per-row labels to count.
+  if (shape.task == TaskKind::kClassification && shape.input != FeatureKind::kTokens &&
       config.training.class_weights == ClassWeights::kBalanced) {
     s.class_weights = TensorBuffer(Shape{shape.n_outputs});
     balanced_class_weights(data.train, shape.n_outputs, s.class_weights);

@@ -164,6 +164,15 @@ const Case kIneffective[] = {
     {R"({"data": {"train": "t.csv", "task": "regression"},
          "training": {"class_weights": "none"}})",
      "training.class_weights", "only classification"},
+    // a corpus: held out only without a validation file, split by position, not by a draw
+    {R"({"data": {"format": "corpus", "train": "t.txt", "validation": "v.txt",
+                  "split": {"validation": 0.2}}})",
+     "data.split.validation", "data.validation gives the validation set"},
+    {R"({"data": {"format": "corpus", "train": "t.txt", "split": {"seed": 3}}})", "data.split.seed",
+     "data.corpus.max_sentences lines, and that is 0"},
+    {R"({"data": {"format": "corpus", "train": "t.txt"},
+         "training": {"class_weights": "balanced"}})",
+     "training.class_weights", "a language model (data.format corpus) weights every token"},
 };
 
 TEST(ConfigWarnings, EachIneffectiveKeyWarnsOnce) {
@@ -239,6 +248,9 @@ TEST(ConfigWarnings, EffectiveKeysDoNotWarn) {
                        "label_smoothing": 0.1, "class_weights": "balanced"}})",
       R"({"data": {"train": "t.csv"},
           "training": {"optimizer": "adam", "beta1": 0.8, "eps": 1e-6, "min_lr": 1e-5}})",
+      R"({"data": {"format": "corpus", "train": "t.txt", "split": {"validation": 0.2, "seed": 3},
+                   "corpus": {"max_sentences": 200}},
+          "training": {"label_smoothing": 0.1}})",
   };
   for (const char* text : effective) {
     SCOPED_TRACE(text);
