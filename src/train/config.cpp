@@ -56,7 +56,12 @@ void parse_corpus(Section corpus, CorpusConfig* c) {
   corpus.boolean("byte_fallback", &t.byte_fallback);
   corpus.number("character_coverage", &t.character_coverage, 0, 1, true, false,
                 "a number in (0, 1]");
-  corpus.integer("max_sentences", &t.max_sentences, 0, INT64_MAX, "an integer ≥ 0 (0: all)");
+  // SentencePiece samples no fewer than 101 lines (and counts them in an int32): refused here,
+  // with the key named, rather than when the tokenizer trains.
+  const char* sentences = "0 (every line) or an integer in [101, 2147483647]";
+  corpus.integer("max_sentences", &t.max_sentences, 0, INT32_MAX, sentences);
+  if (t.max_sentences > 0 && t.max_sentences <= 100)
+    corpus.fail("max_sentences", sentences, t.max_sentences);
   corpus.finish();
 }
 

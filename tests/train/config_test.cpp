@@ -102,6 +102,17 @@ TEST(ConfigTest, ErrorsNameTheKeyPathAndWhatWasExpected) {
       {R"({"data": {"train": "t.csv"}, "output": {"checkpoint": []}})",
        "c.json: output.checkpoint: expected an object, got []"},
       {R"([1, 2])", "c.json: the configuration must be a JSON object"},
+      // SentencePiece samples no fewer than 101 lines: refused when parsed, not when training
+      {R"({"data": {"format": "corpus", "train": "t.txt", "corpus": {"max_sentences": 100}}})",
+       "c.json: data.corpus.max_sentences: expected 0 (every line) or an integer in [101, "
+       "2147483647], got 100"},
+      {R"({"data": {"format": "corpus", "train": "t.txt", "corpus": {"max_sentences": 1}}})",
+       "c.json: data.corpus.max_sentences: expected 0 (every line) or an integer in [101, "
+       "2147483647], got 1"},
+      {R"({"data": {"format": "corpus", "train": "t.txt",
+          "corpus": {"max_sentences": 2147483648}}})",
+       "c.json: data.corpus.max_sentences: expected 0 (every line) or an integer in [101, "
+       "2147483647], got 2147483648"},
   };
   for (const Case& c : cases) {
     const std::string m = parse_error(json::parse(c.json));
