@@ -5,7 +5,9 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,9 +19,25 @@ namespace moe::corpus_detail {
 
 namespace {
 
-// A data set of the stream's windows: the tokens, the window length and the text's bytes.
-Result<Dataset> windows_of(TokenStream stream, int64_t context, int64_t vocab) {
+// The UTF-8 bytes token `id` stands for in the text: 1 for a byte piece ("<0x0A>"), the length
+// of its decoded text otherwise (a piece's "▁" is one space; bos and eos are none). Decoding
+// tokens one by one keeps a character spelled in byte pieces and cut by a window boundary
+// counted byte for byte.
+int64_t token_bytes(const Tokenizer& tokenizer, int32_t id) {
+  const std::string p = tokenizer.piece(id);
+  if (p.size() == 6 && p.compare(0, 3, "<0x") == 0 && p.back() == '>') return 1;
+  return static_cast<int64_t>(tokenizer.decode(std::span(&id, 1)).size());
+}
+
+// A data set of the stream's windows: the tokens, the window length, the text's bytes and the
+// bytes the windows cover: the windows end at token W·S, so the text of the last
+// (n − 1) mod S tokens is left out, and bits per byte must not count it.
+Result<Dataset> windows_of(TokenStream stream, int64_t context, const Tokenizer& tokenizer) {
   MOE_ASSIGN_OR_RETURN(const TokenWindows w, make_windows(stream, context));
+  const int64_t vocab = tokenizer.vocab_size();
+  int64_t tail_bytes = 0;
+  for (size_t i = static_cast<size_t>(w.n_windows * context + 1); i < stream.tokens.size(); ++i)
+    tail_bytes += token_bytes(tokenizer, stream.tokens[i]);
   Dataset d;
   d.source = stream.source;
   d.kind = FeatureKind::kTokens;
@@ -30,6 +48,7 @@ Result<Dataset> windows_of(TokenStream stream, int64_t context, int64_t vocab) {
   d.n_classes = vocab;
   d.context = context;
   d.n_bytes = stream.n_bytes;
+  d.window_bytes = std::max<int64_t>(stream.n_bytes - tail_bytes, 0);
   d.ids = std::move(stream.tokens);
   d.source_rows.resize(static_cast<size_t>(d.n_rows));
   for (int64_t i = 0; i < d.n_rows; ++i) d.source_rows[static_cast<size_t>(i)] = i * context;
@@ -84,15 +103,16 @@ Result<LoadedData> load_corpus_data(const DataConfig& c, int64_t context) {
   if (c.validation.empty() && c.split.validation > 0) {
     MOE_ASSIGN_OR_RETURN(StreamSplit split, split_stream(train, c.split.validation));
     train = std::move(split.train);
-    MOE_ASSIGN_OR_RETURN(out.validation, windows_of(std::move(split.validation), context, vocab));
+    MOE_ASSIGN_OR_RETURN(out.validation,
+                         windows_of(std::move(split.validation), context, *tokenizer));
   } else if (!c.validation.empty()) {
     MOE_ASSIGN_OR_RETURN(TokenStream v, read_stream(*tokenizer, c.validation));
-    MOE_ASSIGN_OR_RETURN(out.validation, windows_of(std::move(v), context, vocab));
+    MOE_ASSIGN_OR_RETURN(out.validation, windows_of(std::move(v), context, *tokenizer));
   }
-  MOE_ASSIGN_OR_RETURN(out.train, windows_of(std::move(train), context, vocab));
+  MOE_ASSIGN_OR_RETURN(out.train, windows_of(std::move(train), context, *tokenizer));
   if (!c.test.empty()) {
     MOE_ASSIGN_OR_RETURN(TokenStream t, read_stream(*tokenizer, c.test));
-    MOE_ASSIGN_OR_RETURN(out.test, windows_of(std::move(t), context, vocab));
+    MOE_ASSIGN_OR_RETURN(out.test, windows_of(std::move(t), context, *tokenizer));
   }
   out.report =
       fmt::format("a {} tokenizer of {} pieces trained on {} ({} bytes)",
@@ -103,7 +123,7 @@ Result<LoadedData> load_corpus_data(const DataConfig& c, int64_t context) {
 Result<Dataset> load_corpus_file(const DataSchema& schema, const std::string& path) {
   if (!schema.tokenizer) return Status::error("{}: the model has no tokenizer", path);
   MOE_ASSIGN_OR_RETURN(TokenStream s, read_stream(*schema.tokenizer, path));
-  return windows_of(std::move(s), schema.context, schema.tokenizer->vocab_size());
+  return windows_of(std::move(s), schema.context, *schema.tokenizer);
 }
 
 }  // namespace moe::corpus_detail

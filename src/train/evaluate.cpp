@@ -157,15 +157,15 @@ Result<EvalMetrics> evaluate_tokens(Model& model, const Dataset& data, const Eva
   m.language_model = true;
   m.n_rows = data.n_rows;
   m.language.n_tokens = tokens;
-  m.language.n_bytes = data.n_bytes;
+  m.language.n_bytes = data.window_bytes;
   if (tokens > 0) {
     m.has_loss = true;
     m.loss = loss_sum / static_cast<double>(tokens);
     m.language.perplexity = std::exp(m.loss);
     m.language.accuracy = static_cast<double>(correct) / static_cast<double>(tokens);
-    // The windows cover all but the stream's last (n − 1) mod S tokens: their share of the bytes.
-    const double covered = static_cast<double>(tokens) / static_cast<double>(data.ids.size() - 1);
-    const double bytes = static_cast<double>(data.n_bytes) * covered;
+    // The windows cover all but the stream's last (n − 1) mod S tokens: the bytes of the text
+    // they cover, counted when they were made (corpus_source.cpp).
+    const double bytes = static_cast<double>(data.window_bytes);
     m.language.bits_per_byte = bytes > 0 ? loss_sum / (bytes * std::log(2.0)) : 0.0;
   }
   return m;

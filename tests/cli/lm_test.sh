@@ -74,6 +74,12 @@ if command -v jq >/dev/null; then
   checks=$((checks + 1))
   jq -e '(.perplexity > 1) and (.bits_per_byte > 0) and (.tokens > 0)' "$work/out" >/dev/null ||
     fail "eval --json lacks perplexity, bits_per_byte or tokens: $(head -c 300 "$work/out")"
+  # bytes: those of the text the windows cover, so no more than the file's, and bits per byte
+  # is the loss summed over the tokens per bit and byte of them.
+  checks=$((checks + 1))
+  jq -e --argjson size "$(wc -c <"$work/valid.txt")" '(.bytes > 0) and (.bytes <= $size) and
+      ((.bits_per_byte - .loss * .tokens / (.bytes * (2 | log))) | fabs) < 1e-9' \
+    "$work/out" >/dev/null || fail "eval --json: bytes is not the windows' bytes: $(cat "$work/out")"
 fi
 
 gen() {  # gen FILE ARGS...: moe generate on the checkpoint, stdout to FILE

@@ -11,6 +11,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <span>
 #include <string>
 
 #include "moe/data/idx.h"
@@ -217,6 +218,56 @@ TEST(DataSourceTest, ErrorsNameTheFileOrField) {
   json bad_format = base;
   bad_format["format"] = "xls";
   EXPECT_FALSE(DataSchema::from_json(bad_format, "m").is_ok());
+}
+
+// n lines of English-like text (a fixed LCG over small word lists), about 40 bytes each.
+std::string sentences(int n, uint32_t seed) {
+  const char* det[] = {"the", "a", "her", "his", "one", "every", "that", "this"};
+  const char* noun[] = {"captain", "lady",    "sister",   "letter", "house",
+                        "garden",  "morning", "carriage", "friend", "evening"};
+  const char* verb[] = {"saw", "found", "walked", "wrote", "kept", "left", "loved", "heard"};
+  std::string text;
+  for (int i = 0; i < n; ++i) {
+    const auto next = [&](uint32_t m) {
+      seed = seed * 1103515245u + 12345u;
+      return (seed >> 16) % m;
+    };
+    text += fmt::format("{} {} {} {} {}.\n", det[next(8)], noun[next(10)], verb[next(8)],
+                        det[next(8)], noun[next(10)]);
+  }
+  return text;
+}
+
+// A corpus: windows of S + 1 tokens, and the bytes the windows cover counted exactly: the text
+// less the tokens a final partial window leaves out (bits per byte divides by it).
+TEST(DataSourceTest, CorpusWindowsCountTheBytesTheyCover) {
+  TempDir dir;
+  const std::string train = dir.write("train.txt", sentences(200, 7));
+  const std::string valid = dir.write("valid.txt", sentences(40, 9));
+  Config c = config_from(fmt::format(
+      R"({{"data": {{"format": "corpus", "train": "{}", "validation": "{}",
+                     "corpus": {{"vocab_size": 300}}}}}})",
+      train, valid));
+  for (const int64_t context : {5, 8, 16}) {
+    SCOPED_TRACE(context);
+    Result<LoadedData> d = load_data(c.data, context);
+    ASSERT_TRUE(d.is_ok()) << d.status().message();
+    const Tokenizer& tokenizer = *d->schema.tokenizer;
+    for (const Dataset* part : {&d->train, &d->validation}) {
+      const int64_t covered = part->n_rows * context + 1;  // tokens 0 .. W·S
+      ASSERT_LE(covered, static_cast<int64_t>(part->ids.size()));
+      // ASCII text: decoding gives its bytes back exactly.
+      const std::string text = tokenizer.decode(
+          std::span<const int32_t>(part->ids.data(), static_cast<size_t>(covered)));
+      EXPECT_EQ(part->window_bytes, static_cast<int64_t>(text.size()));
+      EXPECT_EQ(part->n_bytes, static_cast<int64_t>(tokenizer.decode(part->ids).size()));
+      if (covered == static_cast<int64_t>(part->ids.size())) {
+        EXPECT_EQ(part->window_bytes, part->n_bytes);
+      } else {
+        EXPECT_LT(part->window_bytes, part->n_bytes);
+      }
+    }
+  }
 }
 
 TEST(DataSourceTest, ExampleConfigsParse) {

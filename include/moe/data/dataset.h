@@ -98,7 +98,10 @@ struct Dataset {
   std::vector<int64_t> source_rows;  // [N]
 
   int64_t context = 0;  // tokens: S, the tokens a window predicts
-  int64_t n_bytes = 0;  // tokens: UTF-8 bytes of the text the stream encodes (bits per byte)
+  int64_t n_bytes = 0;  // tokens: UTF-8 bytes of the text the stream encodes
+  // tokens: the bytes of ids[0 .. n_rows·S], the part the windows cover (n_bytes less the
+  // dropped tail's), what bits per byte divides by
+  int64_t window_bytes = 0;
 
   // The rows `rows` in that order, as a new data set (not for token windows).
   Dataset subset(std::span<const int64_t> rows) const;

@@ -104,7 +104,7 @@ RegressionMetrics regression_metrics(std::span<const float> targets,
 // the share of tokens that are the model's most probable next token.
 struct LanguageMetrics {
   int64_t n_tokens = 0;
-  int64_t n_bytes = 0;
+  int64_t n_bytes = 0;  // the bytes of the text the windows cover (Dataset::window_bytes)
   double perplexity = 0.0;
   double bits_per_byte = 0.0;
   double accuracy = 0.0;
