@@ -201,6 +201,9 @@ Result<LoadedData> load_idx_data(const DataConfig& c) {
 }
 
 // The corpus fields of a schema: the tokenizer file's record and the context.
+// A corpus schema: {"format", "tokenizer" {"file", "vocab_size", "bytes", "fnv1a64"},
+// "context"}, nothing else. The first builds of the language model also wrote "delimiter" and
+// "quoting", which mean nothing for plain text: accepted, and ignored.
 Result<DataSchema> corpus_schema_from_json(const json& j, const std::string& source, DataSchema s) {
   for (const auto& [key, value] : j.items()) {
     if (key != "format" && key != "delimiter" && key != "quoting" && key != "tokenizer" &&
@@ -210,6 +213,10 @@ Result<DataSchema> corpus_schema_from_json(const json& j, const std::string& sou
   const auto tok = j.find("tokenizer");
   if (tok == j.end() || !tok->is_object())
     return Status::error("{}: tokenizer must be an object", source);
+  for (const auto& [key, value] : tok->items()) {
+    if (key != "file" && key != "vocab_size" && key != "bytes" && key != "fnv1a64")
+      return Status::error("{}: unexpected field 'tokenizer.{}'", source, key);
+  }
   const auto file = tok->find("file");
   if (file == tok->end() || *file != kTokenizerFile)
     return Status::error("{}: tokenizer.file must be \"{}\"", source, kTokenizerFile);
@@ -261,9 +268,18 @@ DataShape DataSchema::shape() const {
 json DataSchema::to_json() const {
   json j;
   j["format"] = data_format_name(format);
+  if (format == DataFormat::kCorpus) {
+    // Plain text: no delimiter, no quoting, no labels (the next token is the label).
+    j["tokenizer"] = {{"file", kTokenizerFile},
+                      {"vocab_size", tokenizer ? tokenizer->vocab_size() : 0},
+                      {"bytes", tokenizer_bytes},
+                      {"fnv1a64", tokenizer_fnv1a64}};
+    j["context"] = context;
+    return j;
+  }
   j["delimiter"] = delimiter_name(delimiter);
   if (format != DataFormat::kIdx) j["quoting"] = csv_quoting_name(quoting);
-  if (format != DataFormat::kCorpus) j["labels"] = labels.to_json();
+  j["labels"] = labels.to_json();
   if (features) j["features"] = features->to_json();
   if (text) {
     j["text"] = text->to_json();
@@ -274,13 +290,6 @@ json DataSchema::to_json() const {
     j["idf"] = idf;
   }
   if (format == DataFormat::kIdx) j["image_size"] = image_size;
-  if (format == DataFormat::kCorpus) {
-    j["tokenizer"] = {{"file", kTokenizerFile},
-                      {"vocab_size", tokenizer ? tokenizer->vocab_size() : 0},
-                      {"bytes", tokenizer_bytes},
-                      {"fnv1a64", tokenizer_fnv1a64}};
-    j["context"] = context;
-  }
   return j;
 }
 
@@ -290,7 +299,9 @@ Result<DataSchema> DataSchema::from_json(const json& j, const std::string& sourc
   const auto it_format = j.find("format");
   if (it_format == j.end() || !it_format->is_string() ||
       !parse_data_format(it_format->get<std::string>(), &s.format))
-    return Status::error("{}: format must be one of \"csv\", \"tsv\", \"text\", \"idx\"", source);
+    return Status::error(
+        "{}: format must be one of \"csv\", \"tsv\", \"text\", \"idx\", \"corpus\"", source);
+  if (s.format == DataFormat::kCorpus) return corpus_schema_from_json(j, source, std::move(s));
   const auto it_delim = j.find("delimiter");
   if (it_delim == j.end() || !it_delim->is_string())
     return Status::error("{}: delimiter must be a string", source);
@@ -313,7 +324,6 @@ Result<DataSchema> DataSchema::from_json(const json& j, const std::string& sourc
       return Status::error("{}: quoting must be \"none\" or \"rfc4180\", got {}", source,
                            json_excerpt(*it));
   }
-  if (s.format == DataFormat::kCorpus) return corpus_schema_from_json(j, source, std::move(s));
   if (!j.contains("labels")) return Status::error("{}: missing field 'labels'", source);
   MOE_ASSIGN_OR_RETURN(s.labels, LabelSpec::from_json(j["labels"], source));
 

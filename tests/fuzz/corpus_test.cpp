@@ -120,6 +120,54 @@ TEST(FuzzCorpus, ValidCheckpointSeedsLoad) {
   }
 }
 
+// The language model's seed carries its tokenizer.model after the weights: it loads, tokenizer
+// included. Its corpus schema holds format, tokenizer and context only; one with the delimiter
+// and quoting the first builds also wrote still loads, and an unknown field inside
+// data.tokenizer is refused like any other unknown field of model.json.
+TEST(FuzzCorpus, LanguageModelSeedLoadsWithItsTokenizer) {
+  const auto seeds = corpus_files("checkpoint", "lm_");
+  ASSERT_GE(seeds.size(), 1u);
+  for (const auto& seed : seeds) {
+    SCOPED_TRACE(seed.string());
+    Result<Checkpoint> ck = load_seed(seed, seed.filename().string());
+    ASSERT_TRUE(ck.is_ok()) << ck.status().message();
+    EXPECT_NE(ck->schema.tokenizer, nullptr);
+
+    const std::vector<uint8_t> bytes = read_all(seed);
+    const auto nul = std::find(bytes.begin(), bytes.end(), uint8_t{0});
+    ASSERT_NE(nul, bytes.end());
+    const nlohmann::json j = nlohmann::json::parse(bytes.begin(), nul);
+    std::vector<std::string> fields;
+    for (const auto& [key, value] : j["data"].items()) fields.push_back(key);
+    EXPECT_EQ(fields, (std::vector<std::string>{"context", "format", "tokenizer"}));
+
+    const auto with = [&](const nlohmann::json& edited, const std::string& name) {
+      const std::string text = edited.dump();
+      std::vector<uint8_t> input(text.begin(), text.end());
+      input.insert(input.end(), nul, bytes.end());
+      const std::filesystem::path path = ::testing::TempDir() + name;
+      std::ofstream(path, std::ios::binary)
+          .write(reinterpret_cast<const char*>(input.data()),
+                 static_cast<std::streamsize>(input.size()));
+      Result<Checkpoint> got = load_seed(path, name + "_dir");
+      std::filesystem::remove(path);
+      return got;
+    };
+    nlohmann::json old = j;
+    old["data"]["delimiter"] = "auto";
+    old["data"]["quoting"] = "rfc4180";
+    Result<Checkpoint> legacy = with(old, "lm_legacy");
+    EXPECT_TRUE(legacy.is_ok()) << legacy.status().message();
+    nlohmann::json extra = j;
+    extra["data"]["tokenizer"]["normalizer"] = "nfkc";
+    Result<Checkpoint> refused = with(extra, "lm_extra");
+    ASSERT_FALSE(refused.is_ok());
+    EXPECT_NE(refused.status().message().find("unexpected field 'tokenizer.normalizer'"),
+              std::string::npos)
+        << refused.status().message();
+  }
+}
+
 // A bug of the checkpoint loader and the config reader: model.json's config was used to allocate
 // the model before the weights were compared with it, so a width of 2^20 asked for terabytes
 // (its linear shared expert is [D, D]); and validating "experts": 2000000000 built a vector of

@@ -217,21 +217,47 @@ void config_one(const uint8_t* data, size_t size) {
 
 void write_checkpoint_dir(const uint8_t* data, size_t size, const std::string& dir) {
   const std::vector<std::string> parts = split_nul(data, size, 1);
-  const std::string weights = parts.size() > 1 ? parts[1] : std::string();
-  write_bytes(dir + "/" + kCheckpointWeightsFile, reinterpret_cast<const uint8_t*>(weights.data()),
-              weights.size());
+  std::string weights = parts.size() > 1 ? parts[1] : std::string();
   std::string json_text = parts[0];
   // The reader's own parser (depth limit, duplicate keys): what it refuses is written unchanged,
   // and a value nested too deep is never dumped here (that recursion would overflow the stack).
   const Result<nlohmann::json> parsed = parse_json(json_text, "fuzz model.json");
   nlohmann::json j = parsed.is_ok() ? parsed.value() : nlohmann::json();
+  // A language model: the last data.tokenizer.bytes bytes are its tokenizer.model.
+  std::string tokenizer;
+  bool has_tokenizer = false;
+  if (j.is_object() && j.contains("data") && j["data"].is_object() &&
+      j["data"].contains("tokenizer") && j["data"]["tokenizer"].is_object()) {
+    nlohmann::json& t = j["data"]["tokenizer"];
+    const auto bytes = t.find("bytes");
+    if (bytes != t.end() && bytes->is_number_unsigned() &&
+        bytes->get<uint64_t>() <= weights.size()) {
+      const size_t n = static_cast<size_t>(bytes->get<uint64_t>());
+      tokenizer = weights.substr(weights.size() - n);
+      weights.resize(weights.size() - n);
+      has_tokenizer = true;
+      t["fnv1a64"] = fnv1a64_hex(tokenizer.data(), tokenizer.size());
+      json_text = j.dump();
+    }
+  }
   if (j.is_object() && j.contains("weights") && j["weights"].is_object()) {
     j["weights"]["bytes"] = weights.size();
     j["weights"]["fnv1a64"] = fnv1a64_hex(weights.data(), weights.size());
     json_text = j.dump();
   }
+  write_bytes(dir + "/" + kCheckpointWeightsFile, reinterpret_cast<const uint8_t*>(weights.data()),
+              weights.size());
   write_bytes(dir + "/" + kCheckpointJsonFile, reinterpret_cast<const uint8_t*>(json_text.data()),
               json_text.size());
+  // The directory is reused from input to input: a tokenizer.model only when this one has it.
+  const std::string tokenizer_path = dir + "/" + kTokenizerFile;
+  if (has_tokenizer) {
+    write_bytes(tokenizer_path, reinterpret_cast<const uint8_t*>(tokenizer.data()),
+                tokenizer.size());
+  } else {
+    std::error_code ec;
+    std::filesystem::remove(tokenizer_path, ec);
+  }
 }
 
 void checkpoint_one(const uint8_t* data, size_t size) {
@@ -243,13 +269,30 @@ void checkpoint_one(const uint8_t* data, size_t size) {
     if (ck.status().message().empty()) violated("a rejection without a message");
     return;
   }
-  // A loaded model runs: three rows of zero features, or three short documents.
+  // A loaded model runs: three rows of zero features, or three short documents, or three
+  // windows of tokens.
   const DataShape shape = ck->schema.shape();
   Dataset rows;
   rows.kind = shape.input;
   rows.task = shape.task;
   rows.n_rows = kPredictRows;
   rows.n_features = shape.n_features;
+  if (shape.input == FeatureKind::kTokens) {
+    const int64_t s = ck->schema.context;
+    rows.has_labels = true;
+    rows.n_classes = shape.n_outputs;
+    rows.context = s;
+    rows.ids.resize(static_cast<size_t>(kPredictRows * s + 1));  // [3·S + 1] one token stream
+    for (size_t i = 0; i < rows.ids.size(); ++i)
+      rows.ids[i] = static_cast<int32_t>(i % static_cast<size_t>(shape.n_features));
+    rows.n_bytes = rows.window_bytes = kPredictRows * s;
+    rows.source_rows = {0, s, 2 * s};
+    Result<EvalMetrics> m = evaluate(*ck->model, rows, ck->schema.labels, EvalOptions());
+    if (!m) violated("a loaded language model cannot evaluate: " + m.status().message());
+    if (m->language.n_tokens != kPredictRows * s)
+      violated("a loaded language model evaluates another number of tokens");
+    return;
+  }
   if (shape.input == FeatureKind::kDense) {
     rows.dense.assign(static_cast<size_t>(kPredictRows * shape.n_features), 0.0f);
   } else {

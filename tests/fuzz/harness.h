@@ -17,8 +17,12 @@
 //                load_checkpoint. The input is model.json, a NUL, then the weights file.
 //                model.json's recorded weights size and hash are rewritten to match the weights
 //                (when it has a "weights" object) so that inputs get past the hash check to the
-//                config, schema, gate and tensor validation. An accepted checkpoint predicts
-//                three rows.
+//                config, schema, gate and tensor validation. A language model's input ends
+//                with its tokenizer.model: when model.json's data.tokenizer.bytes is N (no more
+//                than what follows the NUL), the last N bytes are written as tokenizer.model and
+//                its recorded hash rewritten to match, so inputs reach the tokenizer's checks.
+//                An accepted checkpoint predicts three rows (a language model evaluates three
+//                windows).
 //   train_state  bytes -> train_state.json beside a small text model's checkpoint and a
 //                training state it saved (train_state.safetensors, AdamW moments and best
 //                weights) -> load_train_state. The recorded tensors size and hash and the model
@@ -44,7 +48,8 @@ void train_state_one(const uint8_t* data, size_t size);
 std::string train_state_rejection(const uint8_t* data, size_t size);
 
 // The checkpoint harness's input as files: model.json (its weights size and hash rewritten as
-// above) and model.safetensors in `dir`, which must exist.
+// above), model.safetensors and, for a language model, tokenizer.model in `dir`, which must
+// exist.
 void write_checkpoint_dir(const uint8_t* data, size_t size, const std::string& dir);
 
 }  // namespace moe::fuzz

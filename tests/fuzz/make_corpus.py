@@ -5,8 +5,9 @@
 
 safetensors/, config/ and train_state/ are handcrafted here: valid inputs and one of each kind
 of corruption the readers must reject, and the regression inputs of fixed bugs (regress_*). checkpoint/ holds one seed per checkpoint directory given (model.json,
-a NUL, model.safetensors), named after the directory's parent (lm_<name> for a language model's), plus a few damaged ones made from
-the first, and the regression inputs of fixed bugs (regress_*, named for the bug).
+a NUL, model.safetensors, then a language model's tokenizer.model), named after the directory's
+parent (lm_<name> for a language model's), plus a few damaged ones made from the first, and the
+regression inputs of fixed bugs (regress_*, named for the bug).
 """
 
 import json
@@ -141,9 +142,11 @@ def checkpoint_seeds(dirs):
         seed = meta + b"\0" + weights
         name = os.path.basename(os.path.dirname(os.path.abspath(d)))
         if os.path.exists(os.path.join(d, "tokenizer.model")):
-            # A language model: the harness writes no tokenizer.model, so the loader reads the
-            # config (model.lm) and the corpus schema, then stops at the missing tokenizer.
-            write("checkpoint", "lm_" + name, seed)
+            # A language model: its tokenizer.model follows the weights (the harness takes the
+            # last data.tokenizer.bytes bytes for it), so the loader reads the config (model.lm),
+            # the corpus schema and the tokenizer, and the model evaluates.
+            with open(os.path.join(d, "tokenizer.model"), "rb") as f:
+                write("checkpoint", "lm_" + name, seed + f.read())
             continue
         write("checkpoint", "valid_" + name, seed)
         first = first or (meta, weights)

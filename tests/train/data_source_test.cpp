@@ -238,8 +238,9 @@ std::string sentences(int n, uint32_t seed) {
   return text;
 }
 
-// A corpus: windows of S + 1 tokens, and the bytes the windows cover counted exactly: the text
-// less the tokens a final partial window leaves out (bits per byte divides by it).
+// A corpus: windows of S + 1 tokens, the schema written with the corpus fields alone, and the
+// bytes the windows cover counted exactly: the text less the tokens a final partial window
+// leaves out (bits per byte divides by it).
 TEST(DataSourceTest, CorpusWindowsCountTheBytesTheyCover) {
   TempDir dir;
   const std::string train = dir.write("train.txt", sentences(200, 7));
@@ -267,6 +268,24 @@ TEST(DataSourceTest, CorpusWindowsCountTheBytesTheyCover) {
         EXPECT_LT(part->window_bytes, part->n_bytes);
       }
     }
+    // The schema: the corpus fields alone (no delimiter or quoting), and back.
+    const json schema = d->schema.to_json();
+    std::vector<std::string> fields;
+    for (const auto& [key, value] : schema.items()) fields.push_back(key);
+    EXPECT_EQ(fields, (std::vector<std::string>{"context", "format", "tokenizer"}));
+    Result<DataSchema> back = DataSchema::from_json(schema, "model.json: data");
+    ASSERT_TRUE(back.is_ok()) << back.status().message();
+    EXPECT_EQ(back->context, context);
+    // What the first builds wrote still reads; an unknown tokenizer field does not.
+    json old = schema;
+    old["delimiter"] = "auto";
+    old["quoting"] = "rfc4180";
+    EXPECT_TRUE(DataSchema::from_json(old, "model.json: data").is_ok());
+    json extra = schema;
+    extra["tokenizer"]["kind"] = "bpe";
+    back = DataSchema::from_json(extra, "model.json: data");
+    ASSERT_FALSE(back.is_ok());
+    EXPECT_EQ(back.status().message(), "model.json: data: unexpected field 'tokenizer.kind'");
   }
 }
 
