@@ -116,6 +116,14 @@ expect 0 '' -- train "$work/edit.json" --out "$work/edited" --quiet --set traini
 sed -i '1s/^/Again /' "$work/edit.txt"
 expect 1 'differs' -- train --resume "$work/edited" --quiet --set training.epochs=2
 
+# --- keys that do nothing for a language model: warned, and training goes on ------------------
+expect 0 'training.class_weights: has no effect: a language model' -- train "$work/lm.json" \
+  --out "$work/weights" --quiet --set training.epochs=1 --set training.class_weights='"balanced"'
+expect 0 'data.split.seed: has no effect: .*max_sentences lines, and that is 0' -- \
+  train "$work/lm.json" --out "$work/seed" --quiet --set training.epochs=1 --set data.split.seed=4
+expect 1 'data.corpus.max_sentences: expected 0 \(every line\) or an integer in \[101, ' -- \
+  train "$work/lm.json" --out "$work/x" --set data.corpus.max_sentences=50
+
 # --- the wrong command for an LM checkpoint, the wrong checkpoint for generate -----------------
 expect 1 'language model' -- predict "$ck" "$work/valid.txt"
 colour_table "$work/table.csv" 120 5 1 0.5
