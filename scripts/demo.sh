@@ -6,7 +6,7 @@
 #   1. scripts/fetch_lm_corpus.sh austen caches data/cache/lm/austen/{train,validation}.txt
 #   2. moe train examples/lm_austen.json                          -> runs/demo/moe
 #      moe train examples/lm_austen.json --set model.dense=true   -> runs/demo/dense
-#      at the same time, one thread each, each for DEMO_MINUTES (default 2) of training
+#      at the same time, one thread each, each for DEMO_MINUTES (default 3) of training
 #   3. validation perplexity, bits per byte and tokens/s side by side
 #   4. moe generate: a continuation of the same prompt from each
 #   5. moe inspect: what the MoE's experts receive
@@ -24,7 +24,7 @@ moe="$build/tools/moe/moe"
 config="$repo/examples/lm_austen.json"
 validation="$repo/data/cache/lm/austen/validation.txt"
 out="$repo/runs/demo"
-minutes="${DEMO_MINUTES:-2}"
+minutes="${DEMO_MINUTES:-3}"
 cd "$repo"
 
 if [ ! -x "$moe" ]; then
@@ -97,7 +97,10 @@ done
 
 echo
 echo "== What the MoE's experts receive: moe inspect runs/demo/moe/best (validation text) =="
-"$moe" inspect "$out/moe/best" "$validation" | head -n 40
+# The whole report goes to a file (head would cut the pipe under set -o pipefail).
+"$moe" inspect "$out/moe/best" "$validation" >"$out/moe/inspect.txt"
+head -n 32 "$out/moe/inspect.txt"
+echo "   ... (the whole report: $out/moe/inspect.txt)"
 
 echo
 echo "demo: $(($(date +%s) - start)) s; runs in $out (report: moe report $out/moe)"
