@@ -198,7 +198,6 @@ void LmModel::block_forward(Block& b, int64_t l, Tensor h, Tensor out, bool trai
   const int64_t t = h.rows(), d = config_.width, s = lm.context;
   const int64_t dh = d / lm.heads, hq = lm.heads * dh, hkv = lm.n_kv_heads() * dh;
   const float eps = lm.norm_eps;
-  (void)l;
 
   // a = Attention(RoPE(x Wqᵀ), RoPE(x Wkᵀ), x Wvᵀ),  x = RMSNorm(h)
   b.h_in = h;
@@ -314,26 +313,25 @@ Tensor LmModel::forward(const Batch& batch, bool training, const Rng& rng, Arena
                      {final_rstd_});
   }
   Tensor logits = arena.alloc(Shape{t, v});  // [T, V]
+  const StageScope timed(Stage::kHeadGemm);
   gemm(final_out_, false, head_weight(), true, logits);
   return logits;
-  const StageScope timed(Stage::kHeadGemm);
 }
 
 double LmModel::task_loss(const Batch& batch, Tensor logits, Tensor dlogits,
                           const TaskLossOptions& options) const {
   MOE_CHECK(batch.tokens.dim(0) == batch_ && logits.rows() == targets_.numel(),
             "model: task_loss for another batch than the last forward");
+  const StageScope timed(Stage::kLoss);
   CrossEntropyOptions ce;
   ce.label_smoothing = options.cross_entropy.label_smoothing;
   return cross_entropy_loss(logits, targets_, dlogits, ce);
 }
-const StageScope timed(Stage::kLoss);
 
 void LmModel::block_backward(Block& b, Tensor dh, Arena& arena) {
   const LmConfig& lm = config_.lm;
   const int64_t t = dh.rows(), d = config_.width, s = lm.context;
-  const int64_t dh_ = d / lm.heads, hq = lm.heads * dh_, hkv = lm.n_kv_heads() * dh_;
-  const float eps = lm.norm_eps;
+  const int64_t hd = d / lm.heads, hq = lm.heads * hd, hkv = lm.n_kv_heads() * hd;
   Tensor dx = arena.alloc(Shape{t, d});     // [T, D] dL/d(normalised input) of a branch
   Tensor dnorm = arena.alloc(Shape{t, d});  // [T, D] dL/dh through a branch
 
@@ -362,7 +360,7 @@ void LmModel::block_backward(Block& b, Tensor dh, Arena& arena) {
   }
   Tensor dq = arena.alloc(Shape{t, hq}), dk = arena.alloc(Shape{t, hkv}),
          dv = arena.alloc(Shape{t, hkv});
-  const AttentionDims dims{batch_, s, lm.heads, lm.n_kv_heads(), dh_, true};
+  const AttentionDims dims{batch_, s, lm.heads, lm.n_kv_heads(), hd, true};
   Tensor ws = arena.alloc(Shape{attention_workspace_floats(dims, omp_get_max_threads())});
   {
     const StageScope timed(Stage::kAttentionBackward);
@@ -389,7 +387,6 @@ void LmModel::block_backward(Block& b, Tensor dh, Arena& arena) {
                       b.h_in, dx, dnorm);
     add(dh, dnorm, dh);
   }
-  (void)eps;
 }
 
 void LmModel::backward(Tensor dlogits, Arena& arena) {

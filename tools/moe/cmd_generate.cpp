@@ -108,7 +108,7 @@ class TextStream {
   Status push(int32_t id) {
     held_.push_back(id);
     const std::string text = tok_.decode(held_);
-    static const std::string kReplacement = "\xEF\xBF\xBD";
+    constexpr std::string_view kReplacement = "\xEF\xBF\xBD";
     if (held_.size() < kMaxHeld && text.size() >= 3 &&
         text.compare(text.size() - 3, 3, kReplacement) == 0)
       return Status::ok();

@@ -65,7 +65,10 @@ std::string predictions_csv(const Predictions& p, const DataSchema& schema) {
         experts += fmt::format("{}{}", sep, r.experts[static_cast<size_t>(s)]);
         weights += fmt::format("{}{:.4f}", sep, r.weights[static_cast<size_t>(s)]);
       }
-      out += "," + experts + "," + weights;
+      out += ",";
+      out += experts;
+      out += ",";
+      out += weights;
     }
     out += "\n";
   }

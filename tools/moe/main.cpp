@@ -10,7 +10,9 @@
 
 #include "commands.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+int cli_main(int argc, char** argv) {
   using namespace moe::cli;
   CLI::App app{"moe: train, evaluate and inspect Mixture-of-Experts models on a CPU"};
   app.name("moe");
@@ -64,4 +66,19 @@ int main(int argc, char** argv) {
   // Output the C library buffered is written only now: a full disk must not exit 0.
   if (const moe::Status s = finish_stdout(); !s) return code == kExitOk ? fail(s) : code;
   return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Setting up the command line (CLI11 builds its options on the heap) may throw too; nothing
+  // may escape main as an abort.
+  try {
+    return cli_main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "moe: error: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "moe: error: an unexpected failure\n");
+  }
+  return moe::cli::kExitFailure;
 }

@@ -34,15 +34,15 @@ inline constexpr std::array<const char*, static_cast<int>(Stage::kCount)> kStage
 
 class StageTimes {
  public:
-  static void enable(bool on) { enabled_.store(on, std::memory_order_relaxed); }
-  static bool enabled() { return enabled_.load(std::memory_order_relaxed); }
-  static void reset() { seconds_.fill(0.0); }
-  static void add(Stage s, double seconds) { seconds_[static_cast<int>(s)] += seconds; }
-  static double seconds(Stage s) { return seconds_[static_cast<int>(s)]; }
+  static void enable(bool on) { timing_on.store(on, std::memory_order_relaxed); }
+  static bool enabled() { return timing_on.load(std::memory_order_relaxed); }
+  static void reset() { seconds_by_stage.fill(0.0); }
+  static void add(Stage s, double seconds) { seconds_by_stage[static_cast<int>(s)] += seconds; }
+  static double seconds(Stage s) { return seconds_by_stage[static_cast<int>(s)]; }
 
  private:
-  static inline std::atomic<bool> enabled_{false};
-  static inline std::array<double, static_cast<int>(Stage::kCount)> seconds_{};
+  static inline std::atomic<bool> timing_on{false};
+  static inline std::array<double, static_cast<int>(Stage::kCount)> seconds_by_stage{};
 };
 
 // Adds the wall time from construction to destruction to its stage, when timing is enabled.
