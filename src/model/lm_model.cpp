@@ -7,6 +7,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -142,6 +143,7 @@ void LmModel::build() {
     if (lm.block_is_moe(l) && !config_.dense) {
       b->moe = std::make_unique<MoeLayer>(moe_layer_config(m, d));
       b->moe->declare(store_, b->prefix + ".moe");
+      hashed_ = hashed_ || m.gate.kind == GateKind::kHash;
       add_moe_layer(b->prefix + ".moe", l, b->moe.get(), moe_slots_per_token(m));
     } else {
       b->ffn = std::make_unique<Expert>(d, lm.block_is_moe(l) ? twin_ffn : dense_ffn);
@@ -256,17 +258,31 @@ void LmModel::ffn_forward(Block& b, int64_t l, Tensor h_mid, Tensor out, bool tr
   if (b.ffn) {
     b.ffn->forward(b.x_ffn, out, arena);
   } else {
-    const int64_t* token_ids = nullptr;
-    if (b.moe->config().gate.kind == GateKind::kHash) {
-      Tensor ids64 = arena.alloc(Shape{t}, DType::kI64);
-      const int32_t* tok = tokens_.data<int32_t>();
-      for (int64_t i = 0; i < t; ++i) ids64.data<int64_t>()[i] = tok[i];
-      token_ids = ids64.data<int64_t>();
-    }
     b.moe->forward(b.x_ffn, out, training, rng.fork(kNoiseBlockMoe + static_cast<uint64_t>(l)),
-                   arena, token_ids);
+                   arena, token_ids_);
   }
   add(out, h_mid, out);  // timed with the FFN
+}
+
+// h = E[tokens_] [T, D]; and, when a layer routes by hashing token ids, those ids as the MoE
+// layer takes them (once per forward, for every block).
+Tensor LmModel::embed_tokens(Arena& arena) {
+  const int64_t t = tokens_.numel(), d = config_.width, v = shape_.n_features;
+  Tensor h = arena.alloc(Shape{t, d});
+  const StageScope timed(Stage::kEmbed);
+  const float* e = store_.value(embed_).f32();
+  const int32_t* tok = tokens_.data<int32_t>();
+  for (int64_t i = 0; i < t; ++i) {
+    MOE_CHECK(tok[i] >= 0 && tok[i] < v, "model: token {} outside the vocabulary of {}", tok[i], v);
+    std::memcpy(h.f32() + i * d, e + static_cast<int64_t>(tok[i]) * d, sizeof(float) * d);
+  }
+  token_ids_ = nullptr;
+  if (hashed_) {
+    auto* ids = arena.alloc_array<int64_t>(t);
+    std::copy(tok, tok + t, ids);
+    token_ids_ = ids;
+  }
+  return h;
 }
 
 Tensor LmModel::forward(const Batch& batch, bool training, const Rng& rng, Arena& arena) {
@@ -286,18 +302,7 @@ Tensor LmModel::forward(const Batch& batch, bool training, const Rng& rng, Arena
     std::memcpy(targets_.data<int32_t>() + b * s, win + b * (s + 1) + 1, sizeof(int32_t) * s);
   }
 
-  // h = E[tokens]
-  Tensor h = arena.alloc(Shape{t, d});  // [T, D]
-  {
-    const StageScope timed(Stage::kEmbed);
-    const float* e = store_.value(embed_).f32();
-    const int32_t* tok = tokens_.data<int32_t>();
-    for (int64_t i = 0; i < t; ++i) {
-      MOE_CHECK(tok[i] >= 0 && tok[i] < v, "model: token {} outside the vocabulary of {}", tok[i],
-                v);
-      std::memcpy(h.f32() + i * d, e + static_cast<int64_t>(tok[i]) * d, sizeof(float) * d);
-    }
-  }
+  Tensor h = embed_tokens(arena);  // [T, D]
   for (size_t l = 0; l < blocks_.size(); ++l) {
     Tensor next = arena.alloc(Shape{t, d});
     block_forward(*blocks_[l], static_cast<int64_t>(l), h, next, training, rng, arena);
@@ -475,14 +480,8 @@ Tensor LmModel::extend(std::span<const int32_t> tokens, Arena& arena) {
   training_ = false;
   batch_ = 1;
   tokens_ = arena.alloc(Shape{1, n}, DType::kI32);
-  Tensor h = arena.alloc(Shape{n, d});
-  const float* e = store_.value(embed_).f32();
-  for (int64_t i = 0; i < n; ++i) {
-    MOE_CHECK(tokens[i] >= 0 && tokens[i] < v, "model: token {} outside the vocabulary of {}",
-              tokens[i], v);
-    tokens_.data<int32_t>()[i] = tokens[i];
-    std::memcpy(h.f32() + i * d, e + static_cast<int64_t>(tokens[i]) * d, sizeof(float) * d);
-  }
+  std::copy(tokens.begin(), tokens.end(), tokens_.data<int32_t>());
+  Tensor h = embed_tokens(arena);  // [n, D]
   for (size_t l = 0; l < blocks_.size(); ++l) {
     Tensor next = arena.alloc(Shape{n, d});
     block_extend(*blocks_[l], static_cast<int64_t>(l), h, next, arena);

@@ -83,6 +83,7 @@ class LmModel final : public Model {
   void block_forward(Block& b, int64_t l, Tensor h, Tensor out, bool training, const Rng& rng,
                      Arena& arena);
   void block_backward(Block& b, Tensor dh, Arena& arena);
+  Tensor embed_tokens(Arena& arena);
   void block_extend(Block& b, int64_t l, Tensor h, Tensor out, Arena& arena);
   void ffn_forward(Block& b, int64_t l, Tensor x, Tensor y, bool training, const Rng& rng,
                    Arena& arena);
@@ -96,11 +97,13 @@ class LmModel final : public Model {
   // The last forward's state (arena memory).
   int64_t batch_ = 0;  // B
   bool training_ = false;
-  Tensor tokens_;      // [B, S] int32 inputs
-  Tensor targets_;     // [B·S] int32
-  Tensor final_in_;    // [T, D]
-  Tensor final_out_;   // [T, D]
-  Tensor final_rstd_;  // [T]
+  const int64_t* token_ids_ = nullptr;  // [T] tokens_ for hash gates (arena), else null
+  bool hashed_ = false;                 // an MoE layer routes by hashing token ids
+  Tensor tokens_;                       // [B, S] int32 inputs
+  Tensor targets_;                      // [B·S] int32
+  Tensor final_in_;                     // [T, D]
+  Tensor final_out_;                    // [T, D]
+  Tensor final_rstd_;                   // [T]
 
   // Generation: keys and values of every block and position, [L, S, G·Dh] each.
   TensorBuffer k_cache_, v_cache_;
