@@ -70,15 +70,20 @@ void write_bytes(const std::string& path, const uint8_t* data, size_t size) {
 }
 
 // Splits at NUL bytes: the first part, then at most `max_rest` more (the last keeps any NULs).
+// memchr, not a byte loop: the fuzz build instruments every comparison in this file, and a loop
+// over each byte of a 200 KB input was most of an execution's time.
 std::vector<std::string> split_nul(const uint8_t* data, size_t size, size_t max_rest) {
-  std::vector<std::string> parts(1);
-  for (size_t i = 0; i < size; ++i) {
-    if (data[i] == 0 && parts.size() <= max_rest) {
-      parts.emplace_back();
-    } else {
-      parts.back().push_back(static_cast<char>(data[i]));
-    }
+  std::vector<std::string> parts;
+  const char* p = reinterpret_cast<const char*>(data);
+  const char* end = p + size;
+  while (parts.size() < max_rest) {
+    const void* nul = std::memchr(p, 0, static_cast<size_t>(end - p));
+    if (nul == nullptr) break;
+    const char* at = static_cast<const char*>(nul);
+    parts.emplace_back(p, at);
+    p = at + 1;
   }
+  parts.emplace_back(p, end);
   return parts;
 }
 
