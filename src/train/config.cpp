@@ -248,6 +248,10 @@ void parse_gate_options(Section s, GateConfig* g) {
 // k, capacity_factor, min_capacity, gate {...}, balance {...}: the parts every gate config has.
 void parse_gate(Section& s, GateConfig* g) {
   s.integer("k", &g->k, 1, INT32_MAX, "a positive integer");
+  // Top-1 renormalised always weighs its expert 1, which leaves the router without any gradient
+  // from the task (only the balancing loss trains it); so k = 1 defaults to the gate probability
+  // as the weight, as Switch Transformer does. Said explicitly, renormalize is kept.
+  g->renormalize = g->k > 1;
   parse_gate_options(s.object("gate"), g);
   // The Switch loss is on by default wherever the gate supports it (hash routing has no router).
   g->switch_loss = g->kind == GateKind::kHash ? 0.0f : 0.01f;

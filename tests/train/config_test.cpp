@@ -152,6 +152,30 @@ TEST(ConfigTest, ResolvedFormParsesBackToItself) {
   EXPECT_TRUE(config_to_json(*single)["model"]["moe"].is_object());
 }
 
+// Top-1 weighs its expert by the gate probability unless renormalize is said (a renormalised
+// top-1 weight is always 1 and the router gets no task gradient); K >= 2 renormalises; the
+// hierarchy's top gate (K = 1 by default) follows the same rule.
+TEST(ConfigTest, RenormalizeDefaultsByK) {
+  const auto layers = [](const char* moe) {
+    json j = minimal();
+    j["model"]["moe"] = json::parse(moe);
+    Result<Config> c = parse_config(j, "c.json");
+    EXPECT_TRUE(c.is_ok()) << c.status().message();
+    return c.is_ok() ? c->model.moe : std::vector<MoeBlockConfig>();
+  };
+  const std::vector<MoeBlockConfig> m = layers(R"([{"experts": 4, "k": 1}, {"experts": 4},
+      {"experts": 4, "k": 1, "gate": {"renormalize": true}},
+      {"experts": 4, "k": 2, "gate": {"renormalize": false}},
+      {"experts": 8, "hierarchy": {"groups": 2}}])");
+  ASSERT_EQ(m.size(), 5u);
+  EXPECT_FALSE(m[0].gate.renormalize);
+  EXPECT_TRUE(m[1].gate.renormalize);
+  EXPECT_TRUE(m[2].gate.renormalize);
+  EXPECT_FALSE(m[3].gate.renormalize);
+  EXPECT_FALSE(m[4].top_gate.renormalize);
+  EXPECT_TRUE(m[4].gate.renormalize);
+}
+
 // data.quoting, when not given, is the default of the training file's delimiter (none for a
 // tab, rfc4180 otherwise); the resolved form says which, and parses back to it.
 TEST(ConfigTest, QuotingDefaultsByDelimiterAndRoundTrips) {

@@ -76,10 +76,11 @@ TEST(RunWarnings, AUniformRouterIsNamedAndTopOneRenormalisedGetsItsCause) {
       << top2[0];
   EXPECT_NE(top2[0].find("(99%)"), std::string::npos) << top2[0];
   EXPECT_FALSE(has(top2, "renormalize"));
-  const auto top1 = routing_warnings(r, config_with(R"({"experts": 4, "k": 1})", "{}"), "x");
+  const auto top1 = routing_warnings(
+      r, config_with(R"({"experts": 4, "k": 1, "gate": {"renormalize": true}})", "{}"), "x");
   EXPECT_TRUE(has(top1, "model.moe.gate.renormalize = false")) << top1[0];
-  const auto switch_top1 = routing_warnings(
-      r, config_with(R"({"experts": 4, "k": 1, "gate": {"renormalize": false}})", "{}"), "x");
+  // Top-1 weighs by the gate probability unless told otherwise: no such cause to name.
+  const auto switch_top1 = routing_warnings(r, config_with(R"({"experts": 4, "k": 1})", "{}"), "x");
   EXPECT_FALSE(has(switch_top1, "renormalize"));
   // Just under the line: no warning; hash routing (no router entropy): none.
   r.levels[0].entropy_mean = 0.94 * std::log(4.0);
@@ -98,10 +99,14 @@ TEST(RunWarnings, OnlyCombinedLevelsOfEachLayerSpeak) {
   LevelStats second = level("blocks.1.moe", std::log(4.0));
   r.levels.push_back(second);
   const auto w = routing_warnings(
-      r, config_with(R"([{"experts": 4, "k": 2}, {"experts": 4, "k": 1}])", "{}"), "x");
+      r,
+      config_with(
+          R"([{"experts": 4, "k": 2}, {"experts": 4, "k": 1, "gate": {"renormalize": true}}])",
+          "{}"),
+      "x");
   ASSERT_EQ(w.size(), 1u);
   EXPECT_EQ(w[0].rfind("blocks.1.moe: ", 0), 0u) << w[0];
-  EXPECT_TRUE(has(w, "renormalize = false"));  // the second layer's config: k = 1
+  EXPECT_TRUE(has(w, "renormalize = false"));  // the second layer's config: k = 1, renormalised
 }
 
 TEST(RunWarnings, OneClassPredictedForEveryRow) {
