@@ -14,9 +14,18 @@
 // --stages adds where the timed steps' time went, by stage (moe/kernels/stage_timer.h), with each
 // stage's share of the step and, for the GEMM and attention stages, their useful GFLOP/s.
 //
+// --decode N times generation instead (LmModel::extend at batch 1 over a KV cache, after a
+// 16-token prompt): the median time per token of N tokens against the time to read every weight
+// a token uses once (the blocks' attention and norms, the router, the K experts it is routed to
+// in each block, the head; the embedding row is negligible) at the memory bandwidth measured in
+// the same run (a 1 GiB buffer summed by every thread). The ratio is what issue 16 bounds by 1.5:
+// decoding one token is a chain of matrix-vector products, so it can go no faster than the
+// memory can deliver the weights. Pick a model larger than the caches (the default is 150 MB of
+// active weights per token).
+//
 // Usage: bench_lm [--layers 8] [--d-model 512] [--heads 8] [--experts 8] [--topk 2] [--ffn 1024]
 //                 [--context 512] [--batch 8] [--vocab 8192] [--steps 5] [--dense]
-//                 [--precision fp32|bf16] [--stages] [--jsonl FILE]
+//                 [--precision fp32|bf16] [--stages] [--jsonl FILE] [--decode N]
 #include <omp.h>
 #include <sys/resource.h>
 
@@ -42,6 +51,7 @@ struct Options {
   int64_t layers = 8, d_model = 512, heads = 8, experts = 8, topk = 2, ffn = 1024;
   int64_t context = 512, batch = 8, vocab = 8192;
   int steps = 5;
+  int decode = 0;  // tokens to generate; 0: time training steps
   bool dense = false;
   bool stages = false;
   Precision precision = Precision::kF32;
@@ -52,7 +62,7 @@ int usage() {
   std::fprintf(stderr,
                "usage: bench_lm [--layers N] [--d-model N] [--heads N] [--experts N] [--topk N] "
                "[--ffn N] [--context N] [--batch N] [--vocab N] [--steps N] [--dense] "
-               "[--precision fp32|bf16] [--stages] [--jsonl FILE]\n");
+               "[--precision fp32|bf16] [--stages] [--jsonl FILE] [--decode N]\n");
   return 2;
 }
 
@@ -78,6 +88,11 @@ bool parse(int argc, char** argv, Options* o) {
       const char* v = next();
       if (v == nullptr) return false;
       o->steps = std::atoi(v);
+    } else if (a == "--decode") {
+      const char* v = next();
+      if (v == nullptr) return false;
+      o->decode = std::atoi(v);
+      if (o->decode < 1) return false;
     } else if (a == "--dense") {
       o->dense = true;
     } else if (a == "--stages") {
@@ -164,6 +179,77 @@ void print_stages(const Options& o, const std::vector<double>& times) {
               100 * (step - accounted) / step);
 }
 
+// Read bandwidth in bytes/s: the best of 5 passes summing a 1 GiB buffer over every thread
+// (written first so that its pages exist).
+double read_bandwidth() {
+  const size_t n = size_t{1} << 28;  // floats: 1 GiB
+  std::vector<float> buf(n, 1.0f);
+  double best = 0.0, total = 0.0;
+  for (int pass = 0; pass < 5; ++pass) {
+    const auto t0 = std::chrono::steady_clock::now();
+    double sum = 0.0;
+#pragma omp parallel for reduction(+ : sum) schedule(static)
+    for (int64_t c = 0; c < static_cast<int64_t>(n / 4096); ++c) {
+      const float* p = buf.data() + c * 4096;
+      float acc[16] = {};
+      for (int i = 0; i < 4096; i += 16)
+        for (int j = 0; j < 16; ++j) acc[j] += p[i + j];
+      for (float a : acc) sum += a;
+    }
+    const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    total += sum;
+    best = std::max(best, static_cast<double>(n * sizeof(float)) / t);
+  }
+  if (total != 5.0 * static_cast<double>(n)) std::fprintf(stderr, "bench_lm: bandwidth sum off\n");
+  return best;
+}
+
+// --decode: generation at batch 1 (see the header).
+int run_decode(const Options& o, LmModel& lm) {
+  const int64_t prompt = 16;
+  if (prompt + o.decode > o.context) {
+    std::fprintf(stderr, "bench_lm: --decode %d needs a context of at least %lld\n", o.decode,
+                 static_cast<long long>(prompt + o.decode));
+    return 2;
+  }
+  Rng rng(11);
+  std::vector<int32_t> ids(static_cast<size_t>(prompt + o.decode));
+  for (int32_t& id : ids) id = static_cast<int32_t>(rng.below(static_cast<uint64_t>(o.vocab)));
+  Arena arena;
+  std::vector<double> times;
+  for (int pass = 0; pass < 2; ++pass) {  // the first pass warms the caches and the arena
+    lm.start_generation();
+    arena.reset();
+    lm.extend(std::span<const int32_t>(ids.data(), prompt), arena);
+    times.clear();
+    for (int64_t i = prompt; i < prompt + o.decode; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      arena.reset();
+      lm.extend(std::span<const int32_t>(ids.data() + i, 1), arena);
+      times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+  }
+  std::sort(times.begin(), times.end());
+  const double t = times[times.size() / 2];
+  const double d = static_cast<double>(o.d_model), l = static_cast<double>(o.layers),
+               f = static_cast<double>(o.ffn), v = static_cast<double>(o.vocab),
+               e = static_cast<double>(o.experts);
+  const double k = o.dense ? 1.0 : static_cast<double>(o.topk);
+  const double ffn = o.dense ? 3 * d * f * static_cast<double>(o.topk) : k * 3 * d * f + e * d;
+  const double bytes = 4 * (l * (4 * d * d + ffn + 2 * d) + v * d + d);
+  const double bw = read_bandwidth();
+  std::printf(
+      "%-10s decode L=%lld D=%lld E=%lld k=%lld F=%lld V=%lld threads=%d: %8.3f ms/token "
+      "(median of %d)  %8.1f tokens/s  active weights %.1f MB/token  read bandwidth %.1f GB/s "
+      "-> %.3f ms/token  ratio %.2f\n",
+      o.dense ? "moe-dense" : "moe-lm", static_cast<long long>(o.layers),
+      static_cast<long long>(o.d_model), static_cast<long long>(o.dense ? 0 : o.experts),
+      static_cast<long long>(o.topk), static_cast<long long>(o.ffn),
+      static_cast<long long>(o.vocab), omp_get_max_threads(), t * 1e3, o.decode, 1 / t, bytes / 1e6,
+      bw / 1e9, bytes / bw * 1e3, t / (bytes / bw));
+  return 0;
+}
+
 int run(const Options& o) {
   DataShape shape;
   shape.input = FeatureKind::kTokens;
@@ -176,6 +262,11 @@ int run(const Options& o) {
   }
   Model& model = *created.value();
   model.init(1);
+  if (o.decode > 0) {
+    auto* lm = dynamic_cast<LmModel*>(&model);
+    if (lm == nullptr) return 1;
+    return run_decode(o, *lm);
+  }
   OptimizerConfig oc;
   oc.kind = OptimizerKind::kAdamW;
   oc.weight_decay = 0.1;
