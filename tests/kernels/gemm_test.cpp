@@ -81,6 +81,37 @@ TEST(Gemm, StridedOperandsOfTheMatmulPath) {
   testing::expect_strided_close("strided A.Bt", p);
 }
 
+// One row times Bᵀ (gemv_bt): row counts around its four-row steps, inner lengths around its 16
+// lanes, alpha/beta, a strided B, and a product large enough to share its rows over threads,
+// which must give the bits of one thread.
+TEST(Gemm, SingleRowTimesTransposedB) {
+  for (int64_t n : {1, 3, 4, 5, 8, 9, 63, 64})
+    for (int64_t k : {1, 15, 16, 17, 33, 512})
+      check_against_reference({1, n, k, false, true, 1.0f, 0.0f});
+  check_against_reference({1, 37, 70, false, true, -0.5f, 1.0f});
+  check_against_reference({1, 37, 70, false, true, 2.0f, 0.25f});
+  testing::StridedProduct p = testing::strided_operands(1, 45, 100, 7, DType::kF32);
+  gemm(p.shape, {1.5f, 0.5f}, p.a.f32(), p.b.f32(), p.fast.f32());
+  gemm_ref(p.shape, {1.5f, 0.5f}, p.a.f32(), p.b.f32(), p.want.f32());
+  testing::expect_strided_close("strided a.Bt", p);
+
+  const int64_t n = 2053, k = 515;  // n·k above the threshold; n not a multiple of 4 or 2
+  TensorBuffer a(Shape{1, k}), b(Shape{n, k}), one(Shape{1, n}), two(Shape{1, n}),
+      want(Shape{1, n});
+  Rng rng(4);
+  rng.fill_uniform(a, -1, 1);
+  rng.fill_uniform(b, -1, 1);
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  gemm(a, false, b, true, one);
+  omp_set_num_threads(2);
+  gemm(a, false, b, true, two);
+  omp_set_num_threads(threads);
+  gemm_ref(a, false, b, true, want);
+  EXPECT_EQ(std::memcmp(one.f32(), two.f32(), one.view().nbytes()), 0);
+  testing::expect_close("gemv 2053x515", two, want, 1e-4, 1e-4 * std::sqrt(k + 1.0));
+}
+
 TEST(Gemm, RepeatedCallsAreBitIdentical) {
   // The second call reuses the cached primitives; the result must not change.
   for (bool tb : {false, true}) {

@@ -24,6 +24,13 @@ struct GemmScale {
 void gemm(const GemmShape& s, GemmScale scale, const float* a, const float* b, float* c);
 void gemm_ref(const GemmShape& s, GemmScale scale, const float* a, const float* b, float* c);
 
+// The batch-1 forward product, c[n] = alpha · a[k] · B[n, k]ᵀ + beta · c (B's rows ldb apart):
+// every weight read once, over every thread, as generating a token needs (gemv.cpp). gemm()
+// takes this path for m = 1 with A as stored and B transposed; the bits do not depend on the
+// thread count.
+void gemv_bt(int64_t n, int64_t k, GemmScale scale, const float* a, const float* b, int64_t ldb,
+             float* c);
+
 // Tensor form: a, b, c are matrices (rank 2, or seen as [rows, cols]); shapes are checked.
 void gemm(Tensor a, bool trans_a, Tensor b, bool trans_b, Tensor c, GemmScale scale = {});
 void gemm_ref(Tensor a, bool trans_a, Tensor b, bool trans_b, Tensor c, GemmScale scale = {});

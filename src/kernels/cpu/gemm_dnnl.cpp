@@ -10,10 +10,11 @@
 //     dnnl_sgemm is 5-15% faster again.
 //   - everything else (the backward products dy·W and dyᵀ·x, small products): dnnl_sgemm, equal
 //     or faster there, and with nothing to compile.
-// The matmul primitives, their per-thread cache and the row blocking live in dnnl_matmul.cpp,
-// shared with gemm_bf16. On CPUs without AVX-512 both paths give way to fixed blocks of
-// single-threaded sgemm calls (sgemm_fixed_blocks, dnnl_matmul.h), so that the bits of C do not
-// depend on the thread count there either.
+// One row times Bᵀ (generating a token) is neither: gemv_bt (gemv.cpp) streams B once over every
+// thread. The matmul primitives, their per-thread cache and the row blocking live in
+// dnnl_matmul.cpp, shared with gemm_bf16. On CPUs without AVX-512 both paths give way to fixed
+// blocks of single-threaded sgemm calls (sgemm_fixed_blocks, dnnl_matmul.h), so that the bits of C
+// do not depend on the thread count there either.
 //
 // Dims: op(A) [m, k] · op(B) [k, n] = C [m, n], rows stored with strides lda, ldb, ldc.
 #include <omp.h>
@@ -96,6 +97,7 @@ void sgemm_fixed_blocks(const GemmShape& s, GemmScale scale, const float* a, con
 void gemm(const GemmShape& s, GemmScale scale, const float* a, const float* b, float* c) {
   if (s.m == 0 || s.n == 0) return;
   if (s.k == 0) return scale_output(s, scale.beta, c);
+  if (s.m == 1 && !s.trans_a && s.trans_b) return gemv_bt(s.n, s.k, scale, a, b, s.ldb, c);
   if (fp32_splits_k_over_threads()) return sgemm_fixed_blocks(s, scale, a, b, c);
   if (use_matmul(s)) return matmul_blocked(s, scale, a, b, c);
   sgemm(s, scale, a, b, c);
