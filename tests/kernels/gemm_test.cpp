@@ -81,35 +81,44 @@ TEST(Gemm, StridedOperandsOfTheMatmulPath) {
   testing::expect_strided_close("strided A.Bt", p);
 }
 
-// One row times Bᵀ (gemv_bt): row counts around its four-row steps, inner lengths around its 16
-// lanes, alpha/beta, a strided B, and a product large enough to share its rows over threads,
-// which must give the bits of one thread.
+// One row times Bᵀ (gemv_bt, which gemm() takes for large B with threads to share): row counts
+// around its four-row steps, inner lengths around its 16 lanes, alpha/beta, a strided B, and a
+// product large enough to share its rows over threads, which must give the bits of one thread.
+void check_gemv(int64_t n, int64_t k, int64_t ldb, GemmScale scale) {
+  TensorBuffer a(Shape{1, k}), b(Shape{n, ldb}), fast(Shape{1, n}), want(Shape{1, n});
+  Rng rng(static_cast<uint64_t>(n * 1000 + k));
+  rng.fill_uniform(a, -1, 1);
+  rng.fill_uniform(b, -1, 1);
+  rng.fill_uniform(fast, -1, 1);
+  std::memcpy(want.f32(), fast.f32(), static_cast<size_t>(fast.view().nbytes()));
+  gemv_bt(n, k, scale, a.f32(), b.f32(), ldb, fast.f32());
+  const GemmShape s{
+      .m = 1, .n = n, .k = k, .trans_a = false, .trans_b = true, .lda = k, .ldb = ldb, .ldc = n};
+  gemm_ref(s, scale, a.f32(), b.f32(), want.f32());
+  testing::expect_close(fmt::format("gemv n={} k={} ldb={}", n, k, ldb), fast, want, 1e-4,
+                        1e-4 * std::sqrt(k + 1.0));
+}
+
 TEST(Gemm, SingleRowTimesTransposedB) {
   for (int64_t n : {1, 3, 4, 5, 8, 9, 63, 64})
-    for (int64_t k : {1, 15, 16, 17, 33, 512})
-      check_against_reference({1, n, k, false, true, 1.0f, 0.0f});
-  check_against_reference({1, 37, 70, false, true, -0.5f, 1.0f});
-  check_against_reference({1, 37, 70, false, true, 2.0f, 0.25f});
-  testing::StridedProduct p = testing::strided_operands(1, 45, 100, 7, DType::kF32);
-  gemm(p.shape, {1.5f, 0.5f}, p.a.f32(), p.b.f32(), p.fast.f32());
-  gemm_ref(p.shape, {1.5f, 0.5f}, p.a.f32(), p.b.f32(), p.want.f32());
-  testing::expect_strided_close("strided a.Bt", p);
+    for (int64_t k : {1, 15, 16, 17, 33, 512}) check_gemv(n, k, k, {1.0f, 0.0f});
+  check_gemv(37, 70, 70, {-0.5f, 1.0f});
+  check_gemv(37, 70, 77, {2.0f, 0.25f});
+  check_against_reference({1, 1024, 512, false, true, 1.0f, 0.0f});  // through gemm()
 
-  const int64_t n = 2053, k = 515;  // n·k above the threshold; n not a multiple of 4 or 2
-  TensorBuffer a(Shape{1, k}), b(Shape{n, k}), one(Shape{1, n}), two(Shape{1, n}),
-      want(Shape{1, n});
+  const int64_t n = 2053, k = 515;  // shared over threads; n not a multiple of 4 or 2
+  TensorBuffer a(Shape{1, k}), b(Shape{n, k}), one(Shape{1, n}), two(Shape{1, n});
   Rng rng(4);
   rng.fill_uniform(a, -1, 1);
   rng.fill_uniform(b, -1, 1);
   const int threads = omp_get_max_threads();
   omp_set_num_threads(1);
-  gemm(a, false, b, true, one);
+  gemv_bt(n, k, {}, a.f32(), b.f32(), k, one.f32());
   omp_set_num_threads(2);
-  gemm(a, false, b, true, two);
+  gemv_bt(n, k, {}, a.f32(), b.f32(), k, two.f32());
   omp_set_num_threads(threads);
-  gemm_ref(a, false, b, true, want);
-  EXPECT_EQ(std::memcmp(one.f32(), two.f32(), one.view().nbytes()), 0);
-  testing::expect_close("gemv 2053x515", two, want, 1e-4, 1e-4 * std::sqrt(k + 1.0));
+  EXPECT_EQ(std::memcmp(one.f32(), two.f32(), static_cast<size_t>(one.view().nbytes())), 0);
+  check_gemv(n, k, k, {});
 }
 
 TEST(Gemm, RepeatedCallsAreBitIdentical) {

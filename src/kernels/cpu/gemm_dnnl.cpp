@@ -10,8 +10,8 @@
 //     dnnl_sgemm is 5-15% faster again.
 //   - everything else (the backward products dy·W and dyᵀ·x, small products): dnnl_sgemm, equal
 //     or faster there, and with nothing to compile.
-// One row times Bᵀ (generating a token) is neither: gemv_bt (gemv.cpp) streams B once over every
-// thread. The matmul primitives, their per-thread cache and the row blocking live in
+// One row times a large Bᵀ (generating a token) is neither: gemv_bt (gemv.cpp) streams B once
+// over every thread. The matmul primitives, their per-thread cache and the row blocking live in
 // dnnl_matmul.cpp, shared with gemm_bf16. On CPUs without AVX-512 both paths give way to fixed
 // blocks of single-threaded sgemm calls (sgemm_fixed_blocks, dnnl_matmul.h), so that the bits of C
 // do not depend on the thread count there either.
@@ -32,6 +32,11 @@ namespace {
 constexpr int64_t kMatmulMinK = 512;  // below it dnnl_sgemm's A·Bᵀ is as fast (measured)
 constexpr int64_t kMatmulMinN = 64;
 constexpr int64_t kMatmulMaxWideM = 1024;  // from here dnnl_sgemm wins when n ≥ k
+// Weights from which a single row times Bᵀ goes to gemv_bt when there are threads to share it:
+// 1 MiB of fp32, beyond the per-core caches. Smaller products, which the caches hold, gain
+// nothing from sharing (make demo's 128-wide model generated 30-50% fewer tokens/s with every
+// single-row product on gemv_bt, on a machine busy with other work).
+constexpr int64_t kGemvMinWeights = int64_t{1} << 18;
 // Multiply-adds from which sgemm_fixed_blocks shares its blocks over threads: about 20 µs of
 // one core's work, several times a parallel region's cost when the cores are free.
 constexpr int64_t kShareBlocksMinWork = int64_t{1} << 20;
@@ -97,7 +102,9 @@ void sgemm_fixed_blocks(const GemmShape& s, GemmScale scale, const float* a, con
 void gemm(const GemmShape& s, GemmScale scale, const float* a, const float* b, float* c) {
   if (s.m == 0 || s.n == 0) return;
   if (s.k == 0) return scale_output(s, scale.beta, c);
-  if (s.m == 1 && !s.trans_a && s.trans_b) return gemv_bt(s.n, s.k, scale, a, b, s.ldb, c);
+  if (s.m == 1 && !s.trans_a && s.trans_b && s.n * s.k >= kGemvMinWeights &&
+      omp_get_max_threads() > 1 && !omp_in_parallel())
+    return gemv_bt(s.n, s.k, scale, a, b, s.ldb, c);
   if (fp32_splits_k_over_threads()) return sgemm_fixed_blocks(s, scale, a, b, c);
   if (use_matmul(s)) return matmul_blocked(s, scale, a, b, c);
   sgemm(s, scale, a, b, c);
