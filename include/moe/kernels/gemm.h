@@ -25,7 +25,8 @@ void gemm(const GemmShape& s, GemmScale scale, const float* a, const float* b, f
 void gemm_ref(const GemmShape& s, GemmScale scale, const float* a, const float* b, float* c);
 
 // The batch-1 forward product, c[n] = alpha · a[k] · B[n, k]ᵀ + beta · c (B's rows ldb apart):
-// every weight read once, over every thread, as generating a token needs (gemv.cpp). gemm()
+// every weight read once, shared over every thread whenever there are 8 rows or more, as
+// generating a token needs (gemv.cpp). gemm()
 // takes this path for m = 1 with A as stored and B transposed when B holds at least 2^18 weights
 // and more than one thread is available; the bits do not depend on the thread count.
 void gemv_bt(int64_t n, int64_t k, GemmScale scale, const float* a, const float* b, int64_t ldb,

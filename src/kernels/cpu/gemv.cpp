@@ -4,10 +4,10 @@
 // its whole matrix to use every weight once: the product is bound by memory bandwidth, not by
 // arithmetic, and one core cannot draw the machine's bandwidth alone. gemm() keeps a product this
 // small on one thread (sharing it would cost more than it saves for compute-bound shapes), so
-// this streams B once over every thread: four rows at a time against the row a, which stays in
-// L1, 16 lanes per row that the compiler turns into AVX-512 or AVX2 registers. Each output is the
-// sum of its 16 lanes in a fixed order, computed by one thread, so the bits do not depend on the
-// thread count.
+// this streams B once over every thread (gemm() decides when that pays: gemm_dnnl.cpp): four rows
+// at a time against the row a, which stays in L1, 16 lanes per row that the compiler turns into
+// AVX-512 or AVX2 registers. Each output is the sum of its 16 lanes in a fixed order, computed by
+// one thread, so the bits do not depend on the thread count.
 //
 // Dims: n outputs (rows of B) · k inner (a's length, B's row length) · ldb B's row stride.
 #include <omp.h>
@@ -22,9 +22,6 @@ namespace {
 
 constexpr int64_t kLanes = 16;
 constexpr int64_t kRowsPerStep = 4;
-// Weights (n·k) from which the rows are shared over threads: 256 KiB of fp32, about 10 µs of
-// one core's reading, several times a parallel region's cost.
-constexpr int64_t kShareMinWeights = int64_t{1} << 16;
 
 float lane_sum(const float* acc) {
   // Pairwise, in a fixed order: lanes 0..7 + 8..15, then 0..3 + 4..7, ...
@@ -89,7 +86,7 @@ void gemv_bt(int64_t n, int64_t k, GemmScale scale, const float* a, const float*
              float* c) {
   if (n <= 0) return;
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
-  if (threads == 1 || n * k < kShareMinWeights || n < 2 * kRowsPerStep) {
+  if (threads == 1 || n < 2 * kRowsPerStep) {
     rows(0, n, k, scale, a, b, ldb, c);
     return;
   }
