@@ -194,6 +194,11 @@ int64_t LmModel::n_blocks() const {
   return static_cast<int64_t>(blocks_.size());
 }
 
+ParamEnd LmModel::param_end(const std::string& name) const {
+  if (name == "embed.w") return config_.lm.tie_embeddings ? ParamEnd::kBoth : ParamEnd::kInput;
+  return name == "head.w" ? ParamEnd::kOutput : ParamEnd::kInner;
+}
+
 void LmModel::block_forward(Block& b, int64_t l, Tensor h, Tensor out, bool training,
                             const Rng& rng, Arena& arena) {
   const LmConfig& lm = config_.lm;

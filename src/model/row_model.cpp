@@ -354,6 +354,11 @@ int64_t RowModel::n_blocks() const {
   return static_cast<int64_t>(blocks_.size());
 }
 
+ParamEnd RowModel::param_end(const std::string& name) const {
+  if (name == "input.w" || name == "input.b") return ParamEnd::kInput;
+  return name == "head.w" || name == "head.b" ? ParamEnd::kOutput : ParamEnd::kInner;
+}
+
 double RowModel::task_loss(const Batch& batch, Tensor logits, Tensor dlogits,
                            const TaskLossOptions& options) const {
   if (shape_.task == TaskKind::kClassification)

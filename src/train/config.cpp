@@ -62,6 +62,7 @@ void parse_corpus(Section corpus, CorpusConfig* c) {
   corpus.integer("max_sentences", &t.max_sentences, 0, INT32_MAX, sentences);
   if (t.max_sentences > 0 && t.max_sentences <= 100)
     corpus.fail("max_sentences", sentences, t.max_sentences);
+  corpus.string("tokenizer_model", &c->tokenizer_model);
   corpus.finish();
 }
 
@@ -207,7 +208,8 @@ json data_to_json(const DataConfig& d) {
                  {"vocab_size", t.vocab_size},
                  {"byte_fallback", t.byte_fallback},
                  {"character_coverage", t.character_coverage},
-                 {"max_sentences", t.max_sentences}};
+                 {"max_sentences", t.max_sentences},
+                 {"tokenizer_model", d.corpus.tokenizer_model}};
   return j;
 }
 
@@ -482,6 +484,7 @@ void parse_training(Section s, TaskKind task, TrainingConfig* t) {
   s.choice("class_weights", &t->class_weights, kClassWeights);
   s.choice("loss", &t->loss, kLosses);
   s.number("huber_delta", &t->huber_delta, 0, 1e12, true, false, "a number > 0");
+  s.string("init", &t->init);
   s.finish();
   if (!s.ok()) return;
   if (t->min_lr > t->lr) return s.fail_msg(s.at("min_lr"), "must not exceed training.lr");
@@ -529,7 +532,8 @@ json training_to_json(const TrainingConfig& t) {
           {"label_smoothing", t.label_smoothing},
           {"class_weights", enum_name(kClassWeights, t.class_weights)},
           {"loss", enum_name(kLosses, t.loss)},
-          {"huber_delta", t.huber_delta}};
+          {"huber_delta", t.huber_delta},
+          {"init", t.init}};
 }
 
 void parse_output(Section s, OutputConfig* o) {

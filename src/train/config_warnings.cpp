@@ -67,6 +67,11 @@ void check_data(Checker& ck, const DataConfig& d) {
     // (corpus_source.cpp); the split is a cut, not a draw: the seed is the tokenizer's.
     ck.check("data.split.validation", !d.validation.empty(),
              "data.validation gives the validation set");
+    if (!d.corpus.tokenizer_model.empty())
+      for (const char* key :
+           {"tokenizer", "vocab_size", "byte_fallback", "character_coverage", "max_sentences"})
+        ck.check(fmt::format("data.corpus.{}", key), true,
+                 "data.corpus.tokenizer_model gives the tokenizer: none is trained");
     ck.check("data.split.seed", d.corpus.tokenizer.max_sentences == 0,
              "a corpus is split at a line or document start, not at random; the seed only "
              "samples the tokenizer's data.corpus.max_sentences lines, and that is 0 (every line)");

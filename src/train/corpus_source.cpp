@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "moe/core/file_io.h"
 #include "moe/data/corpus.h"
 #include "moe/train/checkpoint.h"
 
@@ -60,14 +61,20 @@ Result<TokenStream> read_stream(const Tokenizer& tokenizer, const std::string& p
   return tokenize(tokenizer, corpus);
 }
 
-}  // namespace
+// A SentencePiece model given as a file; the same cap as a checkpoint's tokenizer.model.
+constexpr uint64_t kMaxTokenizerModelBytes = uint64_t{1} << 30;
 
-Result<LoadedData> load_corpus_data(const DataConfig& c, int64_t context) {
-  if (context < 1)
-    return Status::error("model.lm.context: must be positive for a corpus, got {}", context);
-  MOE_ASSIGN_OR_RETURN(const TextCorpus train_text, read_text_files(std::span(&c.train, 1)));
-
-  // The tokenizer learns from the training text alone: validation and test stay unseen.
+// The tokenizer data.corpus.tokenizer_model names, or one trained on the training text alone
+// (validation and test stay unseen).
+Result<Tokenizer> corpus_tokenizer(const DataConfig& c, const TextCorpus& train_text) {
+  if (!c.corpus.tokenizer_model.empty()) {
+    const std::string& path = c.corpus.tokenizer_model;
+    MOE_ASSIGN_OR_RETURN(std::string bytes, read_file_bytes<std::string>(
+                                                path, kMaxTokenizerModelBytes, FileSource::kUser));
+    Result<Tokenizer> t = Tokenizer::from_bytes(bytes, path);
+    if (!t) return t.status().with_context("data.corpus.tokenizer_model");
+    return t;
+  }
   SubwordOptions options = c.corpus.tokenizer;
   options.seed = c.split.seed;
   options.threads = omp_get_max_threads();
@@ -87,7 +94,18 @@ Result<LoadedData> load_corpus_data(const DataConfig& c, int64_t context) {
     }
     return trained.status().with_context(c.train);
   }
-  auto tokenizer = std::make_shared<const Tokenizer>(std::move(trained.value()));
+  return trained;
+}
+
+}  // namespace
+
+Result<LoadedData> load_corpus_data(const DataConfig& c, int64_t context) {
+  if (context < 1)
+    return Status::error("model.lm.context: must be positive for a corpus, got {}", context);
+  MOE_ASSIGN_OR_RETURN(const TextCorpus train_text, read_text_files(std::span(&c.train, 1)));
+
+  MOE_ASSIGN_OR_RETURN(Tokenizer trained, corpus_tokenizer(c, train_text));
+  auto tokenizer = std::make_shared<const Tokenizer>(std::move(trained));
   const int64_t vocab = tokenizer->vocab_size();
 
   LoadedData out;
@@ -115,8 +133,11 @@ Result<LoadedData> load_corpus_data(const DataConfig& c, int64_t context) {
     MOE_ASSIGN_OR_RETURN(out.test, windows_of(std::move(t), context, *tokenizer));
   }
   out.report =
-      fmt::format("a {} tokenizer of {} pieces trained on {} ({} bytes)",
-                  enum_name(kTokenizerKindNames, options.kind), vocab, c.train, train_text.n_bytes);
+      c.corpus.tokenizer_model.empty()
+          ? fmt::format("a {} tokenizer of {} pieces trained on {} ({} bytes)",
+                        enum_name(kTokenizerKindNames, c.corpus.tokenizer.kind), vocab, c.train,
+                        train_text.n_bytes)
+          : fmt::format("the tokenizer of {} pieces in {}", vocab, c.corpus.tokenizer_model);
   return out;
 }
 

@@ -1,5 +1,5 @@
-// moe train CONFIG [--set key=value ...] [--out DIR] [--checkpoint-every N] [--quiet]
-//                  [--strict]
+// moe train CONFIG [--set key=value ...] [--out DIR] [--init CHECKPOINT] [--checkpoint-every N]
+//                  [--quiet] [--strict]
 // moe train --resume DIR [CONFIG] [--set key=value ...] [--checkpoint-every N] [--quiet]
 //                  [--strict]
 //
@@ -12,6 +12,9 @@
 // --resume DIR continues the run in DIR from DIR/last: the config is DIR/config.json (or CONFIG
 // when given) with the overrides applied, the output stays DIR, and only the keys
 // check_resume_config allows may differ from the checkpoint's (trainer.h).
+//
+// --init CHECKPOINT (training.init) starts a fresh run from a trained model's parameters
+// (warm_start.h) and prints what was loaded, reinitialised and ignored.
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -27,6 +30,7 @@
 #include "moe/train/data_source.h"
 #include "moe/train/progress.h"
 #include "moe/train/trainer.h"
+#include "moe/train/warm_start.h"
 
 namespace moe::cli {
 
@@ -37,6 +41,7 @@ struct TrainArgs {
   std::vector<std::string> overrides;
   std::string out;
   std::string resume;
+  std::string init;               // --init: overrides training.init
   int64_t checkpoint_every = -1;  // -1: as the config says
   bool quiet = false;
   bool overwrite = false;  // --overwrite: replace a run already in --out
@@ -118,6 +123,7 @@ int run_train(const TrainArgs& args) {
   if (!keys.is_ok()) return fail(keys);
   note_bf16_without_native(*config);
   if (!args.out.empty()) config->output.dir = args.out;
+  if (!args.init.empty()) config->training.init = args.init;
   if (!args.resume.empty()) config->output.dir = args.resume;
   if (args.checkpoint_every >= 0) config->output.checkpoint_every = args.checkpoint_every;
   std::FILE* log = args.quiet ? nullptr : stdout;
@@ -145,6 +151,11 @@ int run_train(const TrainArgs& args) {
     const Status resumed = (*trainer)->resume(last);
     if (!resumed.is_ok()) return fail(resumed);
     if (log) std::fprintf(log, "resuming from %s\n", last.c_str());
+  } else if (!config->training.init.empty()) {
+    Result<WarmStartReport> warm =
+        warm_start((*trainer)->model(), data->schema, config->training.init);
+    if (!warm) return fail(Status::error("training.init: {}", warm.status().message()));
+    if (log) std::fprintf(log, "%s", warm->to_text().c_str());
   }
   if (log) {
     const Model& model = (*trainer)->model();
@@ -204,6 +215,12 @@ void add_train_command(CLI::App& app, Run* run) {
                   "an uninterrupted run with the same seed and thread count")
       ->type_name("DIR")
       ->excludes(out);
+  cmd->add_option("--init", args->init,
+                  "Start from the parameters of the trained model in CHECKPOINT (a best/ or last/ "
+                  "directory) where names, shapes and the data's meaning match (overrides "
+                  "training.init)")
+      ->type_name("CHECKPOINT")
+      ->excludes("--resume");
   cmd->add_option("--checkpoint-every", args->checkpoint_every,
                   "Write DIR/last every N optimizer steps as well as at each epoch end "
                   "(overrides output.checkpoint.every; 0: epoch ends only)")

@@ -62,6 +62,7 @@ class LmModel final : public Model {
   double task_loss(const Batch& batch, Tensor logits, Tensor dlogits,
                    const TaskLossOptions& options) const override;
   int64_t n_blocks() const override;
+  ParamEnd param_end(const std::string& name) const override;
 
   int64_t context() const { return config_.lm.context; }
   int64_t vocab() const { return shape_.n_features; }

@@ -40,6 +40,12 @@ struct GateState {
   std::vector<float> bias;  // [E] the sigmoid gate's selection bias; empty for other kinds
 };
 
+// Which end of the network a parameter serves: its rows stand for the data's input ids
+// (features, words, pixels, tokens), for its outputs (classes, targets, tokens), for both (a
+// language model's tied embedding), or for neither. A warm start (train/warm_start.h) reuses an
+// end's parameters only when that end of the data means what it meant before.
+enum class ParamEnd { kInner, kInput, kOutput, kBoth };
+
 // How the task loss is taken (training.* keys).
 struct TaskLossOptions {
   CrossEntropyOptions cross_entropy;  // classification: class weights, label smoothing
@@ -75,6 +81,8 @@ class Model {
   virtual double task_loss(const Batch& batch, Tensor output, Tensor doutput,
                            const TaskLossOptions& options) const = 0;
   virtual int64_t n_blocks() const = 0;
+  // The end of the network parameter `name` serves (ParamEnd).
+  virtual ParamEnd param_end(const std::string& name) const = 0;
 
   // Once per optimizer step: the gates' bias balancing and temperature schedules.
   void after_step();

@@ -67,6 +67,7 @@ class RowModel final : public Model {
   double task_loss(const Batch& batch, Tensor logits, Tensor dlogits,
                    const TaskLossOptions& options) const override;
   int64_t n_blocks() const override;
+  ParamEnd param_end(const std::string& name) const override;
 
  private:
   struct Block;

@@ -75,9 +75,12 @@ struct IdxConfig {  // data.idx (format "idx"); empty validation/test paths mean
 };
 
 // data.corpus (format "corpus"): the subword tokenizer trained on data.train, SentencePiece's
-// options (data/tokenizer.h).
+// options (data/tokenizer.h), or one given as a file.
 struct CorpusConfig {
   SubwordOptions tokenizer;
+  // A SentencePiece model file to use instead of training one (a checkpoint's tokenizer.model,
+  // so a warm start keeps the token ids its embeddings were trained on); "" trains one.
+  std::string tokenizer_model;
 };
 
 enum class MissingPolicy { kError, kImpute };
@@ -151,6 +154,9 @@ struct TrainingConfig {
   ClassWeights class_weights = ClassWeights::kNone;  // classification
   RegressionLoss loss = RegressionLoss::kMse;        // regression
   double huber_delta = 1.0;
+  // A checkpoint directory whose parameters the model starts from (warm_start.h); "" for none.
+  // Only a fresh run reads it: a resumed one continues from its own last checkpoint.
+  std::string init;
 
   // The schedule for `total_steps` optimizer steps (epochs × batches per epoch).
   LrSchedule make_schedule(int64_t total_steps) const;

@@ -1,0 +1,58 @@
+// Warm starts: a new run's model begins from a trained checkpoint's parameters (training.init,
+// `moe train CONFIG --init DIR`) instead of from random ones; the optimizer starts afresh.
+//
+// Each parameter of the new model, by name:
+//
+//   loaded          the checkpoint has it with the same shape, and the end of the network it
+//                   serves (Model::param_end) means the same thing in both runs
+//   reinitialised   new in this model (no such name in the checkpoint: a MoE block where the
+//                   checkpoint had a dense one, an extra block); or it serves an end whose
+//                   meaning changed: the outputs (other classes, other targets) or the inputs
+//                   (other columns or categories, another vocabulary, another image size, another
+//                   tokenizer). It keeps the fresh initialisation the run gave it.
+//   refused         the same name with another shape where nothing explains it (an inner width
+//                   changed): the whole warm start fails, naming the parameter, both shapes and
+//                   the checkpoint, for a model that cannot be the checkpoint's continuation.
+//
+// The checkpoint's parameters the new model lacks are ignored and listed. A warm start that
+// would load nothing is refused. The routers' persistent state (the sigmoid gate's selection
+// bias) comes along with a loaded router; a gate's step count (its temperature schedule) starts
+// again from 0, as the optimizer does.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "moe/core/status.h"
+#include "moe/model/model.h"
+#include "moe/train/data_source.h"
+
+namespace moe {
+
+struct WarmStartReport {
+  struct Reinitialised {
+    std::string name;
+    std::string why;  // "new in this model", "the outputs differ (…)", "the inputs differ (…)"
+  };
+  std::string from;                 // the checkpoint directory
+  std::vector<std::string> loaded;  // names, in store order
+  std::vector<Reinitialised> reinitialised;
+  std::vector<std::string> ignored;  // the checkpoint's names the model lacks
+  int64_t loaded_elements = 0;
+  int64_t total_elements = 0;  // the new model's
+
+  // A few lines for the run's log: counts, then each reinitialised parameter with its reason
+  // (consecutive ones with the same reason on one line), then the ignored ones.
+  std::string to_text() const;
+  nlohmann::ordered_json to_json() const;
+};
+
+// Loads the checkpoint in `dir` (load_checkpoint: every check it makes) and copies what matches
+// into `model`, which must be initialised already. `schema` is the new run's data schema; the
+// checkpoint's is compared with it end by end.
+Result<WarmStartReport> warm_start(Model& model, const DataSchema& schema, const std::string& dir);
+
+}  // namespace moe

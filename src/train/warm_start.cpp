@@ -1,0 +1,163 @@
+// Warm starts (warm_start.h): which of a checkpoint's parameters a new model can take over.
+//
+// An end of the network keeps its meaning when the data's ids at that end name the same things:
+// the same encoded feature names in the same order (tabular), the same vocabulary (text), the
+// same image size, the same tokenizer (by its hash), the same classes in the same order or the
+// same regression targets. Statistics that only rescale (column means, idf weights, target
+// standardisation) may differ: the trained weights still apply and training adapts them.
+#include "moe/train/warm_start.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "moe/train/checkpoint.h"
+
+namespace moe {
+
+namespace {
+
+// What the data's input ids name, and a few words for a message when they differ.
+struct EndMeaning {
+  nlohmann::json ids;
+  std::string what;
+};
+
+EndMeaning input_meaning(const DataSchema& s) {
+  switch (s.format) {
+    case DataFormat::kCsv:
+    case DataFormat::kTsv:
+      return {s.features ? nlohmann::json(s.features->feature_names()) : nlohmann::json(),
+              "feature columns or categories"};
+    case DataFormat::kText:
+      return {s.text ? nlohmann::json{s.text->words(), s.text->n_features()} : nlohmann::json(),
+              "text vocabulary"};
+    case DataFormat::kIdx:
+      return {s.image_size, "image size"};
+    case DataFormat::kCorpus:
+      return {s.tokenizer_fnv1a64, "tokenizer"};
+  }
+  return {};
+}
+
+EndMeaning output_meaning(const DataSchema& s) {
+  if (s.format == DataFormat::kCorpus) return {s.tokenizer_fnv1a64, "tokenizer"};
+  if (s.labels.task == TaskKind::kClassification)
+    return {nlohmann::json{"classes", s.labels.class_names}, "classes"};
+  return {nlohmann::json{"targets", s.labels.columns}, "regression targets"};
+}
+
+// Why parameter `end` cannot be loaded as it is ("" when it can): an end whose meaning changed.
+std::string end_changed(ParamEnd end, bool inputs_same, bool outputs_same,
+                        const std::string& inputs_what, const std::string& outputs_what) {
+  const bool input = end == ParamEnd::kInput || end == ParamEnd::kBoth;
+  const bool output = end == ParamEnd::kOutput || end == ParamEnd::kBoth;
+  if (output && !outputs_same) return fmt::format("the outputs differ ({})", outputs_what);
+  if (input && !inputs_same) return fmt::format("the inputs differ ({})", inputs_what);
+  return "";
+}
+
+// The sigmoid gates' selection biases of the routers whose weights were loaded.
+Status carry_gate_states(Model& model, const Model& from, const WarmStartReport& report) {
+  std::vector<GateState> now = model.gate_states();
+  const std::vector<GateState> then = from.gate_states();
+  for (GateState& g : now) {
+    const bool loaded =
+        std::find(report.loaded.begin(), report.loaded.end(), g.name + ".w") != report.loaded.end();
+    if (!loaded) continue;
+    for (const GateState& t : then)
+      if (t.name == g.name && t.bias.size() == g.bias.size()) g.bias = t.bias;
+  }
+  return model.set_gate_states(now);
+}
+
+}  // namespace
+
+Result<WarmStartReport> warm_start(Model& model, const DataSchema& schema, const std::string& dir) {
+  MOE_ASSIGN_OR_RETURN(Checkpoint ck, load_checkpoint(dir));
+  const EndMeaning in_now = input_meaning(schema), in_then = input_meaning(ck.schema);
+  const EndMeaning out_now = output_meaning(schema), out_then = output_meaning(ck.schema);
+  const bool inputs_same = schema.format == ck.schema.format && in_now.ids == in_then.ids;
+  const bool outputs_same =
+      schema.labels.task == ck.schema.labels.task && out_now.ids == out_then.ids;
+
+  std::unordered_map<std::string, Tensor> theirs;
+  for (const NamedTensor& t : ck.model->named_parameters()) theirs.emplace(t.name, t.tensor);
+
+  WarmStartReport r;
+  r.from = dir;
+  ParamStore& store = model.params();
+  std::vector<std::pair<Tensor, Tensor>> copies;  // (into, from), applied once all is checked
+  for (ParamId id = 0; id < store.size(); ++id) {
+    const ParamInfo& p = store.info(id);
+    r.total_elements += p.shape.numel();
+    const auto it = theirs.find(p.name);
+    if (it == theirs.end()) {
+      r.reinitialised.push_back({p.name, "new in this model"});
+      continue;
+    }
+    const std::string changed =
+        end_changed(model.param_end(p.name), inputs_same, outputs_same, in_now.what, out_now.what);
+    if (!changed.empty()) {
+      r.reinitialised.push_back({p.name, changed});
+    } else if (it->second.shape() != p.shape) {
+      return Status::error(
+          "{}: cannot warm-start from this checkpoint: {} is {} there but {} in this model; "
+          "only parameters new to the model or serving changed inputs or outputs may differ (the "
+          "model's widths must be the checkpoint's: model.* in {}/{})",
+          dir, p.name, it->second.shape().str(), p.shape.str(), dir, kCheckpointJsonFile);
+    } else {
+      copies.emplace_back(store.value(id), it->second);
+      r.loaded.push_back(p.name);
+      r.loaded_elements += p.shape.numel();
+    }
+  }
+  for (const NamedTensor& t : ck.model->named_parameters())
+    if (store.find(t.name) < 0) r.ignored.push_back(t.name);
+  if (r.loaded.empty())
+    return Status::error(
+        "{}: cannot warm-start from this checkpoint: it shares no parameter this model can take "
+        "(names and shapes differ, or its only matches serve inputs or outputs that changed)",
+        dir);
+  for (const auto& [into, from] : copies)
+    std::memcpy(into.f32(), from.f32(), static_cast<size_t>(from.numel()) * sizeof(float));
+  MOE_TRY(carry_gate_states(model, *ck.model, r));
+  return r;
+}
+
+std::string WarmStartReport::to_text() const {
+  std::string s = fmt::format(
+      "warm start from {}: {} of {} parameter tensors loaded ({} of {} values), {} "
+      "reinitialised, {} of the checkpoint's ignored\n",
+      from, loaded.size(), loaded.size() + reinitialised.size(), loaded_elements, total_elements,
+      reinitialised.size(), ignored.size());
+  for (size_t i = 0; i < reinitialised.size();) {
+    size_t j = i + 1;
+    while (j < reinitialised.size() && reinitialised[j].why == reinitialised[i].why) ++j;
+    std::vector<std::string> names;
+    for (size_t k = i; k < j; ++k) names.push_back(reinitialised[k].name);
+    s += fmt::format("  reinitialised, {}: {}\n", reinitialised[i].why, fmt::join(names, ", "));
+    i = j;
+  }
+  if (!ignored.empty())
+    s += fmt::format("  ignored (not in this model): {}\n", fmt::join(ignored, ", "));
+  return s;
+}
+
+nlohmann::ordered_json WarmStartReport::to_json() const {
+  nlohmann::ordered_json re = nlohmann::ordered_json::array();
+  for (const Reinitialised& x : reinitialised) re.push_back({{"name", x.name}, {"why", x.why}});
+  return {{"from", from},
+          {"loaded", loaded},
+          {"reinitialised", re},
+          {"ignored", ignored},
+          {"loaded_values", loaded_elements},
+          {"total_values", total_elements}};
+}
+
+}  // namespace moe
