@@ -485,6 +485,7 @@ void parse_training(Section s, TaskKind task, TrainingConfig* t) {
   s.choice("loss", &t->loss, kLosses);
   s.number("huber_delta", &t->huber_delta, 0, 1e12, true, false, "a number > 0");
   s.string("init", &t->init);
+  s.strings("init_exclude", &t->init_exclude, false);
   s.finish();
   if (!s.ok()) return;
   if (t->min_lr > t->lr) return s.fail_msg(s.at("min_lr"), "must not exceed training.lr");
@@ -533,7 +534,8 @@ json training_to_json(const TrainingConfig& t) {
           {"class_weights", enum_name(kClassWeights, t.class_weights)},
           {"loss", enum_name(kLosses, t.loss)},
           {"huber_delta", t.huber_delta},
-          {"init", t.init}};
+          {"init", t.init},
+          {"init_exclude", t.init_exclude}};
 }
 
 void parse_output(Section s, OutputConfig* o) {

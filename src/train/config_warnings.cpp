@@ -400,6 +400,8 @@ void check_training(Checker& ck, const TrainingConfig& t, TaskKind task, bool la
   const OptimizerKind opt = t.optimizer.kind;
   const std::string this_optimizer =
       fmt::format("(the optimizer is {})", enum_name(kOptimizerKindNames, opt));
+  ck.check("training.init_exclude", t.init.empty(),
+           "only a warm start (training.init, moe train --init) uses it");
   for (const char* key : {"momentum", "nesterov"})
     ck.check(fmt::format("training.{}", key), opt != OptimizerKind::kSgd,
              fmt::format("only sgd uses it {}", this_optimizer));

@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include <fnmatch.h>
+
 #include <fmt/format.h>
 
 #include "moe/train/checkpoint.h"
@@ -52,6 +54,11 @@ EndMeaning output_meaning(const DataSchema& s) {
   return {nlohmann::json{"targets", s.labels.columns}, "regression targets"};
 }
 
+// A shell glob (* and ?, no special meaning for '/' or '.') against a parameter name.
+bool glob_match(const std::string& pattern, const std::string& name) {
+  return fnmatch(pattern.c_str(), name.c_str(), 0) == 0;
+}
+
 // Why parameter `end` cannot be loaded as it is ("" when it can): an end whose meaning changed.
 std::string end_changed(ParamEnd end, bool inputs_same, bool outputs_same,
                         const std::string& inputs_what, const std::string& outputs_what) {
@@ -78,8 +85,20 @@ Status carry_gate_states(Model& model, const Model& from, const WarmStartReport&
 
 }  // namespace
 
-Result<WarmStartReport> warm_start(Model& model, const DataSchema& schema, const std::string& dir) {
-  MOE_ASSIGN_OR_RETURN(Checkpoint ck, load_checkpoint(dir));
+Result<WarmStartReport> warm_start(Model& model, const DataSchema& schema, const std::string& dir,
+                                   const std::vector<std::string>& exclude) {
+  const ParamStore& names = model.params();
+  for (const std::string& pattern : exclude) {
+    bool any = false;
+    for (ParamId id = 0; id < names.size() && !any; ++id)
+      any = glob_match(pattern, names.info(id).name);
+    if (!any)
+      return Status::error("training.init_exclude: \"{}\" matches no parameter of this model",
+                           pattern);
+  }
+  Result<Checkpoint> loaded = load_checkpoint(dir);
+  if (!loaded) return loaded.status().with_context("training.init");
+  Checkpoint& ck = *loaded;
   const EndMeaning in_now = input_meaning(schema), in_then = input_meaning(ck.schema);
   const EndMeaning out_now = output_meaning(schema), out_then = output_meaning(ck.schema);
   const bool inputs_same = schema.format == ck.schema.format && in_now.ids == in_then.ids;
@@ -97,6 +116,12 @@ Result<WarmStartReport> warm_start(Model& model, const DataSchema& schema, const
     const ParamInfo& p = store.info(id);
     r.total_elements += p.shape.numel();
     const auto it = theirs.find(p.name);
+    const bool excluded = std::any_of(exclude.begin(), exclude.end(),
+                                      [&](const std::string& g) { return glob_match(g, p.name); });
+    if (excluded) {
+      r.reinitialised.push_back({p.name, "excluded by training.init_exclude"});
+      continue;
+    }
     if (it == theirs.end()) {
       r.reinitialised.push_back({p.name, "new in this model"});
       continue;
@@ -107,7 +132,8 @@ Result<WarmStartReport> warm_start(Model& model, const DataSchema& schema, const
       r.reinitialised.push_back({p.name, changed});
     } else if (it->second.shape() != p.shape) {
       return Status::error(
-          "{}: cannot warm-start from this checkpoint: {} is {} there but {} in this model; "
+          "training.init: {}: cannot warm-start from this checkpoint: {} is {} there but {} in "
+          "this model; "
           "only parameters new to the model or serving changed inputs or outputs may differ (the "
           "model's widths must be the checkpoint's: model.* in {}/{})",
           dir, p.name, it->second.shape().str(), p.shape.str(), dir, kCheckpointJsonFile);
@@ -121,7 +147,8 @@ Result<WarmStartReport> warm_start(Model& model, const DataSchema& schema, const
     if (store.find(t.name) < 0) r.ignored.push_back(t.name);
   if (r.loaded.empty())
     return Status::error(
-        "{}: cannot warm-start from this checkpoint: it shares no parameter this model can take "
+        "training.init: {}: cannot warm-start from this checkpoint: it shares no parameter this "
+        "model can take "
         "(names and shapes differ, or its only matches serve inputs or outputs that changed)",
         dir);
   for (const auto& [into, from] : copies)

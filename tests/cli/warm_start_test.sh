@@ -55,6 +55,17 @@ expect 0 'reinitialised, new in this model: .*blocks.1' \
   -- train "$work/cls.json" --out "$work/deeper" --init "$base/best" --set training.epochs=1 \
   --set 'model.trunk.hidden=[16]'
 
+# --- training.init_exclude keeps chosen parameters fresh; a pattern must match something --------
+expect 0 'reinitialised, excluded by training.init_exclude: head.w, head.b$' \
+  -- train "$work/cls.json" --out "$work/excl" --init "$base/best" --set training.epochs=1 \
+  --set 'training.init_exclude=["head.*"]'
+expect 1 'training.init_exclude: "heads.\*" matches no parameter of this model' \
+  -- train "$work/cls.json" --out "$work/x" --init "$base/best" \
+  --set 'training.init_exclude=["heads.*"]'
+expect 0 'training.init_exclude: has no effect: only a warm start' \
+  -- train "$work/cls.json" --out "$work/noinit" --set training.epochs=1 --quiet \
+  --set 'training.init_exclude=["head.*"]'
+
 # --- refused: a changed inner width, nothing to load, bad paths, --init with --resume -----------
 expect 1 'training.init: .*base/best: cannot warm-start from this checkpoint: blocks.0.moe.experts.0.w1 is \[16, 16\] there but \[32, 16\]' \
   -- train "$work/cls.json" --out "$work/wider" --init "$base/best" --set model.moe.expert.hidden=32

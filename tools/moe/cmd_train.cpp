@@ -119,11 +119,11 @@ int run_train(const TrainArgs& args) {
   ExplicitKeys set;
   Result<Config> config = load_config(config_path, args.overrides, &set);
   if (!config) return fail(config.status());
+  if (!args.init.empty()) config->training.init = args.init;
   const Status keys = check_config_keys(*config, config_path, args, set);
   if (!keys.is_ok()) return fail(keys);
   note_bf16_without_native(*config);
   if (!args.out.empty()) config->output.dir = args.out;
-  if (!args.init.empty()) config->training.init = args.init;
   if (!args.resume.empty()) config->output.dir = args.resume;
   if (args.checkpoint_every >= 0) config->output.checkpoint_every = args.checkpoint_every;
   std::FILE* log = args.quiet ? nullptr : stdout;
@@ -152,9 +152,9 @@ int run_train(const TrainArgs& args) {
     if (!resumed.is_ok()) return fail(resumed);
     if (log) std::fprintf(log, "resuming from %s\n", last.c_str());
   } else if (!config->training.init.empty()) {
-    Result<WarmStartReport> warm =
-        warm_start((*trainer)->model(), data->schema, config->training.init);
-    if (!warm) return fail(Status::error("training.init: {}", warm.status().message()));
+    Result<WarmStartReport> warm = warm_start((*trainer)->model(), data->schema,
+                                              config->training.init, config->training.init_exclude);
+    if (!warm) return fail(warm.status());
     if (log) std::fprintf(log, "%s", warm->to_text().c_str());
   }
   if (log) {

@@ -157,6 +157,9 @@ struct TrainingConfig {
   // A checkpoint directory whose parameters the model starts from (warm_start.h); "" for none.
   // Only a fresh run reads it: a resumed one continues from its own last checkpoint.
   std::string init;
+  // Parameters a warm start leaves at their fresh initialisation: name patterns with * and ?
+  // (shell globs, "head.*"); each must match a parameter of the model.
+  std::vector<std::string> init_exclude;
 
   // The schedule for `total_steps` optimizer steps (epochs × batches per epoch).
   LrSchedule make_schedule(int64_t total_steps) const;

@@ -9,7 +9,8 @@
 //                   checkpoint had a dense one, an extra block); or it serves an end whose
 //                   meaning changed: the outputs (other classes, other targets) or the inputs
 //                   (other columns or categories, another vocabulary, another image size, another
-//                   tokenizer). It keeps the fresh initialisation the run gave it.
+//                   tokenizer); or excluded by the config (training.init_exclude). It keeps
+//                   the fresh initialisation the run gave it.
 //   refused         the same name with another shape where nothing explains it (an inner width
 //                   changed): the whole warm start fails, naming the parameter, both shapes and
 //                   the checkpoint, for a model that cannot be the checkpoint's continuation.
@@ -35,7 +36,7 @@ namespace moe {
 struct WarmStartReport {
   struct Reinitialised {
     std::string name;
-    std::string why;  // "new in this model", "the outputs differ (…)", "the inputs differ (…)"
+    std::string why;  // "new in this model", "the outputs differ (…)", "excluded by …", …
   };
   std::string from;                 // the checkpoint directory
   std::vector<std::string> loaded;  // names, in store order
@@ -52,7 +53,10 @@ struct WarmStartReport {
 
 // Loads the checkpoint in `dir` (load_checkpoint: every check it makes) and copies what matches
 // into `model`, which must be initialised already. `schema` is the new run's data schema; the
-// checkpoint's is compared with it end by end.
-Result<WarmStartReport> warm_start(Model& model, const DataSchema& schema, const std::string& dir);
+// checkpoint's is compared with it end by end. Parameters matching a pattern of `exclude`
+// (training.init_exclude: shell globs, each of which must match some parameter) keep their
+// fresh values.
+Result<WarmStartReport> warm_start(Model& model, const DataSchema& schema, const std::string& dir,
+                                   const std::vector<std::string>& exclude = {});
 
 }  // namespace moe
