@@ -76,7 +76,8 @@ bool ParamStore::claim_grad(ParamId id) const {
 void ParamStore::settle_grads() {
   for (size_t i = 0; i < params_.size(); ++i) {
     if (grad_clear_[i] == 0) continue;
-    zero_grad(params_[i]);
+    // A frozen parameter's gradient is read by nothing: a backward that skips it leaves it be.
+    if (!params_[i].frozen) zero_grad(params_[i]);
     grad_clear_[i] = 0;
   }
   settling_ = false;
@@ -85,6 +86,18 @@ void ParamStore::settle_grads() {
 ParamId ParamStore::find(const std::string& name) const {
   auto it = by_name_.find(name);
   return it == by_name_.end() ? -1 : it->second;
+}
+
+void ParamStore::freeze(ParamId id) {
+  MOE_CHECK(id >= 0 && id < size(), "parameter id {} of {}", id, size());
+  params_[static_cast<size_t>(id)].frozen = true;
+}
+
+int64_t ParamStore::n_trainable_elements() const {
+  int64_t n = 0;
+  for (const auto& p : params_)
+    if (!p.frozen) n += p.shape.numel();
+  return n;
 }
 
 int64_t ParamStore::n_elements() const {

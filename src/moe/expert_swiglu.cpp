@@ -83,13 +83,13 @@ class SwigluExpert final : public ExpertKindImpl {
     const GemmScale acc{1.0f, 1.0f};
     const GradScales dw = grad_scales();  // dW += …, a write when clear
     const Tensor x = step.x;
-    gemm(dy, true, c.a, false, g_.w2, dw.w2);  // dW2 += dyᵀ·a: [D, N] · [N, F]
-    gemm(dy, false, p_.w2, false, da);         // da = dy·W2: [N, D] · [D, F]
+    if (!dw.frozen2) gemm(dy, true, c.a, false, g_.w2, dw.w2);  // dW2 += dyᵀ·a: [D, N] · [N, F]
+    gemm(dy, false, p_.w2, false, da);                          // da = dy·W2: [N, D] · [D, F]
     // a is spent: it becomes dh1, and da becomes dh3 in place.
     const Tensor dh1 = c.a, dh3 = da;
     swiglu_act_backward(n * f_, c.h1.f32(), c.h3.f32(), da.f32(), dh1.f32(), dh3.f32());
-    gemm(dh1, true, x, false, g_.w1, dw.w1);  // dW1 += dh1ᵀ·x: [F, N] · [N, D]
-    gemm(dh3, true, x, false, g_.w3, dw.w3);  // dW3 += dh3ᵀ·x
+    if (!dw.frozen1) gemm(dh1, true, x, false, g_.w1, dw.w1);  // dW1 += dh1ᵀ·x: [F, N] · [N, D]
+    if (!dw.frozen3) gemm(dh3, true, x, false, g_.w3, dw.w3);  // dW3 += dh3ᵀ·x
     if (dx.empty()) return;
     gemm(dh1, false, p_.w1, false, dx);       // dx = dh1·W1: [N, F] · [F, D]
     gemm(dh3, false, p_.w3, false, dx, acc);  //    + dh3·W3
@@ -101,9 +101,11 @@ class SwigluExpert final : public ExpertKindImpl {
     Tensor x16, a16;   // [N, D], [N, F] bf16 (bf16 only)
   };
   // The scales of the three weight-gradient products dW1, dW2, dW3 (+=): β = 0 for a gradient
-  // the store says is clear (ParamStore::claim_grad), else 1.
+  // the store says is clear (ParamStore::claim_grad), else 1; and which products to skip, for
+  // parameters that are frozen (ParamStore::freeze: nothing reads their gradient).
   struct GradScales {
     GemmScale w1, w2, w3;
+    bool frozen1 = false, frozen2 = false, frozen3 = false;
   };
 
   Cache cache(const ExpertStep& step) const {
@@ -123,9 +125,11 @@ class SwigluExpert final : public ExpertKindImpl {
 
   GradScales grad_scales() const {
     auto scale = [this](ParamId id) {
+      if (store_->frozen(id)) return GemmScale{};
       return GemmScale{1.0f, store_->claim_grad(id) ? 0.0f : 1.0f};
     };
-    return {scale(ids_[0]), scale(ids_[1]), scale(ids_[2])};
+    return {scale(ids_[0]),          scale(ids_[1]),          scale(ids_[2]),
+            store_->frozen(ids_[0]), store_->frozen(ids_[1]), store_->frozen(ids_[2])};
   }
 
   void forward_bf16(Tensor x, Tensor y, const Cache& c) {
@@ -147,16 +151,16 @@ class SwigluExpert final : public ExpertKindImpl {
     const GemmScale acc{1.0f, 1.0f};
     const GradScales dw = grad_scales();  // dW += …, a write when clear
     convert_to_bf16(dy, dy16);
-    gemm_bf16(dy16, true, c.a16, false, g_.w2, dw.w2);  // dW2 += dyᵀ·a: [D, N] · [N, F]
-    gemm_bf16(dy16, false, w16_[1], false, da);         // da = dy·W2: [N, D] · [D, F]
+    if (!dw.frozen2) gemm_bf16(dy16, true, c.a16, false, g_.w2, dw.w2);  // dW2 += dyᵀ·a
+    gemm_bf16(dy16, false, w16_[1], false, da);  // da = dy·W2: [N, D] · [D, F]
     // The fp32 a is spent (it becomes dh1, da becomes dh3 in place), then a16 holds dh1 rounded.
     const Tensor dh1 = c.a, dh3 = da;
     swiglu_act_backward(n * f_, c.h1.f32(), c.h3.f32(), da.f32(), dh1.f32(), dh3.f32());
     const Tensor dh1_16 = c.a16;
     convert_to_bf16(dh1, dh1_16);
     convert_to_bf16(dh3, dh3_16);
-    gemm_bf16(dh1_16, true, c.x16, false, g_.w1, dw.w1);  // dW1 += dh1ᵀ·x: [F, N] · [N, D]
-    gemm_bf16(dh3_16, true, c.x16, false, g_.w3, dw.w3);  // dW3 += dh3ᵀ·x
+    if (!dw.frozen1) gemm_bf16(dh1_16, true, c.x16, false, g_.w1, dw.w1);  // dW1 += dh1ᵀ·x
+    if (!dw.frozen3) gemm_bf16(dh3_16, true, c.x16, false, g_.w3, dw.w3);  // dW3 += dh3ᵀ·x
     if (dx.empty()) return;
     gemm_bf16(dh1_16, false, w16_[0], false, dx);       // dx = dh1·W1: [N, F] · [F, D]
     gemm_bf16(dh3_16, false, w16_[2], false, dx, acc);  //    + dh3·W3

@@ -41,7 +41,7 @@ double grad_norm(const ParamStore& store) {
   const float* g = store.grads().empty() ? nullptr : store.grads().f32();  // [N]
   double total = 0.0;
   for (const ParamInfo& info : store.params())
-    total += sum_squares_fixed_order(g + info.offset, info.shape.numel());
+    if (!info.frozen) total += sum_squares_fixed_order(g + info.offset, info.shape.numel());
   return std::sqrt(total);
 }
 
@@ -50,7 +50,8 @@ double clip_grad_norm(ParamStore& store, double max_norm) {
   const double norm = grad_norm(store);
   if (!std::isfinite(norm)) return norm;
   const double coef = max_norm / (norm + 1e-6);
-  // Padding between parameters holds zeros, so scaling the whole arena is scaling every gradient.
+  // Padding between parameters holds zeros, so scaling the whole arena is scaling every gradient
+  // (a frozen parameter's too, which nothing reads).
   if (coef < 1.0) scale(store.grads(), static_cast<float>(coef));
   return norm;
 }

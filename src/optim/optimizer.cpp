@@ -56,6 +56,24 @@ Optimizer::Optimizer(ParamStore& store, const OptimizerConfig& config)
   MOE_CHECK(store.finalized(), "optimizer: ParamStore not finalized");
   const Status valid = config.validate();
   MOE_CHECK(valid.is_ok(), "optimizer: {}", valid.message());
+  // The store's layout without the frozen parameters: the same 64-byte alignment, so with none
+  // frozen a parameter's state sits at the parameter's own offset.
+  constexpr int64_t kAlignFloats = 16;
+  for (const ParamInfo& info : store.params()) {
+    state_offset_.push_back(info.frozen ? -1 : state_size_);
+    if (!info.frozen)
+      state_size_ += (info.shape.numel() + kAlignFloats - 1) / kAlignFloats * kAlignFloats;
+  }
+}
+
+Tensor Optimizer::state_slice(Tensor arena, ParamId id) const {
+  const ParamInfo& info = store_->info(id);
+  const int64_t at = state_offset_[static_cast<size_t>(id)];
+  MOE_CHECK(at >= 0, "state_slice: '{}' is frozen and has no optimizer state", info.name);
+  MOE_CHECK(at + info.shape.numel() <= arena.numel(),
+            "state_slice: '{}' at {} + {} outside a state arena of {}", info.name, at,
+            info.shape.numel(), arena.numel());
+  return Tensor(arena.f32() + at, info.shape);
 }
 
 void Optimizer::set_step_count(int64_t n) {
@@ -66,37 +84,42 @@ void Optimizer::set_step_count(int64_t n) {
 Sgd::Sgd(ParamStore& store, const OptimizerConfig& config) : Optimizer(store, config) {
   MOE_CHECK(config.kind == OptimizerKind::kSgd, "Sgd built with kind {}",
             optimizer_kind_name(config.kind));
-  if (config.momentum != 0.0) momentum_ = TensorBuffer(store.values().shape());
+  if (config.momentum != 0.0) momentum_ = TensorBuffer(Shape{state_size_});
 }
 
 void Sgd::step(double lr) {
   ++step_count_;
   const std::vector<ParamInfo>& params = store_->params();
   if (params.empty()) return;
-  float* p = store_->values().f32();                                // [N]
-  const float* g = store_->grads().f32();                           // [N]
-  float* b = momentum_.view().empty() ? nullptr : momentum_.f32();  // [N]
+  float* p = store_->values().f32();                                      // [N]
+  const float* g = store_->grads().f32();                                 // [N]
+  float* b_arena = momentum_.view().empty() ? nullptr : momentum_.f32();  // [M]
   const double mu = config_.momentum;
   const bool nesterov = config_.nesterov;
-  const bool parallel = store_->n_elements() >= kParallelMin;
+  const bool parallel = store_->n_trainable_elements() >= kParallelMin;
 #pragma omp parallel if (parallel)
-  for (const ParamInfo& info : params) {
+  for (size_t id = 0; id < params.size(); ++id) {
+    const ParamInfo& info = params[id];
+    if (info.frozen) continue;
     const double wd = info.decay ? config_.weight_decay : 0.0;
-    const int64_t begin = info.offset, end = begin + info.shape.numel();
-    if (b == nullptr) {
+    const int64_t n = info.shape.numel();
+    float* pp = p + info.offset;
+    const float* gp = g + info.offset;
+    if (b_arena == nullptr) {
 #pragma omp for simd schedule(static) nowait
-      for (int64_t i = begin; i < end; ++i) {
-        const double d = static_cast<double>(g[i]) + wd * p[i];
-        p[i] = static_cast<float>(p[i] - lr * d);
+      for (int64_t i = 0; i < n; ++i) {
+        const double d = static_cast<double>(gp[i]) + wd * pp[i];
+        pp[i] = static_cast<float>(pp[i] - lr * d);
       }
     } else {
+      float* b = b_arena + state_offset_[id];  // the state arena lays parameters out apart
 #pragma omp for simd schedule(static) nowait
-      for (int64_t i = begin; i < end; ++i) {
-        const double d = static_cast<double>(g[i]) + wd * p[i];
+      for (int64_t i = 0; i < n; ++i) {
+        const double d = static_cast<double>(gp[i]) + wd * pp[i];
         const double buf = mu * b[i] + d;
         const double dir = nesterov ? d + mu * buf : buf;
         b[i] = static_cast<float>(buf);
-        p[i] = static_cast<float>(p[i] - lr * dir);
+        pp[i] = static_cast<float>(pp[i] - lr * dir);
       }
     }
   }
@@ -108,7 +131,7 @@ std::vector<NamedTensor> Sgd::state() const {
 }
 
 Adam::Adam(ParamStore& store, const OptimizerConfig& config)
-    : Optimizer(store, config), m_(store.values().shape()), v_(store.values().shape()) {
+    : Optimizer(store, config), m_(Shape{state_size_}), v_(Shape{state_size_}) {
   MOE_CHECK(config.kind == OptimizerKind::kAdam || config.kind == OptimizerKind::kAdamW,
             "Adam built with kind {}", optimizer_kind_name(config.kind));
 }
@@ -124,27 +147,31 @@ void Adam::step(double lr) {
   const bool decoupled = config_.kind == OptimizerKind::kAdamW;
   float* p = store_->values().f32();       // [N]
   const float* g = store_->grads().f32();  // [N]
-  float* m = m_.f32();                     // [N]
-  float* v = v_.f32();                     // [N]
-  const bool parallel = store_->n_elements() >= kParallelMin;
+  const bool parallel = store_->n_trainable_elements() >= kParallelMin;
 #pragma omp parallel if (parallel)
-  for (const ParamInfo& info : params) {
+  for (size_t id = 0; id < params.size(); ++id) {
+    const ParamInfo& info = params[id];
+    if (info.frozen) continue;
+    float* pp = p + info.offset;
+    const float* gp = g + info.offset;
+    float* m = m_.f32() + state_offset_[id];  // the state arenas lay parameters out apart
+    float* v = v_.f32() + state_offset_[id];
     const double wd = info.decay ? config_.weight_decay : 0.0;
     // Adam adds λ·p to the gradient; AdamW shrinks p by (1 − η·λ) instead. One branch-free loop
     // serves both: the unused term is an exact no-op (+ 0·p, · 1).
     const double l2 = decoupled ? 0.0 : wd;
     const double shrink = decoupled ? 1.0 - lr * wd : 1.0;
-    const int64_t begin = info.offset, end = begin + info.shape.numel();
+    const int64_t n = info.shape.numel();
 #pragma omp for simd schedule(static) nowait
-    for (int64_t i = begin; i < end; ++i) {
-      const double pi = p[i];
-      const double gi = g[i] + l2 * pi;
+    for (int64_t i = 0; i < n; ++i) {
+      const double pi = pp[i];
+      const double gi = gp[i] + l2 * pi;
       const double mi = beta1 * m[i] + (1.0 - beta1) * gi;
       const double vi = beta2 * v[i] + (1.0 - beta2) * gi * gi;
       const double denom = std::sqrt(vi) * inv_bc2_sqrt + eps;
       m[i] = static_cast<float>(mi);
       v[i] = static_cast<float>(vi);
-      p[i] = static_cast<float>(pi * shrink - step_size * mi / denom);
+      pp[i] = static_cast<float>(pi * shrink - step_size * mi / denom);
     }
   }
 }

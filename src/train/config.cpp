@@ -486,6 +486,8 @@ void parse_training(Section s, TaskKind task, TrainingConfig* t) {
   s.number("huber_delta", &t->huber_delta, 0, 1e12, true, false, "a number > 0");
   s.string("init", &t->init);
   s.strings("init_exclude", &t->init_exclude, false);
+  s.strings("frozen", &t->frozen, false);
+  s.strings("trainable", &t->trainable, false);
   s.finish();
   if (!s.ok()) return;
   if (t->min_lr > t->lr) return s.fail_msg(s.at("min_lr"), "must not exceed training.lr");
@@ -535,7 +537,9 @@ json training_to_json(const TrainingConfig& t) {
           {"loss", enum_name(kLosses, t.loss)},
           {"huber_delta", t.huber_delta},
           {"init", t.init},
-          {"init_exclude", t.init_exclude}};
+          {"init_exclude", t.init_exclude},
+          {"frozen", t.frozen},
+          {"trainable", t.trainable}};
 }
 
 void parse_output(Section s, OutputConfig* o) {

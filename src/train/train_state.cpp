@@ -30,15 +30,17 @@ constexpr uint64_t kMaxJsonBytes = uint64_t{1} << 30;
 constexpr uint64_t kMaxTensorsBytes = uint64_t{1} << 40;
 constexpr const char* kBestPrefix = "best.";
 
-// Every tensor the state file holds: the optimizer's state tensors split per parameter, then the
-// best parameters when there are any. Views into `optimizer` and `best` (arena layout, [P]).
+// Every tensor the state file holds: the optimizer's state tensors split per parameter (none for
+// a frozen one), then the best parameters when there are any. Views into `optimizer` and `best`
+// (arena layout, [P]).
 std::vector<NamedTensor> state_tensors(const ParamStore& store, const Optimizer& optimizer,
                                        float* best) {
   std::vector<NamedTensor> out;
   for (const NamedTensor& arena : optimizer.state())
     for (ParamId id = 0; id < store.size(); ++id)
-      out.push_back(
-          {arena.name + "." + store.info(id).name, param_slice(arena.tensor, store.info(id))});
+      if (!store.frozen(id))
+        out.push_back(
+            {arena.name + "." + store.info(id).name, optimizer.state_slice(arena.tensor, id)});
   if (best != nullptr) {
     const Tensor arena(best, store.values().shape());
     for (ParamId id = 0; id < store.size(); ++id)

@@ -27,6 +27,7 @@
 #include "moe/train/checkpoint.h"
 #include "moe/train/config_budget.h"
 #include "moe/train/evaluate.h"
+#include "moe/train/freeze.h"
 #include "moe/train/inspect.h"
 #include "moe/train/progress.h"
 #include "moe/train/run_warnings.h"
@@ -73,9 +74,11 @@ Status check_metric(MetricKind metric, const DataShape& shape) {
                        classify ? "loss, accuracy, f1 or roc_auc" : "loss, mse, mae or r2");
 }
 
-// The name of the first parameter whose gradient (or value) holds a NaN or Inf, or "".
+// The name of the first parameter whose gradient (or value) holds a NaN or Inf, or "" (frozen
+// parameters' gradients are not computed for certain, so not looked at).
 std::string first_non_finite(const ParamStore& store, bool gradients) {
   for (ParamId id = 0; id < store.size(); ++id) {
+    if (gradients && store.frozen(id)) continue;
     const Tensor t = gradients ? store.grad(id) : store.value(id);
     const float* p = t.f32();
     for (int64_t i = 0; i < t.numel(); ++i)
@@ -368,6 +371,7 @@ Result<std::unique_ptr<Trainer>> Trainer::create(const Config& config, const Loa
   bo.seed = config.training.seed;
   t->state_ = std::make_unique<State>(data.train, bo);
   State& s = *t->state_;
+  MOE_TRY(apply_frozen(config.training, t->model_->params()));
   s.optimizer = make_optimizer(t->model_->params(), config.training.optimizer);
   // A language model's batch of B windows has B·S output rows, one per token.
   const int64_t outputs_per_row = shape.input == FeatureKind::kTokens ? data.train.context : 1;
@@ -528,6 +532,7 @@ Result<std::unique_ptr<Trainer::Run>> Trainer::begin_run(const ThreadChoice& thr
   TrainResult& result = r->result;
   result.n_params = model_->n_params();
   result.n_active_params = model_->n_active_params();
+  result.n_trainable_params = model_->params().n_trainable_elements();
   result.threads = threads.threads;
   result.threads_reason = threads.reason;
   result.has_validation = r->has_validation;
@@ -857,6 +862,7 @@ nlohmann::ordered_json TrainResult::to_json(const DataSchema& schema) const {
     j["tokens_per_second"] = rows_per_second * static_cast<double>(schema.context);
   j["params"] = n_params;
   j["active_params"] = n_active_params;
+  j["trainable_params"] = n_trainable_params;
   j["threads"] = threads;
   j["threads_reason"] = threads_reason;
   j["warnings"] = warnings;

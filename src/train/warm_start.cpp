@@ -14,11 +14,10 @@
 #include <utility>
 #include <vector>
 
-#include <fnmatch.h>
-
 #include <fmt/format.h>
 
 #include "moe/train/checkpoint.h"
+#include "moe/train/freeze.h"
 
 namespace moe {
 
@@ -54,11 +53,6 @@ EndMeaning output_meaning(const DataSchema& s) {
   return {nlohmann::json{"targets", s.labels.columns}, "regression targets"};
 }
 
-// A shell glob (* and ?, no special meaning for '/' or '.') against a parameter name.
-bool glob_match(const std::string& pattern, const std::string& name) {
-  return fnmatch(pattern.c_str(), name.c_str(), 0) == 0;
-}
-
 // Why parameter `end` cannot be loaded as it is ("" when it can): an end whose meaning changed.
 std::string end_changed(ParamEnd end, bool inputs_same, bool outputs_same,
                         const std::string& inputs_what, const std::string& outputs_what) {
@@ -87,15 +81,7 @@ Status carry_gate_states(Model& model, const Model& from, const WarmStartReport&
 
 Result<WarmStartReport> warm_start(Model& model, const DataSchema& schema, const std::string& dir,
                                    const std::vector<std::string>& exclude) {
-  const ParamStore& names = model.params();
-  for (const std::string& pattern : exclude) {
-    bool any = false;
-    for (ParamId id = 0; id < names.size() && !any; ++id)
-      any = glob_match(pattern, names.info(id).name);
-    if (!any)
-      return Status::error("training.init_exclude: \"{}\" matches no parameter of this model",
-                           pattern);
-  }
+  MOE_TRY(check_param_patterns(model.params(), exclude, "training.init_exclude"));
   Result<Checkpoint> loaded = load_checkpoint(dir);
   if (!loaded) return loaded.status().with_context("training.init");
   Checkpoint& ck = *loaded;
@@ -116,8 +102,9 @@ Result<WarmStartReport> warm_start(Model& model, const DataSchema& schema, const
     const ParamInfo& p = store.info(id);
     r.total_elements += p.shape.numel();
     const auto it = theirs.find(p.name);
-    const bool excluded = std::any_of(exclude.begin(), exclude.end(),
-                                      [&](const std::string& g) { return glob_match(g, p.name); });
+    const bool excluded = std::any_of(exclude.begin(), exclude.end(), [&](const std::string& g) {
+      return param_name_matches(g, p.name);
+    });
     if (excluded) {
       r.reinitialised.push_back({p.name, "excluded by training.init_exclude"});
       continue;

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <vector>
 
@@ -383,6 +384,65 @@ TEST(Schedule, ValidationAndNames) {
   EXPECT_EQ(k, ScheduleKind::kCosine);
   EXPECT_STREQ(schedule_kind_name(ScheduleKind::kStep), "step");
   EXPECT_FALSE(parse_schedule_kind("linear", &k));
+}
+
+// Three parameters, the middle one frozen: it keeps its value and has no state, and the others
+// take exactly the steps they take when nothing is frozen, under each optimizer.
+TEST(Optimizer, FrozenParameterGetsNoUpdateAndNoState) {
+  for (const OptimizerConfig& config :
+       {sgd(0.9, false, 0.1), adam(OptimizerKind::kAdam, 0.1), adam(OptimizerKind::kAdamW, 0.1)}) {
+    SCOPED_TRACE(optimizer_kind_name(config.kind));
+    ParamStore all, some;
+    for (ParamStore* s : {&all, &some}) {
+      s->add("a", Shape{5});
+      s->add("b", Shape{40});
+      s->add("c", Shape{3, 7});
+      s->finalize();
+      Rng rng(11);
+      for (ParamId id = 0; id < s->size(); ++id) rng.fill_normal(s->value(id), 0.0f, 1.0f);
+    }
+    some.freeze(1);
+    EXPECT_TRUE(some.frozen(1));
+    EXPECT_EQ(some.n_trainable_elements(), 5 + 21);
+    const std::vector<float> b_before(some.value(1).f32(), some.value(1).f32() + 40);
+    std::unique_ptr<Optimizer> oa = make_optimizer(all, config);
+    std::unique_ptr<Optimizer> os = make_optimizer(some, config);
+    for (int step = 0; step < 3; ++step) {
+      for (ParamStore* s : {&all, &some}) {
+        Rng rng(100 + step);
+        for (ParamId id = 0; id < s->size(); ++id) rng.fill_normal(s->grad(id), 0.0f, 1.0f);
+      }
+      oa->step(0.05);
+      os->step(0.05);
+    }
+    for (ParamId id : {0, 2})
+      EXPECT_EQ(std::memcmp(all.value(id).f32(), some.value(id).f32(),
+                            static_cast<size_t>(all.value(id).numel()) * sizeof(float)),
+                0)
+          << all.info(id).name;
+    EXPECT_EQ(std::memcmp(b_before.data(), some.value(1).f32(), 40 * sizeof(float)), 0);
+    // The state arenas leave b out: a (5, padded to 16) and c (21, padded to 32).
+    ASSERT_EQ(oa->state().size(), os->state().size());
+    for (size_t k = 0; k < os->state().size(); ++k) {
+      EXPECT_EQ(os->state()[k].tensor.numel(), 16 + 32);
+      const Tensor mine = os->state_slice(os->state()[k].tensor, 2);
+      const Tensor theirs = oa->state_slice(oa->state()[k].tensor, 2);
+      EXPECT_EQ(std::memcmp(mine.f32(), theirs.f32(), 21 * sizeof(float)), 0);
+    }
+  }
+}
+
+// The global gradient norm leaves frozen parameters out.
+TEST(ClipGradNorm, FrozenParametersAreNotCounted) {
+  ParamStore store;
+  store.add("a", Shape{1});
+  store.add("b", Shape{1});
+  store.finalize();
+  store.grad(0).f32()[0] = 3.0f;
+  store.grad(1).f32()[0] = 4.0f;
+  EXPECT_DOUBLE_EQ(grad_norm(store), 5.0);
+  store.freeze(1);
+  EXPECT_DOUBLE_EQ(grad_norm(store), 3.0);
 }
 
 }  // namespace

@@ -98,6 +98,26 @@ void expect_same_run(const fs::path& a, const fs::path& b) {
   EXPECT_EQ(metric_lines(a), metric_lines(b));
 }
 
+// Frozen parameters have no optimizer state: the training state holds the others' alone, and a
+// resume restores exactly that (the second block's SwiGLU experts 2 and 3 skip their weight
+// gradients).
+TEST(Resume, WithFrozenParametersEqualsAnUninterruptedRun) {
+  const LoadedData data = make_data();
+  const std::string frozen =
+      R"("frozen": ["blocks.0.*", "blocks.1.moe.experts.[23].*"], "schedule": "constant")";
+  const std::string whole = temp_dir("frozen_whole"), split = temp_dir("frozen_split");
+  Result<TrainResult> a = train(make_config(whole, "{" + frozen + "}"), data);
+  ASSERT_TRUE(a.is_ok()) << a.status().message();
+  ASSERT_TRUE(train(make_config(split, "{" + frozen + R"(, "epochs": 2})"), data).is_ok());
+  Result<TrainResult> b = train(make_config(split, "{" + frozen + "}"), data, split + "/last");
+  ASSERT_TRUE(b.is_ok()) << b.status().message();
+  EXPECT_LT(a->n_trainable_params, a->n_params);
+  EXPECT_EQ(b->steps, a->steps);
+  expect_same_run(whole, split);
+  fs::remove_all(whole);
+  fs::remove_all(split);
+}
+
 TEST(Resume, TwoEpochsThenTwoMoreEqualFourUninterrupted) {
   const LoadedData data = make_data();
   // A constant schedule: its learning rates do not depend on the epoch count resume extends.

@@ -163,9 +163,14 @@ int run_train(const TrainArgs& args) {
         model.n_moe_layers() > 0
             ? fmt::format("{} block(s), {} of them MoE", model.n_blocks(), model.n_moe_layers())
             : fmt::format("{} dense block(s)", model.n_blocks());
-    std::fprintf(log, "model: %s, %lld parameters, %lld active per row\n", kind.c_str(),
+    const int64_t trainable = model.params().n_trainable_elements();
+    const std::string frozen =
+        trainable == model.n_params()
+            ? ""
+            : fmt::format(", {} trainable ({} frozen)", trainable, model.n_params() - trainable);
+    std::fprintf(log, "model: %s, %lld parameters, %lld active per row%s\n", kind.c_str(),
                  static_cast<long long>(model.n_params()),
-                 static_cast<long long>(model.n_active_params()));
+                 static_cast<long long>(model.n_active_params()), frozen.c_str());
     std::fflush(log);
   }
   Result<TrainResult> result = (*trainer)->run();

@@ -34,6 +34,7 @@ struct ParamInfo {
   int64_t offset = 0;       // in floats from the start of the arena, 64-byte aligned
   bool decay = true;        // weight decay applies (biases and norm gains usually opt out)
   bool defer_zero = false;  // its backward claims the gradient (claim_grad) each step
+  bool frozen = false;      // training leaves it as it is (freeze())
 };
 
 class ParamStore {
@@ -43,6 +44,13 @@ class ParamStore {
   // gradient, so clear_grads() may leave its memory untouched.
   void defer_zero_grad(ParamId id);
   void finalize();  // allocates both arenas, zero-filled
+  // After finalize(), before an optimizer is made over the store: training leaves this
+  // parameter as it is. Optimizers give it no update and no state, the gradient norm leaves it
+  // out, and a backward may skip computing its gradient (frozen(id)); its gradient in the arena
+  // is then unspecified (settle_grads leaves a frozen gradient still clear as it is).
+  void freeze(ParamId id);
+  bool frozen(ParamId id) const { return params_[static_cast<size_t>(id)].frozen; }
+  int64_t n_trainable_elements() const;  // Σ numel of the parameters not frozen
   bool finalized() const { return !values_.view().empty() || total_ == 0; }
 
   Tensor value(ParamId id) const;

@@ -9,7 +9,7 @@
 
 namespace moe {
 
-// ‖g‖ = sqrt(Σ over every parameter's gradient of g²).
+// ‖g‖ = sqrt(Σ over every gradient of a parameter that is not frozen of g²).
 double grad_norm(const ParamStore& store);
 
 // Computes ‖g‖ and, when c = max_norm / (‖g‖ + 1e-6) is below 1, scales every gradient by c.

@@ -1,11 +1,13 @@
 // Optimizers over a ParamStore: SGD (momentum, Nesterov), Adam and AdamW.
 //
-// Dims: N = the ParamStore's arena length (every parameter, 64-byte aligned, padding included).
-// An optimizer updates every parameter of the store from its gradient in one pass. Its state
-// (moments) lives in arenas of the store's layout, [N] each, so a parameter's moment sits at the
-// same offset as the parameter, a checkpoint saves state() as it saves the values, and restoring
-// is copying into the same views plus set_step_count(). Parameters whose ParamInfo::decay is
-// false get no weight decay. Updates are computed in double per element and stored in float;
+// Dims: N = the ParamStore's arena length (every parameter, 64-byte aligned, padding included);
+// M = the same for the parameters that are not frozen (M = N when none is).
+// An optimizer updates every parameter of the store that is not frozen (ParamStore::freeze) from
+// its gradient in one pass; frozen ones get no update and no state. Its state (moments) lives in
+// arenas [M] each, laid out as the store's arena with the frozen parameters left out
+// (state_slice), so a checkpoint saves each parameter's state as it saves the values, and
+// restoring is copying into the same views plus set_step_count(). Parameters whose ParamInfo::decay
+// is false get no weight decay. Updates are computed in double per element and stored in float;
 // step() allocates nothing.
 //
 // Semantics are PyTorch's (torch.optim, 1.13, the defaults not listed here off), with g the
@@ -55,8 +57,7 @@ struct OptimizerConfig {
   Status validate() const;
 };
 
-// The view of parameter `info` inside an arena of the ParamStore's layout (values, grads, or an
-// optimizer state tensor).
+// The view of parameter `info` inside an arena of the ParamStore's layout (values, grads).
 Tensor param_slice(Tensor arena, const ParamInfo& info);
 
 class Optimizer {
@@ -68,9 +69,11 @@ class Optimizer {
   // One update of every parameter from the store's gradients with learning rate lr; advances
   // step_count().
   virtual void step(double lr) = 0;
-  // The state tensors, [N] views each, named "sgd.momentum" or "adam.m" and "adam.v" (SGD without
+  // The state tensors, [M] views each, named "sgd.momentum" or "adam.m" and "adam.v" (SGD without
   // momentum has none). Writing into them restores a checkpoint.
   virtual std::vector<NamedTensor> state() const = 0;
+  // Parameter id's part of a state tensor; id must not be frozen.
+  Tensor state_slice(Tensor arena, ParamId id) const;
 
   int64_t step_count() const { return step_count_; }  // updates applied so far
   void set_step_count(int64_t n);
@@ -82,6 +85,8 @@ class Optimizer {
   ParamStore* store_;
   OptimizerConfig config_;
   int64_t step_count_ = 0;
+  std::vector<int64_t> state_offset_;  // [params] where each starts in a state arena; -1: frozen
+  int64_t state_size_ = 0;             // M
 };
 
 class Sgd final : public Optimizer {
@@ -91,7 +96,7 @@ class Sgd final : public Optimizer {
   std::vector<NamedTensor> state() const override;
 
  private:
-  TensorBuffer momentum_;  // [N] b, empty when μ = 0
+  TensorBuffer momentum_;  // [M] b, empty when μ = 0
 };
 
 // Adam, or AdamW when config.kind is kAdamW.
@@ -102,8 +107,8 @@ class Adam final : public Optimizer {
   std::vector<NamedTensor> state() const override;
 
  private:
-  TensorBuffer m_;  // [N] first moment
-  TensorBuffer v_;  // [N] second moment
+  TensorBuffer m_;  // [M] first moment
+  TensorBuffer v_;  // [M] second moment
 };
 
 // The optimizer config.kind names; the store must be finalized and the config valid.

@@ -160,6 +160,10 @@ struct TrainingConfig {
   // Parameters a warm start leaves at their fresh initialisation: name patterns with * and ?
   // (shell globs, "head.*"); each must match a parameter of the model.
   std::vector<std::string> init_exclude;
+  // Which parameters train (freeze.h): patterns of the names to freeze, and, when not empty, of
+  // the only names to train.
+  std::vector<std::string> frozen;
+  std::vector<std::string> trainable;
 
   // The schedule for `total_steps` optimizer steps (epochs × batches per epoch).
   LrSchedule make_schedule(int64_t total_steps) const;

@@ -101,8 +101,9 @@ struct TrainResult {
   double rows_per_second = 0.0;  // training rows over training time (validation excluded)
   int64_t n_params = 0;
   int64_t n_active_params = 0;
-  int threads = 1;             // OpenMP threads the run used (threads.h)
-  std::string threads_reason;  // "training.threads", or how auto chose
+  int64_t n_trainable_params = 0;  // not frozen (training.frozen, training.trainable)
+  int threads = 1;                 // OpenMP threads the run used (threads.h)
+  std::string threads_reason;      // "training.threads", or how auto chose
   // What the run warns about at its end (run_warnings.h): unused experts, a router that does
   // not choose, a classifier predicting one class.
   std::vector<std::string> warnings;
