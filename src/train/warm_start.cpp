@@ -63,6 +63,18 @@ std::string end_changed(ParamEnd end, bool inputs_same, bool outputs_same,
   return "";
 }
 
+// Sparse upcycling: the dense FFN parameter an expert's parameter starts from, when the
+// checkpoint has a dense FFN where this model has an MoE layer ("blocks.2.moe.experts.5.w1" ->
+// "blocks.2.ffn.w1"); "" when the name is not an expert's.
+std::string upcycle_source(const std::string& name) {
+  const std::string marker = ".moe.experts.";
+  const size_t at = name.find(marker);
+  if (at == std::string::npos) return "";
+  const size_t e_end = name.find('.', at + marker.size());
+  if (e_end == std::string::npos) return "";
+  return name.substr(0, at) + ".ffn" + name.substr(e_end);
+}
+
 // The sigmoid gates' selection biases of the routers whose weights were loaded.
 Status carry_gate_states(Model& model, const Model& from, const WarmStartReport& report) {
   std::vector<GateState> now = model.gate_states();
@@ -110,6 +122,13 @@ Result<WarmStartReport> warm_start(Model& model, const DataSchema& schema, const
       continue;
     }
     if (it == theirs.end()) {
+      const auto dense = theirs.find(upcycle_source(p.name));
+      if (dense != theirs.end() && dense->second.shape() == p.shape) {
+        copies.emplace_back(store.value(id), dense->second);
+        r.upcycled.push_back({p.name, dense->first});
+        r.loaded_elements += p.shape.numel();
+        continue;
+      }
       r.reinitialised.push_back({p.name, "new in this model"});
       continue;
     }
@@ -130,9 +149,12 @@ Result<WarmStartReport> warm_start(Model& model, const DataSchema& schema, const
       r.loaded_elements += p.shape.numel();
     }
   }
-  for (const NamedTensor& t : ck.model->named_parameters())
-    if (store.find(t.name) < 0) r.ignored.push_back(t.name);
-  if (r.loaded.empty())
+  for (const NamedTensor& t : ck.model->named_parameters()) {
+    const bool upcycled = std::any_of(r.upcycled.begin(), r.upcycled.end(),
+                                      [&](const auto& u) { return u.second == t.name; });
+    if (store.find(t.name) < 0 && !upcycled) r.ignored.push_back(t.name);
+  }
+  if (r.loaded.empty() && r.upcycled.empty())
     return Status::error(
         "training.init: {}: cannot warm-start from this checkpoint: it shares no parameter this "
         "model can take "
@@ -145,11 +167,25 @@ Result<WarmStartReport> warm_start(Model& model, const DataSchema& schema, const
 }
 
 std::string WarmStartReport::to_text() const {
+  const size_t total = loaded.size() + upcycled.size() + reinitialised.size();
   std::string s = fmt::format(
-      "warm start from {}: {} of {} parameter tensors loaded ({} of {} values), {} "
+      "warm start from {}: {} of {} parameter tensors loaded{} ({} of {} values), {} "
       "reinitialised, {} of the checkpoint's ignored\n",
-      from, loaded.size(), loaded.size() + reinitialised.size(), loaded_elements, total_elements,
-      reinitialised.size(), ignored.size());
+      from, loaded.size() + upcycled.size(), total,
+      upcycled.empty() ? "" : fmt::format(", {} of them upcycled", upcycled.size()),
+      loaded_elements, total_elements, reinitialised.size(), ignored.size());
+  if (!upcycled.empty()) {
+    // One line per dense FFN: which experts start as its copies.
+    std::vector<std::string> sources;
+    for (const auto& [expert, dense] : upcycled)
+      if (std::find(sources.begin(), sources.end(), dense) == sources.end())
+        sources.push_back(dense);
+    size_t n_experts_each = upcycled.size() / std::max<size_t>(sources.size(), 1);
+    s += fmt::format(
+        "  upcycled (sparse upcycling: every expert a copy of the dense FFN): {} "
+        "dense parameter tensors into {} expert tensors ({} each)\n",
+        sources.size(), upcycled.size(), n_experts_each);
+  }
   for (size_t i = 0; i < reinitialised.size();) {
     size_t j = i + 1;
     while (j < reinitialised.size() && reinitialised[j].why == reinitialised[i].why) ++j;
@@ -166,8 +202,11 @@ std::string WarmStartReport::to_text() const {
 nlohmann::ordered_json WarmStartReport::to_json() const {
   nlohmann::ordered_json re = nlohmann::ordered_json::array();
   for (const Reinitialised& x : reinitialised) re.push_back({{"name", x.name}, {"why", x.why}});
+  nlohmann::ordered_json up = nlohmann::ordered_json::array();
+  for (const auto& [expert, dense] : upcycled) up.push_back({{"name", expert}, {"from", dense}});
   return {{"from", from},
           {"loaded", loaded},
+          {"upcycled", up},
           {"reinitialised", re},
           {"ignored", ignored},
           {"loaded_values", loaded_elements},

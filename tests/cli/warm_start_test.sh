@@ -118,4 +118,29 @@ expect 0 'data.corpus.vocab_size: has no effect: data.corpus.tokenizer_model giv
 expect 1 'data.corpus.tokenizer_model: .*b.txt: not a SentencePiece model' \
   -- train "$work/lm_b_bad.json" --out "$work/lm_b4"
 
+# --- sparse upcycling: a dense language model's FFNs become every expert of a top-2 MoE --------
+cat >"$work/lm_dense.json" <<JSON
+{
+  "data": {"format": "corpus", "train": "$work/a.txt", "corpus": {"vocab_size": 300}},
+  "model": {"width": 16, "lm": {"layers": 2, "heads": 2, "context": 16, "moe_layers": "none",
+                                 "ffn_hidden": 16},
+            "moe": {"experts": 4, "k": 2, "expert": {"kind": "swiglu", "hidden": 16}}},
+  "training": {"epochs": 2, "batch_size": 4, "seed": 1}
+}
+JSON
+expect 0 '' -- train "$work/lm_dense.json" --out "$work/lm_dense" --quiet
+expect 0 'loaded, 24 of them upcycled .*0 of the checkpoint.s ignored' \
+  -- train "$work/lm_dense.json" --out "$work/lm_up" --init "$work/lm_dense/best" \
+  --set model.lm.moe_layers=all --set training.epochs=1 --set training.lr=1e-9 \
+  --set "data.corpus.tokenizer_model=$work/lm_dense/best/tokenizer.model"
+grep -q 'upcycled (sparse upcycling: every expert a copy of the dense FFN): 6 dense parameter tensors into 24 expert tensors (4 each)' "$work/out" ||
+  fail "the upcycling line is missing: $(cat "$work/out")"
+# Top-2 renormalised over identical experts is the dense FFN: the first epoch (at lr 1e-9)
+# starts from the dense model's validation loss.
+dense_loss=$(best_value "$work/lm_dense")
+up_loss=$(best_value "$work/lm_up")
+checks=$((checks + 1))
+awk -v a="$dense_loss" -v b="$up_loss" 'BEGIN {exit !(a != "" && b != "" && (a - b) ^ 2 < 1e-8)}' ||
+  fail "the upcycled model's validation loss $up_loss is not the dense model's $dense_loss"
+
 cli_finish warm_start_test

@@ -5,6 +5,12 @@
 //
 //   loaded          the checkpoint has it with the same shape, and the end of the network it
 //                   serves (Model::param_end) means the same thing in both runs
+//   upcycled        an expert's parameter (blocks.<l>.moe.experts.<e>.<w>) where the checkpoint
+//                   has a dense FFN in that block (blocks.<l>.ffn.<w>) of the same shape: every
+//                   expert starts as a copy of the trained FFN (sparse upcycling, Komatsuzaki et
+//                   al. 2023), the router fresh. Where the gate's weights over the chosen experts
+//                   sum to 1 (dense softmax, top-k renormalised, k = E), the model computes what
+//                   the dense one did until it trains.
 //   reinitialised   new in this model (no such name in the checkpoint: a MoE block where the
 //                   checkpoint had a dense one, an extra block); or it serves an end whose
 //                   meaning changed: the outputs (other classes, other targets) or the inputs
@@ -23,6 +29,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -40,6 +47,9 @@ struct WarmStartReport {
   };
   std::string from;                 // the checkpoint directory
   std::vector<std::string> loaded;  // names, in store order
+  // Experts' parameters taken from the checkpoint's dense FFN of the same block and shape
+  // (sparse upcycling): {expert parameter, dense parameter}.
+  std::vector<std::pair<std::string, std::string>> upcycled;
   std::vector<Reinitialised> reinitialised;
   std::vector<std::string> ignored;  // the checkpoint's names the model lacks
   int64_t loaded_elements = 0;
