@@ -5,7 +5,7 @@
 // epoch count (not under a cosine schedule, whose horizon is epochs × batches: the learning
 // rates already followed would belong to another curve), the early-stopping patience, the
 // thread count (results stay exact only with the same one), checkpoint frequency and rotation,
-// and the output directory.
+// the output directory, and the warm start's checkpoint (a resumed run never reads it).
 #include <string>
 
 #include <fmt/format.h>
@@ -21,6 +21,8 @@ constexpr const char* kResumableKeys[] = {"training.epochs",
                                           "training.early_stopping.patience",
                                           "training.threads",
                                           "training.max_minutes",
+                                          "training.init",
+                                          "training.init_exclude",
                                           "output.checkpoint.every",
                                           "output.checkpoint.keep_last",
                                           "output.dir"};

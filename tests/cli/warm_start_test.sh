@@ -79,6 +79,9 @@ expect 0 'output:' -- train "$work/cls.json" --out "$work/two" --init "$work/bas
   --set training.epochs=2 --set training.schedule=constant --quiet
 rm -rf "$work/base2"
 expect 0 'resuming from' -- train --resume "$work/two" --set training.epochs=3
+# A resume under the original config file (training.init absent) is the same run.
+expect 0 'resuming from' -- train --resume "$work/two" "$work/cls.json" --set training.epochs=4 \
+  --set training.schedule=constant
 
 # --- a language model on another text: with the checkpoint's tokenizer everything loads ---------
 for i in $(seq 1 60); do

@@ -44,7 +44,8 @@
 // The training data must be the same: last/model.json's info records the fingerprint of the
 // encoded data (data_fingerprint), and data whose content changed is refused.
 // Only training.epochs, training.early_stopping.patience, training.threads, training.max_minutes,
-// output.checkpoint.every, output.checkpoint.keep_last and output.dir may differ from the
+// training.init, training.init_exclude, output.checkpoint.every, output.checkpoint.keep_last and
+// output.dir may differ from the
 // checkpoint's config (and training.epochs not under a cosine schedule, whose horizon it sets).
 
 #pragma once
