@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "moe/train/checkpoint.h"
+#include "moe/train/config.h"
 #include "moe/train/freeze.h"
 
 namespace moe {
@@ -87,6 +88,33 @@ Status carry_gate_states(Model& model, const Model& from, const WarmStartReport&
       if (t.name == g.name && t.bias.size() == g.bias.size()) g.bias = t.bias;
   }
   return model.set_gate_states(now);
+}
+
+// Appends "key (old, now new)" for each key under `key` whose value differs between `a` and `b`;
+// objects are compared key by key, anything else (an array included) as one value.
+void differences(const std::string& key, const nlohmann::json& a, const nlohmann::json& b,
+                 std::vector<std::string>* out) {
+  if (a.is_object() && b.is_object()) {
+    for (const auto& [k, v] : a.items())
+      differences(key + "." + k, v, b.contains(k) ? b.at(k) : nlohmann::json(), out);
+    for (const auto& [k, v] : b.items())
+      if (!a.contains(k)) differences(key + "." + k, nlohmann::json(), v, out);
+  } else if (a != b) {
+    out->push_back(fmt::format("{} ({}, now {})", key, a.is_null() ? "absent" : a.dump(),
+                               b.is_null() ? "absent" : b.dump()));
+  }
+}
+
+// The model keys whose values differ between the checkpoint's config and this model's, as
+// "model.lm.heads (4, now 8)": a change of shape shows in the parameters, but not one of meaning
+// over the same shapes (heads over the same width, another activation).
+std::vector<std::string> model_differences(const ModelConfig& then, const ModelConfig& now) {
+  Config a, b;
+  a.model = then;
+  b.model = now;
+  std::vector<std::string> out;
+  differences("model", config_to_json(a)["model"], config_to_json(b)["model"], &out);
+  return out;
 }
 
 }  // namespace
@@ -163,6 +191,7 @@ Result<WarmStartReport> warm_start(Model& model, const DataSchema& schema, const
   for (const auto& [into, from] : copies)
     std::memcpy(into.f32(), from.f32(), static_cast<size_t>(from.numel()) * sizeof(float));
   MOE_TRY(carry_gate_states(model, *ck.model, r));
+  r.model_differences = model_differences(ck.config.model, model.config());
   return r;
 }
 
@@ -196,6 +225,9 @@ std::string WarmStartReport::to_text() const {
   }
   if (!ignored.empty())
     s += fmt::format("  ignored (not in this model): {}\n", fmt::join(ignored, ", "));
+  if (!model_differences.empty())
+    s += fmt::format("  the model differs from the checkpoint's in {}\n",
+                     fmt::join(model_differences, ", "));
   return s;
 }
 
@@ -209,6 +241,7 @@ nlohmann::ordered_json WarmStartReport::to_json() const {
           {"upcycled", up},
           {"reinitialised", re},
           {"ignored", ignored},
+          {"model_differences", model_differences},
           {"loaded_values", loaded_elements},
           {"total_values", total_elements}};
 }

@@ -54,6 +54,8 @@ expect 0 'reinitialised, the inputs differ \(feature columns or categories\): in
 expect 0 'reinitialised, new in this model: .*blocks.1' \
   -- train "$work/cls.json" --out "$work/deeper" --init "$base/best" --set training.epochs=1 \
   --set 'model.trunk.hidden=[16]'
+grep -qF "the model differs from the checkpoint's in model.trunk.hidden ([], now [16])" "$work/out" ||
+  fail "the warm start does not name the changed model key: $(cat "$work/out")"
 
 # --- training.init_exclude keeps chosen parameters fresh; a pattern must match something --------
 expect 0 'reinitialised, excluded by training.init_exclude: head.w, head.b$' \

@@ -21,10 +21,12 @@
 //                   changed): the whole warm start fails, naming the parameter, both shapes and
 //                   the checkpoint, for a model that cannot be the checkpoint's continuation.
 //
-// The checkpoint's parameters the new model lacks are ignored and listed. A warm start that
-// would load nothing is refused. The routers' persistent state (the sigmoid gate's selection
-// bias) comes along with a loaded router; a gate's step count (its temperature schedule) starts
-// again from 0, as the optimizer does.
+// The checkpoint's parameters the new model lacks are ignored and listed, and so are the model
+// keys whose values changed: the parameters show a change of shape, but not one of meaning over
+// the same shapes (other attention heads over the same width, another activation), which loads. A
+// warm start that would load nothing is refused. The routers' persistent state (the sigmoid gate's
+// selection bias) comes along with a loaded router; a gate's step count (its temperature schedule)
+// starts again from 0, as the optimizer does.
 #pragma once
 
 #include <cstdint>
@@ -52,6 +54,8 @@ struct WarmStartReport {
   std::vector<std::pair<std::string, std::string>> upcycled;
   std::vector<Reinitialised> reinitialised;
   std::vector<std::string> ignored;  // the checkpoint's names the model lacks
+  // The model keys whose values differ from the checkpoint's: "model.lm.heads (4, now 8)".
+  std::vector<std::string> model_differences;
   int64_t loaded_elements = 0;
   int64_t total_elements = 0;  // the new model's
 
