@@ -96,9 +96,9 @@ void differences(const std::string& key, const nlohmann::json& a, const nlohmann
                  std::vector<std::string>* out) {
   if (a.is_object() && b.is_object()) {
     for (const auto& [k, v] : a.items())
-      differences(key + "." + k, v, b.contains(k) ? b.at(k) : nlohmann::json(), out);
+      differences(fmt::format("{}.{}", key, k), v, b.contains(k) ? b.at(k) : nlohmann::json(), out);
     for (const auto& [k, v] : b.items())
-      if (!a.contains(k)) differences(key + "." + k, nlohmann::json(), v, out);
+      if (!a.contains(k)) differences(fmt::format("{}.{}", key, k), nlohmann::json(), v, out);
   } else if (a != b) {
     out->push_back(fmt::format("{} ({}, now {})", key, a.is_null() ? "absent" : a.dump(),
                                b.is_null() ? "absent" : b.dump()));
