@@ -119,12 +119,22 @@ std::vector<std::string> model_differences(const ModelConfig& then, const ModelC
 
 }  // namespace
 
-Result<WarmStartReport> warm_start(Model& model, const DataSchema& schema, const std::string& dir,
-                                   const std::vector<std::string>& exclude) {
-  MOE_TRY(check_param_patterns(model.params(), exclude, "training.init_exclude"));
+Result<Checkpoint> load_init_checkpoint(const std::string& dir) {
   Result<Checkpoint> loaded = load_checkpoint(dir);
   if (!loaded) return loaded.status().with_context("training.init");
-  Checkpoint& ck = *loaded;
+  return loaded;
+}
+
+Result<WarmStartReport> warm_start(Model& model, const DataSchema& schema, const std::string& dir,
+                                   const std::vector<std::string>& exclude) {
+  MOE_ASSIGN_OR_RETURN(const Checkpoint ck, load_init_checkpoint(dir));
+  return warm_start(model, schema, ck, dir, exclude);
+}
+
+Result<WarmStartReport> warm_start(Model& model, const DataSchema& schema, const Checkpoint& ck,
+                                   const std::string& dir,
+                                   const std::vector<std::string>& exclude) {
+  MOE_TRY(check_param_patterns(model.params(), exclude, "training.init_exclude"));
   const EndMeaning in_now = input_meaning(schema), in_then = input_meaning(ck.schema);
   const EndMeaning out_now = output_meaning(schema), out_then = output_meaning(ck.schema);
   const bool inputs_same = schema.format == ck.schema.format && in_now.ids == in_then.ids;

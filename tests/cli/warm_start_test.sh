@@ -71,7 +71,11 @@ expect 0 'training.init_exclude: has no effect: only a warm start' \
 # --- refused: a changed inner width, nothing to load, bad paths, --init with --resume -----------
 expect 1 'training.init: .*base/best: cannot warm-start from this checkpoint: blocks.0.moe.experts.0.w1 is \[16, 16\] there but \[32, 16\]' \
   -- train "$work/cls.json" --out "$work/wider" --init "$base/best" --set model.moe.expert.hidden=32
-expect 1 'training.init: .*nowhere' -- train "$work/cls.json" --out "$work/x" --init "$work/nowhere"
+expect 1 'training.init: .*nowhere: no such checkpoint directory' \
+  -- train "$work/cls.json" --out "$work/x" --init "$work/nowhere"
+grep -q '^data:' "$work/out" && fail "a missing --init checkpoint is found only after the data is read"
+expect 1 'training.init: .*model.json: not a checkpoint directory' \
+  -- train "$work/cls.json" --out "$work/x" --init "$base/best/model.json"
 expect 1 'training.init: .*model.json' -- train "$work/cls.json" --out "$work/x" --init "$work"
 expect 2 'excludes --init' -- train --resume "$base" --init "$base/best"
 

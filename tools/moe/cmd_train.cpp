@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -127,6 +128,13 @@ int run_train(const TrainArgs& args) {
   if (!args.resume.empty()) config->output.dir = args.resume;
   if (args.checkpoint_every >= 0) config->output.checkpoint_every = args.checkpoint_every;
   std::FILE* log = args.quiet ? nullptr : stdout;
+  // A warm start's checkpoint is read before the data, so a wrong path fails at once.
+  std::optional<Checkpoint> init;
+  if (args.resume.empty() && !config->training.init.empty()) {
+    Result<Checkpoint> ck = load_init_checkpoint(config->training.init);
+    if (!ck) return fail(ck.status());
+    init = std::move(ck.value());
+  }
 
   Result<LoadedData> data = load_data(config->data, config->model.lm.context);
   if (!data) return fail(data.status());

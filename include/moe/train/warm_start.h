@@ -38,6 +38,7 @@
 
 #include "moe/core/status.h"
 #include "moe/model/model.h"
+#include "moe/train/checkpoint.h"
 #include "moe/train/data_source.h"
 
 namespace moe {
@@ -71,6 +72,14 @@ struct WarmStartReport {
 // (training.init_exclude: shell globs, each of which must match some parameter) keep their
 // fresh values.
 Result<WarmStartReport> warm_start(Model& model, const DataSchema& schema, const std::string& dir,
+                                   const std::vector<std::string>& exclude = {});
+
+// The same in two steps, so a command can refuse a bad checkpoint before it reads the data:
+// load_checkpoint with its messages under "training.init: ", then the warm start from it (`dir`
+// only names it in the report and messages).
+Result<Checkpoint> load_init_checkpoint(const std::string& dir);
+Result<WarmStartReport> warm_start(Model& model, const DataSchema& schema, const Checkpoint& ck,
+                                   const std::string& dir,
                                    const std::vector<std::string>& exclude = {});
 
 }  // namespace moe
