@@ -17,8 +17,8 @@ void linear_forward(const LinearParams& p, Tensor x, Tensor y) {
 void linear_backward(const LinearParams& p, const LinearGrads& g, Tensor x, Tensor dy, Tensor dx) {
   MOE_CHECK(dy.rows() == x.rows() && dy.cols() == p.w.dim(0), "linear backward: x {} dy {}",
             x.shape().str(), dy.shape().str());
-  if (!dx.empty()) gemm(dy, false, p.w, false, dx);      // [T, O] · [O, I]
-  gemm(dy, true, x, false, g.w, GemmScale{1.0f, 1.0f});  // [O, T] · [T, I], accumulated
+  if (!dx.empty()) gemm(dy, false, p.w, false, dx);                        // [T, O] · [O, I]
+  if (!g.w.empty()) gemm(dy, true, x, false, g.w, GemmScale{1.0f, 1.0f});  // [O, T] · [T, I], +=
   if (!g.b.empty()) sum_rows_accumulate(dy, g.b);
 }
 

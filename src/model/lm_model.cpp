@@ -366,7 +366,8 @@ void LmModel::block_backward(Block& b, Tensor dh, Arena& arena) {
   {
     const StageScope timed(Stage::kOutGemm);
     gemm(dh, false, store_.value(b.wo), false, datt);
-    gemm(dh, true, b.att, false, store_.grad(b.wo), {1.0f, 1.0f});
+    // A frozen weight's gradient is read by nothing (ParamStore::freeze): its product is skipped.
+    if (!store_.frozen(b.wo)) gemm(dh, true, b.att, false, store_.grad(b.wo), {1.0f, 1.0f});
   }
   Tensor dq = arena.alloc(Shape{t, hq}), dk = arena.alloc(Shape{t, hkv}),
          dv = arena.alloc(Shape{t, hkv});
@@ -387,9 +388,9 @@ void LmModel::block_backward(Block& b, Tensor dh, Arena& arena) {
     gemm(dq, false, store_.value(b.wq), false, dx);
     gemm(dk, false, store_.value(b.wk), false, dx, {1.0f, 1.0f});
     gemm(dv, false, store_.value(b.wv), false, dx, {1.0f, 1.0f});
-    gemm(dq, true, b.x_attn, false, store_.grad(b.wq), {1.0f, 1.0f});
-    gemm(dk, true, b.x_attn, false, store_.grad(b.wk), {1.0f, 1.0f});
-    gemm(dv, true, b.x_attn, false, store_.grad(b.wv), {1.0f, 1.0f});
+    if (!store_.frozen(b.wq)) gemm(dq, true, b.x_attn, false, store_.grad(b.wq), {1.0f, 1.0f});
+    if (!store_.frozen(b.wk)) gemm(dk, true, b.x_attn, false, store_.grad(b.wk), {1.0f, 1.0f});
+    if (!store_.frozen(b.wv)) gemm(dv, true, b.x_attn, false, store_.grad(b.wv), {1.0f, 1.0f});
   }
   {
     const StageScope timed(Stage::kNorm);
@@ -411,7 +412,8 @@ void LmModel::backward(Tensor dlogits, Arena& arena) {
   {
     const StageScope timed(Stage::kHeadGemm);
     gemm(dlogits, false, head_weight(), false, dfinal);
-    gemm(dlogits, true, final_out_, false, head_grad(), {1.0f, 1.0f});
+    if (!store_.frozen(head_ >= 0 ? head_ : embed_))
+      gemm(dlogits, true, final_out_, false, head_grad(), {1.0f, 1.0f});
   }
   Tensor dh = arena.alloc(Shape{t, d});  // [T, D] the residual stream's gradient
   {
@@ -422,6 +424,7 @@ void LmModel::backward(Tensor dlogits, Arena& arena) {
 
   for (size_t i = blocks_.size(); i-- > 0;) block_backward(*blocks_[i], dh, arena);
 
+  if (store_.frozen(embed_)) return;
   // dE[token] += dh[t], tokens in order so the sum does not depend on threads; threads split D.
   float* de = store_.grad(embed_).f32();
   const int32_t* tok = tokens_.data<int32_t>();

@@ -308,7 +308,7 @@ void RowModel::backward(Tensor dlogits, Arena& arena) {
   // Head and final norm.
   Tensor dfinal = final_norm() ? dy : dh;
   linear_backward({store_.value(head_w_), store_.value(head_b_)},
-                  {store_.grad(head_w_), store_.grad(head_b_)}, final_out_, dlogits, dfinal);
+                  {trained_grad(head_w_), trained_grad(head_b_)}, final_out_, dlogits, dfinal);
   if (final_norm())
     norm_backward(final_gain_, final_bias_, final_in_, dfinal, dh, final_rstd_, final_mean_);
 
@@ -333,25 +333,32 @@ void RowModel::backward(Tensor dlogits, Arena& arena) {
   // Input stage.
   if (!input_mask_.empty()) dropout_backward(config_.input_dropout, {input_mask_}, dh, dh);
   if (shape_.input == FeatureKind::kSparse) {
-    embedding_bag_backward({store_.value(input_w_)}, {store_.grad(input_w_)}, bag_mode_, bag_in_,
-                           dh, Tensor());
+    if (!store_.frozen(input_w_))
+      embedding_bag_backward({store_.value(input_w_)}, {store_.grad(input_w_)}, bag_mode_, bag_in_,
+                             dh, Tensor());
     // db = Σ_t dh[t], rows in order so the sum does not depend on threads. In fp32, as trained
     // checkpoints were: kernels/ops.h's sum_rows_accumulate sums in double and would change them.
     float* db = store_.grad(input_b_).f32();
     const float* g = dh.f32();
-    for (int64_t r = 0; r < t; ++r)
-      for (int64_t j = 0; j < d; ++j) db[j] += g[r * d + j];
+    if (!store_.frozen(input_b_))
+      for (int64_t r = 0; r < t; ++r)
+        for (int64_t j = 0; j < d; ++j) db[j] += g[r * d + j];
   } else {
     linear_backward({store_.value(input_w_), store_.value(input_b_)},
-                    {store_.grad(input_w_), store_.grad(input_b_)}, batch_.features, dh, Tensor());
+                    {trained_grad(input_w_), trained_grad(input_b_)}, batch_.features, dh,
+                    Tensor());
   }
   // model.input_l2: d/dW_in of (λ/2)·‖W_in‖² is λ·W_in, every row, every step.
-  if (config_.input_l2 > 0.0f)
+  if (config_.input_l2 > 0.0f && !store_.frozen(input_w_))
     axpy(config_.input_l2, store_.value(input_w_), store_.grad(input_w_));
 }
 
 int64_t RowModel::n_blocks() const {
   return static_cast<int64_t>(blocks_.size());
+}
+
+Tensor RowModel::trained_grad(ParamId id) const {
+  return store_.frozen(id) ? Tensor() : store_.grad(id);
 }
 
 ParamEnd RowModel::param_end(const std::string& name) const {

@@ -33,6 +33,7 @@ class LinearExpert final : public ExpertKindImpl {
 
   void bind(const ParamStore& store) override {
     MOE_CHECK(w_id_ >= 0, "linear expert: bind before declare");
+    store_ = &store;
     p_ = {store.value(w_id_), b_id_ >= 0 ? store.value(b_id_) : Tensor()};
     g_ = {store.grad(w_id_), b_id_ >= 0 ? store.grad(b_id_) : Tensor()};
     weights_ = {p_.w};
@@ -61,22 +62,27 @@ class LinearExpert final : public ExpertKindImpl {
   }
 
   void backward(const ExpertStep& step, Tensor dy, Tensor dx, ExpertMemory scratch) override {
-    if (precision_ == Precision::kF32) return linear_backward(p_, g_, step.x, dy, dx);
+    // A frozen parameter's gradient is left out (ParamStore::freeze): its product is skipped.
+    LinearGrads g = g_;
+    if (store_->frozen(w_id_)) g.w = Tensor();
+    if (b_id_ >= 0 && store_->frozen(b_id_)) g.b = Tensor();
+    if (precision_ == Precision::kF32) return linear_backward(p_, g, step.x, dy, dx);
     const int64_t n = step.x.rows();
     bf16* c16 = step.cache.b16;
     bf16* s16 = scratch.b16;
     const Tensor x16 = take_rows(&c16, n, d_);   // [N, D]
     const Tensor dy16 = take_rows(&s16, n, d_);  // [N, D]
     convert_to_bf16(dy, dy16);
-    if (!dx.empty()) gemm_bf16(dy16, false, w16_[0], false, dx);     // dx = dy·W: [N, D] · [D, D]
-    gemm_bf16(dy16, true, x16, false, g_.w, GemmScale{1.0f, 1.0f});  // dW += dyᵀ·x
-    if (!g_.b.empty()) sum_rows_accumulate(dy, g_.b);
+    if (!dx.empty()) gemm_bf16(dy16, false, w16_[0], false, dx);  // dx = dy·W: [N, D] · [D, D]
+    if (!g.w.empty()) gemm_bf16(dy16, true, x16, false, g.w, GemmScale{1.0f, 1.0f});  // dW += dyᵀx
+    if (!g.b.empty()) sum_rows_accumulate(dy, g.b);
   }
 
  private:
   int64_t d_;
   bool bias_;
   ParamId w_id_ = -1, b_id_ = -1;
+  const ParamStore* store_ = nullptr;
   LinearParams p_;
   LinearGrads g_;
   std::vector<Tensor>

@@ -57,6 +57,7 @@ class MlpExpert final : public ExpertKindImpl {
 
   void bind(const ParamStore& store) override {
     MOE_CHECK(!weight_ids_.empty(), "mlp expert: bind before declare");
+    store_ = &store;
     layers_.clear();
     grads_.clear();
     weights_.clear();
@@ -165,11 +166,15 @@ class MlpExpert final : public ExpertKindImpl {
   }
 
   // Layer i's backward: din = dz · W_i (skipped when empty), dW_i += dzᵀ · in, db_i += Σ dz.
+  // A frozen parameter's gradient is left out (ParamStore::freeze): its product is skipped.
   void layer_backward(size_t i, Tensor in, Tensor in16, Tensor dz, Tensor dz16, Tensor din) {
-    if (precision_ == Precision::kF32) return linear_backward(layers_[i], grads_[i], in, dz, din);
-    if (!din.empty()) gemm_bf16(dz16, false, w16_[i], false, din);           // [N, O] · [O, I]
-    gemm_bf16(dz16, true, in16, false, grads_[i].w, GemmScale{1.0f, 1.0f});  // [O, N] · [N, I]
-    if (!grads_[i].b.empty()) sum_rows_accumulate(dz, grads_[i].b);
+    LinearGrads g = grads_[i];
+    if (store_->frozen(weight_ids_[i])) g.w = Tensor();
+    if (bias_ids_[i] >= 0 && store_->frozen(bias_ids_[i])) g.b = Tensor();
+    if (precision_ == Precision::kF32) return linear_backward(layers_[i], g, in, dz, din);
+    if (!din.empty()) gemm_bf16(dz16, false, w16_[i], false, din);  // [N, O] · [O, I]
+    if (!g.w.empty()) gemm_bf16(dz16, true, in16, false, g.w, GemmScale{1.0f, 1.0f});  // [O, I]
+    if (!g.b.empty()) sum_rows_accumulate(dz, g.b);
   }
 
   int64_t d_, f_;
@@ -178,6 +183,7 @@ class MlpExpert final : public ExpertKindImpl {
   bool bias_;
   // depth + 1 layers, layer i named w{i+1}, b{i+1}.
   std::vector<ParamId> weight_ids_, bias_ids_;
+  const ParamStore* store_ = nullptr;
   std::vector<LinearParams> layers_;
   std::vector<LinearGrads> grads_;
   std::vector<Tensor> weights_;  // layers_[i].w, the masters Bf16Weights rounds

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "moe/core/arena.h"
@@ -73,6 +74,44 @@ struct TokenBatch {
     batch.tokens = tokens.view();
   }
 };
+
+// Freezing the attention, the embedding (tied head), a dense FFN and an expert skips their
+// weight-gradient products and nothing else: every other gradient is bit-identical to the
+// unfrozen model's.
+TEST(LmModel, FrozenWeightsSkipTheirGradientsAndChangeNoOther) {
+  for (const bool tied : {true, false}) {
+    SCOPED_TRACE(tied ? "tied" : "untied");
+    const std::unique_ptr<Model> all = make(small_config(tied, 1));
+    const std::unique_ptr<Model> some = make(small_config(tied, 1));
+    ASSERT_TRUE(all && some);
+    ParamStore& frozen = some->params();
+    for (ParamId id = 0; id < frozen.size(); ++id) {
+      const std::string& n = frozen.info(id).name;
+      if (n.find(".attn.w") != std::string::npos || n == "embed.w" || n == "head.w" ||
+          n.rfind("blocks.0.ffn.", 0) == 0 || n.rfind("blocks.1.moe.experts.1.", 0) == 0)
+        frozen.freeze(id);
+    }
+    TokenBatch tb(2, 5, 21);
+    for (Model* m : {all.get(), some.get()}) {
+      Arena arena;
+      Tensor logits = m->forward(tb.batch, true, Rng(4), arena);
+      TensorBuffer r(logits.shape());
+      testing::seed_projection(r.view(), 5);
+      m->params().clear_grads();
+      m->backward(r.view(), arena);
+      m->params().settle_grads();
+    }
+    int64_t compared = 0;
+    for (ParamId id = 0; id < frozen.size(); ++id) {
+      if (frozen.frozen(id)) continue;
+      const Tensor a = all->params().grad(id), b = frozen.grad(id);
+      EXPECT_EQ(std::memcmp(a.f32(), b.f32(), static_cast<size_t>(a.numel()) * sizeof(float)), 0)
+          << frozen.info(id).name;
+      ++compared;
+    }
+    EXPECT_GT(compared, 5);
+  }
+}
 
 TEST(LmModel, NamesAndShapes) {
   const std::unique_ptr<Model> m = make(small_config(false, 1));

@@ -9,6 +9,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <string>
 #include <vector>
 
 #include "moe/layers/loss.h"
@@ -212,6 +214,54 @@ TEST(ModelTest, TextModelGradientsReachTheEmbeddingTable) {
   Rng(4).fill_normal(m->params().value(m->params().find("input.b")), 0.0f, 1.0f);
   TextBatch b;
   check_model_gradients(*m, b.batch, {"input.w", "input.b", "blocks.1.moe.router.w", "head.w"});
+}
+
+// Freezing the input stage, the head, a trunk FFN, an MLP expert and a SwiGLU expert skips
+// their weight-gradient products and nothing else: every other gradient is bit-identical to the
+// unfrozen model's, for dense and text inputs, with linear experts too.
+TEST(ModelTest, FrozenWeightsSkipTheirGradientsAndChangeNoOther) {
+  TextBatch text;
+  DenseBatch dense(4, 5, 21);
+  for (FeatureKind kind : {FeatureKind::kSparse, FeatureKind::kDense}) {
+    SCOPED_TRACE(kind == FeatureKind::kSparse ? "text" : "dense");
+    const DataShape shape{kind, kind == FeatureKind::kSparse ? 10 : 5, TaskKind::kClassification,
+                          2};
+    const Batch& batch = kind == FeatureKind::kSparse ? text.batch : dense.batch;
+    ModelConfig c = smooth_config(NormChoice::kRms);
+    MoeBlockConfig linear = c.moe[0];
+    linear.expert = {ExpertKind::kLinear, 6, 1, Activation::kGelu, true};
+    c.moe.push_back(linear);
+    std::unique_ptr<Model> all = make(c, shape), some = make(c, shape);
+    ASSERT_TRUE(all && some);
+    ParamStore& frozen = some->params();
+    for (ParamId id = 0; id < frozen.size(); ++id) {
+      const std::string& n = frozen.info(id).name;
+      if (n.rfind("input.", 0) == 0 || n.rfind("head.", 0) == 0 ||
+          n.rfind("blocks.0.ffn.", 0) == 0 || n.rfind("blocks.1.moe.experts.2.", 0) == 0 ||
+          n.rfind("blocks.2.moe.experts.0.", 0) == 0 || n.rfind("blocks.3.moe.experts.1.", 0) == 0)
+        frozen.freeze(id);
+    }
+    ASSERT_GE(frozen.find("blocks.3.moe.experts.1.w1"), 0);  // the linear experts' block
+    EXPECT_TRUE(frozen.frozen(frozen.find("blocks.3.moe.experts.1.w1")));
+    for (Model* m : {all.get(), some.get()}) {
+      Arena arena;
+      m->params().clear_grads();
+      const Tensor logits = m->forward(batch, true, Rng(9), arena);
+      TensorBuffer r(logits.shape());
+      testing::seed_projection(r.view(), 3);
+      m->backward(r.view(), arena);
+      m->params().settle_grads();
+    }
+    int64_t compared = 0;
+    for (ParamId id = 0; id < frozen.size(); ++id) {
+      if (frozen.frozen(id)) continue;
+      const Tensor a = all->params().grad(id), b = frozen.grad(id);
+      EXPECT_EQ(std::memcmp(a.f32(), b.f32(), static_cast<size_t>(a.numel()) * sizeof(float)), 0)
+          << frozen.info(id).name;
+      ++compared;
+    }
+    EXPECT_GT(compared, 10);
+  }
 }
 
 // model.input_l2 λ adds λ·W_in to the input weights' gradient and changes nothing else.

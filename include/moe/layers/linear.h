@@ -24,7 +24,8 @@ using LinearGrads = LinearParams;
 
 // x [T, I] -> y [T, O]
 void linear_forward(const LinearParams& p, Tensor x, Tensor y);
-// dy [T, O] -> dx [T, I] (skipped when dx is empty); g.w += dyᵀ·x; g.b += Σ_t dy
+// dy [T, O] -> dx [T, I] (skipped when dx is empty); g.w += dyᵀ·x; g.b += Σ_t dy (each skipped
+// when empty: a frozen parameter's gradient)
 void linear_backward(const LinearParams& p, const LinearGrads& g, Tensor x, Tensor dy, Tensor dx);
 // PyTorch's default: W, b ~ U(-1/√I, 1/√I)
 void linear_init(const LinearParams& p, Rng& rng);

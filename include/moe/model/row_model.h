@@ -74,6 +74,8 @@ class RowModel final : public Model {
   RowModel(ModelConfig config, DataShape shape);
   void build();
   void drop_words(const Rng& rng, Arena& arena);
+  // Parameter id's gradient, or an empty tensor when it is frozen (its product is skipped).
+  Tensor trained_grad(ParamId id) const;
   bool final_norm() const {
     return config_.trunk.norm != NormChoice::kNone && config_.trunk.final_norm;
   }
