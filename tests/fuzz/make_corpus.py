@@ -105,6 +105,13 @@ def config_seeds():
         "training": {"optimizer": "adamw", "schedule": "step", "early_stopping":
                      {"patience": 2, "metric": "f1"}},
         "output": {"dir": "runs/x", "checkpoint": {"every": 10, "keep_last": 2}}}))
+    write("config", "valid_warm_start_frozen", json.dumps(dict(tiny, training={
+        "init": "runs/a/best", "init_exclude": ["head.*"],
+        "frozen": ["input.*", "blocks.0.moe.experts.[01].*"], "trainable": ["*"]})))
+    write("config", "valid_corpus_tokenizer_model", json.dumps({
+        "data": {"format": "corpus", "train": "t.txt",
+                 "corpus": {"tokenizer_model": "runs/a/best/tokenizer.model"}},
+        "model": {"width": 8, "lm": {"layers": 1, "heads": 2, "context": 8}}}))
     for name in ("finefoods", "fashion_mnist", "ames", "lm_austen"):
         path = os.path.join(HERE, "..", "..", "examples", name + ".json")
         if os.path.exists(path):
