@@ -330,6 +330,10 @@ Result<Checkpoint> load_checkpoint_once(const std::string& dir) {
     return Status::error("{}: the config's data.format \"{}\" and the data schema's \"{}\" differ",
                          json_path, data_format_name(out.config.data.format),
                          data_format_name(out.schema.format));
+  // A language model reads windows of the schema's context: it must be the model's.
+  if (out.schema.format == DataFormat::kCorpus && out.schema.context != out.config.model.lm.context)
+    return Status::error("{}: data.context {} and the config's model.lm.context {} differ",
+                         json_path, out.schema.context, out.config.model.lm.context);
   // The weights file's own structure is checked first (its sizes are bounded by the file), so
   // a damaged file is reported as such rather than as a config that does not fit it.
   const size_t weights_bytes = wdata.size();
