@@ -177,9 +177,8 @@ Result<WarmStartReport> warm_start(Model& model, const DataSchema& schema, const
     } else if (it->second.shape() != p.shape) {
       return Status::error(
           "training.init: {}: cannot warm-start from this checkpoint: {} is {} there but {} in "
-          "this model; "
-          "only parameters new to the model or serving changed inputs or outputs may differ (the "
-          "model's widths must be the checkpoint's: model.* in {}/{})",
+          "this model; only parameters new to the model or serving changed inputs or outputs may "
+          "differ (the model's widths must be the checkpoint's: model.* in {}/{})",
           dir, p.name, it->second.shape().str(), p.shape.str(), dir, kCheckpointJsonFile);
     } else {
       copies.emplace_back(store.value(id), it->second);
@@ -195,8 +194,8 @@ Result<WarmStartReport> warm_start(Model& model, const DataSchema& schema, const
   if (r.loaded.empty() && r.upcycled.empty())
     return Status::error(
         "training.init: {}: cannot warm-start from this checkpoint: it shares no parameter this "
-        "model can take "
-        "(names and shapes differ, or its only matches serve inputs or outputs that changed)",
+        "model can take (names and shapes differ, or its only matches serve inputs or outputs "
+        "that changed)",
         dir);
   for (const auto& [into, from] : copies)
     std::memcpy(into.f32(), from.f32(), static_cast<size_t>(from.numel()) * sizeof(float));

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace moe::testing {
 
@@ -49,6 +50,18 @@ void expect_gradients_match(const std::function<double()>& loss,
     std::printf("  gradcheck %-16s max |analytic - numeric| = %.3g over %lld elements\n",
                 t.name.c_str(), worst, static_cast<long long>((n + step - 1) / step));
   }
+}
+
+int64_t expect_unfrozen_gradients_equal(const ParamStore& reference, const ParamStore& frozen) {
+  int64_t compared = 0;
+  for (ParamId id = 0; id < frozen.size(); ++id) {
+    if (frozen.frozen(id)) continue;
+    const Tensor a = reference.grad(id), b = frozen.grad(id);
+    EXPECT_EQ(std::memcmp(a.f32(), b.f32(), static_cast<size_t>(a.numel()) * sizeof(float)), 0)
+        << frozen.info(id).name;
+    ++compared;
+  }
+  return compared;
 }
 
 }  // namespace moe::testing

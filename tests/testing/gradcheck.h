@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "moe/core/params.h"
 #include "moe/core/rng.h"
 #include "moe/core/tensor.h"
 
@@ -31,6 +32,11 @@ struct GradCheckOptions {
 // Fills r with fixed N(0, 1) weights and returns Σ r · y in double.
 double project(Tensor y, Tensor r);
 void seed_projection(Tensor r, uint64_t seed);
+
+// Expects every gradient of a parameter `frozen` does not freeze to equal, bit for bit, the same
+// parameter's gradient in `reference` (the same model with nothing frozen); returns how many
+// were compared.
+int64_t expect_unfrozen_gradients_equal(const ParamStore& reference, const ParamStore& frozen);
 
 // `loss` must recompute L from the current contents of the targets' values. Reports every
 // mismatch through GoogleTest with the target name, element index, analytic and numeric values.
