@@ -232,20 +232,23 @@ class Router(nn.Module):
         gate = block["gate"]
         self.kind, self.k, self.n = gate["kind"], block["k"], n_experts
         self.renormalize, self.after = gate["renormalize"], gate["softmax_after_topk"]
-        if self.kind != "hash":
-            linear_params(self, ("w", None), n_experts, d, False)
+        if self.kind != "hash":  # gate.router_bias: logits x·Wᵀ + b
+            linear_params(self, ("w", "b"), n_experts, d, gate.get("router_bias", False))
         if self.kind == "noisy_topk":
             linear_params(self, ("w_noise", None), n_experts, d, False)
         # the sigmoid gate's selection bias: gate state, not a parameter
         self.register_buffer("select_bias", torch.tensor(bias or [0.0] * n_experts,
                                                          dtype=torch.float64), persistent=False)
 
+    def logits(self, x):
+        return nn.functional.linear(x, self.w, getattr(self, "b", None))
+
     def forward(self, x, rows):
         t = x.shape[0]
         if self.kind == "hash":
             ids = torch.tensor([[mix64(r) % self.n] for r in rows], dtype=torch.int64)
             return ids, torch.ones(t, 1, dtype=x.dtype)
-        logits = nn.functional.linear(x, self.w)  # [T, E]
+        logits = self.logits(x)  # [T, E]
         if self.kind == "dense_softmax":
             return torch.arange(self.n).expand(t, self.n), torch.softmax(logits, -1)
         if self.kind == "gumbel_softmax":  # evaluation: argmax l, weight 1
@@ -574,7 +577,7 @@ class LmBlock(nn.Module):
         if hasattr(self, "ffn"):
             return x + self.ffn(h).view_as(x), None
         y, (ids, _) = self.moe(h, None)
-        return x + y.view_as(x), (nn.functional.linear(h, self.moe.router.w), ids)
+        return x + y.view_as(x), (self.moe.router.logits(h), ids)
 
 
 class LanguageModel(nn.Module):
@@ -582,14 +585,24 @@ class LanguageModel(nn.Module):
     loss(tokens, targets) the mean cross-entropy plus Σ_MoE layers (α·switch + w·z)."""
 
     def __init__(self, dims, block=None, biases=None):
+        """`block`: the resolved model.moe object every MoE block shares, or a list of one per
+        MoE block (what `moe experts` writes)."""
         super().__init__()
         self.dims = dims
+        per_block = block if isinstance(block, list) and len(block) > 1 else None
+        if isinstance(block, list) and per_block is None:
+            block = block[0]
         self.embed = nn.Module()
         self.embed.w = nn.Parameter(torch.randn(dims["vocab"], dims["d_model"],
                                                 dtype=torch.float64) / math.sqrt(dims["d_model"]))
         biases = biases or {}
+        def block_of(layer):
+            if per_block is None:
+                return block
+            return per_block[dims["moe_blocks"].index(layer)] if layer in dims["moe_blocks"] \
+                else per_block[0]
         self.blocks = nn.ModuleList(
-            LmBlock(dims, layer in dims["moe_blocks"], block,
+            LmBlock(dims, layer in dims["moe_blocks"], block_of(layer),
                     biases.get(f"blocks.{layer}.moe.router"))
             for layer in range(dims["n_layers"]))
         self.final_norm = Norm(dims["d_model"], "rms", dims["norm_eps"])
@@ -618,7 +631,7 @@ class LanguageModel(nn.Module):
         task = nn.functional.cross_entropy(logits, targets.reshape(-1).long())
         aux = torch.zeros((), dtype=logits.dtype)
         for router_logits, ids in routing:
-            switch, z = balance_losses(router_logits, ids, self.dims["n_experts"])
+            switch, z = balance_losses(router_logits, ids, router_logits.shape[1])
             aux = aux + self.dims["switch_coef"] * switch + self.dims["z_coef"] * z
         return task + aux, task, aux
 
@@ -645,11 +658,13 @@ def language_model_of_checkpoint(meta, tensors):
     if meta["data"]["format"] != "corpus":
         raise Failure(f"not a language model (data.format is {meta['data']['format']})")
     m = meta["config"]["model"]
-    lm, block = m["lm"], m["moe"][0] if isinstance(m["moe"], list) else m["moe"]
-    if block["gate"]["kind"] == "hash":
-        raise Failure("the hash gate is not supported for a language model")
-    if block.get("precision", "fp32") != "fp32":
-        raise Failure(f"model.moe.precision {block['precision']} is not supported (fp32 only)")
+    lm, blocks = m["lm"], m["moe"] if isinstance(m["moe"], list) else [m["moe"]]
+    block = blocks[0]
+    for b in blocks:
+        if b["gate"]["kind"] == "hash":
+            raise Failure("the hash gate is not supported for a language model")
+        if b.get("precision", "fp32") != "fp32":
+            raise Failure(f"model.moe.precision {b['precision']} is not supported (fp32 only)")
     layers = range(lm["layers"])
     moe_blocks = [] if m["dense"] or lm["moe_layers"] == "none" else \
         [b for b in layers if lm["moe_layers"] == "all" or b % 2 == 1]
@@ -661,7 +676,7 @@ def language_model_of_checkpoint(meta, tensors):
             "moe_blocks": moe_blocks, "tied_head": lm["tie_embeddings"],
             "norm_eps": lm["norm_eps"], "rope_theta": lm["rope_theta"]}
     biases = {g["name"]: g["bias"] for g in meta.get("gates", [])}
-    model = build_language_model(tensors, dims, block, biases)
+    model = build_language_model(tensors, dims, blocks, biases)
     extra = [n for n in tensors if n not in model.state_dict()]
     if extra:
         raise Failure(f"the checkpoint's tensors do not match its config: unexpected {extra[:5]}")

@@ -35,6 +35,32 @@ constexpr int64_t kMaxVocab = int64_t{1} << 24;
 constexpr int64_t kMaxContext = int64_t{1} << 16;
 constexpr int64_t kMaxLayers = 1024;
 
+// One MoE layer object of a language model: a valid layer with a causal gate.
+// `at` names it in messages ("model.moe", "model.moe.1").
+Status check_lm_moe_block(const MoeBlockConfig& m, int64_t width, bool dense,
+                          const std::string& at) {
+  Status st = validate_moe_config(moe_layer_config(m, width));
+  if (!st.is_ok()) return st.with_context(at);
+  // A gate that compares tokens with each other lets a token's routing depend on later tokens of
+  // the batch: the model would see the future in training and lose it at generation.
+  const auto looks_across = [](const GateConfig& g) {
+    return g.kind == GateKind::kExpertChoice || g.kind == GateKind::kSinkhorn ||
+           g.capacity_factor > 0;
+  };
+  if (looks_across(m.gate) || (m.n_groups > 0 && looks_across(m.top_gate)))
+    return Status::error(
+        "{}: a language model needs a causal gate, and expert choice, Sinkhorn and capacity limits "
+        "route each token by comparing it with the others in the batch (later tokens "
+        "included); use topk_softmax, noisy_topk, sigmoid_bias, hash, dense_softmax or "
+        "gumbel_softmax, with capacity_factor 0",
+        at);
+  if (dense) {
+    st = validate_expert_config(dense_equivalent(m));
+    if (!st.is_ok()) return st.with_context(at + " (dense)");
+  }
+  return Status::ok();
+}
+
 Status check_lm_config(const ModelConfig& c, const DataShape& shape) {
   const LmConfig& lm = c.lm;
   if (shape.n_features < 2 || shape.n_features > kMaxVocab)
@@ -58,30 +84,16 @@ Status check_lm_config(const ModelConfig& c, const DataShape& shape) {
     return Status::error("model.lm.rope_theta: must be a finite number > 1, got {}", lm.rope_theta);
   if (lm.ffn_hidden < 0) return Status::error("model.lm.ffn_hidden: must be ≥ 0");
   if (!(lm.norm_eps > 0.0f)) return Status::error("model.lm.norm_eps: must be positive");
-  if (c.moe.size() != 1)
+  const int64_t n_moe = lm.n_moe_blocks();
+  if (c.moe.size() != 1 && static_cast<int64_t>(c.moe.size()) != n_moe)
     return Status::error(
-        "model.moe: a language model takes one MoE layer object (used by every "
-        "MoE block), got {}",
-        c.moe.size());
-  const MoeBlockConfig& m = c.moe[0];
-  Status st = validate_moe_config(moe_layer_config(m, c.width));
-  if (!st.is_ok()) return st.with_context("model.moe");
-  // A gate that compares tokens with each other lets a token's routing depend on later tokens of
-  // the batch: the model would see the future in training and lose it at generation.
-  const auto looks_across = [](const GateConfig& g) {
-    return g.kind == GateKind::kExpertChoice || g.kind == GateKind::kSinkhorn ||
-           g.capacity_factor > 0;
-  };
-  if (looks_across(m.gate) || (m.n_groups > 0 && looks_across(m.top_gate)))
-    return Status::error(
-        "model.moe: a language model needs a causal gate, and expert choice, "
-        "Sinkhorn and capacity limits route each token by comparing it with the "
-        "others in the batch (later tokens included); use topk_softmax, noisy_topk, "
-        "sigmoid_bias, hash, dense_softmax or gumbel_softmax, with "
-        "capacity_factor 0");
-  if (c.dense) {
-    st = validate_expert_config(dense_equivalent(m));
-    if (!st.is_ok()) return st.with_context("model.moe (dense)");
+        "model.moe: a language model takes one MoE layer object (used by every MoE block) or a "
+        "list of one per MoE block ({} here), got {}",
+        n_moe, c.moe.size());
+  for (size_t i = 0; i < c.moe.size(); ++i) {
+    const std::string at = c.moe.size() == 1 ? "model.moe" : fmt::format("model.moe.{}", i);
+    const Status st = check_lm_moe_block(c.moe[i], c.width, c.dense, at);
+    if (!st.is_ok()) return st;
   }
   return Status::ok();
 }
@@ -123,11 +135,11 @@ void LmModel::build() {
   const int64_t d = config_.width, v = shape_.n_features;
   const int64_t dh = d / lm.heads, hq = lm.heads * dh, hkv = lm.n_kv_heads() * dh;
   const MoeBlockConfig& m = config_.moe[0];
+  int64_t moe_index = 0;
   // A block without MoE has a dense FFN of model.lm.ffn_hidden (0: the MoE layer's active
   // width); an MoE block replaced under model.dense always gets the active width, so the dense
   // twin has the MoE model's active size whatever ffn_hidden says.
-  const ExpertConfig twin_ffn = dense_equivalent(m);
-  ExpertConfig dense_ffn = twin_ffn;
+  ExpertConfig dense_ffn = dense_equivalent(m);
   if (lm.ffn_hidden > 0) dense_ffn.hidden = lm.ffn_hidden;
 
   embed_ = store_.add("embed.w", Shape{v, d});
@@ -140,14 +152,15 @@ void LmModel::build() {
     b->wv = store_.add(b->prefix + ".attn.wv", Shape{hkv, d});
     b->wo = store_.add(b->prefix + ".attn.wo", Shape{d, hq});
     b->ffn_gain = store_.add(b->prefix + ".ffn_norm.gain", Shape{d}, /*decay=*/false);
+    const MoeBlockConfig& mb = config_.lm_moe(lm.block_is_moe(l) ? moe_index++ : 0);
     if (lm.block_is_moe(l) && !config_.dense) {
-      b->moe = std::make_unique<MoeLayer>(moe_layer_config(m, d));
+      b->moe = std::make_unique<MoeLayer>(moe_layer_config(mb, d));
       b->moe->declare(store_, b->prefix + ".moe");
-      hashed_ = hashed_ || m.gate.kind == GateKind::kHash;
-      add_moe_layer(b->prefix + ".moe", l, b->moe.get(), moe_slots_per_token(m));
+      hashed_ = hashed_ || mb.gate.kind == GateKind::kHash;
+      add_moe_layer(b->prefix + ".moe", l, b->moe.get(), moe_slots_per_token(mb));
     } else {
-      b->ffn = std::make_unique<Expert>(d, lm.block_is_moe(l) ? twin_ffn : dense_ffn);
-      b->ffn->set_precision(m.precision);
+      b->ffn = std::make_unique<Expert>(d, lm.block_is_moe(l) ? dense_equivalent(mb) : dense_ffn);
+      b->ffn->set_precision(mb.precision);
       b->ffn->declare(store_, b->prefix + ".ffn");
     }
     blocks_.push_back(std::move(b));

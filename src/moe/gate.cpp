@@ -180,6 +180,7 @@ void Gate::declare(ParamStore& store, const std::string& prefix) {
   const GateConfig& c = impl_->cfg;
   if (!has_router(c.kind)) return;
   impl_->w_id = store.add(prefix + ".w", Shape{c.n_experts, c.d_model});
+  if (c.router_bias) impl_->b_id = store.add(prefix + ".b", Shape{c.n_experts}, /*decay=*/false);
   if (c.kind == GateKind::kNoisyTopK)
     impl_->w_noise_id = store.add(prefix + ".w_noise", Shape{c.n_experts, c.d_model});
 }
@@ -189,6 +190,10 @@ void Gate::bind(const ParamStore& store) {
   if (g.w_id >= 0) {
     g.w = store.value(g.w_id);
     g.dw = store.grad(g.w_id);
+  }
+  if (g.b_id >= 0) {
+    g.b = store.value(g.b_id);
+    g.db = store.grad(g.b_id);
   }
   if (g.w_noise_id >= 0) {
     g.w_noise = store.value(g.w_noise_id);
@@ -201,6 +206,7 @@ void Gate::init(Rng& rng) {
   if (g.w.empty()) return;
   const float bound = 1.0f / std::sqrt(static_cast<float>(g.cfg.d_model));
   rng.fill_uniform(g.w, -bound, bound);
+  if (!g.b.empty()) fill(g.b, 0.0f);  // drawn after w: a bias changes no other parameter's init
   // Shazeer et al. start the noise projection at zero: every expert gets the same noise scale
   // softplus(0) until the load loss teaches it otherwise.
   if (!g.w_noise.empty()) fill(g.w_noise, 0.0f);
@@ -228,6 +234,7 @@ void Gate::forward(const GateInput& in, Arena& arena, RoutingPlan* plan, AuxLoss
     g.cache.probs = arena.alloc(Shape{t_n, e_n});
     g.cache.lse = arena.alloc(Shape{t_n});
     gemm(in.x, false, g.w, true, g.cache.logits);  // [T, D] · [E, D]ᵀ
+    if (!g.b.empty()) add_bias_rows(g.cache.logits, g.b);
     softmax_rows(g.cache.logits, g.cache.probs);
     row_logsumexp(g.cache.logits, g.cache.lse);
     if (c.kind == GateKind::kSigmoidBias) {
@@ -341,6 +348,7 @@ void Gate::backward(const GateInput& in, const RoutingPlan& plan, const float* d
   const GemmScale acc{1.0f, 1.0f};
   if (!dx.empty()) gemm(d.dlogits, false, g.w, false, dx, acc);
   gemm(d.dlogits, true, in.x, false, g.dw, acc);
+  if (!g.db.empty()) sum_rows_accumulate(d.dlogits, g.db);
   if (!d.dnoise_logits.empty()) {
     if (!dx.empty()) gemm(d.dnoise_logits, false, g.w_noise, false, dx, acc);
     gemm(d.dnoise_logits, true, in.x, false, g.dw_noise, acc);

@@ -4,14 +4,14 @@
 //
 // Dims: T tokens · D model width · E experts · K experts per token · S slots.
 //
-// Division of labour: Gate::forward computes the router logits l = x·Wᵀ, softmax and logsumexp
-// (with the fast row ops; rows are independent, so results do not depend on the thread count),
-// then calls the kind's forward, which fills the plan's token-major slots (token_offsets,
+// Division of labour: Gate::forward computes the router logits l = x·Wᵀ (+ b), softmax and
+// logsumexp (with the fast row ops; rows are independent, so results do not depend on the thread
+// count), then calls the kind's forward, which fills the plan's token-major slots (token_offsets,
 // expert_ids, weights; dropped all 0). Gate::forward then applies capacity, sorts the slots by
 // expert and computes the balancing losses. Gate::backward masks dropped slots' dweights, adds
 // the importance loss's dweights, calls the kind's backward (dweights -> dlogits, and for noisy
 // top-k dnoise_logits), adds the Switch, z- and load losses' gradients, and finally applies the
-// router's adjoint: dx += dl·W, dW += dlᵀ·x.
+// router's adjoint: dx += dl·W, dW += dlᵀ·x, db += Σ_t dl.
 #pragma once
 
 #include <cstdint>
@@ -30,7 +30,7 @@ struct GateCache {
   int64_t n_tokens = 0;
   int64_t n_slots = 0;
   bool training = false;
-  Tensor logits;           // [T, E] l = x·Wᵀ
+  Tensor logits;           // [T, E] l = x·Wᵀ (+ b)
   Tensor probs;            // [T, E] softmax(l)
   Tensor lse;              // [T] logsumexp_e l
   Tensor scores;           // [T, E] sigmoid gate: σ(l)
@@ -47,7 +47,9 @@ struct GateState {
   GateConfig cfg;
   ParamId w_id = -1;
   ParamId w_noise_id = -1;
+  ParamId b_id = -1;
   Tensor w, dw;              // [E, D]
+  Tensor b, db;              // [E] router_bias only
   Tensor w_noise, dw_noise;  // [E, D] noisy top-k only
   TensorBuffer bias;         // [E] sigmoid gate only
   // Per-gate scratch sized once at construction, for the steps that take no arena.

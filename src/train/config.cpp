@@ -237,6 +237,7 @@ json expert_to_json(const ExpertConfig& e) {
 void parse_gate_options(Section s, GateConfig* g) {
   s.choice("kind", &g->kind, kGateKindNames);
   s.boolean("renormalize", &g->renormalize);
+  s.boolean("router_bias", &g->router_bias);
   s.boolean("softmax_after_topk", &g->softmax_after_topk);
   s.number("tau_start", &g->tau_start, 0, 1e6, true, false, "a number > 0");
   s.number("tau_min", &g->tau_min, 0, 1e6, true, false, "a number > 0");
@@ -272,6 +273,7 @@ void gate_to_json(const GateConfig& g, json* j) {
   (*j)["k"] = g.k;
   (*j)["gate"] = {{"kind", enum_name(kGateKindNames, g.kind)},
                   {"renormalize", g.renormalize},
+                  {"router_bias", g.router_bias},
                   {"softmax_after_topk", g.softmax_after_topk},
                   {"tau_start", real(g.tau_start)},
                   {"tau_min", real(g.tau_min)},
@@ -290,6 +292,31 @@ void gate_to_json(const GateConfig& g, json* j) {
 }  // namespace
 
 namespace {
+
+// model.moe.adapt, its bounds resolved against the layer's expert count and k (read before it).
+void parse_adapt(Section a, MoeBlockConfig* b) {
+  AdaptConfig& c = b->adapt;
+  a.boolean("enabled", &c.enabled);
+  a.number("split_above", &c.split_above, 1, 1e6, true, false, "a number > 1");
+  a.number("remove_below", &c.remove_below, 0, 1, false, true, "a number in [0, 1)");
+  a.integer("epochs", &c.epochs, 1, 1000000, "an integer in [1, 1000000]");
+  a.integer("max_experts", &c.max_experts, 0, kMaxWidth,
+            "an integer in [0, 1048576] (0: twice the experts)");
+  a.integer("min_experts", &c.min_experts, 0, kMaxWidth,
+            "an integer in [0, 1048576] (0: k, at least 2)");
+  a.number("noise", &c.noise, 0, 1e6, false, false, "a number ≥ 0");
+  a.finish();
+  if (!a.ok()) return;
+  if (c.max_experts == 0) c.max_experts = 2 * b->n_experts;
+  if (c.min_experts == 0) c.min_experts = std::max<int64_t>(2, b->gate.k);
+  if (!c.enabled) return;
+  if (c.max_experts < b->n_experts || c.min_experts > b->n_experts)
+    return a.fail_msg(a.path(), fmt::format("min_experts {} and max_experts {} must hold the "
+                                            "layer's {} experts",
+                                            c.min_experts, c.max_experts, b->n_experts));
+  if (b->n_groups > 0 || b->gate.kind == GateKind::kHash)
+    return a.fail_msg(a.path(), "needs a flat layer (no hierarchy) with a router (not hash)");
+}
 
 void parse_moe_block(Section s, int64_t width, MoeBlockConfig* b) {
   b->expert.kind = ExpertKind::kSwiglu;
@@ -325,6 +352,7 @@ void parse_moe_block(Section s, int64_t width, MoeBlockConfig* b) {
   parse_gate(h, &b->top_gate);
   h.finish();
   s.choice("precision", &b->precision, kPrecisionNames);
+  parse_adapt(s.object("adapt"), b);
   s.finish();
   if (!s.ok()) return;
   if (b->n_groups > 0 && b->n_experts % b->n_groups != 0)
@@ -358,6 +386,10 @@ json moe_block_to_json(const MoeBlockConfig& b) {
   gate_to_json(b.top_gate, &h);
   j["hierarchy"] = h;
   j["precision"] = enum_name(kPrecisionNames, b.precision);
+  j["adapt"] = {{"enabled", b.adapt.enabled},           {"split_above", b.adapt.split_above},
+                {"remove_below", b.adapt.remove_below}, {"epochs", b.adapt.epochs},
+                {"max_experts", b.adapt.max_experts},   {"min_experts", b.adapt.min_experts},
+                {"noise", real(b.adapt.noise)}};
   return j;
 }
 

@@ -163,9 +163,11 @@ static int64_t lm_matrix_elements(const ModelConfig& c, int64_t vocab) {
   const int64_t d = c.width, heads = std::max<int64_t>(c.lm.heads, 1);
   const int64_t kv_width = mul(d / heads, c.lm.n_kv_heads());
   int64_t n = mul(c.lm.tie_embeddings ? 1 : 2, mul(vocab, d));
-  for (int64_t l = 0; l < c.lm.layers && !c.moe.empty(); ++l) {
+  const bool listed = c.moe.size() > 1 && static_cast<int64_t>(c.moe.size()) == c.lm.n_moe_blocks();
+  for (int64_t l = 0, i = 0; l < c.lm.layers && !c.moe.empty(); ++l) {
     n = add(n, add(mul(2, mul(d, d)), mul(2, mul(kv_width, d))));
-    const MoeBlockConfig& b = c.moe[0];
+    const MoeBlockConfig& b =
+        listed && c.lm.block_is_moe(l) ? c.moe[static_cast<size_t>(i++)] : c.moe[0];
     ExpertConfig dense = dense_block(b);
     if (c.lm.ffn_hidden > 0 && !c.lm.block_is_moe(l)) dense.hidden = c.lm.ffn_hidden;
     n = add(

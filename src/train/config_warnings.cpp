@@ -283,6 +283,7 @@ void check_experts(Checker& ck, const std::string& at, const MoeBlockConfig& b, 
 constexpr const char* kGateKeys[] = {"k",
                                      "gate.kind",
                                      "gate.renormalize",
+                                     "gate.router_bias",
                                      "gate.softmax_after_topk",
                                      "gate.tau_start",
                                      "gate.tau_min",
@@ -326,6 +327,7 @@ void check_gate(Checker& ck, const std::string& at, const GateConfig& g, bool de
     routing("gate.renormalize", topk || sigmoid || sinkhorn,
             "only the topk_softmax, sigmoid_bias and sinkhorn gates use it");
   routing("gate.softmax_after_topk", topk, "only the topk_softmax gate uses it");
+  routing("gate.router_bias", !hash, "hash routing has no router");
   for (const char* k : {"gate.tau_start", "gate.tau_min", "gate.tau_decay"})
     routing(k, gumbel, "only the gumbel_softmax gate uses it");
   // gate.hard sets the slots per token (1 instead of E), so the dense FFN's width too.
@@ -346,6 +348,14 @@ void check_gate(Checker& ck, const std::string& at, const GateConfig& g, bool de
 void check_moe_block(Checker& ck, const std::string& at, const MoeBlockConfig& b, bool dense) {
   check_experts(ck, at, b, dense);
   check_gate(ck, at, b.gate, dense);
+  for (const char* k :
+       {"split_above", "remove_below", "epochs", "max_experts", "min_experts", "noise"}) {
+    const std::string key = fmt::format("{}.adapt.{}", at, k);
+    if (!ck.check(key, !b.adapt.enabled, fmt::format("{}.adapt.enabled is false", at)))
+      ck.check(key, dense, "model.dense replaces this MoE layer by a dense FFN");
+  }
+  ck.check(at + ".adapt.enabled", dense && b.adapt.enabled,
+           "model.dense replaces this MoE layer by a dense FFN");
   const std::string top = at + ".hierarchy";
   if (b.n_groups > 0) {
     check_gate(ck, top, b.top_gate, dense);

@@ -138,6 +138,7 @@ nlohmann::ordered_json EpochRecord::to_json() const {
   j["seconds"] = seconds;
   j["rows_per_second"] = rows_per_second;
   if (tokens_per_second) j["tokens_per_second"] = *tokens_per_second;
+  if (!expert_changes.empty()) j["expert_changes"] = expert_changes;
   return j;
 }
 

@@ -103,6 +103,7 @@ Status save_train_state(const std::string& dir, const TrainState& state, const M
                {"stopped_early", state.stopped_early},
                {"gates", gates_to_json(state.best_gates)}};
   j["epoch_sums"] = state.epoch_sums;
+  if (!state.adapt.empty()) j["adapt"] = state.adapt;
   j["timing"] = {{"train_seconds", state.train_seconds}, {"train_rows", state.train_rows}};
   // Strings that are not UTF-8 are written as U+FFFD rather than thrown out of the dump (the
   // data readers refuse them, so none should reach here): a save never fails half done.
@@ -300,10 +301,10 @@ Result<TrainState> load_train_state(const std::string& dir, const Model& model,
       std::vector<uint8_t> json_bytes,
       read_file_bytes<std::vector<uint8_t>>(json_path, kMaxJsonBytes, FileSource::kSaved));
   MOE_ASSIGN_OR_RETURN(
-      json j, parse_json_object(
-                  json_bytes, json_path,
-                  {"format", "format_version", "moe_version", "model_weights_fnv1a64", "tensors",
-                   "position", "seed", "optimizer", "schedule", "best", "epoch_sums", "timing"}));
+      json j, parse_json_object(json_bytes, json_path,
+                                {"format", "format_version", "moe_version", "model_weights_fnv1a64",
+                                 "tensors", "position", "seed", "optimizer", "schedule", "best",
+                                 "epoch_sums", "timing", "adapt"}));
   Status st;
   const json* format = json_require(j, "format", json_path, &st);
   const json* version = json_require(j, "format_version", json_path, &st);
@@ -332,6 +333,11 @@ Result<TrainState> load_train_state(const std::string& dir, const Model& model,
   MOE_TRY(read_run_settings(*opt, *schedule, json_path, optimizer, run, &out));
   MOE_TRY(read_best(*best, json_path, &out));
   MOE_TRY(read_progress(*sums, *timing, json_path, &out));
+  // Adaptive training's counts: an object the trainer checks against the model (train/adapt.h).
+  if (const auto a = j.find("adapt"); a != j.end()) {
+    MOE_TRY(json_expect(a->is_object(), json_path, "adapt", "an object"));
+    out.adapt = *a;
+  }
   MOE_TRY(read_state_tensors(*tensors_j, json_path, dir, model, optimizer, &out));
   optimizer.set_step_count(out.step);
   return out;

@@ -337,7 +337,11 @@ struct Trainer::State {
   ParamSnapshot best;          // the best epoch's parameters and gate states
   std::unique_ptr<Progress> progress;
   std::optional<TrainState> resumed;  // set by resume(): where run() starts
-  RunLock lock;                       // <out>/.lock while resume() and run() write <out>
+  // The expert changes (`moe experts`) the resumed checkpoint records: carried into every
+  // checkpoint this run writes (an array, or null).
+  nlohmann::json experts_history;
+  std::unique_ptr<ExpertAdapter> adapter;  // when a layer adapts (model.moe.adapt)
+  RunLock lock;                            // <out>/.lock while resume() and run() write <out>
 
   State(const Dataset& train, const BatchOptions& bo)
       : iterator(train, bo), buffers(BatchBuffers::for_dataset(train, bo.batch_size)) {}
@@ -373,6 +377,8 @@ Result<std::unique_ptr<Trainer>> Trainer::create(const Config& config, const Loa
   State& s = *t->state_;
   MOE_TRY(apply_frozen(config.training, t->model_->params()));
   s.optimizer = make_optimizer(t->model_->params(), config.training.optimizer);
+  auto adapter = std::make_unique<ExpertAdapter>(*t->model_);
+  if (!adapter->empty()) s.adapter = std::move(adapter);
   // A language model's batch of B windows has B·S output rows, one per token.
   const int64_t outputs_per_row = shape.input == FeatureKind::kTokens ? data.train.context : 1;
   s.dlogits = TensorBuffer(Shape{bo.batch_size * outputs_per_row, shape.n_outputs});
@@ -397,6 +403,7 @@ Status Trainer::resume(const std::string& dir) {
   if (options_.write_files && !s.lock.held())
     MOE_TRY(claim_run_directory(config_.output.dir, /*resuming=*/true, false, &s.lock));
   MOE_ASSIGN_OR_RETURN(Checkpoint ck, load_checkpoint(dir));
+  MOE_TRY(adopt_adapted_model(ck.config));
   MOE_TRY(check_resume_config(ck.config, config_).with_context(dir + "/" + kCheckpointJsonFile));
   if (ck.schema.to_json() != data_.schema.to_json())
     return Status::error(
@@ -429,6 +436,8 @@ Status Trainer::resume(const std::string& dir) {
     return Status::error("{}: {} epochs are done already, more than training.epochs = {}", where,
                          at.epochs_done, config_.training.epochs);
   s.resumed = std::move(at);
+  if (const auto h = ck.info.find("experts_history"); h != ck.info.end() && h->is_array())
+    s.experts_history = *h;
   return Status::ok();
 }
 
@@ -593,6 +602,9 @@ Status Trainer::start_position(Run& r) {
   }
   at.best_values.clear();
   at.best_gates.clear();
+  if (s.adapter && at.step > 0)
+    MOE_TRY(s.adapter->from_json(at.adapt, *model_).with_context("resume: train_state.json"));
+  at.adapt = s.adapter ? s.adapter->to_json() : nlohmann::json::object();
   r.train_seconds = at.train_seconds;
   r.train_rows = at.train_rows;
   r.saved_last = at.step > 0;
@@ -621,6 +633,7 @@ Status Trainer::run_epoch(Run& r, int64_t epoch) {
   EvalMetrics validation;
   MOE_ASSIGN_OR_RETURN(const bool improved, judge_epoch(r, epoch, &record, &validation));
   r.result.stopped_early = tc.patience > 0 && r.at.since_best >= tc.patience;
+  MOE_TRY(adapt_experts(r, epoch, &record));
   record.seconds = seconds_since(t_epoch);
   record.rows_per_second =
       sums.seconds > 0 ? static_cast<double>(sums.rows_here) / sums.seconds : 0.0;
@@ -738,6 +751,7 @@ Status Trainer::save_best(const Run& r, int64_t epoch, const EpochRecord& record
                          {"metric", r.result.metric},
                          {"value", r.best}};
   if (r.has_validation) info["validation"] = nlohmann::json::parse(record.validation.dump());
+  if (!state_->experts_history.is_null()) info["experts_history"] = state_->experts_history;
   const fs::path staged = r.out / ".best.staging";
   std::error_code ec;
   fs::remove_all(staged, ec);
@@ -758,8 +772,9 @@ Status Trainer::save_last(Run& r, int64_t info_epoch, const TrainState& position
   state.train_rows = r.train_rows;
   state.best_values = s.best.values;
   state.best_gates = s.best.gates;
-  const nlohmann::json info = {
+  nlohmann::json info = {
       {"epoch", info_epoch}, {"step", s.optimizer->step_count()}, {"data_fnv1a64", r.data_hash}};
+  if (!s.experts_history.is_null()) info["experts_history"] = s.experts_history;
   MOE_TRY(save_checkpoint(staged.string(), *model_, config_, data_.schema, info));
   MOE_TRY(save_train_state(staged.string(), state, *model_, *s.optimizer));
   const int64_t keep = config_.output.keep_last;
@@ -819,6 +834,9 @@ Status Trainer::finish_run(Run& r) {
   TrainResult& result = r.result;
   result.epochs = r.at.epochs_done;
   result.steps = s.optimizer->step_count();
+  result.n_params = model_->n_params();  // adaptive training may have changed the experts
+  result.n_active_params = model_->n_active_params();
+  result.n_trainable_params = model_->params().n_trainable_elements();
   result.rows_per_second =
       r.train_seconds > 0 ? static_cast<double>(r.train_rows) / r.train_seconds : 0.0;
   if (!s.best.values.empty()) MOE_TRY(s.best.restore(*model_));
@@ -838,6 +856,85 @@ Status Trainer::finish_run(Run& r) {
     std::string w = single_class_warning(result.validation, data_.schema.labels.class_names);
     if (!w.empty()) result.warnings.push_back(std::move(w));
   }
+  return Status::ok();
+}
+
+Status Trainer::adapt_experts(Run& r, int64_t epoch, EpochRecord* record) {
+  State& s = *state_;
+  if (!s.adapter) return Status::ok();
+  for (const AdaptStep& step : s.adapter->observe(*model_, record->expert_load))
+    MOE_TRY(change_experts(r, epoch, step, record));
+  r.at.adapt = s.adapter->to_json();
+  return Status::ok();
+}
+
+// One change: the new model takes the old one's place, the optimizer state and the best
+// parameters follow their experts, the counts follow too, and the change is recorded.
+Status Trainer::change_experts(Run& r, int64_t epoch, const AdaptStep& step, EpochRecord* record) {
+  State& s = *state_;
+  ExpertSurgery op = step.surgery;
+  Rng pick = Rng(config_.training.seed, kAdaptStream).fork(static_cast<uint64_t>(epoch));
+  op.seed = (uint64_t{pick.next_u32()} << 32) | pick.next_u32();
+  MOE_ASSIGN_OR_RETURN(ExpertChange change,
+                       ExpertChange::make(*model_, config_, data_.schema.shape(), op));
+  SurgeryResult& done = change.result();
+  std::unique_ptr<Optimizer> optimizer =
+      make_optimizer(done.model->params(), config_.training.optimizer);
+  change.move_optimizer_state(model_->params(), *s.optimizer, *optimizer);
+  if (!s.best.values.empty()) {
+    s.best.values = change.move_values(model_->params(), s.best.values);
+    s.best.gates = change.move_gates(std::move(s.best.gates));
+  }
+  config_.model = done.config.model;
+  model_ = std::move(done.model);
+  s.optimizer = std::move(optimizer);
+  r.step.optimizer = s.optimizer.get();
+  s.adapter->changed(step);
+  const char* what = enum_name(kExpertOpNames, op.op);
+  record->expert_changes.push_back({{"layer", step.layer},
+                                    {"op", what},
+                                    {"expert", op.expert},
+                                    {"experts", done.experts_after},
+                                    {"why", step.why}});
+  if (!s.experts_history.is_array()) s.experts_history = nlohmann::json::array();
+  s.experts_history.push_back({{"op", what},
+                               {"layer", step.layer},
+                               {"expert", op.expert},
+                               {"experts_before", done.experts_before},
+                               {"experts_after", done.experts_after},
+                               {"epoch", epoch},
+                               {"why", step.why}});
+  if (s.progress)
+    s.progress->note(fmt::format("epoch {}: {} {} expert {} ({} → {} experts): {}", epoch,
+                                 step.layer, what, op.expert, done.experts_before,
+                                 done.experts_after, step.why));
+  return Status::ok();
+}
+
+Status Trainer::adopt_adapted_model(const Config& then) {
+  Config now = config_;
+  ModelConfig& m = now.model;
+  // A language model's shared MoE object became one per MoE block at its first change.
+  if (m.language_model && m.moe.size() == 1 && then.model.moe.size() > 1) {
+    m.moe.assign(then.model.moe.size(), m.moe[0]);
+    m.moe_list = then.model.moe_list;
+  }
+  if (m.moe.size() != then.model.moe.size()) return Status::ok();  // the config check says why
+  for (size_t i = 0; i < m.moe.size(); ++i) {
+    MoeBlockConfig& b = m.moe[i];
+    const MoeBlockConfig& t = then.model.moe[i];
+    if (!b.adapt.enabled || !t.adapt.enabled) continue;
+    b.n_experts = t.n_experts;
+    b.expert_list = t.expert_list;
+    b.gate.router_bias = t.gate.router_bias;
+  }
+  if (config_to_json(now) == config_to_json(config_)) return Status::ok();
+  config_.model = m;
+  MOE_ASSIGN_OR_RETURN(model_, Model::create(config_.model, data_.schema.shape()));
+  MOE_TRY(apply_frozen(config_.training, model_->params()));
+  State& s = *state_;
+  s.optimizer = make_optimizer(model_->params(), config_.training.optimizer);
+  if (s.adapter) s.adapter = std::make_unique<ExpertAdapter>(*model_);
   return Status::ok();
 }
 

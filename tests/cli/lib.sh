@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Sourced by the end-to-end scripts of the moe command (tests/cli, tests/report, tests/interop):
-# their temporary directory, failure count, the moe-call checker and the tiny tabular data.
+# their temporary directory, failure count, the moe-call checker, the tiny tabular data and the
+# tiny English-like corpus.
 #
 # After `cli_setup PATH/TO/moe` the script has $moe, $work (a fresh directory removed on exit),
 # failures=0 (fail counts) and checks=0 (expect counts); it ends with `cli_finish NAME`, which
@@ -91,6 +92,28 @@ config_file() {
 # `label`, split as SPLIT ({"validation": ...}) says.
 tabular_config() {
   config_file "$1" "{\"train\": \"$2\", \"label\": \"label\", \"split\": $3}" "$4" "$5" "${6:-}"
+}
+
+# sentences FILE N SEED: N lines of English-like text (about 40 bytes each).
+sentences() {
+  awk -v n="$2" -v s="$3" 'BEGIN {
+    split("the a her his one every that this", det, " ")
+    split("captain lady sister letter house garden morning friend carriage evening", noun, " ")
+    split("saw found walked wrote kept left loved heard", verb, " ")
+    split("quietly again at last with care in town by the sea", adv, " ")
+    for (i = 0; i < n; i++) {
+      line = ""
+      for (j = 0; j < 2; j++) {
+        s = (s * 1103515245 + 12345) % 2147483648; d = int(s / 2147483648 * 8) + 1
+        s = (s * 1103515245 + 12345) % 2147483648; a = int(s / 2147483648 * 10) + 1
+        s = (s * 1103515245 + 12345) % 2147483648; v = int(s / 2147483648 * 8) + 1
+        s = (s * 1103515245 + 12345) % 2147483648; b = int(s / 2147483648 * 10) + 1
+        line = line (j ? " and " : "") det[d] " " noun[a] " " verb[v] " " det[(d % 8) + 1] " " noun[b]
+      }
+      s = (s * 1103515245 + 12345) % 2147483648
+      print toupper(substr(line, 1, 1)) substr(line, 2) (s % 3 ? "." : ", " adv[int(s / 2147483648 * 9) + 1] ".")
+    }
+  }' >"$1"
 }
 
 # cli_finish NAME: the closing line, and exit 1 when any check failed.

@@ -12,28 +12,7 @@ set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 cli_setup "${1:?usage: lm_test.sh PATH/TO/moe}"
 
-# --- data: sentences from small word lists, a fixed LCG ---------------------------------------
-# sentences FILE N SEED: N lines of English-like text (about 40 bytes each).
-sentences() {
-  awk -v n="$2" -v s="$3" 'BEGIN {
-    split("the a her his one every that this", det, " ")
-    split("captain lady sister letter house garden morning friend carriage evening", noun, " ")
-    split("saw found walked wrote kept left loved heard", verb, " ")
-    split("quietly again at last with care in town by the sea", adv, " ")
-    for (i = 0; i < n; i++) {
-      line = ""
-      for (j = 0; j < 2; j++) {
-        s = (s * 1103515245 + 12345) % 2147483648; d = int(s / 2147483648 * 8) + 1
-        s = (s * 1103515245 + 12345) % 2147483648; a = int(s / 2147483648 * 10) + 1
-        s = (s * 1103515245 + 12345) % 2147483648; v = int(s / 2147483648 * 8) + 1
-        s = (s * 1103515245 + 12345) % 2147483648; b = int(s / 2147483648 * 10) + 1
-        line = line (j ? " and " : "") det[d] " " noun[a] " " verb[v] " " det[(d % 8) + 1] " " noun[b]
-      }
-      s = (s * 1103515245 + 12345) % 2147483648
-      print toupper(substr(line, 1, 1)) substr(line, 2) (s % 3 ? "." : ", " adv[int(s / 2147483648 * 9) + 1] ".")
-    }
-  }' >"$1"
-}
+# --- data: sentences from small word lists (lib.sh) ----------------------------------------------
 sentences "$work/train.txt" 120 11
 sentences "$work/valid.txt" 30 23
 

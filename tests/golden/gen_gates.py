@@ -176,7 +176,43 @@ def gumbel(out_dir):
     safetensors_io.write(os.path.join(out_dir, "gate_gumbel.safetensors"), tensors, {"tau": tau})
 
 
+def router_bias(out_dir):
+    """Router logits x @ w.T + b: top-k renormalised with the Switch and z-losses, and the
+    sigmoid gate (its selection bias beside the learned router bias)."""
+    torch.manual_seed(16)
+    t, d, e, k = 8, 6, 5, 2
+    x, w, b, r = f32(t, d), f32(e, d, scale=0.8), f32(e, scale=1.5), f32(t, k)
+    switch_coef, z_coef = 0.3, 0.05
+    tensors = {"x": x, "w": w, "b": b, "r": r}
+    xd, wd, bd = leaf(x), leaf(w), leaf(b)
+    logits = xd @ wd.T + bd
+    p = torch.softmax(logits, dim=1)
+    weights, ids = p.topk(k, dim=1)
+    weights = weights / weights.sum(dim=1, keepdim=True)
+    f = torch.bincount(ids.flatten(), minlength=e).double() / (t * k)  # no gradient
+    switch = e * (f * p.mean(dim=0)).sum()
+    z = (torch.logsumexp(logits, dim=1) ** 2).mean()
+    ((weights * r.double()).sum() + switch_coef * switch + z_coef * z).backward()
+    unbiased = (xd.detach() @ wd.detach().T).topk(k, dim=1).indices
+    tensors.update({"topk_ids": ids.float(), "topk_weights": out(weights),
+                    "topk_dx": out(xd.grad), "topk_dw": out(wd.grad), "topk_db": out(bd.grad),
+                    "changed_by_b": (unbiased != ids).any(dim=1).float()})
+    selection = f32(e, scale=0.3)
+    xd, wd, bd = leaf(x), leaf(w), leaf(b)
+    s = torch.sigmoid(xd @ wd.T + bd)
+    ids = (s.detach() + selection.double()).topk(k, dim=1).indices
+    weights = s.gather(1, ids)
+    weights = weights / weights.sum(dim=1, keepdim=True)
+    (weights * r.double()).sum().backward()
+    tensors.update({"selection": selection, "sigmoid_ids": ids.float(),
+                    "sigmoid_weights": out(weights), "sigmoid_dx": out(xd.grad),
+                    "sigmoid_dw": out(wd.grad), "sigmoid_db": out(bd.grad)})
+    safetensors_io.write(os.path.join(out_dir, "gate_router_bias.safetensors"), tensors,
+                         {"switch_coef": switch_coef, "z_coef": z_coef, "k": k})
+
+
 def generate(out_dir):
+    router_bias(out_dir)
     topk_softmax(out_dir)
     noisy_topk(out_dir)
     switch_and_z(out_dir)

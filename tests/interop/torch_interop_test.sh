@@ -140,6 +140,22 @@ for name in class_topk reg_sigmoid text_topk text_bigrams image_topk gates dense
     fail "$name: moe and torch disagree on the exported model"
 done
 
+# --- expert surgery: PyTorch rebuilds the changed checkpoints (router bias, more experts) --------
+# A split under dense softmax lowers both copies' router bias by ln 2; add places the new
+# expert's 20 below its source's; both change the expert count of one layer of four.
+if "$moe" experts "$work/gates/last" split --layer 0 --expert 1 --noise 0.1 \
+    --out "$work/gates_split" >/dev/null &&
+  "$moe" experts "$work/gates_split" add --layer 2 --expert 3 --out "$work/gates_add" >/dev/null; then
+  for name in gates_split gates_add; do
+    "$moe" predict "$work/$name" "$work/table.csv" --out "$work/$name.moe.csv" >/dev/null ||
+      fail "$name: moe predict"
+    "$python" "$script" predict "$work/$name" "$work/table.csv" --compare "$work/$name.moe.csv" ||
+      fail "$name: torch does not reproduce moe predict after moe experts"
+  done
+else
+  fail "moe experts on the gates model failed"
+fi
+
 # --- the language model ----------------------------------------------------------------------
 # A tiny corpus model (top-k MoE in the odd block, a dense SwiGLU in the even one, an untied head)
 # trained by moe; PyTorch rebuilds it from model.json and model.safetensors, tokenises the text
@@ -178,6 +194,13 @@ if "$python" -c 'import sentencepiece' >/dev/null 2>&1; then
       "$python" "$script" lm-eval "$work/lm/best" "$work/$f" --compare "$work/lm_eval.json" ||
         fail "lm: torch does not reproduce moe eval's loss on $f"
     done
+    # After a split (the router bias on), PyTorch still finds moe eval's loss.
+    "$moe" experts "$work/lm/best" split --expert 2 --noise 0.1 --out "$work/lm_split" >/dev/null ||
+      fail "lm: moe experts split"
+    "$moe" eval "$work/lm_split" "$work/corpus_eval.txt" --json >"$work/lm_eval.json" ||
+      fail "lm: moe eval after the split"
+    "$python" "$script" lm-eval "$work/lm_split" "$work/corpus_eval.txt" \
+      --compare "$work/lm_eval.json" || fail "lm: torch does not reproduce moe eval after a split"
     # A row model's checkpoint is not a language model.
     "$python" "$script" lm-eval "$work/class_topk/last" "$work/corpus.txt" >/dev/null 2>"$work/err"
     [ $? -eq 1 ] && grep -q 'not a language model' "$work/err" ||

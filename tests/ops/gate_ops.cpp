@@ -86,8 +86,10 @@ OpRun gate_check_run(const GateCheck& k) {
   Rng rng(k.seed);
   g.gate->init(rng);
   const bool noisy = g.store.find("router.w_noise") >= 0;
+  const bool biased = g.store.find("router.b") >= 0;
   scale(g.value("router.w"), k.w_scale * std::sqrt(static_cast<float>(d)));
   if (noisy) rng.fill_uniform(g.value("router.w_noise"), -0.5f, 0.5f);
+  if (biased) rng.fill_uniform(g.value("router.b"), -k.w_scale, k.w_scale);
   // A non-zero selection bias for the sigmoid gate: it steers the choice, never the gradient.
   const Tensor bias = g.gate->bias();
   if (!bias.empty())
@@ -107,6 +109,10 @@ OpRun gate_check_run(const GateCheck& k) {
   if (noisy) {
     t.add_view("W_noise", g.value("router.w_noise"));
     t.add_view("dW_noise", g.grad("router.w_noise"));
+  }
+  if (biased) {
+    t.add_view("b", g.value("router.b"));
+    t.add_view("db", g.grad("router.b"));
   }
   s->in.x = x;
   s->in.training = k.training;
@@ -149,6 +155,7 @@ OpRun gate_check_run(const GateCheck& k) {
   };
   run.targets = {"x", "W"};
   if (noisy) run.targets.push_back("W_noise");
+  if (biased) run.targets.push_back("b");
   run.state = s;
   return run;
 }
@@ -353,6 +360,43 @@ GoldenSpec routed_golden(const std::string& fixture, const std::string& v, GateK
                                 {"dW", v + "_dw"}}};
 }
 
+// A learned router bias b (logits x·Wᵀ + b): top-k renormalised with the Switch and z-losses, or
+// the sigmoid gate with its selection bias beside b; ids, weights, dx, dW and db.
+GoldenSpec router_bias_golden(bool sigmoid) {
+  const std::string v = sigmoid ? "sigmoid" : "topk";
+  auto make = [sigmoid, v](const Fixture& f) {
+    auto r = std::make_shared<TensorBuffer>(f.get("r"));  // [T, K]
+    GateConfig c = fixture_config(sigmoid ? GateKind::kSigmoidBias : GateKind::kTopKSoftmax, f,
+                                  f.meta_int("k"));
+    c.router_bias = true;
+    c.renormalize = true;
+    if (!sigmoid) {
+      c.switch_loss = f.meta_float("switch_coef");
+      c.z_loss = f.meta_float("z_coef");
+      TensorBuffer changed = f.get("changed_by_b");
+      double n_changed = 0;
+      for (int64_t t = 0; t < changed.numel(); ++t) n_changed += changed.f32()[t];
+      EXPECT_GT(n_changed, 0) << "the fixture's router bias must change some choices";
+    }
+    OpRun run = golden_gate_run(c, f, false, Tensor(), per_slot(*r));
+    BoundGate& g = golden_state(run).g;
+    copy(g.value("router.b"), f.get("b"));
+    if (sigmoid) copy(g.gate->bias(), f.get("selection"));
+    run.t.add_view("db", g.grad("router.b"));
+    add_slot_outputs(run, f, v + "_ids", v + "_weights");
+    run.t.add("r", std::move(*r));
+    return run;
+  };
+  return GoldenSpec{.fixture = "gate_router_bias",
+                    .make = make,
+                    .dy = "",
+                    .compare = {{"ids", v + "_ids", 0.0, 0.0},
+                                {"weights", v + "_weights"},
+                                {"dx", v + "_dx"},
+                                {"dW", v + "_dw"},
+                                {"db", v + "_db"}}};
+}
+
 // Noisy top-k with the fixture's noise, its importance and load losses.
 GoldenSpec noisy_golden() {
   auto make = [](const Fixture& f) {
@@ -537,6 +581,26 @@ std::vector<OpCase> gate_op_cases() {
     c.renormalize = false;
     add("sinkhorn_evaluation_raw_weights", gate_check({c, 8, false}));
   }
+  // The learned router bias, on the gates whose weights it enters differently.
+  auto with_bias = [](GateConfig c) {
+    c.router_bias = true;
+    return c;
+  };
+  add("dense_softmax_router_bias",
+      gate_check({with_bias(config(GateKind::kDenseSoftmax, 5, 4, 1))}));
+  {
+    GateConfig c = with_bias(config(GateKind::kTopKSoftmax, 5, 6, 2));
+    c.switch_loss = 0.5f;
+    c.z_loss = 0.2f;
+    add("topk_softmax_router_bias", gate_check({c}), router_bias_golden(false));
+  }
+  add("sigmoid_bias_router_bias",
+      gate_check({with_bias(config(GateKind::kSigmoidBias, 5, 6, 2)), 8, false, 1.0f}),
+      router_bias_golden(true));
+  add("noisy_topk_router_bias",
+      gate_check({with_bias(config(GateKind::kNoisyTopK, 5, 6, 2)), 8, true}));
+  add("gumbel_soft_router_bias",
+      gate_check({with_bias(config(GateKind::kGumbelSoftmax, 5, 4, 1)), 6, true, 1.0f}));
   add("noisy_topk_losses", std::nullopt, noisy_golden());
   add("switch_and_z_loss", std::nullopt, switch_z_golden());
 

@@ -16,23 +16,8 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr int64_t kFeatures = 4;
-
 LoadedData make_data() {
-  LoadedData data;
-  data.schema = testing::dense_schema(kFeatures);
-  data.schema.labels.columns = {"y"};
-  data.schema.labels.class_names = {"neg", "pos"};
-  const auto label = [](const float* x, Dataset& r) {
-    r.labels.push_back(x[0] + x[1] - x[3] > 0 ? 1 : 0);
-  };
-  data.train = testing::dense_rows(128, kFeatures, 1, label);
-  data.validation = testing::dense_rows(32, kFeatures, 2, label);
-  for (Dataset* d : {&data.train, &data.validation}) {
-    d->task = TaskKind::kClassification;
-    d->n_classes = 2;
-  }
-  return data;
+  return testing::two_class_data(128, 32, [](const float* x) { return x[0] + x[1] - x[3] > 0; });
 }
 
 // A dense block, then a MoE block of 4 SwiGLU experts (top-2), one thread.

@@ -67,24 +67,8 @@ Result<TrainResult> train(const Config& config, const LoadedData& data,
   return testing::train(config, data, testing::quiet(), resume_from);
 }
 
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-// The per-epoch figures of metrics.jsonl that do not depend on timing.
-std::vector<std::string> metric_lines(const fs::path& run) {
-  std::vector<std::string> out;
-  std::ifstream in(run / "metrics.jsonl");
-  std::string line;
-  while (std::getline(in, line)) {
-    json j = json::parse(line);
-    j.erase("seconds");
-    j.erase("rows_per_second");
-    out.push_back(j.dump());
-  }
-  return out;
-}
+using testing::metric_lines;
+using testing::read_file;
 
 // Two run directories hold the same final state: model weights, training state tensors (Adam
 // moments and best parameters), gate states, best model, and metrics.

@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -76,6 +78,44 @@ inline std::string fresh_run_dir(const std::string& name) {
       std::filesystem::temp_directory_path() / fmt::format("moe_{}_{}", name, ::getpid());
   std::filesystem::remove_all(p);
   return p.string();
+}
+
+// Two classes, "neg" and "pos", of kFeatures = 4 numeric features: n_train training rows from
+// Rng(1) and n_validation validation rows from Rng(2), each labelled pos when rule(x) is true.
+template <class Rule>
+LoadedData two_class_data(int64_t n_train, int64_t n_validation, Rule rule) {
+  constexpr int64_t kFeatures = 4;
+  LoadedData data;
+  data.schema = dense_schema(kFeatures);
+  data.schema.labels.columns = {"y"};
+  data.schema.labels.class_names = {"neg", "pos"};
+  const auto label = [rule](const float* x, Dataset& r) { r.labels.push_back(rule(x) ? 1 : 0); };
+  data.train = dense_rows(n_train, kFeatures, 1, label);
+  data.validation = dense_rows(n_validation, kFeatures, 2, label);
+  for (Dataset* d : {&data.train, &data.validation}) {
+    d->task = TaskKind::kClassification;
+    d->n_classes = 2;
+  }
+  return data;
+}
+
+inline std::string read_file(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// The per-epoch figures of a run's metrics.jsonl that do not depend on timing, one per line.
+inline std::vector<std::string> metric_lines(const std::filesystem::path& run) {
+  std::vector<std::string> out;
+  std::ifstream in(run / "metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    nlohmann::json j = nlohmann::json::parse(line);
+    j.erase("seconds");
+    j.erase("rows_per_second");
+    out.push_back(j.dump());
+  }
+  return out;
 }
 
 inline TrainOptions quiet() {

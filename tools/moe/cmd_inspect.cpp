@@ -40,6 +40,27 @@ struct InspectArgs {
   int64_t batch_size = 256;
 };
 
+// The expert changes `moe experts` recorded in the checkpoint (info.experts_history), one line
+// each, oldest first; "" when there are none. The info object is free-form, so nothing in it is
+// trusted to have a type.
+std::string history_text(const nlohmann::json& info) {
+  const auto h = info.find("experts_history");
+  if (h == info.end() || !h->is_array() || h->empty()) return "";
+  const auto field = [](const nlohmann::json& e, const char* key) {
+    const auto it = e.find(key);
+    return it == e.end() ? std::string("?") : it->is_string() ? it->get<std::string>() : it->dump();
+  };
+  std::string text = "expert changes (moe experts):\n";
+  for (const nlohmann::json& e : *h) {
+    if (!e.is_object()) continue;
+    text += fmt::format("  after epoch {}: {} {}{} ({} → {} experts)\n", field(e, "epoch"),
+                        field(e, "layer"), field(e, "op"),
+                        e.contains("expert") ? " expert " + field(e, "expert") : "",
+                        field(e, "experts_before"), field(e, "experts_after"));
+  }
+  return text + "\n";
+}
+
 int run_inspect(const InspectArgs& args) {
   // A bad --out or --trace (a device, a directory) fails before the model runs.
   for (const std::string* path : {&args.out, &args.trace}) {
@@ -72,7 +93,10 @@ int run_inspect(const InspectArgs& args) {
   }
   std::string text;
   if (format == "json") {
-    text = inspect_to_json(*report).dump(2) + "\n";
+    nlohmann::ordered_json j = inspect_to_json(*report);
+    if (const auto h = ck.info.find("experts_history"); h != ck.info.end() && h->is_array())
+      j["experts_history"] = *h;
+    text = j.dump(2) + "\n";
   } else if (format == "html") {
     // The training report's renderer with the routing part alone (no training curves: those
     // come from a run directory, `moe report RUN_DIR`), the checkpoint's config beside it.
@@ -86,7 +110,7 @@ int run_inspect(const InspectArgs& args) {
     text = report::render_report_html(run);
   } else {
     if (!report_line.empty()) text = fmt::format("note: {}\n", report_line);
-    text += inspect_to_text(*report);
+    text += history_text(ck.info) + inspect_to_text(*report);
   }
   if (args.out.empty()) {
     if (Status s = write_stdout(text); !s) return fail(s);

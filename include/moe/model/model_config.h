@@ -16,6 +16,21 @@ namespace moe {
 
 enum class NormChoice { kRms, kLayer, kNone };
 
+// Adaptive experts (model.moe.adapt; train/adapt.h): after each epoch of training, an expert that
+// has held more than split_above times the mean share of the layer's routed slots for `epochs`
+// epochs in a row is split in two (train/surgery.h), or, failing that, one that has held less
+// than remove_below times the mean for as long is removed; at most one change per layer and
+// epoch, the expert count kept within [min_experts, max_experts].
+struct AdaptConfig {
+  bool enabled = false;
+  double split_above = 2.0;
+  double remove_below = 0.1;
+  int64_t epochs = 2;
+  int64_t max_experts = 0;  // resolved when parsed: 0 means twice the layer's experts
+  int64_t min_experts = 0;  // resolved when parsed: 0 means the gate's k, at least 2
+  float noise = 0.01f;      // the split's symmetric perturbation (surgery.h)
+};
+
 // One MoE layer as the user writes it. The model fills in d_model when it builds the layer.
 struct MoeBlockConfig {
   int64_t n_experts = 8;                  // E
@@ -33,6 +48,7 @@ struct MoeBlockConfig {
   // model.dense): fp32, or bf16 GEMMs with fp32 accumulation and fp32 master weights. The
   // checkpoint stays fp32 either way.
   Precision precision = Precision::kF32;
+  AdaptConfig adapt;
 
   // The experts each routed slot can go to, resolved: expert_list, or E copies of `expert`.
   std::vector<ExpertConfig> routed_experts() const;
@@ -72,7 +88,8 @@ enum class MoeLayers {
 };
 
 // The decoder-only language model (model/lm_model.h), for token data (data.format "corpus").
-// Its MoE FFN is model.moe (one object, the same for every MoE block); model.width is D.
+// Its MoE FFN is model.moe: one object, the same for every MoE block, or a list with one object
+// per MoE block (what `moe experts` writes when it changes one layer); model.width is D.
 struct LmConfig {
   int64_t layers = 4;           // L blocks
   int64_t heads = 4;            // H query heads; D % H == 0, head width D / H even (RoPE)
@@ -88,6 +105,11 @@ struct LmConfig {
   float norm_eps = 1e-5f;  // every RMSNorm (Mixtral's value)
 
   int64_t n_kv_heads() const { return kv_heads > 0 ? kv_heads : heads; }
+  int64_t n_moe_blocks() const {
+    int64_t n = 0;
+    for (int64_t l = 0; l < layers; ++l) n += block_is_moe(l) ? 1 : 0;
+    return n;
+  }
   bool block_is_moe(int64_t l) const {
     return moe_layers == MoeLayers::kAll || (moe_layers == MoeLayers::kEveryOther && l % 2 == 1);
   }
@@ -115,6 +137,11 @@ struct ModelConfig {
   // model.moe was written as a JSON array (kept so the resolved config has the same form and
   // `--set model.moe.0.k=...` keeps working); one layer written as an object stays an object.
   bool moe_list = false;
+
+  // A language model's MoE layer `i` (in block order): model.moe[i], or the one object all share.
+  const MoeBlockConfig& lm_moe(int64_t i) const {
+    return moe.size() == 1 ? moe[0] : moe[static_cast<size_t>(i)];
+  }
 };
 
 }  // namespace moe

@@ -8,7 +8,8 @@
 // backward() takes dL/dweight for every slot (from combine's backward) plus the auxiliary losses'
 // coefficients, and accumulates dL/dx and the router's parameter gradients.
 //
-// Router logits are l = x·Wᵀ [T, E] (no bias). Every gate except hash routing has them. Formulas,
+// Router logits are l = x·Wᵀ [T, E], plus a bias b [E] when GateConfig::router_bias is set.
+// Every gate except hash routing has them. Formulas,
 // papers and advice on choosing a gate: docs/moe.md.
 //
 // Slots per token and their order (a token's slots are listed as its gate ranks them):
@@ -89,6 +90,9 @@ struct GateConfig {
   int64_t d_model = 0;    // D
   int64_t n_experts = 0;  // E
   int64_t k = 2;          // K (ignored by dense softmax and expert choice)
+  // A learned router bias b [E] (l = x·Wᵀ + b), initialised to 0. Expert surgery needs it: it
+  // is how a split pair's logits are lowered by ln 2 and a new expert starts with no traffic.
+  bool router_bias = false;
 
   // Top-k softmax, Sinkhorn and sigmoid gates: the weights of the K chosen sum to 1 (for the
   // sigmoid gate, DeepSeek-V3's normalisation of the chosen scores).
@@ -161,7 +165,8 @@ class Gate {
 
   const GateConfig& config() const;
 
-  // Declares "<prefix>.w" [E, D] (and "<prefix>.w_noise" [E, D] for noisy top-k).
+  // Declares "<prefix>.w" [E, D] (with router_bias "<prefix>.b" [E], not decayed; for noisy
+  // top-k "<prefix>.w_noise" [E, D]).
   void declare(ParamStore& store, const std::string& prefix);
   void bind(const ParamStore& store);  // after store.finalize(): takes views of values and grads
   void init(Rng& rng);                 // router init (PyTorch Linear default)

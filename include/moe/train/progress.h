@@ -119,10 +119,14 @@ struct EpochRecord {
   double rows_per_second = 0.0;           // training rows over the training part of the epoch
   // Token data: rows_per_second · S (a row is a window of S tokens), written beside it.
   std::optional<double> tokens_per_second;
+  // What adaptive training changed after this epoch (model.moe.adapt): one object per change,
+  // {"layer", "op", "expert", "experts", "why"} ("experts": the count after it); written as
+  // "expert_changes" when not empty. The epoch's loads are those before the change.
+  nlohmann::ordered_json expert_changes = nlohmann::ordered_json::array();
 
   // {"epoch", "steps", "train_loss", "aux_losses" {...}, "validation" {...} | null,
   //  "expert_load" {layer: [...]}, "learning_rate", "seconds", "rows_per_second",
-  //  "tokens_per_second" (token data only)}
+  //  "tokens_per_second" (token data only), "expert_changes" (when any)}
   nlohmann::ordered_json to_json() const;
 };
 

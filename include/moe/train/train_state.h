@@ -11,7 +11,8 @@
 //                                   optimizer step), the seed every random stream derives from,
 //                                   the schedule, the best metric and epoch, the early-stopping
 //                                   counter, the best epoch's gate states, the partial epoch's
-//                                   sums, and the hashes binding both files to model.json
+//                                   sums, adaptive training's counts (when a layer adapts), and
+//                                   the hashes binding both files to model.json
 //
 // It sits beside model.safetensors + model.json (checkpoint.h) in the same directory, which the
 // trainer writes under a staging name and swaps in whole. Loading checks it as strictly as a model
@@ -62,6 +63,9 @@ struct TrainState {
   // The epoch in progress (batches_done > 0): the trainer's running sums for its epoch record,
   // an object the trainer writes and checks itself.
   nlohmann::json epoch_sums = nlohmann::json::object();
+  // Adaptive training's per-expert epoch counts (train/adapt.h), an object the trainer writes and
+  // checks itself; empty when no layer adapts (the file then has no "adapt").
+  nlohmann::json adapt = nlohmann::json::object();
   // Training time and rows so far (rows/s of the whole run).
   double train_seconds = 0.0;
   int64_t train_rows = 0;

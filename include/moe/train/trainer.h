@@ -61,6 +61,7 @@
 
 #include "moe/core/status.h"
 #include "moe/model/model.h"
+#include "moe/train/adapt.h"
 #include "moe/train/config.h"
 #include "moe/train/data_source.h"
 #include "moe/train/metrics.h"
@@ -70,7 +71,8 @@
 
 namespace moe {
 
-inline constexpr uint64_t kStepStream = 0x5354;  // "ST": the per-step noise stream
+inline constexpr uint64_t kStepStream = 0x5354;   // "ST": the per-step noise stream
+inline constexpr uint64_t kAdaptStream = 0x4144;  // "AD": adaptive training's splits, per epoch
 
 struct TrainOptions {
   std::FILE* log = stdout;  // progress and epoch lines; null for silence
@@ -157,8 +159,15 @@ class Trainer {
   void report_epoch(const Run& r, const EpochRecord& record, const EvalMetrics& validation,
                     bool improved) const;
   Status finish_run(Run& r);
+  // Adaptive training (train/adapt.h) after an epoch's judgement: the changes due, each made
+  // with change_experts and listed in the epoch's record.
+  Status adapt_experts(Run& r, int64_t epoch, EpochRecord* record);
+  Status change_experts(Run& r, int64_t epoch, const AdaptStep& step, EpochRecord* record);
+  // On resume: a checkpoint whose adapting layers changed their experts gives the model its
+  // expert counts (the model and optimizer are rebuilt for them).
+  Status adopt_adapted_model(const Config& then);
 
-  const Config config_;
+  Config config_;  // model.moe changes when adaptive training changes the experts
   const LoadedData& data_;
   TrainOptions options_;
   std::unique_ptr<Model> model_;
