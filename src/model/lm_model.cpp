@@ -92,7 +92,7 @@ Status check_lm_config(const ModelConfig& c, const DataShape& shape) {
         n_moe, c.moe.size());
   for (size_t i = 0; i < c.moe.size(); ++i) {
     const std::string at = c.moe.size() == 1 ? "model.moe" : fmt::format("model.moe.{}", i);
-    const Status st = check_lm_moe_block(c.moe[i], c.width, c.dense, at);
+    Status st = check_lm_moe_block(c.moe[i], c.width, c.dense, at);
     if (!st.is_ok()) return st;
   }
   return Status::ok();
