@@ -316,6 +316,18 @@ ExpertMap change_config(const Model& model, int64_t layer, const ExpertSurgery& 
   return map;
 }
 
+// A run's best model so far has another structure than the changed one and is not carried
+// through the change (under a change that alters the function, the carried parameters would be
+// a model no epoch evaluated): the best restarts with the next epoch judged, and early stopping
+// counts from the change.
+void restart_best(TrainState* st) {
+  st->best_epoch = 0;
+  st->best_value = 0.0;
+  st->since_best = 0;
+  st->best_values.clear();
+  st->best_gates.clear();
+}
+
 // Moves the training state of `dir` (read against the checkpoint's model) to the changed model
 // and writes it beside the changed checkpoint in `out`.
 Status move_train_state(const std::string& dir, const Checkpoint& ck, const ExpertChange& change,
@@ -335,10 +347,7 @@ Status move_train_state(const std::string& dir, const Checkpoint& ck, const Expe
   const std::unique_ptr<Optimizer> opt =
       make_optimizer(r.model->params(), r.config.training.optimizer);
   change.move_optimizer_state(old_store, *old_opt, *opt);
-  if (!st.best_values.empty()) {
-    st.best_values = change.move_values(old_store, st.best_values);
-    st.best_gates = change.move_gates(st.best_gates);
-  }
+  restart_best(&st);
   return save_train_state(out, st, *r.model, *opt);
 }
 

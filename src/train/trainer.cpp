@@ -881,10 +881,17 @@ Status Trainer::change_experts(Run& r, int64_t epoch, const AdaptStep& step, Epo
   std::unique_ptr<Optimizer> optimizer =
       make_optimizer(done.model->params(), config_.training.optimizer);
   change.move_optimizer_state(model_->params(), *s.optimizer, *optimizer);
-  if (!s.best.values.empty()) {
-    s.best.values = change.move_values(model_->params(), s.best.values);
-    s.best.gates = change.move_gates(std::move(s.best.gates));
-  }
+  // The best model so far has the old structure: the best restarts with the next epoch judged
+  // (surgery.h), and so does early stopping's count.
+  s.best.values.clear();
+  s.best.gates.clear();
+  r.best = r.higher ? -INFINITY : INFINITY;
+  r.at.best_epoch = 0;
+  r.at.best_value = 0.0;
+  r.at.since_best = 0;
+  r.result.best_epoch = 0;
+  r.result.best_value = 0.0;
+  r.result.stopped_early = false;
   config_.model = done.config.model;
   model_ = std::move(done.model);
   s.optimizer = std::move(optimizer);

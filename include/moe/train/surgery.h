@@ -33,10 +33,11 @@
 //
 // Split and add turn the layer's gate.router_bias on when it was off (the bias starts at 0, so
 // nothing else changes). Every other parameter, the optimizer state of every surviving parameter
-// (a new expert's is a copy of its source's, a fresh one's zero), the best parameters a training
-// state keeps, and the gates' states move with their expert. A hierarchical layer, hash routing
-// (its expert is the token id modulo E) and a checkpoint saved in the middle of an epoch are
-// refused, as is removing a layer's last expert or going below the gate's k.
+// (a new expert's is a copy of its source's, a fresh one's zero) and the gates' states move with
+// their expert. A training state's best model, of the old structure, is not carried: the run's
+// best restarts with its next epoch (and early stopping counts from the change). A hierarchical
+// layer, hash routing (its expert is the token id modulo E) and a checkpoint saved in the middle of
+// an epoch are refused, as is removing a layer's last expert or going below the gate's k.
 #pragma once
 
 #include <cstdint>
