@@ -215,6 +215,17 @@ void training_section(Out out, const RunData& run) {
     }
   }
   fmt::format_to(out, "</div>\n");
+  // What adaptive training changed (model.moe.adapt), epoch by epoch.
+  std::string changes;
+  for (const EpochPoint& e : epochs)
+    for (const std::string& c : e.expert_changes)
+      changes += fmt::format("<li>after epoch {}: {}</li>\n", format_number(e.epoch), esc(c));
+  if (!changes.empty())
+    fmt::format_to(out,
+                   "<h3>Expert changes</h3>\n<p class=\"sub\">Experts adaptive training split "
+                   "or removed (model.moe.adapt); the load chart shows the new ones from the "
+                   "epoch after.</p>\n<ul>\n{}</ul>\n",
+                   changes);
 }
 
 // ---- routing of the best model (inspect.json) ------------------------------------------------

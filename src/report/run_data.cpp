@@ -164,6 +164,19 @@ EpochPoint parse_epoch(const json& line) {
     for (const auto& [layer, load] : l->items())
       p.expert_load.emplace_back(layer, as_vector(load, "expert_load." + layer));
   }
+  if (const auto c = line.find("expert_changes"); c != line.end() && c->is_array()) {
+    const auto text = [](const json& o, const char* key) {
+      const auto it = o.find(key);
+      return it == o.end()     ? std::string("?")
+             : it->is_string() ? it->get<std::string>()
+                               : it->dump();
+    };
+    for (const json& o : *c)
+      if (o.is_object())
+        p.expert_changes.push_back(fmt::format("{} {} expert {} (now {} experts): {}",
+                                               text(o, "layer"), text(o, "op"), text(o, "expert"),
+                                               text(o, "experts"), text(o, "why")));
+  }
   // Per-layer gate entropy: {"layer": x} or {"layer": {"mean": x, ...}}.
   for (const char* key : {"gate_entropy", "entropy"}) {
     const json* e = object_field(line, key, "");

@@ -97,6 +97,15 @@ TEST(Report, MetricsLineForms) {
   ASSERT_EQ(e.aux_losses.size(), 2u);
   EXPECT_EQ(e.aux_losses[1].first, "a.z");
   EXPECT_FALSE(parse_metrics_jsonl("{\"steps\": 3}\n", "m.jsonl"));  // no epoch
+  // Adaptive training's changes, one sentence each (fields of any type, some missing).
+  epochs = parse_metrics_jsonl(
+      "{\"epoch\": 3, \"expert_changes\": [{\"layer\": \"b.moe\", \"op\": \"remove\", "
+      "\"expert\": 1, \"experts\": 3, \"why\": \"dead\"}, {\"op\": 7}, 5]}\n",
+      "m.jsonl");
+  ASSERT_TRUE(epochs) << epochs.status().message();
+  EXPECT_EQ((*epochs)[0].expert_changes,
+            (std::vector<std::string>{"b.moe remove expert 1 (now 3 experts): dead",
+                                      "? 7 expert ? (now ? experts): ?"}));
 }
 
 TEST(Report, AssessLoad) {
@@ -189,6 +198,12 @@ TEST(Report, EveryChartIsThere) {
   EXPECT_EQ(render_report_html(*run), html);  // deterministic
 
   EXPECT_EQ(html.find("silent experts"), std::string::npos);  // the sample predates them
+  EXPECT_EQ(html.find("Expert changes"), std::string::npos);  // and adaptive training
+  run->epochs->at(1).expert_changes = {"blocks.0.moe split expert 2 (now 5 experts): <why>"};
+  EXPECT_NE(render_report_html(*run).find(
+                "<li>after epoch 2: blocks.0.moe split expert 2 (now 5 experts): &lt;why&gt;</li>"),
+            std::string::npos);
+  run->epochs->at(1).expert_changes.clear();
   run->inspect->layers[0].silent = {1, 3};
   EXPECT_NE(render_report_html(*run).find("<th>silent experts</th><td class=\"num\">1, 3</td>"),
             std::string::npos);

@@ -36,6 +36,9 @@ struct EpochPoint {
   NamedValues gate_entropy;      // per layer (nats), when the trainer logs it
   NamedValues gate_entropy_max;  // per layer: ln E, the entropy of a uniform gate
   double learning_rate = 0.0;    // NaN when absent
+  // What adaptive training changed after the epoch ("expert_changes"), one sentence each:
+  // "blocks.0.moe split expert 2 (now 5 experts): why".
+  std::vector<std::string> expert_changes;
 };
 
 struct TokenLift {
