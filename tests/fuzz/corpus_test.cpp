@@ -87,6 +87,8 @@ TEST(FuzzCorpus, TrainStateSeedsGetTheirVerdicts) {
     const char* message;  // "" for accepted
   } cases[] = {
       {"valid_mid_epoch", ""},
+      {"valid_adapt_counts", ""},  // the trainer checks the counts against the model
+      {"bad_adapt_not_an_object", "train_state.json: field 'adapt' must be an object"},
       {"regress_total_steps_not_the_config",
        "train_state.json: schedule: total_steps 7 is not the config's training.epochs"},
       {"regress_since_best_1e9",
