@@ -43,9 +43,9 @@ expect 0 'removed expert 1; experts 2 to 5 are now 1 to 4' \
   -- experts "$work/added" remove --expert 1 --out "$work/removed"
 expect 0 'blocks.0.moe: 6 experts, now 5' -- experts "$work/added" remove --expert 1 --out "$work/removed2"
 # inspect lists the changes, oldest first.
-expect 0 'expert changes \(moe experts\):' -- inspect "$work/removed" "$work/data.csv"
+expect 0 'expert changes \(moe experts, adaptive training\):' -- inspect "$work/removed" "$work/data.csv"
 grep -A3 'expert changes' "$work/out" | tr '\n' '|' | grep -qF \
-  '  after epoch 2: blocks.0.moe split expert 1 (4 → 5 experts)|  after epoch 2: blocks.0.moe add expert 0 (5 → 6 experts)|  after epoch 2: blocks.0.moe remove expert 1 (6 → 5 experts)|' ||
+  '  after epoch 2: blocks.0.moe split expert 1 into 1 and 4 (4 → 5 experts)|  after epoch 2: blocks.0.moe added expert 5 (a copy of 0) (5 → 6 experts)|  after epoch 2: blocks.0.moe removed expert 1 (6 → 5 experts)|' ||
   fail "inspect does not list the three changes: $(head -5 "$work/out")"
 
 # --- a run directory: the changed run resumes from its last/ ---------------------------------------

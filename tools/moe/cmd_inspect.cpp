@@ -50,13 +50,22 @@ std::string history_text(const nlohmann::json& info) {
     const auto it = e.find(key);
     return it == e.end() ? std::string("?") : it->is_string() ? it->get<std::string>() : it->dump();
   };
-  std::string text = "expert changes (moe experts):\n";
+  std::string text = "expert changes (moe experts, adaptive training):\n";
   for (const nlohmann::json& e : *h) {
     if (!e.is_object()) continue;
-    text += fmt::format("  after epoch {}: {} {}{} ({} → {} experts)\n", field(e, "epoch"),
-                        field(e, "layer"), field(e, "op"),
-                        e.contains("expert") ? " expert " + field(e, "expert") : "",
-                        field(e, "experts_before"), field(e, "experts_after"));
+    // A new expert takes the next index, the count before the change.
+    const std::string op = field(e, "op"), expert = field(e, "expert"),
+                      born = field(e, "experts_before");
+    std::string what = op + (e.contains("expert") ? " expert " + expert : "");
+    if (op == "split") what = fmt::format("split expert {} into {} and {}", expert, expert, born);
+    if (op == "add")
+      what = fmt::format("added expert {} ({})", born,
+                         e.contains("expert") ? "a copy of " + expert : "fresh");
+    if (op == "remove") what = fmt::format("removed expert {}", expert);
+    if (op == "freeze") what = fmt::format("froze expert {}", expert);
+    text += fmt::format("  after epoch {}: {} {} ({} → {} experts){}\n", field(e, "epoch"),
+                        field(e, "layer"), what, born, field(e, "experts_after"),
+                        e.contains("why") ? ": " + field(e, "why") : "");
   }
   return text + "\n";
 }
