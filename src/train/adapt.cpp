@@ -19,6 +19,10 @@ size_t at(int64_t i) {
   return static_cast<size_t>(i);
 }
 
+std::string epochs(int64_t n) {
+  return fmt::format("{} epoch{}", n, n == 1 ? "" : "s");
+}
+
 std::string percent(double v) {
   return fmt::format("{:.1f}%", 100.0 * v);
 }
@@ -34,39 +38,72 @@ ExpertAdapter::ExpertAdapter(const Model& model) {
 }
 
 nlohmann::json ExpertAdapter::to_json() const {
-  nlohmann::json j = nlohmann::json::object();
-  for (const auto& [name, c] : counts_) j[name] = {{"over", c.over}, {"dead", c.dead}};
-  return j;
+  nlohmann::json counts = nlohmann::json::object(), pending = nlohmann::json::array();
+  for (const auto& [name, c] : counts_) counts[name] = {{"over", c.over}, {"dead", c.dead}};
+  for (const AdaptStep& p : pending_)
+    pending.push_back({{"layer", p.layer},
+                       {"op", enum_name(kExpertOpNames, p.surgery.op)},
+                       {"expert", p.surgery.expert},
+                       {"noise", p.surgery.noise},
+                       {"why", p.why}});
+  return {{"counts", counts}, {"pending", pending}};
 }
 
 Status ExpertAdapter::from_json(const nlohmann::json& j, const Model& model) {
   const ExpertAdapter fresh(model);
+  const auto counts = j.find("counts");
+  const auto pending = j.find("pending");
+  if (!j.is_object() || counts == j.end() || !counts->is_object() || pending == j.end() ||
+      !pending->is_array())
+    return Status::error("adapt: expected an object with \"counts\" and \"pending\"");
   for (auto& [name, c] : counts_) {
-    const auto it = j.find(name);
+    const auto it = counts->find(name);
     const size_t n = fresh.counts_.at(name).over.size();
-    if (it == j.end() || !it->is_object())
+    if (it == counts->end() || !it->is_object())
       return Status::error("adapt: no counts for the adapting layer {}", name);
     for (auto [key, v] : {std::pair{"over", &c.over}, std::pair{"dead", &c.dead}}) {
       const auto a = it->find(key);
       if (a == it->end() || !a->is_array() || a->size() != n)
-        return Status::error("adapt.{}.{}: expected {} counts, one per expert", name, key, n);
+        return Status::error("adapt.counts.{}.{}: expected {} counts, one per expert", name, key,
+                             n);
       v->clear();
       for (const nlohmann::json& x : *a) {
         if (!x.is_number_integer() || x.get<int64_t>() < 0)
-          return Status::error("adapt.{}.{}: expected integers ≥ 0", name, key);
+          return Status::error("adapt.counts.{}.{}: expected integers ≥ 0", name, key);
         v->push_back(x.get<int64_t>());
       }
     }
   }
-  if (j.size() != counts_.size())
-    return Status::error("adapt: counts for {} layers, the model adapts {}", j.size(),
+  if (counts->size() != counts_.size())
+    return Status::error("adapt: counts for {} layers, the model adapts {}", counts->size(),
                          counts_.size());
+  pending_.clear();
+  for (const nlohmann::json& p : *pending) {
+    AdaptStep step;
+    const auto layer = p.is_object() ? p.find("layer") : p.end();
+    if (layer == p.end() || !layer->is_string() || !counts_.contains(layer->get<std::string>()))
+      return Status::error("adapt.pending: a change names no adapting layer");
+    step.layer = layer->get<std::string>();
+    for (int64_t i = 0; i < model.n_moe_layers(); ++i)
+      if (model.moe_layer_name(i) == step.layer) step.surgery.layer = i;
+    const int64_t n = static_cast<int64_t>(counts_.at(step.layer).over.size());
+    if (!p.contains("op") || !p["op"].is_string() ||
+        !parse_enum_name(kExpertOpNames, p["op"].get<std::string>(), &step.surgery.op) ||
+        !p.contains("expert") || !p["expert"].is_number_integer() ||
+        p["expert"].get<int64_t>() < 0 || p["expert"].get<int64_t>() >= n || !p.contains("noise") ||
+        !p["noise"].is_number() || !p.contains("why") || !p["why"].is_string())
+      return Status::error("adapt.pending: a change of {} is malformed", step.layer);
+    step.surgery.expert = p["expert"].get<int64_t>();
+    step.surgery.noise = p["noise"].get<float>();
+    step.why = p["why"].get<std::string>();
+    pending_.push_back(std::move(step));
+  }
   return Status::ok();
 }
 
-std::vector<AdaptStep> ExpertAdapter::observe(const Model& model,
-                                              const std::vector<ExpertLoad>& loads) {
-  std::vector<AdaptStep> steps;
+void ExpertAdapter::observe(const Model& model, const std::vector<ExpertLoad>& loads) {
+  std::vector<AdaptStep>& steps = pending_;
+  steps.clear();
   for (int64_t i = 0; i < model.n_moe_layers(); ++i) {
     const std::string& name = model.moe_layer_name(i);
     const auto c_it = counts_.find(name);
@@ -102,15 +139,20 @@ std::vector<AdaptStep> ExpertAdapter::observe(const Model& model,
     } else if (remove >= 0 && e_n > a.min_experts && (!uses_k || g.k <= e_n - 1)) {
       step.surgery.op = ExpertOp::kRemove;
       step.surgery.expert = remove;
-      step.why = fmt::format("it held under {} × the mean share ({}) for {} epochs, {} this epoch",
-                             a.remove_below, percent(mean), c.dead[at(remove)],
+      step.why = fmt::format("it held under {} × the mean share ({}) for {}, {} this epoch",
+                             a.remove_below, percent(mean), epochs(c.dead[at(remove)]),
                              percent(share[at(remove)]));
     } else {
       continue;
     }
     steps.push_back(std::move(step));
   }
-  return steps;
+}
+
+std::vector<AdaptStep> ExpertAdapter::take_pending() {
+  std::vector<AdaptStep> out = std::move(pending_);
+  pending_.clear();
+  return out;
 }
 
 void ExpertAdapter::changed(const AdaptStep& step) {

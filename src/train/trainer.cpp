@@ -618,6 +618,10 @@ Status Trainer::run_epoch(Run& r, int64_t epoch) {
   const TrainingConfig& tc = config_.training;
   State& s = *state_;
   const auto t_epoch = std::chrono::steady_clock::now();
+  // The expert changes decided after the previous epoch (model.moe.adapt), before it trains; a
+  // run resumed inside this epoch made them already.
+  nlohmann::ordered_json changes = nlohmann::ordered_json::array();
+  if (r.at.batches_done == 0) MOE_TRY(make_pending_changes(r, epoch, &changes));
   EpochSums sums(*model_);
   MOE_TRY(train_epoch(r, epoch, &sums));
   r.train_seconds += sums.seconds;
@@ -630,10 +634,14 @@ Status Trainer::run_epoch(Run& r, int64_t epoch) {
   record.learning_rate = r.schedule.lr_at(std::max<int64_t>(record.steps - 1, 0));
   sums.tally.fill(*model_, &record);
   record.gate_entropy = sums.entropy.result(*model_);
+  record.expert_changes = std::move(changes);
   EvalMetrics validation;
   MOE_ASSIGN_OR_RETURN(const bool improved, judge_epoch(r, epoch, &record, &validation));
   r.result.stopped_early = tc.patience > 0 && r.at.since_best >= tc.patience;
-  MOE_TRY(adapt_experts(r, epoch, &record));
+  if (s.adapter) {  // decide the changes to make before the next epoch
+    s.adapter->observe(*model_, record.expert_load);
+    r.at.adapt = s.adapter->to_json();
+  }
   record.seconds = seconds_since(t_epoch);
   record.rows_per_second =
       sums.seconds > 0 ? static_cast<double>(sums.rows_here) / sums.seconds : 0.0;
@@ -859,18 +867,19 @@ Status Trainer::finish_run(Run& r) {
   return Status::ok();
 }
 
-Status Trainer::adapt_experts(Run& r, int64_t epoch, EpochRecord* record) {
+Status Trainer::make_pending_changes(Run& r, int64_t epoch, nlohmann::ordered_json* changes) {
   State& s = *state_;
   if (!s.adapter) return Status::ok();
-  for (const AdaptStep& step : s.adapter->observe(*model_, record->expert_load))
-    MOE_TRY(change_experts(r, epoch, step, record));
+  for (const AdaptStep& step : s.adapter->take_pending())
+    MOE_TRY(change_experts(r, epoch - 1, step, changes));
   r.at.adapt = s.adapter->to_json();
   return Status::ok();
 }
 
-// One change: the new model takes the old one's place, the optimizer state and the best
-// parameters follow their experts, the counts follow too, and the change is recorded.
-Status Trainer::change_experts(Run& r, int64_t epoch, const AdaptStep& step, EpochRecord* record) {
+// One change, decided after epoch `epoch`: the new model takes the old one's place, the optimizer
+// state follows its experts, the best restarts, the counts follow, and the change is recorded.
+Status Trainer::change_experts(Run& r, int64_t epoch, const AdaptStep& step,
+                               nlohmann::ordered_json* changes) {
   State& s = *state_;
   ExpertSurgery op = step.surgery;
   Rng pick = Rng(config_.training.seed, kAdaptStream).fork(static_cast<uint64_t>(epoch));
@@ -898,11 +907,11 @@ Status Trainer::change_experts(Run& r, int64_t epoch, const AdaptStep& step, Epo
   r.step.optimizer = s.optimizer.get();
   s.adapter->changed(step);
   const char* what = enum_name(kExpertOpNames, op.op);
-  record->expert_changes.push_back({{"layer", step.layer},
-                                    {"op", what},
-                                    {"expert", op.expert},
-                                    {"experts", done.experts_after},
-                                    {"why", step.why}});
+  changes->push_back({{"layer", step.layer},
+                      {"op", what},
+                      {"expert", op.expert},
+                      {"experts", done.experts_after},
+                      {"why", step.why}});
   if (!s.experts_history.is_array()) s.experts_history = nlohmann::json::array();
   s.experts_history.push_back({{"op", what},
                                {"layer", step.layer},
@@ -912,7 +921,7 @@ Status Trainer::change_experts(Run& r, int64_t epoch, const AdaptStep& step, Epo
                                {"epoch", epoch},
                                {"why", step.why}});
   if (s.progress)
-    s.progress->note(fmt::format("epoch {}: {} {} expert {} ({} → {} experts): {}", epoch,
+    s.progress->note(fmt::format("after epoch {}: {} {} expert {} ({} → {} experts): {}", epoch,
                                  step.layer, what, op.expert, done.experts_before,
                                  done.experts_after, step.why));
   return Status::ok();

@@ -90,5 +90,20 @@ expect 0 'split expert 3 into 3 and 4: the copies keep its logit; with k = 1 eac
 lm_loss() { "$moe" eval "$1" "$work/text.txt" --json | grep -o '"loss": [0-9.e+-]*' | head -1 | grep -o '[0-9.e+-]*$'; }
 same_loss "$(lm_loss "$work/lm/best")" "$(lm_loss "$work/lm_split")" "the language model's split"
 expect 0 '' -- generate "$work/lm_split" --prompt "the lady" --max-tokens 5 --seed 1
+# Adaptive training on the language model: an expert over 1.01 × the mean splits, one per layer
+# and epoch, decided after an epoch and made before the next: a one-epoch run leaves it pending,
+# and the resumed run makes it (the shared model.moe becomes one object per block).
+adapt='--set model.moe.adapt.enabled=true --set model.moe.adapt.split_above=1.01
+  --set model.moe.adapt.remove_below=0 --set model.moe.adapt.epochs=1 --set training.schedule=constant'
+# shellcheck disable=SC2086
+expect 0 'trained 1 epochs' -- train "$work/lm.json" --out "$work/lm_adapt" $adapt --set training.epochs=1
+grep -q '"expert_changes"' "$work/lm_adapt/metrics.jsonl" && fail "a one-epoch run changed its experts"
+grep -q '"pending": \[ *{' <(tr -d '\n' <"$work/lm_adapt/last/train_state.json" | sed 's/  */ /g') ||
+  fail "train_state.json holds no pending change"
+# shellcheck disable=SC2086
+expect 0 'after epoch 1: blocks.0.moe split expert [0-3] \(4 → 5 experts\)' \
+  -- train --resume "$work/lm_adapt" $adapt --set training.epochs=2
+grep -q '"expert_changes"' "$work/lm_adapt/metrics.jsonl" || fail "metrics.jsonl lacks expert_changes"
+expect 0 'after epoch 1: blocks.0.moe split expert' -- inspect "$work/lm_adapt/last" "$work/valid.txt"
 
 cli_finish experts_test

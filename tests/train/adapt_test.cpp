@@ -62,13 +62,18 @@ TEST(Adapt, CountsEpochsInARowAndNamesOneChangePerLayer) {
   ExpertAdapter a(*model);
   ASSERT_FALSE(a.empty());
   // Expert 0 overloaded (over 1.5 × 25%), expert 3 dead (under 5%): one epoch is not enough.
-  EXPECT_TRUE(a.observe(*model, loads({0.5, 0.25, 0.23, 0.02})).empty());
+  a.observe(*model, loads({0.5, 0.25, 0.23, 0.02}));
+  EXPECT_TRUE(a.take_pending().empty());
   // A break in the run starts the count again.
-  EXPECT_TRUE(a.observe(*model, loads({0.26, 0.22, 0.4, 0.12})).empty());
-  EXPECT_EQ(a.to_json()["blocks.1.moe"]["over"], json::parse("[0, 0, 1, 0]"));
-  EXPECT_EQ(a.to_json()["blocks.1.moe"]["dead"], json::parse("[0, 0, 0, 0]"));
-  // Expert 2 overloaded twice: the split comes first, with the layer's noise.
-  std::vector<AdaptStep> steps = a.observe(*model, loads({0.3, 0.25, 0.43, 0.02}));
+  a.observe(*model, loads({0.26, 0.22, 0.4, 0.12}));
+  EXPECT_TRUE(a.take_pending().empty());
+  EXPECT_EQ(a.to_json()["counts"]["blocks.1.moe"]["over"], json::parse("[0, 0, 1, 0]"));
+  EXPECT_EQ(a.to_json()["counts"]["blocks.1.moe"]["dead"], json::parse("[0, 0, 0, 0]"));
+  // Expert 2 overloaded twice: the split comes first, with the layer's noise; it is pending
+  // (in the training state) until taken.
+  a.observe(*model, loads({0.3, 0.25, 0.43, 0.02}));
+  EXPECT_EQ(a.to_json()["pending"].size(), 1u);
+  std::vector<AdaptStep> steps = a.take_pending();
   ASSERT_EQ(steps.size(), 1u);
   EXPECT_EQ(steps[0].surgery.op, ExpertOp::kSplit);
   EXPECT_EQ(steps[0].surgery.expert, 2);
@@ -77,8 +82,9 @@ TEST(Adapt, CountsEpochsInARowAndNamesOneChangePerLayer) {
   EXPECT_EQ(steps[0].why,
             "it held over 1.5 × the mean share (25.0%) for 2 epochs, 43.0% this epoch");
   a.changed(steps[0]);
-  EXPECT_EQ(a.to_json()["blocks.1.moe"]["over"], json::parse("[0, 0, 0, 0, 0]"));
-  EXPECT_EQ(a.to_json()["blocks.1.moe"]["dead"], json::parse("[0, 0, 0, 1, 0]"));
+  EXPECT_EQ(a.to_json()["counts"]["blocks.1.moe"]["over"], json::parse("[0, 0, 0, 0, 0]"));
+  EXPECT_EQ(a.to_json()["counts"]["blocks.1.moe"]["dead"], json::parse("[0, 0, 0, 1, 0]"));
+  EXPECT_TRUE(a.to_json()["pending"].empty());
 }
 
 TEST(Adapt, RemovesAnExpertDeadForLongEnoughWithinTheBounds) {
@@ -87,20 +93,25 @@ TEST(Adapt, RemovesAnExpertDeadForLongEnoughWithinTheBounds) {
   std::unique_ptr<Model> model = make_model(c);
   ASSERT_TRUE(model);
   ExpertAdapter a(*model);
-  std::vector<AdaptStep> steps = a.observe(*model, loads({0.4, 0.1, 0.45, 0.05}));
+  a.observe(*model, loads({0.4, 0.1, 0.45, 0.05}));
+  // The saved counts and pending change come back, checked against the model.
+  ExpertAdapter b(*model);
+  ASSERT_TRUE(b.from_json(a.to_json(), *model).is_ok());
+  EXPECT_EQ(b.to_json(), a.to_json());
+  std::vector<AdaptStep> steps = b.take_pending();
   ASSERT_EQ(steps.size(), 1u);
   EXPECT_EQ(steps[0].surgery.op, ExpertOp::kRemove);
   EXPECT_EQ(steps[0].surgery.expert, 3);  // the least loaded of the dead
-  a.changed(steps[0]);
-  EXPECT_EQ(a.to_json()["blocks.1.moe"]["dead"], json::parse("[0, 1, 0]"));
-  // From the saved counts, checked against the model.
-  ExpertAdapter b(*model);
-  EXPECT_TRUE(b.from_json(a.to_json(), *model).message().find("expected 4 counts") !=
-              std::string::npos);
-  EXPECT_FALSE(b.from_json(json::object(), *model).is_ok());
-  json ok = json::parse(R"({"blocks.1.moe": {"over": [0, 1, 0, 2], "dead": [3, 0, 0, 0]}})");
-  EXPECT_TRUE(b.from_json(ok, *model).is_ok());
-  EXPECT_EQ(b.to_json(), ok);
+  EXPECT_EQ(steps[0].surgery.layer, 0);
+  b.changed(steps[0]);
+  EXPECT_EQ(b.to_json()["counts"]["blocks.1.moe"]["dead"], json::parse("[0, 1, 0]"));
+  EXPECT_NE(a.from_json(b.to_json(), *model).message().find("expected 4 counts"),
+            std::string::npos);
+  EXPECT_FALSE(a.from_json(json::object(), *model).is_ok());
+  json bad = a.to_json();
+  bad["pending"][0]["expert"] = 9;
+  EXPECT_EQ(b.from_json(bad, *model).message(),
+            "adapt.pending: a change of blocks.1.moe is malformed");
 }
 
 TEST(Adapt, BadAdaptConfigsAreClearErrors) {

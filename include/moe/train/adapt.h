@@ -8,10 +8,12 @@
 //   remove  else the least loaded of those dead for `epochs` epochs, while E > min_experts and
 //           the gate's k still fits.
 //
-// At most one change per layer and epoch. The trainer makes it with train/surgery.h's
-// ExpertChange (the optimizer state and the best parameters follow their experts) and calls
-// changed(); the counts are part of the training state, so a resumed run decides as the
-// uninterrupted one would.
+// At most one change per layer and epoch. A change decided after epoch e is pending until the
+// start of epoch e + 1, when the trainer makes it with train/surgery.h's ExpertChange (the
+// optimizer state follows its experts) and calls changed(): a run's last epoch never changes
+// the model it ends with, and a run stopped in between resumes with the change still to make.
+// The counts and the pending changes are part of the training state, so a resumed run decides
+// and changes as the uninterrupted one would.
 #pragma once
 
 #include <cstdint>
@@ -46,8 +48,10 @@ class ExpertAdapter {
   Status from_json(const nlohmann::json& j, const Model& model);
 
   // One epoch's loads (EpochRecord::expert_load) of `model`: the counts move on and the changes
-  // now due are returned.
-  std::vector<AdaptStep> observe(const Model& model, const std::vector<ExpertLoad>& loads);
+  // now due become pending.
+  void observe(const Model& model, const std::vector<ExpertLoad>& loads);
+  // The pending changes, handed over (none pending afterwards).
+  std::vector<AdaptStep> take_pending();
   // After the trainer made `step`: the counts follow the experts (a split's two copies and a new
   // expert start from 0; a removed expert's go).
   void changed(const AdaptStep& step);
@@ -57,6 +61,7 @@ class ExpertAdapter {
     std::vector<int64_t> over, dead;  // [E]
   };
   std::map<std::string, Counts> counts_;  // by layer name
+  std::vector<AdaptStep> pending_;
 };
 
 }  // namespace moe

@@ -119,9 +119,9 @@ struct EpochRecord {
   double rows_per_second = 0.0;           // training rows over the training part of the epoch
   // Token data: rows_per_second · S (a row is a window of S tokens), written beside it.
   std::optional<double> tokens_per_second;
-  // What adaptive training changed after this epoch (model.moe.adapt): one object per change,
-  // {"layer", "op", "expert", "experts", "why"} ("experts": the count after it); written as
-  // "expert_changes" when not empty. The epoch's loads are those before the change.
+  // What adaptive training changed before this epoch trained, decided on the one before
+  // (model.moe.adapt): one object per change, {"layer", "op", "expert", "experts", "why"}
+  // ("experts": the count after it, which expert_load has); "expert_changes" when not empty.
   nlohmann::ordered_json expert_changes = nlohmann::ordered_json::array();
 
   // {"epoch", "steps", "train_loss", "aux_losses" {...}, "validation" {...} | null,

@@ -159,10 +159,12 @@ class Trainer {
   void report_epoch(const Run& r, const EpochRecord& record, const EvalMetrics& validation,
                     bool improved) const;
   Status finish_run(Run& r);
-  // Adaptive training (train/adapt.h) after an epoch's judgement: the changes due, each made
-  // with change_experts and listed in the epoch's record.
-  Status adapt_experts(Run& r, int64_t epoch, EpochRecord* record);
-  Status change_experts(Run& r, int64_t epoch, const AdaptStep& step, EpochRecord* record);
+  // Adaptive training (train/adapt.h): before epoch `epoch` trains, the changes decided after
+  // the one before, each made by change_experts (`after_epoch` names when it was decided) and
+  // listed in *changes (the epoch's record's expert_changes).
+  Status make_pending_changes(Run& r, int64_t epoch, nlohmann::ordered_json* changes);
+  Status change_experts(Run& r, int64_t after_epoch, const AdaptStep& step,
+                        nlohmann::ordered_json* changes);
   // On resume: a checkpoint whose adapting layers changed their experts gives the model its
   // expert counts (the model and optimizer are rebuilt for them).
   Status adopt_adapted_model(const Config& then);
