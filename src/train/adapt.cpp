@@ -134,8 +134,8 @@ void ExpertAdapter::observe(const Model& model, const std::vector<ExpertLoad>& l
       step.surgery.expert = split;
       step.surgery.noise = a.noise;
       step.why =
-          fmt::format("it held over {} × the mean share ({}) for {} epochs, {} this epoch",
-                      a.split_above, percent(mean), c.over[at(split)], percent(share[at(split)]));
+          fmt::format("it held over {} × the mean share ({}) for {}, {} this epoch", a.split_above,
+                      percent(mean), epochs(c.over[at(split)]), percent(share[at(split)]));
     } else if (remove >= 0 && e_n > a.min_experts && (!uses_k || g.k <= e_n - 1)) {
       step.surgery.op = ExpertOp::kRemove;
       step.surgery.expert = remove;
