@@ -56,7 +56,8 @@ std::string history_text(const nlohmann::json& info) {
     // A new expert takes the next index, the count before the change.
     const std::string op = field(e, "op"), expert = field(e, "expert"),
                       born = field(e, "experts_before");
-    std::string what = op + (e.contains("expert") ? " expert " + expert : "");
+    std::string what = op;
+    if (e.contains("expert")) what += fmt::format(" expert {}", expert);
     if (op == "split") what = fmt::format("split expert {} into {} and {}", expert, expert, born);
     if (op == "add")
       what = fmt::format("added expert {} ({})", born,
