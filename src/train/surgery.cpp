@@ -59,7 +59,8 @@ MoeBlockConfig& layer_config(ModelConfig& m, int64_t layer) {
   return m.moe[at(layer)];
 }
 
-Status check_request(const MoeLayer& layer, const ExpertSurgery& s) {
+// `block` is the layer's config object: with adaptive training on, its expert bounds hold.
+Status check_request(const MoeLayer& layer, const MoeBlockConfig& block, const ExpertSurgery& s) {
   const int64_t e_n = layer.n_experts();
   const char* op = enum_name(kExpertOpNames, s.op);
   if (layer.n_groups() > 0)
@@ -80,6 +81,12 @@ Status check_request(const MoeLayer& layer, const ExpertSurgery& s) {
     return Status::error("add: --gap must be a finite number ≥ 0, got {}", s.gap);
   if (s.op == ExpertOp::kRemove && e_n == 1)
     return Status::error("remove: expert {} is the layer's last expert", s.expert);
+  const AdaptConfig& a = block.adapt;
+  const bool grows = s.op == ExpertOp::kSplit || s.op == ExpertOp::kAdd;
+  if (a.enabled && grows && e_n >= a.max_experts)
+    return Status::error("{}: the layer has {} experts, its adapt.max_experts", op, e_n);
+  if (a.enabled && s.op == ExpertOp::kRemove && e_n <= a.min_experts)
+    return Status::error("remove: the layer has {} experts, its adapt.min_experts", e_n);
   const GateConfig& g = layer.config().gate;
   const bool uses_k = g.kind == GateKind::kTopKSoftmax || g.kind == GateKind::kNoisyTopK ||
                       g.kind == GateKind::kSigmoidBias || g.kind == GateKind::kSinkhorn;
@@ -398,7 +405,10 @@ Status finish_staging(const std::string& staging, const std::string& out) {
 Result<ExpertChange> ExpertChange::make(const Model& model, const Config& config,
                                         const DataShape& shape, const ExpertSurgery& s) {
   MOE_ASSIGN_OR_RETURN(const int64_t layer, find_layer(model, s));
-  MOE_TRY(check_request(model.moe_layer(layer), s).with_context(model.moe_layer_name(layer)));
+  const ModelConfig& m = model.config();
+  const MoeBlockConfig& block = m.language_model ? m.lm_moe(layer) : m.moe[at(layer)];
+  MOE_TRY(
+      check_request(model.moe_layer(layer), block, s).with_context(model.moe_layer_name(layer)));
   ExpertChange c;
   c.request_ = s;
   SurgeryResult& r = c.result_;

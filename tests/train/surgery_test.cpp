@@ -210,10 +210,12 @@ TEST(Surgery, RemoveEqualsRoutingWithTheExpertMasked) {
 
 // Bad requests are one clear message each, and nothing is written.
 TEST(Surgery, BadRequestsAreClearErrors) {
-  // The three configs share one run directory (make_config clears it): made first.
+  // The configs share one run directory (make_config clears it): made first.
   const Config c = make_config(R"({"experts": 2, "k": 2})");
   const Config one = make_config(R"({"experts": 1, "k": 1})");
   const Config hash = make_config(R"({"experts": 2, "gate": {"kind": "hash"}})");
+  const Config full = make_config(R"({"experts": 4, "k": 2,
+                                      "adapt": {"enabled": true, "max_experts": 4}})");
   const std::string dir = saved_model(c, "a");
   const std::string out = c.output.dir + "/out";
   const auto error = [&](ExpertOp op, int64_t e) {

@@ -37,7 +37,8 @@
 // their expert. A training state's best model, of the old structure, is not carried: the run's
 // best restarts with its next epoch (and early stopping counts from the change). A hierarchical
 // layer, hash routing (its expert is the token id modulo E) and a checkpoint saved in the middle of
-// an epoch are refused, as is removing a layer's last expert or going below the gate's k.
+// an epoch are refused, as is removing a layer's last expert or going below the gate's k, and,
+// on a layer that adapts, going beyond its adapt.max_experts or below its adapt.min_experts.
 #pragma once
 
 #include <cstdint>
