@@ -132,9 +132,13 @@ ExpertMap plan_layer(const MoeLayer& layer, const std::string& prefix, const Exp
             ? "; its selection bias starts 1 below the lowest, so balancing brings it traffic"
             : ""));
   } else if (s.op == ExpertOp::kRemove) {
-    notes->push_back(fmt::format(
-        "removed expert {}; experts {} to {} are now {} to {}; routing renormalises over the rest",
-        s.expert, s.expert + 1, e_n - 1, s.expert, e_n - 2));
+    const std::string moved = s.expert == e_n - 1 ? ""
+                              : s.expert == e_n - 2
+                                  ? fmt::format("; expert {} is now {}", e_n - 1, s.expert)
+                                  : fmt::format("; experts {} to {} are now {} to {}", s.expert + 1,
+                                                e_n - 1, s.expert, e_n - 2);
+    notes->push_back(
+        fmt::format("removed expert {}{}; routing renormalises over the rest", s.expert, moved));
   }
   if (s.op == ExpertOp::kSplit || s.op == ExpertOp::kAdd) {
     if (!b->gate.router_bias) notes->push_back("gate.router_bias turned on (starting at 0)");
