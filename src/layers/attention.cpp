@@ -275,6 +275,25 @@ void check_dims(const AttentionDims& d, const char* op) {
             d.n_heads, d.n_kv_heads, d.head_dim);
 }
 
+// The starts of packed sequences: B + 1 of them from 0, non-decreasing; with `causal` as many
+// queries as keys in every sequence, and a key wherever there is a query.
+void check_packed_dims(const PackedAttentionDims& d, const char* op) {
+  MOE_CHECK(d.n_heads > 0 && d.n_kv_heads > 0 && d.head_dim > 0 && d.n_heads % d.n_kv_heads == 0,
+            "{}: H {} G {} Dh {} (H a multiple of G, all > 0)", op, d.n_heads, d.n_kv_heads,
+            d.head_dim);
+  MOE_CHECK(!d.q_starts.empty() && d.k_starts.size() == d.q_starts.size() && d.q_starts[0] == 0 &&
+                d.k_starts[0] == 0,
+            "{}: {} query starts and {} key starts (B + 1 each, from 0)", op, d.q_starts.size(),
+            d.k_starts.size());
+  for (int64_t b = 0; b < d.batch(); ++b) {
+    const auto i = static_cast<size_t>(b);
+    const int64_t nq = d.q_starts[i + 1] - d.q_starts[i], nk = d.k_starts[i + 1] - d.k_starts[i];
+    MOE_CHECK(nq >= 0 && nk >= 0 && (nq == 0 || nk > 0) && (!d.causal || nq == nk),
+              "{}: sequence {} has {} queries and {} keys{}", op, b, nq, nk,
+              d.causal ? " (causal: as many of each)" : " (a query needs a key)");
+  }
+}
+
 // A [rows, cols] matrix (any rank seen as one); an empty view stands for a matrix with no rows.
 void check_matrix(Tensor t, int64_t rows, int64_t cols, const char* op, const char* name) {
   const bool matches = t.empty() ? rows * cols == 0 : t.rows() == rows && t.cols() == cols;
@@ -301,8 +320,8 @@ int64_t attention_work(int64_t n_tasks, int64_t n_queries, int64_t n_keys, int64
   return 2 * n_tasks * n_queries * n_keys * head_dim;
 }
 
-float score_scale(const AttentionDims& d) {
-  return static_cast<float>(1.0 / std::sqrt(static_cast<double>(d.head_dim)));
+float score_scale(int64_t head_dim) {
+  return static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
 }
 
 // Sequence b, query head h of self-attention over q, k, v, o (keys are the sequence's own rows).
@@ -322,6 +341,47 @@ HeadSlices self_head(const AttentionDims& d, Tensor q, Tensor k, Tensor v, Tenso
                     .first_pos = 0};
 }
 
+void check_packed(const PackedAttentionDims& d, Tensor q, Tensor k, Tensor v, Tensor o,
+                  const AttentionCache& cache, const char* op) {
+  check_packed_dims(d, op);
+  check_matrix(q, d.query_rows(), d.n_heads * d.head_dim, op, "q");
+  check_matrix(k, d.key_rows(), d.n_kv_heads * d.head_dim, op, "k");
+  check_matrix(v, d.key_rows(), d.n_kv_heads * d.head_dim, op, "v");
+  check_matrix(o, d.query_rows(), d.n_heads * d.head_dim, op, "o");
+  MOE_CHECK(cache.lse.empty() || cache.lse.numel() == d.n_heads * d.query_rows(),
+            "{}: lse {}, expected [{}, {}] or none", op, cache.lse.shape().str(), d.n_heads,
+            d.query_rows());
+}
+
+// Multiply-adds of every (sequence, query head) pair, as attention_work counts them.
+int64_t packed_work(const PackedAttentionDims& d) {
+  int64_t work = 0;
+  for (int64_t b = 0; b < d.batch(); ++b) {
+    const auto i = static_cast<size_t>(b);
+    work += attention_work(d.n_heads, d.q_starts[i + 1] - d.q_starts[i],
+                           d.k_starts[i + 1] - d.k_starts[i], d.head_dim);
+  }
+  return work;
+}
+
+// Sequence b, query head h of packed q, k, v, o.
+HeadSlices packed_head(const PackedAttentionDims& d, Tensor q, Tensor k, Tensor v, Tensor o,
+                       int64_t b, int64_t h) {
+  const int64_t g = h / (d.n_heads / d.n_kv_heads);
+  const int64_t ld_q = d.n_heads * d.head_dim, ld_kv = d.n_kv_heads * d.head_dim;
+  const auto i = static_cast<size_t>(b);
+  const int64_t q0 = d.q_starts[i], k0 = d.k_starts[i];
+  return HeadSlices{.q = q.f32() + q0 * ld_q + h * d.head_dim,
+                    .o = o.f32() + q0 * ld_q + h * d.head_dim,
+                    .k = k.f32() + k0 * ld_kv + g * d.head_dim,
+                    .v = v.f32() + k0 * ld_kv + g * d.head_dim,
+                    .ld_q = ld_q,
+                    .ld_kv = ld_kv,
+                    .n_queries = d.q_starts[i + 1] - q0,
+                    .n_keys = d.k_starts[i + 1] - k0,
+                    .first_pos = 0};
+}
+
 }  // namespace
 
 int64_t attention_workspace_floats(const AttentionDims& d, int n_threads) {
@@ -334,7 +394,7 @@ void attention_forward(const AttentionDims& d, Tensor q, Tensor k, Tensor v, Ten
                        const AttentionCache& cache, Tensor workspace) {
   check_self_attention(d, q, k, v, o, cache, "attention");
   if (d.batch * d.seq == 0) return;
-  const float scale = score_scale(d);
+  const float scale = score_scale(d.head_dim);
   float* lse = cache.lse.f32();  // [B, H, S]
   const int64_t n_tasks = d.batch * d.n_heads;
   run_tasks(n_tasks, attention_work(n_tasks, d.seq, d.seq, d.head_dim), workspace, "attention",
@@ -355,7 +415,7 @@ void attention_backward(const AttentionDims& d, Tensor q, Tensor k, Tensor v, Te
   check_matrix(dk, k.rows(), k.cols(), op, "dk");
   check_matrix(dv, v.rows(), v.cols(), op, "dv");
   if (d.batch * d.seq == 0) return;
-  const float scale = score_scale(d);
+  const float scale = score_scale(d.head_dim);
   const int64_t per_group = d.n_heads / d.n_kv_heads, dh = d.head_dim;
   const float* lse = cache.lse.f32();  // [B, H, S]
   // One task per (sequence, kv head): its query heads in order, so dk and dv sum them the same
@@ -395,7 +455,7 @@ void attention_decode(const AttentionDims& d, int64_t past, int64_t max_seq, Ten
   check_matrix(k_cache, d.batch * max_seq, ld_kv, op, "k_cache");
   check_matrix(v_cache, d.batch * max_seq, ld_kv, op, "v_cache");
   if (d.batch * d.seq == 0) return;
-  const float scale = score_scale(d);
+  const float scale = score_scale(d.head_dim);
   const int64_t per_group = d.n_heads / d.n_kv_heads;
   const int64_t n_tasks = d.batch * d.n_heads;
   run_tasks(n_tasks, attention_work(n_tasks, d.seq, past + d.seq, d.head_dim), workspace, op,
@@ -414,6 +474,68 @@ void attention_decode(const AttentionDims& d, int64_t past, int64_t max_seq, Ten
                                   .first_pos = past};
               forward_head(hs, d.head_dim, d.causal, scale, nullptr, scratch);
             });
+}
+
+int64_t attention_workspace_floats(const PackedAttentionDims& d, int n_threads) {
+  check_packed_dims(d, "attention workspace");
+  MOE_CHECK(n_threads >= 1, "attention workspace: {} threads", n_threads);
+  return static_cast<int64_t>(n_threads) * kScratchFloats;
+}
+
+void attention_forward(const PackedAttentionDims& d, Tensor q, Tensor k, Tensor v, Tensor o,
+                       const AttentionCache& cache, Tensor workspace) {
+  check_packed(d, q, k, v, o, cache, "attention");
+  if (d.query_rows() == 0) return;
+  const float scale = score_scale(d.head_dim);
+  float* lse = cache.lse.empty() ? nullptr : cache.lse.f32();  // [H, Tq]
+  const int64_t n_tasks = d.batch() * d.n_heads;
+  run_tasks(n_tasks, packed_work(d), workspace, "attention", [&](int64_t task, float* scratch) {
+    const int64_t b = task / d.n_heads, h = task % d.n_heads;
+    const HeadSlices hs = packed_head(d, q, k, v, o, b, h);
+    if (hs.n_queries == 0) return;
+    float* head_lse =
+        lse == nullptr ? nullptr : lse + h * d.query_rows() + d.q_starts[static_cast<size_t>(b)];
+    forward_head(hs, d.head_dim, d.causal, scale, head_lse, scratch);
+  });
+}
+
+void attention_backward(const PackedAttentionDims& d, Tensor q, Tensor k, Tensor v, Tensor o,
+                        const AttentionCache& cache, Tensor dout, Tensor dq, Tensor dk, Tensor dv,
+                        Tensor workspace) {
+  const char* op = "attention backward";
+  check_packed(d, q, k, v, o, cache, op);
+  MOE_CHECK(!cache.lse.empty() || d.query_rows() == 0, "{}: no lse from the forward", op);
+  check_matrix(dout, q.rows(), q.cols(), op, "dout");
+  check_matrix(dq, q.rows(), q.cols(), op, "dq");
+  check_matrix(dk, k.rows(), k.cols(), op, "dk");
+  check_matrix(dv, v.rows(), v.cols(), op, "dv");
+  if (d.key_rows() == 0) return;
+  const float scale = score_scale(d.head_dim);
+  const int64_t per_group = d.n_heads / d.n_kv_heads, dh = d.head_dim;
+  const int64_t ld_q = d.n_heads * dh, ld_kv = d.n_kv_heads * dh;
+  // One task per (sequence, kv head), as in the batched backward; it zeroes its keys' rows first,
+  // so a sequence without queries gets zero key gradients.
+  const int64_t n_tasks = d.batch() * d.n_kv_heads;
+  run_tasks(n_tasks, packed_work(d) * 5 / 2, workspace, op, [&](int64_t task, float* scratch) {
+    const int64_t b = task / d.n_kv_heads, g = task % d.n_kv_heads;
+    const auto i = static_cast<size_t>(b);
+    const int64_t q0 = d.q_starts[i], k0 = d.k_starts[i];
+    float* dk_head = dk.f32() + k0 * ld_kv + g * dh;  // [nk, Dh], stride ld_kv
+    float* dv_head = dv.f32() + k0 * ld_kv + g * dh;  // [nk, Dh], stride ld_kv
+    for (int64_t s = 0; s < d.k_starts[i + 1] - k0; ++s) {
+      std::fill(dk_head + s * ld_kv, dk_head + s * ld_kv + dh, 0.0f);
+      std::fill(dv_head + s * ld_kv, dv_head + s * ld_kv + dh, 0.0f);
+    }
+    if (d.q_starts[i + 1] == q0) return;
+    for (int64_t h = g * per_group; h < (g + 1) * per_group; ++h) {
+      const HeadSlices hs = packed_head(d, q, k, v, o, b, h);
+      const int64_t offset = q0 * ld_q + h * dh;
+      const HeadGrads grads{
+          .dout = dout.f32() + offset, .dq = dq.f32() + offset, .dk = dk_head, .dv = dv_head};
+      backward_head(hs, grads, cache.lse.f32() + h * d.query_rows() + q0, dh, d.causal, scale,
+                    scratch);
+    }
+  });
 }
 
 // ---- the naive reference ------------------------------------------------------------------------
@@ -544,6 +666,135 @@ void attention_backward(const AttentionDims& d, Tensor q, Tensor k, Tensor v, Te
       }
     }
   for (int64_t i = 0; i < tokens * ld_kv; ++i) {
+    dk.f32()[i] = static_cast<float>(dk_acc[static_cast<size_t>(i)]);
+    dv.f32()[i] = static_cast<float>(dv_acc[static_cast<size_t>(i)]);
+  }
+}
+
+namespace {
+
+// Rows i of a [rows, heads·Dh] tensor, head `head`'s slice.
+const float* head_row(Tensor t, int64_t row, int64_t head, int64_t head_dim) {
+  return t.f32() + row * t.cols() + head * head_dim;
+}
+
+// The probabilities P [nq, nk] of packed sequence b, head h in double, and each row's
+// log-sum-exp.
+void packed_probabilities(const PackedAttentionDims& d, Tensor q, Tensor k, int64_t b, int64_t h,
+                          std::vector<double>& p, std::vector<double>& lse) {
+  const auto ib = static_cast<size_t>(b);
+  const int64_t q0 = d.q_starts[ib], nq = d.q_starts[ib + 1] - q0;
+  const int64_t k0 = d.k_starts[ib], nk = d.k_starts[ib + 1] - k0;
+  const int64_t dh = d.head_dim, g = h / (d.n_heads / d.n_kv_heads);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(dh));
+  p.assign(static_cast<size_t>(nq * nk), 0.0);
+  lse.assign(static_cast<size_t>(nq), 0.0);
+  for (int64_t i = 0; i < nq; ++i) {
+    const float* qi = head_row(q, q0 + i, h, dh);
+    const int64_t n_vis = d.causal ? i + 1 : nk;
+    double* pi = p.data() + i * nk;
+    double mx = -INFINITY;
+    for (int64_t j = 0; j < n_vis; ++j) {
+      const float* kj = head_row(k, k0 + j, g, dh);
+      double dot = 0.0;
+      for (int64_t c = 0; c < dh; ++c) dot += static_cast<double>(qi[c]) * kj[c];
+      pi[j] = dot * scale;
+      mx = std::max(mx, pi[j]);
+    }
+    double sum = 0.0;
+    for (int64_t j = 0; j < n_vis; ++j) sum += std::exp(pi[j] - mx);
+    for (int64_t j = 0; j < n_vis; ++j) pi[j] = std::exp(pi[j] - mx) / sum;
+    lse[static_cast<size_t>(i)] = mx + std::log(sum);
+  }
+}
+
+}  // namespace
+
+void attention_forward(const PackedAttentionDims& d, Tensor q, Tensor k, Tensor v, Tensor o,
+                       const AttentionCache& cache) {
+  check_packed(d, q, k, v, o, cache, "reference attention");
+  const int64_t dh = d.head_dim, per_group = d.n_heads / d.n_kv_heads;
+  std::vector<double> p, lse, acc(static_cast<size_t>(dh));
+  for (int64_t b = 0; b < d.batch(); ++b) {
+    const auto ib = static_cast<size_t>(b);
+    const int64_t q0 = d.q_starts[ib], nq = d.q_starts[ib + 1] - q0;
+    const int64_t k0 = d.k_starts[ib], nk = d.k_starts[ib + 1] - k0;
+    for (int64_t h = 0; h < d.n_heads; ++h) {
+      packed_probabilities(d, q, k, b, h, p, lse);
+      for (int64_t i = 0; i < nq; ++i) {
+        if (!cache.lse.empty()) {
+          cache.lse.f32()[h * d.query_rows() + q0 + i] =
+              static_cast<float>(lse[static_cast<size_t>(i)]);
+        }
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (int64_t j = 0; j < nk; ++j) {
+          const double pij = p[static_cast<size_t>(i * nk + j)];
+          const float* vj = head_row(v, k0 + j, h / per_group, dh);
+          for (int64_t c = 0; c < dh; ++c) acc[static_cast<size_t>(c)] += pij * vj[c];
+        }
+        float* oi = o.f32() + (q0 + i) * o.cols() + h * dh;
+        for (int64_t c = 0; c < dh; ++c) oi[c] = static_cast<float>(acc[static_cast<size_t>(c)]);
+      }
+    }
+  }
+}
+
+// As the batched reference backward, per packed sequence.
+void attention_backward(const PackedAttentionDims& d, Tensor q, Tensor k, Tensor v, Tensor dout,
+                        Tensor dq, Tensor dk, Tensor dv) {
+  const char* op = "reference attention backward";
+  check_packed(d, q, k, v, dout, AttentionCache{}, op);
+  check_matrix(dq, q.rows(), q.cols(), op, "dq");
+  check_matrix(dk, k.rows(), k.cols(), op, "dk");
+  check_matrix(dv, v.rows(), v.cols(), op, "dv");
+  const int64_t dh = d.head_dim, per_group = d.n_heads / d.n_kv_heads;
+  const int64_t ld_kv = d.n_kv_heads * dh;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(dh));
+  std::vector<double> dk_acc(static_cast<size_t>(d.key_rows() * ld_kv), 0.0);  // [Tk, G·Dh]
+  std::vector<double> dv_acc(static_cast<size_t>(d.key_rows() * ld_kv), 0.0);  // [Tk, G·Dh]
+  std::vector<double> p, lse, ds;
+  for (int64_t b = 0; b < d.batch(); ++b) {
+    const auto ib = static_cast<size_t>(b);
+    const int64_t q0 = d.q_starts[ib], nq = d.q_starts[ib + 1] - q0;
+    const int64_t k0 = d.k_starts[ib], nk = d.k_starts[ib + 1] - k0;
+    ds.assign(static_cast<size_t>(nk), 0.0);
+    for (int64_t h = 0; h < d.n_heads; ++h) {
+      packed_probabilities(d, q, k, b, h, p, lse);
+      const int64_t g = h / per_group;
+      for (int64_t i = 0; i < nq; ++i) {
+        const double* pi = p.data() + i * nk;
+        const float* doi = head_row(dout, q0 + i, h, dh);
+        const float* qi = head_row(q, q0 + i, h, dh);
+        double row_dot = 0.0;
+        for (int64_t j = 0; j < nk; ++j) {
+          const float* vj = head_row(v, k0 + j, g, dh);
+          double dp = 0.0;
+          for (int64_t c = 0; c < dh; ++c) dp += static_cast<double>(doi[c]) * vj[c];
+          ds[static_cast<size_t>(j)] = dp;
+          row_dot += dp * pi[j];
+        }
+        float* dqi = dq.f32() + (q0 + i) * dq.cols() + h * dh;
+        for (int64_t j = 0; j < nk; ++j) {
+          const double dsij = pi[j] * (ds[static_cast<size_t>(j)] - row_dot) * scale;
+          ds[static_cast<size_t>(j)] = dsij;
+          double* dvj = dv_acc.data() + (k0 + j) * ld_kv + g * dh;
+          double* dkj = dk_acc.data() + (k0 + j) * ld_kv + g * dh;
+          for (int64_t c = 0; c < dh; ++c) {
+            dvj[c] += pi[j] * doi[c];
+            dkj[c] += dsij * qi[c];
+          }
+        }
+        for (int64_t c = 0; c < dh; ++c) {
+          double acc = 0.0;
+          for (int64_t j = 0; j < nk; ++j) {
+            acc += ds[static_cast<size_t>(j)] * head_row(k, k0 + j, g, dh)[c];
+          }
+          dqi[c] = static_cast<float>(acc);
+        }
+      }
+    }
+  }
+  for (int64_t i = 0; i < d.key_rows() * ld_kv; ++i) {
     dk.f32()[i] = static_cast<float>(dk_acc[static_cast<size_t>(i)]);
     dv.f32()[i] = static_cast<float>(dv_acc[static_cast<size_t>(i)]);
   }

@@ -82,8 +82,51 @@ def attention(out_dir, name, seed, b, s, h, g, dh):
                          {"batch": b, "seq": s, "n_heads": h, "n_kv_heads": g, "head_dim": dh})
 
 
+def packed_reference(q, k, v, q_lens, k_lens, h, g, dh, causal):
+    """Packed sequences: q [Tq, H*Dh], k, v [Tk, G*Dh] -> o [Tq, H*Dh]. One [Tq, Tk] score
+    matrix per head, a query seeing the keys of its own sequence only (and with causal, those at
+    or before its position in it), so the per-sequence slicing of the C++ kernels is checked
+    against a mask rather than against the same slicing."""
+    q_seq = torch.repeat_interleave(torch.arange(len(q_lens)), torch.tensor(q_lens))
+    k_seq = torch.repeat_interleave(torch.arange(len(k_lens)), torch.tensor(k_lens))
+    q_pos = torch.cat([torch.arange(n) for n in q_lens])
+    k_pos = torch.cat([torch.arange(n) for n in k_lens])
+    visible = q_seq[:, None] == k_seq[None, :]
+    if causal:
+        visible &= k_pos[None, :] <= q_pos[:, None]
+    tq, tk = q.shape[0], k.shape[0]
+    qh = q.view(tq, h, dh).transpose(0, 1)  # [H, Tq, Dh]
+    kh = k.view(tk, g, dh).transpose(0, 1).repeat_interleave(h // g, dim=0)
+    vh = v.view(tk, g, dh).transpose(0, 1).repeat_interleave(h // g, dim=0)
+    scores = (qh @ kh.transpose(-2, -1) / math.sqrt(dh)).masked_fill(~visible, float("-inf"))
+    return (scores.softmax(-1) @ vh).transpose(0, 1).reshape(tq, h * dh)
+
+
+def packed(out_dir, name, seed, q_lens, k_lens, h, g, dh, causal):
+    torch.manual_seed(seed)
+    tq, tk = sum(q_lens), sum(k_lens)
+    q, k, v = f32(tq, h * dh), f32(tk, g * dh), f32(tk, g * dh)
+    dy = f32(tq, h * dh)
+    qd, kd, vd = leaf(q), leaf(k), leaf(v)
+    y = packed_reference(qd, kd, vd, q_lens, k_lens, h, g, dh, causal)
+    y.backward(dy.double())
+    # A sequence without queries gets no gradient; autograd leaves its rows at zero as well.
+    starts = lambda lens: ",".join(str(sum(lens[:i])) for i in range(len(lens) + 1))
+    safetensors_io.write(os.path.join(out_dir, f"attention_{name}.safetensors"),
+                         {"q": q, "k": k, "v": v, "dy": dy, "y": out(y), "dq": out(qd.grad),
+                          "dk": out(kd.grad), "dv": out(vd.grad)},
+                         {"q_starts": starts(q_lens), "k_starts": starts(k_lens), "n_heads": h,
+                          "n_kv_heads": g, "head_dim": dh, "causal": int(causal)})
+
+
 def generate(out_dir):
     rope(out_dir)
+    # Cross-attention: decoder queries against encoder keys of other lengths, one sentence without
+    # queries; then causal self-attention over sentences of different lengths.
+    packed(out_dir, "packed_cross", 25, q_lens=[3, 0, 5, 1], k_lens=[4, 2, 1, 6], h=4, g=2, dh=4,
+           causal=False)
+    packed(out_dir, "packed_causal", 26, q_lens=[3, 1, 6], k_lens=[3, 1, 6], h=2, g=2, dh=8,
+           causal=True)
     attention(out_dir, "gqa", 22, b=2, s=5, h=4, g=2, dh=4)
     attention(out_dir, "mha", 23, b=1, s=6, h=2, g=2, dh=8)
     # Past one block of 64 queries, so the fixture also covers the blocked path's seams.

@@ -1,4 +1,5 @@
-// Rotary position embedding and causal grouped-query attention as op cases. Each op is bound once
+// Rotary position embedding, causal grouped-query attention and packed (cross-)attention over
+// sequences of different lengths as op cases. Each op is bound once
 // (`<op>_op`); the gradient checks draw small inputs (B = 2, S = 5, H = 4, G = 2, Dh = 4), the
 // naive references are the RoPE formula in double and ref::attention_forward, and the goldens read
 // tests/golden/gen_attention.py's fixtures (float64 autograd on the stored float32 inputs).
@@ -9,6 +10,7 @@
 #include <cmath>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "moe/core/rng.h"
 #include "moe/layers/attention.h"
@@ -168,6 +170,116 @@ OpCase attention_case(const std::string& fixture, bool causal, bool gradcheck) {
   return c;
 }
 
+// ---- packed attention: sequences of different lengths, q [Tq, H·Dh], k, v [Tk, G·Dh]
+// ----------
+
+// The starts the dims' spans view, kept alive with the run.
+struct PackedSetup {
+  std::vector<int64_t> q_starts, k_starts;
+  int64_t n_heads = 0, n_kv_heads = 0, head_dim = 0;
+  bool causal = false;
+
+  PackedAttentionDims dims() const {
+    return PackedAttentionDims{.q_starts = q_starts,
+                               .k_starts = k_starts,
+                               .n_heads = n_heads,
+                               .n_kv_heads = n_kv_heads,
+                               .head_dim = head_dim,
+                               .causal = causal};
+  }
+};
+
+OpRun packed_attention_op(OpTensors t, const std::shared_ptr<PackedSetup>& setup) {
+  OpRun run;
+  const PackedAttentionDims d = setup->dims();
+  const Tensor q = t["q"], k = t["k"], v = t["v"];
+  const Tensor y = t.zeros_like("y", "q"), dq = t.zeros_like("dq", "q"),
+               dk = t.zeros_like("dk", "k"), dv = t.zeros_like("dv", "v");
+  const AttentionCache cache{t.zeros("lse", Shape{d.n_heads, d.query_rows()})};
+  const Tensor workspace =
+      t.zeros("workspace", Shape{attention_workspace_floats(d, omp_get_max_threads())});
+  run.forward = [d, q, k, v, y, cache, workspace] {
+    attention_forward(d, q, k, v, y, cache, workspace);
+  };
+  run.backward = [d, q, k, v, y, cache, dq, dk, dv, workspace](Tensor dy) {
+    attention_backward(d, q, k, v, y, cache, dy, dq, dk, dv, workspace);
+  };
+  run.targets = {"q", "k", "v"};
+  run.state = setup;
+  run.t = std::move(t);
+  return run;
+}
+
+std::vector<int64_t> starts_of(const std::vector<int64_t>& lengths) {
+  std::vector<int64_t> starts = {0};
+  for (const int64_t n : lengths) starts.push_back(starts.back() + n);
+  return starts;
+}
+
+// "0,3,3,8": the starts a fixture's metadata lists.
+std::vector<int64_t> parse_starts(const std::string& text) {
+  std::vector<int64_t> starts;
+  size_t at = 0;
+  while (at <= text.size()) {
+    const size_t end = std::min(text.find(',', at), text.size());
+    starts.push_back(std::stoll(text.substr(at, end - at)));
+    at = end + 1;
+  }
+  return starts;
+}
+
+// Cross-attention (a sentence without queries among them) or causal self-attention over
+// sentences of 2, 1 and 3 tokens, H = 4, G = 2, Dh = 4, with the fixture's golden.
+OpCase packed_attention_case(bool causal) {
+  const std::vector<int64_t> q_lens =
+      causal ? std::vector<int64_t>{2, 1, 3} : std::vector<int64_t>{2, 0, 3, 1};
+  const std::vector<int64_t> k_lens = causal ? q_lens : std::vector<int64_t>{3, 2, 1, 4};
+  const auto drawn = std::make_shared<PackedSetup>(PackedSetup{.q_starts = starts_of(q_lens),
+                                                               .k_starts = starts_of(k_lens),
+                                                               .n_heads = 4,
+                                                               .n_kv_heads = 2,
+                                                               .head_dim = 4,
+                                                               .causal = causal});
+  const std::string fixture = causal ? "attention_packed_causal" : "attention_packed_cross";
+  OpCase c{.name = fixture};
+  c.gradcheck = GradcheckSpec{
+      .make =
+          [drawn] {
+            const PackedAttentionDims d = drawn->dims();
+            Rng rng(35);
+            OpTensors t;
+            t.add("q", random_uniform({d.query_rows(), d.n_heads * d.head_dim}, rng, -1.5f, 1.5f));
+            t.add("k", random_uniform({d.key_rows(), d.n_kv_heads * d.head_dim}, rng, -1.5f, 1.5f));
+            t.add("v", random_uniform({d.key_rows(), d.n_kv_heads * d.head_dim}, rng));
+            return packed_attention_op(std::move(t), drawn);
+          },
+      .projection_seed = causal ? 36u : 37u};
+  c.reference = ReferenceSpec{.output = [drawn](const OpTensors& t) {
+    const PackedAttentionDims d = drawn->dims();
+    TensorBuffer o(t["q"].shape()), lse(Shape{d.n_heads, d.query_rows()});
+    ref::attention_forward(d, t["q"], t["k"], t["v"], o, AttentionCache{lse});
+    return o;
+  }};
+  c.golden = GoldenSpec{.fixture = fixture,
+                        .make =
+                            [](const Fixture& f) {
+                              const auto setup = std::make_shared<PackedSetup>(
+                                  PackedSetup{.q_starts = parse_starts(f.meta("q_starts")),
+                                              .k_starts = parse_starts(f.meta("k_starts")),
+                                              .n_heads = f.meta_int("n_heads"),
+                                              .n_kv_heads = f.meta_int("n_kv_heads"),
+                                              .head_dim = f.meta_int("head_dim"),
+                                              .causal = f.meta_int("causal") != 0});
+                              OpTensors t;
+                              t.load(f, "q");
+                              t.load(f, "k");
+                              t.load(f, "v");
+                              return packed_attention_op(std::move(t), setup);
+                            },
+                        .compare = {{"y"}, {"dq"}, {"dk"}, {"dv"}}};
+  return c;
+}
+
 }  // namespace
 
 std::vector<OpCase> attention_op_cases() {
@@ -176,6 +288,7 @@ std::vector<OpCase> attention_op_cases() {
     cases.push_back(attention_case("gqa", causal, true));
     cases.push_back(attention_case("mha", causal, false));
     cases.push_back(attention_case("blocks", causal, false));
+    cases.push_back(packed_attention_case(causal));
   }
   return cases;
 }

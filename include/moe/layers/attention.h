@@ -23,6 +23,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "moe/core/tensor.h"
 
@@ -60,12 +61,51 @@ void attention_backward(const AttentionDims& d, Tensor q, Tensor k, Tensor v, Te
 void attention_decode(const AttentionDims& d, int64_t past, int64_t max_seq, Tensor q,
                       Tensor k_cache, Tensor v_cache, Tensor o, Tensor workspace);
 
+// Packed sequences of different lengths (the "varlen" layout of FlashAttention): sequence b's
+// queries are rows q_starts[b] .. q_starts[b+1] − 1 of q and o, its keys rows k_starts[b] ..
+// k_starts[b+1] − 1 of k and v, and no row is padding. Self-attention passes the same starts
+// twice (an encoder with causal = false, a decoder with causal = true); cross-attention passes the
+// decoder's starts for the queries and the encoder's for the keys. Causal needs every sequence to
+// have as many queries as keys (query i sees keys 0 .. i); a sequence with queries needs a key.
+// The same kernels as above (blocks, online softmax, threads over (sequence, head) pairs, the
+// same bits on any thread count); with equal lengths S the result is the batched one's.
+//
+// Dims: Tq query rows, Tk key rows over all B sequences.
+struct PackedAttentionDims {
+  std::span<const int64_t> q_starts;  // [B + 1]: 0, ..., Tq, non-decreasing
+  std::span<const int64_t> k_starts;  // [B + 1]: 0, ..., Tk, non-decreasing
+  int64_t n_heads = 1;                // H
+  int64_t n_kv_heads = 1;             // G, H % G == 0
+  int64_t head_dim = 0;               // Dh
+  bool causal = false;
+
+  int64_t batch() const { return static_cast<int64_t>(q_starts.size()) - 1; }
+  int64_t query_rows() const { return q_starts.back(); }
+  int64_t key_rows() const { return k_starts.back(); }
+};
+
+int64_t attention_workspace_floats(const PackedAttentionDims& d, int n_threads);
+
+// q [Tq, H·Dh], k, v [Tk, G·Dh] -> o [Tq, H·Dh]; fills cache.lse [H, Tq] unless it is empty (a
+// forward that no backward follows, e.g. cross-attention while decoding).
+void attention_forward(const PackedAttentionDims& d, Tensor q, Tensor k, Tensor v, Tensor o,
+                       const AttentionCache& cache, Tensor workspace);
+// dout [Tq, H·Dh] -> dq [Tq, H·Dh], dk, dv [Tk, G·Dh] (written, =); o and cache.lse from the
+// forward.
+void attention_backward(const PackedAttentionDims& d, Tensor q, Tensor k, Tensor v, Tensor o,
+                        const AttentionCache& cache, Tensor dout, Tensor dq, Tensor dk, Tensor dv,
+                        Tensor workspace);
+
 // The specification: plain loops over the definition, double accumulation, the full [S, S]
 // probabilities of one head at a time. Same tensors as above; no workspace, allocates.
 namespace ref {
 void attention_forward(const AttentionDims& d, Tensor q, Tensor k, Tensor v, Tensor o,
                        const AttentionCache& cache);
 void attention_backward(const AttentionDims& d, Tensor q, Tensor k, Tensor v, Tensor dout,
+                        Tensor dq, Tensor dk, Tensor dv);
+void attention_forward(const PackedAttentionDims& d, Tensor q, Tensor k, Tensor v, Tensor o,
+                       const AttentionCache& cache);
+void attention_backward(const PackedAttentionDims& d, Tensor q, Tensor k, Tensor v, Tensor dout,
                         Tensor dq, Tensor dk, Tensor dv);
 }  // namespace ref
 
