@@ -33,6 +33,17 @@ std::string_view trim_blanks(std::string_view s) {
   return s;
 }
 
+// The most entries any `batch_size` rows of a CSR hold: the sum of the largest row lengths.
+int64_t most_in_rows(const std::vector<int64_t>& offsets, int64_t batch_size) {
+  if (offsets.size() < 2) return 0;
+  std::vector<int64_t> lengths(offsets.size() - 1);
+  for (size_t i = 0; i + 1 < offsets.size(); ++i) lengths[i] = offsets[i + 1] - offsets[i];
+  const auto k = std::min(static_cast<size_t>(batch_size), lengths.size());
+  std::nth_element(lengths.begin(), lengths.begin() + static_cast<ptrdiff_t>(k), lengths.end(),
+                   std::greater<>());
+  return std::accumulate(lengths.begin(), lengths.begin() + static_cast<ptrdiff_t>(k), int64_t{0});
+}
+
 }  // namespace
 
 const char* task_kind_name(TaskKind t) {
@@ -106,8 +117,54 @@ Result<LabelSpec> LabelSpec::from_json(const json& j, const std::string& source)
   return s;
 }
 
+namespace {
+
+// Appends row r of a CSR (ids, offsets) to another.
+void append_csr_row(const std::vector<int32_t>& ids, const std::vector<int64_t>& offsets, size_t r,
+                    std::vector<int32_t>& out_ids, std::vector<int64_t>& out_offsets) {
+  out_ids.insert(out_ids.end(), ids.begin() + static_cast<ptrdiff_t>(offsets[r]),
+                 ids.begin() + static_cast<ptrdiff_t>(offsets[r + 1]));
+  out_offsets.push_back(static_cast<int64_t>(out_ids.size()));
+}
+
+// The sentence pairs `rows` of a pairs data set, in that order.
+Dataset subset_pairs(const Dataset& d, std::span<const int64_t> rows) {
+  Dataset out;
+  out.source = d.source;
+  out.kind = d.kind;
+  out.n_rows = static_cast<int64_t>(rows.size());
+  out.n_features = d.n_features;
+  out.task = d.task;
+  out.has_labels = d.has_labels;
+  out.n_classes = d.n_classes;
+  out.bos_id = d.bos_id;
+  out.eos_id = d.eos_id;
+  out.offsets.push_back(0);
+  out.target_offsets.push_back(0);
+  for (const int64_t r : rows) {
+    MOE_CHECK(r >= 0 && r < d.n_rows, "subset: row {} of a data set with {} rows", r, d.n_rows);
+    const auto ur = static_cast<size_t>(r);
+    append_csr_row(d.ids, d.offsets, ur, out.ids, out.offsets);
+    append_csr_row(d.target_ids, d.target_offsets, ur, out.target_ids, out.target_offsets);
+    if (!d.source_rows.empty()) out.source_rows.push_back(d.source_rows[ur]);
+  }
+  // Bytes follow the rows in proportion to their tokens (exact only for the whole set).
+  const auto share = [](int64_t bytes, size_t part, size_t whole) {
+    return whole == 0
+               ? 0
+               : static_cast<int64_t>(static_cast<double>(bytes) * static_cast<double>(part) /
+                                      static_cast<double>(whole));
+  };
+  out.n_bytes = share(d.n_bytes, out.ids.size(), d.ids.size());
+  out.target_bytes = share(d.target_bytes, out.target_ids.size(), d.target_ids.size());
+  return out;
+}
+
+}  // namespace
+
 Dataset Dataset::subset(std::span<const int64_t> rows) const {
   MOE_CHECK(kind != FeatureKind::kTokens, "subset of token windows");
+  if (kind == FeatureKind::kPairs) return subset_pairs(*this, rows);
   Dataset out;
   out.source = source;
   out.kind = kind;
@@ -202,6 +259,17 @@ BatchBuffers BatchBuffers::for_dataset(const Dataset& d, int64_t batch_size) {
     b.tokens = TensorBuffer(Shape{batch_size, d.context + 1}, DType::kI32);
     b.rows = TensorBuffer(Shape{batch_size}, DType::kI64);
     return b;
+  } else if (d.kind == FeatureKind::kPairs) {
+    const int64_t n = std::min(batch_size, d.n_rows);
+    const int64_t src = std::max<int64_t>(1, most_in_rows(d.offsets, batch_size));
+    const int64_t tgt = most_in_rows(d.target_offsets, batch_size) + n;
+    b.src_tokens = TensorBuffer(Shape{src}, DType::kI32);
+    b.src_starts = TensorBuffer(Shape{batch_size + 1}, DType::kI64);
+    b.tgt_in = TensorBuffer(Shape{std::max<int64_t>(1, tgt)}, DType::kI32);
+    b.tgt_out = TensorBuffer(Shape{std::max<int64_t>(1, tgt)}, DType::kI32);
+    b.tgt_starts = TensorBuffer(Shape{batch_size + 1}, DType::kI64);
+    b.rows = TensorBuffer(Shape{batch_size}, DType::kI64);
+    return b;
   } else {
     const int64_t cap = std::max<int64_t>(1, BatchIterator::max_ids_per_batch(d, batch_size));
     b.ids = TensorBuffer(Shape{cap}, DType::kI32);
@@ -237,12 +305,42 @@ int64_t BatchIterator::n_batches() const {
 
 int64_t BatchIterator::max_ids_per_batch(const Dataset& d, int64_t batch_size) {
   if (d.kind != FeatureKind::kSparse) return 0;
-  std::vector<int64_t> lengths(static_cast<size_t>(d.n_rows));
-  for (int64_t i = 0; i < d.n_rows; ++i) lengths[static_cast<size_t>(i)] = d.row_ids(i);
-  const auto k = static_cast<size_t>(std::min<int64_t>(batch_size, d.n_rows));
-  std::nth_element(lengths.begin(), lengths.begin() + static_cast<ptrdiff_t>(k), lengths.end(),
-                   std::greater<>());
-  return std::accumulate(lengths.begin(), lengths.begin() + static_cast<ptrdiff_t>(k), int64_t{0});
+  return most_in_rows(d.offsets, batch_size);
+}
+
+// Row i of the batch is pair rows[i]: its source with eos, then bos + target and target + eos.
+void BatchIterator::fill_pairs(const BatchBuffers& buffers, const int64_t* rows, int64_t n,
+                               Batch* out) const {
+  const Dataset& d = *data_;
+  auto* src = buffers.src_tokens.view().data<int32_t>();
+  auto* tin = buffers.tgt_in.view().data<int32_t>();
+  auto* tout = buffers.tgt_out.view().data<int32_t>();
+  int64_t* ss = buffers.src_starts.view().data<int64_t>();
+  int64_t* ts = buffers.tgt_starts.view().data<int64_t>();
+  ss[0] = 0;
+  ts[0] = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const auto r = static_cast<size_t>(rows[i]);
+    const int64_t s0 = d.offsets[r], s_len = d.offsets[r + 1] - s0;
+    const int64_t t0 = d.target_offsets[r], t_len = d.target_offsets[r + 1] - t0;
+    MOE_CHECK(
+        ss[i] + s_len <= buffers.src_tokens.numel() && ts[i] + t_len + 1 <= buffers.tgt_in.numel(),
+        "pair buffers too small for the batch");
+    std::copy_n(d.ids.data() + s0, s_len, src + ss[i]);
+    ss[i + 1] = ss[i] + s_len;
+    int32_t* in = tin + ts[i];
+    int32_t* lab = tout + ts[i];
+    in[0] = d.bos_id;
+    std::copy_n(d.target_ids.data() + t0, t_len, in + 1);
+    std::copy_n(d.target_ids.data() + t0, t_len, lab);
+    lab[t_len] = d.eos_id;
+    ts[i + 1] = ts[i] + t_len + 1;
+  }
+  out->src_tokens = Tensor(src, Shape{ss[n]}, DType::kI32);
+  out->src_starts = Tensor(ss, Shape{n + 1}, DType::kI64);
+  out->tgt_in = Tensor(tin, Shape{ts[n]}, DType::kI32);
+  out->tgt_out = Tensor(tout, Shape{ts[n]}, DType::kI32);
+  out->tgt_starts = Tensor(ts, Shape{n + 1}, DType::kI64);
 }
 
 bool BatchIterator::next(const BatchBuffers& buffers, Batch* out) {
@@ -281,6 +379,9 @@ bool BatchIterator::next(const BatchBuffers& buffers, Batch* out) {
                   sizeof(int32_t) * static_cast<size_t>(w));
     }
     out->tokens = Tensor(tok, Shape{n, w}, DType::kI32);
+    return true;
+  } else if (d.kind == FeatureKind::kPairs) {
+    fill_pairs(buffers, rows, n, out);
     return true;
   } else {
     int32_t* ids = buffers.ids.view().data<int32_t>();

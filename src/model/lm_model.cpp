@@ -21,6 +21,7 @@
 #include "moe/layers/loss.h"
 #include "moe/layers/norm.h"
 #include "moe/moe/experts.h"
+#include "sublayers.h"
 
 namespace moe {
 
@@ -34,32 +35,6 @@ constexpr float kEmbedStd = 0.02f;
 constexpr int64_t kMaxVocab = int64_t{1} << 24;
 constexpr int64_t kMaxContext = int64_t{1} << 16;
 constexpr int64_t kMaxLayers = 1024;
-
-// One MoE layer object of a language model: a valid layer with a causal gate.
-// `at` names it in messages ("model.moe", "model.moe.1").
-Status check_lm_moe_block(const MoeBlockConfig& m, int64_t width, bool dense,
-                          const std::string& at) {
-  Status st = validate_moe_config(moe_layer_config(m, width));
-  if (!st.is_ok()) return st.with_context(at);
-  // A gate that compares tokens with each other lets a token's routing depend on later tokens of
-  // the batch: the model would see the future in training and lose it at generation.
-  const auto looks_across = [](const GateConfig& g) {
-    return g.kind == GateKind::kExpertChoice || g.kind == GateKind::kSinkhorn ||
-           g.capacity_factor > 0;
-  };
-  if (looks_across(m.gate) || (m.n_groups > 0 && looks_across(m.top_gate)))
-    return Status::error(
-        "{}: a language model needs a causal gate, and expert choice, Sinkhorn and capacity limits "
-        "route each token by comparing it with the others in the batch (later tokens "
-        "included); use topk_softmax, noisy_topk, sigmoid_bias, hash, dense_softmax or "
-        "gumbel_softmax, with capacity_factor 0",
-        at);
-  if (dense) {
-    st = validate_expert_config(dense_equivalent(m));
-    if (!st.is_ok()) return st.with_context(at + " (dense)");
-  }
-  return Status::ok();
-}
 
 Status check_lm_config(const ModelConfig& c, const DataShape& shape) {
   const LmConfig& lm = c.lm;
@@ -92,7 +67,7 @@ Status check_lm_config(const ModelConfig& c, const DataShape& shape) {
         n_moe, c.moe.size());
   for (size_t i = 0; i < c.moe.size(); ++i) {
     const std::string at = c.moe.size() == 1 ? "model.moe" : fmt::format("model.moe.{}", i);
-    Status st = check_lm_moe_block(c.moe[i], c.width, c.dense, at);
+    Status st = model_detail::check_token_moe_block(c.moe[i], c.width, c.dense, at);
     if (!st.is_ok()) return st;
   }
   return Status::ok();
@@ -285,15 +260,11 @@ void LmModel::ffn_forward(Block& b, int64_t l, Tensor h_mid, Tensor out, bool tr
 // h = E[tokens_] [T, D]; and, when a layer routes by hashing token ids, those ids as the MoE
 // layer takes them (once per forward, for every block).
 Tensor LmModel::embed_tokens(Arena& arena) {
-  const int64_t t = tokens_.numel(), d = config_.width, v = shape_.n_features;
+  const int64_t t = tokens_.numel(), d = config_.width;
   Tensor h = arena.alloc(Shape{t, d});
   const StageScope timed(Stage::kEmbed);
-  const float* e = store_.value(embed_).f32();
   const int32_t* tok = tokens_.data<int32_t>();
-  for (int64_t i = 0; i < t; ++i) {
-    MOE_CHECK(tok[i] >= 0 && tok[i] < v, "model: token {} outside the vocabulary of {}", tok[i], v);
-    std::memcpy(h.f32() + i * d, e + static_cast<int64_t>(tok[i]) * d, sizeof(float) * d);
-  }
+  model_detail::embed_rows(store_.value(embed_), tok, t, h);
   token_ids_ = nullptr;
   if (hashed_) {
     auto* ids = arena.alloc_array<int64_t>(t);
@@ -438,19 +409,8 @@ void LmModel::backward(Tensor dlogits, Arena& arena) {
   for (size_t i = blocks_.size(); i-- > 0;) block_backward(*blocks_[i], dh, arena);
 
   if (store_.frozen(embed_)) return;
-  // dE[token] += dh[t], tokens in order so the sum does not depend on threads; threads split D.
-  float* de = store_.grad(embed_).f32();
-  const int32_t* tok = tokens_.data<int32_t>();
   const StageScope timed(Stage::kEmbed);
-  const float* g = dh.f32();
-#pragma omp parallel for schedule(static) if (t * d > 65536)
-  for (int64_t c0 = 0; c0 < d; c0 += 16) {
-    const int64_t c1 = std::min(d, c0 + 16);
-    for (int64_t i = 0; i < t; ++i) {
-      float* row = de + static_cast<int64_t>(tok[i]) * d;
-      for (int64_t c = c0; c < c1; ++c) row[c] += g[i * d + c];
-    }
-  }
+  model_detail::embed_rows_backward(store_.grad(embed_), tokens_.data<int32_t>(), t, dh);
 }
 
 void LmModel::start_generation() {

@@ -13,12 +13,18 @@
 #include "moe/core/check.h"
 #include "moe/model/lm_model.h"
 #include "moe/model/row_model.h"
+#include "moe/model/translation_model.h"
 
 namespace moe {
 
 Result<std::unique_ptr<Model>> Model::create(const ModelConfig& config, const DataShape& shape) {
-  // Token windows make a language model; rows (tabular, text bags, images) a classifier or
-  // regressor.
+  // Token windows make a language model, sentence pairs a translation model; rows (tabular, text
+  // bags, images) a classifier or regressor.
+  if (shape.input == FeatureKind::kPairs) {
+    MOE_ASSIGN_OR_RETURN(std::unique_ptr<TranslationModel> model,
+                         TranslationModel::create(config, shape));
+    return std::unique_ptr<Model>(std::move(model));
+  }
   if (shape.input == FeatureKind::kTokens) {
     MOE_ASSIGN_OR_RETURN(std::unique_ptr<LmModel> model, LmModel::create(config, shape));
     return std::unique_ptr<Model>(std::move(model));

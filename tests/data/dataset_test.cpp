@@ -204,6 +204,68 @@ TEST(Dataset, SubsetCopiesRowsLabelsAndSources) {
   EXPECT_EQ(sp.ids, (std::vector<int32_t>{0}));
 }
 
+// Three pairs: sources (eos 2 included) of 3, 1 and 2 tokens, targets of 2, 0 and 3 tokens.
+Dataset pairs_data() {
+  Dataset d;
+  d.kind = FeatureKind::kPairs;
+  d.n_rows = 3;
+  d.n_features = 20;
+  d.bos_id = 1;
+  d.eos_id = 2;
+  d.ids = {5, 6, 2, 2, 7, 2};
+  d.offsets = {0, 3, 4, 6};
+  d.target_ids = {10, 11, 12, 13, 14};
+  d.target_offsets = {0, 2, 2, 5};
+  d.source_rows = {1, 2, 3};
+  return d;
+}
+
+std::vector<int64_t> i64s(Tensor t) {
+  return {t.data<int64_t>(), t.data<int64_t>() + t.numel()};
+}
+std::vector<int32_t> i32s(Tensor t) {
+  return {t.data<int32_t>(), t.data<int32_t>() + t.numel()};
+}
+
+TEST(Batches, SentencePairsArePackedWithBosAndEos) {
+  const Dataset d = pairs_data();
+  const BatchBuffers buffers = BatchBuffers::for_dataset(d, 2);
+  // The two longest sources (3 + 2) and targets (2 + 3, plus bos or eos for each of 2 rows).
+  EXPECT_EQ(buffers.src_tokens.numel(), 5);
+  EXPECT_EQ(buffers.tgt_in.numel(), 7);
+  BatchIterator it(d, BatchOptions{.batch_size = 2, .shuffle = false});
+  it.start_epoch(0);
+  Batch b;
+  ASSERT_TRUE(it.next(buffers, &b));
+  EXPECT_EQ(b.n_rows, 2);
+  EXPECT_EQ(i32s(b.src_tokens), (std::vector<int32_t>{5, 6, 2, 2}));
+  EXPECT_EQ(i64s(b.src_starts), (std::vector<int64_t>{0, 3, 4}));
+  EXPECT_EQ(i32s(b.tgt_in), (std::vector<int32_t>{1, 10, 11, 1}));
+  EXPECT_EQ(i32s(b.tgt_out), (std::vector<int32_t>{10, 11, 2, 2}));
+  EXPECT_EQ(i64s(b.tgt_starts), (std::vector<int64_t>{0, 3, 4}));
+  ASSERT_TRUE(it.next(buffers, &b));
+  EXPECT_EQ(i32s(b.src_tokens), (std::vector<int32_t>{7, 2}));
+  EXPECT_EQ(i32s(b.tgt_in), (std::vector<int32_t>{1, 12, 13, 14}));
+  EXPECT_EQ(i32s(b.tgt_out), (std::vector<int32_t>{12, 13, 14, 2}));
+  EXPECT_EQ(i64s(b.tgt_starts), (std::vector<int64_t>{0, 4}));
+  EXPECT_FALSE(it.next(buffers, &b));
+}
+
+TEST(Dataset, SubsetOfSentencePairs) {
+  const Dataset d = pairs_data();
+  const std::vector<int64_t> rows = {2, 0};
+  const Dataset s = d.subset(rows);
+  EXPECT_EQ(s.kind, FeatureKind::kPairs);
+  EXPECT_EQ(s.n_rows, 2);
+  EXPECT_EQ(s.ids, (std::vector<int32_t>{7, 2, 5, 6, 2}));
+  EXPECT_EQ(s.offsets, (std::vector<int64_t>{0, 2, 5}));
+  EXPECT_EQ(s.target_ids, (std::vector<int32_t>{12, 13, 14, 10, 11}));
+  EXPECT_EQ(s.target_offsets, (std::vector<int64_t>{0, 3, 5}));
+  EXPECT_EQ(s.source_rows, (std::vector<int64_t>{3, 1}));
+  EXPECT_EQ(s.bos_id, 1);
+  EXPECT_EQ(s.eos_id, 2);
+}
+
 TEST(LabelSpec, JsonRoundTripAndClassLookup) {
   LabelSpec s;
   s.columns = {"score"};

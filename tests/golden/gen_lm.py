@@ -404,6 +404,11 @@ def report_float32_replay(values, tokens, targets, c, tensors):
     """Runs the same steps in float32 and prints how far it lands from the fixture: a guide to
     the tolerances a float32 implementation can meet."""
     steps, final, _ = trajectory(values, tokens, targets, c, torch.float32)
+    print_replay(steps, final, tensors)
+
+
+def print_replay(steps, final, tensors):
+    """How far a float32 trajectory (steps, final parameters) lands from the fixture's tensors."""
     logits, task, aux, _, grads = steps[0]
 
     def rel(a, b):  # max |a − b| relative to max |b|

@@ -12,9 +12,8 @@
 #include <memory>
 #include <string>
 
-#include "moe/core/arena.h"
+#include "model_golden.h"
 #include "moe/model/model.h"
-#include "moe/optim/optimizer.h"
 #include "testing/fixtures.h"
 
 namespace moe {
@@ -59,12 +58,6 @@ void check_fixture(const std::string& name) {
   Result<std::unique_ptr<Model>> created = Model::create(config_of(f), shape);
   ASSERT_TRUE(created.is_ok()) << created.status().message();
   Model& model = *created.value();
-  ParamStore& store = model.params();
-  for (ParamId id = 0; id < store.size(); ++id) {
-    const std::string& p = store.info(id).name;
-    ASSERT_TRUE(f.contains(p)) << name << " lacks " << p;
-    copy(store.value(id), f.get(p).view());
-  }
 
   // The windows: tokens [B, S] followed by the last target make [B, S+1].
   const TensorBuffer tokens = f.get("tokens"), targets = f.get("targets");
@@ -84,43 +77,7 @@ void check_fixture(const std::string& name) {
   batch.n_rows = b;
   batch.tokens = windows.view();
 
-  OptimizerConfig oc;
-  oc.kind = OptimizerKind::kAdamW;
-  oc.beta1 = f.meta_double("beta1");
-  oc.beta2 = f.meta_double("beta2");
-  oc.eps = f.meta_double("adam_eps");
-  oc.weight_decay = f.meta_double("weight_decay");
-  std::unique_ptr<Optimizer> opt = make_optimizer(store, oc);
-  const double lr = f.meta_double("lr");
-  TensorBuffer dlogits(Shape{b * s, shape.n_outputs});
-  Arena arena;
-  for (int step = 0; step < 3; ++step) {
-    arena.reset();
-    store.zero_grads();
-    const Tensor logits = model.forward(batch, true, Rng(0), arena);
-    const double task = model.task_loss(batch, logits, dlogits.view(), TaskLossOptions());
-    const double aux = model.aux_loss();
-    EXPECT_NEAR(task + aux, f.get("loss.step" + std::to_string(step)).view().f32()[0], 2e-5)
-        << name << " step " << step;
-    model.backward(dlogits.view(), arena);
-    if (step == 0) {
-      testing::expect_close(name + " logits", logits, f.get("logits").view(), 1e-4, 1e-5);
-      EXPECT_NEAR(task, f.get("task_loss").view().f32()[0], 1e-5) << name;
-      EXPECT_NEAR(aux, f.get("aux_loss").view().f32()[0], 1e-6) << name;
-      for (ParamId id = 0; id < store.size(); ++id) {
-        const std::string& p = store.info(id).name;
-        testing::expect_close(name + " grad." + p, store.grad(id), f.get("grad." + p).view(), 1e-3,
-                              2e-6);
-      }
-    }
-    opt->step(lr);
-    model.after_step();
-  }
-  for (ParamId id = 0; id < store.size(); ++id) {
-    const std::string& p = store.info(id).name;
-    testing::expect_close(name + " step3." + p, store.value(id), f.get("step3." + p).view(), 1e-4,
-                          1e-5);
-  }
+  testing::expect_fixture_trajectory(name, f, model, batch, b * s);
 }
 
 TEST(LmGolden, MoeTiedGqa) {

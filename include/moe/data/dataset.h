@@ -12,6 +12,12 @@
 // last S), so consecutive windows share one token and no target is seen twice. Its labels are
 // the tokens themselves (has_labels, classification over the V token ids).
 //
+// Translation data are sentence pairs (kPairs): `ids` and `offsets` hold the source sentences in
+// CSR form (each sentence's tokens followed by eos), `target_ids` and `target_offsets` the target
+// sentences' tokens (no bos or eos). A batch packs its rows' sentences one after another without
+// padding: the source tokens, and for each target the decoder's input (bos + tokens) and labels
+// (tokens + eos), with the starts of each sentence.
+//
 // Splitting is by ratio, stratified by class (each class is split in the same proportions),
 // seeded, and deterministic: the same rows, labels, ratios and seed give the same split on any
 // machine. A BatchIterator walks a data set in batches, reshuffled each epoch from (seed, epoch)
@@ -66,7 +72,7 @@ struct LabelSpec {
 // Whether encoding a file needs its label column(s): evaluation does, prediction may go without.
 enum class LabelUse { kRequired, kIfPresent, kIgnore };
 
-enum class FeatureKind { kDense, kSparse, kTokens };
+enum class FeatureKind { kDense, kSparse, kTokens, kPairs };
 
 // What the model needs to know about its input and output.
 struct DataShape {
@@ -102,6 +108,14 @@ struct Dataset {
   // tokens: the bytes of ids[0 .. n_rows·S], the part the windows cover (n_bytes less the
   // dropped tail's), what bits per byte divides by
   int64_t window_bytes = 0;
+
+  // pairs: the target sentences [N] in CSR form (ids and offsets hold the sources), the
+  // tokenizer's bos and eos, and the UTF-8 bytes of the target sentences
+  std::vector<int32_t> target_ids;      // [target NNZ]
+  std::vector<int64_t> target_offsets;  // [N+1]
+  int32_t bos_id = -1;
+  int32_t eos_id = -1;
+  int64_t target_bytes = 0;
 
   // The rows `rows` in that order, as a new data set (not for token windows).
   Dataset subset(std::span<const int64_t> rows) const;
@@ -139,14 +153,19 @@ struct BatchOptions {
 
 // Memory for one batch, sized for a data set and batch size once and reused every step.
 struct BatchBuffers {
-  TensorBuffer features;  // [B, D] dense
-  TensorBuffer ids;       // [max ids in any B rows] int32 sparse
-  TensorBuffer offsets;   // [B+1] int64 sparse
-  TensorBuffer weights;   // [max ids in any B rows] sparse
-  TensorBuffer labels;    // [B] int32 classification
-  TensorBuffer targets;   // [B, C] regression
-  TensorBuffer rows;      // [B] int64 data set row of each batch row
-  TensorBuffer tokens;    // [B, S+1] int32 token windows
+  TensorBuffer features;    // [B, D] dense
+  TensorBuffer ids;         // [max ids in any B rows] int32 sparse
+  TensorBuffer offsets;     // [B+1] int64 sparse
+  TensorBuffer weights;     // [max ids in any B rows] sparse
+  TensorBuffer labels;      // [B] int32 classification
+  TensorBuffer targets;     // [B, C] regression
+  TensorBuffer rows;        // [B] int64 data set row of each batch row
+  TensorBuffer tokens;      // [B, S+1] int32 token windows
+  TensorBuffer src_tokens;  // [most source tokens of any B rows] int32 pairs
+  TensorBuffer src_starts;  // [B+1] int64
+  TensorBuffer tgt_in;      // [most target tokens of any B rows + B] int32
+  TensorBuffer tgt_out;     // [same] int32
+  TensorBuffer tgt_starts;  // [B+1] int64
 
   static BatchBuffers for_dataset(const Dataset& d, int64_t batch_size);
 };
@@ -162,6 +181,14 @@ struct Batch {
   Tensor targets;   // [n, C]
   Tensor rows;      // [n] int64
   Tensor tokens;    // [n, S+1] int32 token windows: inputs [:, :S], targets [:, 1:]
+  // Sentence pairs, packed: row i's source is src_tokens[src_starts[i] .. src_starts[i+1]),
+  // eos included; its target positions tgt_starts[i] .. tgt_starts[i+1] hold the decoder's
+  // input (bos, y_1 .. y_m) in tgt_in and the labels (y_1 .. y_m, eos) in tgt_out.
+  Tensor src_tokens;  // [Ts] int32
+  Tensor src_starts;  // [n+1] int64
+  Tensor tgt_in;      // [Tt] int32
+  Tensor tgt_out;     // [Tt] int32
+  Tensor tgt_starts;  // [n+1] int64
 };
 
 class BatchIterator {
@@ -179,6 +206,8 @@ class BatchIterator {
   static int64_t max_ids_per_batch(const Dataset& d, int64_t batch_size);
 
  private:
+  void fill_pairs(const BatchBuffers& buffers, const int64_t* rows, int64_t n, Batch* out) const;
+
   const Dataset* data_;
   BatchOptions options_;
   std::vector<int64_t> order_;  // [N]

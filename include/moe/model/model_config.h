@@ -115,6 +115,38 @@ struct LmConfig {
   }
 };
 
+// The encoder-decoder translation model (model/translation_model.h), for sentence pairs
+// (data.format "pairs"): an encoder stack over the source sentence, a decoder stack with causal
+// self-attention and cross-attention to the encoder's output, one vocabulary for both sides.
+// Its MoE FFNs are model.moe: one object for every MoE block, or a list of one per MoE block
+// (the encoder's in block order, then the decoder's).
+struct TranslationConfig {
+  int64_t encoder_layers = 3;
+  int64_t decoder_layers = 3;
+  int64_t heads = 4;            // H query heads of every attention; D % H == 0, D / H even (RoPE)
+  int64_t kv_heads = 0;         // G key/value heads; 0: G = H
+  int64_t max_tokens = 128;     // per sentence and side, the source's eos and target's bos included
+  bool tie_embeddings = true;   // the output head is the token embedding table
+  double rope_theta = 10000.0;  // RoPE base of the self-attentions (cross-attention has none)
+  MoeLayers encoder_moe = MoeLayers::kEveryOther;  // which encoder blocks have an MoE FFN
+  MoeLayers decoder_moe = MoeLayers::kEveryOther;  // which decoder blocks have one
+  int64_t ffn_hidden = 0;  // dense FFN width of the other blocks; 0: the MoE layer's active width
+  float norm_eps = 1e-5f;
+
+  int64_t n_kv_heads() const { return kv_heads > 0 ? kv_heads : heads; }
+  static bool is_moe(MoeLayers which, int64_t l) {
+    return which == MoeLayers::kAll || (which == MoeLayers::kEveryOther && l % 2 == 1);
+  }
+  bool encoder_block_is_moe(int64_t l) const { return is_moe(encoder_moe, l); }
+  bool decoder_block_is_moe(int64_t l) const { return is_moe(decoder_moe, l); }
+  int64_t n_moe_blocks() const {
+    int64_t n = 0;
+    for (int64_t l = 0; l < encoder_layers; ++l) n += encoder_block_is_moe(l) ? 1 : 0;
+    for (int64_t l = 0; l < decoder_layers; ++l) n += decoder_block_is_moe(l) ? 1 : 0;
+    return n;
+  }
+};
+
 struct ModelConfig {
   int64_t width = 64;          // D, the residual stream width
   float input_dropout = 0.0f;  // after the input stage
@@ -131,14 +163,18 @@ struct ModelConfig {
   std::vector<MoeBlockConfig> moe;  // the MoE blocks, in order (may be empty: a dense model)
   bool dense = false;               // replace each MoE block by dense_equivalent()
   LmConfig lm;                      // token data only
+  TranslationConfig translation;    // sentence pairs only
   // Set from data.format ("corpus") when the config is parsed, not a key of its own: the model
   // is the language model (model/lm_model.h) rather than the row model.
   bool language_model = false;
+  // Set from data.format ("pairs"): the translation model (model/translation_model.h).
+  bool translation_model = false;
   // model.moe was written as a JSON array (kept so the resolved config has the same form and
   // `--set model.moe.0.k=...` keeps working); one layer written as an object stays an object.
   bool moe_list = false;
 
-  // A language model's MoE layer `i` (in block order): model.moe[i], or the one object all share.
+  // A language or translation model's MoE layer `i` (in block order): model.moe[i], or the one
+  // object all share.
   const MoeBlockConfig& lm_moe(int64_t i) const {
     return moe.size() == 1 ? moe[0] : moe[static_cast<size_t>(i)];
   }
