@@ -159,6 +159,58 @@ void AttentionSublayer::backward(ParamStore& store, Tensor dh, Tensor dmemory, A
   add(dh, dnorm, dh);
 }
 
+void AttentionSublayer::decode_self(const ParamStore& store, const RopeTable& rope, Tensor h,
+                                    int64_t pos, int64_t max_len, Tensor k_cache, Tensor v_cache,
+                                    Tensor out, Arena& arena) const {
+  const int64_t n = h.rows(), w = shape_.width, dh = shape_.head_dim();
+  const int64_t hq = shape_.heads * dh, hkv = shape_.kv_heads * dh;
+  Tensor x = arena.alloc(Shape{n, w}), rstd = arena.alloc(Shape{n});
+  rms_norm_forward({store.value(gain_)}, shape_.norm_eps, h, x, {rstd});
+  Tensor q = arena.alloc(Shape{n, hq}), k = arena.alloc(Shape{n, hkv}),
+         v = arena.alloc(Shape{n, hkv});
+  gemm(x, false, store.value(wq_), true, q);
+  gemm(x, false, store.value(wk_), true, k);
+  gemm(x, false, store.value(wv_), true, v);
+  rope_forward(rope, n, 1, shape_.heads, pos, q);
+  rope_forward(rope, n, 1, shape_.kv_heads, pos, k);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t row = i * max_len + pos;
+    std::memcpy(k_cache.f32() + row * hkv, k.f32() + i * hkv, sizeof(float) * hkv);
+    std::memcpy(v_cache.f32() + row * hkv, v.f32() + i * hkv, sizeof(float) * hkv);
+  }
+  const AttentionDims d{.batch = n,
+                        .seq = 1,
+                        .n_heads = shape_.heads,
+                        .n_kv_heads = shape_.kv_heads,
+                        .head_dim = dh,
+                        .causal = true};
+  Tensor att = arena.alloc(Shape{n, hq});
+  Tensor ws = arena.alloc(Shape{attention_workspace_floats(d, omp_get_max_threads())});
+  attention_decode(d, pos, max_len, q, k_cache, v_cache, att, ws);
+  copy(out, h);
+  gemm(att, false, store.value(wo_), true, out, {1.0f, 1.0f});
+}
+
+void AttentionSublayer::cross_keys(const ParamStore& store, Tensor memory, Tensor k,
+                                   Tensor v) const {
+  gemm(memory, false, store.value(wk_), true, k);
+  gemm(memory, false, store.value(wv_), true, v);
+}
+
+void AttentionSublayer::decode_cross(const ParamStore& store, const PackedAttentionDims& d,
+                                     Tensor h, Tensor k, Tensor v, Tensor out, Arena& arena) const {
+  const int64_t n = h.rows(), w = shape_.width, hq = shape_.heads * shape_.head_dim();
+  Tensor x = arena.alloc(Shape{n, w}), rstd = arena.alloc(Shape{n});
+  rms_norm_forward({store.value(gain_)}, shape_.norm_eps, h, x, {rstd});
+  Tensor q = arena.alloc(Shape{n, hq});
+  gemm(x, false, store.value(wq_), true, q);
+  Tensor att = arena.alloc(Shape{n, hq});
+  Tensor ws = arena.alloc(Shape{attention_workspace_floats(d, omp_get_max_threads())});
+  attention_forward(d, q, k, v, att, AttentionCache{}, ws);
+  copy(out, h);
+  gemm(att, false, store.value(wo_), true, out, {1.0f, 1.0f});
+}
+
 void FfnSublayer::declare(ParamStore& store, const std::string& prefix, int64_t width,
                           float norm_eps, const MoeConfig* moe, const ExpertConfig& dense,
                           Precision precision) {

@@ -65,6 +65,17 @@ class AttentionSublayer {
   // dh [Tq, D]: in, dL/d out; out, dL/d h. dmemory [Tk, D] (cross-attention) accumulates.
   void backward(ParamStore& store, Tensor dh, Tensor dmemory, Arena& arena);
 
+  // Generation, n sequences in step. Self-attention: h [n, D] the new token of each sequence, at
+  // position `pos` of all; the keys and values of positions 0 .. pos − 1 of sequence i are rows
+  // i·L .. i·L + pos − 1 of k_cache, v_cache [n·L, G·Dh], and this step's go to row i·L + pos.
+  void decode_self(const ParamStore& store, const RopeTable& rope, Tensor h, int64_t pos,
+                   int64_t max_len, Tensor k_cache, Tensor v_cache, Tensor out, Arena& arena) const;
+  // Cross-attention: the memory's keys and values k, v [Tk, G·Dh], once per batch of sources;
+  // then each step's queries h [Tq, D] over them as d says (packed, not causal).
+  void cross_keys(const ParamStore& store, Tensor memory, Tensor k, Tensor v) const;
+  void decode_cross(const ParamStore& store, const PackedAttentionDims& d, Tensor h, Tensor k,
+                    Tensor v, Tensor out, Arena& arena) const;
+
  private:
   void rope_rows(Tensor x, int64_t n_heads, bool inverse) const;
 
@@ -86,6 +97,7 @@ class FfnSublayer {
   MoeLayer* moe_layer() const { return moe_.get(); }
 
   // h [T, D] -> out [T, D]; token_ids [T] for a hash gate (else null); rng the layer's noise.
+  // An evaluation forward (training false) keeps nothing a backward needs.
   void forward(const ParamStore& store, Tensor h, Tensor out, bool training, const Rng& rng,
                const int64_t* token_ids, Arena& arena);
   void backward(ParamStore& store, Tensor dh, Arena& arena);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <utility>
 
@@ -229,6 +230,26 @@ Tensor TranslationModel::embed(Tensor tokens, Arena& arena, const int64_t** hash
   return h;
 }
 
+Tensor TranslationModel::encode(Tensor src_tokens, const PackedAttentionDims& d, bool training,
+                                const Rng& rng, Arena& arena) {
+  const int64_t ts = src_tokens.numel(), w = config_.width;
+  const int64_t* src_ids = nullptr;
+  Tensor x = embed(src_tokens, arena, &src_ids);  // [Ts, D]
+  for (size_t l = 0; l < encoder_.size(); ++l) {
+    EncoderBlock& b = *encoder_[l];
+    Tensor mid = arena.alloc(Shape{ts, w}), next = arena.alloc(Shape{ts, w});
+    b.attn.forward(store_, d, &rope_, x, Tensor(), mid, arena);
+    b.ffn.forward(store_, mid, next, training, rng.fork(kNoiseBlockMoe + l), src_ids, arena);
+    x = next;
+  }
+  encoder_out_ = x;
+  memory_ = arena.alloc(Shape{ts, w});
+  memory_rstd_ = arena.alloc(Shape{ts});
+  rms_norm_forward({store_.value(encoder_gain_)}, config_.translation.norm_eps, x, memory_,
+                   {memory_rstd_});
+  return memory_;
+}
+
 Tensor TranslationModel::forward(const Batch& batch, bool training, const Rng& rng, Arena& arena) {
   const TranslationConfig& tr = config_.translation;
   const int64_t d = config_.width, v = shape_.n_features;
@@ -242,7 +263,7 @@ Tensor TranslationModel::forward(const Batch& batch, bool training, const Rng& r
   training_ = training;
   src_tokens_ = batch.src_tokens;
   tgt_in_ = batch.tgt_in;
-  const int64_t ts = src_tokens_.numel(), tt = tgt_in_.numel();
+  const int64_t tt = tgt_in_.numel();
   const int64_t hkv = tr.n_kv_heads();
   const PackedAttentionDims enc{.q_starts = src_starts_,
                                 .k_starts = src_starts_,
@@ -257,19 +278,7 @@ Tensor TranslationModel::forward(const Batch& batch, bool training, const Rng& r
   PackedAttentionDims cross = enc;
   cross.q_starts = tgt_starts_;
 
-  const int64_t* src_ids = nullptr;
-  Tensor x = embed(src_tokens_, arena, &src_ids);  // [Ts, D]
-  for (size_t l = 0; l < encoder_.size(); ++l) {
-    EncoderBlock& b = *encoder_[l];
-    Tensor mid = arena.alloc(Shape{ts, d}), next = arena.alloc(Shape{ts, d});
-    b.attn.forward(store_, enc, &rope_, x, Tensor(), mid, arena);
-    b.ffn.forward(store_, mid, next, training, rng.fork(kNoiseBlockMoe + l), src_ids, arena);
-    x = next;
-  }
-  encoder_out_ = x;
-  memory_ = arena.alloc(Shape{ts, d});
-  memory_rstd_ = arena.alloc(Shape{ts});
-  rms_norm_forward({store_.value(encoder_gain_)}, tr.norm_eps, x, memory_, {memory_rstd_});
+  encode(src_tokens_, enc, training, rng, arena);
 
   const int64_t* tgt_ids = nullptr;
   Tensor y = embed(tgt_in_, arena, &tgt_ids);  // [Tt, D]
@@ -334,6 +343,250 @@ void TranslationModel::backward(Tensor dlogits, Arena& arena) {
   if (store_.frozen(embed_)) return;
   model_detail::embed_rows_backward(store_.grad(embed_), tgt_in_.data<int32_t>(), tt, dy);
   model_detail::embed_rows_backward(store_.grad(embed_), src_tokens_.data<int32_t>(), ts, dx);
+}
+
+// ---- generation ---------------------------------------------------------------------------------
+
+// What decoding keeps between steps. Dims: N = sources · copies hypotheses, L positions.
+struct TranslationModel::DecodeState {
+  int64_t copies = 1;
+  int64_t n = 0;    // N
+  int64_t pos = 0;  // the position the next step's tokens take
+  int64_t max_len = 0;
+  std::vector<int64_t> src_starts;    // [sources + 1] the encoded sources' rows
+  std::vector<int64_t> query_starts;  // [sources + 1] i · copies: each source's hypotheses
+  TensorBuffer src_tokens;            // [Ts] int32
+  std::vector<TensorBuffer> cross_k, cross_v;  // per decoder block [Ts, G·Dh]
+  std::vector<TensorBuffer> self_k, self_v;    // per decoder block [N·L, G·Dh]
+  TensorBuffer scratch;                        // [N·L, G·Dh] for reordering
+  Arena arena;                                 // each step's temporaries
+};
+
+void TranslationModel::start_decoding(std::span<const std::vector<int32_t>> sources, int64_t copies,
+                                      int32_t eos) {
+  const TranslationConfig& tr = config_.translation;
+  MOE_CHECK(!sources.empty() && copies >= 1, "model: decoding {} sources with {} copies",
+            sources.size(), copies);
+  if (!decode_) decode_ = std::make_unique<DecodeState>();
+  DecodeState& st = *decode_;
+  st.copies = copies;
+  st.n = static_cast<int64_t>(sources.size()) * copies;
+  st.pos = 0;
+  st.max_len = tr.max_tokens;
+  st.src_starts.assign(1, 0);
+  st.query_starts.assign(1, 0);
+  for (const std::vector<int32_t>& s : sources) {
+    const auto len = static_cast<int64_t>(s.size()) + 1;
+    MOE_CHECK(len <= tr.max_tokens, "model: a source of {} tokens and eos; at most {} fit",
+              s.size(), tr.max_tokens);
+    st.src_starts.push_back(st.src_starts.back() + len);
+    st.query_starts.push_back(st.query_starts.back() + copies);
+  }
+  const int64_t ts = st.src_starts.back();
+  st.src_tokens = TensorBuffer(Shape{ts}, DType::kI32);
+  int32_t* tok = st.src_tokens.view().data<int32_t>();
+  for (size_t i = 0; i < sources.size(); ++i) {
+    std::copy(sources[i].begin(), sources[i].end(), tok + st.src_starts[i]);
+    tok[st.src_starts[i + 1] - 1] = eos;
+  }
+  st.arena.reset();
+  const PackedAttentionDims enc{.q_starts = st.src_starts,
+                                .k_starts = st.src_starts,
+                                .n_heads = tr.heads,
+                                .n_kv_heads = tr.n_kv_heads(),
+                                .head_dim = config_.width / tr.heads,
+                                .causal = false};
+  training_ = false;
+  const Tensor memory = encode(st.src_tokens.view(), enc, false, Rng(0), st.arena);
+  const int64_t hkv = tr.n_kv_heads() * (config_.width / tr.heads);
+  st.cross_k.resize(decoder_.size());
+  st.cross_v.resize(decoder_.size());
+  st.self_k.resize(decoder_.size());
+  st.self_v.resize(decoder_.size());
+  for (size_t l = 0; l < decoder_.size(); ++l) {
+    st.cross_k[l] = TensorBuffer(Shape{ts, hkv});
+    st.cross_v[l] = TensorBuffer(Shape{ts, hkv});
+    decoder_[l]->cross.cross_keys(store_, memory, st.cross_k[l], st.cross_v[l]);
+    if (st.self_k[l].view().numel() != st.n * st.max_len * hkv) {
+      st.self_k[l] = TensorBuffer(Shape{st.n * st.max_len, hkv});
+      st.self_v[l] = TensorBuffer(Shape{st.n * st.max_len, hkv});
+    }
+  }
+  st.scratch = TensorBuffer(Shape{st.n * st.max_len, hkv});
+}
+
+Tensor TranslationModel::decode_step(std::span<const int32_t> tokens) {
+  MOE_CHECK(decode_ != nullptr, "model: decode_step before start_decoding");
+  DecodeState& st = *decode_;
+  const TranslationConfig& tr = config_.translation;
+  const int64_t n = st.n, w = config_.width;
+  MOE_CHECK(static_cast<int64_t>(tokens.size()) == n && st.pos < st.max_len,
+            "model: {} tokens at position {} for {} hypotheses of at most {} positions",
+            tokens.size(), st.pos, n, st.max_len);
+  st.arena.reset();
+  Tensor tok = st.arena.alloc(Shape{n}, DType::kI32);
+  std::copy(tokens.begin(), tokens.end(), tok.data<int32_t>());
+  const int64_t* ids = nullptr;
+  Tensor y = embed(tok, st.arena, &ids);  // [N, D]
+  const PackedAttentionDims cross{.q_starts = st.query_starts,
+                                  .k_starts = st.src_starts,
+                                  .n_heads = tr.heads,
+                                  .n_kv_heads = tr.n_kv_heads(),
+                                  .head_dim = w / tr.heads,
+                                  .causal = false};
+  for (size_t l = 0; l < decoder_.size(); ++l) {
+    DecoderBlock& b = *decoder_[l];
+    Tensor a = st.arena.alloc(Shape{n, w}), c = st.arena.alloc(Shape{n, w}),
+           next = st.arena.alloc(Shape{n, w});
+    b.attn.decode_self(store_, rope_, y, st.pos, st.max_len, st.self_k[l], st.self_v[l], a,
+                       st.arena);
+    b.cross.decode_cross(store_, cross, a, st.cross_k[l], st.cross_v[l], c, st.arena);
+    b.ffn.forward(store_, c, next, false, Rng(0), ids, st.arena);
+    y = next;
+  }
+  ++st.pos;
+  Tensor normed = st.arena.alloc(Shape{n, w}), rstd = st.arena.alloc(Shape{n});
+  rms_norm_forward({store_.value(final_gain_)}, tr.norm_eps, y, normed, {rstd});
+  Tensor logits = st.arena.alloc(Shape{n, shape_.n_features});
+  gemm(normed, false, head_weight(), true, logits);
+  return logits;
+}
+
+void TranslationModel::reorder_hypotheses(std::span<const int64_t> parent) {
+  MOE_CHECK(decode_ != nullptr, "model: reorder_hypotheses before start_decoding");
+  DecodeState& st = *decode_;
+  MOE_CHECK(static_cast<int64_t>(parent.size()) == st.n, "model: {} parents for {} hypotheses",
+            parent.size(), st.n);
+  for (int64_t i = 0; i < st.n; ++i) {
+    MOE_CHECK(parent[i] >= 0 && parent[i] < st.n && parent[i] / st.copies == i / st.copies,
+              "model: hypothesis {} cannot continue hypothesis {}", i, parent[i]);
+  }
+  const int64_t rows = st.pos;  // the positions cached so far
+  for (size_t l = 0; l < decoder_.size(); ++l) {
+    for (TensorBuffer* cache : {&st.self_k[l], &st.self_v[l]}) {
+      const int64_t width = cache->view().cols(), block = st.max_len * width;
+      copy(st.scratch.view(), cache->view());
+      for (int64_t i = 0; i < st.n; ++i) {
+        std::memcpy(cache->f32() + i * block, st.scratch.f32() + parent[i] * block,
+                    sizeof(float) * static_cast<size_t>(rows * width));
+      }
+    }
+  }
+}
+
+namespace {
+
+// ln softmax of one row of logits, in double.
+void log_softmax(const float* logits, int64_t v, std::vector<double>& out) {
+  out.resize(static_cast<size_t>(v));
+  double mx = -std::numeric_limits<double>::infinity();
+  for (int64_t j = 0; j < v; ++j) mx = std::max(mx, static_cast<double>(logits[j]));
+  double sum = 0.0;
+  for (int64_t j = 0; j < v; ++j) sum += std::exp(static_cast<double>(logits[j]) - mx);
+  const double lse = mx + std::log(sum);
+  for (int64_t j = 0; j < v; ++j) out[static_cast<size_t>(j)] = logits[j] - lse;
+}
+
+struct Candidate {
+  double log_prob = 0.0;
+  int64_t hyp = 0;
+  int32_t token = 0;
+};
+
+// One source's beam: its live hypotheses' tokens and log-probabilities, and the finished ones.
+struct Beam {
+  std::vector<std::vector<int32_t>> tokens;  // [beam]
+  std::vector<double> log_prob;              // [beam], −∞ for an empty slot
+  std::vector<TranslationModel::Hypothesis> finished;
+  bool done = false;
+};
+
+}  // namespace
+
+std::vector<TranslationModel::Hypothesis> TranslationModel::translate(
+    std::span<const std::vector<int32_t>> sources, const DecodeOptions& options) {
+  const int64_t k = options.beam, v = shape_.n_features;
+  MOE_CHECK(k >= 1, "model: beam {}", k);
+  const int64_t max_len =
+      options.max_tokens > 0 ? std::min(options.max_tokens, max_tokens()) : max_tokens();
+  start_decoding(sources, k, options.eos);
+  const auto b_count = static_cast<int64_t>(sources.size()), n = b_count * k;
+  const double neg_inf = -std::numeric_limits<double>::infinity();
+  std::vector<Beam> beams(static_cast<size_t>(b_count));
+  for (Beam& beam : beams) {
+    beam.tokens.assign(static_cast<size_t>(k), {});
+    beam.log_prob.assign(static_cast<size_t>(k), neg_inf);
+    beam.log_prob[0] = 0.0;  // one live hypothesis to start from
+  }
+  std::vector<int32_t> step_tokens(static_cast<size_t>(n), options.bos);
+  std::vector<int64_t> parent(static_cast<size_t>(n));
+  std::vector<double> lp;
+  std::vector<Candidate> cands;
+  const auto score_of = [&](double log_prob, size_t len) {
+    return log_prob / std::pow(static_cast<double>(len + 1), options.length_penalty);
+  };
+  for (int64_t step = 0; step < max_len; ++step) {
+    const Tensor logits = decode_step(step_tokens);
+    const bool last = step == max_len - 1;
+    bool all_done = true;
+    for (int64_t b = 0; b < b_count; ++b) {
+      Beam& beam = beams[static_cast<size_t>(b)];
+      for (int64_t j = 0; j < k; ++j) {
+        parent[static_cast<size_t>(b * k + j)] = b * k;
+        step_tokens[static_cast<size_t>(b * k + j)] = options.eos;
+      }
+      if (beam.done) continue;
+      cands.clear();
+      for (int64_t j = 0; j < k; ++j) {
+        const double base = beam.log_prob[static_cast<size_t>(j)];
+        if (base == neg_inf) continue;
+        log_softmax(logits.f32() + (b * k + j) * v, v, lp);
+        for (int64_t t = 0; t < v; ++t) {
+          if (last && t != options.eos) continue;
+          cands.push_back({base + lp[static_cast<size_t>(t)], j, static_cast<int32_t>(t)});
+        }
+      }
+      const size_t keep = std::min(cands.size(), static_cast<size_t>(2 * k));
+      std::partial_sort(cands.begin(), cands.begin() + static_cast<ptrdiff_t>(keep), cands.end(),
+                        [](const Candidate& x, const Candidate& y) {
+                          if (x.log_prob != y.log_prob) return x.log_prob > y.log_prob;
+                          return x.hyp != y.hyp ? x.hyp < y.hyp : x.token < y.token;
+                        });
+      std::vector<std::vector<int32_t>> next_tokens;
+      std::vector<double> next_lp;
+      for (size_t r = 0; r < keep; ++r) {
+        const Candidate& c = cands[r];
+        const std::vector<int32_t>& prefix = beam.tokens[static_cast<size_t>(c.hyp)];
+        if (c.token == options.eos) {
+          if (r < static_cast<size_t>(k))
+            beam.finished.push_back({prefix, c.log_prob, score_of(c.log_prob, prefix.size())});
+          continue;
+        }
+        if (static_cast<int64_t>(next_tokens.size()) == k) continue;
+        parent[static_cast<size_t>(b * k) + next_tokens.size()] = b * k + c.hyp;
+        step_tokens[static_cast<size_t>(b * k) + next_tokens.size()] = c.token;
+        next_tokens.push_back(prefix);
+        next_tokens.back().push_back(c.token);
+        next_lp.push_back(c.log_prob);
+      }
+      next_lp.resize(static_cast<size_t>(k), neg_inf);
+      next_tokens.resize(static_cast<size_t>(k));
+      beam.tokens = std::move(next_tokens);
+      beam.log_prob = std::move(next_lp);
+      beam.done = static_cast<int64_t>(beam.finished.size()) >= k || beam.log_prob[0] == neg_inf;
+      all_done = all_done && beam.done;
+    }
+    if (all_done) break;
+    reorder_hypotheses(parent);
+  }
+  std::vector<Hypothesis> out;
+  for (Beam& beam : beams) {
+    MOE_CHECK(!beam.finished.empty(), "model: a source ended without a finished hypothesis");
+    out.push_back(*std::max_element(
+        beam.finished.begin(), beam.finished.end(),
+        [](const Hypothesis& x, const Hypothesis& y) { return x.score < y.score; }));
+  }
+  return out;
 }
 
 }  // namespace moe

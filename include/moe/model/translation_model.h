@@ -38,8 +38,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
+#include "moe/layers/attention.h"
 #include "moe/layers/rope.h"
 #include "moe/model/model.h"
 
@@ -68,12 +70,49 @@ class TranslationModel final : public Model {
   int64_t vocab() const { return shape_.n_features; }
   int64_t max_tokens() const { return config_.translation.max_tokens; }
 
+  // Translation by beam search (greedy at beam 1), every source at once: N = sources · beam
+  // hypotheses decoded in step, one token each per step, over a cache of each decoder block's
+  // keys and values and the cross-attention's keys and values of the encoded sources (computed
+  // once). At each step a source's hypotheses extend to their 2·beam best continuations by
+  // log-probability; one ending in eos within the first `beam` is finished, scored
+  // log p / len^length_penalty (len counting eos), the others continue up to `beam`. A source is
+  // done when it has `beam` finished hypotheses; at the last position only eos is allowed. The
+  // best finished hypothesis by score wins (the first on a tie).
+  struct DecodeOptions {
+    int32_t bos = 1;
+    int32_t eos = 2;
+    int64_t beam = 1;
+    double length_penalty = 1.0;
+    int64_t max_tokens =
+        0;  // decoder positions (bos .. eos); 0 (or over max_tokens()): max_tokens()
+  };
+  struct Hypothesis {
+    std::vector<int32_t> tokens;  // without bos and eos
+    double log_prob = 0.0;        // Σ ln p of the tokens and eos
+    double score = 0.0;           // log_prob / (tokens + 1)^length_penalty
+  };
+  // sources: token ids without eos (it is added), each at most max_tokens() − 1 long.
+  std::vector<Hypothesis> translate(std::span<const std::vector<int32_t>> sources,
+                                    const DecodeOptions& options);
+
+  // The steps translate() is made of: encode the sources (`eos` appended) with `copies`
+  // hypotheses each (hypothesis i belongs to source i / copies); then per step one token per
+  // hypothesis in (bos first) and the next token's logits [N, V] out; reorder_hypotheses makes
+  // hypothesis i continue from hypothesis parent[i], of the same source, from the next step on.
+  void start_decoding(std::span<const std::vector<int32_t>> sources, int64_t copies, int32_t eos);
+  Tensor decode_step(std::span<const int32_t> tokens);
+  void reorder_hypotheses(std::span<const int64_t> parent);
+
  private:
+  struct DecodeState;
   struct EncoderBlock;
   struct DecoderBlock;
   TranslationModel(ModelConfig config, DataShape shape);
   void build();
   Tensor embed(Tensor tokens, Arena& arena, const int64_t** hash_ids);
+  // The encoder over src_tokens [Ts] packed as d says -> memory_ [Ts, D] (arena memory).
+  Tensor encode(Tensor src_tokens, const PackedAttentionDims& d, bool training, const Rng& rng,
+                Arena& arena);
   Tensor head_weight() const;
   Tensor head_grad() const;
 
@@ -89,6 +128,8 @@ class TranslationModel final : public Model {
   Tensor src_tokens_, tgt_in_;                    // [Ts], [Tt] int32
   Tensor encoder_out_, memory_, memory_rstd_;     // [Ts, D], [Ts, D], [Ts]
   Tensor final_in_, final_out_, final_rstd_;      // [Tt, D], [Tt, D], [Tt]
+
+  std::unique_ptr<DecodeState> decode_;  // generation's caches, kept for the next call
 };
 
 }  // namespace moe
