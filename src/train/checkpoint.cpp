@@ -323,7 +323,7 @@ Result<Checkpoint> load_checkpoint_once(const std::string& dir) {
   Checkpoint out;
   MOE_ASSIGN_OR_RETURN(out.config, parse_config(*config_j, json_path + ": config"));
   MOE_ASSIGN_OR_RETURN(out.schema, DataSchema::from_json(*data_j, json_path + ": data"));
-  if (out.schema.format == DataFormat::kCorpus)
+  if (out.schema.format == DataFormat::kCorpus || out.schema.format == DataFormat::kPairs)
     MOE_TRY(load_tokenizer(*data_j, json_path, dir, &out.schema));
   MOE_ASSIGN_OR_RETURN(std::vector<GateState> gates, parse_gates(*gates_j, json_path, "gates"));
   if (out.config.data.format != out.schema.format)
@@ -334,6 +334,12 @@ Result<Checkpoint> load_checkpoint_once(const std::string& dir) {
   if (out.schema.format == DataFormat::kCorpus && out.schema.context != out.config.model.lm.context)
     return Status::error("{}: data.context {} and the config's model.lm.context {} differ",
                          json_path, out.schema.context, out.config.model.lm.context);
+  if (out.schema.format == DataFormat::kPairs &&
+      out.schema.context != out.config.model.translation.max_tokens)
+    return Status::error(
+        "{}: data.max_tokens {} and the config's model.translation.max_tokens {} "
+        "differ",
+        json_path, out.schema.context, out.config.model.translation.max_tokens);
   // The weights file's own structure is checked first (its sizes are bounded by the file), so
   // a damaged file is reported as such rather than as a config that does not fit it.
   const size_t weights_bytes = wdata.size();

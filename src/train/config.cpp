@@ -66,6 +66,11 @@ void parse_corpus(Section corpus, CorpusConfig* c) {
   corpus.finish();
 }
 
+void parse_pairs(Section pairs, PairsConfig* p) {
+  pairs.boolean("drop_long", &p->drop_long);
+  pairs.finish();
+}
+
 // Rules that tie data keys together.
 void check_data_rules(Section& s, DataConfig* d) {
   if (d->split.validation + d->split.test >= 1.0)
@@ -86,10 +91,13 @@ void check_data_rules(Section& s, DataConfig* d) {
     return;
   }
   if (d->train.empty()) return s.fail_msg("data.train", "a training file is needed");
-  if (d->format == DataFormat::kCorpus) {
+  // Token data: the task is the next token (corpus) or the target sentence (pairs).
+  if (d->format == DataFormat::kCorpus || d->format == DataFormat::kPairs) {
     if (d->task != TaskKind::kClassification)
-      return s.fail_msg("data.task",
-                        "format \"corpus\" is language modelling: leave data.task out");
+      return s.fail_msg("data.task", d->format == DataFormat::kCorpus
+                                         ? "format \"corpus\" is language modelling: leave "
+                                           "data.task out"
+                                         : "format \"pairs\" is translation: leave data.task out");
     if (!d->test.empty() && d->test == d->train)
       return s.fail_msg("data.test", "is the training file");
     return;
@@ -147,12 +155,15 @@ void parse_data(Section s, DataConfig* d) {
   parse_text(s.object("text"), &d->text);
   parse_idx(s.object("idx"), &d->idx);
   parse_corpus(s.object("corpus"), &d->corpus);
+  parse_pairs(s.object("pairs"), &d->pairs);
   s.finish();
   if (!s.ok()) return;
 
   // Unset, quoting follows the delimiter the training file is read with: none for a tab, RFC 4180
-  // otherwise. Resolved here, so config_to_json gives what training used.
-  const char delimiter = d->format == DataFormat::kTsv    ? '\t'
+  // otherwise. Resolved here, so config_to_json gives what training used. Sentence pairs are
+  // tab-separated and never quoted (data/pairs.h).
+  const bool tab = d->format == DataFormat::kTsv || d->format == DataFormat::kPairs;
+  const char delimiter = tab                              ? '\t'
                          : d->format != DataFormat::kText ? ','
                          : d->delimiter != '\0'           ? d->delimiter
                                                           : delimiter_for_path(d->train);
@@ -210,6 +221,7 @@ json data_to_json(const DataConfig& d) {
                  {"character_coverage", t.character_coverage},
                  {"max_sentences", t.max_sentences},
                  {"tokenizer_model", d.corpus.tokenizer_model}};
+  j["pairs"] = {{"drop_long", d.pairs.drop_long}};
   return j;
 }
 
@@ -393,6 +405,35 @@ json moe_block_to_json(const MoeBlockConfig& b) {
   return j;
 }
 
+void parse_lm(Section lm, LmConfig* l) {
+  lm.integer("layers", &l->layers, 1, 1024, "an integer in [1, 1024]");
+  lm.integer("heads", &l->heads, 1, 4096, "an integer in [1, 4096]");
+  lm.integer("kv_heads", &l->kv_heads, 0, 4096, "an integer in [0, 4096] (0: as many as heads)");
+  lm.integer("context", &l->context, 1, 65536, "an integer in [1, 65536]");
+  lm.boolean("tie_embeddings", &l->tie_embeddings);
+  lm.number("rope_theta", &l->rope_theta, 1, 1e12, true, false, "a number > 1");
+  lm.choice("moe_layers", &l->moe_layers, kMoeLayers);
+  lm.integer("ffn_hidden", &l->ffn_hidden, 0, kMaxWidth, "an integer in [0, 1048576] (0: auto)");
+  lm.number("norm_eps", &l->norm_eps, 0, 1, true, false, "a number in (0, 1]");
+  lm.finish();
+}
+
+// The ranges of model.lm's keys, and the two stacks' own layer counts and MoE patterns.
+void parse_translation(Section tr, TranslationConfig* t) {
+  tr.integer("encoder_layers", &t->encoder_layers, 1, 1024, "an integer in [1, 1024]");
+  tr.integer("decoder_layers", &t->decoder_layers, 1, 1024, "an integer in [1, 1024]");
+  tr.integer("heads", &t->heads, 1, 4096, "an integer in [1, 4096]");
+  tr.integer("kv_heads", &t->kv_heads, 0, 4096, "an integer in [0, 4096] (0: as many as heads)");
+  tr.integer("max_tokens", &t->max_tokens, 2, 65536, "an integer in [2, 65536]");
+  tr.boolean("tie_embeddings", &t->tie_embeddings);
+  tr.number("rope_theta", &t->rope_theta, 1, 1e12, true, false, "a number > 1");
+  tr.choice("encoder_moe", &t->encoder_moe, kMoeLayers);
+  tr.choice("decoder_moe", &t->decoder_moe, kMoeLayers);
+  tr.integer("ffn_hidden", &t->ffn_hidden, 0, kMaxWidth, "an integer in [0, 1048576] (0: auto)");
+  tr.number("norm_eps", &t->norm_eps, 0, 1, true, false, "a number in (0, 1]");
+  tr.finish();
+}
+
 void parse_model(Section s, ModelConfig* m) {
   s.integer("width", &m->width, 1, kMaxWidth, "an integer in [1, 1048576]");
   s.number("input_dropout", &m->input_dropout, 0, 1, false, true, "a number in [0, 1)");
@@ -437,18 +478,8 @@ void parse_model(Section s, ModelConfig* m) {
     s.fail("moe", "an MoE layer object or an array of them", *moe);
   }
   s.boolean("dense", &m->dense);
-  Section lm = s.object("lm");
-  LmConfig& l = m->lm;
-  lm.integer("layers", &l.layers, 1, 1024, "an integer in [1, 1024]");
-  lm.integer("heads", &l.heads, 1, 4096, "an integer in [1, 4096]");
-  lm.integer("kv_heads", &l.kv_heads, 0, 4096, "an integer in [0, 4096] (0: as many as heads)");
-  lm.integer("context", &l.context, 1, 65536, "an integer in [1, 65536]");
-  lm.boolean("tie_embeddings", &l.tie_embeddings);
-  lm.number("rope_theta", &l.rope_theta, 1, 1e12, true, false, "a number > 1");
-  lm.choice("moe_layers", &l.moe_layers, kMoeLayers);
-  lm.integer("ffn_hidden", &l.ffn_hidden, 0, kMaxWidth, "an integer in [0, 1048576] (0: auto)");
-  lm.number("norm_eps", &l.norm_eps, 0, 1, true, false, "a number in (0, 1]");
-  lm.finish();
+  parse_lm(s.object("lm"), &m->lm);
+  parse_translation(s.object("translation"), &m->translation);
   s.finish();
 }
 
@@ -481,6 +512,18 @@ json model_to_json(const ModelConfig& m) {
              {"moe_layers", enum_name(kMoeLayers, m.lm.moe_layers)},
              {"ffn_hidden", m.lm.ffn_hidden},
              {"norm_eps", real(m.lm.norm_eps)}};
+  const TranslationConfig& tr = m.translation;
+  j["translation"] = {{"encoder_layers", tr.encoder_layers},
+                      {"decoder_layers", tr.decoder_layers},
+                      {"heads", tr.heads},
+                      {"kv_heads", tr.kv_heads},
+                      {"max_tokens", tr.max_tokens},
+                      {"tie_embeddings", tr.tie_embeddings},
+                      {"rope_theta", tr.rope_theta},
+                      {"encoder_moe", enum_name(kMoeLayers, tr.encoder_moe)},
+                      {"decoder_moe", enum_name(kMoeLayers, tr.decoder_moe)},
+                      {"ffn_hidden", tr.ffn_hidden},
+                      {"norm_eps", real(tr.norm_eps)}};
   return j;
 }
 
@@ -637,6 +680,7 @@ Result<Config> parse_config(const json& j, const std::string& source) {
   parse_data(root.object("data"), &c.data);
   if (status.is_ok()) parse_model(root.object("model"), &c.model);
   c.model.language_model = c.data.format == DataFormat::kCorpus;
+  c.model.translation_model = c.data.format == DataFormat::kPairs;
   if (status.is_ok()) parse_training(root.object("training"), c.data.task, &c.training);
   if (status.is_ok()) parse_output(root.object("output"), &c.output);
   root.finish();

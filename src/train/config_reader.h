@@ -62,11 +62,9 @@ std::string choice_list(const EnumName<E> (&options)[N], const E* except = nullp
 // moe/gate.h, kOptimizerKindNames and kScheduleKindNames in optim/). ExpertKind and Precision
 // belong to moe/experts.h, whose expert_kind_name and precision_name still spell them a second
 // time; their tables are here until they move there.
-inline constexpr EnumName<DataFormat> kFormats[] = {{"csv", DataFormat::kCsv},
-                                                    {"tsv", DataFormat::kTsv},
-                                                    {"text", DataFormat::kText},
-                                                    {"idx", DataFormat::kIdx},
-                                                    {"corpus", DataFormat::kCorpus}};
+inline constexpr EnumName<DataFormat> kFormats[] = {
+    {"csv", DataFormat::kCsv}, {"tsv", DataFormat::kTsv},       {"text", DataFormat::kText},
+    {"idx", DataFormat::kIdx}, {"corpus", DataFormat::kCorpus}, {"pairs", DataFormat::kPairs}};
 inline constexpr EnumName<MoeLayers> kMoeLayers[] = {
     {"all", MoeLayers::kAll}, {"every_other", MoeLayers::kEveryOther}, {"none", MoeLayers::kNone}};
 inline constexpr EnumName<MissingPolicy> kMissing[] = {{"error", MissingPolicy::kError},

@@ -53,30 +53,51 @@ class Checker {
 // ---------------------------------------------------------------------------------------------
 // data
 
-void check_data(Checker& ck, const DataConfig& d) {
-  const char* format = enum_name(kFormats, d.format);
-  ck.check("data.corpus", d.format != DataFormat::kCorpus,
-           fmt::format("only data.format corpus uses it (the format is {})", format));
-  if (d.format == DataFormat::kCorpus) {
+// Token data: a corpus (format corpus) or sentence pairs (format pairs), both read with the
+// subword tokenizer of data.corpus. Their files have no columns, labels or classes, and a test
+// set is a file of its own (data.test).
+void check_token_data(Checker& ck, const DataConfig& d) {
+  const bool corpus = d.format == DataFormat::kCorpus;
+  for (const char* key :
+       {"delimiter", "quoting", "label", "ignore_columns", "categorical_columns", "missing",
+        "standardize_targets", "max_categories", "text", "idx", "split.test", "split.stratify"})
+    ck.check(fmt::format("data.{}", key), true,
+             corpus ? "a corpus is plain text (data.format corpus) and does not use it"
+                    : "sentence pairs (data.format pairs) are two sentences a line and do not "
+                      "use it");
+  // Validation is held out of the training data only without a validation file
+  // (corpus_source.cpp: the tail of the token stream).
+  ck.check("data.split.validation", !d.validation.empty(),
+           "data.validation gives the validation set");
+  if (!d.corpus.tokenizer_model.empty())
     for (const char* key :
-         {"delimiter", "quoting", "label", "ignore_columns", "categorical_columns", "missing",
-          "standardize_targets", "max_categories", "text", "idx", "split.test", "split.stratify"})
-      ck.check(fmt::format("data.{}", key), true,
-               "a corpus is plain text (data.format corpus) and does not use it");
-    // The tail of the training stream is held out only without a validation file
-    // (corpus_source.cpp); the split is a cut, not a draw: the seed is the tokenizer's.
-    ck.check("data.split.validation", !d.validation.empty(),
-             "data.validation gives the validation set");
-    if (!d.corpus.tokenizer_model.empty())
-      for (const char* key :
-           {"tokenizer", "vocab_size", "byte_fallback", "character_coverage", "max_sentences"})
-        ck.check(fmt::format("data.corpus.{}", key), true,
-                 "data.corpus.tokenizer_model gives the tokenizer: none is trained");
-    ck.check("data.split.seed", d.corpus.tokenizer.max_sentences == 0,
+         {"tokenizer", "vocab_size", "byte_fallback", "character_coverage", "max_sentences"})
+      ck.check(fmt::format("data.corpus.{}", key), true,
+               "data.corpus.tokenizer_model gives the tokenizer: none is trained");
+  const bool every_line = d.corpus.tokenizer.max_sentences == 0;
+  if (corpus) {
+    // The split is a cut, not a draw: the seed is the tokenizer's.
+    ck.check("data.split.seed", every_line,
              "a corpus is split at a line or document start, not at random; the seed only "
              "samples the tokenizer's data.corpus.max_sentences lines, and that is 0 (every line)");
     return;
   }
+  // Pairs are held out at random: the seed draws them, and samples the tokenizer's lines.
+  const bool held_out = d.validation.empty() && d.split.validation > 0;
+  ck.check("data.split.seed", !held_out && every_line,
+           "nothing is held out of the training pairs (data.validation is given or "
+           "data.split.validation is 0) and the tokenizer trains on every line "
+           "(data.corpus.max_sentences is 0)");
+}
+
+void check_data(Checker& ck, const DataConfig& d) {
+  const char* format = enum_name(kFormats, d.format);
+  const bool tokens = d.format == DataFormat::kCorpus || d.format == DataFormat::kPairs;
+  ck.check("data.corpus", !tokens,
+           fmt::format("only data.format corpus and pairs use it (the format is {})", format));
+  ck.check("data.pairs", d.format != DataFormat::kPairs,
+           fmt::format("only data.format pairs uses it (the format is {})", format));
+  if (tokens) return check_token_data(ck, d);
   const bool text = d.format == DataFormat::kText, idx = d.format == DataFormat::kIdx;
   const bool tabular = !text && !idx;
   const bool regression = d.task == TaskKind::kRegression;
@@ -366,27 +387,49 @@ void check_moe_block(Checker& ck, const std::string& at, const MoeBlockConfig& b
              fmt::format("{}.groups is 0 (a flat layer has no top gate)", top));
 }
 
-void check_model(Checker& ck, const Config& c) {
-  const ModelConfig& m = c.model;
-  const char* format = enum_name(kFormats, c.data.format);
-  const bool text = c.data.format == DataFormat::kText;
-  const bool lm = m.language_model;
-  ck.check(
-      "model.lm", !lm,
-      fmt::format("only a language model (data.format corpus) uses it (the format is {})", format));
-  if (lm) {
-    // The language model has its own blocks (lm_model.h): the row model's keys do nothing.
-    for (const char* key : {"input_dropout", "word_dropout", "bag", "input_l2", "trunk"})
-      ck.check(fmt::format("model.{}", key), true,
-               "a language model (data.format corpus) does not use it");
+// Every layer of model.moe, by index when it was written as a list.
+void check_moe_blocks(Checker& ck, const ModelConfig& m) {
+  for (size_t l = 0; l < m.moe.size(); ++l)
+    check_moe_block(ck, m.moe_list ? fmt::format("model.moe.{}", l) : std::string("model.moe"),
+                    m.moe[l], m.dense);
+}
+
+// The language model and the translation model have their own blocks (lm_model.h,
+// translation_model.h): the row model's keys do nothing.
+void check_token_model(Checker& ck, const ModelConfig& m) {
+  const char* model = m.language_model ? "a language model (data.format corpus)"
+                                       : "a translation model (data.format pairs)";
+  for (const char* key : {"input_dropout", "word_dropout", "bag", "input_l2", "trunk"})
+    ck.check(fmt::format("model.{}", key), true, fmt::format("{} does not use it", model));
+  if (m.language_model) {
     ck.check("model.dense", m.lm.moe_layers == MoeLayers::kNone,
              "model.lm.moe_layers is none: the model has no MoE layer");
     ck.check("model.lm.ffn_hidden", m.lm.moe_layers == MoeLayers::kAll,
              "every block is an MoE layer (model.lm.moe_layers all); their dense twins under "
              "model.dense take the active width");
-    for (const MoeBlockConfig& b : m.moe) check_moe_block(ck, "model.moe", b, m.dense);
-    return;
+  } else {
+    const TranslationConfig& t = m.translation;
+    ck.check("model.dense", t.n_moe_blocks() == 0,
+             "model.translation.encoder_moe and decoder_moe leave no MoE block in the model");
+    ck.check("model.translation.ffn_hidden",
+             t.n_moe_blocks() == t.encoder_layers + t.decoder_layers,
+             "every block is an MoE layer (model.translation.encoder_moe and decoder_moe); their "
+             "dense twins under model.dense take the active width");
   }
+  check_moe_blocks(ck, m);
+}
+
+void check_model(Checker& ck, const Config& c) {
+  const ModelConfig& m = c.model;
+  const char* format = enum_name(kFormats, c.data.format);
+  const bool text = c.data.format == DataFormat::kText;
+  ck.check(
+      "model.lm", !m.language_model,
+      fmt::format("only a language model (data.format corpus) uses it (the format is {})", format));
+  ck.check("model.translation", !m.translation_model,
+           fmt::format("only a translation model (data.format pairs) uses it (the format is {})",
+                       format));
+  if (m.language_model || m.translation_model) return check_token_model(ck, m);
   for (const char* key : {"word_dropout", "bag"})
     ck.check(fmt::format("model.{}", key), !text,
              fmt::format("only text input (data.format text) uses it (the format is {})", format));
@@ -398,15 +441,13 @@ void check_model(Checker& ck, const Config& c) {
   ck.check("model.trunk.dropout", m.trunk.hidden.empty() && m.moe.empty(),
            "the model has no blocks (no model.trunk.hidden, model.moe is empty)");
   ck.check("model.dense", m.moe.empty(), "the model has no MoE layer (model.moe is empty)");
-  for (size_t l = 0; l < m.moe.size(); ++l)
-    check_moe_block(ck, m.moe_list ? fmt::format("model.moe.{}", l) : std::string("model.moe"),
-                    m.moe[l], m.dense);
+  check_moe_blocks(ck, m);
 }
 
 // ---------------------------------------------------------------------------------------------
 // training
 
-void check_training(Checker& ck, const TrainingConfig& t, TaskKind task, bool language_model) {
+void check_training(Checker& ck, const TrainingConfig& t, TaskKind task, DataFormat format) {
   const OptimizerKind opt = t.optimizer.kind;
   const std::string this_optimizer =
       fmt::format("(the optimizer is {})", enum_name(kOptimizerKindNames, opt));
@@ -430,9 +471,12 @@ void check_training(Checker& ck, const TrainingConfig& t, TaskKind task, bool la
     ck.check(fmt::format("training.{}", key), regression,
              "only classification uses it (data.task is regression)");
   // A language model's loss is cross-entropy over its next tokens with label smoothing, and no
-  // class weights (LmModel::task_loss).
-  ck.check("training.class_weights", language_model,
-           "a language model (data.format corpus) weights every token the same");
+  // class weights (LmModel::task_loss); a translation model's over its target tokens, the same
+  // way (TranslationModel::task_loss).
+  if (!ck.check("training.class_weights", format == DataFormat::kCorpus,
+                "a language model (data.format corpus) weights every token the same"))
+    ck.check("training.class_weights", format == DataFormat::kPairs,
+             "a translation model (data.format pairs) weights every target token the same");
   ck.check("training.loss", !regression, "only regression uses it (data.task is classification)");
   if (!ck.check("training.huber_delta", !regression,
                 "only regression uses it (data.task is classification)"))
@@ -474,7 +518,7 @@ std::vector<ConfigWarning> ineffective_config_keys(const Config& c,
   Checker ck(explicit_keys);
   check_data(ck, c.data);
   check_model(ck, c);
-  check_training(ck, c.training, c.data.task, c.data.format == DataFormat::kCorpus);
+  check_training(ck, c.training, c.data.task, c.data.format);
   return ck.take();
 }
 

@@ -64,9 +64,9 @@ Result<TokenStream> read_stream(const Tokenizer& tokenizer, const std::string& p
 // A SentencePiece model given as a file; the same cap as a checkpoint's tokenizer.model.
 constexpr uint64_t kMaxTokenizerModelBytes = uint64_t{1} << 30;
 
-// The tokenizer data.corpus.tokenizer_model names, or one trained on the training text alone
-// (validation and test stay unseen).
-Result<Tokenizer> corpus_tokenizer(const DataConfig& c, const TextCorpus& train_text) {
+}  // namespace
+
+Result<Tokenizer> subword_tokenizer(const DataConfig& c, std::span<const std::string> documents) {
   if (!c.corpus.tokenizer_model.empty()) {
     const std::string& path = c.corpus.tokenizer_model;
     MOE_ASSIGN_OR_RETURN(std::string bytes, read_file_bytes<std::string>(
@@ -78,7 +78,7 @@ Result<Tokenizer> corpus_tokenizer(const DataConfig& c, const TextCorpus& train_
   SubwordOptions options = c.corpus.tokenizer;
   options.seed = c.split.seed;
   options.threads = omp_get_max_threads();
-  Result<Tokenizer> trained = Tokenizer::train(train_text.documents, options);
+  Result<Tokenizer> trained = Tokenizer::train(documents, options);
   if (!trained.is_ok()) {
     // SentencePiece: "Vocabulary size too high (V). Please set it to a value <= N." — the key
     // to change and the limit, in the config's words.
@@ -97,14 +97,12 @@ Result<Tokenizer> corpus_tokenizer(const DataConfig& c, const TextCorpus& train_
   return trained;
 }
 
-}  // namespace
-
 Result<LoadedData> load_corpus_data(const DataConfig& c, int64_t context) {
   if (context < 1)
     return Status::error("model.lm.context: must be positive for a corpus, got {}", context);
   MOE_ASSIGN_OR_RETURN(const TextCorpus train_text, read_text_files(std::span(&c.train, 1)));
 
-  MOE_ASSIGN_OR_RETURN(Tokenizer trained, corpus_tokenizer(c, train_text));
+  MOE_ASSIGN_OR_RETURN(Tokenizer trained, subword_tokenizer(c, train_text.documents));
   auto tokenizer = std::make_shared<const Tokenizer>(std::move(trained));
   const int64_t vocab = tokenizer->vocab_size();
 

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "moe/core/status.h"
@@ -19,6 +20,11 @@
 #include "moe/train/data_source.h"
 
 namespace moe::corpus_detail {
+
+// The tokenizer data.corpus.tokenizer_model names, or one trained on `documents` (the training
+// text alone: validation and test stay unseen) with data.corpus's options, seeded by
+// data.split.seed. Errors name the training file (c.train).
+Result<Tokenizer> subword_tokenizer(const DataConfig& c, std::span<const std::string> documents);
 
 Result<LoadedData> load_corpus_data(const DataConfig& config, int64_t context);
 

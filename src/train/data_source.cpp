@@ -12,6 +12,7 @@
 #include "moe/data/csv.h"
 #include "moe/data/idx.h"
 #include "train/corpus_source.h"
+#include "train/pairs_source.h"
 
 namespace moe {
 
@@ -200,15 +201,18 @@ Result<LoadedData> load_idx_data(const DataConfig& c) {
   return out;
 }
 
-// The corpus fields of a schema: the tokenizer file's record and the context.
+// The token fields of a schema: the tokenizer file's record and the length.
 // A corpus schema: {"format", "tokenizer" {"file", "vocab_size", "bytes", "fnv1a64"},
-// "context"}, nothing else. The first builds of the language model also wrote "delimiter" and
-// "quoting", which mean nothing for plain text: accepted, and ignored.
+// "context"}, nothing else; a pairs schema the same with "max_tokens" for "context". The first
+// builds of the language model also wrote "delimiter" and "quoting", which mean nothing for
+// plain text: accepted, and ignored.
 Result<DataSchema> corpus_schema_from_json(const json& j, const std::string& source, DataSchema s) {
+  const char* length_key = s.format == DataFormat::kCorpus ? "context" : "max_tokens";
   for (const auto& [key, value] : j.items()) {
     if (key != "format" && key != "delimiter" && key != "quoting" && key != "tokenizer" &&
-        key != "context")
-      return Status::error("{}: unexpected field '{}' for format \"corpus\"", source, key);
+        key != length_key)
+      return Status::error("{}: unexpected field '{}' for format \"{}\"", source, key,
+                           data_format_name(s.format));
   }
   const auto tok = j.find("tokenizer");
   if (tok == j.end() || !tok->is_object())
@@ -229,10 +233,10 @@ Result<DataSchema> corpus_schema_from_json(const json& j, const std::string& sou
   if (hash == tok->end() || !hash->is_string() || hash->get<std::string>().size() != 16)
     return Status::error("{}: tokenizer.fnv1a64 must be 16 hex digits", source);
   s.tokenizer_fnv1a64 = hash->get<std::string>();
-  const auto ctx = j.find("context");
+  const auto ctx = j.find(length_key);
   if (ctx == j.end() || !ctx->is_number_integer() || ctx->get<int64_t>() < 1 ||
       ctx->get<int64_t>() > 65536)
-    return Status::error("{}: context must be an integer in [1, 65536]", source);
+    return Status::error("{}: {} must be an integer in [1, 65536]", source, length_key);
   s.context = ctx->get<int64_t>();
   s.labels.task = TaskKind::kClassification;  // the next token, one of V
   return s;
@@ -242,9 +246,9 @@ Result<DataSchema> corpus_schema_from_json(const json& j, const std::string& sou
 
 DataShape DataSchema::shape() const {
   DataShape s;
-  if (format == DataFormat::kCorpus) {
+  if (format == DataFormat::kCorpus || format == DataFormat::kPairs) {
     // Next-token prediction: a classification over the V token ids.
-    s.input = FeatureKind::kTokens;
+    s.input = format == DataFormat::kCorpus ? FeatureKind::kTokens : FeatureKind::kPairs;
     s.n_features = tokenizer ? tokenizer->vocab_size() : 0;
     s.task = TaskKind::kClassification;
     s.n_outputs = s.n_features;
@@ -268,13 +272,14 @@ DataShape DataSchema::shape() const {
 json DataSchema::to_json() const {
   json j;
   j["format"] = data_format_name(format);
-  if (format == DataFormat::kCorpus) {
-    // Plain text: no delimiter, no quoting, no labels (the next token is the label).
+  if (format == DataFormat::kCorpus || format == DataFormat::kPairs) {
+    // Plain text or sentence pairs: no delimiter, no quoting, no labels (the next token is the
+    // label). The length is a window's (corpus) or the longest sentence's (pairs).
     j["tokenizer"] = {{"file", kTokenizerFile},
                       {"vocab_size", tokenizer ? tokenizer->vocab_size() : 0},
                       {"bytes", tokenizer_bytes},
                       {"fnv1a64", tokenizer_fnv1a64}};
-    j["context"] = context;
+    j[format == DataFormat::kCorpus ? "context" : "max_tokens"] = context;
     return j;
   }
   j["delimiter"] = delimiter_name(delimiter);
@@ -300,8 +305,10 @@ Result<DataSchema> DataSchema::from_json(const json& j, const std::string& sourc
   if (it_format == j.end() || !it_format->is_string() ||
       !parse_data_format(it_format->get<std::string>(), &s.format))
     return Status::error(
-        "{}: format must be one of \"csv\", \"tsv\", \"text\", \"idx\", \"corpus\"", source);
-  if (s.format == DataFormat::kCorpus) return corpus_schema_from_json(j, source, std::move(s));
+        "{}: format must be one of \"csv\", \"tsv\", \"text\", \"idx\", \"corpus\", \"pairs\"",
+        source);
+  if (s.format == DataFormat::kCorpus || s.format == DataFormat::kPairs)
+    return corpus_schema_from_json(j, source, std::move(s));
   const auto it_delim = j.find("delimiter");
   if (it_delim == j.end() || !it_delim->is_string())
     return Status::error("{}: delimiter must be a string", source);
@@ -378,15 +385,18 @@ Result<DataSchema> DataSchema::from_json(const json& j, const std::string& sourc
 Result<LoadedData> load_data(const DataConfig& config, int64_t context) {
   if (config.format == DataFormat::kIdx) return load_idx_data(config);
   if (config.format == DataFormat::kCorpus) return corpus_detail::load_corpus_data(config, context);
+  if (config.format == DataFormat::kPairs) return pairs_detail::load_pairs_data(config, context);
   return load_table_data(config);
 }
 
 Result<Dataset> load_with_schema(const DataSchema& schema, const std::string& path,
                                  const std::string& labels_path, LabelUse labels,
                                  std::string* report) {
-  if (schema.format == DataFormat::kCorpus) {
+  if (schema.format == DataFormat::kCorpus || schema.format == DataFormat::kPairs) {
     if (!labels_path.empty())
       return Status::error("{}: a separate labels file is for IDX images only", labels_path);
+    if (schema.format == DataFormat::kPairs)
+      return pairs_detail::load_pairs_file(schema, path, false, nullptr);
     return corpus_detail::load_corpus_file(schema, path);
   }
   if (schema.format == DataFormat::kIdx) {

@@ -19,7 +19,10 @@ Status check_matches(const Model& model, const Dataset& data, const LabelSpec& l
   const DataShape& shape = model.shape();
   if (data.kind != shape.input) {
     const auto kind = [](FeatureKind k) {
-      return k == FeatureKind::kDense ? "dense" : k == FeatureKind::kSparse ? "text" : "token";
+      return k == FeatureKind::kDense    ? "dense"
+             : k == FeatureKind::kSparse ? "text"
+             : k == FeatureKind::kPairs  ? "sentence-pair"
+                                         : "token";
     };
     return Status::error("{}: the model takes {} input, the data is {}", data.source,
                          kind(shape.input), kind(data.kind));
@@ -34,7 +37,8 @@ Status check_matches(const Model& model, const Dataset& data, const LabelSpec& l
   }
   const int64_t outputs =
       shape.task == TaskKind::kClassification ? labels.n_classes() : labels.n_targets();
-  if (shape.input != FeatureKind::kTokens && outputs != shape.n_outputs) {
+  if (shape.input != FeatureKind::kTokens && shape.input != FeatureKind::kPairs &&
+      outputs != shape.n_outputs) {
     return Status::error("{}: {} outputs in the label spec, the model has {}", data.source, outputs,
                          shape.n_outputs);
   }
@@ -121,12 +125,29 @@ Status check_finite(const Dataset& data, const std::vector<float>& outputs, int6
   return Status::ok();
 }
 
-// A language model over token windows: the mean next-token loss, perplexity, bits per byte and
-// accuracy. Batches hold at most kEvalTokens tokens (the logits [B·S, V] dominate memory).
+// A language model over token windows, or a translation model over sentence pairs: the mean
+// next-token loss, perplexity, bits per byte (of the text predicted: the windows', or the target
+// sentences') and accuracy. Batches hold at most kEvalTokens predicted tokens (the logits [T, V]
+// dominate memory), a pair's target counting as its longest.
 constexpr int64_t kEvalTokens = 8192;
 
+// The token each output row of a batch should predict.
+int32_t expected_token(const Batch& batch, const Dataset& data, int64_t row) {
+  if (data.kind == FeatureKind::kPairs) return batch.tgt_out.data<int32_t>()[row];
+  const int64_t s = data.context;
+  return batch.tokens.data<int32_t>()[(row / s) * (s + 1) + row % s + 1];
+}
+
 Result<EvalMetrics> evaluate_tokens(Model& model, const Dataset& data, const EvalOptions& options) {
-  const int64_t s = data.context, v = model.shape().n_outputs;
+  const int64_t v = model.shape().n_outputs;
+  int64_t s = data.context;  // predicted tokens per row, at most
+  if (data.kind == FeatureKind::kPairs) {
+    s = 1;
+    for (int64_t i = 0; i < data.n_rows; ++i) {
+      const auto r = static_cast<size_t>(i);
+      s = std::max(s, data.target_offsets[r + 1] - data.target_offsets[r] + 1);
+    }
+  }
   BatchOptions bo;
   bo.batch_size = std::max<int64_t>(1, std::min(options.batch_size, kEvalTokens / s));
   bo.shuffle = false;
@@ -144,11 +165,10 @@ Result<EvalMetrics> evaluate_tokens(Model& model, const Dataset& data, const Eva
     const int64_t t = logits.rows();
     loss_sum +=
         model.task_loss(batch, logits, Tensor(), TaskLossOptions()) * static_cast<double>(t);
-    const int32_t* win = batch.tokens.data<int32_t>();
     const std::vector<int32_t> best =
         argmax_rows(std::span<const float>(logits.f32(), static_cast<size_t>(t * v)), v);
     for (int64_t i = 0; i < t; ++i)
-      correct += best[static_cast<size_t>(i)] == win[(i / s) * (s + 1) + i % s + 1];
+      correct += best[static_cast<size_t>(i)] == expected_token(batch, data, i);
     tokens += t;
     if (options.after_batch) options.after_batch(model, batch);
   }
@@ -157,15 +177,17 @@ Result<EvalMetrics> evaluate_tokens(Model& model, const Dataset& data, const Eva
   m.language_model = true;
   m.n_rows = data.n_rows;
   m.language.n_tokens = tokens;
-  m.language.n_bytes = data.window_bytes;
+  const int64_t text_bytes =
+      data.kind == FeatureKind::kPairs ? data.target_bytes : data.window_bytes;
+  m.language.n_bytes = text_bytes;
   if (tokens > 0) {
     m.has_loss = true;
     m.loss = loss_sum / static_cast<double>(tokens);
     m.language.perplexity = std::exp(m.loss);
     m.language.accuracy = static_cast<double>(correct) / static_cast<double>(tokens);
     // The windows cover all but the stream's last (n − 1) mod S tokens: the bytes of the text
-    // they cover, counted when they were made (corpus_source.cpp).
-    const double bytes = static_cast<double>(data.window_bytes);
+    // they cover, counted when they were made (corpus_source.cpp); pairs: the targets' bytes.
+    const double bytes = static_cast<double>(text_bytes);
     m.language.bits_per_byte = bytes > 0 ? loss_sum / (bytes * std::log(2.0)) : 0.0;
   }
   return m;
@@ -179,10 +201,11 @@ Result<EvalMetrics> evaluate(Model& model, const Dataset& data, const LabelSpec&
   if (options.batch_size <= 0)
     return Status::error("evaluation batch size {}: expected a positive integer",
                          options.batch_size);
-  if (data.kind == FeatureKind::kTokens) {
+  if (data.kind == FeatureKind::kTokens || data.kind == FeatureKind::kPairs) {
     if (predictions != nullptr)
-      return Status::error("{}: a language model gives no per-row predictions; use moe generate",
-                           data.source);
+      return Status::error("{}: a {} model gives no per-row predictions; use moe {}", data.source,
+                           data.kind == FeatureKind::kPairs ? "translation" : "language",
+                           data.kind == FeatureKind::kPairs ? "translate" : "generate");
     return evaluate_tokens(model, data, options);
   }
   const DataShape& shape = model.shape();

@@ -48,12 +48,12 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 Status check_metric(MetricKind metric, const DataShape& shape) {
   const bool classify = shape.task == TaskKind::kClassification;
   const char* name = metric_kind_name(metric);
-  if (shape.input == FeatureKind::kTokens) {
+  if (shape.input == FeatureKind::kTokens || shape.input == FeatureKind::kPairs) {
     if (metric == MetricKind::kLoss || metric == MetricKind::kAccuracy) return Status::ok();
     return Status::error(
-        "training.early_stopping.metric: '{}' is not a language model metric "
+        "training.early_stopping.metric: '{}' is not a {} model metric "
         "(expected loss or accuracy)",
-        name);
+        name, shape.input == FeatureKind::kTokens ? "language" : "translation");
   }
   switch (metric) {
     case MetricKind::kLoss:
@@ -379,12 +379,16 @@ Result<std::unique_ptr<Trainer>> Trainer::create(const Config& config, const Loa
   s.optimizer = make_optimizer(t->model_->params(), config.training.optimizer);
   auto adapter = std::make_unique<ExpertAdapter>(*t->model_);
   if (!adapter->empty()) s.adapter = std::move(adapter);
-  // A language model's batch of B windows has B·S output rows, one per token.
+  // A language model's batch of B windows has B·S output rows, one per token; a translation
+  // model's as many as its target tokens (with eos), at most what the batch buffers hold.
   const int64_t outputs_per_row = shape.input == FeatureKind::kTokens ? data.train.context : 1;
-  s.dlogits = TensorBuffer(Shape{bo.batch_size * outputs_per_row, shape.n_outputs});
+  const int64_t output_rows = shape.input == FeatureKind::kPairs ? s.buffers.tgt_in.numel()
+                                                                 : bo.batch_size * outputs_per_row;
+  s.dlogits = TensorBuffer(Shape{output_rows, shape.n_outputs});
   // A language model's loss takes no class weights (LmModel::task_loss; a config warning says
   // so), and its data have no per-row labels to count.
   if (shape.task == TaskKind::kClassification && shape.input != FeatureKind::kTokens &&
+      shape.input != FeatureKind::kPairs &&
       config.training.class_weights == ClassWeights::kBalanced) {
     s.class_weights = TensorBuffer(Shape{shape.n_outputs});
     balanced_class_weights(data.train, shape.n_outputs, s.class_weights);
@@ -853,7 +857,7 @@ Status Trainer::finish_run(Run& r) {
                          evaluate(*model_, data_.test, data_.schema.labels, r.eval_options));
     result.has_test = true;
   }
-  if (model_->n_moe_layers() > 0) {
+  if (model_->n_moe_layers() > 0 && model_->shape().input != FeatureKind::kPairs) {
     MOE_ASSIGN_OR_RETURN(const InspectReport routing, inspect_run(*model_, data_));
     if (options_.write_files)
       MOE_TRY(write_inspect_json((r.out / "inspect.json").string(), routing));

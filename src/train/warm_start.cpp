@@ -42,13 +42,15 @@ EndMeaning input_meaning(const DataSchema& s) {
     case DataFormat::kIdx:
       return {s.image_size, "image size"};
     case DataFormat::kCorpus:
+    case DataFormat::kPairs:
       return {s.tokenizer_fnv1a64, "tokenizer"};
   }
   return {};
 }
 
 EndMeaning output_meaning(const DataSchema& s) {
-  if (s.format == DataFormat::kCorpus) return {s.tokenizer_fnv1a64, "tokenizer"};
+  if (s.format == DataFormat::kCorpus || s.format == DataFormat::kPairs)
+    return {s.tokenizer_fnv1a64, "tokenizer"};
   if (s.labels.task == TaskKind::kClassification)
     return {nlohmann::json{"classes", s.labels.class_names}, "classes"};
   return {nlohmann::json{"targets", s.labels.columns}, "regression targets"};

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -54,7 +55,8 @@ TEST(ConfigTest, ErrorsNameTheKeyPathAndWhatWasExpected) {
        "c.json: model.moe.kk: unknown key (expected one of: "},
       {R"({"data": {"train": "t.csv"}, "extra": 1})", "c.json: extra: unknown key"},
       {R"({"data": {"train": "t.csv", "format": "xls"}})",
-       R"(c.json: data.format: expected one of "csv", "tsv", "text", "idx", "corpus", got "xls")"},
+       R"(c.json: data.format: expected one of "csv", "tsv", "text", "idx", "corpus", "pairs", )"
+       R"(got "xls")"},
       {R"({"data": {"train": 3}})", "c.json: data.train: expected a string, got 3"},
       {R"({"data": {"train": "t.tsv", "quoting": "auto"}})",
        R"(c.json: data.quoting: expected one of "none", "rfc4180", got "auto")"},
@@ -244,6 +246,161 @@ TEST(ConfigTest, InputL2IsANonNegativeNumber) {
   EXPECT_EQ(parse_error(j), "c.json: model.input_l2: expected a number ≥ 0, got -1");
   j["model"]["input_l2"] = "small";
   EXPECT_EQ(parse_error(j), "c.json: model.input_l2: expected a number ≥ 0, got \"small\"");
+}
+
+json pairs() {
+  return json::parse(R"({"data": {"format": "pairs", "train": "t.tsv"}})");
+}
+
+// Sentence pairs: the translation model with its defaults, the corpus's tokenizer keys, pairs
+// read with a tab and without quotes.
+TEST(ConfigTest, PairsParseWithDefaults) {
+  Result<Config> c = parse_config(pairs(), "c.json");
+  ASSERT_TRUE(c.is_ok()) << c.status().message();
+  EXPECT_EQ(c->data.format, DataFormat::kPairs);
+  EXPECT_STREQ(data_format_name(DataFormat::kPairs), "pairs");
+  EXPECT_TRUE(c->model.translation_model);
+  EXPECT_FALSE(c->model.language_model);
+  EXPECT_FALSE(c->data.pairs.drop_long);
+  EXPECT_EQ(c->data.quoting, CsvQuoting::kNone);
+  EXPECT_EQ(c->data.corpus.tokenizer.vocab_size, SubwordOptions().vocab_size);
+  const TranslationConfig& t = c->model.translation;
+  const TranslationConfig d;
+  EXPECT_EQ(t.encoder_layers, d.encoder_layers);
+  EXPECT_EQ(t.decoder_layers, d.decoder_layers);
+  EXPECT_EQ(t.heads, d.heads);
+  EXPECT_EQ(t.kv_heads, d.kv_heads);
+  EXPECT_EQ(t.max_tokens, d.max_tokens);
+  EXPECT_EQ(t.tie_embeddings, d.tie_embeddings);
+  EXPECT_EQ(t.rope_theta, d.rope_theta);
+  EXPECT_EQ(t.encoder_moe, MoeLayers::kEveryOther);
+  EXPECT_EQ(t.decoder_moe, MoeLayers::kEveryOther);
+  EXPECT_EQ(t.ffn_hidden, d.ffn_hidden);
+  EXPECT_EQ(t.norm_eps, d.norm_eps);
+  // Every other format: the row model (or the language model), the translation keys unread.
+  Result<Config> csv = parse_config(minimal(), "c.json");
+  ASSERT_TRUE(csv.is_ok());
+  EXPECT_FALSE(csv->model.translation_model);
+  json corpus = pairs();
+  corpus["data"]["format"] = "corpus";
+  Result<Config> lm = parse_config(corpus, "c.json");
+  ASSERT_TRUE(lm.is_ok());
+  EXPECT_FALSE(lm->model.translation_model);
+  EXPECT_TRUE(lm->model.language_model);
+}
+
+// Every key of model.translation and data.pairs, off its default, comes back from the resolved
+// form, and the resolved form parses back to itself.
+TEST(ConfigTest, PairsKeysRoundTrip) {
+  const json in = json::parse(R"({
+    "data": {"format": "pairs", "train": "t.tsv", "validation": "v.tsv", "test": "e.tsv",
+             "pairs": {"drop_long": true},
+             "corpus": {"vocab_size": 8000, "tokenizer": "unigram"}},
+    "model": {"width": 96,
+              "translation": {"encoder_layers": 6, "decoder_layers": 2, "heads": 6,
+                              "kv_heads": 2, "max_tokens": 200, "tie_embeddings": false,
+                              "rope_theta": 500000, "encoder_moe": "all", "decoder_moe": "none",
+                              "ffn_hidden": 320, "norm_eps": 1e-6}}})");
+  Result<Config> a = parse_config(in, "c.json");
+  ASSERT_TRUE(a.is_ok()) << a.status().message();
+  const json resolved = config_to_json(*a);
+  for (const auto& [key, value] : in["model"]["translation"].items())
+    EXPECT_EQ(resolved["model"]["translation"][key], value) << key;
+  EXPECT_EQ(resolved["model"]["translation"].size(), in["model"]["translation"].size());
+  EXPECT_EQ(resolved["data"]["pairs"], in["data"]["pairs"]);
+  EXPECT_EQ(resolved["data"]["format"], "pairs");
+  Result<Config> b = parse_config(resolved, "resolved");
+  ASSERT_TRUE(b.is_ok()) << b.status().message();
+  EXPECT_EQ(config_to_json(*b), resolved);
+  const TranslationConfig& t = b->model.translation;
+  EXPECT_EQ(t.encoder_layers, 6);
+  EXPECT_EQ(t.decoder_layers, 2);
+  EXPECT_EQ(t.heads, 6);
+  EXPECT_EQ(t.kv_heads, 2);
+  EXPECT_EQ(t.max_tokens, 200);
+  EXPECT_FALSE(t.tie_embeddings);
+  EXPECT_EQ(t.rope_theta, 500000.0);
+  EXPECT_EQ(t.encoder_moe, MoeLayers::kAll);
+  EXPECT_EQ(t.decoder_moe, MoeLayers::kNone);
+  EXPECT_EQ(t.ffn_hidden, 320);
+  EXPECT_FLOAT_EQ(t.norm_eps, 1e-6f);
+  EXPECT_TRUE(b->data.pairs.drop_long);
+  EXPECT_TRUE(b->model.translation_model);
+  EXPECT_EQ(b->data.corpus.tokenizer.vocab_size, 8000);
+}
+
+// A bad value is one error naming the key's full path (set by the path, as --set does).
+TEST(ConfigTest, PairsBadValuesNameTheKeyPath) {
+  struct Case {
+    const char* key;
+    const char* value;  // JSON
+    const char* message;
+  };
+  const Case cases[] = {
+      {"model.translation.encoder_layers", "0",
+       "model.translation.encoder_layers: expected an integer in [1, 1024], got 0"},
+      {"model.translation.decoder_layers", "1025",
+       "model.translation.decoder_layers: expected an integer in [1, 1024], got 1025"},
+      {"model.translation.heads", "0",
+       "model.translation.heads: expected an integer in [1, 4096], got 0"},
+      {"model.translation.kv_heads", "-1",
+       "model.translation.kv_heads: expected an integer in [0, 4096] (0: as many as heads), "
+       "got -1"},
+      {"model.translation.max_tokens", "1",
+       "model.translation.max_tokens: expected an integer in [2, 65536], got 1"},
+      {"model.translation.max_tokens", "65537",
+       "model.translation.max_tokens: expected an integer in [2, 65536], got 65537"},
+      {"model.translation.tie_embeddings", "1",
+       "model.translation.tie_embeddings: expected true or false, got 1"},
+      {"model.translation.rope_theta", "1",
+       "model.translation.rope_theta: expected a number > 1, got 1"},
+      {"model.translation.encoder_moe", R"("half")",
+       R"(model.translation.encoder_moe: expected one of "all", "every_other", "none", got "half")"},
+      {"model.translation.decoder_moe", "2",
+       R"(model.translation.decoder_moe: expected one of "all", "every_other", "none", got 2)"},
+      {"model.translation.ffn_hidden", "-1",
+       "model.translation.ffn_hidden: expected an integer in [0, 1048576] (0: auto), got -1"},
+      {"model.translation.norm_eps", "0",
+       "model.translation.norm_eps: expected a number in (0, 1], got 0"},
+      {"model.translation.layers", "2",
+       "model.translation.layers: unknown key (expected one of: encoder_layers, "},
+      {"model.translation", "[]", "model.translation: expected an object, got []"},
+      {"data.pairs.drop_long", R"("yes")",
+       R"(data.pairs.drop_long: expected true or false, got "yes")"},
+      {"data.pairs.max_tokens", "8",
+       "data.pairs.max_tokens: unknown key (expected one of: drop_long)"},
+      {"data.task", R"("regression")",
+       R"(data.task: format "pairs" is translation: leave data.task out)"},
+      {"data.test", R"("t.tsv")", "data.test: is the training file"},
+  };
+  for (const Case& c : cases) {
+    json j = pairs();
+    std::string pointer = std::string("/") + c.key;
+    std::replace(pointer.begin(), pointer.end(), '.', '/');
+    j[json::json_pointer(pointer)] = json::parse(c.value);
+    const std::string m = parse_error(j);
+    const std::string expected = std::string("c.json: ") + c.message;
+    EXPECT_EQ(m.rfind(expected, 0), 0u) << "got:      " << m << "\nexpected: " << expected;
+  }
+}
+
+TEST(ConfigTest, OverridesSetTranslationKeys) {
+  json j = pairs();
+  ASSERT_TRUE(apply_override(&j, "model.translation.encoder_layers=6").is_ok());
+  ASSERT_TRUE(apply_override(&j, "model.translation.decoder_moe=all").is_ok());  // a string
+  ASSERT_TRUE(apply_override(&j, "data.pairs.drop_long=true").is_ok());
+  Result<Config> c = parse_config(j, "c.json");
+  ASSERT_TRUE(c.is_ok()) << c.status().message();
+  EXPECT_EQ(c->model.translation.encoder_layers, 6);
+  EXPECT_EQ(c->model.translation.decoder_moe, MoeLayers::kAll);
+  EXPECT_TRUE(c->data.pairs.drop_long);
+  Status st = apply_override(&j, "model.translation.encoder_layer=6");
+  EXPECT_EQ(st.message(),
+            "--set model.translation.encoder_layer=6: no configuration key "
+            "model.translation.encoder_layer");
+  ASSERT_TRUE(apply_override(&j, "model.translation.encoder_layers=0").is_ok());
+  EXPECT_EQ(parse_error(j),
+            "c.json: model.translation.encoder_layers: expected an integer in [1, 1024], got 0");
 }
 
 TEST(ConfigTest, OverridesSetKnownKeysAndRejectUnknownOnes) {

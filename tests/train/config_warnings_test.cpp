@@ -173,6 +173,60 @@ const Case kIneffective[] = {
     {R"({"data": {"format": "corpus", "train": "t.txt"},
          "training": {"class_weights": "balanced"}})",
      "training.class_weights", "a language model (data.format corpus) weights every token"},
+    {R"({"data": {"train": "t.csv", "corpus": {"vocab_size": 1000}}})", "data.corpus",
+     "only data.format corpus and pairs use it (the format is csv)"},
+    // sentence pairs: the translation model's keys and the pairs' own, nowhere else
+    {R"({"data": {"train": "t.csv"}, "model": {"translation": {"encoder_layers": 6}}})",
+     "model.translation",
+     "only a translation model (data.format pairs) uses it (the format is csv)"},
+    {R"({"data": {"format": "corpus", "train": "t.txt"},
+         "model": {"translation": {"decoder_moe": "all"}}})",
+     "model.translation",
+     "only a translation model (data.format pairs) uses it (the format is "
+     "corpus)"},
+    {R"({"data": {"train": "t.csv", "pairs": {"drop_long": true}}})", "data.pairs",
+     "only data.format pairs uses it (the format is csv)"},
+    {R"({"data": {"format": "corpus", "train": "t.txt", "pairs": {"drop_long": false}}})",
+     "data.pairs", "only data.format pairs uses it (the format is corpus)"},
+    {R"({"data": {"format": "pairs", "train": "t.tsv"}, "model": {"lm": {"layers": 2}}})",
+     "model.lm", "only a language model (data.format corpus) uses it (the format is pairs)"},
+    {R"({"data": {"format": "pairs", "train": "t.tsv"}, "model": {"trunk": {"hidden": [32]}}})",
+     "model.trunk", "a translation model (data.format pairs) does not use it"},
+    {R"({"data": {"format": "pairs", "train": "t.tsv"}, "model": {"input_dropout": 0.1}})",
+     "model.input_dropout", "a translation model (data.format pairs) does not use it"},
+    {R"({"data": {"format": "pairs", "train": "t.tsv", "label": "y"}})", "data.label",
+     "sentence pairs (data.format pairs) are two sentences a line and do not use it"},
+    {R"({"data": {"format": "pairs", "train": "t.tsv", "quoting": "rfc4180"}})", "data.quoting",
+     "sentence pairs (data.format pairs)"},
+    {R"({"data": {"format": "pairs", "train": "t.tsv", "split": {"test": 0.1}}})",
+     "data.split.test", "sentence pairs (data.format pairs)"},
+    {R"({"data": {"format": "pairs", "train": "t.tsv", "validation": "v.tsv",
+                  "split": {"validation": 0.2}}})",
+     "data.split.validation", "data.validation gives the validation set"},
+    {R"({"data": {"format": "pairs", "train": "t.tsv", "validation": "v.tsv",
+                  "split": {"seed": 3}}})",
+     "data.split.seed", "nothing is held out of the training pairs"},
+    {R"({"data": {"format": "pairs", "train": "t.tsv",
+                  "corpus": {"tokenizer_model": "tokenizer.model", "vocab_size": 8000}}})",
+     "data.corpus.vocab_size", "data.corpus.tokenizer_model gives the tokenizer"},
+    {R"({"data": {"format": "pairs", "train": "t.tsv"},
+         "training": {"class_weights": "balanced"}})",
+     "training.class_weights", "a translation model (data.format pairs) weights every target"},
+    {R"({"data": {"format": "pairs", "train": "t.tsv"},
+         "model": {"dense": true,
+                   "translation": {"encoder_moe": "none", "decoder_moe": "none"}}})",
+     "model.dense", "leave no MoE block"},
+    {R"({"data": {"format": "pairs", "train": "t.tsv"},
+         "model": {"translation": {"encoder_moe": "all", "decoder_moe": "all",
+                                   "ffn_hidden": 64}}})",
+     "model.translation.ffn_hidden", "every block is an MoE layer"},
+    // a translation model's (and a language model's) MoE layers of a list are named by index
+    {R"({"data": {"format": "pairs", "train": "t.tsv"},
+         "model": {"moe": [{}, {"gate": {"tau_min": 0.1}}]}})",
+     "model.moe.1.gate.tau_min", "only the gumbel_softmax gate"},
+    {R"({"data": {"format": "corpus", "train": "t.txt"},
+         "model": {"lm": {"layers": 2}, "moe": [{}, {"gate": {"hard": true}}]}})",
+     "model.moe.1.gate.hard", "only the gumbel_softmax gate"},
 };
 
 TEST(ConfigWarnings, EachIneffectiveKeyWarnsOnce) {
@@ -251,6 +305,34 @@ TEST(ConfigWarnings, EffectiveKeysDoNotWarn) {
       R"({"data": {"format": "corpus", "train": "t.txt", "split": {"validation": 0.2, "seed": 3},
                    "corpus": {"max_sentences": 200}},
           "training": {"label_smoothing": 0.1}})",
+  };
+  for (const char* text : effective) {
+    SCOPED_TRACE(text);
+    EXPECT_EQ(keys_of(warnings_of(text)), std::vector<std::string>{});
+  }
+}
+
+// Sentence pairs read the tokenizer keys, their own and every translation key.
+TEST(ConfigWarnings, EffectivePairsKeysDoNotWarn) {
+  const char* effective[] = {
+      R"({"data": {"format": "pairs", "train": "t.tsv", "test": "e.tsv",
+                   "split": {"validation": 0.2, "seed": 3},
+                   "corpus": {"tokenizer": "unigram", "vocab_size": 8000, "byte_fallback": false,
+                              "character_coverage": 1.0, "max_sentences": 200},
+                   "pairs": {"drop_long": true}},
+          "model": {"width": 96, "dense": true,
+                    "translation": {"encoder_layers": 4, "decoder_layers": 2, "heads": 6,
+                                    "kv_heads": 2, "max_tokens": 64, "tie_embeddings": false,
+                                    "rope_theta": 1e6, "encoder_moe": "all",
+                                    "decoder_moe": "every_other", "ffn_hidden": 128,
+                                    "norm_eps": 1e-6},
+                    "moe": {"experts": 4, "k": 1, "expert": {"hidden": 64}}},
+          "training": {"label_smoothing": 0.1}})",
+      // the seed draws the held-out pairs; with a validation file it samples the tokenizer's
+      R"({"data": {"format": "pairs", "train": "t.tsv", "validation": "v.tsv",
+                   "split": {"seed": 3}, "corpus": {"max_sentences": 200}}})",
+      R"({"data": {"format": "pairs", "train": "t.tsv", "corpus": {"tokenizer_model": "t.model"}},
+          "model": {"translation": {"encoder_moe": "none"}}})",
   };
   for (const char* text : effective) {
     SCOPED_TRACE(text);

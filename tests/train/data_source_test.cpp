@@ -289,6 +289,51 @@ TEST(DataSourceTest, CorpusWindowsCountTheBytesTheyCover) {
   }
 }
 
+// Sentence pairs: one tokenizer for both sides, sources with eos, targets bare, validation drawn
+// from the training pairs, the schema's max_tokens, and a pair over max_tokens refused with its
+// line, or dropped and counted with data.pairs.drop_long.
+TEST(DataSourceTest, SentencePairsShareATokenizerAndRespectMaxTokens) {
+  TempDir dir;
+  std::string tsv;
+  for (int i = 0; i < 120; ++i)
+    tsv += fmt::format("the house number {} is red\tla casa numero {} es roja\n", i, i);
+  tsv += "a very long source sentence with many many many many many many words in it\tcorta\n";
+  const std::string train = dir.write("train.tsv", tsv);
+  const auto config = [&](bool drop_long) {
+    return config_from(fmt::format(
+        R"({{"data": {{"format": "pairs", "train": "{}", "split": {{"validation": 0.1}},
+                       "corpus": {{"vocab_size": 300}}, "pairs": {{"drop_long": {}}}}}}})",
+        train, drop_long));
+  };
+  Result<LoadedData> refused = load_data(config(false).data, 40);
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_NE(refused.status().message().find("train.tsv: line 121: the source has"),
+            std::string::npos)
+      << refused.status().message();
+  Result<LoadedData> d = load_data(config(true).data, 40);
+  ASSERT_TRUE(d.is_ok()) << d.status().message();
+  EXPECT_NE(d->report.find("1 pairs of"), std::string::npos) << d->report;
+  EXPECT_EQ(d->train.n_rows + d->validation.n_rows, 120);
+  EXPECT_EQ(d->validation.n_rows, 12);
+  const Dataset& t = d->train;
+  EXPECT_EQ(t.kind, FeatureKind::kPairs);
+  const Tokenizer& tokenizer = *d->schema.tokenizer;
+  EXPECT_EQ(t.eos_id, tokenizer.eos_id());
+  EXPECT_EQ(t.bos_id, tokenizer.bos_id());
+  // Row 0's source decodes back, ending in eos; its target has no eos.
+  const std::vector<int32_t> src(t.ids.begin(), t.ids.begin() + t.offsets[1]);
+  EXPECT_EQ(src.back(), tokenizer.eos_id());
+  const std::vector<int32_t> tgt(t.target_ids.begin(), t.target_ids.begin() + t.target_offsets[1]);
+  EXPECT_EQ(tokenizer.decode(tgt).find("la casa numero"), 0U);
+  const json schema = d->schema.to_json();
+  EXPECT_EQ(schema["format"], "pairs");
+  EXPECT_EQ(schema["max_tokens"], 40);
+  Result<DataSchema> back = DataSchema::from_json(schema, "model.json: data");
+  ASSERT_TRUE(back.is_ok()) << back.status().message();
+  EXPECT_EQ(back->context, 40);
+  EXPECT_EQ(back->shape().input, FeatureKind::kPairs);
+}
+
 TEST(DataSourceTest, ExampleConfigsParse) {
   int n = 0;
   for (const auto& e : fs::directory_iterator("../examples")) {

@@ -88,6 +88,11 @@ int run_predict(const PredictArgs& args) {
         Status::error("{}: a language model (data.format corpus) has no per-row "
                       "predictions; use moe generate for text, moe eval for perplexity",
                       args.checkpoint));
+  if (ck->schema.format == DataFormat::kPairs)
+    return fail(
+        Status::error("{}: a translation model (data.format pairs) has no per-row "
+                      "predictions; use moe translate for translations, moe eval for BLEU",
+                      args.checkpoint));
   std::string report;
   Result<Dataset> data = load_with_schema(ck->schema, args.data, "", LabelUse::kIgnore, &report);
   if (!data) return fail(data.status());

@@ -60,6 +60,13 @@ std::string describe_data(const LoadedData& d) {
     if (d.test.n_rows > 0) s += fmt::format(", {} test tokens", d.test.ids.size());
     return s + fmt::format("; a vocabulary of {} subwords", shape.n_features);
   }
+  if (shape.input == FeatureKind::kPairs) {
+    std::string s = fmt::format("data: {} training pairs ({} source and {} target tokens)",
+                                d.train.n_rows, d.train.ids.size(), d.train.target_ids.size());
+    if (d.validation.n_rows > 0) s += fmt::format(", {} validation pairs", d.validation.n_rows);
+    if (d.test.n_rows > 0) s += fmt::format(", {} test pairs", d.test.n_rows);
+    return s + fmt::format("; a vocabulary of {} subwords for both sides", shape.n_features);
+  }
   std::string s = fmt::format("data: {} training rows", d.train.n_rows);
   if (d.validation.n_rows > 0) s += fmt::format(", {} validation", d.validation.n_rows);
   if (d.test.n_rows > 0) s += fmt::format(", {} test", d.test.n_rows);
@@ -136,7 +143,9 @@ int run_train(const TrainArgs& args) {
     init = std::move(ck.value());
   }
 
-  Result<LoadedData> data = load_data(config->data, config->model.lm.context);
+  Result<LoadedData> data = load_data(config->data, config->data.format == DataFormat::kPairs
+                                                        ? config->model.translation.max_tokens
+                                                        : config->model.lm.context);
   if (!data) return fail(data.status());
   if (log) {
     std::fprintf(log, "%s\n", describe_data(*data).c_str());
@@ -193,7 +202,10 @@ int run_train(const TrainArgs& args) {
       "trained %lld epochs (%lld steps) in %.1f s, %.0f %s/s on %d thread%s (%s)%s\n",
       static_cast<long long>(r.epochs), static_cast<long long>(r.steps), r.seconds,
       tokens ? r.rows_per_second * static_cast<double>(data->schema.context) : r.rows_per_second,
-      tokens ? "tokens" : "rows", r.threads, r.threads == 1 ? "" : "s", r.threads_reason.c_str(),
+      tokens                                      ? "tokens"
+      : data->schema.format == DataFormat::kPairs ? "pairs"
+                                                  : "rows",
+      r.threads, r.threads == 1 ? "" : "s", r.threads_reason.c_str(),
       r.stopped_early ? ", stopped early" : "");
   std::printf("best epoch %lld by %s: %.4f\n", static_cast<long long>(r.best_epoch),
               r.metric.c_str(), r.best_value);

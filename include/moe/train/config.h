@@ -43,8 +43,10 @@ enum class DataFormat {
   kText,    // text classification: a text column and a label column in a CSV or TSV file
   kIdx,     // images and labels in IDX files (MNIST, Fashion-MNIST)
   kCorpus,  // language modelling: plain UTF-8 text files, a subword tokenizer, token windows
+  kPairs,   // translation: a TSV of source<TAB>target sentence pairs, a subword tokenizer shared
+            // by both sides
 };
-const char* data_format_name(DataFormat f);  // "csv", "tsv", "text", "idx", "corpus"
+const char* data_format_name(DataFormat f);  // "csv", "tsv", "text", "idx", "corpus", "pairs"
 bool parse_data_format(const std::string& s, DataFormat* out);
 
 struct SplitConfig {  // data.split: used for the parts that have no file of their own
@@ -74,8 +76,9 @@ struct IdxConfig {  // data.idx (format "idx"); empty validation/test paths mean
   int64_t n_classes = 10;
 };
 
-// data.corpus (format "corpus"): the subword tokenizer trained on data.train, SentencePiece's
-// options (data/tokenizer.h), or one given as a file.
+// data.corpus (formats "corpus" and "pairs"): the subword tokenizer trained on data.train (for
+// pairs, on both sides of its sentences), SentencePiece's options (data/tokenizer.h), or one given
+// as a file.
 struct CorpusConfig {
   SubwordOptions tokenizer;
   // A SentencePiece model file to use instead of training one (a checkpoint's tokenizer.model,
@@ -83,12 +86,19 @@ struct CorpusConfig {
   std::string tokenizer_model;
 };
 
+// data.pairs (format "pairs").
+struct PairsConfig {
+  // A pair with a side longer than model.translation.max_tokens tokens: an error naming its file
+  // and line when false; when true the pair is dropped, and the drops are counted and reported.
+  bool drop_long = false;
+};
+
 enum class MissingPolicy { kError, kImpute };
 
 struct DataConfig {
   DataFormat format = DataFormat::kCsv;
-  // CSV/TSV files (formats csv, tsv, text). validation and test may be empty: then the split
-  // ratios carve them out of `train`.
+  // CSV/TSV files (formats csv, tsv, text), text files (corpus) or TSV files of sentence pairs
+  // (pairs). validation and test may be empty: then the split ratios carve them out of `train`.
   std::string train, validation, test;
   char delimiter = '\0';  // format text: '\0' picks by extension (.tsv: tab, else comma)
   // How quotes in those files are read. When the key is not given, parsing sets the default of
@@ -106,7 +116,8 @@ struct DataConfig {
   int64_t max_categories = 1000;
   TextConfig text;
   IdxConfig idx;
-  CorpusConfig corpus;
+  CorpusConfig corpus;  // formats corpus and pairs
+  PairsConfig pairs;
 };
 
 // ---------------------------------------------------------------------------------------------

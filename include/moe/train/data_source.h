@@ -40,7 +40,8 @@ struct DataSchema {
   // csv, tsv, text: how the training files' quotes were read; every file given to the schema is
   // read the same way, whatever its delimiter.
   CsvQuoting quoting = CsvQuoting::kRfc4180;
-  // corpus: the subword tokenizer trained on the training text, and the window length. The
+  // corpus, pairs: the subword tokenizer trained on the training text, and the window length
+  // (corpus) or the most tokens of a sentence with its eos or bos (pairs). The
   // tokenizer's model travels as its own file in a checkpoint (checkpoint.h); to_json records
   // its size and FNV-1a 64 hash, from_json leaves `tokenizer` empty for the checkpoint to load.
   std::shared_ptr<const Tokenizer> tokenizer;
@@ -65,7 +66,8 @@ struct LoadedData {
 
 // Reads the files the config names, splits what has no file of its own, fits the schema on the
 // training part and encodes every part with it. A corpus (language modelling) is cut into
-// windows of `context` tokens (model.lm.context), which must then be positive.
+// windows of `context` tokens (model.lm.context), which must then be positive; sentence pairs
+// (translation) take `context` as the most tokens of a side (model.translation.max_tokens).
 Result<LoadedData> load_data(const DataConfig& config, int64_t context = 0);
 
 // The fingerprint of the data a run trains on: FNV-1a 64 (as 16 hex digits) over every encoded
@@ -77,7 +79,7 @@ std::string data_fingerprint(const LoadedData& data);
 
 // Encodes a file with a saved schema (evaluation, prediction). For csv/tsv/text, `path` is a
 // CSV/TSV file and `labels_path` must be empty; for corpus a UTF-8 text file (windows of the
-// schema's context); for idx, `path` holds the images and
+// schema's context); for pairs a TSV of sentence pairs; for idx, `path` holds the images and
 // `labels_path` the labels (empty: no labels). `report` may be null.
 Result<Dataset> load_with_schema(const DataSchema& schema, const std::string& path,
                                  const std::string& labels_path, LabelUse labels,
