@@ -395,8 +395,15 @@ Result<Dataset> load_with_schema(const DataSchema& schema, const std::string& pa
   if (schema.format == DataFormat::kCorpus || schema.format == DataFormat::kPairs) {
     if (!labels_path.empty())
       return Status::error("{}: a separate labels file is for IDX images only", labels_path);
-    if (schema.format == DataFormat::kPairs)
-      return pairs_detail::load_pairs_file(schema, path, false, nullptr);
+    if (schema.format == DataFormat::kPairs) {
+      // Evaluation leaves out what the model cannot read, and says so.
+      int64_t dropped = 0;
+      MOE_ASSIGN_OR_RETURN(Dataset d, pairs_detail::load_pairs_file(schema, path, true, &dropped));
+      if (dropped > 0 && report != nullptr)
+        *report = fmt::format("{} pairs of {} longer than max_tokens {} left out", dropped, path,
+                              schema.context);
+      return d;
+    }
     return corpus_detail::load_corpus_file(schema, path);
   }
   if (schema.format == DataFormat::kIdx) {

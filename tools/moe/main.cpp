@@ -26,6 +26,7 @@ int cli_main(int argc, char** argv) {
   add_report_command(app, &run);
   add_generate_command(app, &run);
   add_experts_command(app, &run);
+  add_translate_command(app, &run);
   app.footer("Run `moe COMMAND --help` for a command's options.");  // after: not inherited
   // CLI11 would say only that a subcommand is required; name the word it did not know.
   if (argc > 1 && argv[1][0] != '-') {
@@ -34,7 +35,8 @@ int cli_main(int argc, char** argv) {
     } catch (const CLI::OptionNotFound&) {
       std::fprintf(
           stderr,
-          "moe: unknown command '%s' (commands: train, eval, predict, inspect, report, generate)\n"
+          "moe: unknown command '%s' (commands: train, eval, predict, inspect, report, generate, "
+          "translate, experts)\n"
           "Run `moe --help` for more information.\n",
           argv[1]);
       return kExitUsage;
