@@ -89,7 +89,7 @@ void add_output_ratios(const MoeLayer& layer, LevelRouting* level) {
 // window t / L's position t mod L: recorded as token row window·L + position (inspect.h).
 class RoutingRecorder {
  public:
-  explicit RoutingRecorder(const Model& model) {
+  RoutingRecorder(const Model& model, const Dataset* data) : data_(data) {
     for (int64_t l = 0; l < model.n_moe_layers(); ++l) {
       const MoeLayer& layer = model.moe_layer(l);
       const std::string& name = model.moe_layer_name(l);
@@ -113,10 +113,20 @@ class RoutingRecorder {
 
   // After a batch's forward: its plans and router probabilities.
   void add(const Model& model, const Batch& batch) {
-    const int64_t* rows = routed_rows(model, batch);  // [T]
+    const int64_t* layer_rows = batch.src_tokens.empty() ? routed_rows(model, batch) : nullptr;
+    if (!batch.src_tokens.empty()) pair_rows(batch);
     size_t at = 0;
     for (int64_t l = 0; l < model.n_moe_layers(); ++l) {
       const MoeLayer& layer = model.moe_layer(l);
+      const int64_t* rows = layer_rows;  // [T]
+      if (rows == nullptr) {
+        const bool decoder = inspect_detail::decoder_layer(model.moe_layer_name(l));
+        rows = decoder ? target_rows_.data() : source_rows_.data();
+        MOE_CHECK(layer.plan().n_tokens ==
+                      static_cast<int64_t>(decoder ? target_rows_.size() : source_rows_.size()),
+                  "{}: routed {} tokens of a batch of sentence pairs", model.moe_layer_name(l),
+                  layer.plan().n_tokens);
+      }
       const RoutingPlan& plan = layer.plan();
       const int64_t g_n = layer.n_groups();
       add_plan(plan, g_n == 0 ? layer.gate().router_probs() : Tensor(), rows, nullptr,
@@ -181,7 +191,24 @@ class RoutingRecorder {
 
   std::vector<LevelRouting> levels_;
   std::vector<int64_t> group_rows_;
-  std::vector<int64_t> token_rows_;  // [B·L] language models
+  // Sentence pairs: each source token's row in data->ids and each decoder token's row in
+  // InspectContext::decoder_tokens (pair r's bos at target_offsets[r] + r).
+  void pair_rows(const Batch& batch) {
+    const int64_t* rows = batch.rows.data<int64_t>();  // [B]
+    source_rows_.clear();
+    target_rows_.clear();
+    for (int64_t b = 0; b < batch.n_rows; ++b) {
+      const auto r = sz(rows[b]);
+      for (int64_t p = data_->offsets[r]; p < data_->offsets[r + 1]; ++p) source_rows_.push_back(p);
+      const int64_t t0 = data_->target_offsets[r] + rows[b];
+      const int64_t n = data_->target_offsets[r + 1] - data_->target_offsets[r] + 1;
+      for (int64_t p = 0; p < n; ++p) target_rows_.push_back(t0 + p);
+    }
+  }
+
+  const Dataset* data_;
+  std::vector<int64_t> token_rows_;                 // [B·L] language models
+  std::vector<int64_t> source_rows_, target_rows_;  // [Ts], [Tt] translation models
 };
 
 // Distinct experts with a kept slot in row r of a level, in slot order.
@@ -430,6 +457,8 @@ const char* input_kind_name(InputKind k) {
       return "image";
     case InputKind::kTokens:
       return "tokens";
+    case InputKind::kPairs:
+      return "pairs";
   }
   return "?";
 }
@@ -440,9 +469,18 @@ InspectContext InspectContext::from_schema(const DataSchema& schema, const Datas
   c.data = &data;
   c.path = path;
   c.labels = schema.labels;
-  if (data.kind == FeatureKind::kTokens) {
-    c.input = InputKind::kTokens;
-    c.context = data.context;
+  if (data.kind == FeatureKind::kPairs) {
+    c.input = InputKind::kPairs;
+    for (int64_t i = 0; i < data.n_rows; ++i) {
+      c.decoder_tokens.push_back(data.bos_id);
+      c.decoder_tokens.insert(c.decoder_tokens.end(),
+                              data.target_ids.begin() + data.target_offsets[sz(i)],
+                              data.target_ids.begin() + data.target_offsets[sz(i + 1)]);
+    }
+  }
+  if (data.kind == FeatureKind::kTokens || data.kind == FeatureKind::kPairs) {
+    if (data.kind == FeatureKind::kTokens) c.input = InputKind::kTokens;
+    c.context = data.kind == FeatureKind::kTokens ? data.context : 0;
     if (schema.tokenizer) {
       const auto v_n = static_cast<int32_t>(schema.tokenizer->vocab_size());
       for (int32_t v = 0; v < v_n; ++v) c.words.push_back(schema.tokenizer->piece(v));
@@ -584,6 +622,10 @@ void level_data(const LevelRouting& lr, const LevelTally& t, const InspectContex
     inspect_detail::token_statistics(lr, t.expert_rows, ctx, options, st);
     return;
   }
+  if (data->kind == FeatureKind::kPairs) {
+    inspect_detail::pair_token_statistics(lr, t.expert_rows, ctx, options, st);
+    return;
+  }
   if (data->has_labels && data->task == TaskKind::kClassification) {
     const int64_t c_n = std::max<int64_t>(ctx.labels.n_classes(), data->n_classes);
     class_statistics(lr, *data, c_n, st);
@@ -631,10 +673,11 @@ Result<InspectReport> inspect_model(Model& model, const InspectContext& ctx,
   if (model.n_moe_layers() == 0) return Status::error("a dense model has no experts to inspect");
   // The statistics grow as E² per layer: refused by a check naming the key, not by bad_alloc.
   // A language model's outputs are its vocabulary, and it has no class × expert table.
-  const bool tokens = ctx.data->kind == FeatureKind::kTokens;
+  const bool tokens =
+      ctx.data->kind == FeatureKind::kTokens || ctx.data->kind == FeatureKind::kPairs;
   MOE_TRY(check_expert_budget(model.config(), tokens ? 0 : model.shape().n_outputs,
                               options.batch_size, 0, training_memory_limit()));
-  RoutingRecorder recorder(model);
+  RoutingRecorder recorder(model, ctx.data);
   EvalOptions eval;
   eval.batch_size = options.batch_size;
   eval.keep_routing = options.keep_trace;
@@ -652,7 +695,7 @@ Result<InspectReport> inspect_model(Model& model, const InspectContext& ctx,
   report.has_labels = ctx.data->has_labels;
   report.image_height = ctx.image_height;
   report.image_width = ctx.image_width;
-  report.context = tokens ? ctx.data->context : 0;
+  report.context = ctx.data->kind == FeatureKind::kTokens ? ctx.data->context : 0;
   if (metrics.has_loss) {
     report.metrics = metrics.to_json(
         ctx.labels.task == TaskKind::kClassification ? ctx.labels.class_names : ctx.labels.columns);

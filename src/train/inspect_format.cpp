@@ -75,7 +75,8 @@ Json level_json(const InspectReport& report, const LevelStats& s) {
     j["regression"] = {{"mean", matrix(s.target_mean, e_n, y_n)},
                        {"std", matrix(s.target_std, e_n, y_n)}};
   }
-  if (report.input == InputKind::kText || report.input == InputKind::kTokens) {
+  if (report.input == InputKind::kText || report.input == InputKind::kTokens ||
+      report.input == InputKind::kPairs) {
     Json tokens = Json::array();
     for (const std::vector<ExpertWord>& words : s.tokens) {
       Json list = Json::array();
@@ -217,7 +218,8 @@ std::string switch_text(const LevelStats& s) {
 std::string level_text(const InspectReport& report, const LevelStats& s) {
   const int64_t e_n = s.n_experts;
   const bool lm = report.input == InputKind::kTokens;
-  const char* unit = lm ? "tokens" : "rows";
+  const bool per_token = lm || report.input == InputKind::kPairs;
+  const char* unit = per_token ? "tokens" : "rows";
   std::string out;
   const std::string title = s.level.empty() ? s.layer : s.layer + " [" + s.level + "]";
   out += fmt::format("{}  {}, {} experts, k {}, {} {}\n", title, s.gate, e_n,
@@ -236,7 +238,7 @@ std::string level_text(const InspectReport& report, const LevelStats& s) {
       s.collapsed ? "YES" : "no");
   out +=
       fmt::format("  gate entropy (nats, max {}): per {} {}, of the mean {}{}\n",
-                  num(s.entropy_max), lm ? "token" : "row", num(s.entropy_mean),
+                  num(s.entropy_max), per_token ? "token" : "row", num(s.entropy_mean),
                   num(s.entropy_of_mean), s.entropy_from_router ? "" : " (from the kept weights)");
   if (!s.class_counts.empty()) {
     const double frac =
@@ -272,6 +274,8 @@ nlohmann::ordered_json inspect_to_json(const InspectReport& report) {
     data["task"] = "language_model";
     data["context"] = report.context;
     data["tokens"] = report.n_rows * report.context;
+  } else if (report.input == InputKind::kPairs) {  // sentence pairs; the labels are tokens
+    data["task"] = "translation";
   } else if (report.labels.task == TaskKind::kClassification) {
     data["task"] = task_kind_name(report.labels.task);
     data["classes"] = report.labels.class_names;
@@ -294,6 +298,11 @@ std::string inspect_to_text(const InspectReport& report) {
       report.input == InputKind::kTokens
           ? fmt::format("{}: {} windows of {} tokens ({} tokens), language model\n", report.path,
                         report.n_rows, report.context, report.n_rows * report.context)
+      : report.input == InputKind::kPairs
+          ? fmt::format(
+                "{}: {} sentence pairs, translation model (encoder layers route source "
+                "tokens, decoder layers target tokens)\n",
+                report.path, report.n_rows)
           : fmt::format("{}: {} rows, {}, {} input\n", report.path, report.n_rows,
                         task_kind_name(report.labels.task), input_kind_name(report.input));
   int64_t collapsed = 0, silent = 0, experts = 0;

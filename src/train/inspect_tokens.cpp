@@ -27,20 +27,20 @@ std::string piece_of(const InspectContext& ctx, int32_t v) {
 // For each expert the token ids whose share among its tokens most exceeds their share among the
 // level's tokens: lift = (count on e / tokens on e) / (count / R), ids with count ≥ min_count,
 // the best `top` by lift, ties by count then bytewise.
+// `ids` holds the token of every row the level may name.
 void characteristic_tokens(const LevelRouting& lr,
                            const std::vector<std::vector<int64_t>>& expert_rows,
-                           const InspectContext& ctx, const InspectOptions& options,
-                           LevelStats* st) {
-  const Dataset& data = *ctx.data;
-  const int64_t v_n = data.n_features;
+                           const std::vector<int32_t>& ids, const InspectContext& ctx,
+                           const InspectOptions& options, LevelStats* st) {
+  const int64_t v_n = ctx.data->n_features;
   std::vector<int64_t> all(sz(v_n), 0);  // [V] the level's tokens of each id
-  for (int64_t r : lr.rows) ++all[sz(data.ids[sz(r)])];
+  for (int64_t r : lr.rows) ++all[sz(ids[sz(r)])];
   const double n_all = static_cast<double>(lr.rows.size());
   std::vector<int64_t> mine(sz(v_n));  // [V] the expert's tokens of each id
   for (const std::vector<int64_t>& rows : expert_rows) {
     std::vector<ExpertWord> best;
     std::fill(mine.begin(), mine.end(), 0);
-    for (int64_t r : rows) ++mine[sz(data.ids[sz(r)])];
+    for (int64_t r : rows) ++mine[sz(ids[sz(r)])];
     const double n_mine = static_cast<double>(rows.size());
     for (int64_t v = 0; v < v_n && !rows.empty(); ++v) {
       const int64_t k = mine[sz(v)];
@@ -115,7 +115,27 @@ void switch_statistics(const LevelRouting& lr, int64_t n_token_rows, int64_t con
 }  // namespace
 
 int64_t routed_row_count(const Dataset& data) {
+  if (data.kind == FeatureKind::kPairs)
+    return std::max(static_cast<int64_t>(data.ids.size()),
+                    static_cast<int64_t>(data.target_ids.size()) + data.n_rows);
   return data.kind == FeatureKind::kTokens ? data.n_rows * data.context : data.n_rows;
+}
+
+bool decoder_layer(const std::string& layer) {
+  return layer.rfind("decoder.", 0) == 0;
+}
+
+void pair_token_statistics(const LevelRouting& lr,
+                           const std::vector<std::vector<int64_t>>& expert_rows,
+                           const InspectContext& ctx, const InspectOptions& options,
+                           LevelStats* st) {
+  const Dataset& data = *ctx.data;
+  MOE_CHECK(data.kind == FeatureKind::kPairs &&
+                static_cast<int64_t>(ctx.decoder_tokens.size()) ==
+                    static_cast<int64_t>(data.target_ids.size()) + data.n_rows,
+            "pair statistics need sentence pairs and their decoder tokens");
+  characteristic_tokens(lr, expert_rows, decoder_layer(lr.layer) ? ctx.decoder_tokens : data.ids,
+                        ctx, options, st);
 }
 
 void token_statistics(const LevelRouting& lr, const std::vector<std::vector<int64_t>>& expert_rows,
@@ -126,7 +146,7 @@ void token_statistics(const LevelRouting& lr, const std::vector<std::vector<int6
   MOE_CHECK(static_cast<int64_t>(data.ids.size()) >= routed_row_count(data),
             "a token stream of {} ids for {} windows of {}", data.ids.size(), data.n_rows,
             data.context);
-  characteristic_tokens(lr, expert_rows, ctx, options, st);
+  characteristic_tokens(lr, expert_rows, data.ids, ctx, options, st);
   position_statistics(lr, data.context, options.position_buckets, st);
   switch_statistics(lr, routed_row_count(data), data.context, st);
 }

@@ -857,7 +857,7 @@ Status Trainer::finish_run(Run& r) {
                          evaluate(*model_, data_.test, data_.schema.labels, r.eval_options));
     result.has_test = true;
   }
-  if (model_->n_moe_layers() > 0 && model_->shape().input != FeatureKind::kPairs) {
+  if (model_->n_moe_layers() > 0) {
     MOE_ASSIGN_OR_RETURN(const InspectReport routing, inspect_run(*model_, data_));
     if (options_.write_files)
       MOE_TRY(write_inspect_json((r.out / "inspect.json").string(), routing));

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The translation model through the moe command: a tiny model is trained on sentence pairs,
-# evaluated (token metrics, BLEU and chrF), and translates a file and standard input the same
-# way; and bad input — a TSV line without a tab, an empty side, a pair over max_tokens, invalid
+# evaluated (token metrics, BLEU and chrF), inspected (encoder layers over source tokens, decoder
+# layers over target tokens), and translates a file and standard input the same way; and bad input — a TSV line without a tab, an empty side, a pair over max_tokens, invalid
 # UTF-8 to translate, a sentence too long, bad options, a checkpoint of the wrong kind — is one
 # clear line on stderr and exit 1 (2 for bad usage), never a crash.
 #
@@ -43,6 +43,17 @@ if command -v jq >/dev/null; then
   jq -e '(.perplexity > 1) and (.bleu.score >= 0) and (.bleu.ref_len > 0) and
       (.chrf.score >= 0) and (.beam == 1)' \
     "$work/out" >/dev/null || fail "eval --json lacks bleu or chrf: $(head -c 400 "$work/out")"
+fi
+# The routing: encoder layers over source tokens, decoder layers over target tokens.
+expect 0 'sentence pairs, translation model' -- inspect "$ck" "$work/valid.tsv"
+[ -s "$run/inspect.json" ] || fail "train: no inspect.json"
+expect 0 '' -- inspect "$ck" "$work/valid.tsv" --format json
+if command -v jq >/dev/null; then
+  checks=$((checks + 1))
+  jq -e '(.data.task == "translation") and (.data.input == "pairs") and
+      ([.layers[].name] == ["encoder.0.moe", "decoder.1.moe"]) and
+      all(.layers[]; (.tokens | length) == 4)' "$work/out" >/dev/null ||
+    fail "inspect --format json: no encoder and decoder layers with tokens: $(head -c 400 "$work/out")"
 fi
 head -5 "$work/en_valid.txt" >"$work/five.txt"
 expect 0 'translated 5 sentences' -- translate "$ck" "$work/five.txt" --beam 3

@@ -101,8 +101,9 @@ struct LevelRouting {
                const uint8_t* row_dropped, int64_t n_slots, const float* probs);
 };
 
-enum class InputKind { kDense, kText, kImage, kTokens };
-const char* input_kind_name(InputKind k);  // "dense", "text", "image", "tokens"
+enum class InputKind { kDense, kText, kImage, kTokens, kPairs };
+// "dense", "text", "image", "tokens", "pairs"
+const char* input_kind_name(InputKind k);
 
 // What the statistics read about the data beyond the routing.
 struct InspectContext {
@@ -114,6 +115,9 @@ struct InspectContext {
   std::vector<std::string> feature_names;     // tabular: one per encoded feature
   int64_t image_height = 0, image_width = 0;  // images
   int64_t context = 0;                        // tokens: L, the positions of a window
+  // pairs: the decoder's input tokens of every pair (bos, then its target), pair after pair:
+  // the tokens a decoder layer routes. An encoder layer routes the sources (data->ids).
+  std::vector<int32_t> decoder_tokens;
 
   // From a checkpoint's (or a run's) schema and a data set it encoded.
   static InspectContext from_schema(const DataSchema& schema, const Dataset& data,
