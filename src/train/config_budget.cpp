@@ -176,8 +176,31 @@ static int64_t lm_matrix_elements(const ModelConfig& c, int64_t vocab) {
   return n;
 }
 
+// The translation model's matrices: the embedding (and an untied head), per encoder block one
+// attention's four and the FFN's, per decoder block two attentions' and the FFN's.
+static int64_t translation_matrix_elements(const ModelConfig& c, int64_t vocab) {
+  const TranslationConfig& tr = c.translation;
+  const int64_t d = c.width, heads = std::max<int64_t>(tr.heads, 1);
+  const int64_t attention = add(mul(2, mul(d, d)), mul(2, mul(mul(d / heads, tr.n_kv_heads()), d)));
+  int64_t n = mul(tr.tie_embeddings ? 1 : 2, mul(vocab, d));
+  const bool listed = c.moe.size() > 1 && static_cast<int64_t>(c.moe.size()) == tr.n_moe_blocks();
+  int64_t i = 0;
+  const auto ffn = [&](bool is_moe) {
+    const MoeBlockConfig& b = listed && is_moe ? c.moe[static_cast<size_t>(i++)] : c.moe[0];
+    ExpertConfig dense = dense_block(b);
+    if (tr.ffn_hidden > 0 && !is_moe) dense.hidden = tr.ffn_hidden;
+    return is_moe && !c.dense ? moe_block_matrices(b, d) : expert_matrices(dense, d);
+  };
+  for (int64_t l = 0; l < tr.encoder_layers && !c.moe.empty(); ++l)
+    n = add(n, add(attention, ffn(tr.encoder_block_is_moe(l))));
+  for (int64_t l = 0; l < tr.decoder_layers && !c.moe.empty(); ++l)
+    n = add(n, add(mul(2, attention), ffn(tr.decoder_block_is_moe(l))));
+  return n;
+}
+
 int64_t model_matrix_elements(const ModelConfig& c, int64_t n_features, int64_t n_outputs) {
   if (c.language_model) return lm_matrix_elements(c, n_features);
+  if (c.translation_model) return translation_matrix_elements(c, n_features);
   const int64_t d = c.width;
   int64_t n = add(mul(d, n_features), mul(n_outputs, d));  // input.w, head.w
   for (int64_t hidden : c.trunk.hidden) n = add(n, mul(2, mul(hidden, d)));

@@ -6,7 +6,10 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <string>
+
+#include "moe/model/model.h"
 
 namespace moe {
 namespace {
@@ -45,6 +48,27 @@ TEST(ConfigBudget, WeightBytesCountTheGradientAndTheOptimizerState) {
   EXPECT_EQ(training_weight_bytes(m, sgd, kInputs, kOutputs), 8 * weights);
   sgd.momentum = 0.9;
   EXPECT_EQ(training_weight_bytes(m, sgd, kInputs, kOutputs), 12 * weights);
+}
+
+TEST(ConfigBudget, TranslationModelCountsEveryMatrixItBuilds) {
+  for (const bool dense : {false, true}) {
+    json j = json::parse(R"({"data": {"format": "pairs", "train": "t.tsv"}, "model": {"width": 16,
+        "translation": {"encoder_layers": 3, "decoder_layers": 2, "heads": 4, "kv_heads": 2,
+                        "tie_embeddings": false, "ffn_hidden": 12},
+        "moe": {"experts": 4, "k": 2, "expert": {"kind": "swiglu", "hidden": 8}}}})");
+    j["model"]["dense"] = dense;
+    Result<Config> c = parse_config(j, "c.json");
+    ASSERT_TRUE(c.is_ok()) << c.status().message();
+    DataShape shape;
+    shape.input = FeatureKind::kPairs;
+    shape.n_features = shape.n_outputs = 50;
+    Result<std::unique_ptr<Model>> model = Model::create(c->model, shape);
+    ASSERT_TRUE(model.is_ok()) << model.status().message();
+    int64_t matrices = 0;  // every parameter but the norm gains
+    for (const NamedTensor& p : (*model)->named_parameters())
+      if (p.name.find("gain") == std::string::npos) matrices += p.tensor.numel();
+    EXPECT_EQ(model_matrix_elements(c->model, 50, 50), matrices) << "dense " << dense;
+  }
 }
 
 TEST(ConfigBudget, Bf16CountsTheExpertWeightCopies) {
