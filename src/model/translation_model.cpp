@@ -495,10 +495,68 @@ struct Candidate {
 
 // One source's beam: its live hypotheses' tokens and log-probabilities, and the finished ones.
 struct Beam {
-  std::vector<std::vector<int32_t>> tokens;  // [beam]
-  std::vector<double> log_prob;              // [beam], −∞ for an empty slot
+  std::vector<std::vector<int32_t>> tokens;  // [K]
+  std::vector<double> log_prob;              // [K], −∞ for an empty slot
   std::vector<TranslationModel::Hypothesis> finished;
   bool done = false;
+
+  explicit Beam(int64_t k)
+      : tokens(static_cast<size_t>(k)),
+        log_prob(static_cast<size_t>(k), -std::numeric_limits<double>::infinity()) {
+    log_prob[0] = 0.0;  // one live hypothesis to start from
+  }
+
+  // One step: `logits` [K, V] are the next-token logits of this beam's hypotheses; hypothesis j
+  // of the next step continues parent[j] (an index in [0, K)) with token[j]. Unused slots
+  // continue hypothesis 0 with eos.
+  void advance(const float* logits, int64_t v, bool last, const TranslationModel::DecodeOptions& o,
+               int64_t* parent, int32_t* token, std::vector<Candidate>& cands,
+               std::vector<double>& lp) {
+    const int64_t k = o.beam;
+    std::fill(parent, parent + k, 0);
+    std::fill(token, token + k, o.eos);
+    if (done) return;
+    cands.clear();
+    for (int64_t j = 0; j < k; ++j) {
+      const double base = log_prob[static_cast<size_t>(j)];
+      if (std::isinf(base)) continue;
+      log_softmax(logits + j * v, v, lp);
+      for (int64_t t = 0; t < v; ++t) {
+        if (last && t != o.eos) continue;  // at the last position only eos
+        cands.push_back({base + lp[static_cast<size_t>(t)], j, static_cast<int32_t>(t)});
+      }
+    }
+    const size_t keep = std::min(cands.size(), static_cast<size_t>(2 * k));
+    std::partial_sort(cands.begin(), cands.begin() + static_cast<ptrdiff_t>(keep), cands.end(),
+                      [](const Candidate& x, const Candidate& y) {
+                        if (x.log_prob != y.log_prob) return x.log_prob > y.log_prob;
+                        return x.hyp != y.hyp ? x.hyp < y.hyp : x.token < y.token;
+                      });
+    std::vector<std::vector<int32_t>> next;
+    std::vector<double> next_lp;
+    for (size_t r = 0; r < keep; ++r) {
+      const Candidate& c = cands[r];
+      const std::vector<int32_t>& prefix = tokens[static_cast<size_t>(c.hyp)];
+      if (c.token == o.eos) {  // finished, if within the first K
+        if (r < static_cast<size_t>(k)) {
+          const double len = static_cast<double>(prefix.size() + 1);
+          finished.push_back({prefix, c.log_prob, c.log_prob / std::pow(len, o.length_penalty)});
+        }
+        continue;
+      }
+      if (static_cast<int64_t>(next.size()) == k) continue;
+      parent[next.size()] = c.hyp;
+      token[next.size()] = c.token;
+      next.push_back(prefix);
+      next.back().push_back(c.token);
+      next_lp.push_back(c.log_prob);
+    }
+    next.resize(static_cast<size_t>(k));
+    next_lp.resize(static_cast<size_t>(k), -std::numeric_limits<double>::infinity());
+    tokens = std::move(next);
+    log_prob = std::move(next_lp);
+    done = static_cast<int64_t>(finished.size()) >= k || std::isinf(log_prob[0]);
+  }
 };
 
 }  // namespace
@@ -510,71 +568,21 @@ std::vector<TranslationModel::Hypothesis> TranslationModel::translate(
   const int64_t max_len =
       options.max_tokens > 0 ? std::min(options.max_tokens, max_tokens()) : max_tokens();
   start_decoding(sources, k, options.eos);
-  const auto b_count = static_cast<int64_t>(sources.size()), n = b_count * k;
-  const double neg_inf = -std::numeric_limits<double>::infinity();
-  std::vector<Beam> beams(static_cast<size_t>(b_count));
-  for (Beam& beam : beams) {
-    beam.tokens.assign(static_cast<size_t>(k), {});
-    beam.log_prob.assign(static_cast<size_t>(k), neg_inf);
-    beam.log_prob[0] = 0.0;  // one live hypothesis to start from
-  }
-  std::vector<int32_t> step_tokens(static_cast<size_t>(n), options.bos);
-  std::vector<int64_t> parent(static_cast<size_t>(n));
+  const auto n = static_cast<int64_t>(sources.size()) * k;
+  std::vector<Beam> beams(sources.size(), Beam(k));
+  std::vector<int32_t> step_tokens(static_cast<size_t>(n), options.bos);  // [N]
+  std::vector<int64_t> parent(static_cast<size_t>(n));                    // [N]
   std::vector<double> lp;
   std::vector<Candidate> cands;
-  const auto score_of = [&](double log_prob, size_t len) {
-    return log_prob / std::pow(static_cast<double>(len + 1), options.length_penalty);
-  };
   for (int64_t step = 0; step < max_len; ++step) {
-    const Tensor logits = decode_step(step_tokens);
-    const bool last = step == max_len - 1;
+    const Tensor logits = decode_step(step_tokens);  // [N, V]
     bool all_done = true;
-    for (int64_t b = 0; b < b_count; ++b) {
-      Beam& beam = beams[static_cast<size_t>(b)];
-      for (int64_t j = 0; j < k; ++j) {
-        parent[static_cast<size_t>(b * k + j)] = b * k;
-        step_tokens[static_cast<size_t>(b * k + j)] = options.eos;
-      }
-      if (beam.done) continue;
-      cands.clear();
-      for (int64_t j = 0; j < k; ++j) {
-        const double base = beam.log_prob[static_cast<size_t>(j)];
-        if (base == neg_inf) continue;
-        log_softmax(logits.f32() + (b * k + j) * v, v, lp);
-        for (int64_t t = 0; t < v; ++t) {
-          if (last && t != options.eos) continue;
-          cands.push_back({base + lp[static_cast<size_t>(t)], j, static_cast<int32_t>(t)});
-        }
-      }
-      const size_t keep = std::min(cands.size(), static_cast<size_t>(2 * k));
-      std::partial_sort(cands.begin(), cands.begin() + static_cast<ptrdiff_t>(keep), cands.end(),
-                        [](const Candidate& x, const Candidate& y) {
-                          if (x.log_prob != y.log_prob) return x.log_prob > y.log_prob;
-                          return x.hyp != y.hyp ? x.hyp < y.hyp : x.token < y.token;
-                        });
-      std::vector<std::vector<int32_t>> next_tokens;
-      std::vector<double> next_lp;
-      for (size_t r = 0; r < keep; ++r) {
-        const Candidate& c = cands[r];
-        const std::vector<int32_t>& prefix = beam.tokens[static_cast<size_t>(c.hyp)];
-        if (c.token == options.eos) {
-          if (r < static_cast<size_t>(k))
-            beam.finished.push_back({prefix, c.log_prob, score_of(c.log_prob, prefix.size())});
-          continue;
-        }
-        if (static_cast<int64_t>(next_tokens.size()) == k) continue;
-        parent[static_cast<size_t>(b * k) + next_tokens.size()] = b * k + c.hyp;
-        step_tokens[static_cast<size_t>(b * k) + next_tokens.size()] = c.token;
-        next_tokens.push_back(prefix);
-        next_tokens.back().push_back(c.token);
-        next_lp.push_back(c.log_prob);
-      }
-      next_lp.resize(static_cast<size_t>(k), neg_inf);
-      next_tokens.resize(static_cast<size_t>(k));
-      beam.tokens = std::move(next_tokens);
-      beam.log_prob = std::move(next_lp);
-      beam.done = static_cast<int64_t>(beam.finished.size()) >= k || beam.log_prob[0] == neg_inf;
-      all_done = all_done && beam.done;
+    for (size_t b = 0; b < beams.size(); ++b) {
+      const auto first = static_cast<int64_t>(b) * k;
+      beams[b].advance(logits.f32() + first * v, v, step == max_len - 1, options,
+                       parent.data() + first, step_tokens.data() + first, cands, lp);
+      for (int64_t j = first; j < first + k; ++j) parent[static_cast<size_t>(j)] += first;
+      all_done = all_done && beams[b].done;
     }
     if (all_done) break;
     reorder_hypotheses(parent);
