@@ -242,6 +242,18 @@ Result<DataSchema> corpus_schema_from_json(const json& j, const std::string& sou
   return s;
 }
 
+// A table schema's "delimiter": "auto" ('\0'), "tab" or one character.
+Result<char> schema_delimiter(const json& j, const std::string& source) {
+  const auto it = j.find("delimiter");
+  if (it == j.end() || !it->is_string())
+    return Status::error("{}: delimiter must be a string", source);
+  const std::string d = it->get<std::string>();
+  if (d == "auto") return '\0';
+  if (d == "tab") return '\t';
+  if (d.size() == 1) return d[0];
+  return Status::error("{}: delimiter \"{}\" is not \"auto\", \"tab\" or one character", source, d);
+}
+
 }  // namespace
 
 DataShape DataSchema::shape() const {
@@ -309,20 +321,7 @@ Result<DataSchema> DataSchema::from_json(const json& j, const std::string& sourc
         source);
   if (s.format == DataFormat::kCorpus || s.format == DataFormat::kPairs)
     return corpus_schema_from_json(j, source, std::move(s));
-  const auto it_delim = j.find("delimiter");
-  if (it_delim == j.end() || !it_delim->is_string())
-    return Status::error("{}: delimiter must be a string", source);
-  const std::string d = it_delim->get<std::string>();
-  if (d == "auto") {
-    s.delimiter = '\0';
-  } else if (d == "tab") {
-    s.delimiter = '\t';
-  } else if (d.size() == 1) {
-    s.delimiter = d[0];
-  } else {
-    return Status::error("{}: delimiter \"{}\" is not \"auto\", \"tab\" or one character", source,
-                         d);
-  }
+  MOE_ASSIGN_OR_RETURN(s.delimiter, schema_delimiter(j, source));
   // A schema written before the field existed was read with RFC 4180 quoting, whatever the
   // delimiter: it is read so still.
   s.quoting = CsvQuoting::kRfc4180;
