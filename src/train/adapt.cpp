@@ -9,10 +9,11 @@ namespace moe {
 
 namespace {
 
-// The config of MoE layer i of `model` (a language model's may be shared by every layer).
+// The config of MoE layer i of `model` (a language or translation model's may be shared by every
+// layer).
 const MoeBlockConfig& layer_config(const Model& model, int64_t i) {
   const ModelConfig& m = model.config();
-  return m.language_model ? m.lm_moe(i) : m.moe[static_cast<size_t>(i)];
+  return m.language_model || m.translation_model ? m.lm_moe(i) : m.moe[static_cast<size_t>(i)];
 }
 
 size_t at(int64_t i) {

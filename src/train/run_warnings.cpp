@@ -27,8 +27,10 @@ std::vector<std::string> routing_warnings(const InspectReport& routing, const Co
       last_layer = s.layer;
     }
     if (!s.level.empty()) continue;  // a hierarchy's own levels: its combined routing speaks
-    // A language model's one model.moe object configures every MoE layer.
-    const size_t block_index = config.model.language_model ? 0 : layer_index;
+    // A language or translation model's one model.moe object configures every MoE layer.
+    const ModelConfig& m = config.model;
+    const size_t block_index =
+        (m.language_model || m.translation_model) && m.moe.size() == 1 ? 0 : layer_index;
     const MoeBlockConfig* block =
         block_index < config.model.moe.size() ? &config.model.moe[block_index] : nullptr;
     // A language model routes tokens (inspect.h): its counts are tokens.

@@ -49,11 +49,14 @@ Result<int64_t> find_layer(const Model& model, const ExpertSurgery& s) {
   return layer;
 }
 
-// The config object of MoE layer `layer`; a language model's one shared object becomes a list
-// of one per MoE block first, so that only this layer changes.
+// The config object of MoE layer `layer`; a language or translation model's one shared object
+// becomes a list of one per MoE block first, so that only this layer changes.
 MoeBlockConfig& layer_config(ModelConfig& m, int64_t layer) {
-  if (m.language_model && m.moe.size() == 1 && m.lm.n_moe_blocks() > 1) {
-    m.moe.assign(at(m.lm.n_moe_blocks()), m.moe[0]);
+  const int64_t blocks = m.language_model      ? m.lm.n_moe_blocks()
+                         : m.translation_model ? m.translation.n_moe_blocks()
+                                               : static_cast<int64_t>(m.moe.size());
+  if (m.moe.size() == 1 && blocks > 1) {
+    m.moe.assign(at(blocks), m.moe[0]);
     m.moe_list = true;
   }
   return m.moe[at(layer)];
@@ -410,7 +413,8 @@ Result<ExpertChange> ExpertChange::make(const Model& model, const Config& config
                                         const DataShape& shape, const ExpertSurgery& s) {
   MOE_ASSIGN_OR_RETURN(const int64_t layer, find_layer(model, s));
   const ModelConfig& m = model.config();
-  const MoeBlockConfig& block = m.language_model ? m.lm_moe(layer) : m.moe[at(layer)];
+  const MoeBlockConfig& block =
+      m.language_model || m.translation_model ? m.lm_moe(layer) : m.moe[at(layer)];
   MOE_TRY(
       check_request(model.moe_layer(layer), block, s).with_context(model.moe_layer_name(layer)));
   ExpertChange c;

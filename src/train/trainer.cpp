@@ -934,8 +934,8 @@ Status Trainer::change_experts(Run& r, int64_t epoch, const AdaptStep& step,
 Status Trainer::adopt_adapted_model(const Config& then) {
   Config now = config_;
   ModelConfig& m = now.model;
-  // A language model's shared MoE object became one per MoE block at its first change.
-  if (m.language_model && m.moe.size() == 1 && then.model.moe.size() > 1) {
+  // A token model's shared MoE object became one per MoE block at its first change.
+  if ((m.language_model || m.translation_model) && m.moe.size() == 1 && then.model.moe.size() > 1) {
     m.moe.assign(then.model.moe.size(), m.moe[0]);
     m.moe_list = then.model.moe_list;
   }

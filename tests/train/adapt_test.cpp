@@ -7,11 +7,13 @@
 
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "moe/model/model.h"
 #include "moe/train/checkpoint.h"
 #include "moe/train/trainer.h"
 #include "train_testing.h"
@@ -112,6 +114,35 @@ TEST(Adapt, RemovesAnExpertDeadForLongEnoughWithinTheBounds) {
   bad["pending"][0]["expert"] = 9;
   EXPECT_EQ(b.from_json(bad, *model).message(),
             "adapt.pending: a change of blocks.1.moe is malformed");
+}
+
+// A translation model's one model.moe object configures its MoE layers in both stacks: each
+// adapts (a regression: the second layer's config was read past the end of model.moe).
+TEST(Adapt, ATranslationModelsSharedConfigAdaptsEveryLayer) {
+  ModelConfig c;
+  c.translation_model = true;
+  c.width = 16;
+  c.translation.encoder_layers = 2;
+  c.translation.decoder_layers = 2;
+  c.translation.heads = 2;
+  MoeBlockConfig m;
+  m.n_experts = 4;
+  m.expert = {ExpertKind::kSwiglu, 8, 1, Activation::kGelu, false};
+  m.gate.k = 2;
+  m.adapt.enabled = true;
+  m.adapt.max_experts = 8;
+  m.adapt.min_experts = 2;
+  c.moe = {m};
+  DataShape shape;
+  shape.input = FeatureKind::kPairs;
+  shape.n_features = shape.n_outputs = 30;
+  Result<std::unique_ptr<Model>> model = Model::create(c, shape);
+  ASSERT_TRUE(model.is_ok()) << model.status().message();
+  ASSERT_EQ((*model)->n_moe_layers(), 2);
+  const ExpertAdapter adapter(**model);
+  const nlohmann::json counts = adapter.to_json()["counts"];
+  EXPECT_TRUE(counts.contains("encoder.1.moe")) << counts.dump();
+  EXPECT_TRUE(counts.contains("decoder.1.moe")) << counts.dump();
 }
 
 TEST(Adapt, BadAdaptConfigsAreClearErrors) {
