@@ -28,6 +28,8 @@
 #include "core/json_read.h"
 #include "moe/core/file_io.h"
 #include "moe/io/safetensors.h"
+#include "moe/kernels/bf16.h"
+#include "moe/kernels/quantize.h"
 #include "moe/train/config_budget.h"
 
 namespace moe {
@@ -42,21 +44,125 @@ constexpr uint64_t kMaxJsonBytes = uint64_t{1} << 30;  // a vocabulary can be la
 constexpr uint64_t kMaxWeightsBytes = uint64_t{1} << 40;
 constexpr uint64_t kMaxTokenizerBytes = uint64_t{1} << 30;
 
-// Loads every parameter the model declares from the weights file, exactly: present, F32, the
-// shape the config gives, finite; and no tensor the model does not have.
-Status load_weights(const SafetensorsFile& file, Model& model) {
+// A matrix parameter (rank 2 or more) is what bf16 and int8 store in fewer bits.
+bool stored_reduced(const Tensor& t, WeightFormat format) {
+  return format != WeightFormat::kF32 && t.rank() >= 2;
+}
+
+// The entry `name` of `file`, which must be `dtype` and `shape`.
+Result<const SafetensorsEntry*> find_entry(const SafetensorsFile& file, const std::string& name,
+                                           DType dtype, const Shape& shape, const char* what) {
+  const SafetensorsEntry* e = file.find(name);
+  if (e == nullptr) return Status::error("{}: missing tensor {}", file.source(), name);
+  if (e->dtype != dtype)
+    return Status::error("{}: tensor {} is {}, expected {}", file.source(), name,
+                         dtype_name(e->dtype), dtype_name(dtype));
+  if (e->shape != shape)
+    return Status::error("{}: tensor {} has shape {}, {} {}", file.source(), name, e->shape.str(),
+                         what, shape.str());
+  return e;
+}
+
+Status check_finite(const Tensor& t, const std::string& source, const std::string& name) {
+  const float* v = t.f32();
+  for (int64_t i = 0; i < t.numel(); ++i)
+    if (!std::isfinite(v[i]))
+      return Status::error("{}: tensor {} element {} is {}", source, name, i,
+                           std::isnan(v[i]) ? "NaN" : "infinite");
+  return Status::ok();
+}
+
+// A BF16 matrix into the fp32 parameter dst.
+Status read_bf16(const SafetensorsFile& file, const std::string& name, Tensor dst) {
+  MOE_TRY(find_entry(file, name, DType::kBF16, dst.shape(), "the config gives").status());
+  MOE_ASSIGN_OR_RETURN(TensorBuffer b, file.load(name));
+  const auto* h = Tensor(b).data<bf16>();
+  float* v = dst.f32();
+  for (int64_t i = 0; i < dst.numel(); ++i) v[i] = bf16_to_f32(h[i]);
+  return check_finite(dst, file.source(), name);
+}
+
+// An I8 matrix and its scales into the fp32 parameter dst. The scales must be finite and not
+// negative: anything else is a damaged file, not a weight.
+Status read_int8(const SafetensorsFile& file, const std::string& name, Tensor dst) {
+  MOE_TRY(find_entry(file, name, DType::kI8, dst.shape(), "the config gives").status());
+  const std::string scales_name = name + kQ8ScalesSuffix;
+  const int64_t cols = dst.cols(), rows = dst.numel() / cols;
+  MOE_TRY(find_entry(file, scales_name, DType::kF32, Shape{rows, q8_blocks(cols)},
+                     "its I8 matrix needs")
+              .status());
+  MOE_ASSIGN_OR_RETURN(TensorBuffer q, file.load(name));
+  MOE_ASSIGN_OR_RETURN(TensorBuffer scales, file.load(scales_name));
+  const Tensor s = scales;
+  const float* sv = s.f32();
+  for (int64_t i = 0; i < s.numel(); ++i)
+    if (!std::isfinite(sv[i]) || sv[i] < 0.0f)
+      return Status::error("{}: tensor {} element {} is {}, not a scale (finite, at least 0)",
+                           file.source(), scales_name, i, sv[i]);
+  dequantize_q8(Tensor(q).data<int8_t>(), sv, rows, cols, dst.f32());
+  return Status::ok();
+}
+
+// Loads every parameter the model declares from the weights file, exactly: present, in the
+// dtype `format` gives it, the shape the config gives, finite; and no tensor the model does not
+// have.
+Status load_weights(const SafetensorsFile& file, Model& model, WeightFormat format) {
   const ParamStore& store = model.params();
   std::set<std::string> expected;
   for (ParamId id = 0; id < store.size(); ++id) {
     const ParamInfo& info = store.info(id);
+    const Tensor dst = store.value(id);
     expected.insert(info.name);
-    MOE_TRY(read_tensor_strict(file, info.name, store.value(id), "the config gives"));
+    if (!stored_reduced(dst, format)) {
+      MOE_TRY(read_tensor_strict(file, info.name, dst, "the config gives"));
+    } else if (format == WeightFormat::kBF16) {
+      MOE_TRY(read_bf16(file, info.name, dst));
+    } else {
+      expected.insert(info.name + kQ8ScalesSuffix);
+      MOE_TRY(read_int8(file, info.name, dst));
+    }
   }
   for (const SafetensorsEntry& e : file.entries())
     if (expected.count(e.name) == 0)
       return Status::error("{}: unexpected tensor {} (the config has no such parameter)",
                            file.source(), e.name);
   return Status::ok();
+}
+
+// model.safetensors' bytes: the model's parameters stored as `format` says.
+std::vector<uint8_t> encode_weights(const Model& model, WeightFormat format) {
+  const std::map<std::string, std::string> metadata = {
+      {"format", kFormatName},
+      {"format_version", std::to_string(kCheckpointFormatVersion)},
+      {"weights_format", enum_name(kWeightFormatNames, format)}};
+  std::vector<NamedTensor> named = model.named_parameters();
+  if (format == WeightFormat::kF32) return encode_safetensors(named, metadata);
+  std::vector<TensorBuffer> owned;  // the reduced copies the list points into
+  owned.reserve(2 * named.size());
+  std::vector<NamedTensor> out;
+  for (NamedTensor& t : named) {
+    if (!stored_reduced(t.tensor, format)) {
+      out.push_back(t);
+      continue;
+    }
+    const int64_t n = t.tensor.numel(), cols = t.tensor.cols(), rows = n / cols;
+    if (format == WeightFormat::kBF16) {
+      owned.emplace_back(t.tensor.shape(), DType::kBF16);
+      convert_to_bf16(n, t.tensor.f32(), Tensor(owned.back()).data<bf16>());
+      out.push_back({t.name, owned.back()});
+      continue;
+    }
+    owned.emplace_back(t.tensor.shape(), DType::kI8);
+    const Tensor q = owned.back();
+    owned.emplace_back(Shape{rows, q8_blocks(cols)}, DType::kF32);
+    const Tensor scales = owned.back();
+    quantize_q8(t.tensor.f32(), rows, cols, q.data<int8_t>(), scales.f32());
+    MOE_CHECK(model.params().find(t.name + kQ8ScalesSuffix) < 0,
+              "parameter {} and the scales of {} share a name", t.name + kQ8ScalesSuffix, t.name);
+    out.push_back({t.name, q});
+    out.push_back({t.name + kQ8ScalesSuffix, scales});
+  }
+  return encode_safetensors(out, metadata);
 }
 
 }  // namespace
@@ -203,7 +309,7 @@ std::string fnv1a64_hex(const void* data, size_t size) {
 }
 
 Status save_checkpoint(const std::string& dir, const Model& model, const Config& config,
-                       const DataSchema& schema, const json& info) {
+                       const DataSchema& schema, const json& info, WeightFormat format) {
   if (!info.is_null() && !info.is_object())
     return Status::error("save_checkpoint: info must be a JSON object");
   std::error_code ec;
@@ -212,9 +318,7 @@ Status save_checkpoint(const std::string& dir, const Model& model, const Config&
 
   const std::string weights_path = dir + "/" + kCheckpointWeightsFile;
   const std::string json_path = dir + "/" + kCheckpointJsonFile;
-  const std::vector<uint8_t> weights = encode_safetensors(
-      model.named_parameters(),
-      {{"format", kFormatName}, {"format_version", std::to_string(kCheckpointFormatVersion)}});
+  const std::vector<uint8_t> weights = encode_weights(model, format);
   MOE_TRY(write_file_atomic(weights_path, weights.data(), weights.size()));
   if (schema.tokenizer) {
     const std::string& model_bytes = schema.tokenizer->to_bytes();
@@ -226,6 +330,7 @@ Status save_checkpoint(const std::string& dir, const Model& model, const Config&
   j["format_version"] = kCheckpointFormatVersion;
   j["moe_version"] = MOE_VERSION;
   j["weights"] = bind_file(kCheckpointWeightsFile, weights);
+  j["weights_format"] = enum_name(kWeightFormatNames, format);
   j["config"] = config_to_json(config);
   j["data"] = schema.to_json();
   j["params"] = {{"total", model.n_params()}, {"active_per_row", model.n_active_params()}};
@@ -301,8 +406,8 @@ Result<Checkpoint> load_checkpoint_once(const std::string& dir) {
       read_file_bytes<std::vector<uint8_t>>(json_path, kMaxJsonBytes, FileSource::kSaved));
   MOE_ASSIGN_OR_RETURN(
       json j, parse_json_object(json_bytes, json_path,
-                                {"format", "format_version", "moe_version", "weights", "config",
-                                 "data", "params", "gates", "info"}));
+                                {"format", "format_version", "moe_version", "weights",
+                                 "weights_format", "config", "data", "params", "gates", "info"}));
   Status st;
   const json* format = json_require(j, "format", json_path, &st);
   const json* version = json_require(j, "format_version", json_path, &st);
@@ -314,6 +419,14 @@ Result<Checkpoint> load_checkpoint_once(const std::string& dir) {
   MOE_TRY(check_format(*format, *version, json_path, kFormatName, kCheckpointFormatVersion));
   if (j.contains("info") && !j["info"].is_object())
     return Status::error("{}: field 'info' must be an object", json_path);
+  // Absent in the checkpoints written before weights could be stored in fewer bits: f32.
+  WeightFormat weights_format = WeightFormat::kF32;
+  if (j.contains("weights_format") &&
+      (!j["weights_format"].is_string() ||
+       !parse_enum_name(kWeightFormatNames, j["weights_format"].get<std::string>(),
+                        &weights_format)))
+    return Status::error("{}: field 'weights_format' must be \"f32\", \"bf16\" or \"int8\"",
+                         json_path);
 
   // The weights file must be the one this model.json was written with.
   MOE_ASSIGN_OR_RETURN(std::vector<uint8_t> wdata,
@@ -351,7 +464,10 @@ Result<Checkpoint> load_checkpoint_once(const std::string& dir) {
   const DataShape shape = out.schema.shape();
   const int64_t n_matrix =
       model_matrix_elements(out.config.model, shape.n_features, shape.n_outputs);
-  if (n_matrix > static_cast<int64_t>(weights_bytes / sizeof(float)))
+  const size_t matrix_bytes = weights_format == WeightFormat::kF32    ? sizeof(float)
+                              : weights_format == WeightFormat::kBF16 ? sizeof(bf16)
+                                                                      : sizeof(int8_t);
+  if (n_matrix > static_cast<int64_t>(weights_bytes / matrix_bytes))
     return Status::error(
         "{}: the config describes at least {} weights, more than {} ({} bytes) holds", json_path,
         n_matrix, kCheckpointWeightsFile, weights_bytes);
@@ -360,7 +476,8 @@ Result<Checkpoint> load_checkpoint_once(const std::string& dir) {
   out.model = std::move(model.value());
 
   out.weights_fnv1a64 = (*weights)["fnv1a64"].get<std::string>();
-  MOE_TRY(load_weights(file, *out.model));
+  out.weights_format = weights_format;
+  MOE_TRY(load_weights(file, *out.model, weights_format));
   MOE_TRY(out.model->set_gate_states(gates).with_context(json_path));
   out.info = j.contains("info") ? j["info"] : json::object();
   return out;

@@ -66,7 +66,8 @@ double row_norm(const float* v, int64_t d) {
 }
 
 // Appends ‖w·E(x)‖ / ‖x‖ of each slot of the layer's last forward (its combined plan, in token
-// order, as add_plan_row appends them); -1 for a dropped slot or a zero input row.
+// order, as add_plan_row appends them), -1 for a dropped slot or a zero input row; and ‖w·E(x)‖,
+// -1 for a dropped slot.
 void add_output_ratios(const MoeLayer& layer, LevelRouting* level) {
   const RoutingPlan& plan = layer.plan();
   const Tensor x = layer.last_input();       // [T, D]
@@ -76,10 +77,11 @@ void add_output_ratios(const MoeLayer& layer, LevelRouting* level) {
     const double x_norm = row_norm(x.f32() + t * d, d);
     for (int64_t s = plan.token_offsets[sz(t)]; s < plan.token_offsets[sz(t + 1)]; ++s) {
       const int32_t p = plan.inv_perm[sz(s)];
-      double ratio = -1.0;
-      if (p >= 0 && x_norm > 0.0)
-        ratio = std::abs(plan.weights[sz(s)]) * row_norm(ys.f32() + p * d, d) / x_norm;
+      const double norm =
+          p >= 0 ? std::abs(plan.weights[sz(s)]) * row_norm(ys.f32() + p * d, d) : -1.0;
+      const double ratio = p >= 0 && x_norm > 0.0 ? norm / x_norm : -1.0;
       level->output_ratio.push_back(static_cast<float>(ratio));
+      level->output_norm.push_back(static_cast<float>(norm));
     }
   }
 }
@@ -506,6 +508,7 @@ namespace {
 struct LevelTally {
   std::vector<double> load, weight;               // [E] kept slots, Σ weights
   std::vector<double> ratio_sum, ratio_n;         // [E] Σ and count of output ratios
+  std::vector<double> norm_sum;                   // [E] Σ of kept slots' ‖w·E(x)‖
   std::vector<int64_t> coact;                     // [E, E] rows keeping both experts
   std::vector<std::vector<int64_t>> expert_rows;  // [E][rows]
   std::vector<double> dist_sum;                   // [E] Σ over rows of the normalised kept weights
@@ -521,6 +524,7 @@ LevelTally tally_level(const LevelRouting& lr, const InspectContext& ctx) {
   t.weight.assign(sz(e_n), 0.0);
   t.ratio_sum.assign(sz(e_n), 0.0);
   t.ratio_n.assign(sz(e_n), 0.0);
+  t.norm_sum.assign(sz(e_n), 0.0);
   t.coact.assign(sz(e_n * e_n), 0);
   t.expert_rows.resize(sz(e_n));
   t.dist_sum.assign(sz(e_n), 0.0);
@@ -544,6 +548,7 @@ LevelTally tally_level(const LevelRouting& lr, const InspectContext& ctx) {
         t.ratio_sum[sz(e)] += lr.output_ratio[sz(s)];
         t.ratio_n[sz(e)] += 1.0;
       }
+      if (!lr.output_norm.empty()) t.norm_sum[sz(e)] += std::max(0.0f, lr.output_norm[sz(s)]);
       row_dist[sz(e)] += std::max(0.0f, lr.weights[sz(s)]);
     }
     kept_experts(lr, r, &kept);
@@ -587,6 +592,11 @@ void level_balance(const LevelRouting& lr, const LevelTally& t, LevelStats* st) 
     for (int64_t e = 0; e < e_n; ++e)
       st->output_ratio[sz(e)] = t.ratio_n[sz(e)] > 0 ? t.ratio_sum[sz(e)] / t.ratio_n[sz(e)] : 0.0;
     const double largest = *std::max_element(st->output_ratio.begin(), st->output_ratio.end());
+    if (!lr.output_norm.empty()) {
+      st->reap.resize(sz(e_n));
+      for (int64_t e = 0; e < e_n; ++e)
+        st->reap[sz(e)] = t.load[sz(e)] > 0 ? t.norm_sum[sz(e)] / t.load[sz(e)] : 0.0;
+    }
     for (int64_t e = 0; e < e_n; ++e)
       if (!std::binary_search(st->dead.begin(), st->dead.end(), e) &&
           st->output_ratio[sz(e)] < kSilentRatio * largest)

@@ -61,6 +61,7 @@ Json level_json(const InspectReport& report, const LevelStats& s) {
     j["output_ratio"] = s.output_ratio;
     j["silent"] = s.silent;
   }
+  if (!s.reap.empty()) j["reap"] = s.reap;
   j["collapsed"] = s.collapsed;
   j["coactivation"] = matrix(s.coactivation, e_n, e_n);
   if (!s.class_counts.empty()) {

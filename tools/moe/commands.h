@@ -31,6 +31,7 @@ void add_report_command(CLI::App& app, Run* run);
 void add_generate_command(CLI::App& app, Run* run);
 void add_experts_command(CLI::App& app, Run* run);
 void add_translate_command(CLI::App& app, Run* run);
+void add_compress_command(CLI::App& app, Run* run);
 
 // Writes RUN_DIR/report.html (moe report) and prints its path; returns the exit code.
 int write_run_report(const std::string& run_dir);

@@ -27,6 +27,7 @@ int cli_main(int argc, char** argv) {
   add_generate_command(app, &run);
   add_experts_command(app, &run);
   add_translate_command(app, &run);
+  add_compress_command(app, &run);
   app.footer("Run `moe COMMAND --help` for a command's options.");  // after: not inherited
   // CLI11 would say only that a subcommand is required; name the word it did not know.
   if (argc > 1 && argv[1][0] != '-') {

@@ -1,9 +1,11 @@
 // Model checkpoints: a directory holding a model's weights and everything needed to use it.
 //
-//   <dir>/model.safetensors   every parameter by name (Model's names), F32, in store order
+//   <dir>/model.safetensors   every parameter by name (Model's names), in store order: F32, or
+//                             with the matrices in BF16 or block int8 (WeightFormat below)
 //   <dir>/model.json          format version, the resolved config, the data schema, the gate
-//                             states, the weights file's size and FNV-1a 64 hash, and a free
-//                             "info" object (epoch, metrics: whatever the trainer records)
+//                             states, the weights file's size and FNV-1a 64 hash, its weight
+//                             format, and a free "info" object (epoch, metrics: whatever the
+//                             trainer records)
 //
 // A training checkpoint (for `moe train --resume`) is the same directory with the training state
 // beside it (train_state.h). The trainer writes a whole checkpoint directory under a staging name
@@ -27,6 +29,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "moe/core/enum_names.h"
 #include "moe/core/status.h"
 #include "moe/model/model.h"
 #include "moe/train/config.h"
@@ -38,10 +41,22 @@ inline constexpr int64_t kCheckpointFormatVersion = 1;
 inline constexpr const char* kCheckpointWeightsFile = "model.safetensors";
 inline constexpr const char* kCheckpointJsonFile = "model.json";
 
+// How model.safetensors stores the weights (model.json's "weights_format"). f32: every parameter
+// as trained. bf16 and int8 store every matrix (a parameter of rank 2 or more: experts, router,
+// attention, embeddings, head) in fewer bits and keep the vectors (biases, norms) F32: bf16 as
+// BF16 (rounded to nearest even), int8 as I8 in blocks of 32 along the last dimension with an F32
+// tensor "<name>.q8_scales" [rows, blocks] beside it (moe/kernels/quantize.h). Loading turns
+// them back into fp32 parameters: the model computes in fp32 whatever its file stores.
+enum class WeightFormat { kF32, kBF16, kInt8 };
+inline constexpr EnumName<WeightFormat> kWeightFormatNames[] = {
+    {"f32", WeightFormat::kF32}, {"bf16", WeightFormat::kBF16}, {"int8", WeightFormat::kInt8}};
+inline constexpr const char* kQ8ScalesSuffix = ".q8_scales";
+
 // Writes the checkpoint into `dir` (created if missing, with its parents). `info` must be a JSON
 // object (or null); it is stored as given.
 Status save_checkpoint(const std::string& dir, const Model& model, const Config& config,
-                       const DataSchema& schema, const nlohmann::json& info = nullptr);
+                       const DataSchema& schema, const nlohmann::json& info = nullptr,
+                       WeightFormat format = WeightFormat::kF32);
 
 struct Checkpoint {
   Config config;
@@ -49,6 +64,7 @@ struct Checkpoint {
   std::unique_ptr<Model> model;  // weights and gate states loaded, ready for forward
   nlohmann::json info;           // the object save_checkpoint was given ({} if none)
   std::string weights_fnv1a64;   // model.json's weights hash (what a training state binds to)
+  WeightFormat weights_format = WeightFormat::kF32;
 };
 
 Result<Checkpoint> load_checkpoint(const std::string& dir);

@@ -29,6 +29,9 @@
 //   output_ratio_e  mean over e's kept slots s of ‖w_s · E_e(x_t)‖ / ‖x_t‖, x_t the layer input
 //                   of the slot's row (rows with x_t = 0 left out): how much the expert adds to
 //                   the rows it receives (the combined level "" of a layer only)
+//   reap_e          mean over e's kept slots s of ‖w_s · E_e(x_t)‖: the router-weighted expert
+//                   activation norm of REAP (Lasby et al. 2025), the saliency `moe compress`
+//                   prunes by (the combined level "" of a layer only)
 //   silent          experts with load_e ≥ 1/(10E) (not dead) and output_ratio_e below
 //                   kSilentRatio times the largest: routed to, adding nothing
 //   collapsed       see kCollapseShare below
@@ -89,6 +92,8 @@ struct LevelRouting {
   std::vector<uint8_t> dropped;  // [S] 1: dropped by capacity
   // [S] ‖w·E(x)‖ / ‖x‖ per slot (negative: dropped, or x = 0); empty when not recorded.
   std::vector<float> output_ratio;
+  // [S] ‖w·E(x)‖ per slot (negative: dropped); empty when not recorded.
+  std::vector<float> output_norm;
   // From the router (false: hash routing, a hierarchy's combined level, or a hand-made routing:
   // entropies then come from each row's kept weights, normalised).
   bool has_probs = false;
@@ -151,6 +156,7 @@ struct LevelStats {
   double dropped_rate = 0.0;
   std::vector<int64_t> dead;
   std::vector<double> output_ratio;  // [E] (empty: not recorded for this level)
+  std::vector<double> reap;          // [E] (empty: not recorded for this level)
   std::vector<int64_t> silent;
   bool collapsed = false;
   std::vector<double> coactivation;  // [E, E]
