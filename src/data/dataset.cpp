@@ -162,6 +162,24 @@ Dataset subset_pairs(const Dataset& d, std::span<const int64_t> rows) {
 
 }  // namespace
 
+Dataset Dataset::head(int64_t n) const {
+  n = std::clamp<int64_t>(n, 0, n_rows);
+  if (kind != FeatureKind::kTokens) {
+    std::vector<int64_t> rows(static_cast<size_t>(n));
+    std::iota(rows.begin(), rows.end(), int64_t{0});
+    return subset(rows);
+  }
+  Dataset out = *this;
+  const auto tokens = static_cast<size_t>(n == 0 ? 0 : n * context + 1);
+  out.ids.resize(std::min(tokens, ids.size()));
+  out.n_rows = n;
+  const double share = n_rows == 0 ? 0.0 : static_cast<double>(n) / static_cast<double>(n_rows);
+  out.n_bytes = static_cast<int64_t>(static_cast<double>(n_bytes) * share);
+  out.window_bytes = static_cast<int64_t>(static_cast<double>(window_bytes) * share);
+  if (!source_rows.empty()) out.source_rows.resize(static_cast<size_t>(n));
+  return out;
+}
+
 Dataset Dataset::subset(std::span<const int64_t> rows) const {
   MOE_CHECK(kind != FeatureKind::kTokens, "subset of token windows");
   if (kind == FeatureKind::kPairs) return subset_pairs(*this, rows);

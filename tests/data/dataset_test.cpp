@@ -44,6 +44,32 @@ Dataset sparse_rows(int64_t n) {
   return d;
 }
 
+TEST(Head, FirstRowsOfEveryKind) {
+  const Dataset d = dense_rows(5, 2).head(2);
+  EXPECT_EQ(d.n_rows, 2);
+  EXPECT_EQ(d.dense, (std::vector<float>{0, 0, 0, 1, 10, 100}));
+  EXPECT_EQ(d.labels, (std::vector<int32_t>{0, 1}));
+  EXPECT_EQ(dense_rows(3, 2).head(9).n_rows, 3);  // at most what there is
+  const Dataset s = sparse_rows(6).head(3);
+  EXPECT_EQ(s.offsets, (std::vector<int64_t>{0, 0, 1, 3}));
+
+  // Token windows of S = 4: row i is ids[4i .. 4i + 4]; the head is a prefix of the stream.
+  Dataset t;
+  t.kind = FeatureKind::kTokens;
+  t.context = 4;
+  t.n_rows = 3;
+  t.ids.resize(13);
+  std::iota(t.ids.begin(), t.ids.end(), 0);
+  t.n_bytes = 130;
+  t.window_bytes = 120;
+  const Dataset h = t.head(2);
+  EXPECT_EQ(h.n_rows, 2);
+  EXPECT_EQ(h.ids.size(), 9u);
+  EXPECT_EQ(h.ids.back(), 8);
+  EXPECT_EQ(h.window_bytes, 80);
+  EXPECT_EQ(t.head(0).ids.size(), 0u);
+}
+
 TEST(Split, StratifiedProportionsArePerClass) {
   std::vector<int32_t> labels;
   for (int i = 0; i < 600; ++i) labels.push_back(0);

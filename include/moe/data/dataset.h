@@ -119,6 +119,9 @@ struct Dataset {
 
   // The rows `rows` in that order, as a new data set (not for token windows).
   Dataset subset(std::span<const int64_t> rows) const;
+  // The first min(n, n_rows) rows, for every kind (token windows: a prefix of the stream, its
+  // bytes in proportion to its tokens).
+  Dataset head(int64_t n) const;
   int64_t row_ids(int64_t row) const { return offsets[row + 1] - offsets[row]; }
 };
 
