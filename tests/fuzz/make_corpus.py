@@ -7,7 +7,9 @@ safetensors/, config/ and train_state/ are handcrafted here: valid inputs and on
 of corruption the readers must reject, and the regression inputs of fixed bugs (regress_*). checkpoint/ holds one seed per checkpoint directory given (model.json,
 a NUL, model.safetensors, then a language model's tokenizer.model), named after the directory's
 parent (lm_<name> for a language model's), plus a few damaged ones made from the first, and the
-regression inputs of fixed bugs (regress_*, named for the bug).
+regression inputs of fixed bugs (regress_*, named for the bug). valid_int8_tabular and
+valid_bf16_tabular are a tiny tabular model of tests/cli/lib.sh's colour_table written by
+`moe compress --quantize int8` and `bf16`: their seeds lead into the I8 and BF16 decoding.
 """
 
 import json
