@@ -384,7 +384,8 @@ Result<SurgeryResult> operate_into(const std::string& dir, const ExpertSurgery& 
   SurgeryResult& r = change.result();
   nlohmann::json info = ck.info.is_object() ? ck.info : nlohmann::json::object();
   info["experts_history"].push_back(history_entry(ck, s, r));
-  MOE_TRY(save_checkpoint(out, *r.model, r.config, ck.schema, info));
+  // A compressed checkpoint stays compressed (its values are already the rounded ones).
+  MOE_TRY(save_checkpoint(out, *r.model, r.config, ck.schema, info, ck.weights_format));
   if (fs::exists(fs::path(dir) / kTrainStateJsonFile))
     MOE_TRY(move_train_state(dir, ck, change, out));
   return std::move(r);

@@ -30,6 +30,10 @@ checks=$((checks + 1))
 expect 0 'accuracy' -- eval "$work/int8" "$work/data.csv"
 expect 0 '' -- predict "$work/int8" "$work/data.csv"
 expect 0 'blocks.0.moe' -- inspect "$work/int8" "$work/data.csv"
+# Expert surgery on a compressed checkpoint keeps its weight format.
+expect 0 'removed expert 0' -- experts "$work/int8" remove --expert 0 --out "$work/int8_removed"
+grep -q '"weights_format": "int8"' "$work/int8_removed/model.json" ||
+  fail "experts remove on an int8 checkpoint wrote another format"
 with_stdout "$work/bf16.json" 0 '' -- compress "$ck" "$work/data.csv" --out "$work/bf16" --quantize bf16 --json
 jq -e '.after.weights_format == "bf16" and .before.weights_format == "f32" and .after.experts == 6
        and (.after.bytes * 1.8 < .before.bytes) and .metric == "accuracy" and (.pruned | length) == 0' \
