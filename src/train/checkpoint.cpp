@@ -83,7 +83,7 @@ Status read_bf16(const SafetensorsFile& file, const std::string& name, Tensor ds
 }
 
 // An I8 matrix and its scales into the fp32 parameter dst. The scales must be finite and not
-// negative: anything else is a damaged file, not a weight.
+// negative, and so must every decoded value: anything else is a damaged file, not a weight.
 Status read_int8(const SafetensorsFile& file, const std::string& name, Tensor dst) {
   MOE_TRY(find_entry(file, name, DType::kI8, dst.shape(), "the config gives").status());
   const std::string scales_name = name + kQ8ScalesSuffix;
@@ -100,7 +100,7 @@ Status read_int8(const SafetensorsFile& file, const std::string& name, Tensor ds
       return Status::error("{}: tensor {} element {} is {}, not a scale (finite, at least 0)",
                            file.source(), scales_name, i, sv[i]);
   dequantize_q8(Tensor(q).data<int8_t>(), sv, rows, cols, dst.f32());
-  return Status::ok();
+  return check_finite(dst, file.source(), name);  // a huge scale times 127 overflows
 }
 
 // Loads every parameter the model declares from the weights file, exactly: present, in the
@@ -279,21 +279,9 @@ json gates_to_json(const std::vector<GateState>& gates) {
 
 Status read_tensor_strict(const SafetensorsFile& file, const std::string& name, Tensor dst,
                           const char* what) {
-  const SafetensorsEntry* e = file.find(name);
-  if (e == nullptr) return Status::error("{}: missing tensor {}", file.source(), name);
-  if (e->dtype != DType::kF32)
-    return Status::error("{}: tensor {} is {}, expected F32", file.source(), name,
-                         dtype_name(e->dtype));
-  if (e->shape != dst.shape())
-    return Status::error("{}: tensor {} has shape {}, {} {}", file.source(), name, e->shape.str(),
-                         what, dst.shape().str());
+  MOE_TRY(find_entry(file, name, DType::kF32, dst.shape(), what).status());
   MOE_TRY(file.read_into(name, dst));
-  const float* v = dst.f32();
-  for (int64_t i = 0; i < dst.numel(); ++i)
-    if (!std::isfinite(v[i]))
-      return Status::error("{}: tensor {} element {} is {}", file.source(), name, i,
-                           std::isnan(v[i]) ? "NaN" : "infinite");
-  return Status::ok();
+  return check_finite(dst, file.source(), name);
 }
 
 }  // namespace checkpoint_detail

@@ -108,8 +108,9 @@ double predict_rows(Model& model, const Dataset& data, const LabelSpec& labels,
 }
 
 // Predictions are printed or written for someone to use: a NaN or an infinity among them (inputs
-// finite but far outside the training data can overflow the network) is an error naming the
-// row, never a silent "-nan" in the output.
+// finite but far outside the training data, or finite but absurd weights in a damaged
+// checkpoint, can overflow the network) is an error naming the row, never a silent "-nan" in the
+// output.
 Status check_finite(const Dataset& data, const std::vector<float>& outputs, int64_t c) {
   for (size_t i = 0; i < outputs.size(); ++i) {
     const float v = outputs[i];
@@ -118,8 +119,8 @@ Status check_finite(const Dataset& data, const std::vector<float>& outputs, int6
     const int64_t line =
         row < static_cast<int64_t>(data.source_rows.size()) ? data.source_rows[row] : row + 1;
     return Status::error(
-        "row {} of the data (line or record {}): the model's output {} is {}; its inputs are "
-        "likely far outside the training data, and no predictions are given",
+        "row {} of the data (line or record {}): the model's output {} is {}: its inputs are far "
+        "outside the training data or its weights are damaged; no predictions are given",
         row + 1, line, static_cast<int64_t>(i) % c, std::isnan(v) ? "NaN" : "infinite");
   }
   return Status::ok();

@@ -17,6 +17,7 @@
 #include "moe/io/safetensors.h"
 #include "moe/train/checkpoint.h"
 #include "moe/train/config.h"
+#include "moe/train/evaluate.h"
 
 namespace moe::fuzz {
 namespace {
@@ -120,6 +121,33 @@ TEST(FuzzCorpus, ValidCheckpointSeedsLoad) {
     Result<Checkpoint> ck = load_seed(seed, seed.filename().string());
     EXPECT_TRUE(ck.is_ok()) << seed << ": " << ck.status().message();
   }
+}
+
+// Weights the fuzzer damaged into finite values near the float limit (regress_finite_weights_
+// overflow: a gain of 1.7e27, a router and an expert near 1e35) pass the loader, which promises
+// finite weights, not sane ones; the forward pass overflows, and prediction is refused with a
+// message that names damaged weights as a cause, never answered with NaN.
+TEST(FuzzCorpus, FiniteButAbsurdWeightsAreRefusedAtPrediction) {
+  const auto seeds = corpus_files("checkpoint", "regress_finite_weights_overflow");
+  ASSERT_EQ(seeds.size(), 1u);
+  Result<Checkpoint> ck = load_seed(seeds[0], "overflow");
+  ASSERT_TRUE(ck.is_ok()) << ck.status().message();
+  const DataShape shape = ck->schema.shape();
+  ASSERT_EQ(shape.input, FeatureKind::kDense);
+  Dataset rows;
+  rows.kind = shape.input;
+  rows.task = shape.task;
+  rows.n_rows = 1;
+  rows.n_features = shape.n_features;
+  rows.dense.assign(static_cast<size_t>(shape.n_features), 0.0f);
+  rows.source_rows = {7};
+  Predictions p;
+  const Result<EvalMetrics> m = evaluate(*ck->model, rows, ck->schema.labels, EvalOptions(), &p);
+  ASSERT_FALSE(m.is_ok());
+  EXPECT_NE(m.status().message().find("row 1 of the data (line or record 7)"), std::string::npos)
+      << m.status().message();
+  EXPECT_NE(m.status().message().find("weights are damaged"), std::string::npos)
+      << m.status().message();
 }
 
 // The language model's seed carries its tokenizer.model after the weights: it loads, tokenizer

@@ -119,6 +119,9 @@ TEST(QuantizedCheckpointTest, DamagedScalesAndFormatsAreRefused) {
          rewrite_weights(d, set_scale(std::numeric_limits<float>::quiet_NaN()));
        },
        "model.safetensors: tensor " + scales + " element 1 is nan, not a scale"},
+      {"a finite scale that decodes to infinity", WeightFormat::kInt8,
+       [&](const TempDir& d) { rewrite_weights(d, set_scale(std::numeric_limits<float>::max())); },
+       "model.safetensors: tensor " + w + " element ", "is infinite"},
       {"scales of the wrong shape", WeightFormat::kInt8,
        [&](const TempDir& d) {
          rewrite_weights(d, [&](std::vector<NamedTensor>& t, std::vector<TensorBuffer>&) {
