@@ -24,6 +24,7 @@ JOBS ?= $(shell nproc)
 RELEASE := build/release
 ASAN := build/asan
 FUZZ := build/fuzz
+TIDY := build/tidy
 CMAKE_FLAGS ?=
 
 .PHONY: deps build build-asan build-fuzz deps-fuzz test test-fast test-asan test-slow test-fuzz \
@@ -108,15 +109,20 @@ format-check:
 	@scripts/install_deps.sh --only clang-format
 	clang-format --dry-run -Werror $$(git ls-files '*.h' '*.cpp')
 
-tidy: $(RELEASE)/CMakeCache.txt
-	clang-tidy -p $(RELEASE) $$(git ls-files 'src/*.cpp')
+# clang-tidy reads a configuration of its own: the build compiles the library in batches of
+# sources (MOE_UNITY), and clang-tidy needs each source's own command. Configured, never built.
+$(TIDY)/CMakeCache.txt:
+	cmake -S . -B $(TIDY) -DCMAKE_BUILD_TYPE=Release -DMOE_UNITY=OFF $(CMAKE_FLAGS) >/dev/null
+
+tidy: $(TIDY)/CMakeCache.txt
+	clang-tidy -p $(TIDY) $$(git ls-files 'src/*.cpp')
 
 # The .cpp files under src/ and tools/ that differ from TIDY_BASE (committed or not), through
-# clang-tidy with every warning an error; all of them when TIDY_BASE does not exist (a shallow
+# clang-tidy with every warning an error, a file per core at a time; all of them when TIDY_BASE does not exist (a shallow
 # clone). The whole of src/ takes too long for every CI run on a small machine; the files a
 # change touches are the ones it can have broken.
 TIDY_BASE ?= HEAD~5
-tidy-changed: deps $(RELEASE)/CMakeCache.txt
+tidy-changed: deps $(TIDY)/CMakeCache.txt
 	@scripts/install_deps.sh --only clang-tidy
 	@if git rev-parse -q --verify '$(TIDY_BASE)^{commit}' >/dev/null; then \
 	  files=$$(git diff --name-only --diff-filter=AMR '$(TIDY_BASE)' -- 'src/*.cpp' 'tools/*.cpp'); \
@@ -125,7 +131,7 @@ tidy-changed: deps $(RELEASE)/CMakeCache.txt
 	fi; \
 	if [ -z "$$files" ]; then echo "tidy-changed: no source differs from $(TIDY_BASE)"; exit 0; fi; \
 	echo "tidy-changed: $$(echo $$files | wc -w) files differ from $(TIDY_BASE)"; \
-	clang-tidy -p $(RELEASE) --quiet --warnings-as-errors='*' $$files
+	printf '%s\n' $$files | xargs -P $(JOBS) -n 1 clang-tidy -p $(TIDY) --quiet --warnings-as-errors='*'
 
 clean:
 	rm -rf build

@@ -13,6 +13,9 @@ function(moe_add_test)
   endif()
   set(target moe_test_${T_NAME})
   add_executable(${target} ${T_SOURCES})
+  # -O1 (CMakeLists.txt), and batches of sources as the library (MOE_UNITY).
+  set_target_properties(${target} PROPERTIES MOE_TEST_CODE ON UNITY_BUILD ${MOE_UNITY}
+                                             UNITY_BUILD_BATCH_SIZE 8)
   target_link_libraries(${target} PRIVATE ${T_LIBRARIES} moe moe_testing moe_options GTest::gtest
                                           GTest::gtest_main)
   gtest_discover_tests(${target}

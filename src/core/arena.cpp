@@ -6,9 +6,9 @@
 namespace moe {
 
 namespace {
-constexpr size_t kAlign = 64;
+constexpr size_t kArenaAlign = 64;
 size_t round_up(size_t n) {
-  return (n + kAlign - 1) / kAlign * kAlign;
+  return (n + kArenaAlign - 1) / kArenaAlign * kArenaAlign;
 }
 }  // namespace
 
@@ -32,7 +32,7 @@ Tensor Arena::alloc(Shape shape, DType dtype) {
     p = block_ + used_;
     used_ += bytes;
   } else {
-    p = aligned_alloc_bytes(std::max<size_t>(bytes, kAlign));
+    p = aligned_alloc_bytes(std::max<size_t>(bytes, kArenaAlign));
     overflow_.push_back(p);
     overflow_used_ += bytes;
     ++overflow_count_;

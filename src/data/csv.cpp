@@ -5,6 +5,7 @@
 #include <new>
 #include <unordered_map>
 
+#include "data/cells.h"
 #include "data/file_bytes.h"
 
 namespace moe {
@@ -20,12 +21,6 @@ std::string lower_ascii(std::string_view s) {
   for (char& c : out)
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   return out;
-}
-
-std::string_view trim_blanks(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
 }
 
 // A printable rendering of one byte for messages.
@@ -193,7 +188,7 @@ Result<CsvTable> CsvTable::parse(std::string bytes, const std::string& source, c
         have_header = true;
         std::unordered_map<std::string, int64_t> seen;
         for (const Span& s : record) {
-          std::string name(trim_blanks(std::string_view(data + s.begin, s.length)));
+          std::string name(data_detail::trim_blanks(std::string_view(data + s.begin, s.length)));
           const auto [it, inserted] =
               seen.emplace(name, static_cast<int64_t>(t.header_.size()) + 1);
           if (!inserted)

@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "core/json_fields.h"
+#include "data/cells.h"
 #include "data/file_bytes.h"
 #include "moe/core/rng.h"
 
@@ -25,12 +26,6 @@ void shuffle(std::vector<int64_t>& v, Rng rng) {
     const size_t j = static_cast<size_t>(rng.below(i));
     std::swap(v[i - 1], v[j]);
   }
-}
-
-std::string_view trim_blanks(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
 }
 
 // The most entries any `batch_size` rows of a CSR hold: the sum of the largest row lengths.
@@ -55,7 +50,7 @@ bool parse_task_kind(std::string_view name, TaskKind* out) {
 }
 
 int32_t LabelSpec::class_id(std::string_view name) const {
-  name = trim_blanks(name);
+  name = data_detail::trim_blanks(name);
   const auto it = std::lower_bound(class_names.begin(), class_names.end(), name,
                                    [](const std::string& a, std::string_view b) { return a < b; });
   if (it == class_names.end() || *it != name) return -1;

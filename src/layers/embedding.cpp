@@ -4,9 +4,9 @@ namespace moe {
 
 namespace {
 
-constexpr int64_t kParallelMin = 1
-                                 << 15;  // elements below which threading costs more than it saves
-constexpr int64_t kColumnBlock = 16;     // one cache line of floats per thread-owned column block
+constexpr int64_t kEmbedParallelMin =
+    1 << 15;  // elements below which threading costs more than it saves
+constexpr int64_t kEmbedColumnBlock = 16;  // one cache line of floats per thread-owned column block
 
 void check_ids(Tensor ids, int64_t vocab, const char* op) {
   const int32_t* id = ids.data<int32_t>();
@@ -39,11 +39,11 @@ void check_bags(const EmbeddingBagInput& in, BagMode mode, int64_t vocab, const 
 // block belongs to one thread, so accumulation into a column keeps one fixed order.
 template <typename F>
 void for_column_blocks(int64_t rows, int64_t cols, F body) {
-  const int64_t n_blocks = (cols + kColumnBlock - 1) / kColumnBlock;
-#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin)
+  const int64_t n_blocks = (cols + kEmbedColumnBlock - 1) / kEmbedColumnBlock;
+#pragma omp parallel for schedule(static) if (rows * cols >= kEmbedParallelMin)
   for (int64_t blk = 0; blk < n_blocks; ++blk) {
-    const int64_t c0 = blk * kColumnBlock;
-    body(c0, c0 + kColumnBlock < cols ? c0 + kColumnBlock : cols);
+    const int64_t c0 = blk * kEmbedColumnBlock;
+    body(c0, c0 + kEmbedColumnBlock < cols ? c0 + kEmbedColumnBlock : cols);
   }
 }
 
@@ -72,7 +72,7 @@ void embedding_bag_forward(const EmbeddingParams& p, BagMode mode, const Embeddi
   const float* tok_w = mode == BagMode::kWeightedSum ? in.weights.f32() : nullptr;
   const float* w = p.w.f32();
   float* out = y.f32();
-#pragma omp parallel for schedule(static) if (in.ids.numel() * d >= kParallelMin)
+#pragma omp parallel for schedule(static) if (in.ids.numel() * d >= kEmbedParallelMin)
   for (int64_t b = 0; b < n_bags; ++b) {
     float* yb = out + b * d;
     std::memset(yb, 0, static_cast<size_t>(d) * 4);
@@ -123,7 +123,7 @@ void embedding_bag_backward(const EmbeddingParams& p, const EmbeddingGrads& g, B
   // dL/dw_n = dy[bag(n)] · W[ids[n]]: each id's dot product is independent.
   const float* w = p.w.f32();
   float* dtok = dweights.f32();
-#pragma omp parallel for schedule(static) if (in.ids.numel() * d >= kParallelMin)
+#pragma omp parallel for schedule(static) if (in.ids.numel() * d >= kEmbedParallelMin)
   for (int64_t b = 0; b < n_bags; ++b) {
     const float* src = grad_out + b * d;
     for (int64_t n = off[b]; n < off[b + 1]; ++n) {

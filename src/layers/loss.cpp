@@ -14,8 +14,8 @@ namespace moe {
 
 namespace {
 
-constexpr int64_t kParallelMin = 1 << 15;    // elements below which threading costs more
-constexpr int64_t kBlockElements = 1 << 14;  // elements per reduction block
+constexpr int64_t kLossParallelMin = 1 << 15;  // elements below which threading costs more
+constexpr int64_t kBlockElements = 1 << 14;    // elements per reduction block
 
 // Σ_b f(begin_b, end_b) over the blocks [k·block, (k+1)·block) of [0, n), computed in parallel
 // batches of kBatch blocks and added in block order.
@@ -142,7 +142,7 @@ double cross_entropy_loss(Tensor logits, Tensor targets, Tensor dlogits,
   };
   const int64_t block_rows = std::max<int64_t>(1, kBlockElements / std::max<int64_t>(1, n_classes));
   const double total =
-      blocked_sum(n_rows, block_rows, n_rows * n_classes >= kParallelMin, rows_loss);
+      blocked_sum(n_rows, block_rows, n_rows * n_classes >= kLossParallelMin, rows_loss);
   return total * inv_norm;
 }
 
@@ -170,7 +170,8 @@ double mse_loss(Tensor pred, Tensor target, Tensor dpred, double grad_scale) {
     }
     return total;
   };
-  return blocked_sum(n, kBlockElements, n >= kParallelMin, elements_loss) / static_cast<double>(n);
+  return blocked_sum(n, kBlockElements, n >= kLossParallelMin, elements_loss) /
+         static_cast<double>(n);
 }
 
 double huber_loss(Tensor pred, Tensor target, Tensor dpred, double delta, double grad_scale) {
@@ -202,7 +203,8 @@ double huber_loss(Tensor pred, Tensor target, Tensor dpred, double delta, double
     }
     return total;
   };
-  return blocked_sum(n, kBlockElements, n >= kParallelMin, elements_loss) / static_cast<double>(n);
+  return blocked_sum(n, kBlockElements, n >= kLossParallelMin, elements_loss) /
+         static_cast<double>(n);
 }
 
 }  // namespace moe

@@ -6,9 +6,9 @@ namespace moe {
 
 namespace {
 
-constexpr int64_t kParallelMin = 1
-                                 << 15;  // elements below which threading costs more than it saves
-constexpr int64_t kColumnBlock = 16;
+constexpr int64_t kNormParallelMin =
+    1 << 15;  // elements below which threading costs more than it saves
+constexpr int64_t kNormColumnBlock = 16;
 
 void check_rows(Tensor x, Tensor y, Tensor gain, Tensor stat, const char* op) {
   MOE_CHECK(x.rows() == y.rows() && x.cols() == y.cols() && gain.numel() == x.cols() &&
@@ -25,12 +25,12 @@ void accumulate_param_grads(Tensor x, Tensor dy, const float* shift, const float
   const int64_t rows = x.rows(), cols = x.cols();
   const float* xp = x.f32();
   const float* dyp = dy.f32();
-  const int64_t n_blocks = (cols + kColumnBlock - 1) / kColumnBlock;
-#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin)
+  const int64_t n_blocks = (cols + kNormColumnBlock - 1) / kNormColumnBlock;
+#pragma omp parallel for schedule(static) if (rows * cols >= kNormParallelMin)
   for (int64_t blk = 0; blk < n_blocks; ++blk) {
-    const int64_t c0 = blk * kColumnBlock;
-    const int64_t width = c0 + kColumnBlock < cols ? kColumnBlock : cols - c0;
-    double acc_gain[kColumnBlock] = {}, acc_bias[kColumnBlock] = {};
+    const int64_t c0 = blk * kNormColumnBlock;
+    const int64_t width = c0 + kNormColumnBlock < cols ? kNormColumnBlock : cols - c0;
+    double acc_gain[kNormColumnBlock] = {}, acc_bias[kNormColumnBlock] = {};
     for (int64_t r = 0; r < rows; ++r) {
       const float* xr = xp + r * cols + c0;
       const float* dyr = dyp + r * cols + c0;
@@ -66,7 +66,7 @@ void layer_norm_forward(const LayerNormParams& p, float eps, Tensor x, Tensor y,
   const int64_t rows = x.rows(), cols = x.cols();
   const float* gain = p.gain.f32();
   const float* bias = p.bias.empty() ? nullptr : p.bias.f32();
-#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin)
+#pragma omp parallel for schedule(static) if (rows * cols >= kNormParallelMin)
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x.f32() + r * cols;
     float* yr = y.f32() + r * cols;
@@ -104,7 +104,7 @@ void layer_norm_backward(const LayerNormParams& p, const LayerNormGrads& g,
   const int64_t rows = x.rows(), cols = x.cols();
   const float* gain = p.gain.f32();
   // With ĝ = dy ⊙ gain and x̂ = (x − μ) · rstd:  dx = rstd · (ĝ − mean(ĝ) − x̂ · mean(ĝ ⊙ x̂)).
-#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin)
+#pragma omp parallel for schedule(static) if (rows * cols >= kNormParallelMin)
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x.f32() + r * cols;
     const float* dyr = dy.f32() + r * cols;
@@ -135,7 +135,7 @@ void rms_norm_forward(const RmsNormParams& p, float eps, Tensor x, Tensor y,
   check_rows(x, y, p.gain, cache.rstd, "rms_norm");
   const int64_t rows = x.rows(), cols = x.cols();
   const float* gain = p.gain.f32();
-#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin)
+#pragma omp parallel for schedule(static) if (rows * cols >= kNormParallelMin)
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x.f32() + r * cols;
     float* yr = y.f32() + r * cols;
@@ -163,7 +163,7 @@ void rms_norm_backward(const RmsNormParams& p, const RmsNormGrads& g, const RmsN
   const int64_t rows = x.rows(), cols = x.cols();
   const float* gain = p.gain.f32();
   // With ĝ = dy ⊙ gain and x̂ = x · rstd:  dx = rstd · (ĝ − x̂ · mean(ĝ ⊙ x̂)).
-#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin)
+#pragma omp parallel for schedule(static) if (rows * cols >= kNormParallelMin)
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x.f32() + r * cols;
     const float* dyr = dy.f32() + r * cols;

@@ -7,7 +7,7 @@ namespace moe {
 namespace {
 
 // Elements below which threading costs more than it saves.
-constexpr int64_t kParallelMin = int64_t{1} << 15;
+constexpr int64_t kRopeParallelMin = int64_t{1} << 15;
 
 void check_rope(const RopeTable& t, int64_t batch, int64_t seq, int64_t n_heads, int64_t pos0,
                 Tensor x, const char* op) {
@@ -27,7 +27,7 @@ void rotate(const RopeTable& t, int64_t batch, int64_t seq, int64_t n_heads, int
   float* xp = x.f32();
   const float* cos_table = t.cos.f32();
   const float* sin_table = t.sin.f32();
-#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin)
+#pragma omp parallel for schedule(static) if (rows * cols >= kRopeParallelMin)
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t pos = pos0 + r % seq;
     const float* c = cos_table + pos * half;  // [Dh/2]

@@ -13,6 +13,7 @@
 #include <string>
 #include <utility>
 
+#include "model_rules.h"
 #include "moe/kernels/gemm.h"
 #include "moe/kernels/ops.h"
 #include "moe/kernels/stage_timer.h"
@@ -28,13 +29,17 @@ namespace moe {
 namespace {
 
 // Rng streams, one per purpose, so that adding a layer does not shift another's draws.
-constexpr uint64_t kInitEmbed = 1, kInitHead = 2, kInitBlock = 100, kInitAttn = 200;
-constexpr uint64_t kNoiseBlockMoe = 100000;
+// (model_rules.h has those the models share.)
+using model_detail::kEmbedStd;
+using model_detail::kInitBlock;
+using model_detail::kInitEmbed;
+using model_detail::kInitHead;
+using model_detail::kMaxLayers;
+using model_detail::kMaxVocab;
+using model_detail::kNoiseBlockMoe;
+constexpr uint64_t kInitAttn = 200;
 
-constexpr float kEmbedStd = 0.02f;
-constexpr int64_t kMaxVocab = int64_t{1} << 24;
 constexpr int64_t kMaxContext = int64_t{1} << 16;
-constexpr int64_t kMaxLayers = 1024;
 
 Status check_lm_config(const ModelConfig& c, const DataShape& shape) {
   const LmConfig& lm = c.lm;

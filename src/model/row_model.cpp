@@ -9,6 +9,7 @@
 #include <string>
 #include <utility>
 
+#include "model_rules.h"
 #include "moe/kernels/ops.h"
 #include "moe/layers/dropout.h"
 #include "moe/layers/embedding.h"
@@ -22,9 +23,12 @@ namespace moe {
 namespace {
 
 // Rng streams, one per purpose, so that adding a layer does not shift another's draws.
-constexpr uint64_t kInitInput = 1, kInitHead = 2, kInitBlock = 100;
-constexpr uint64_t kNoiseInput = 1, kNoiseWords = 2, kNoiseBlockDropout = 100,
-                   kNoiseBlockMoe = 100000;
+// (model_rules.h has those the models share.)
+using model_detail::kInitBlock;
+using model_detail::kInitHead;
+using model_detail::kNoiseBlockMoe;
+constexpr uint64_t kInitInput = 1;
+constexpr uint64_t kNoiseInput = 1, kNoiseWords = 2, kNoiseBlockDropout = 100;
 
 constexpr int64_t kMaxInputFeatures = int64_t{1} << 31;
 

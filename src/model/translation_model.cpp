@@ -12,6 +12,7 @@
 #include <string>
 #include <utility>
 
+#include "model_rules.h"
 #include "moe/kernels/gemm.h"
 #include "moe/kernels/ops.h"
 #include "moe/layers/linear.h"
@@ -28,14 +29,17 @@ using model_detail::AttentionSublayer;
 using model_detail::FfnSublayer;
 
 // Rng streams, one per purpose, so that adding a layer does not shift another's draws.
-constexpr uint64_t kInitEmbed = 1, kInitHead = 2, kInitEncoderFfn = 100, kInitEncoderAttn = 200,
-                   kInitDecoderFfn = 300, kInitDecoderAttn = 400, kInitCross = 600;
-constexpr uint64_t kNoiseBlockMoe = 100000;
+// (model_rules.h has those the models share.)
+using model_detail::kEmbedStd;
+using model_detail::kInitEmbed;
+using model_detail::kInitHead;
+using model_detail::kMaxLayers;
+using model_detail::kMaxVocab;
+using model_detail::kNoiseBlockMoe;
+constexpr uint64_t kInitEncoderFfn = 100, kInitEncoderAttn = 200, kInitDecoderFfn = 300,
+                   kInitDecoderAttn = 400, kInitCross = 600;
 
-constexpr float kEmbedStd = 0.02f;
-constexpr int64_t kMaxVocab = int64_t{1} << 24;
 constexpr int64_t kMaxTokens = int64_t{1} << 16;
-constexpr int64_t kMaxLayers = 1024;
 
 Status check_translation_config(const ModelConfig& c, const DataShape& shape) {
   const TranslationConfig& tr = c.translation;

@@ -3,6 +3,8 @@
 // Dims: T tokens · E experts · S slots.
 #include "moe/moe/balance.h"
 
+#include "moe/core/index.h"
+
 namespace moe {
 
 namespace {
@@ -10,9 +12,6 @@ constexpr double kCvEpsilon = 1e-10;  // keeps CV² finite when every value is 0
 // Per-token loops (each writes its own row) go parallel from this many [T, E] elements on.
 constexpr int64_t kParallelWork = int64_t{1} << 15;
 
-size_t sz(int64_t i) {
-  return static_cast<size_t>(i);
-}
 }  // namespace
 
 double cv_squared(const double* v, int64_t n) {

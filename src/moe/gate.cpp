@@ -17,7 +17,6 @@ namespace moe {
 
 using gate_detail::GateGrads;
 using gate_detail::GateState;
-using gate_detail::sz;
 
 struct Gate::Impl : GateState {};
 

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "moe/core/arena.h"
+#include "moe/core/index.h"
 #include "moe/core/params.h"
 #include "moe/core/tensor.h"
 #include "moe/moe/gate.h"
@@ -64,10 +65,6 @@ struct GateGrads {
   Tensor dlogits;        // [T, E]
   Tensor dnoise_logits;  // [T, E] noisy top-k in training; empty otherwise
 };
-
-inline size_t sz(int64_t i) {
-  return static_cast<size_t>(i);
-}
 
 // Per-token loops run on OpenMP threads from this many [T, E] elements on. Each token's work is
 // independent and writes only its own rows, so the result does not depend on the thread count;

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "moe/core/index.h"
 #include "moe/train/surgery.h"
 
 namespace moe {
@@ -16,10 +17,6 @@ namespace moe {
 namespace {
 
 namespace fs = std::filesystem;
-
-size_t sz(int64_t i) {
-  return static_cast<size_t>(i);
-}
 
 // The combined level ("") of each MoE layer, in layer order.
 std::vector<const LevelStats*> layer_levels(const InspectReport& report, const Model& model) {

@@ -13,15 +13,12 @@
 
 #include "inspect_internal.h"
 #include "moe/core/check.h"
+#include "moe/core/index.h"
 #include "moe/train/config_budget.h"
 
 namespace moe {
 
 namespace {
-
-size_t sz(int64_t i) {
-  return static_cast<size_t>(i);
-}
 
 // H(p) = −Σ p_i ln p_i in nats for p summing to 1 (0 ln 0 = 0).
 double entropy(const std::vector<double>& p) {

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "moe/core/file_io.h"
+#include "moe/core/index.h"
 #include "moe/train/inspect.h"
 
 namespace moe {
@@ -16,10 +17,6 @@ namespace moe {
 namespace {
 
 using Json = nlohmann::ordered_json;
-
-size_t sz(int64_t i) {
-  return static_cast<size_t>(i);
-}
 
 // A row-major [rows, cols] matrix as a JSON array of arrays.
 template <typename T>

@@ -10,14 +10,11 @@
 
 #include "inspect_internal.h"
 #include "moe/core/check.h"
+#include "moe/core/index.h"
 
 namespace moe::inspect_detail {
 
 namespace {
-
-size_t sz(int64_t i) {
-  return static_cast<size_t>(i);
-}
 
 // The piece of token id v, or "<id v>" without a tokenizer's pieces.
 std::string piece_of(const InspectContext& ctx, int32_t v) {

@@ -163,6 +163,12 @@ std::string metric_summary(const EvalMetrics& m) {
   return s;
 }
 
+}  // namespace
+
+// The types Trainer's own Run and EpochSums hold (a named namespace: a member of a class with
+// linkage may not have a type of an anonymous one), and the step that uses them.
+namespace trainer_detail {
+
 // Each MoE layer's auxiliary losses and per-expert kept slots, summed over an epoch's steps.
 class RoutingTally {
  public:
@@ -305,7 +311,9 @@ StepOutcome train_step(Model& model, const Batch& batch, const Rng& noise, doubl
   return out;
 }
 
-}  // namespace
+}  // namespace trainer_detail
+
+using namespace trainer_detail;
 
 // A model's parameters and gate states at one moment: the best epoch's, or the current ones while
 // the best are evaluated.

@@ -16,18 +16,19 @@ namespace moe {
 
 namespace {
 
-constexpr int64_t kParallelMin = 1 << 15;  // elements below which threads cost more than they save
-constexpr int64_t kBlock = 1 << 13;        // elements per task, a multiple of 16 lanes
+constexpr int64_t kActParallelMin = 1
+                                    << 15;  // elements below which threads cost more than they save
+constexpr int64_t kActBlock = 1 << 13;      // elements per task, a multiple of 16 lanes
 
 // block(b) for every block of n elements, threaded when it pays and nothing is running already.
 template <typename F>
 void for_blocks(int64_t n, F block) {
-  const int64_t n_blocks = (n + kBlock - 1) / kBlock;
-  if (n >= kParallelMin && omp_get_max_threads() > 1 && !omp_in_parallel()) {
+  const int64_t n_blocks = (n + kActBlock - 1) / kActBlock;
+  if (n >= kActParallelMin && omp_get_max_threads() > 1 && !omp_in_parallel()) {
 #pragma omp parallel for schedule(static)
-    for (int64_t b = 0; b < n_blocks; ++b) block(b * kBlock, std::min(n, (b + 1) * kBlock));
+    for (int64_t b = 0; b < n_blocks; ++b) block(b * kActBlock, std::min(n, (b + 1) * kActBlock));
   } else {
-    for (int64_t b = 0; b < n_blocks; ++b) block(b * kBlock, std::min(n, (b + 1) * kBlock));
+    for (int64_t b = 0; b < n_blocks; ++b) block(b * kActBlock, std::min(n, (b + 1) * kActBlock));
   }
 }
 
