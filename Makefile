@@ -2,6 +2,8 @@
 # what is missing (Debian packages), configure, build and run.
 #
 #   make build       release build in build/release
+#   make build-cli   only the moe command (and the library) in build/release: what the demo and
+#                    the docs' commands need
 #   make test        unit, gradcheck, golden and browser tests, the README's and docs' commands
 #                    (make test-docs), the unit tests under ASan + UBSan, then the fuzzers
 #                    (make test-fuzz)
@@ -27,7 +29,7 @@ FUZZ := build/fuzz
 TIDY := build/tidy
 CMAKE_FLAGS ?=
 
-.PHONY: deps build build-asan build-fuzz deps-fuzz test test-fast test-asan test-slow test-fuzz \
+.PHONY: deps build build-cli build-asan build-fuzz deps-fuzz test test-fast test-asan test-slow test-fuzz \
 	test-fresh test-docs test-interop deps-interop deps-test test-fuzz-long demo demo-sentiment bench \
 	format format-check tidy tidy-changed clean
 
@@ -39,6 +41,9 @@ $(RELEASE)/CMakeCache.txt:
 
 build: deps $(RELEASE)/CMakeCache.txt
 	cmake --build $(RELEASE) -j $(JOBS)
+
+build-cli: deps $(RELEASE)/CMakeCache.txt
+	cmake --build $(RELEASE) -j $(JOBS) --target moe_cli
 
 $(ASAN)/CMakeCache.txt:
 	cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOE_SANITIZE=ON \
@@ -54,7 +59,7 @@ deps-test: deps
 test-fast: deps-test build
 	cd $(RELEASE) && ctest -L 'unit|gradcheck|golden|browser' --output-on-failure -j $(JOBS)
 
-test-docs: build
+test-docs: build-cli
 	cd $(RELEASE) && ctest -L docs --output-on-failure
 
 deps-interop: deps
@@ -92,10 +97,10 @@ test-slow: build
 test-fresh:
 	scripts/test_fresh.sh
 
-demo: build
+demo: build-cli
 	scripts/demo.sh $(RELEASE)
 
-demo-sentiment: build
+demo-sentiment: build-cli
 	scripts/demo_sentiment.sh $(RELEASE)
 
 bench: build
