@@ -16,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -555,6 +556,23 @@ Status repair_run_directory(const std::string& run_dir) {
     }
   }
   fsync_directory(run_dir);
+  return Status::ok();
+}
+
+Status write_new_directory(const std::string& out,
+                           const std::function<Status(const std::string& staging)>& write) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(out, ec)) return Status::error("{}: already exists; choose a new --out", out);
+  const std::string staging = out + ".staging";
+  fs::remove_all(staging, ec);
+  if (ec) return Status::error("{}: cannot clear it: {}", staging, ec.message());
+  if (Status st = write(staging); !st.is_ok()) {
+    fs::remove_all(staging, ec);
+    return st;
+  }
+  fs::rename(staging, out, ec);
+  if (ec) return Status::error("{}: cannot rename it to {}: {}", staging, out, ec.message());
   return Status::ok();
 }
 

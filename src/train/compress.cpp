@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 #include <numeric>
 #include <utility>
 
@@ -15,8 +14,6 @@
 namespace moe {
 
 namespace {
-
-namespace fs = std::filesystem;
 
 // The combined level ("") of each MoE layer, in layer order.
 std::vector<const LevelStats*> layer_levels(const InspectReport& report, const Model& model) {
@@ -92,15 +89,9 @@ Result<std::vector<PrunedLayer>> prune_checkpoint(Checkpoint* ck, const InspectC
       MOE_ASSIGN_OR_RETURN(ExpertChange change,
                            ExpertChange::make(*ck->model, ck->config, ck->schema.shape(), s));
       SurgeryResult& r = change.result();
-      nlohmann::json entry = {
-          {"op", "remove"},
-          {"layer", r.layer},
-          {"expert", *it},
-          {"experts_before", r.experts_before},
-          {"experts_after", r.experts_after},
-          {"why", fmt::format("moe compress: {} score {:.4g}",
-                              enum_name(kPruneByNames, options.prune_by), p.score[sz(*it)])}};
-      if (ck->info.contains("epoch")) entry["epoch"] = ck->info["epoch"];
+      nlohmann::json entry = experts_history_entry(ck->info, s, r);
+      entry["why"] = fmt::format("moe compress: {} score {:.4g}",
+                                 enum_name(kPruneByNames, options.prune_by), p.score[sz(*it)]);
       ck->info["experts_history"].push_back(std::move(entry));
       ck->config = std::move(r.config);
       ck->model = std::move(r.model);
@@ -110,15 +101,9 @@ Result<std::vector<PrunedLayer>> prune_checkpoint(Checkpoint* ck, const InspectC
 }
 
 Status save_compressed(const Checkpoint& ck, WeightFormat format, const std::string& out) {
-  std::error_code ec;
-  if (fs::exists(out, ec)) return Status::error("{}: already exists; choose a new --out", out);
-  const std::string staging = out + ".staging";
-  fs::remove_all(staging, ec);
-  if (ec) return Status::error("{}: cannot clear it: {}", staging, ec.message());
-  MOE_TRY(save_checkpoint(staging, *ck.model, ck.config, ck.schema, ck.info, format));
-  fs::rename(staging, out, ec);
-  if (ec) return Status::error("{}: cannot rename it to {}: {}", staging, out, ec.message());
-  return Status::ok();
+  return write_new_directory(out, [&](const std::string& staging) {
+    return save_checkpoint(staging, *ck.model, ck.config, ck.schema, ck.info, format);
+  });
 }
 
 }  // namespace moe

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <utility>
 
 #include <fmt/format.h>
@@ -365,17 +366,6 @@ Status move_train_state(const std::string& dir, const Checkpoint& ck, const Expe
   return save_train_state(out, st, *r.model, *opt);
 }
 
-// What the change was, recorded in the checkpoint's info ("experts_history", oldest first).
-nlohmann::json history_entry(const Checkpoint& ck, const ExpertSurgery& s, const SurgeryResult& r) {
-  nlohmann::json e = {{"op", enum_name(kExpertOpNames, s.op)},
-                      {"layer", r.layer},
-                      {"experts_before", r.experts_before},
-                      {"experts_after", r.experts_after}};
-  if (s.expert >= 0) e["expert"] = s.expert;
-  if (ck.info.contains("epoch")) e["epoch"] = ck.info["epoch"];
-  return e;
-}
-
 Result<SurgeryResult> operate_into(const std::string& dir, const ExpertSurgery& s,
                                    const std::string& out) {
   MOE_ASSIGN_OR_RETURN(Checkpoint ck, load_checkpoint(dir));
@@ -383,7 +373,7 @@ Result<SurgeryResult> operate_into(const std::string& dir, const ExpertSurgery& 
                        ExpertChange::make(*ck.model, ck.config, ck.schema.shape(), s));
   SurgeryResult& r = change.result();
   nlohmann::json info = ck.info.is_object() ? ck.info : nlohmann::json::object();
-  info["experts_history"].push_back(history_entry(ck, s, r));
+  info["experts_history"].push_back(experts_history_entry(ck.info, s, r));
   // A compressed checkpoint stays compressed (its values are already the rounded ones).
   MOE_TRY(save_checkpoint(out, *r.model, r.config, ck.schema, info, ck.weights_format));
   if (fs::exists(fs::path(dir) / kTrainStateJsonFile))
@@ -391,24 +381,18 @@ Result<SurgeryResult> operate_into(const std::string& dir, const ExpertSurgery& 
   return std::move(r);
 }
 
-// `out` must be new; the work is written under out + ".staging" and renamed into place whole.
-Result<std::string> staging_for(const std::string& out) {
-  std::error_code ec;
-  if (fs::exists(out, ec)) return Status::error("{}: already exists; choose a new --out", out);
-  const std::string staging = out + ".staging";
-  fs::remove_all(staging, ec);
-  if (ec) return Status::error("{}: cannot clear it: {}", staging, ec.message());
-  return staging;
-}
-
-Status finish_staging(const std::string& staging, const std::string& out) {
-  std::error_code ec;
-  fs::rename(staging, out, ec);
-  if (ec) return Status::error("{}: cannot rename it to {}: {}", staging, out, ec.message());
-  return Status::ok();
-}
-
 }  // namespace
+
+nlohmann::json experts_history_entry(const nlohmann::json& info, const ExpertSurgery& s,
+                                     const SurgeryResult& r) {
+  nlohmann::json e = {{"op", enum_name(kExpertOpNames, s.op)},
+                      {"layer", r.layer},
+                      {"experts_before", r.experts_before},
+                      {"experts_after", r.experts_after}};
+  if (s.expert >= 0) e["expert"] = s.expert;
+  if (info.is_object() && info.contains("epoch")) e["epoch"] = info["epoch"];
+  return e;
+}
 
 Result<ExpertChange> ExpertChange::make(const Model& model, const Config& config,
                                         const DataShape& shape, const ExpertSurgery& s) {
@@ -466,15 +450,13 @@ std::vector<GateState> ExpertChange::move_gates(std::vector<GateState> gates) co
 
 Result<SurgeryResult> operate_on_checkpoint(const std::string& dir, const ExpertSurgery& s,
                                             const std::string& out) {
-  MOE_ASSIGN_OR_RETURN(const std::string staging, staging_for(out));
-  Result<SurgeryResult> r = operate_into(dir, s, staging);
-  if (!r.is_ok()) {
-    std::error_code ec;
-    fs::remove_all(staging, ec);
-    return r.status();
-  }
-  MOE_TRY(finish_staging(staging, out));
-  return r;
+  std::optional<SurgeryResult> result;
+  MOE_TRY(write_new_directory(out, [&](const std::string& staging) -> Status {
+    MOE_ASSIGN_OR_RETURN(SurgeryResult r, operate_into(dir, s, staging));
+    result = std::move(r);
+    return Status::ok();
+  }));
+  return std::move(*result);
 }
 
 Result<SurgeryResult> operate_on_run(const std::string& dir, const ExpertSurgery& s,
@@ -483,32 +465,28 @@ Result<SurgeryResult> operate_on_run(const std::string& dir, const ExpertSurgery
   if (!fs::is_directory(run / "last"))
     return Status::error("{}: no last/ checkpoint (a run directory has one after its first epoch)",
                          dir);
-  MOE_ASSIGN_OR_RETURN(const std::string staging, staging_for(out));
-  std::error_code ec;
-  fs::create_directories(staging, ec);
-  if (ec) return Status::error("{}: cannot create it: {}", staging, ec.message());
-  Result<SurgeryResult> r = operate_into((run / "last").string(), s, staging + "/last");
-  if (r.is_ok() && fs::is_directory(run / "best")) {
-    Result<SurgeryResult> best = operate_into((run / "best").string(), s, staging + "/best");
-    if (!best.is_ok()) r = best.status().with_context("best/");
-  }
-  if (r.is_ok()) {
-    Config config = r->config;
+  std::optional<SurgeryResult> result;
+  MOE_TRY(write_new_directory(out, [&](const std::string& staging) -> Status {
+    std::error_code ec;
+    fs::create_directories(staging, ec);
+    if (ec) return Status::error("{}: cannot create it: {}", staging, ec.message());
+    MOE_ASSIGN_OR_RETURN(SurgeryResult r,
+                         operate_into((run / "last").string(), s, staging + "/last"));
+    if (fs::is_directory(run / "best")) {
+      Result<SurgeryResult> best = operate_into((run / "best").string(), s, staging + "/best");
+      if (!best.is_ok()) return best.status().with_context("best/");
+    }
+    Config config = r.config;
     config.output.dir = out;
     const std::string text = config_to_json(config).dump(2) + "\n";
-    Status st = write_file_atomic(staging + "/config.json", text.data(), text.size());
-    if (st.is_ok() && fs::exists(run / "metrics.jsonl"))
+    MOE_TRY(write_file_atomic(staging + "/config.json", text.data(), text.size()));
+    if (fs::exists(run / "metrics.jsonl"))
       fs::copy_file(run / "metrics.jsonl", fs::path(staging) / "metrics.jsonl", ec);
-    if (st.is_ok() && ec)
-      st = Status::error("{}/metrics.jsonl: cannot copy: {}", dir, ec.message());
-    if (!st.is_ok()) r = st;
-  }
-  if (!r.is_ok()) {
-    fs::remove_all(staging, ec);
-    return r.status();
-  }
-  MOE_TRY(finish_staging(staging, out));
-  return r;
+    if (ec) return Status::error("{}/metrics.jsonl: cannot copy: {}", dir, ec.message());
+    result = std::move(r);
+    return Status::ok();
+  }));
+  return std::move(*result);
 }
 
 }  // namespace moe

@@ -24,6 +24,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -76,6 +77,12 @@ Result<Checkpoint> load_checkpoint(const std::string& dir);
 // parent directory is fsynced. `staged` and `dir` must be in the same directory.
 Status commit_directory(const std::string& staged, const std::string& dir,
                         const std::string& previous);
+
+// Creates the directory `out`, which must not exist, whole or not at all: `write` fills
+// out + ".staging" (cleared first), which is renamed to `out` when `write` succeeds and removed
+// when it fails. What `moe experts` and `moe compress` write goes through it.
+Status write_new_directory(const std::string& out,
+                           const std::function<Status(const std::string& staging)>& write);
 
 // Directories being deleted are first renamed to a name starting with this prefix, so a kill
 // during the deletion never leaves a partial checkpoint under a name a loader reads.

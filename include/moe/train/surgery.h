@@ -115,6 +115,11 @@ class ExpertChange {
   std::vector<float> fresh_;  // [P'] a fresh expert's values (the changed model's initialisation)
 };
 
+// What the change was, as the checkpoint's info records it ("experts_history", oldest first): op,
+// layer, expert, experts before and after, and the epoch of `info` when it has one.
+nlohmann::json experts_history_entry(const nlohmann::json& info, const ExpertSurgery& s,
+                                     const SurgeryResult& r);
+
 // Applies `s` to the checkpoint in `dir` and writes the result to `out` (created; must not
 // exist): the model, and the training state moved along when `dir` has one.
 Result<SurgeryResult> operate_on_checkpoint(const std::string& dir, const ExpertSurgery& s,
