@@ -42,7 +42,8 @@ build_language_model(tensors, dims) builds the same module from named tensors an
 tests/golden/gen_lm.py fixture holds (LanguageModel: logits, and the loss with the balancing
 losses), and reproduces those fixtures' logits, losses and gradients.
 
-Arithmetic is float64 from the stored float32 weights, so differences from moe are moe's own
+Compressed checkpoints (weights_format bf16 or int8) are decoded to float32 first, as moe's loader
+decodes them. Arithmetic is float64 from the float32 weights, so differences from moe are moe's own
 float32 rounding. --compare allows |torch − moe| ≤ 1e-5 · max(1, |moe|) on outputs (the CSV's six
 significant digits limit what a comparison can see), identical expert lists, and combine
 weights within 1e-4 (moe prints them with four decimals).
@@ -145,7 +146,40 @@ def load_checkpoint(directory):
     if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
         raise Failure(f"{json_path}: not a {FORMAT} version {FORMAT_VERSION} file")
     tensors, _ = read_safetensors(weights_path)
-    return meta, tensors
+    return meta, decode_weights(meta, tensors, weights_path)
+
+
+Q8_BLOCK = 32
+Q8_SCALES_SUFFIX = ".q8_scales"
+
+
+def decode_weights(meta, tensors, path):
+    """The float32 weights of a checkpoint whose model.json says weights_format (absent: f32):
+    bf16 matrices widened; int8 matrices times their scales, one per block of 32 along the last
+    dimension (docs/formats.md), multiplied in float32 as moe does."""
+    fmt = meta.get("weights_format", "f32")
+    if fmt not in ("f32", "bf16", "int8"):
+        raise Failure(f"{path}: weights_format {fmt!r} is not f32, bf16 or int8")
+    out = {}
+    for name, t in tensors.items():
+        if name.endswith(Q8_SCALES_SUFFIX):
+            continue
+        if t.dtype == torch.bfloat16:
+            t = t.to(torch.float32)
+        elif t.dtype == torch.int8:
+            scales = tensors.get(name + Q8_SCALES_SUFFIX)
+            if scales is None:
+                raise Failure(f"{path}: tensor {name} is I8 without {name}{Q8_SCALES_SUFFIX}")
+            cols = t.shape[-1]
+            q = t.reshape(-1, cols).to(torch.float32)
+            blocks = -(-cols // Q8_BLOCK)
+            if tuple(scales.shape) != (q.shape[0], blocks):
+                raise Failure(f"{path}: tensor {name}{Q8_SCALES_SUFFIX} has shape "
+                              f"{list(scales.shape)}, expected {[q.shape[0], blocks]}")
+            per_column = scales.repeat_interleave(Q8_BLOCK, dim=1)[:, :cols]
+            t = (q * per_column).reshape(t.shape)
+        out[name] = t
+    return out
 
 
 # ------------------------------------------------------------------------------------------------

@@ -156,6 +156,27 @@ else
   fail "moe experts on the gates model failed"
 fi
 
+# --- compressed checkpoints: PyTorch decodes bf16 and block-int8 weights as moe does ------------
+# After moe compress (int8, once with pruning to 3 experts of 4; bf16 on the model of every gate
+# and expert kind), the weights PyTorch decodes from the I8 blocks and their scales, or from
+# BF16, give moe predict's outputs.
+compress_case() {  # NAME SOURCE ARGS...
+  local name=$1 source=$2
+  shift 2
+  if ! "$moe" compress "$work/$source/last" "$work/table.csv" "$@" --out "$work/$name" \
+    >/dev/null; then
+    fail "$name: moe compress $*"
+    return
+  fi
+  "$moe" predict "$work/$name" "$work/table.csv" --out "$work/$name.moe.csv" >/dev/null ||
+    fail "$name: moe predict"
+  "$python" "$script" predict "$work/$name" "$work/table.csv" --compare "$work/$name.moe.csv" ||
+    fail "$name: torch does not reproduce moe predict on a compressed checkpoint"
+}
+compress_case class_int8 class_topk --quantize int8 --prune-to 3
+compress_case reg_int8 reg_sigmoid --quantize int8
+compress_case gates_bf16 gates --quantize bf16
+
 # --- the language model ----------------------------------------------------------------------
 # A tiny corpus model (top-k MoE in the odd block, a dense SwiGLU in the even one, an untied head)
 # trained by moe; PyTorch rebuilds it from model.json and model.safetensors, tokenises the text
@@ -201,6 +222,13 @@ if "$python" -c 'import sentencepiece' >/dev/null 2>&1; then
       fail "lm: moe eval after the split"
     "$python" "$script" lm-eval "$work/lm_split" "$work/corpus_eval.txt" \
       --compare "$work/lm_eval.json" || fail "lm: torch does not reproduce moe eval after a split"
+    # The int8 language model: PyTorch decodes its weights and finds moe eval's loss.
+    "$moe" compress "$work/lm/best" "$work/corpus_eval.txt" --quantize int8 \
+      --out "$work/lm_int8" >/dev/null || fail "lm: moe compress --quantize int8"
+    "$moe" eval "$work/lm_int8" "$work/corpus_eval.txt" --json >"$work/lm_eval.json" ||
+      fail "lm: moe eval of the int8 model"
+    "$python" "$script" lm-eval "$work/lm_int8" "$work/corpus_eval.txt" \
+      --compare "$work/lm_eval.json" || fail "lm: torch does not reproduce moe eval of int8 weights"
     # A row model's checkpoint is not a language model.
     "$python" "$script" lm-eval "$work/class_topk/last" "$work/corpus.txt" >/dev/null 2>"$work/err"
     [ $? -eq 1 ] && grep -q 'not a language model' "$work/err" ||
