@@ -22,6 +22,7 @@
 #include "../src/kernels/cpu/dnnl_matmul.h"
 #include "moe/core/rng.h"
 #include "moe/kernels/gemm.h"
+#include "moe/kernels/quantize.h"
 
 namespace moe {
 namespace {
@@ -187,6 +188,83 @@ void shapes(benchmark::internal::Benchmark* b) {
 }
 
 BENCHMARK(BM_Gemm)->Name("gemm")->Apply(shapes);
+
+// Batch-1 decoding's product over a matrix far larger than the caches, c[n] = a[k] · B[n, k]ᵀ with
+// n = 16384, k = 4096: gemv_bt over fp32 weights (256 MiB), gemv_q8_bt over the same weights as
+// Q8 blocks (64 MiB of int8 and 8 MiB of scales), and the machine's read bandwidth: a sum over a
+// 256 MiB buffer on every thread, the roofline both products are bound by. GB/s counts the bytes
+// of weights a call reads (for the read: the buffer's); the Q8 product's GB/s over the read's is
+// its fraction of the roofline, and its time over the fp32 product's is what Q8 weights save.
+enum class GemvImpl : int64_t { kF32, kQ8, kRead };
+
+constexpr int64_t kGemvN = 16384, kGemvK = 4096;
+
+void BM_Gemv(benchmark::State& state) {
+  const auto impl = static_cast<GemvImpl>(state.range(0));
+  const int64_t n = kGemvN, k = kGemvK;
+  Rng rng(5);
+  std::vector<float> a(static_cast<size_t>(k)), c(static_cast<size_t>(n));
+  for (float& v : a) v = rng.normal();
+  std::vector<float> w;
+  std::vector<int8_t> q;
+  std::vector<float> scales;
+  if (impl != GemvImpl::kQ8) {
+    w.resize(static_cast<size_t>(n * k));
+    for (float& v : w) v = rng.normal();
+  } else {
+    std::vector<float> rows(static_cast<size_t>(1024 * k));  // quantised 1024 rows at a time
+    q.resize(static_cast<size_t>(n * k));
+    scales.resize(static_cast<size_t>(n * q8_blocks(k)));
+    for (int64_t r = 0; r < n; r += 1024) {
+      for (float& v : rows) v = rng.normal();
+      quantize_q8(rows.data(), 1024, k, q.data() + r * k, scales.data() + r * q8_blocks(k));
+    }
+  }
+  double bytes = 0.0;
+  double sink = 0.0;
+  for (auto _ : state) {
+    switch (impl) {
+      case GemvImpl::kF32:
+        gemv_bt(n, k, {}, a.data(), w.data(), k, c.data());
+        bytes = 4.0 * static_cast<double>(n * k);
+        break;
+      case GemvImpl::kQ8:
+        gemv_q8_bt(n, k, {}, a.data(), q.data(), scales.data(), c.data());
+        bytes = static_cast<double>(n * k) + 4.0 * static_cast<double>(scales.size());
+        break;
+      case GemvImpl::kRead: {
+        const auto chunks = static_cast<int64_t>(w.size() / 4096);
+        double sum = 0.0;
+#pragma omp parallel for reduction(+ : sum) schedule(static)
+        for (int64_t ch = 0; ch < chunks; ++ch) {
+          const float* p = w.data() + ch * 4096;
+          float acc[16] = {};
+          for (int64_t i = 0; i < 4096; i += 16)
+            for (int64_t j = 0; j < 16; ++j) acc[j] += p[i + j];
+          for (float v : acc) sum += v;
+        }
+        sink += sum;
+        bytes = 4.0 * static_cast<double>(w.size());
+        break;
+      }
+    }
+    benchmark::DoNotOptimize(c.data());
+    benchmark::DoNotOptimize(sink);
+    benchmark::ClobberMemory();
+  }
+  state.counters["GB/s"] = benchmark::Counter(bytes * static_cast<double>(state.iterations()) / 1e9,
+                                              benchmark::Counter::kIsRate);
+  const char* names[] = {"gemv_bt fp32", "gemv_q8_bt", "read"};
+  state.SetLabel(fmt::format("{} n={} k={}", names[state.range(0)], n, k));
+}
+
+BENCHMARK(BM_Gemv)
+    ->Name("gemv")
+    ->ArgName("impl")
+    ->DenseRange(0, 2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Apply(add_min_max);
 
 }  // namespace
 }  // namespace moe

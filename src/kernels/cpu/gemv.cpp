@@ -9,12 +9,19 @@
 // AVX-512 or AVX2 registers. Each output is the sum of its 16 lanes in a fixed order, computed by
 // one thread, so the bits do not depend on the thread count.
 //
+// gemv_q8_bt (quantize.h) is the same product over a matrix stored as Q8 blocks: a quarter of the
+// bytes to stream, each weight widened to fp32 as dequantize_q8 does in the same loop, so its
+// bits are gemv_bt's on the dequantised matrix.
+//
 // Dims: n outputs (rows of B) · k inner (a's length, B's row length) · ldb B's row stride.
+#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "moe/kernels/gemm.h"
+#include "moe/kernels/quantize.h"
 
 namespace moe {
 
@@ -22,6 +29,7 @@ namespace {
 
 constexpr int64_t kLanes = 16;
 constexpr int64_t kRowsPerStep = 4;
+static_assert(kQ8Block % kLanes == 0, "a chunk of lanes lies inside one block of scales");
 
 float lane_sum(const float* acc) {
   // Pairwise, in a fixed order: lanes 0..7 + 8..15, then 0..3 + 4..7, ...
@@ -36,32 +44,120 @@ void store(float dot, GemmScale scale, float* c) {
   *c = scale.beta == 0.0f ? scale.alpha * dot : scale.alpha * dot + scale.beta * *c;
 }
 
-// Rows [begin, end) of B: four at a time, then one at a time.
-void rows(int64_t begin, int64_t end, int64_t k, GemmScale scale, const float* a, const float* b,
-          int64_t ldb, float* c) {
+// The matrix B: fp32 rows ldb apart, or Q8 rows (int8, k apart) with their block scales.
+struct F32Rows {
+  const float* b;
+  int64_t ldb;
+  const float* row(int64_t r) const { return b + r * ldb; }
+  // Values [i, i + kLanes) of a row as fp32: the row itself.
+  static const float* chunk(const float* row, int64_t /*r*/, int64_t i, float* /*tmp*/) {
+    return row + i;
+  }
+  static float at(const float* row, int64_t /*r*/, int64_t i) { return row[i]; }
+};
+
+struct Q8Rows {
+  const int8_t* q;
+  const float* scales;  // [n, q8_blocks(k)]
+  int64_t k;
+  int64_t blocks;
+  const int8_t* row(int64_t r) const { return q + r * k; }
+  // Values [i, i + kLanes) of row r widened into tmp as dequantize_q8 computes them, so the
+  // product is gemv_bt's on the dequantised matrix. GCC 12 widens int8 to fp32 four lanes at a
+  // time at best, which makes the product compute-bound; AVX2 does eight.
+  const float* chunk(const int8_t* row, int64_t r, int64_t i, float* tmp) const {
+    const float s = scales[r * blocks + i / kQ8Block];
+#if defined(__AVX2__)
+    static_assert(kLanes == 16, "two vectors of eight lanes");
+    const __m128i q16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i));
+    const __m256 sv = _mm256_set1_ps(s);
+    const __m256 lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q16));
+    const __m256 hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q16, 8)));
+    _mm256_storeu_ps(tmp, _mm256_mul_ps(lo, sv));
+    _mm256_storeu_ps(tmp + 8, _mm256_mul_ps(hi, sv));
+#else
+    for (int64_t j = 0; j < kLanes; ++j) tmp[j] = static_cast<float>(row[i + j]) * s;
+#endif
+    return tmp;
+  }
+  float at(const int8_t* row, int64_t r, int64_t i) const {
+    return static_cast<float>(row[i]) * scales[r * blocks + i / kQ8Block];
+  }
+};
+
+#if defined(__AVX2__)
+// Rows r..r+3 of a Q8 matrix over [0, body), into the 16-lane sums acc0..acc3: the loop of
+// rows() with the widening in registers (eight lanes a vector, two vectors a chunk), each lane's
+// arithmetic the same, fma(x, float(q) · s, acc), so the bits are those of the loop.
+void body4_q8_avx2(const Q8Rows& m, int64_t r, int64_t body, const float* a, float* acc0,
+                   float* acc1, float* acc2, float* acc3) {
+  float* acc[4] = {acc0, acc1, acc2, acc3};
+  __m256 lo[4], hi[4];
+  const int8_t* row[4];
+  const float* sc[4];
+  for (int64_t v = 0; v < 4; ++v) {
+    lo[v] = _mm256_loadu_ps(acc[v]);
+    hi[v] = _mm256_loadu_ps(acc[v] + 8);
+    row[v] = m.row(r + v);
+    sc[v] = m.scales + (r + v) * m.blocks;
+  }
+  for (int64_t i = 0; i < body; i += kLanes) {
+    const __m256 xlo = _mm256_loadu_ps(a + i), xhi = _mm256_loadu_ps(a + i + 8);
+    for (int64_t v = 0; v < 4; ++v) {
+      const __m128i q16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row[v] + i));
+      const __m256 s = _mm256_set1_ps(sc[v][i / kQ8Block]);
+      const __m256 wlo = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q16)), s);
+      const __m256 whi =
+          _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q16, 8))), s);
+      lo[v] = _mm256_fmadd_ps(xlo, wlo, lo[v]);
+      hi[v] = _mm256_fmadd_ps(xhi, whi, hi[v]);
+    }
+  }
+  for (int64_t v = 0; v < 4; ++v) {
+    _mm256_storeu_ps(acc[v], lo[v]);
+    _mm256_storeu_ps(acc[v] + 8, hi[v]);
+  }
+}
+#endif
+
+// Rows [begin, end) of B: four at a time, then one at a time, in chunks of 16 lanes (for Q8, a
+// chunk lies in one block of 32 and shares its scale).
+template <typename Rows>
+void rows(const Rows& m, int64_t begin, int64_t end, int64_t k, GemmScale scale, const float* a,
+          float* c) {
   const int64_t body = k - k % kLanes;
   int64_t r = begin;
   for (; r + kRowsPerStep <= end; r += kRowsPerStep) {
-    const float* b0 = b + r * ldb;
-    const float* b1 = b0 + ldb;
-    const float* b2 = b1 + ldb;
-    const float* b3 = b2 + ldb;
+    const auto* b0 = m.row(r);
+    const auto* b1 = m.row(r + 1);
+    const auto* b2 = m.row(r + 2);
+    const auto* b3 = m.row(r + 3);
     float acc0[kLanes] = {}, acc1[kLanes] = {}, acc2[kLanes] = {}, acc3[kLanes] = {};
-    for (int64_t i = 0; i < body; i += kLanes) {
+    float t0[kLanes], t1[kLanes], t2[kLanes], t3[kLanes];  // Q8 chunks widened
+#if defined(__AVX2__)
+    if constexpr (std::is_same_v<Rows, Q8Rows>) {
+      body4_q8_avx2(m, r, body, a, acc0, acc1, acc2, acc3);
+    } else
+#endif
+      for (int64_t i = 0; i < body; i += kLanes) {
+        const float* w0 = m.chunk(b0, r, i, t0);
+        const float* w1 = m.chunk(b1, r + 1, i, t1);
+        const float* w2 = m.chunk(b2, r + 2, i, t2);
+        const float* w3 = m.chunk(b3, r + 3, i, t3);
 #pragma omp simd
-      for (int64_t j = 0; j < kLanes; ++j) {
-        const float x = a[i + j];
-        acc0[j] += x * b0[i + j];
-        acc1[j] += x * b1[i + j];
-        acc2[j] += x * b2[i + j];
-        acc3[j] += x * b3[i + j];
+        for (int64_t j = 0; j < kLanes; ++j) {
+          const float x = a[i + j];
+          acc0[j] += x * w0[j];
+          acc1[j] += x * w1[j];
+          acc2[j] += x * w2[j];
+          acc3[j] += x * w3[j];
+        }
       }
-    }
     for (int64_t i = body; i < k; ++i) {  // the tail into lane i − body
-      acc0[i - body] += a[i] * b0[i];
-      acc1[i - body] += a[i] * b1[i];
-      acc2[i - body] += a[i] * b2[i];
-      acc3[i - body] += a[i] * b3[i];
+      acc0[i - body] += a[i] * m.at(b0, r, i);
+      acc1[i - body] += a[i] * m.at(b1, r + 1, i);
+      acc2[i - body] += a[i] * m.at(b2, r + 2, i);
+      acc3[i - body] += a[i] * m.at(b3, r + 3, i);
     }
     store(lane_sum(acc0), scale, c + r);
     store(lane_sum(acc1), scale, c + r + 1);
@@ -69,25 +165,24 @@ void rows(int64_t begin, int64_t end, int64_t k, GemmScale scale, const float* a
     store(lane_sum(acc3), scale, c + r + 3);
   }
   for (; r < end; ++r) {
-    const float* b0 = b + r * ldb;
-    float acc[kLanes] = {};
+    const auto* b0 = m.row(r);
+    float acc[kLanes] = {}, t0[kLanes];
     for (int64_t i = 0; i < body; i += kLanes) {
+      const float* w0 = m.chunk(b0, r, i, t0);
 #pragma omp simd
-      for (int64_t j = 0; j < kLanes; ++j) acc[j] += a[i + j] * b0[i + j];
+      for (int64_t j = 0; j < kLanes; ++j) acc[j] += a[i + j] * w0[j];
     }
-    for (int64_t i = body; i < k; ++i) acc[i - body] += a[i] * b0[i];
+    for (int64_t i = body; i < k; ++i) acc[i - body] += a[i] * m.at(b0, r, i);
     store(lane_sum(acc), scale, c + r);
   }
 }
 
-}  // namespace
-
-void gemv_bt(int64_t n, int64_t k, GemmScale scale, const float* a, const float* b, int64_t ldb,
-             float* c) {
+template <typename Rows>
+void product(const Rows& m, int64_t n, int64_t k, GemmScale scale, const float* a, float* c) {
   if (n <= 0) return;
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
   if (threads == 1 || n < 2 * kRowsPerStep) {
-    rows(0, n, k, scale, a, b, ldb, c);
+    rows(m, 0, n, k, scale, a, c);
     return;
   }
   // Equal shares of rows in multiples of four, one per thread: each row is computed the same way
@@ -98,8 +193,20 @@ void gemv_bt(int64_t n, int64_t k, GemmScale scale, const float* a, const float*
     const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
     const int64_t begin = std::min(n, steps * t / nt * kRowsPerStep);
     const int64_t end = std::min(n, steps * (t + 1) / nt * kRowsPerStep);
-    rows(begin, end, k, scale, a, b, ldb, c);
+    rows(m, begin, end, k, scale, a, c);
   }
+}
+
+}  // namespace
+
+void gemv_bt(int64_t n, int64_t k, GemmScale scale, const float* a, const float* b, int64_t ldb,
+             float* c) {
+  product(F32Rows{b, ldb}, n, k, scale, a, c);
+}
+
+void gemv_q8_bt(int64_t n, int64_t k, GemmScale scale, const float* a, const int8_t* q,
+                const float* scales, float* c) {
+  product(Q8Rows{q, scales, k, q8_blocks(k)}, n, k, scale, a, c);
 }
 
 }  // namespace moe

@@ -1,10 +1,11 @@
-// Block int8 quantisation (moe/kernels/quantize.h). Storage only: a checkpoint's weights are
-// quantised once when it is written and dequantised once when it is loaded, so the plain loops
-// are all the speed this needs.
+// Block int8 quantisation (moe/kernels/quantize.h) and the reference of the product over it.
+// Quantising is for storage: a checkpoint's weights are quantised once when it is written and
+// dequantised once when it is loaded, so the plain loops are all the speed this needs.
 #include "moe/kernels/quantize.h"
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 namespace moe {
 
@@ -32,6 +33,15 @@ void dequantize_q8(const int8_t* q, const float* scales, int64_t rows, int64_t c
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c)
       w[r * cols + c] = static_cast<float>(q[r * cols + c]) * scales[r * nb + c / kQ8Block];
+}
+
+void gemv_q8_bt_ref(int64_t n, int64_t k, GemmScale scale, const float* a, const int8_t* q,
+                    const float* scales, float* c) {
+  std::vector<float> w(static_cast<size_t>(n * k));
+  dequantize_q8(q, scales, n, k, w.data());
+  const GemmShape s{
+      .m = 1, .n = n, .k = k, .trans_a = false, .trans_b = true, .lda = k, .ldb = k, .ldc = n};
+  gemm_ref(s, scale, a, w.data(), c);
 }
 
 }  // namespace moe
