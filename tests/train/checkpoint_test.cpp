@@ -296,7 +296,7 @@ TEST(CheckpointTest, CorruptionsAreRejectedWithTheirOwnMessages) {
       {"truncated data (a torn write)",
        [](const TempDir& d) {
          std::vector<uint8_t> b = read_all(d.file("model.safetensors"));
-         b.resize(b.size() - 6);
+         b.resize(b.size() > 6 ? b.size() - 6 : 0);  // (a bound GCC can see at -O1)
          write_text(d.file("model.safetensors"), std::string(b.begin(), b.end()));
        },
        "model.safetensors: ", "(the two files are from different saves)"},
