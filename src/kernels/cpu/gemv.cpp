@@ -18,7 +18,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <type_traits>
 
 #include "moe/kernels/gemm.h"
 #include "moe/kernels/quantize.h"
@@ -85,41 +84,6 @@ struct Q8Rows {
   }
 };
 
-#if defined(__AVX2__)
-// Rows r..r+3 of a Q8 matrix over [0, body), into the 16-lane sums acc0..acc3: the loop of
-// rows() with the widening in registers (eight lanes a vector, two vectors a chunk), each lane's
-// arithmetic the same, fma(x, float(q) · s, acc), so the bits are those of the loop.
-void body4_q8_avx2(const Q8Rows& m, int64_t r, int64_t body, const float* a, float* acc0,
-                   float* acc1, float* acc2, float* acc3) {
-  float* acc[4] = {acc0, acc1, acc2, acc3};
-  __m256 lo[4], hi[4];
-  const int8_t* row[4];
-  const float* sc[4];
-  for (int64_t v = 0; v < 4; ++v) {
-    lo[v] = _mm256_loadu_ps(acc[v]);
-    hi[v] = _mm256_loadu_ps(acc[v] + 8);
-    row[v] = m.row(r + v);
-    sc[v] = m.scales + (r + v) * m.blocks;
-  }
-  for (int64_t i = 0; i < body; i += kLanes) {
-    const __m256 xlo = _mm256_loadu_ps(a + i), xhi = _mm256_loadu_ps(a + i + 8);
-    for (int64_t v = 0; v < 4; ++v) {
-      const __m128i q16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row[v] + i));
-      const __m256 s = _mm256_set1_ps(sc[v][i / kQ8Block]);
-      const __m256 wlo = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q16)), s);
-      const __m256 whi =
-          _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q16, 8))), s);
-      lo[v] = _mm256_fmadd_ps(xlo, wlo, lo[v]);
-      hi[v] = _mm256_fmadd_ps(xhi, whi, hi[v]);
-    }
-  }
-  for (int64_t v = 0; v < 4; ++v) {
-    _mm256_storeu_ps(acc[v], lo[v]);
-    _mm256_storeu_ps(acc[v] + 8, hi[v]);
-  }
-}
-#endif
-
 // Rows [begin, end) of B: four at a time, then one at a time, in chunks of 16 lanes (for Q8, a
 // chunk lies in one block of 32 and shares its scale).
 template <typename Rows>
@@ -134,25 +98,20 @@ void rows(const Rows& m, int64_t begin, int64_t end, int64_t k, GemmScale scale,
     const auto* b3 = m.row(r + 3);
     float acc0[kLanes] = {}, acc1[kLanes] = {}, acc2[kLanes] = {}, acc3[kLanes] = {};
     float t0[kLanes], t1[kLanes], t2[kLanes], t3[kLanes];  // Q8 chunks widened
-#if defined(__AVX2__)
-    if constexpr (std::is_same_v<Rows, Q8Rows>) {
-      body4_q8_avx2(m, r, body, a, acc0, acc1, acc2, acc3);
-    } else
-#endif
-      for (int64_t i = 0; i < body; i += kLanes) {
-        const float* w0 = m.chunk(b0, r, i, t0);
-        const float* w1 = m.chunk(b1, r + 1, i, t1);
-        const float* w2 = m.chunk(b2, r + 2, i, t2);
-        const float* w3 = m.chunk(b3, r + 3, i, t3);
+    for (int64_t i = 0; i < body; i += kLanes) {
+      const float* w0 = m.chunk(b0, r, i, t0);
+      const float* w1 = m.chunk(b1, r + 1, i, t1);
+      const float* w2 = m.chunk(b2, r + 2, i, t2);
+      const float* w3 = m.chunk(b3, r + 3, i, t3);
 #pragma omp simd
-        for (int64_t j = 0; j < kLanes; ++j) {
-          const float x = a[i + j];
-          acc0[j] += x * w0[j];
-          acc1[j] += x * w1[j];
-          acc2[j] += x * w2[j];
-          acc3[j] += x * w3[j];
-        }
+      for (int64_t j = 0; j < kLanes; ++j) {
+        const float x = a[i + j];
+        acc0[j] += x * w0[j];
+        acc1[j] += x * w1[j];
+        acc2[j] += x * w2[j];
+        acc3[j] += x * w3[j];
       }
+    }
     for (int64_t i = body; i < k; ++i) {  // the tail into lane i − body
       acc0[i - body] += a[i] * m.at(b0, r, i);
       acc1[i - body] += a[i] * m.at(b1, r + 1, i);
