@@ -163,9 +163,10 @@ TEST(CheckpointDir, AReaderRetriesWhenTheCheckpointIsSwappedUnderIt) {
       if (!save_checkpoint(staged, **model, *config, schema).is_ok()) break;
       if (!commit_directory(staged, last, older).is_ok()) break;
       ++swaps;
-      // A run checkpointing often still trains between saves: a read is not overtaken by
-      // several swaps.
-      std::this_thread::sleep_for(std::chrono::milliseconds(3));
+      // A run checkpointing often still trains between saves (seconds, not milliseconds): a
+      // read is not overtaken by several swaps. 20 ms keeps that true for a load under the
+      // sanitizers on a busy machine (at 3 ms one load in 200 was overtaken twice).
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   });
   int failures = 0, loads = 0;
