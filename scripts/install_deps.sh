@@ -12,7 +12,7 @@ if [ "${1:-}" = "--only" ]; then
 else
   packages=(cmake make g++ pkg-config libdnnl-dev nlohmann-json3-dev libcli11-dev libfmt-dev
             libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev libsentencepiece-dev
-            ocl-icd-opencl-dev jq "$@")
+            ocl-icd-opencl-dev jq libopenmpi-dev openmpi-bin "$@")
 fi
 
 missing=()

@@ -13,12 +13,13 @@ declare -A may=(
   [core]="core"
   [kernels]="core kernels"
   [io]="core io"
+  [dist]="core dist"
   [data]="core io data"
   [optim]="core kernels optim"
   [layers]="core kernels layers"
   [moe]="core kernels layers moe"
   [model]="core kernels data layers moe model"
-  [train]="core kernels io data optim layers moe model train"
+  [train]="core kernels io dist data optim layers moe model train"
   [report]="core io data model train report"
 )
 
