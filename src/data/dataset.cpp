@@ -300,6 +300,9 @@ BatchBuffers BatchBuffers::for_dataset(const Dataset& d, int64_t batch_size) {
 BatchIterator::BatchIterator(const Dataset& data, const BatchOptions& options)
     : data_(&data), options_(options), order_(static_cast<size_t>(data.n_rows)) {
   MOE_CHECK(options.batch_size > 0, "batch size {}", options.batch_size);
+  MOE_CHECK(options.shards >= 1 && options.shard >= 0 && options.shard < options.shards &&
+                options.batch_size >= options.shards,
+            "shard {} of {} with batches of {}", options.shard, options.shards, options.batch_size);
   std::iota(order_.begin(), order_.end(), int64_t{0});
   cursor_ = data.n_rows;  // nothing to give until start_epoch
 }
@@ -313,7 +316,9 @@ void BatchIterator::start_epoch(int64_t epoch) {
 
 int64_t BatchIterator::n_batches() const {
   const int64_t n = data_->n_rows, b = options_.batch_size;
-  return options_.drop_last ? n / b : (n + b - 1) / b;
+  if (options_.drop_last) return n / b;
+  // A final batch with fewer rows than shards is left out (some shard would be empty).
+  return n / b + (n % b >= options_.shards ? 1 : 0);
 }
 
 int64_t BatchIterator::max_ids_per_batch(const Dataset& d, int64_t batch_size) {
@@ -360,10 +365,12 @@ bool BatchIterator::next(const BatchBuffers& buffers, Batch* out) {
   const Dataset& d = *data_;
   const int64_t bs = options_.batch_size;
   const int64_t left = d.n_rows - cursor_;
-  if (left <= 0 || (options_.drop_last && left < bs)) return false;
-  const int64_t n = std::min(bs, left);
-  const int64_t* rows = order_.data() + cursor_;
-  cursor_ += n;
+  if (left <= 0 || (options_.drop_last && left < bs) || left < options_.shards) return false;
+  const int64_t whole = std::min(bs, left);
+  const int64_t lo = whole * options_.shard / options_.shards;
+  const int64_t n = whole * (options_.shard + 1) / options_.shards - lo;
+  const int64_t* rows = order_.data() + cursor_ + lo;
+  cursor_ += whole;
   MOE_CHECK(buffers.rows.numel() >= n, "batch buffers hold {} rows, batch has {}",
             buffers.rows.numel(), n);
 

@@ -30,8 +30,7 @@ class SoloCommunicator final : public Communicator {
   Status barrier() override { return Status::ok(); }
   Status all_to_all(std::span<const int64_t> send, std::span<int64_t> recv) override {
     if (send.size() != 1 || recv.size() != 1)
-      return Status::error("all_to_all: {} and {} counts for a job of 1", send.size(),
-                           recv.size());
+      return Status::error("all_to_all: {} and {} counts for a job of 1", send.size(), recv.size());
     recv[0] = send[0];
     return Status::ok();
   }
@@ -97,7 +96,9 @@ class ThreadCommunicator final : public Communicator {
   int size() const override { return hub_->n; }
   std::string describe() const override { return fmt::format("{} threads", hub_->n); }
 
-  Status all_reduce_sum(std::span<float> data) override { return reduce(data, "all_reduce_sum", Sum{}); }
+  Status all_reduce_sum(std::span<float> data) override {
+    return reduce(data, "all_reduce_sum", Sum{});
+  }
   Status all_reduce_sum(std::span<double> data) override {
     return reduce(data, "all_reduce_sum", Sum{});
   }
@@ -121,8 +122,8 @@ class ThreadCommunicator final : public Communicator {
   Status all_to_all(std::span<const int64_t> send, std::span<int64_t> recv) override {
     const auto n = static_cast<size_t>(size());
     if (send.size() != n || recv.size() != n)
-      return Status::error("all_to_all: {} and {} counts for a job of {}", send.size(),
-                           recv.size(), n);
+      return Status::error("all_to_all: {} and {} counts for a job of {}", send.size(), recv.size(),
+                           n);
     MOE_TRY(publish("all_to_all", send.data(), recv.data(), static_cast<int64_t>(n)));
     for (size_t q = 0; q < n; ++q)
       recv[q] = static_cast<const int64_t*>(hub_->in[q])[static_cast<size_t>(rank_)];
@@ -170,11 +171,15 @@ class ThreadCommunicator final : public Communicator {
  private:
   struct Sum {
     template <typename T>
-    T operator()(T a, T b) const { return a + b; }
+    T operator()(T a, T b) const {
+      return a + b;
+    }
   };
   struct Max {
     template <typename T>
-    T operator()(T a, T b) const { return std::max(a, b); }
+    T operator()(T a, T b) const {
+      return std::max(a, b);
+    }
   };
 
   Status meet(const char* op) {
@@ -194,8 +199,8 @@ class ThreadCommunicator final : public Communicator {
     MOE_TRY(meet(op));
     for (size_t q = 0; q < hub_->in.size(); ++q) {
       if (std::strcmp(hub_->op[q], op) != 0) {
-        const Status st = Status::error("{}: rank {} called {} at the same point", op, q,
-                                        hub_->op[q]);
+        const Status st =
+            Status::error("{}: rank {} called {} at the same point", op, q, hub_->op[q]);
         (void)meet(op);
         return st;
       }
@@ -240,7 +245,9 @@ class ThreadCommunicator final : public Communicator {
 
 }  // namespace
 
-std::unique_ptr<Communicator> solo_communicator() { return std::make_unique<SoloCommunicator>(); }
+std::unique_ptr<Communicator> solo_communicator() {
+  return std::make_unique<SoloCommunicator>();
+}
 
 std::vector<std::unique_ptr<Communicator>> thread_group(int n) {
   auto hub = std::make_shared<Hub>(n);

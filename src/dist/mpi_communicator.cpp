@@ -19,7 +19,9 @@ namespace moe {
 
 #ifndef MOE_HAVE_MPI
 
-bool built_with_mpi() { return false; }
+bool built_with_mpi() {
+  return false;
+}
 
 Result<std::unique_ptr<Communicator>> mpi_communicator() {
   return Status::error(
@@ -29,7 +31,9 @@ Result<std::unique_ptr<Communicator>> mpi_communicator() {
 
 #else
 
-bool built_with_mpi() { return true; }
+bool built_with_mpi() {
+  return true;
+}
 
 namespace {
 
@@ -40,8 +44,10 @@ int dist_timeout_seconds() {
   char* end = nullptr;
   const long s = std::strtol(v, &end, 10);
   if (end == v || *end != '\0' || s <= 0 || s > 86400) {
-    std::fprintf(stderr, "moe: MOE_DIST_TIMEOUT=%s is not a number of seconds in 1..86400; "
-                         "using 600\n", v);
+    std::fprintf(stderr,
+                 "moe: MOE_DIST_TIMEOUT=%s is not a number of seconds in 1..86400; "
+                 "using 600\n",
+                 v);
     return 600;
   }
   return static_cast<int>(s);
@@ -88,7 +94,9 @@ class MpiCommunicator final : public Communicator {
     MOE_TRY(same_length("broadcast", static_cast<int64_t>(data.size())));
     for (size_t at = 0; at < data.size(); at += kMaxCount) {
       const int n = static_cast<int>(std::min<size_t>(kMaxCount, data.size() - at));
-      MOE_TRY(check("broadcast", [&] { return MPI_Bcast(data.data() + at, n, MPI_BYTE, root, MPI_COMM_WORLD); }));
+      MOE_TRY(check("broadcast", [&] {
+        return MPI_Bcast(data.data() + at, n, MPI_BYTE, root, MPI_COMM_WORLD);
+      }));
     }
     return Status::ok();
   }
@@ -100,11 +108,10 @@ class MpiCommunicator final : public Communicator {
   Status all_to_all(std::span<const int64_t> send, std::span<int64_t> recv) override {
     const auto n = static_cast<size_t>(size_);
     if (send.size() != n || recv.size() != n)
-      return Status::error("all_to_all: {} and {} counts for a job of {}", send.size(),
-                           recv.size(), n);
+      return Status::error("all_to_all: {} and {} counts for a job of {}", send.size(), recv.size(),
+                           n);
     return check("all_to_all", [&] {
-      return MPI_Alltoall(send.data(), 1, MPI_INT64_T, recv.data(), 1, MPI_INT64_T,
-                          MPI_COMM_WORLD);
+      return MPI_Alltoall(send.data(), 1, MPI_INT64_T, recv.data(), 1, MPI_INT64_T, MPI_COMM_WORLD);
     });
   }
 
@@ -163,7 +170,8 @@ class MpiCommunicator final : public Communicator {
     waiting_since_ = std::chrono::steady_clock::now().time_since_epoch().count();
     const int code = call();
     waiting_since_ = 0;
-    if (code != MPI_SUCCESS) return Status::error("{} on rank {}: MPI: {}", op, rank_, mpi_error(code));
+    if (code != MPI_SUCCESS)
+      return Status::error("{} on rank {}: MPI: {}", op, rank_, mpi_error(code));
     return Status::ok();
   }
 
@@ -201,7 +209,8 @@ class MpiCommunicator final : public Communicator {
       }
       char* base = bytes + at * elem;
       char* mine = base + static_cast<int64_t>(displs[static_cast<size_t>(rank_)]) * elem;
-      part_.resize(static_cast<size_t>(counts[static_cast<size_t>(rank_)]) * static_cast<size_t>(elem));
+      part_.resize(static_cast<size_t>(counts[static_cast<size_t>(rank_)]) *
+                   static_cast<size_t>(elem));
       MOE_TRY(check(name, [&] {
         return MPI_Reduce_scatter(base, part_.data(), counts.data(), type, op, MPI_COMM_WORLD);
       }));

@@ -56,8 +56,8 @@ int64_t Model::moe_layer_block(int64_t i) const {
   return site(i).block;
 }
 
-void Model::after_step() {
-  for (const MoeSite& s : moe_) s.layer->after_step();
+void Model::after_step(const LoadSum& sum_loads) {
+  for (const MoeSite& s : moe_) s.layer->after_step(sum_loads);
 }
 
 double Model::aux_loss() const {

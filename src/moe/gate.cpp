@@ -355,9 +355,9 @@ void Gate::backward(const GateInput& in, const RoutingPlan& plan, const float* d
   arena.release(mark);
 }
 
-void Gate::after_step(const RoutingPlan& plan) {
+void Gate::after_step(const RoutingPlan& plan, const LoadSum& sum_loads) {
   GateState& g = *impl_;
-  if (g.cfg.kind == GateKind::kSigmoidBias) gate_detail::sigmoid_after_step(g, plan);
+  if (g.cfg.kind == GateKind::kSigmoidBias) gate_detail::sigmoid_after_step(g, plan, sum_loads);
   ++g.step;
 }
 

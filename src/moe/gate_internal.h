@@ -115,7 +115,7 @@ void noisy_load_loss_backward(const GateState& g, float coef, const GateGrads& d
 void sigmoid_forward(GateState& g, RoutingPlan* plan);
 void sigmoid_backward(const GateState& g, const RoutingPlan& plan, const float* dweights,
                       const GateGrads& d);
-void sigmoid_after_step(GateState& g, const RoutingPlan& plan);
+void sigmoid_after_step(GateState& g, const RoutingPlan& plan, const LoadSum& sum_loads);
 void expert_choice_forward(GateState& g, Arena& arena, RoutingPlan* plan);
 void expert_choice_backward(const GateState& g, const RoutingPlan& plan, const float* dweights,
                             const GateGrads& d);

@@ -60,16 +60,20 @@ void sigmoid_backward(const GateState& g, const RoutingPlan& plan, const float* 
   }
 }
 
-void sigmoid_after_step(GateState& g, const RoutingPlan& plan) {
+void sigmoid_after_step(GateState& g, const RoutingPlan& plan, const LoadSum& sum_loads) {
   const int64_t e_n = g.cfg.n_experts;
-  if (plan.n_slots() == 0) return;
+  if (plan.n_slots() == 0 && !sum_loads) return;
   MOE_CHECK(plan.n_experts == e_n, "bias update: plan of {} experts for a gate of {}",
             plan.n_experts, e_n);
   // The load counts every slot the router chose (dropped ones too): the bias corrects the
   // router's preference, whatever capacity later did with it.
   double* load = g.expert_load.data();
   slot_counts(plan, load);
-  const double mean = static_cast<double>(plan.n_slots()) / static_cast<double>(e_n);
+  if (sum_loads) sum_loads(std::span<double>(load, static_cast<size_t>(e_n)));
+  double slots = 0.0;  // = plan.n_slots() summed over the ranks (every slot is counted)
+  for (int64_t e = 0; e < e_n; ++e) slots += load[e];
+  if (slots == 0.0) return;
+  const double mean = slots / static_cast<double>(e_n);
   float* b = g.bias.f32();
   for (int64_t e = 0; e < e_n; ++e) {
     const double gap = mean - load[e];

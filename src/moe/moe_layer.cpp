@@ -399,14 +399,14 @@ void MoeLayer::gate_backward_hierarchical(const float* dweights, Tensor dx, Aren
   gates_[0].backward(gate_inputs_[0], top_plan_, dtop, dx, arena);
 }
 
-void MoeLayer::after_step() {
+void MoeLayer::after_step(const LoadSum& sum_loads) {
   if (n_groups() == 0) {
-    gates_[0].after_step(plan_);
+    gates_[0].after_step(plan_, sum_loads);
     return;
   }
-  gates_[0].after_step(top_plan_);
+  gates_[0].after_step(top_plan_, sum_loads);
   for (int64_t g = 0; g < n_groups(); ++g)
-    group_gate(g).after_step(group_plans_[static_cast<size_t>(g)]);
+    group_gate(g).after_step(group_plans_[static_cast<size_t>(g)], sum_loads);
 }
 
 }  // namespace moe

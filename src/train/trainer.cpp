@@ -269,6 +269,7 @@ struct StepInputs {
   Tensor dlogits;                            // [T_max, C] buffer for the loss gradient
   Arena* arena = nullptr;                    // reset here, before the forward
   Optimizer* optimizer = nullptr;
+  Communicator* comm = nullptr;  // the job's ranks (data parallel), size 1 for one process
 };
 
 // What a step reports: the mean task loss of the batch, the gates' weighted auxiliary losses, the
@@ -279,7 +280,23 @@ struct StepOutcome {
   double norm = 0.0;
   const char* non_finite = nullptr;  // "loss" or "gradient norm"
   double non_finite_value = 0.0;
+  int64_t rows = 0;  // the whole batch's rows (every rank's part)
+  Status failed;     // a collective failed (the step is then abandoned)
 };
+
+// What the task loss divides by over this batch (loss.h): its output rows, or their class
+// weights' sum when the classes are weighted. A rank's part of a batch weighs this much in the
+// batch's mean loss.
+double loss_weight(const Batch& batch, int64_t output_rows, const TaskLossOptions& options) {
+  const Tensor& w = options.cross_entropy.class_weights;
+  if (w.empty() || batch.labels.empty()) return static_cast<double>(output_rows);
+  const float* wc = w.f32();
+  const auto* y = batch.labels.data<int32_t>();
+  double sum = 0.0;
+  for (int64_t i = 0; i < batch.labels.numel(); ++i)
+    if (y[i] != options.cross_entropy.ignore_index) sum += wc[y[i]];
+  return sum;
+}
 
 // One optimizer step, in llm.c's order: forward, loss, backward, clip, update.
 StepOutcome train_step(Model& model, const Batch& batch, const Rng& noise, double lr,
@@ -293,6 +310,23 @@ StepOutcome train_step(Model& model, const Batch& batch, const Rng& noise, doubl
   StepOutcome out;
   out.loss = model.task_loss(batch, logits, dlogits, in.loss);
   out.aux = model.aux_loss();
+  out.rows = batch.n_rows;
+  Communicator& comm = *in.comm;
+  const bool parallel = comm.size() > 1;
+  double share = 1.0;  // this rank's part of the batch's mean loss
+  if (parallel) {
+    // The batch's mean losses from each rank's part, weighted by what each part's mean divides
+    // by; every rank then judges the same values.
+    const double weight = loss_weight(batch, logits.rows(), in.loss);
+    double sums[4] = {weight, weight * out.loss, weight * out.aux,
+                      static_cast<double>(batch.n_rows)};
+    out.failed = comm.all_reduce_sum(std::span<double>(sums));
+    if (!out.failed) return out;
+    share = sums[0] > 0.0 ? weight / sums[0] : 0.0;
+    out.loss = sums[0] > 0.0 ? sums[1] / sums[0] : 0.0;
+    out.aux = sums[0] > 0.0 ? sums[2] / sums[0] : 0.0;
+    out.rows = static_cast<int64_t>(sums[3]);
+  }
   if (!std::isfinite(out.loss + out.aux)) {
     out.non_finite = "loss";
     out.non_finite_value = out.loss + out.aux;
@@ -300,6 +334,16 @@ StepOutcome train_step(Model& model, const Batch& batch, const Rng& noise, doubl
   }
   model.backward(dlogits, *in.arena);
   store.settle_grads();
+  if (parallel) {
+    // The batch's gradient: each part's, weighted by its share of the mean, summed (the same
+    // bits on every rank, so the replicas stay equal).
+    const Tensor grads = store.grads();
+    float* g = grads.f32();
+    const auto scale = static_cast<float>(share);
+    for (int64_t i = 0; i < grads.numel(); ++i) g[i] *= scale;
+    out.failed = comm.all_reduce_sum(std::span<float>(g, static_cast<size_t>(grads.numel())));
+    if (!out.failed) return out;
+  }
   out.norm = tc.clip_norm > 0 ? clip_grad_norm(store, tc.clip_norm) : grad_norm(store);
   if (!std::isfinite(out.norm)) {
     out.non_finite = "gradient norm";
@@ -307,7 +351,14 @@ StepOutcome train_step(Model& model, const Batch& batch, const Rng& noise, doubl
     return out;
   }
   in.optimizer->step(lr);
-  model.after_step();
+  if (!parallel) {
+    model.after_step();
+    return out;
+  }
+  // The gates' bias balancing by the whole batch's loads.
+  model.after_step([&](std::span<double> loads) {
+    if (out.failed) out.failed = comm.all_reduce_sum(loads);
+  });
   return out;
 }
 
@@ -356,7 +407,10 @@ struct Trainer::State {
 };
 
 Trainer::Trainer(const Config& config, const LoadedData& data, const TrainOptions& options)
-    : config_(config), data_(data), options_(options) {}
+    : config_(config), data_(data), options_(options) {
+  if (options.comm == nullptr) solo_ = solo_communicator();
+  comm_ = options.comm != nullptr ? options.comm : solo_.get();
+}
 
 Trainer::~Trainer() = default;
 
@@ -381,6 +435,13 @@ Result<std::unique_ptr<Trainer>> Trainer::create(const Config& config, const Loa
   bo.batch_size = std::min(config.training.batch_size, data.train.n_rows);
   bo.shuffle = true;
   bo.seed = config.training.seed;
+  bo.shard = t->comm_->rank();
+  bo.shards = t->comm_->size();
+  if (bo.batch_size < bo.shards)
+    return Status::error(
+        "training.batch_size: batches of {} rows cannot be shared among the {} ranks of this job "
+        "(each rank trains its part of every batch); use at least {}",
+        bo.batch_size, bo.shards, bo.shards);
   t->state_ = std::make_unique<State>(data.train, bo);
   State& s = *t->state_;
   MOE_TRY(apply_frozen(config.training, t->model_->params()));
@@ -505,7 +566,17 @@ struct Trainer::EpochSums {
 
 Result<TrainResult> Trainer::run() {
   const auto t_start = std::chrono::steady_clock::now();
-  const ThreadChoice threads = choose_threads_now(config_.training.threads);
+  ThreadChoice threads = choose_threads_now(config_.training.threads);
+  if (comm_->size() > 1) {
+    // Every rank on the fewest threads any chose: a reduction's bits may depend on the count
+    // (the gradient norm), and the replicas must stay equal.
+    double fewest[1] = {-static_cast<double>(threads.threads)};
+    MOE_TRY(comm_->all_reduce_max(fewest));
+    if (static_cast<int>(-fewest[0]) != threads.threads) {
+      threads.threads = static_cast<int>(-fewest[0]);
+      threads.reason += fmt::format("; {} on every rank of the job", threads.threads);
+    }
+  }
   omp_set_num_threads(threads.threads);
   MOE_ASSIGN_OR_RETURN(std::unique_ptr<Run> r, begin_run(threads));
   for (int64_t epoch = r->at.epochs_done + 1;
@@ -549,6 +620,7 @@ Result<std::unique_ptr<Trainer::Run>> Trainer::begin_run(const ThreadChoice& thr
   r->step.dlogits = s.dlogits.view();
   r->step.arena = &s.arena;
   r->step.optimizer = s.optimizer.get();
+  r->step.comm = comm_;
 
   TrainResult& result = r->result;
   result.n_params = model_->n_params();
@@ -638,6 +710,7 @@ Status Trainer::run_epoch(Run& r, int64_t epoch) {
   MOE_TRY(train_epoch(r, epoch, &sums));
   r.train_seconds += sums.seconds;
   r.train_rows += sums.rows_here;
+  MOE_TRY(sum_tallies(&sums));
 
   EpochRecord record;
   record.epoch = epoch;
@@ -685,6 +758,10 @@ Status Trainer::train_epoch(Run& r, int64_t epoch, EpochSums* sums) {
     // order is a function of the seed and the epoch, so skipping gives the same batches).
     if (!sums->from_json(r.at.epoch_sums))
       return Status::error("resume: train_state.json: epoch_sums do not fit this model");
+    if (!comm_->is_root()) {  // rank 0 carries the job's sums (see sum_tallies)
+      sums->tally = RoutingTally(*model_);
+      sums->entropy = GateEntropyTally(*model_);
+    }
     for (; sums->step < r.at.batches_done; ++sums->step) s.iterator.next(s.buffers, &batch);
     r.at.batches_done = 0;
   }
@@ -694,13 +771,14 @@ Status Trainer::train_epoch(Run& r, int64_t epoch, EpochSums* sums) {
     const StepOutcome done =
         train_step(*model_, batch, r.step_noise.fork(static_cast<uint64_t>(global)),
                    r.schedule.lr_at(global), r.step);
+    MOE_TRY(done.failed);
     if (done.non_finite != nullptr)
       return stop_non_finite(r, done.non_finite, done.non_finite_value, epoch, sums->step);
     sums->loss_sum += done.loss;
     sums->tally.add(*model_);
     sums->entropy.add(*model_);
-    sums->rows += batch.n_rows;
-    sums->rows_here += batch.n_rows;
+    sums->rows += done.rows;
+    sums->rows_here += done.rows;
     if (s.progress)
       s.progress->update(sums->step, sums->loss_sum / static_cast<double>(sums->step),
                          sums->rows_here);
@@ -712,22 +790,73 @@ Status Trainer::train_epoch(Run& r, int64_t epoch, EpochSums* sums) {
       inside.epochs_done = epoch - 1;
       inside.batches_done = sums->step;
       inside.step = s.optimizer->step_count();
+      MOE_TRY(sum_tallies(sums));
       inside.epoch_sums = sums->to_json();
       MOE_TRY(save_last(r, epoch, inside));
+      // The job's sums so far stay on rank 0; the others count afresh from here, so the next
+      // sum over the ranks counts every step once.
+      if (!comm_->is_root()) {
+        sums->tally = RoutingTally(*model_);
+        sums->entropy = GateEntropyTally(*model_);
+      }
     }
   }
   sums->seconds = seconds_since(t_epoch);
   return Status::ok();
 }
 
-bool Trainer::budget_spent(Run& r, double epoch_seconds) const {
+bool Trainer::budget_spent(Run& r, double epoch_seconds) {
   const TrainingConfig& tc = config_.training;
   if (tc.max_steps > 0 && state_->optimizer->step_count() >= tc.max_steps) {
     r.result.budget = "max_steps";
-  } else if (tc.max_minutes > 0 && r.train_seconds + epoch_seconds >= tc.max_minutes * 60.0) {
-    r.result.budget = "max_minutes";
+  } else if (tc.max_minutes > 0) {
+    bool spent = r.train_seconds + epoch_seconds >= tc.max_minutes * 60.0;
+    // The clocks of the ranks differ: rank 0's decides for all (a failed broadcast stops too).
+    if (comm_->size() > 1 &&
+        !comm_->broadcast(std::as_writable_bytes(std::span<bool>(&spent, 1)), 0).is_ok())
+      spent = true;
+    if (spent) r.result.budget = "max_minutes";
   }
   return !r.result.budget.empty();
+}
+
+namespace {
+
+// Every number of `j`, depth first.
+void collect_numbers(const nlohmann::json& j, std::vector<double>* out) {
+  if (j.is_number()) {
+    out->push_back(j.get<double>());
+  } else if (j.is_structured()) {
+    for (const nlohmann::json& v : j) collect_numbers(v, out);
+  }
+}
+
+// collect_numbers' inverse: the numbers of `j` replaced in the same order (integers stay
+// integers; the sums of counts are exact in a double).
+void replace_numbers(nlohmann::json& j, const std::vector<double>& values, size_t* at) {
+  if (j.is_number_integer()) {
+    j = static_cast<int64_t>(values[(*at)++]);
+  } else if (j.is_number()) {
+    j = values[(*at)++];
+  } else if (j.is_structured()) {
+    for (nlohmann::json& v : j) replace_numbers(v, values, at);
+  }
+}
+
+}  // namespace
+
+Status Trainer::sum_tallies(EpochSums* sums) {
+  if (comm_->size() == 1) return Status::ok();
+  // The tallies are sums (the steps too, so their means become means over every rank's steps).
+  nlohmann::json j = {sums->tally.to_json(), sums->entropy.to_json()};
+  std::vector<double> values;
+  collect_numbers(j, &values);
+  MOE_TRY(comm_->all_reduce_sum(std::span<double>(values)));
+  size_t at = 0;
+  replace_numbers(j, values, &at);
+  if (!sums->tally.from_json(j[0]) || !sums->entropy.from_json(j[1]))
+    return Status::error("internal: the routing tallies summed over the ranks do not fit");
+  return Status::ok();
 }
 
 // Validation and the early-stopping count after an epoch; best/ when the metric improved.
@@ -741,6 +870,9 @@ Result<bool> Trainer::judge_epoch(Run& r, int64_t epoch, EpochRecord* record,
     MOE_ASSIGN_OR_RETURN(*validation,
                          evaluate(*model_, data_.validation, data_.schema.labels, r.eval_options));
     value = validation->value(tc.metric).value();
+    // Rank 0's value decides for every rank (their evaluations may differ in the last bits).
+    if (comm_->size() > 1)
+      MOE_TRY(comm_->broadcast(std::as_writable_bytes(std::span<double>(&value, 1)), 0));
     const bool classify = data_.schema.labels.task == TaskKind::kClassification;
     record->validation = validation->to_json(classify ? data_.schema.labels.class_names
                                                       : data_.schema.labels.columns);

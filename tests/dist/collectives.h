@@ -14,7 +14,9 @@
 namespace moe::testing {
 
 // A value rank r holds at element i: distinct per rank and element, exact in float.
-inline float rank_value(int r, int64_t i) { return static_cast<float>(r * 1000 + i % 997) * 0.5f; }
+inline float rank_value(int r, int64_t i) {
+  return static_cast<float>(r * 1000 + i % 997) * 0.5f;
+}
 
 inline void check_collectives(Communicator& c) {
   const int n = c.size(), r = c.rank();
@@ -62,8 +64,8 @@ inline void check_collectives(Communicator& c) {
   }
   ASSERT_TRUE(c.all_to_all(send_counts, recv_counts).is_ok());
   for (int q = 0; q < n; ++q) EXPECT_EQ(recv_counts[static_cast<size_t>(q)], r + q + 1);
-  std::vector<float> recv(static_cast<size_t>(
-      std::accumulate(recv_counts.begin(), recv_counts.end(), int64_t{0})));
+  std::vector<float> recv(
+      static_cast<size_t>(std::accumulate(recv_counts.begin(), recv_counts.end(), int64_t{0})));
   ASSERT_TRUE(c.all_to_all_v(send, send_counts, recv, recv_counts).is_ok());
   size_t at = 0;
   for (int q = 0; q < n; ++q)

@@ -15,8 +15,13 @@
 //
 // --init CHECKPOINT (training.init) starts a fresh run from a trained model's parameters
 // (warm_start.h) and prints what was loaded, reinitialised and ignored.
+//
+// Under `mpirun -np N` the N processes are one data-parallel job (docs/distributed.md): each
+// trains its part of every batch, rank 0 alone prints and writes the run's files, and a rank that
+// fails ends the job (mpirun then stops the others).
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -26,6 +31,7 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "moe/dist/communicator.h"
 #include "moe/kernels/bf16.h"
 #include "moe/train/config.h"
 #include "moe/train/data_source.h"
@@ -120,7 +126,7 @@ void note_bf16_without_native(const Config& config) {
                  "slower than fp32\n");
 }
 
-int run_train(const TrainArgs& args) {
+int run_train(const TrainArgs& args, Communicator* comm) {
   const std::string config_path = args.config.empty() ? args.resume + "/config.json" : args.config;
   if (!args.resume.empty() && !std::filesystem::is_directory(args.resume))
     return fail(Status::error("{}: no such run directory to resume", args.resume));
@@ -134,7 +140,7 @@ int run_train(const TrainArgs& args) {
   if (!args.out.empty()) config->output.dir = args.out;
   if (!args.resume.empty()) config->output.dir = args.resume;
   if (args.checkpoint_every >= 0) config->output.checkpoint_every = args.checkpoint_every;
-  std::FILE* log = args.quiet ? nullptr : stdout;
+  std::FILE* log = args.quiet || !comm->is_root() ? nullptr : stdout;
   // A warm start's checkpoint is read before the data, so a wrong path fails at once.
   std::optional<Checkpoint> init;
   if (args.resume.empty() && !config->training.init.empty()) {
@@ -154,6 +160,8 @@ int run_train(const TrainArgs& args) {
 
   TrainOptions options;
   options.log = log;
+  options.comm = comm;
+  options.write_files = comm->is_root();
   options.terminal = log && stream_is_terminal(log);
   options.overwrite = args.overwrite;
   Result<std::unique_ptr<Trainer>> trainer = Trainer::create(*config, *data, options);
@@ -192,6 +200,7 @@ int run_train(const TrainArgs& args) {
   }
   Result<TrainResult> result = (*trainer)->run();
   if (!result) return fail(result.status());
+  if (!comm->is_root()) return kExitOk;
 
   const std::vector<std::string>& names = output_names(data->schema);
   const TrainResult& r = *result;
@@ -264,7 +273,23 @@ void add_train_command(CLI::App& app, Run* run) {
   cmd->callback([args, run] {
     // CONFIG is required unless --resume names a run (whose config.json is then the default).
     if (args->config.empty() && args->resume.empty()) throw CLI::RequiredError("CONFIG");
-    *run = [args] { return run_train(*args); };
+    *run = [args] {
+      if (!launched_by_mpi()) {
+        const std::unique_ptr<Communicator> one = solo_communicator();
+        return run_train(*args, one.get());
+      }
+      Result<std::unique_ptr<Communicator>> job = mpi_communicator();
+      if (!job) return fail(job.status());
+      const int code = run_train(*args, job->get());
+      if (code != kExitOk && (*job)->size() > 1) {
+        // The other ranks may be waiting in a collective: leave without MPI's goodbye, and
+        // mpirun ends them (a rank that failed before training fails alike everywhere).
+        std::fflush(stdout);
+        std::fflush(stderr);
+        std::_Exit(code);
+      }
+      return code;
+    };
   });
 }
 

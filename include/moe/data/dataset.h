@@ -152,6 +152,12 @@ struct BatchOptions {
   bool shuffle = true;
   bool drop_last = false;  // drop a final batch shorter than batch_size
   uint64_t seed = 0;
+  // Data parallelism: each batch of batch_size rows (in the order every rank draws alike) is cut
+  // into `shards` contiguous parts, and this iterator yields part `shard` (rows
+  // [n·shard/shards, n·(shard+1)/shards) of a batch of n). One shard: the whole batch. A final
+  // batch with fewer rows than shards is left out. batch_size must be at least `shards`.
+  int shard = 0;
+  int shards = 1;
 };
 
 // Memory for one batch, sized for a data set and batch size once and reused every step.

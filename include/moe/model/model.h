@@ -84,8 +84,9 @@ class Model {
   // The end of the network parameter `name` serves (ParamEnd).
   virtual ParamEnd param_end(const std::string& name) const = 0;
 
-  // Once per optimizer step: the gates' bias balancing and temperature schedules.
-  void after_step();
+  // Once per optimizer step: the gates' bias balancing and temperature schedules; `sum_loads`
+  // as Gate::after_step (a data-parallel job's trainer passes it).
+  void after_step(const LoadSum& sum_loads = {});
 
   // The MoE layers in the order they were registered (block order).
   int64_t n_moe_layers() const { return static_cast<int64_t>(moe_.size()); }

@@ -48,7 +48,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "moe/core/arena.h"
@@ -155,6 +157,9 @@ int64_t gate_slots_per_token(const GateConfig& c);
 // ceil(T · factor / E)) capped at T, factor 1 when capacity_factor is 0); 0 means dropless.
 int64_t gate_capacity(const GateConfig& c, int64_t n_tokens);
 
+// Sums per-expert counts over the ranks of a data-parallel job, in place (empty: one process).
+using LoadSum = std::function<void(std::span<double>)>;
+
 class Gate {
  public:
   // The config must pass validate_gate_config (checked: a bad config here is a programmer error).
@@ -182,8 +187,9 @@ class Gate {
   void backward(const GateInput& in, const RoutingPlan& plan, const float* dweights, Tensor dx,
                 Arena& arena);
   // Once per optimizer step: the aux-loss-free bias update from the last plan's load, and the
-  // Gumbel temperature schedule.
-  void after_step(const RoutingPlan& plan);
+  // Gumbel temperature schedule. In a data-parallel job `sum_loads` sums the per-expert loads
+  // over the ranks first (so every rank moves the bias alike, by the whole batch's load).
+  void after_step(const RoutingPlan& plan, const LoadSum& sum_loads = {});
 
   // The last forward's router probabilities over all E experts [T, E], what inspection needs
   // for gate entropy beyond the kept slots: softmax(l) for every gate with a router (Gumbel and

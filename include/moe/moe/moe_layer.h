@@ -113,8 +113,9 @@ class MoeLayer {
   // dy [T, D] -> dx [T, D] (=; must not alias dy); accumulates every parameter gradient (+=), the
   // routers' through the combine weights and the weighted auxiliary losses.
   void backward(Tensor dy, Tensor dx, Arena& arena);
-  // Once per optimizer step: each gate's after_step (bias balancing, temperature schedule).
-  void after_step();
+  // Once per optimizer step: each gate's after_step (bias balancing, temperature schedule);
+  // `sum_loads` as Gate::after_step.
+  void after_step(const LoadSum& sum_loads = {});
 
   // The last forward's routing over all E experts (per-expert load: plan().expert_rows(e)).
   const RoutingPlan& plan() const { return plan_; }

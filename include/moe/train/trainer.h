@@ -60,6 +60,7 @@
 #include <nlohmann/json.hpp>
 
 #include "moe/core/status.h"
+#include "moe/dist/communicator.h"
 #include "moe/model/model.h"
 #include "moe/train/adapt.h"
 #include "moe/train/config.h"
@@ -81,6 +82,10 @@ struct TrainOptions {
   // A fresh run into a directory holding another run deletes that run's files (checkpoints,
   // metrics, summary, inspect.json, report) instead of refusing (moe train --overwrite).
   bool overwrite = false;
+  // Data parallelism (docs/distributed.md): the job's ranks, each training its part of every
+  // batch; gradients, losses and routing counts are summed over them, so every rank takes the
+  // same step. Null: one process. Only rank 0 should write files and log.
+  Communicator* comm = nullptr;
 };
 
 // Whether a run whose checkpoint was written with config `run` may continue under `now`: every
@@ -153,7 +158,10 @@ class Trainer {
   Status save_last(Run& r, int64_t info_epoch, const TrainState& position);
   // Whether training.max_steps or training.max_minutes is used up (`epoch_seconds`: the current
   // epoch's training time so far); records which in the result.
-  bool budget_spent(Run& r, double epoch_seconds) const;
+  // In a job of several ranks, rank 0's clock decides (the answer is the same on every rank).
+  bool budget_spent(Run& r, double epoch_seconds);
+  // The epoch's routing tallies summed over the ranks (each rank then holds the job's sums).
+  Status sum_tallies(EpochSums* sums);
   Status stop_non_finite(const Run& r, const char* what, double value, int64_t epoch,
                          int64_t step) const;
   void report_epoch(const Run& r, const EpochRecord& record, const EvalMetrics& validation,
@@ -174,6 +182,8 @@ class Trainer {
   TrainOptions options_;
   std::unique_ptr<Model> model_;
   std::unique_ptr<State> state_;
+  std::unique_ptr<Communicator> solo_;  // when options.comm is null
+  Communicator* comm_ = nullptr;        // never null
 };
 
 }  // namespace moe
