@@ -4,10 +4,11 @@
 #   make build       release build in build/release
 #   make build-cli   only the moe command (and the library) in build/release: what the demo and
 #                    the docs' commands need
-#   make test        unit, gradcheck, golden and browser tests, the README's and docs' commands
+#   make test        unit, gradcheck, golden, browser and mpi tests, the README's and docs' commands
 #                    (make test-docs), the unit tests under ASan + UBSan, then the fuzzers
 #                    (make test-fuzz)
 #   make test-interop  checkpoints rebuilt in PyTorch (installs python3-torch)
+#   make test-mpi    the mpi label: collectives and training under mpirun at 2 and 3 ranks
 #   make test-slow   the slow label
 #   make test-fuzz   the libFuzzer targets (clang, build/fuzz): corpus replay + 20 s per target
 #   make test-fuzz-long  each fuzzer for 10 million executions (hours)
@@ -30,7 +31,7 @@ TIDY := build/tidy
 CMAKE_FLAGS ?=
 
 .PHONY: deps build build-cli build-asan build-fuzz deps-fuzz test test-fast test-asan test-slow test-fuzz \
-	test-fresh test-docs test-interop deps-interop deps-test test-fuzz-long demo demo-sentiment bench \
+	test-fresh test-docs test-mpi test-interop deps-interop deps-test test-fuzz-long demo demo-sentiment bench \
 	format format-check tidy tidy-changed clean
 
 deps:
@@ -57,7 +58,10 @@ deps-test: deps
 	@scripts/install_deps.sh chromium
 
 test-fast: deps-test build
-	cd $(RELEASE) && ctest -L 'unit|gradcheck|golden|browser' --output-on-failure -j $(JOBS)
+	cd $(RELEASE) && ctest -L 'unit|gradcheck|golden|browser|mpi' --output-on-failure -j $(JOBS)
+
+test-mpi: build
+	cd $(RELEASE) && ctest -L mpi --output-on-failure
 
 test-docs: build-cli
 	cd $(RELEASE) && ctest -L docs --output-on-failure

@@ -564,8 +564,37 @@ struct Trainer::EpochSums {
   }
 };
 
+// In a job of several ranks: every rank must train the same config on the same data (by its
+// resolved config, the rows of each split and the training set's fingerprint), or the replicas
+// would part without a word. Compared with rank 0's at the start of the run.
+Status Trainer::check_same_job() {
+  if (comm_->size() == 1) return Status::ok();
+  Config c = config_;
+  c.output = OutputConfig{};  // where each rank writes (only rank 0 does) may differ
+  const std::string what = config_to_json(c).dump() + "|" + data_fingerprint(data_) + "|" +
+                           std::to_string(data_.validation.n_rows) + "|" +
+                           std::to_string(data_.test.n_rows);
+  uint64_t mine = 1469598103934665603ULL;  // FNV-1a
+  for (unsigned char ch : what) mine = (mine ^ ch) * 1099511628211ULL;
+  uint64_t root = mine;
+  MOE_TRY(comm_->broadcast(std::as_writable_bytes(std::span<uint64_t>(&root, 1)), 0));
+  double differs[1] = {root != mine ? 1.0 : 0.0};
+  MOE_TRY(comm_->all_reduce_max(differs));
+  if (root != mine)
+    return Status::error(
+        "rank {} of {} has another config or other data than rank 0 (every rank of a "
+        "data-parallel job trains the same config on the same data)",
+        comm_->rank(), comm_->size());
+  if (differs[0] != 0.0)
+    return Status::error(
+        "another rank of this job has another config or other data than rank 0 (every rank "
+        "of a data-parallel job trains the same config on the same data)");
+  return Status::ok();
+}
+
 Result<TrainResult> Trainer::run() {
   const auto t_start = std::chrono::steady_clock::now();
+  MOE_TRY(check_same_job());
   ThreadChoice threads = choose_threads_now(config_.training.threads);
   if (comm_->size() > 1) {
     // Every rank on the fewest threads any chose: a reduction's bits may depend on the count

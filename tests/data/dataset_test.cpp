@@ -192,6 +192,48 @@ TEST(Batches, EveryRowOncePerEpochInAFreshOrder) {
   EXPECT_EQ(rows, (std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 7}));
 }
 
+// Data parallelism: the shards of a batch are contiguous parts of the batch one iterator gives,
+// in rank order, together the whole batch; a final batch with fewer rows than shards is left out.
+TEST(Batches, ShardsCutEachBatchIntoContiguousPartsInRankOrder) {
+  const Dataset d = dense_rows(11, 3);  // batches of 4: 4, 4, 3
+  BatchOptions o;
+  o.batch_size = 4;
+  o.seed = 7;
+  const BatchBuffers buffers = BatchBuffers::for_dataset(d, 4);
+  for (int shards : {2, 3, 4}) {
+    std::vector<std::vector<int64_t>> whole;
+    BatchIterator all(d, o);
+    all.start_epoch(2);
+    Batch b;
+    while (all.next(buffers, &b))
+      whole.emplace_back(b.rows.data<int64_t>(), b.rows.data<int64_t>() + b.n_rows);
+    if (whole.back().size() < static_cast<size_t>(shards)) whole.pop_back();
+    std::vector<std::vector<int64_t>> joined(whole.size());
+    for (int shard = 0; shard < shards; ++shard) {
+      BatchOptions so = o;
+      so.shard = shard;
+      so.shards = shards;
+      BatchIterator it(d, so);
+      EXPECT_EQ(it.n_batches(), static_cast<int64_t>(whole.size())) << shards << " shards";
+      it.start_epoch(2);
+      size_t k = 0;
+      while (it.next(buffers, &b)) {
+        ASSERT_LT(k, whole.size());
+        EXPECT_GE(b.n_rows, 1);
+        const int64_t n = static_cast<int64_t>(whole[k].size());
+        EXPECT_EQ(b.n_rows, n * (shard + 1) / shards - n * shard / shards);
+        for (int64_t i = 0; i < b.n_rows; ++i) {
+          joined[k].push_back(b.rows.data<int64_t>()[i]);
+          EXPECT_EQ(b.features.at(i, 1), 10.0f * float(b.rows.data<int64_t>()[i]));
+        }
+        ++k;
+      }
+      EXPECT_EQ(k, whole.size());
+    }
+    EXPECT_EQ(joined, whole) << shards << " shards";
+  }
+}
+
 TEST(Batches, SparseBatchesRebaseOffsets) {
   const Dataset d = sparse_rows(7);  // row lengths 0 1 2 3 0 1 2
   EXPECT_EQ(BatchIterator::max_ids_per_batch(d, 3), 3 + 2 + 2);

@@ -162,6 +162,7 @@ class Trainer {
   bool budget_spent(Run& r, double epoch_seconds);
   // The epoch's routing tallies summed over the ranks (each rank then holds the job's sums).
   Status sum_tallies(EpochSums* sums);
+  Status check_same_job();
   Status stop_non_finite(const Run& r, const char* what, double value, int64_t epoch,
                          int64_t step) const;
   void report_epoch(const Run& r, const EpochRecord& record, const EvalMetrics& validation,
