@@ -76,16 +76,22 @@ class MpiCommunicator final : public Communicator {
   std::string describe() const override { return fmt::format("MPI, {} ranks", size_); }
 
   Status all_reduce_sum(std::span<float> data) override {
-    return reduce(data.data(), static_cast<int64_t>(data.size()), MPI_FLOAT, MPI_SUM,
-                  "all_reduce_sum");
+    return sum(data.data(), static_cast<int64_t>(data.size()), MPI_FLOAT, "all_reduce_sum");
   }
   Status all_reduce_sum(std::span<double> data) override {
-    return reduce(data.data(), static_cast<int64_t>(data.size()), MPI_DOUBLE, MPI_SUM,
-                  "all_reduce_sum");
+    return sum(data.data(), static_cast<int64_t>(data.size()), MPI_DOUBLE, "all_reduce_sum");
   }
+  // A maximum is exact in any order: MPI's own all-reduce.
   Status all_reduce_max(std::span<double> data) override {
-    return reduce(data.data(), static_cast<int64_t>(data.size()), MPI_DOUBLE, MPI_MAX,
-                  "all_reduce_max");
+    MOE_TRY(same_length("all_reduce_max", static_cast<int64_t>(data.size())));
+    for (size_t at = 0; at < data.size(); at += kMaxCount) {
+      const int n = static_cast<int>(std::min(kMaxCount, data.size() - at));
+      MOE_TRY(check("all_reduce_max", [&] {
+        return MPI_Allreduce(MPI_IN_PLACE, data.data() + at, n, MPI_DOUBLE, MPI_MAX,
+                             MPI_COMM_WORLD);
+      }));
+    }
+    return Status::ok();
   }
 
   Status broadcast(std::span<std::byte> data, int root) override {
@@ -162,6 +168,8 @@ class MpiCommunicator final : public Communicator {
 
  private:
   static constexpr size_t kMaxCount = size_t{1} << 28;
+  static constexpr int64_t kSmallBytes = 64 << 10;
+  static constexpr int kRingTag = 71;
 
   // Runs one MPI call under the watchdog and turns its error code into a Status.
   template <typename Call>
@@ -188,36 +196,55 @@ class MpiCommunicator final : public Communicator {
     return Status::ok();
   }
 
-  // Reduce-scatter then all-gather: each element is combined once, by the rank that owns its
-  // slice, so every rank gets the same bits, with the bandwidth of a ring all-reduce.
-  Status reduce(void* data, int64_t len, MPI_Datatype type, MPI_Op op, const char* name) {
+  // Sums: each element is summed once, in one place, and those bits sent to every rank (MPI's
+  // own all-reduce need not give every rank the same bits). A small buffer goes to rank 0 and
+  // back (MPI_Reduce, MPI_Bcast); a large one goes round a ring, as MPI's ring all-reduce does:
+  // N−1 neighbour exchanges that leave each rank one part summed (reduce-scatter), then N−1 that
+  // pass the summed parts on (all-gather). Measured at 2 ranks: 16 MiB in 6.9 ms against 14.7 ms
+  // for MPI_Reduce_scatter + MPI_Allgatherv (docs/distributed.md).
+  template <typename T>
+  Status sum(T* data, int64_t len, MPI_Datatype type, const char* name) {
     MOE_TRY(same_length(name, len));
-    if (len == 0) return Status::ok();
-    int elem = 0;
-    MPI_Type_size(type, &elem);
-    auto* bytes = static_cast<char*>(data);
-    const auto n = static_cast<size_t>(size_);
-    std::vector<int> counts(n), displs(n);
-    const int64_t piece = static_cast<int64_t>(kMaxCount);
-    for (int64_t at = 0; at < len; at += piece) {
-      const int64_t m = std::min(piece, len - at);
-      for (size_t q = 0; q < n; ++q) {
-        const int64_t lo = m * static_cast<int64_t>(q) / size_;
-        const int64_t hi = m * static_cast<int64_t>(q + 1) / size_;
-        counts[q] = static_cast<int>(hi - lo);
-        displs[q] = static_cast<int>(lo);
-      }
-      char* base = bytes + at * elem;
-      char* mine = base + static_cast<int64_t>(displs[static_cast<size_t>(rank_)]) * elem;
-      part_.resize(static_cast<size_t>(counts[static_cast<size_t>(rank_)]) *
-                   static_cast<size_t>(elem));
+    if (len == 0 || size_ == 1) return Status::ok();
+    if (len * static_cast<int64_t>(sizeof(T)) <= kSmallBytes) {
       MOE_TRY(check(name, [&] {
-        return MPI_Reduce_scatter(base, part_.data(), counts.data(), type, op, MPI_COMM_WORLD);
+        return rank_ == 0 ? MPI_Reduce(MPI_IN_PLACE, data, static_cast<int>(len), type, MPI_SUM, 0,
+                                       MPI_COMM_WORLD)
+                          : MPI_Reduce(data, nullptr, static_cast<int>(len), type, MPI_SUM, 0,
+                                       MPI_COMM_WORLD);
       }));
-      std::copy(part_.begin(), part_.end(), mine);
+      return check(name,
+                   [&] { return MPI_Bcast(data, static_cast<int>(len), type, 0, MPI_COMM_WORLD); });
+    }
+    const auto piece = static_cast<int64_t>(kMaxCount);
+    for (int64_t at = 0; at < len; at += piece)
+      MOE_TRY(ring_sum(data + at, std::min(piece, len - at), type, name));
+    return Status::ok();
+  }
+
+  template <typename T>
+  Status ring_sum(T* x, int64_t m, MPI_Datatype type, const char* name) {
+    const int n = size_;
+    const auto lo = [&](int part) { return m * part / n; };
+    const auto count = [&](int part) { return static_cast<int>(lo(part + 1) - lo(part)); };
+    const auto wrap = [&](int part) { return ((part % n) + n) % n; };
+    const int right = wrap(rank_ + 1), left = wrap(rank_ - 1);
+    ring_.resize(static_cast<size_t>(m / n + 1) * sizeof(T));
+    T* in = reinterpret_cast<T*>(ring_.data());
+    for (int step = 0; step < n - 1; ++step) {  // part rank−step out, part rank−step−1 in (+=)
+      const int out = wrap(rank_ - step), into = wrap(rank_ - step - 1);
       MOE_TRY(check(name, [&] {
-        return MPI_Allgatherv(MPI_IN_PLACE, 0, type, base, counts.data(), displs.data(), type,
-                              MPI_COMM_WORLD);
+        return MPI_Sendrecv(x + lo(out), count(out), type, right, kRingTag, in, count(into), type,
+                            left, kRingTag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+      }));
+      T* dst = x + lo(into);
+      for (int i = 0; i < count(into); ++i) dst[i] += in[i];
+    }
+    for (int step = 0; step < n - 1; ++step) {  // the summed part rank+1−step out, rank−step in
+      const int out = wrap(rank_ + 1 - step), into = wrap(rank_ - step);
+      MOE_TRY(check(name, [&] {
+        return MPI_Sendrecv(x + lo(out), count(out), type, right, kRingTag, x + lo(into),
+                            count(into), type, left, kRingTag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
       }));
     }
     return Status::ok();
@@ -245,7 +272,7 @@ class MpiCommunicator final : public Communicator {
   int rank_;
   int size_;
   int timeout_;
-  std::vector<char> part_;
+  std::vector<char> ring_;  // one part of a ring sum, received
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> waiting_since_{0};
   std::atomic<const char*> waiting_op_{""};

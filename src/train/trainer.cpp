@@ -282,6 +282,7 @@ struct StepOutcome {
   double non_finite_value = 0.0;
   int64_t rows = 0;  // the whole batch's rows (every rank's part)
   Status failed;     // a collective failed (the step is then abandoned)
+  double collective_seconds = 0.0;
 };
 
 // What the task loss divides by over this batch (loss.h): its output rows, or their class
@@ -320,7 +321,9 @@ StepOutcome train_step(Model& model, const Batch& batch, const Rng& noise, doubl
     const double weight = loss_weight(batch, logits.rows(), in.loss);
     double sums[4] = {weight, weight * out.loss, weight * out.aux,
                       static_cast<double>(batch.n_rows)};
+    const auto t0 = std::chrono::steady_clock::now();
     out.failed = comm.all_reduce_sum(std::span<double>(sums));
+    out.collective_seconds += seconds_since(t0);
     if (!out.failed) return out;
     share = sums[0] > 0.0 ? weight / sums[0] : 0.0;
     out.loss = sums[0] > 0.0 ? sums[1] / sums[0] : 0.0;
@@ -341,7 +344,9 @@ StepOutcome train_step(Model& model, const Batch& batch, const Rng& noise, doubl
     float* g = grads.f32();
     const auto scale = static_cast<float>(share);
     for (int64_t i = 0; i < grads.numel(); ++i) g[i] *= scale;
+    const auto t0 = std::chrono::steady_clock::now();
     out.failed = comm.all_reduce_sum(std::span<float>(g, static_cast<size_t>(grads.numel())));
+    out.collective_seconds += seconds_since(t0);
     if (!out.failed) return out;
   }
   out.norm = tc.clip_norm > 0 ? clip_grad_norm(store, tc.clip_norm) : grad_norm(store);
@@ -357,7 +362,9 @@ StepOutcome train_step(Model& model, const Batch& batch, const Rng& noise, doubl
   }
   // The gates' bias balancing by the whole batch's loads.
   model.after_step([&](std::span<double> loads) {
+    const auto t0 = std::chrono::steady_clock::now();
     if (out.failed) out.failed = comm.all_reduce_sum(loads);
+    out.collective_seconds += seconds_since(t0);
   });
   return out;
 }
@@ -657,6 +664,8 @@ Result<std::unique_ptr<Trainer::Run>> Trainer::begin_run(const ThreadChoice& thr
   result.n_trainable_params = model_->params().n_trainable_elements();
   result.threads = threads.threads;
   result.threads_reason = threads.reason;
+  result.ranks = comm_->size();
+  if (comm_->size() > 1) result.ranks_via = comm_->describe();
   result.has_validation = r->has_validation;
   result.metric = r->has_validation ? std::string(metric_kind_name(tc.metric)) : "loss";
   result.metric += r->has_validation ? " (validation)" : " (training)";
@@ -804,6 +813,7 @@ Status Trainer::train_epoch(Run& r, int64_t epoch, EpochSums* sums) {
     if (done.non_finite != nullptr)
       return stop_non_finite(r, done.non_finite, done.non_finite_value, epoch, sums->step);
     sums->loss_sum += done.loss;
+    r.result.collective_seconds += done.collective_seconds;
     sums->tally.add(*model_);
     sums->entropy.add(*model_);
     sums->rows += done.rows;
@@ -1020,6 +1030,7 @@ Status Trainer::finish_run(Run& r) {
   result.n_trainable_params = model_->params().n_trainable_elements();
   result.rows_per_second =
       r.train_seconds > 0 ? static_cast<double>(r.train_rows) / r.train_seconds : 0.0;
+  result.train_seconds = r.train_seconds;
   if (!s.best.values.empty()) MOE_TRY(s.best.restore(*model_));
   if (data_.test.n_rows > 0) {
     MOE_ASSIGN_OR_RETURN(result.test,
@@ -1143,6 +1154,7 @@ nlohmann::ordered_json TrainResult::to_json(const DataSchema& schema) const {
   j["test"] = has_test ? test.to_json(names) : nlohmann::ordered_json();
   j["seconds"] = seconds;
   j["rows_per_second"] = rows_per_second;
+  j["train_seconds"] = train_seconds;
   // A language model's row is a window of S tokens.
   if (schema.format == DataFormat::kCorpus)
     j["tokens_per_second"] = rows_per_second * static_cast<double>(schema.context);
@@ -1151,6 +1163,11 @@ nlohmann::ordered_json TrainResult::to_json(const DataSchema& schema) const {
   j["trainable_params"] = n_trainable_params;
   j["threads"] = threads;
   j["threads_reason"] = threads_reason;
+  j["ranks"] = ranks;
+  if (ranks > 1) {
+    j["ranks_via"] = ranks_via;
+    j["collective_seconds"] = collective_seconds;
+  }
   j["warnings"] = warnings;
   return j;
 }

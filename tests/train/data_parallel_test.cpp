@@ -126,9 +126,9 @@ INSTANTIATE_TEST_SUITE_P(Gates, DataParallel,
 
 TEST(DataParallelJob, RefusesBatchesSmallerThanTheJob) {
   const LoadedData data = three_class_data(64);
-  const Config config = make_config(testing::fresh_run_dir("dp_small"),
-                                    json::parse(R"({"kind": "topk_softmax"})"),
-                                    R"({"batch_size": 2})");
+  const Config config =
+      make_config(testing::fresh_run_dir("dp_small"), json::parse(R"({"kind": "topk_softmax"})"),
+                  R"({"batch_size": 2})");
   const std::vector<RankOutcome> job = train_ranks(config, data, 3);
   for (const RankOutcome& o : job) {
     ASSERT_FALSE(o.status.is_ok());

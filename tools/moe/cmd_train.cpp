@@ -216,6 +216,12 @@ int run_train(const TrainArgs& args, Communicator* comm) {
                                                   : "rows",
       r.threads, r.threads == 1 ? "" : "s", r.threads_reason.c_str(),
       r.stopped_early ? ", stopped early" : "");
+  if (r.ranks > 1)
+    std::printf(
+        "data parallel over %s: %.1f s of %.1f s of training steps in collectives on rank 0 "
+        "(%.0f%%)\n",
+        r.ranks_via.c_str(), r.collective_seconds, r.train_seconds,
+        r.train_seconds > 0 ? 100.0 * r.collective_seconds / r.train_seconds : 0.0);
   std::printf("best epoch %lld by %s: %.4f\n", static_cast<long long>(r.best_epoch),
               r.metric.c_str(), r.best_value);
   if (r.has_validation)

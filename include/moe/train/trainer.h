@@ -110,8 +110,14 @@ struct TrainResult {
   int64_t n_params = 0;
   int64_t n_active_params = 0;
   int64_t n_trainable_params = 0;  // not frozen (training.frozen, training.trainable)
-  int threads = 1;                 // OpenMP threads the run used (threads.h)
-  std::string threads_reason;      // "training.threads", or how auto chose
+  int threads = 1;                 // OpenMP threads the run used (threads.h), on every rank
+  int ranks = 1;                   // the data-parallel job's ranks (TrainOptions::comm)
+  std::string ranks_via;           // "MPI, 2 ranks", "2 threads", or empty for one process
+  // Seconds rank 0 spent in the training steps' collectives (the gradient's all-reduce, the
+  // losses' and loads' sums), waiting for slower ranks included; part of `train_seconds`.
+  double collective_seconds = 0.0;
+  double train_seconds = 0.0;  // in training steps (validation and checkpoints excluded)
+  std::string threads_reason;  // "training.threads", or how auto chose
   // What the run warns about at its end (run_warnings.h): unused experts, a router that does
   // not choose, a classifier predicting one class.
   std::vector<std::string> warnings;
