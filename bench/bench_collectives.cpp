@@ -70,7 +70,8 @@ int main(int argc, char** argv) {
     // Bus bandwidth: what each rank's link carries, 2(n−1)/n of the bytes for an all-reduce,
     // (n−1)/n for an all-to-all (the part for itself stays).
     const double ar_bus = 2.0 * (n - 1) / n * static_cast<double>(bytes) / t_ar / 1e9;
-    const double a2a_bus = static_cast<double>(n - 1) / n * static_cast<double>(bytes) / t_a2a / 1e9;
+    const double a2a_bus =
+        static_cast<double>(n - 1) / n * static_cast<double>(bytes) / t_a2a / 1e9;
     if (c.is_root())
       std::printf("%12lld %14.1f %14.2f %14.1f %14.2f\n", static_cast<long long>(bytes), t_ar * 1e6,
                   ar_bus, t_a2a * 1e6, a2a_bus);

@@ -56,6 +56,14 @@ int64_t Model::moe_layer_block(int64_t i) const {
   return site(i).block;
 }
 
+void Model::set_aux_grad_scale(float scale) {
+  for (const MoeSite& s : moe_) s.layer->set_aux_grad_scale(scale);
+}
+
+void Model::set_expert_parallel(Communicator* comm) {
+  for (const MoeSite& s : moe_) s.layer->set_expert_parallel(comm);
+}
+
 void Model::after_step(const LoadSum& sum_loads) {
   for (const MoeSite& s : moe_) s.layer->after_step(sum_loads);
 }

@@ -17,6 +17,7 @@ MoeConfig moe_layer_config(const MoeBlockConfig& b, int64_t width) {
   m.gate.n_experts = b.n_groups > 0 ? b.n_experts / b.n_groups : b.n_experts;
   m.hierarchy.n_groups = b.n_groups;
   m.precision = b.precision;
+  m.expert_parallel = b.expert_parallel;
   if (b.n_groups > 0) {
     m.hierarchy.top = b.top_gate;
     m.hierarchy.top.d_model = width;

@@ -305,7 +305,8 @@ void Gate::backward(const GateInput& in, const RoutingPlan& plan, const float* d
   // A dropped slot contributes nothing, whatever its caller-side gradient says.
   float* dw = arena.alloc_array<float>(std::max<int64_t>(s_n, 1));  // [S]
   for (int64_t s = 0; s < s_n; ++s) dw[s] = plan.dropped[sz(s)] ? 0.0f : dweights[s];
-  importance_loss_backward(plan, c.importance_loss, dw, arena);
+  const float scale = in.aux_grad_scale;
+  importance_loss_backward(plan, scale * c.importance_loss, dw, arena);
 
   GateGrads d;
   d.dlogits = arena.zeros(Shape{t_n, e_n});
@@ -338,10 +339,11 @@ void Gate::backward(const GateInput& in, const RoutingPlan& plan, const float* d
       break;
   }
 
-  switch_loss_backward(plan, switch_probs(g), probs_kind(c.kind), c.switch_loss, d.dlogits, arena);
-  z_loss_backward(g.cache.probs, g.cache.lse, c.z_loss, d.dlogits);
+  switch_loss_backward(plan, switch_probs(g), probs_kind(c.kind), scale * c.switch_loss, d.dlogits,
+                       arena);
+  z_loss_backward(g.cache.probs, g.cache.lse, scale * c.z_loss, d.dlogits);
   if (c.kind == GateKind::kNoisyTopK && c.load_loss != 0.0f)
-    gate_detail::noisy_load_loss_backward(g, c.load_loss, d, arena);
+    gate_detail::noisy_load_loss_backward(g, scale * c.load_loss, d, arena);
 
   // Router adjoint: l = x·Wᵀ gives dx += dl·W [T, E]·[E, D] and dW += dlᵀ·x [E, T]·[T, D].
   const GemmScale acc{1.0f, 1.0f};

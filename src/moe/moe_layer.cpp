@@ -4,7 +4,10 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstring>
+#include <span>
 
+#include "moe/dist/communicator.h"
 #include "moe/kernels/ops.h"
 #include "moe/moe/dispatch.h"
 
@@ -151,6 +154,7 @@ void MoeLayer::forward(Tensor x, Tensor y, bool training, const Rng& rng, Arena&
   for (size_t i = 0; i < gates_.size(); ++i) {
     gate_inputs_[i].training = training;
     gate_inputs_[i].rng = n_groups() > 0 ? rng.fork(i) : rng;
+    gate_inputs_[i].aux_grad_scale = aux_grad_scale_;
   }
   double t0 = now();
   if (n_groups() > 0)
@@ -164,9 +168,23 @@ void MoeLayer::forward(Tensor x, Tensor y, bool training, const Rng& rng, Arena&
   Tensor xs = arena.alloc(Shape{n_kept, d});  // [S_kept, D]
   ys_ = arena.alloc(Shape{n_kept, d});        // [S_kept, D]
   dispatch_forward(plan_, x, xs);
+  // Evaluation runs every expert here (the weights are whole on every rank).
+  ep_active_ = ep_ != nullptr && training && n_groups() == 0;
+  run_offsets_ = plan_.expert_offsets.data();
+  if (ep_active_) {
+    plan_exchange();
+    ep_xs_ = arena.alloc(Shape{ep_offsets_.back(), d});  // [R, D]
+    ep_ys_ = arena.alloc(Shape{ep_offsets_.back(), d});  // [R, D]
+    exchange(xs, ep_xs_, /*out=*/true, arena);
+  }
   t0 = now();
   times_.dispatch = t0 - t1;
-  experts_forward(xs, arena);
+  if (ep_active_) {
+    experts_forward(ep_xs_, ep_ys_, arena);
+    exchange(ys_, ep_ys_, /*out=*/false, arena);
+  } else {
+    experts_forward(xs, ys_, arena);
+  }
   t1 = now();
   times_.experts = t1 - t0;
   combine_forward(plan_, ys_, y);
@@ -197,16 +215,85 @@ bool MoeLayer::across_experts() const {
 }
 
 int64_t MoeLayer::segment_flops(size_t e) const {
-  return plan_.expert_rows(static_cast<int64_t>(e)) * experts_[e].flops_per_row();
+  return (run_offsets_[e + 1] - run_offsets_[e]) * experts_[e].flops_per_row();
 }
 
-void MoeLayer::experts_forward(Tensor xs, Arena& arena) {
+int MoeLayer::expert_owner(int64_t e, int64_t n_experts, int ranks) {
+  // The q with E·q/N ≤ e < E·(q+1)/N.
+  int q = static_cast<int>(e * ranks / n_experts);
+  while (q + 1 < ranks && n_experts * (q + 1) / ranks <= e) ++q;
+  while (q > 0 && n_experts * q / ranks > e) --q;
+  return q;
+}
+
+void MoeLayer::plan_exchange() {
+  const int n = ep_->size(), me = ep_->rank();
+  const int64_t e_n = n_experts(), d = config_.d_model;
+  // Every rank's rows per expert, summed so that every rank knows them all.
+  ep_scratch_.assign(static_cast<size_t>(n * e_n), 0.0);
+  for (int64_t e = 0; e < e_n; ++e)
+    ep_scratch_[static_cast<size_t>(me * e_n + e)] = static_cast<double>(plan_.expert_rows(e));
+  const Status st = ep_->all_reduce_sum(std::span<double>(ep_scratch_));
+  MOE_CHECK(st.is_ok(), "expert parallel: the rows per expert: {}", st.message());
+  ep_counts_.resize(ep_scratch_.size());
+  for (size_t i = 0; i < ep_scratch_.size(); ++i)
+    ep_counts_[i] = static_cast<int64_t>(ep_scratch_[i]);
+  const auto count = [&](int q, int64_t e) { return ep_counts_[static_cast<size_t>(q * e_n + e)]; };
+  const int64_t mine_lo = e_n * me / n, mine_hi = e_n * (me + 1) / n;
+  ep_send_.assign(static_cast<size_t>(n), 0);
+  ep_recv_.assign(static_cast<size_t>(n), 0);
+  for (int64_t e = 0; e < e_n; ++e)
+    ep_send_[static_cast<size_t>(expert_owner(e, e_n, n))] += count(me, e) * d;
+  for (int q = 0; q < n; ++q)
+    for (int64_t e = mine_lo; e < mine_hi; ++e) ep_recv_[static_cast<size_t>(q)] += count(q, e) * d;
+  // This rank's experts' rows sorted by expert (each expert's: rank 0's, then rank 1's, ...).
+  ep_offsets_.assign(static_cast<size_t>(e_n + 1), 0);
+  for (int64_t e = 0; e < e_n; ++e) {
+    int64_t rows = 0;
+    if (e >= mine_lo && e < mine_hi)
+      for (int q = 0; q < n; ++q) rows += count(q, e);
+    ep_offsets_[static_cast<size_t>(e + 1)] = ep_offsets_[static_cast<size_t>(e)] + rows;
+  }
+  // Received in sender order, each sender's rows by expert: where each goes.
+  ep_perm_.resize(static_cast<size_t>(ep_offsets_.back()));
+  std::vector<int64_t> at(ep_offsets_.begin(), ep_offsets_.end() - 1);
+  size_t i = 0;
+  for (int q = 0; q < n; ++q)
+    for (int64_t e = mine_lo; e < mine_hi; ++e)
+      for (int64_t r = 0; r < count(q, e); ++r) ep_perm_[i++] = at[static_cast<size_t>(e)]++;
+  run_offsets_ = ep_offsets_.data();
+}
+
+void MoeLayer::exchange(Tensor kept, Tensor local, bool out, Arena& arena) {
+  const int64_t d = config_.d_model, rows = ep_offsets_.back();
+  const size_t mark = arena.mark();
+  Tensor wire = arena.alloc(Shape{rows, d});  // [R, D] in sender order
+  const auto kept_span = std::span<float>(kept.f32(), static_cast<size_t>(kept.numel()));
+  const auto wire_span = std::span<float>(wire.f32(), static_cast<size_t>(wire.numel()));
+  float* w = wire.f32();
+  float* l = local.f32();
+  const auto row_bytes = static_cast<size_t>(d) * sizeof(float);
+  if (out) {
+    const Status st = ep_->all_to_all_v(kept_span, ep_send_, wire_span, ep_recv_);
+    MOE_CHECK(st.is_ok(), "expert parallel: the rows out to their experts: {}", st.message());
+    for (size_t i = 0; i < ep_perm_.size(); ++i)
+      std::memcpy(l + ep_perm_[i] * d, w + static_cast<int64_t>(i) * d, row_bytes);
+  } else {
+    for (size_t i = 0; i < ep_perm_.size(); ++i)
+      std::memcpy(w + static_cast<int64_t>(i) * d, l + ep_perm_[i] * d, row_bytes);
+    const Status st = ep_->all_to_all_v(wire_span, ep_recv_, kept_span, ep_send_);
+    MOE_CHECK(st.is_ok(), "expert parallel: the experts' rows back: {}", st.message());
+  }
+  arena.release(mark);
+}
+
+void MoeLayer::experts_forward(Tensor xs, Tensor ys, Arena& arena) {
   // Every expert's cache is a slice of one packed buffer per type (fp32, bf16), its backward's
   // scratch likewise: expert e owns rows_e · its footprint at the offsets laid out here.
   ExpertFootprint total;
   n_ordered_ = 0;
   for (size_t e = 0; e < experts_.size(); ++e) {
-    const int64_t rows = plan_.expert_rows(static_cast<int64_t>(e));
+    const int64_t rows = run_offsets_[e + 1] - run_offsets_[e];
     const ExpertFootprint fp = experts_[e].footprint();
     ExpertFootprint& at = memory_offsets_[e];
     at = total;
@@ -217,13 +304,13 @@ void MoeLayer::experts_forward(Tensor xs, Arena& arena) {
     if (rows > 0) {
       expert_order_[static_cast<size_t>(n_ordered_++)] = static_cast<int32_t>(e);
     } else {  // no rows: the expert only records its empty input
-      const int64_t begin = plan_.expert_offsets[e];
-      experts_[e].forward_into(xs.slice(begin, begin), ys_.slice(begin, begin), {});
+      const int64_t begin = run_offsets_[e];
+      experts_[e].forward_into(xs.slice(begin, begin), ys.slice(begin, begin), {});
     }
   }
   memory_total_ = total;
   // Largest segment first (the order the threads' assignment below is made in).
-  const int64_t* offsets = plan_.expert_offsets.data();
+  const int64_t* offsets = run_offsets_;
   std::sort(expert_order_.begin(), expert_order_.begin() + n_ordered_,
             [offsets](int32_t a, int32_t b) {
               const int64_t ra = offsets[a + 1] - offsets[a], rb = offsets[b + 1] - offsets[b];
@@ -233,9 +320,9 @@ void MoeLayer::experts_forward(Tensor xs, Arena& arena) {
   bf16* cache16 = alloc_or_null<bf16>(arena, total.cache_bf16);  // [Σ rows_e · cache_bf16_e]
   assign_segments();
   run_segments([&](size_t e) {
-    const int64_t begin = plan_.expert_offsets[e], end = plan_.expert_offsets[e + 1];
+    const int64_t begin = run_offsets_[e], end = run_offsets_[e + 1];
     const ExpertFootprint& at = memory_offsets_[e];
-    experts_[e].forward_into(xs.slice(begin, end), ys_.slice(begin, end),
+    experts_[e].forward_into(xs.slice(begin, end), ys.slice(begin, end),
                              {cache + at.cache, cache16 + at.cache_bf16});
   });
 }
@@ -279,7 +366,7 @@ void MoeLayer::experts_backward(Tensor dys, Tensor dxs, Arena& arena) {
   float* scratch = alloc_or_null<float>(arena, memory_total_.scratch);  // [Σ rows_e · scratch_e]
   bf16* scratch16 = alloc_or_null<bf16>(arena, memory_total_.scratch_bf16);  // likewise, bf16
   run_segments([&](size_t e) {  // the forward's assignment of segments to threads
-    const int64_t begin = plan_.expert_offsets[e], end = plan_.expert_offsets[e + 1];
+    const int64_t begin = run_offsets_[e], end = run_offsets_[e + 1];
     const ExpertFootprint& at = memory_offsets_[e];
     experts_[e].backward_into(dys.slice(begin, end), dxs.slice(begin, end),
                               {scratch + at.scratch, scratch16 + at.scratch_bf16});
@@ -352,7 +439,15 @@ void MoeLayer::backward(Tensor dy, Tensor dx, Arena& arena) {
   double t1 = now();
   times_.combine_bwd = t1 - t0;
   Tensor dxs = arena.alloc(Shape{n_kept, d});  // [S_kept, D]
-  experts_backward(dys, dxs, arena);
+  if (ep_active_) {  // the gradients to the experts' owners and back, as the rows went
+    Tensor dys_local = arena.alloc(ep_xs_.shape());  // [R, D]
+    Tensor dxs_local = arena.alloc(ep_xs_.shape());  // [R, D]
+    exchange(dys, dys_local, /*out=*/true, arena);
+    experts_backward(dys_local, dxs_local, arena);
+    exchange(dxs, dxs_local, /*out=*/false, arena);
+  } else {
+    experts_backward(dys, dxs, arena);
+  }
   t0 = now();
   times_.experts_bwd = t0 - t1;
   dispatch_backward(plan_, dxs, dx);

@@ -364,6 +364,7 @@ void parse_moe_block(Section s, int64_t width, MoeBlockConfig* b) {
   parse_gate(h, &b->top_gate);
   h.finish();
   s.choice("precision", &b->precision, kPrecisionNames);
+  s.boolean("expert_parallel", &b->expert_parallel);
   parse_adapt(s.object("adapt"), b);
   s.finish();
   if (!s.ok()) return;
@@ -398,6 +399,7 @@ json moe_block_to_json(const MoeBlockConfig& b) {
   gate_to_json(b.top_gate, &h);
   j["hierarchy"] = h;
   j["precision"] = enum_name(kPrecisionNames, b.precision);
+  j["expert_parallel"] = b.expert_parallel;
   j["adapt"] = {{"enabled", b.adapt.enabled},           {"split_above", b.adapt.split_above},
                 {"remove_below", b.adapt.remove_below}, {"epochs", b.adapt.epochs},
                 {"max_experts", b.adapt.max_experts},   {"min_experts", b.adapt.min_experts},

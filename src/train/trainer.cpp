@@ -335,15 +335,22 @@ StepOutcome train_step(Model& model, const Batch& batch, const Rng& noise, doubl
     out.non_finite_value = out.loss + out.aux;
     return out;
   }
+  if (parallel) {
+    // This part's gradient weighted by its share of the batch's mean loss, from the loss on
+    // (so that an expert computed on another rank gets each part's rows at their weight).
+    const auto scale = static_cast<float>(share);
+    float* g = dlogits.f32();
+    for (int64_t i = 0; i < dlogits.numel(); ++i) g[i] *= scale;
+    model.set_aux_grad_scale(scale);
+  }
   model.backward(dlogits, *in.arena);
   store.settle_grads();
   if (parallel) {
-    // The batch's gradient: each part's, weighted by its share of the mean, summed (the same
-    // bits on every rank, so the replicas stay equal).
+    // The parts' gradients summed: the batch's (the same bits on every rank, so the replicas
+    // stay equal).
+    model.set_aux_grad_scale(1.0f);
     const Tensor grads = store.grads();
     float* g = grads.f32();
-    const auto scale = static_cast<float>(share);
-    for (int64_t i = 0; i < grads.numel(); ++i) g[i] *= scale;
     const auto t0 = std::chrono::steady_clock::now();
     out.failed = comm.all_reduce_sum(std::span<float>(g, static_cast<size_t>(grads.numel())));
     out.collective_seconds += seconds_since(t0);
@@ -444,6 +451,12 @@ Result<std::unique_ptr<Trainer>> Trainer::create(const Config& config, const Loa
   bo.seed = config.training.seed;
   bo.shard = t->comm_->rank();
   bo.shards = t->comm_->size();
+  if (bo.shards > 1)
+    for (size_t b = 0; b < config.model.moe.size(); ++b)
+      if (config.model.moe[b].expert_parallel && config.model.moe[b].n_groups > 0)
+        return Status::error(
+            "model.moe.expert_parallel: a hierarchical layer (model.moe.hierarchy.groups) cannot "
+            "place its experts on ranks yet; train it data parallel only");
   if (bo.batch_size < bo.shards)
     return Status::error(
         "training.batch_size: batches of {} rows cannot be shared among the {} ranks of this job "
@@ -599,6 +612,10 @@ Status Trainer::check_same_job() {
   return Status::ok();
 }
 
+void Trainer::set_expert_parallel() {
+  model_->set_expert_parallel(comm_);  // the layers whose block sets model.moe.expert_parallel
+}
+
 Result<TrainResult> Trainer::run() {
   const auto t_start = std::chrono::steady_clock::now();
   MOE_TRY(check_same_job());
@@ -614,6 +631,7 @@ Result<TrainResult> Trainer::run() {
     }
   }
   omp_set_num_threads(threads.threads);
+  if (comm_->size() > 1) set_expert_parallel();
   MOE_ASSIGN_OR_RETURN(std::unique_ptr<Run> r, begin_run(threads));
   for (int64_t epoch = r->at.epochs_done + 1;
        epoch <= config_.training.epochs && !r->result.stopped_early && !budget_spent(*r, 0.0);
@@ -1087,6 +1105,7 @@ Status Trainer::change_experts(Run& r, int64_t epoch, const AdaptStep& step,
   r.result.stopped_early = false;
   config_.model = done.config.model;
   model_ = std::move(done.model);
+  if (comm_->size() > 1) set_expert_parallel();
   s.optimizer = std::move(optimizer);
   r.step.optimizer = s.optimizer.get();
   s.adapter->changed(step);

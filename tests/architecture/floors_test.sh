@@ -17,8 +17,8 @@ declare -A may=(
   [data]="core io data"
   [optim]="core kernels optim"
   [layers]="core kernels layers"
-  [moe]="core kernels layers moe"
-  [model]="core kernels data layers moe model"
+  [moe]="core kernels dist layers moe"
+  [model]="core kernels dist data layers moe model"
   [train]="core kernels io dist data optim layers moe model train"
   [report]="core io data model train report"
 )

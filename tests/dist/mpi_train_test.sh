@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `mpirun -np N moe train` end to end (label mpi): 2 and 3 ranks train the classifier one process
-# trains (the same validation loss within 1e-6, the same expert loads) and write one run whose
-# files every command reads; a language model trains on 2 ranks; a run saved on 2 ranks resumes on
+# trains (the same validation loss within 1e-6, the same expert loads), data parallel and with
+# the experts placed on ranks, and write one run whose files every command reads; a language
+# model trains on 2 ranks with its experts placed on them; a run saved on 2 ranks resumes on
 # 1 and on 3 to the model of the uninterrupted run; batches too small for the job, a config that
 # differs between ranks and a rank that stalls each end the job with one clear message.
 #
@@ -59,6 +60,17 @@ for np in 2 3; do
   expect 0 'blocks.0.moe' -- inspect "$run/best" "$work/data.csv"
 done
 
+# --- expert parallel: each rank computes its experts on every rank's rows ---------------------------
+for np in 2 3; do
+  on "$np" 0 'output:' -- train "$work/cls.json" --out "$work/ep$np" --set model.moe.expert_parallel=true
+  close "$(number "$work/one/summary.json" best_value)" "$(number "$work/ep$np/summary.json" best_value)" \
+    1e-6 "$np ranks, expert parallel: the best validation loss against one process's"
+  checks=$((checks + 1))
+  [ "$(loads "$work/one")" = "$(loads "$work/ep$np")" ] ||
+    fail "$np ranks, expert parallel: expert loads differ from one process's"
+done
+expect 0 'accuracy' -- eval "$work/ep3/best" "$work/data.csv"
+
 # --- a language model on 2 ranks -------------------------------------------------------------------
 sentences "$work/train.txt" 120 11
 sentences "$work/valid.txt" 30 23
@@ -69,7 +81,7 @@ config_file "$work/lm.json" \
     "moe": {"experts": 4, "k": 2, "expert": {"kind": "swiglu", "hidden": 16}, "balance": {"switch": 0}}}' \
   '{"epochs": 1, "batch_size": 4, "lr": 0.01, "seed": 5, "threads": 1, "schedule": "constant"}'
 expect 0 'output:' -- train "$work/lm.json" --out "$work/lm1" --quiet
-on 2 0 'tokens/s' -- train "$work/lm.json" --out "$work/lm2"
+on 2 0 'tokens/s' -- train "$work/lm.json" --out "$work/lm2" --set model.moe.expert_parallel=true
 # After 96 steps the validation loss differed by 8.5e-6 (3.0127); a second epoch took it to 9e-4,
 # as rounding differences grow through routing decisions that flip on near ties.
 close "$(number "$work/lm1/summary.json" best_value)" "$(number "$work/lm2/summary.json" best_value)" \

@@ -124,6 +124,37 @@ INSTANTIATE_TEST_SUITE_P(Gates, DataParallel,
                          ::testing::Values(R"({"kind": "topk_softmax"})",
                                            R"({"kind": "sigmoid_bias"})"));
 
+// model.moe.expert_parallel: each rank computes its block of experts on every rank's rows (the
+// rows and their gradients travel by all-to-all-v). 5 ranks over 4 experts leave rank 0 none.
+TEST_P(DataParallel, ExpertParallelTrainsTheModelOneProcessTrains) {
+  const json gate = json::parse(GetParam());
+  const LoadedData data = three_class_data(200);
+  for (const char* expert : {"mlp", "swiglu"}) {
+    const auto config = [&](const std::string& name) {
+      Config c =
+          make_config(testing::fresh_run_dir(name), gate, R"({"class_weights": "balanced"})");
+      c.model.moe[0].expert_parallel = true;
+      c.model.moe[0].expert.kind =
+          std::string(expert) == "mlp" ? ExpertKind::kMlp : ExpertKind::kSwiglu;
+      return c;
+    };
+    const std::vector<RankOutcome> one = train_ranks(config("ep_one"), data, 1);
+    ASSERT_TRUE(one[0].status.is_ok()) << one[0].status.message();
+    for (int n : {2, 3, 5}) {
+      const std::vector<RankOutcome> job = train_ranks(config(fmt::format("ep_{}", n)), data, n);
+      for (const RankOutcome& o : job) ASSERT_TRUE(o.status.is_ok()) << o.status.message();
+      for (int r = 1; r < n; ++r)
+        ASSERT_EQ(0, std::memcmp(job[0].params.data(), job[static_cast<size_t>(r)].params.data(),
+                                 job[0].params.size() * sizeof(float)))
+            << expert << ": rank " << r << " of " << n << " differs from rank 0";
+      // As data parallel alone: the gradient summed in parts (the experts' rows now in another
+      // order too).
+      EXPECT_LT(largest_difference(job[0].params, one[0].params), 1e-5) << expert << ", " << n;
+      EXPECT_NEAR(job[0].result.best_value, one[0].result.best_value, 1e-6) << expert << ", " << n;
+    }
+  }
+}
+
 TEST(DataParallelJob, RefusesBatchesSmallerThanTheJob) {
   const LoadedData data = three_class_data(64);
   const Config config =

@@ -87,6 +87,9 @@ class Model {
   // Once per optimizer step: the gates' bias balancing and temperature schedules; `sum_loads`
   // as Gate::after_step (a data-parallel job's trainer passes it).
   void after_step(const LoadSum& sum_loads = {});
+  // Every MoE layer's MoeLayer::set_aux_grad_scale and set_expert_parallel.
+  void set_aux_grad_scale(float scale);
+  void set_expert_parallel(Communicator* comm);
 
   // The MoE layers in the order they were registered (block order).
   int64_t n_moe_layers() const { return static_cast<int64_t>(moe_.size()); }

@@ -49,6 +49,9 @@ struct MoeBlockConfig {
   // checkpoint stays fp32 either way.
   Precision precision = Precision::kF32;
   AdaptConfig adapt;
+  // Under mpirun: each rank computes the rows every rank routes to its own block of experts
+  // (docs/distributed.md). No effect in one process.
+  bool expert_parallel = false;
 
   // The experts each routed slot can go to, resolved: expert_list, or E copies of `expert`.
   std::vector<ExpertConfig> routed_experts() const;

@@ -143,6 +143,9 @@ struct GateInput {
             // (the gate draws from a copy: the caller's offset does not move)
   Tensor noise;  // [T, E] when set, used instead of drawing from rng (tests against fixtures):
                  // Gumbel noise for the Gumbel gate, N(0, 1) draws for noisy top-k
+  // Multiplies the auxiliary losses' gradients in backward (a data-parallel rank's share of the
+  // batch's loss; 1 otherwise).
+  float aux_grad_scale = 1.0f;
 };
 
 // Checks a config that came from a user (flags, a config file): sizes, ranges, and that each

@@ -53,6 +53,8 @@
 
 namespace moe {
 
+class Communicator;  // moe/dist/communicator.h
+
 struct HierarchyConfig {
   int64_t n_groups = 0;  // G; 0 = a flat layer
   GateConfig top;        // the gate over groups: n_experts = G, d_model = D
@@ -69,6 +71,8 @@ struct MoeConfig {
   // operands (for SwiGLU S_kept · (D + F) · 2 bytes in forward and as much again in backward).
   // The router stays fp32.
   Precision precision = Precision::kF32;
+  // Its experts go on the ranks given by set_expert_parallel (a flat layer only).
+  bool expert_parallel = false;
 };
 
 // n copies of one expert configuration (a homogeneous layer).
@@ -132,6 +136,22 @@ class MoeLayer {
   double aux_loss() const { return aux_loss_; }
 
   void set_expert_threading(ExpertThreading t) { threading_ = t; }
+  // Data parallel: multiplies the auxiliary losses' gradients (this rank's share of the batch's
+  // loss; GateInput::aux_grad_scale).
+  void set_aux_grad_scale(float scale) { aux_grad_scale_ = scale; }
+  // Expert parallelism over the ranks of `comm` (null: off). Rank q owns experts
+  // [E·q/N, E·(q+1)/N) (expert_owner). In a training forward each rank routes its own rows, sends
+  // the rows of each expert to its owner (the counts first, then the rows: all-to-all-v),
+  // computes its own experts on the rows every rank sent, and returns the outputs, which it
+  // combines as usual; backward returns the gradients the same way in reverse. The weights stay
+  // whole on every rank (an expert's gradient is its owner's, summed with the others' zeros by
+  // the data-parallel all-reduce), so evaluation runs locally and checkpoints do not depend on
+  // the ranks. A flat layer only (a hierarchy is refused by the trainer).
+  // Only a layer configured for it (MoeConfig::expert_parallel) takes `comm`.
+  void set_expert_parallel(Communicator* comm) {
+    ep_ = config_.expert_parallel && n_groups() == 0 ? comm : nullptr;
+  }
+  static int expert_owner(int64_t e, int64_t n_experts, int ranks);
   // Switches the experts' compute precision (config().precision) between steps; bf16 weight
   // copies, once allocated, are kept (benchmarks alternate precisions on one layer).
   void set_precision(Precision p);
@@ -152,8 +172,14 @@ class MoeLayer {
   void route_flat(Arena& arena);
   void route_hierarchical(Arena& arena);
   void gate_backward_hierarchical(const float* dweights, Tensor dx, Arena& arena);
-  void experts_forward(Tensor xs, Arena& arena);
+  // The experts on rows sorted by expert, expert e's at run_offsets_[e] .. [e + 1].
+  void experts_forward(Tensor xs, Tensor ys, Arena& arena);
   void experts_backward(Tensor dys, Tensor dxs, Arena& arena);
+  // Expert parallelism: the counts every rank routes to every expert, the exchange's layout.
+  void plan_exchange();
+  // Rows [S_kept, D] in plan order out to their owners, in expert order here (=`local`), and
+  // back: `forward` false sends `local` back into `kept`.
+  void exchange(Tensor kept, Tensor local, bool out, Arena& arena);
   bool across_experts() const;
   int64_t segment_flops(size_t e) const;  // expert e's forward FLOPs on this plan's rows
   void assign_segments();                 // expert_worker_ for this plan
@@ -173,9 +199,22 @@ class MoeLayer {
   HierarchySlots hierarchy_slots_;
   std::vector<float*> group_dweights_;  // [G] pointers into backward's scratch, sized once
   Tensor x_;                            // [T, D]
-  Tensor xs_top_;                       // [S0_kept, D] rows dispatched to the groups (hierarchical)
-  Tensor ys_;                           // [S_kept, D] expert outputs, sorted by expert
-  Tensor group_ids_;  // [S0_kept] int64 token ids of xs_top_'s rows (hierarchical)
+  float aux_grad_scale_ = 1.0f;
+  Communicator* ep_ = nullptr;            // expert parallelism's ranks (null: off)
+  bool ep_active_ = false;                // the last forward's experts ran on their owners
+  const int64_t* run_offsets_ = nullptr;  // plan_.expert_offsets, or ep_offsets_
+  // Expert parallelism's layout of the last training forward.
+  std::vector<int64_t> ep_counts_;   // [N·E] rows rank q routed to expert e, at q·E + e
+  std::vector<int64_t> ep_send_;     // [N] values to each rank
+  std::vector<int64_t> ep_recv_;     // [N] values from each rank
+  std::vector<int64_t> ep_offsets_;  // [E+1] this rank's received rows, sorted by expert
+  std::vector<int64_t> ep_perm_;     // [R] received row i (by sender, then expert) -> its row
+  std::vector<double> ep_scratch_;   // [N·E] the counts' sum
+  Tensor ep_xs_;                     // [R, D] received rows sorted by expert
+  Tensor ep_ys_;                     // [R, D] their experts' outputs
+  Tensor xs_top_;                    // [S0_kept, D] rows dispatched to the groups (hierarchical)
+  Tensor ys_;                        // [S_kept, D] expert outputs, sorted by expert
+  Tensor group_ids_;                 // [S0_kept] int64 token ids of xs_top_'s rows (hierarchical)
   const int64_t* token_ids_ = nullptr;
   // Where expert e's cache and scratch start in the packed buffers (values of each type), and
   // their totals: Σ_e rows_e · footprint_e.

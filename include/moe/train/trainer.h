@@ -169,6 +169,8 @@ class Trainer {
   // The epoch's routing tallies summed over the ranks (each rank then holds the job's sums).
   Status sum_tallies(EpochSums* sums);
   Status check_same_job();
+  // model.moe.expert_parallel: the MoE layers place their experts on the job's ranks.
+  void set_expert_parallel();
   Status stop_non_finite(const Run& r, const char* what, double value, int64_t epoch,
                          int64_t step) const;
   void report_epoch(const Run& r, const EpochRecord& record, const EvalMetrics& validation,
