@@ -20,9 +20,9 @@ namespace {
 constexpr int64_t kEpWidth = 8, kEpRows = 24, kEpExperts = 4;
 
 MoeConfig ep_config(ExpertKind kind) {
-  MoeConfig c =
-      testing::moe_config(kEpWidth, kEpExperts, testing::expert_config(kind, kind == ExpertKind::kLinear ? 0 : 16),
-                          testing::gate_config(GateKind::kTopKSoftmax, kEpWidth, kEpExperts, 2));
+  MoeConfig c = testing::moe_config(
+      kEpWidth, kEpExperts, testing::expert_config(kind, kind == ExpertKind::kLinear ? 0 : 16),
+      testing::gate_config(GateKind::kTopKSoftmax, kEpWidth, kEpExperts, 2));
   c.expert_parallel = true;
   return c;
 }
@@ -50,8 +50,10 @@ std::vector<RankRun> run_ranks(int n, ExpertKind kind, bool identity) {
           Tensor b = h.store.value(h.store.find(fmt::format("moe.experts.{}.b1", e)));
           for (int64_t i = 0; i < kEpWidth; ++i) b.f32()[i] = 0.0f;
         }
-      const TensorBuffer x = testing::random_normal(Shape{kEpRows, kEpWidth}, 100 + static_cast<uint64_t>(r));
-      const TensorBuffer dy = testing::random_normal(Shape{kEpRows, kEpWidth}, 200 + static_cast<uint64_t>(r));
+      const TensorBuffer x =
+          testing::random_normal(Shape{kEpRows, kEpWidth}, 100 + static_cast<uint64_t>(r));
+      const TensorBuffer dy =
+          testing::random_normal(Shape{kEpRows, kEpWidth}, 200 + static_cast<uint64_t>(r));
       RankRun& mine = out[static_cast<size_t>(r)];
       mine.alone = testing::forward_backward(h, x, dy, /*training=*/true);
       h.layer.set_expert_parallel(comms[static_cast<size_t>(r)].get());
