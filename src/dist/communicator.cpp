@@ -199,14 +199,13 @@ class ThreadCommunicator final : public Communicator {
     MOE_TRY(meet(op));
     for (size_t q = 0; q < hub_->in.size(); ++q) {
       if (std::strcmp(hub_->op[q], op) != 0) {
-        const Status st =
-            Status::error("{}: rank {} called {} at the same point", op, q, hub_->op[q]);
+        Status st = Status::error("{}: rank {} called {} at the same point", op, q, hub_->op[q]);
         (void)meet(op);
         return st;
       }
       if (std::strcmp(op, "all_to_all_v") != 0 && hub_->len[q] != len) {
-        const Status st = Status::error("{}: rank {} passed {} values, rank {} passed {}", op, q,
-                                        hub_->len[q], rank_, len);
+        Status st = Status::error("{}: rank {} passed {} values, rank {} passed {}", op, q,
+                                  hub_->len[q], rank_, len);
         (void)meet(op);
         return st;
       }
@@ -252,6 +251,7 @@ std::unique_ptr<Communicator> solo_communicator() {
 std::vector<std::unique_ptr<Communicator>> thread_group(int n) {
   auto hub = std::make_shared<Hub>(n);
   std::vector<std::unique_ptr<Communicator>> ranks;
+  ranks.reserve(static_cast<size_t>(n));
   for (int r = 0; r < n; ++r)
     ranks.push_back(std::make_unique<ThreadCommunicator>(hub, r, std::chrono::seconds(60)));
   return ranks;
