@@ -4,7 +4,7 @@
 # the experts placed on ranks, and write one run whose files every command reads; a language
 # model trains on 2 ranks with its experts placed on them; a run saved on 2 ranks resumes on
 # 1 and on 3 to the model of the uninterrupted run; batches too small for the job, a config that
-# differs between ranks and a rank that stalls each end the job with one clear message.
+# differs between ranks, a rank that stalls and a rank killed each end the job with a message.
 #
 # Usage: tests/dist/mpi_train_test.sh PATH/TO/moe
 set -uo pipefail
@@ -142,5 +142,22 @@ code=$?
 { [ -n "$stopped" ] && [ "$code" -ne 0 ] && [ "$code" -ne 124 ] &&
   grep -qE 'rank [01] of 2 waited 3 s in [a-z_]+ for the other ranks' "$work/err"; } ||
   fail "a stalled rank (stopped: '$stopped', exit $code after $((SECONDS - start)) s): $(head -c 1500 "$work/err")"
+
+# A rank killed outright: mpirun ends the job and names the rank.
+checks=$((checks + 1))
+timeout 120 "$mpi" 2 "$moe" train "$work/long.json" --out "$work/killed" --quiet >"$work/out" 2>"$work/err" &
+job=$!
+killed=""
+for _ in $(seq 100); do
+  sleep 0.1
+  [ -f "$work/killed/metrics.jsonl" ] || continue
+  killed=$(pgrep -f "^$moe train $work/long.json --out $work/killed" | sort -n | tail -1)
+  [ -n "$killed" ] && kill -KILL "$killed" && break
+done
+wait "$job"
+code=$?
+{ [ -n "$killed" ] && [ "$code" -ne 0 ] && [ "$code" -ne 124 ] &&
+  grep -qiE 'rank [01].*(exited|killed|signal)' "$work/err"; } ||
+  fail "a killed rank (pid '$killed', exit $code): $(head -c 1500 "$work/err")"
 
 cli_finish mpi_train_test
