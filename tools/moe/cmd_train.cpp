@@ -95,7 +95,7 @@ std::string describe_data(const LoadedData& d) {
 // that does nothing; under --strict they are one error instead. A run's own config.json (resumed
 // without CONFIG) is the resolved form, every key written: only the overrides count there.
 Status check_config_keys(const Config& config, const std::string& config_path,
-                         const TrainArgs& args, const ExplicitKeys& set) {
+                         const TrainArgs& args, const ExplicitKeys& set, bool print) {
   std::vector<std::string> keys = set.overrides;
   if (!args.config.empty() || args.resume.empty())
     keys.insert(keys.end(), set.file.begin(), set.file.end());
@@ -103,7 +103,7 @@ Status check_config_keys(const Config& config, const std::string& config_path,
   if (warnings.empty()) return Status::ok();
   if (!args.strict) {
     for (const ConfigWarning& w : warnings)
-      std::fprintf(stderr, "moe: warning: %s\n", w.message().c_str());
+      if (print) std::fprintf(stderr, "moe: warning: %s\n", w.message().c_str());
     return Status::ok();
   }
   std::string messages;
@@ -134,9 +134,10 @@ int run_train(const TrainArgs& args, Communicator* comm) {
   Result<Config> config = load_config(config_path, args.overrides, &set);
   if (!config) return fail(config.status());
   if (!args.init.empty()) config->training.init = args.init;
-  const Status keys = check_config_keys(*config, config_path, args, set);
+  // Warnings and notes once per job: rank 0's (errors come from every rank that has them).
+  const Status keys = check_config_keys(*config, config_path, args, set, comm->is_root());
   if (!keys.is_ok()) return fail(keys);
-  note_bf16_without_native(*config);
+  if (comm->is_root()) note_bf16_without_native(*config);
   if (!args.out.empty()) config->output.dir = args.out;
   if (!args.resume.empty()) config->output.dir = args.resume;
   if (args.checkpoint_every >= 0) config->output.checkpoint_every = args.checkpoint_every;
