@@ -110,7 +110,8 @@ class ThreadCommunicator final : public Communicator {
     if (root < 0 || root >= size())
       return Status::error("broadcast: root rank {} of a job of {}", root, size());
     MOE_TRY(publish("broadcast", data.data(), data.data(), static_cast<int64_t>(data.size())));
-    if (rank_ != root) std::memcpy(data.data(), hub_->in[static_cast<size_t>(root)], data.size());
+    if (rank_ != root && !data.empty())
+      std::memcpy(data.data(), hub_->in[static_cast<size_t>(root)], data.size());
     return meet("broadcast");
   }
 
@@ -160,8 +161,9 @@ class ThreadCommunicator final : public Communicator {
                            count, rank_, recv_counts[q]);
         break;
       }
-      std::memcpy(recv.data() + at, static_cast<const float*>(hub_->in[q]) + from,
-                  static_cast<size_t>(count) * sizeof(float));
+      if (count > 0)  // an empty buffer's data() may be null, which memcpy may not be given
+        std::memcpy(recv.data() + at, static_cast<const float*>(hub_->in[q]) + from,
+                    static_cast<size_t>(count) * sizeof(float));
       at += count;
     }
     MOE_TRY(meet("all_to_all_v"));
@@ -230,9 +232,10 @@ class ThreadCommunicator final : public Communicator {
       part[i - lo] = acc;
     }
     MOE_TRY(meet(op));  // every rank has read every input
-    for (int64_t q = 0; q < n; ++q)
-      std::memcpy(static_cast<T*>(hub_->out[static_cast<size_t>(q)]) + lo, part,
-                  static_cast<size_t>(hi - lo) * sizeof(T));
+    if (hi > lo)
+      for (int64_t q = 0; q < n; ++q)
+        std::memcpy(static_cast<T*>(hub_->out[static_cast<size_t>(q)]) + lo, part,
+                    static_cast<size_t>(hi - lo) * sizeof(T));
     return meet(op);
   }
 

@@ -123,6 +123,17 @@ class MpiCommunicator final : public Communicator {
 
   Status all_to_all_v(std::span<const float> send, std::span<const int64_t> send_counts,
                       std::span<float> recv, std::span<const int64_t> recv_counts) override {
+    return exchange_v(send, send_counts, recv, recv_counts, /*counts_agreed=*/false);
+  }
+  Status all_to_all_v_agreed(std::span<const float> send, std::span<const int64_t> send_counts,
+                             std::span<float> recv, std::span<const int64_t> recv_counts) override {
+    return exchange_v(send, send_counts, recv, recv_counts, /*counts_agreed=*/true);
+  }
+
+ private:
+  Status exchange_v(std::span<const float> send, std::span<const int64_t> send_counts,
+                    std::span<float> recv, std::span<const int64_t> recv_counts,
+                    bool counts_agreed) {
     const auto n = static_cast<size_t>(size_);
     if (send_counts.size() != n || recv_counts.size() != n)
       return Status::error("all_to_all_v: {} and {} counts for a job of {}", send_counts.size(),
@@ -144,6 +155,11 @@ class MpiCommunicator final : public Communicator {
     if (s_at != static_cast<int64_t>(send.size()) || r_at != static_cast<int64_t>(recv.size()))
       return Status::error("all_to_all_v: counts sum to {} and {}, buffers hold {} and {}", s_at,
                            r_at, send.size(), recv.size());
+    if (counts_agreed)
+      return check("all_to_all_v", [&] {
+        return MPI_Alltoallv(send.data(), sc.data(), sd.data(), MPI_FLOAT, recv.data(), rc.data(),
+                             rd.data(), MPI_FLOAT, MPI_COMM_WORLD);
+      });
     // The receivers' expectations against what is sent: MPI would truncate silently.
     std::vector<int64_t> told(n);
     MOE_TRY(all_to_all(send_counts, told));
@@ -166,7 +182,6 @@ class MpiCommunicator final : public Communicator {
     });
   }
 
- private:
   static constexpr size_t kMaxCount = size_t{1} << 28;
   static constexpr int64_t kSmallBytes = 64 << 10;
   static constexpr int kRingTag = 71;

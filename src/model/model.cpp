@@ -60,6 +60,12 @@ void Model::set_aux_grad_scale(float scale) {
   for (const MoeSite& s : moe_) s.layer->set_aux_grad_scale(scale);
 }
 
+double Model::expert_exchange_seconds() const {
+  double s = 0.0;
+  for (const MoeSite& site : moe_) s += site.layer->stage_times().exchange;
+  return s;
+}
+
 void Model::set_expert_parallel(Communicator* comm) {
   for (const MoeSite& s : moe_) s.layer->set_expert_parallel(comm);
 }

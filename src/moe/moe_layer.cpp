@@ -170,6 +170,7 @@ void MoeLayer::forward(Tensor x, Tensor y, bool training, const Rng& rng, Arena&
   dispatch_forward(plan_, x, xs);
   // Evaluation runs every expert here (the weights are whole on every rank).
   ep_active_ = ep_ != nullptr && training && n_groups() == 0;
+  times_.exchange = 0.0;
   run_offsets_ = plan_.expert_offsets.data();
   if (ep_active_) {
     plan_exchange();
@@ -227,6 +228,7 @@ int MoeLayer::expert_owner(int64_t e, int64_t n_experts, int ranks) {
 }
 
 void MoeLayer::plan_exchange() {
+  const double t0 = now();
   const int n = ep_->size(), me = ep_->rank();
   const int64_t e_n = n_experts(), d = config_.d_model;
   // Every rank's rows per expert, summed so that every rank knows them all.
@@ -262,9 +264,11 @@ void MoeLayer::plan_exchange() {
     for (int64_t e = mine_lo; e < mine_hi; ++e)
       for (int64_t r = 0; r < count(q, e); ++r) ep_perm_[i++] = at[static_cast<size_t>(e)]++;
   run_offsets_ = ep_offsets_.data();
+  times_.exchange += now() - t0;
 }
 
 void MoeLayer::exchange(Tensor kept, Tensor local, bool out, Arena& arena) {
+  const double t0 = now();
   const int64_t d = config_.d_model, rows = ep_offsets_.back();
   const size_t mark = arena.mark();
   Tensor wire = arena.alloc(Shape{rows, d});  // [R, D] in sender order
@@ -274,17 +278,18 @@ void MoeLayer::exchange(Tensor kept, Tensor local, bool out, Arena& arena) {
   float* l = local.f32();
   const auto row_bytes = static_cast<size_t>(d) * sizeof(float);
   if (out) {
-    const Status st = ep_->all_to_all_v(kept_span, ep_send_, wire_span, ep_recv_);
+    const Status st = ep_->all_to_all_v_agreed(kept_span, ep_send_, wire_span, ep_recv_);
     MOE_CHECK(st.is_ok(), "expert parallel: the rows out to their experts: {}", st.message());
     for (size_t i = 0; i < ep_perm_.size(); ++i)
       std::memcpy(l + ep_perm_[i] * d, w + static_cast<int64_t>(i) * d, row_bytes);
   } else {
     for (size_t i = 0; i < ep_perm_.size(); ++i)
       std::memcpy(w + static_cast<int64_t>(i) * d, l + ep_perm_[i] * d, row_bytes);
-    const Status st = ep_->all_to_all_v(wire_span, ep_recv_, kept_span, ep_send_);
+    const Status st = ep_->all_to_all_v_agreed(wire_span, ep_recv_, kept_span, ep_send_);
     MOE_CHECK(st.is_ok(), "expert parallel: the experts' rows back: {}", st.message());
   }
   arena.release(mark);
+  times_.exchange += now() - t0;
 }
 
 void MoeLayer::experts_forward(Tensor xs, Tensor ys, Arena& arena) {

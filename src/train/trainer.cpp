@@ -346,6 +346,7 @@ StepOutcome train_step(Model& model, const Batch& batch, const Rng& noise, doubl
   model.backward(dlogits, *in.arena);
   store.settle_grads();
   if (parallel) {
+    out.collective_seconds += model.expert_exchange_seconds();
     // The parts' gradients summed: the batch's (the same bits on every rank, so the replicas
     // stay equal).
     model.set_aux_grad_scale(1.0f);

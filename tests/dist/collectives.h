@@ -77,6 +77,10 @@ inline void check_collectives(Communicator& c) {
   std::vector<float> back(send.size());
   ASSERT_TRUE(c.all_to_all_v(recv, recv_counts, back, send_counts).is_ok());
   EXPECT_EQ(back, send);
+  // The same with counts every rank agrees on (no check exchange).
+  std::vector<float> again(send.size());
+  ASSERT_TRUE(c.all_to_all_v_agreed(recv, recv_counts, again, send_counts).is_ok());
+  EXPECT_EQ(again, send);
 }
 
 // Lengths that differ between ranks are an error on every rank, not a hang or an overrun.

@@ -90,6 +90,8 @@ class Model {
   // Every MoE layer's MoeLayer::set_aux_grad_scale and set_expert_parallel.
   void set_aux_grad_scale(float scale);
   void set_expert_parallel(Communicator* comm);
+  // Seconds the MoE layers spent in expert-parallel exchanges in the last forward and backward.
+  double expert_exchange_seconds() const;
 
   // The MoE layers in the order they were registered (block order).
   int64_t n_moe_layers() const { return static_cast<int64_t>(moe_.size()); }

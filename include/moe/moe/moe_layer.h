@@ -94,6 +94,9 @@ struct MoeStageTimes {
   double shared = 0.0;    // forward: shared experts
   double combine_bwd = 0.0, experts_bwd = 0.0, dispatch_bwd = 0.0, route_bwd = 0.0,
          shared_bwd = 0.0;
+  // Expert parallel: the counts' sum and the rows' and gradients' exchanges of the last forward
+  // and backward (inside dispatch, experts and experts_bwd above).
+  double exchange = 0.0;
 };
 
 class MoeLayer {

@@ -114,7 +114,8 @@ struct TrainResult {
   int ranks = 1;                   // the data-parallel job's ranks (TrainOptions::comm)
   std::string ranks_via;           // "MPI, 2 ranks", "2 threads", or empty for one process
   // Seconds rank 0 spent in the training steps' collectives (the gradient's all-reduce, the
-  // losses' and loads' sums), waiting for slower ranks included; part of `train_seconds`.
+  // losses' and loads' sums, the expert-parallel exchanges), waiting for slower ranks included;
+  // part of `train_seconds`.
   double collective_seconds = 0.0;
   double train_seconds = 0.0;  // in training steps (validation and checkpoints excluded)
   std::string threads_reason;  // "training.threads", or how auto chose
