@@ -2,7 +2,7 @@
 # Data-parallel training speed on this machine: the same run on 1 process (1 and 2 threads) and
 # on 2 and 4 MPI ranks of 1 thread each, data parallel and with the experts placed on the ranks,
 # with the time rank 0 spent in collectives (summary.json's collective_seconds: the steps' own
-# and, since 2ae801f, the expert-parallel exchanges inside the layers).
+# and the expert-parallel exchanges inside the layers).
 # The figures of docs/distributed.md. A run is STEPS optimizer steps of CONFIG, validated on the
 # first 200 lines of its validation file (the training rows/s excludes everything but the
 # steps); every configuration runs ROUNDS times, in turn with the others, and its best round is
