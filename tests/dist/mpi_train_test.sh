@@ -124,40 +124,38 @@ code=$?
 # collective and ends the job.
 training_long='{"epochs": 2000, "batch_size": 32, "lr": 0.01, "seed": 2, "threads": 1}'
 tabular_config "$work/long.json" "$work/data.csv" '{"validation": 0.2, "seed": 1}' "$model" "$training_long"
+# signal_rank RUN SIGNAL [ENV...]: starts long.json on 2 ranks into $work/RUN, sends SIGNAL to one
+# rank once training has begun, and waits for the job; sets $hit (the pid signalled, empty if
+# none) and $code (the job's exit status).
+signal_rank() {
+  local run=$1 signal=$2
+  shift 2
+  env "$@" timeout 120 "$mpi" 2 -x MOE_DIST_TIMEOUT "$moe" train "$work/long.json" \
+    --out "$work/$run" --quiet >"$work/out" 2>"$work/err" &
+  local job=$!
+  hit=""
+  for _ in $(seq 100); do
+    sleep 0.1
+    [ -f "$work/$run/metrics.jsonl" ] || continue
+    hit=$(pgrep -f "^$moe train $work/long.json --out $work/$run" | sort -n | tail -1)
+    [ -n "$hit" ] && kill "-$signal" "$hit" && break
+  done
+  wait "$job"
+  code=$?
+  [ -n "$hit" ] && kill -KILL "$hit" 2>/dev/null
+  return 0
+}
 checks=$((checks + 1))
-start=$SECONDS
-MOE_DIST_TIMEOUT=3 timeout 120 "$mpi" 2 -x MOE_DIST_TIMEOUT "$moe" train "$work/long.json" --out "$work/stall" --quiet \
-  >"$work/out" 2>"$work/err" &
-job=$!
-stopped=""
-for _ in $(seq 100); do
-  sleep 0.1
-  [ -f "$work/stall/metrics.jsonl" ] || continue
-  stopped=$(pgrep -f "^$moe train $work/long.json" | sort -n | tail -1)
-  [ -n "$stopped" ] && kill -STOP "$stopped" && break
-done
-wait "$job"
-code=$?
-[ -n "$stopped" ] && kill -KILL "$stopped" 2>/dev/null
-{ [ -n "$stopped" ] && [ "$code" -ne 0 ] && [ "$code" -ne 124 ] &&
+signal_rank stall STOP MOE_DIST_TIMEOUT=3
+{ [ -n "$hit" ] && [ "$code" -ne 0 ] && [ "$code" -ne 124 ] &&
   grep -qE 'rank [01] of 2 waited 3 s in [a-z_]+ for the other ranks' "$work/err"; } ||
-  fail "a stalled rank (stopped: '$stopped', exit $code after $((SECONDS - start)) s): $(head -c 1500 "$work/err")"
+  fail "a stalled rank (stopped: '$hit', exit $code): $(head -c 1500 "$work/err")"
 
 # A rank killed outright: mpirun ends the job and names the rank.
 checks=$((checks + 1))
-timeout 120 "$mpi" 2 "$moe" train "$work/long.json" --out "$work/killed" --quiet >"$work/out" 2>"$work/err" &
-job=$!
-killed=""
-for _ in $(seq 100); do
-  sleep 0.1
-  [ -f "$work/killed/metrics.jsonl" ] || continue
-  killed=$(pgrep -f "^$moe train $work/long.json --out $work/killed" | sort -n | tail -1)
-  [ -n "$killed" ] && kill -KILL "$killed" && break
-done
-wait "$job"
-code=$?
-{ [ -n "$killed" ] && [ "$code" -ne 0 ] && [ "$code" -ne 124 ] &&
+signal_rank killed KILL MOE_DIST_TIMEOUT=600
+{ [ -n "$hit" ] && [ "$code" -ne 0 ] && [ "$code" -ne 124 ] &&
   grep -qiE 'rank [01].*(exited|killed|signal)' "$work/err"; } ||
-  fail "a killed rank (pid '$killed', exit $code): $(head -c 1500 "$work/err")"
+  fail "a killed rank (pid '$hit', exit $code): $(head -c 1500 "$work/err")"
 
 cli_finish mpi_train_test
